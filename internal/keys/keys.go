@@ -1,0 +1,131 @@
+// Package keys owns the global keyspace: how user keys and system keys are
+// laid out so that every key belongs to exactly one range.
+//
+// The global keyspace, in order:
+//
+//	[0x01, 0x02)  system keys, held by the meta range:
+//	              0x01 "node/"  <node id, 8 bytes BE>  node records
+//	              0x01 "nodeseq"                        last assigned node id
+//	              0x01 "range/" <range id, 8 bytes BE> range descriptors
+//	              0x01 "tso"                            TSO window upper bound
+//	[0x02, 0x03)  user keys: 0x02 followed by the etcd key, held by the user
+//	              ranges (one at bootstrap; splits divide this span)
+//
+// Range spans are always expressed in global keys. Nothing outside this
+// package should build a global key by hand.
+package keys
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+)
+
+const (
+	systemPrefix byte = 0x01
+	userPrefix   byte = 0x02
+)
+
+// Span is a half-open interval [Start, End) of global keys. An empty End
+// means the single key Start.
+type Span struct {
+	Start, End []byte
+}
+
+// Contains reports whether key lies in the span [s.Start, s.End).
+func (s Span) Contains(key []byte) bool {
+	return bytes.Compare(key, s.Start) >= 0 && bytes.Compare(key, s.End) < 0
+}
+
+// ContainsSpan reports whether o lies entirely inside s. o may be a single
+// key (empty End).
+func (s Span) ContainsSpan(o Span) bool {
+	if !s.Contains(o.Start) {
+		return false
+	}
+	if len(o.End) == 0 {
+		return true
+	}
+	return bytes.Compare(o.End, s.End) <= 0
+}
+
+// String renders the span for logs.
+func (s Span) String() string { return fmt.Sprintf("[%q, %q)", s.Start, s.End) }
+
+var (
+	// MetaSpan is the span of the meta range: every system key.
+	MetaSpan = Span{Start: []byte{systemPrefix}, End: []byte{systemPrefix + 1}}
+	// UserSpan is the span of all user keys.
+	UserSpan = Span{Start: []byte{userPrefix}, End: []byte{userPrefix + 1}}
+
+	nodePrefix  = []byte("\x01node/")
+	rangePrefix = []byte("\x01range/")
+	// NodeSeq holds the last node id assigned, as 8 bytes big-endian.
+	NodeSeq = []byte("\x01nodeseq")
+	// TSOWindow holds the TSO's persisted upper bound, as 8 bytes big-endian.
+	TSOWindow = []byte("\x01tso")
+)
+
+// User maps an etcd key to its global key. The caller owns the result.
+func User(key []byte) []byte {
+	out := make([]byte, 0, len(key)+1)
+	out = append(out, userPrefix)
+	return append(out, key...)
+}
+
+// UserEnd maps an etcd range_end to the end of the global span: "\x00" (read
+// from key on) becomes the end of the user span; empty stays empty (a single
+// key).
+func UserEnd(end []byte) []byte {
+	switch {
+	case len(end) == 0:
+		return nil
+	case len(end) == 1 && end[0] == 0:
+		return append([]byte(nil), UserSpan.End...)
+	default:
+		return User(end)
+	}
+}
+
+// UserSpanOf maps an etcd (key, range_end) pair to a global span.
+func UserSpanOf(key, end []byte) Span {
+	return Span{Start: User(key), End: UserEnd(end)}
+}
+
+// StripUser returns the etcd key of a global user key. It panics if key is
+// not a user key: callers only strip keys they read from a user range.
+func StripUser(key []byte) []byte {
+	if len(key) == 0 || key[0] != userPrefix {
+		panic(fmt.Sprintf("keys: %q is not a user key", key))
+	}
+	return key[1:]
+}
+
+// IsUser reports whether a global key is a user key.
+func IsUser(key []byte) bool { return len(key) > 0 && key[0] == userPrefix }
+
+// Node is the key of a node's record.
+func Node(id uint64) []byte { return binary.BigEndian.AppendUint64(append([]byte(nil), nodePrefix...), id) }
+
+// NodeSpan covers every node record.
+func NodeSpan() Span { return Span{Start: nodePrefix, End: prefixEnd(nodePrefix)} }
+
+// Range is the key of a range descriptor.
+func Range(id uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), rangePrefix...), id)
+}
+
+// RangeSpan covers every range descriptor.
+func RangeSpan() Span { return Span{Start: rangePrefix, End: prefixEnd(rangePrefix)} }
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
