@@ -1,0 +1,119 @@
+package storage
+
+import (
+	"bytes"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/concorddb/concord/internal/keys"
+)
+
+func FuzzMVCCValue(f *testing.F) {
+	f.Add([]byte{1, 0, 0, 0})
+	f.Add(encodeMVCCValue(mvccValue{createRevision: 5, version: 2, lease: 7, value: []byte("v")}))
+	f.Add(encodeMVCCValue(mvccValue{tombstone: true}))
+	f.Add([]byte{2, 0x80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := decodeMVCCValue(b)
+		if err != nil {
+			return
+		}
+		re := encodeMVCCValue(v)
+		v2, err := decodeMVCCValue(re)
+		if err != nil || v2.tombstone != v.tombstone || v2.createRevision != v.createRevision ||
+			v2.version != v.version || v2.lease != v.lease || !bytes.Equal(v2.value, v.value) {
+			t.Fatalf("round trip of %x: %+v -> %x -> %+v, %v", b, v, re, v2, err)
+		}
+	})
+}
+
+func FuzzMVCCKey(f *testing.F) {
+	f.Add([]byte("a"), []byte("a\x00"), int64(1), int64(2))
+	f.Add([]byte{}, []byte{0}, int64(1<<40), int64(1))
+	f.Add([]byte{0, 0xFF}, []byte{0, 1}, int64(3), int64(3))
+	f.Fuzz(func(t *testing.T, a, b []byte, ra, rb int64) {
+		checkEscapeOrder(t, a, b, ra, rb)
+		// Decoding arbitrary bytes must not panic.
+		_, _, _, _ = decodeMVCCKey(append([]byte{kindMVCC}, a...))
+		_, _, _ = unescape(b)
+	})
+}
+
+func FuzzAppliedState(f *testing.F) {
+	for _, s := range []AppliedState{
+		{},
+		{Index: 1, Term: 1, MaxTS: -1, CompactedRev: 3},
+		{Index: 10, Term: 2, ConfState: &raftpb.ConfState{Voters: []uint64{1, 2}, Learners: []uint64{3}}, MaxTS: 1 << 50},
+	} {
+		b, err := encodeAppliedState(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := decodeAppliedState(b)
+		if err != nil {
+			return
+		}
+		re, err := encodeAppliedState(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2, err := decodeAppliedState(re)
+		if err != nil || s2.Index != s.Index || s2.Term != s.Term || s2.MaxTS != s.MaxTS ||
+			s2.CompactedRev != s.CompactedRev || !proto.Equal(s2.ConfState, s.ConfState) {
+			t.Fatalf("round trip of %x: %+v -> %+v, %v", b, s, s2, err)
+		}
+	})
+}
+
+func FuzzFixedStates(f *testing.F) {
+	f.Add(encodeIdent(Ident{ClusterID: 1, NodeID: 2}))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if id, err := decodeIdent(b); err == nil {
+			if !bytes.Equal(encodeIdent(id), b) {
+				t.Fatalf("ident round trip of %x", b)
+			}
+		}
+		if ts, err := decodeTruncatedState(b); err == nil {
+			if !bytes.Equal(encodeTruncatedState(ts), b) {
+				t.Fatalf("truncated state round trip of %x", b)
+			}
+		}
+	})
+}
+
+func FuzzSnapshotBlob(f *testing.F) {
+	e, err := Open("db", Options{FS: memFS()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer func() { _ = e.Close() }()
+	span := keys.Span{Start: []byte("\x02a"), End: []byte("\x02z")}
+	b := e.NewBatch()
+	_ = put("\x02b", 1, 1, 1, "v")(b)
+	_ = b.SysPut([]byte("\x02c"), []byte("s"))
+	_ = b.PutAppliedState(1, AppliedState{Index: 3})
+	blob, err := ExportRange(b, 1, span)
+	b.Close()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(blob)
+	f.Add([]byte("CSNP"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, kvs, err := decodeBlob(data, 1, span)
+		if err != nil {
+			return
+		}
+		for _, kv := range kvs {
+			if err := checkBlobKey(kv.key, blobSpans(span)); err != nil {
+				t.Fatalf("accepted blob with bad key: %v", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,213 @@
+package storage
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/keys"
+)
+
+// nextsBeforeSeek is how many Next calls a scan tries to step over a key's
+// older versions before it seeks past them: a Next is far cheaper than a seek
+// when a key has few versions, a seek far cheaper when it has many.
+const nextsBeforeSeek = 4
+
+// readRev maps a read revision to the revision to seek: 0 means newest.
+func readRev(rev int64) int64 {
+	if rev <= 0 {
+		return math.MaxInt64
+	}
+	return rev
+}
+
+// MVCCGet returns the newest version of the global key with
+// mod_revision <= rev (rev 0: the newest version), or nil with no error if
+// there is none or it is a tombstone. The result's Key is the global key;
+// the caller owns it.
+func MVCCGet(r Reader, key []byte, rev int64) (kv *concordpb.KeyValue, err error) {
+	p := mvccPrefix(key)
+	it, err := newIter(r, p, mvccPrefixEnd(p))
+	if err != nil {
+		return nil, err
+	}
+	defer closeIter(it, &err)
+	if !it.SeekGE(mvccKey(key, readRev(rev))) {
+		return nil, it.Error()
+	}
+	return decodeVersion(it, false)
+}
+
+// decodeVersion decodes the version under it; nil for a tombstone. The
+// returned KeyValue owns its bytes.
+func decodeVersion(it *pebble.Iterator, keysOnly bool) (*concordpb.KeyValue, error) {
+	key, rev, _, err := decodeMVCCKey(it.Key())
+	if err != nil {
+		return nil, err
+	}
+	raw, err := it.ValueAndErr()
+	if err != nil {
+		return nil, fmt.Errorf("storage: mvcc read: %w", err)
+	}
+	v, err := decodeMVCCValue(raw)
+	if err != nil {
+		return nil, fmt.Errorf("key %q rev %d: %w", key, rev, err)
+	}
+	if v.tombstone {
+		return nil, nil
+	}
+	kv := &concordpb.KeyValue{
+		Key:            key,
+		CreateRevision: v.createRevision,
+		ModRevision:    rev,
+		Version:        v.version,
+		Lease:          v.lease,
+	}
+	if !keysOnly {
+		kv.Value = append([]byte(nil), v.value...)
+	}
+	return kv, nil
+}
+
+// MVCCScan calls fn, in ascending key order, with the version visible at rev
+// (0: newest) of every live key in span; keys whose visible version is a
+// tombstone, and older versions, are skipped (seeking past long histories).
+// fn owns its argument. An error from fn stops the scan and is returned
+// unchanged, so callers can stop early with a sentinel of their own.
+func MVCCScan(r Reader, span keys.Span, rev int64, fn func(kv *concordpb.KeyValue) error) (err error) {
+	rev = readRev(rev)
+	lower, upper := mvccSpan(span)
+	it, err := newIter(r, lower, upper)
+	if err != nil {
+		return err
+	}
+	defer closeIter(it, &err)
+	valid := it.First()
+	for valid {
+		key, vrev, plen, err := decodeMVCCKey(it.Key())
+		if err != nil {
+			return err
+		}
+		if vrev > rev {
+			// Newer than the read: jump to the newest version <= rev (or to
+			// the next key if there is none).
+			valid = it.SeekGE(mvccKey(key, rev))
+			continue
+		}
+		kv, err := decodeVersion(it, false)
+		if err != nil {
+			return err
+		}
+		if kv != nil {
+			if err := fn(kv); err != nil {
+				return err
+			}
+		}
+		valid = skipVersions(it, it.Key()[:plen])
+	}
+	return it.Error()
+}
+
+// skipVersions moves it past every remaining version of the key whose MVCC
+// prefix is p and reports whether it is still valid. p must not alias the
+// iterator's key buffer after the first move, so it is copied.
+func skipVersions(it *pebble.Iterator, p []byte) bool {
+	p = append([]byte(nil), p...)
+	for range nextsBeforeSeek {
+		if !it.Next() {
+			return false
+		}
+		if !bytes.HasPrefix(it.Key(), p) {
+			return true
+		}
+	}
+	return it.SeekGE(mvccPrefixEnd(p))
+}
+
+// MVCCPut writes the version kv.ModRevision of the global key kv.Key, with
+// kv's create revision, version, lease and value. It replaces a version
+// written at the same revision.
+func (b *Batch) MVCCPut(kv *concordpb.KeyValue) error {
+	if kv.GetModRevision() <= 0 {
+		return fmt.Errorf("storage: mvcc put of %q at revision %d", kv.GetKey(), kv.GetModRevision())
+	}
+	v := encodeMVCCValue(mvccValue{
+		createRevision: kv.GetCreateRevision(),
+		version:        kv.GetVersion(),
+		lease:          kv.GetLease(),
+		value:          kv.GetValue(),
+	})
+	if err := b.b.Set(mvccKey(kv.GetKey(), kv.GetModRevision()), v, nil); err != nil {
+		return fmt.Errorf("storage: mvcc put: %w", err)
+	}
+	return nil
+}
+
+// MVCCDelete writes a tombstone for the global key at rev. It does not check
+// that the key is live.
+func (b *Batch) MVCCDelete(key []byte, rev int64) error {
+	if rev <= 0 {
+		return fmt.Errorf("storage: mvcc delete of %q at revision %d", key, rev)
+	}
+	if err := b.b.Set(mvccKey(key, rev), encodeMVCCValue(mvccValue{tombstone: true}), nil); err != nil {
+		return fmt.Errorf("storage: mvcc delete: %w", err)
+	}
+	return nil
+}
+
+// MVCCCompact drops history at or below rev in span, with etcd's semantics:
+// for each key it keeps every version newer than rev and the newest version
+// <= rev (so reads at rev and later are unchanged), unless that version is a
+// tombstone, which is dropped too; all older versions are dropped. It reads
+// through b, so it sees b's earlier writes.
+func MVCCCompact(b *Batch, span keys.Span, rev int64) (err error) {
+	if rev <= 0 {
+		return nil
+	}
+	lower, upper := mvccSpan(span)
+	it, err := newIter(b, lower, upper)
+	if err != nil {
+		return err
+	}
+	defer closeIter(it, &err)
+	var cur []byte // MVCC prefix of the key being compacted
+	var kept bool  // whether the newest version <= rev of cur was seen
+	for valid := it.First(); valid; valid = it.Next() {
+		k := it.Key()
+		_, vrev, plen, err := decodeMVCCKey(k)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(k[:plen], cur) {
+			cur = append(cur[:0], k[:plen]...)
+			kept = false
+		}
+		if vrev > rev {
+			continue
+		}
+		if kept {
+			if err := b.b.Delete(k, nil); err != nil {
+				return fmt.Errorf("storage: compact: %w", err)
+			}
+			continue
+		}
+		kept = true
+		raw, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("storage: compact: %w", err)
+		}
+		v, err := decodeMVCCValue(raw)
+		if err != nil {
+			return err
+		}
+		if v.tombstone {
+			if err := b.b.Delete(k, nil); err != nil {
+				return fmt.Errorf("storage: compact: %w", err)
+			}
+		}
+	}
+	return it.Error()
+}

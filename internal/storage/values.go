@@ -1,0 +1,184 @@
+package storage
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// MVCC value kinds.
+const (
+	valueKindValue     byte = 1
+	valueKindTombstone byte = 2
+)
+
+// mvccValue is one decoded MVCC version.
+type mvccValue struct {
+	tombstone      bool
+	createRevision int64
+	version        int64
+	lease          int64
+	value          []byte
+}
+
+// encodeMVCCValue encodes v: kind, uvarint create_revision, uvarint version,
+// uvarint lease, raw value.
+func encodeMVCCValue(v mvccValue) []byte {
+	out := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(v.value))
+	kind := valueKindValue
+	if v.tombstone {
+		kind = valueKindTombstone
+	}
+	out = append(out, kind)
+	out = binary.AppendUvarint(out, uint64(v.createRevision))
+	out = binary.AppendUvarint(out, uint64(v.version))
+	out = binary.AppendUvarint(out, uint64(v.lease))
+	return append(out, v.value...)
+}
+
+// decodeMVCCValue decodes b. The returned value aliases b.
+func decodeMVCCValue(b []byte) (mvccValue, error) {
+	var v mvccValue
+	if len(b) == 0 {
+		return v, fmt.Errorf("%w: empty mvcc value", ErrCorrupt)
+	}
+	switch b[0] {
+	case valueKindValue:
+	case valueKindTombstone:
+		v.tombstone = true
+	default:
+		return v, fmt.Errorf("%w: bad mvcc value kind %d", ErrCorrupt, b[0])
+	}
+	b = b[1:]
+	var fields [3]uint64
+	for i := range fields {
+		x, n := binary.Uvarint(b)
+		if n <= 0 {
+			return v, fmt.Errorf("%w: bad mvcc value varint", ErrCorrupt)
+		}
+		fields[i] = x
+		b = b[n:]
+	}
+	v.createRevision, v.version, v.lease = int64(fields[0]), int64(fields[1]), int64(fields[2])
+	if v.tombstone && len(b) != 0 {
+		return v, fmt.Errorf("%w: tombstone with a value", ErrCorrupt)
+	}
+	v.value = b
+	return v, nil
+}
+
+// TruncatedState is the last log entry removed by log truncation (or covered
+// by an applied snapshot). Invariant: stored log entries all have
+// index > Index.
+type TruncatedState struct{ Index, Term uint64 }
+
+func encodeTruncatedState(ts TruncatedState) []byte {
+	out := binary.BigEndian.AppendUint64(nil, ts.Index)
+	return binary.BigEndian.AppendUint64(out, ts.Term)
+}
+
+func decodeTruncatedState(b []byte) (TruncatedState, error) {
+	if len(b) != 16 {
+		return TruncatedState{}, fmt.Errorf("%w: truncated state of %d bytes", ErrCorrupt, len(b))
+	}
+	return TruncatedState{Index: binary.BigEndian.Uint64(b), Term: binary.BigEndian.Uint64(b[8:])}, nil
+}
+
+// Ident is a node's identity in its cluster, written once when the node
+// joins (or bootstraps) a cluster.
+type Ident struct{ ClusterID, NodeID uint64 }
+
+func encodeIdent(id Ident) []byte {
+	out := binary.BigEndian.AppendUint64(nil, id.ClusterID)
+	return binary.BigEndian.AppendUint64(out, id.NodeID)
+}
+
+func decodeIdent(b []byte) (Ident, error) {
+	if len(b) != 16 {
+		return Ident{}, fmt.Errorf("%w: ident of %d bytes", ErrCorrupt, len(b))
+	}
+	return Ident{ClusterID: binary.BigEndian.Uint64(b), NodeID: binary.BigEndian.Uint64(b[8:])}, nil
+}
+
+// AppliedState is what a replica has applied. It is written in the same batch
+// as the data the entries applied, so the two never disagree after a crash.
+type AppliedState struct {
+	// Index and Term of the last applied Raft entry.
+	Index, Term uint64
+	// ConfState as of Index; nil if none was ever recorded.
+	ConfState *raftpb.ConfState
+	// MaxTS is the newest revision applied. Invariant: the range applies a
+	// command only if its ts > MaxTS.
+	MaxTS int64
+	// CompactedRev is the revision the range's history was compacted at.
+	CompactedRev int64
+}
+
+// appliedStateVersion is the first byte of an encoded AppliedState, so the
+// format can grow.
+const appliedStateVersion byte = 1
+
+// encodeAppliedState: version byte, uvarint Index, uvarint Term, varint
+// MaxTS, varint CompactedRev, then the ConfState protobuf (absent if nil:
+// presence is a flag byte).
+func encodeAppliedState(s AppliedState) ([]byte, error) {
+	out := []byte{appliedStateVersion}
+	out = binary.AppendUvarint(out, s.Index)
+	out = binary.AppendUvarint(out, s.Term)
+	out = binary.AppendVarint(out, s.MaxTS)
+	out = binary.AppendVarint(out, s.CompactedRev)
+	if s.ConfState == nil {
+		return append(out, 0), nil
+	}
+	out = append(out, 1)
+	cs, err := proto.MarshalOptions{Deterministic: true}.Marshal(s.ConfState)
+	if err != nil {
+		return nil, fmt.Errorf("storage: encode conf state: %w", err)
+	}
+	return append(out, cs...), nil
+}
+
+func decodeAppliedState(b []byte) (AppliedState, error) {
+	var s AppliedState
+	if len(b) == 0 || b[0] != appliedStateVersion {
+		return s, fmt.Errorf("%w: bad applied state version", ErrCorrupt)
+	}
+	b = b[1:]
+	var n int
+	if s.Index, n = binary.Uvarint(b); n <= 0 {
+		return s, fmt.Errorf("%w: bad applied index", ErrCorrupt)
+	}
+	b = b[n:]
+	if s.Term, n = binary.Uvarint(b); n <= 0 {
+		return s, fmt.Errorf("%w: bad applied term", ErrCorrupt)
+	}
+	b = b[n:]
+	if s.MaxTS, n = binary.Varint(b); n <= 0 {
+		return s, fmt.Errorf("%w: bad applied max ts", ErrCorrupt)
+	}
+	b = b[n:]
+	if s.CompactedRev, n = binary.Varint(b); n <= 0 {
+		return s, fmt.Errorf("%w: bad applied compacted rev", ErrCorrupt)
+	}
+	b = b[n:]
+	if len(b) == 0 {
+		return s, fmt.Errorf("%w: applied state without conf state flag", ErrCorrupt)
+	}
+	switch b[0] {
+	case 0:
+		if len(b) != 1 {
+			return s, fmt.Errorf("%w: trailing bytes in applied state", ErrCorrupt)
+		}
+	case 1:
+		cs := &raftpb.ConfState{}
+		if err := proto.Unmarshal(b[1:], cs); err != nil {
+			return s, fmt.Errorf("%w: conf state: %v", ErrCorrupt, err)
+		}
+		s.ConfState = cs
+	default:
+		return s, fmt.Errorf("%w: bad conf state flag %d", ErrCorrupt, b[0])
+	}
+	return s, nil
+}
