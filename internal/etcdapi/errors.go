@@ -1,0 +1,91 @@
+package etcdapi
+
+import (
+	"context"
+	"errors"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/concorddb/concord/internal/concordpb"
+)
+
+// Errors this package answers with itself, for what Concord does not serve
+// yet. They are codes.Unimplemented so clients do not retry them.
+var (
+	errCompactUnsupported = status.Error(codes.Unimplemented, "etcdserver: compaction not supported yet")
+	errMembershipChange   = status.Error(codes.Unimplemented, "etcdserver: concord manages membership itself (concord start --join); member add/remove/update/promote are not supported")
+	errAlarmActivate      = status.Error(codes.Unimplemented, "etcdserver: alarm activation not supported yet")
+	errDefragment         = status.Error(codes.Unimplemented, "etcdserver: defragment not supported (the storage engine compacts its files itself)")
+	errHash               = status.Error(codes.Unimplemented, "etcdserver: hash and hashkv not supported yet")
+	errSnapshot           = status.Error(codes.Unimplemented, "etcdserver: snapshot not supported yet")
+	errMoveLeader         = status.Error(codes.Unimplemented, "etcdserver: move-leader not supported (each range has its own leader)")
+	errDowngrade          = status.Error(codes.Unimplemented, "etcdserver: downgrade not supported")
+)
+
+// toGRPCError translates a Backend error into what an etcd server would
+// answer, so clientv3 recognises it (it matches errors by message):
+//
+//	concordpb code                    etcd error
+//	COMPACTED                         ErrGRPCCompacted
+//	FUTURE_REV                        ErrGRPCFutureRev
+//	DUPLICATE_KEY                     ErrGRPCDuplicateKey
+//	LEASE_NOT_FOUND                   ErrGRPCLeaseNotFound
+//	TOO_MANY_OPS                      ErrGRPCTooManyOps
+//	INVALID_ARGUMENT                  codes.InvalidArgument, the message as is
+//	NOT_LEADER, UNAVAILABLE           ErrGRPCNoLeader
+//	AMBIGUOUS                         ErrGRPCTimeout (etcd's "may have happened")
+//	CROSS_RANGE                       codes.Unimplemented, the message
+//	RANGE_NOT_FOUND, KEY_MISMATCH,
+//	RETRY                             codes.Unavailable, the message (routing
+//	                                  gave up on a retryable condition)
+//	INTERNAL and unknown codes        codes.Internal, the message
+//	context.DeadlineExceeded          ErrGRPCTimeout
+//	context.Canceled                  ErrGRPCCanceled
+//	gRPC status Unavailable           kept (a peer could not be reached)
+//	anything else                     codes.Unknown, the message (as etcd)
+//
+// Unavailable is the one code clientv3 retries, and only for reads; so only
+// conditions under which nothing was applied map to it, and AMBIGUOUS maps to
+// etcd's timeout error, which is what etcd itself returns when it cannot tell
+// whether a write happened.
+func toGRPCError(err error) error {
+	var ce *concordpb.Error
+	if errors.As(err, &ce) {
+		switch ce.GetCode() {
+		case concordpb.ErrorCode_COMPACTED:
+			return rpctypes.ErrGRPCCompacted
+		case concordpb.ErrorCode_FUTURE_REV:
+			return rpctypes.ErrGRPCFutureRev
+		case concordpb.ErrorCode_DUPLICATE_KEY:
+			return rpctypes.ErrGRPCDuplicateKey
+		case concordpb.ErrorCode_LEASE_NOT_FOUND:
+			return rpctypes.ErrGRPCLeaseNotFound
+		case concordpb.ErrorCode_TOO_MANY_OPS:
+			return rpctypes.ErrGRPCTooManyOps
+		case concordpb.ErrorCode_INVALID_ARGUMENT:
+			return status.Error(codes.InvalidArgument, ce.Error())
+		case concordpb.ErrorCode_NOT_LEADER, concordpb.ErrorCode_UNAVAILABLE:
+			return rpctypes.ErrGRPCNoLeader
+		case concordpb.ErrorCode_AMBIGUOUS:
+			return rpctypes.ErrGRPCTimeout
+		case concordpb.ErrorCode_CROSS_RANGE:
+			return status.Error(codes.Unimplemented, ce.Error())
+		case concordpb.ErrorCode_RANGE_NOT_FOUND, concordpb.ErrorCode_KEY_MISMATCH, concordpb.ErrorCode_RETRY:
+			return status.Error(codes.Unavailable, ce.Error())
+		default:
+			return status.Error(codes.Internal, ce.Error())
+		}
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return rpctypes.ErrGRPCTimeout
+	case errors.Is(err, context.Canceled):
+		return rpctypes.ErrGRPCCanceled
+	}
+	if s, ok := status.FromError(err); ok && s.Code() == codes.Unavailable {
+		return s.Err()
+	}
+	return status.Error(codes.Unknown, err.Error())
+}

@@ -1,0 +1,171 @@
+package etcdapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/concorddb/concord/internal/concordpb"
+)
+
+// Header is what the Backend knows about a response, for etcd's
+// ResponseHeader: the revision the response reflects (the write's commit
+// timestamp for writes) and the Raft term of the range that served it.
+type Header struct {
+	Revision int64
+	RaftTerm uint64
+}
+
+// Status is this node's view of itself, for Maintenance.Status (what
+// `etcdctl endpoint status` prints).
+type Status struct {
+	// Leader is the node believed to lead (0 if none is known; the response
+	// then carries etcd's "no leader" error string, as etcd does).
+	Leader           uint64
+	RaftTerm         uint64
+	RaftIndex        uint64
+	RaftAppliedIndex uint64
+	DBSize           int64
+	DBSizeInUse      int64
+	IsLearner        bool
+}
+
+// Backend is what the gateway needs from the node. Implementations must be
+// safe for concurrent use: every gRPC call runs on its own goroutine.
+//
+// Errors are *concordpb.Error (translated by code, see toGRPCError), context
+// errors, or anything else (reported as codes.Unknown with its message, as
+// etcd does for errors it has no mapping for; a gRPC status with
+// codes.Unavailable keeps its code so clients retry reads).
+type Backend interface {
+	// Do serves a Range, Put, DeleteRange or Txn on user keys and returns a
+	// ResponseOp of the same kind. The request is validated and the caller
+	// does not modify it afterwards; the backend owns the returned response.
+	Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, Header, error)
+	// Members lists the cluster's nodes.
+	Members(ctx context.Context) ([]*concordpb.NodeRecord, error)
+	// Status reports this node's view.
+	Status(ctx context.Context) (Status, error)
+}
+
+// Defaults, all etcd's own so clients and tools tuned for etcd behave the
+// same against Concord.
+const (
+	// DefaultMaxRequestBytes is etcd's --max-request-bytes default (1.5 MiB).
+	DefaultMaxRequestBytes = 3 * 512 * 1024
+	// DefaultMaxTxnOps is etcd's --max-txn-ops default.
+	DefaultMaxTxnOps = 128
+	// DefaultVersion is the etcd server version reported by Status. etcdctl
+	// and clientv3 feature checks read it, so it names the etcd release whose
+	// API we serve, not Concord's own version.
+	DefaultVersion = "3.7.0"
+
+	// grpcOverheadBytes is the headroom etcd adds to MaxRequestBytes for the
+	// gRPC receive limit, so a slightly too large request reaches the handler
+	// and gets etcd's "request is too large" instead of a gRPC
+	// ResourceExhausted.
+	grpcOverheadBytes = 512 * 1024
+
+	// etcd's default keepalive settings (embed.Config).
+	keepAliveMinTime  = 5 * time.Second
+	keepAliveInterval = 2 * time.Hour
+	keepAliveTimeout  = 20 * time.Second
+)
+
+// Config configures the gateway. Zero values take the defaults above.
+type Config struct {
+	// ClusterID and MemberID fill every response header.
+	ClusterID, MemberID uint64
+	// MaxRequestBytes bounds the marshalled size of a write request.
+	MaxRequestBytes int
+	// MaxTxnOps bounds the compares and the ops of each branch of a txn.
+	MaxTxnOps int
+	// Version is reported in Status.
+	Version string
+}
+
+// Validate reports a config that cannot work.
+func (c Config) Validate() error {
+	if c.MaxRequestBytes < 0 {
+		return fmt.Errorf("etcdapi: MaxRequestBytes %d < 0", c.MaxRequestBytes)
+	}
+	if c.MaxRequestBytes > math.MaxInt32-grpcOverheadBytes {
+		return fmt.Errorf("etcdapi: MaxRequestBytes %d too large (max %d)", c.MaxRequestBytes, math.MaxInt32-grpcOverheadBytes)
+	}
+	if c.MaxTxnOps < 0 {
+		return fmt.Errorf("etcdapi: MaxTxnOps %d < 0", c.MaxTxnOps)
+	}
+	return nil
+}
+
+// withDefaults returns c with zero values replaced by the defaults.
+func (c Config) withDefaults() Config {
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.MaxTxnOps == 0 {
+		c.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if c.Version == "" {
+		c.Version = DefaultVersion
+	}
+	return c
+}
+
+// mustComplete validates and completes cfg. An invalid config is a wiring bug
+// (callers should have called Validate when they read it), so it panics.
+func mustComplete(cfg Config) Config {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	return cfg.withDefaults()
+}
+
+// Register installs the etcd KV, Maintenance and Cluster services on s,
+// served by b. It panics if cfg does not Validate.
+func Register(s *grpc.Server, b Backend, cfg Config) {
+	if b == nil {
+		panic(errors.New("etcdapi: nil Backend"))
+	}
+	cfg = mustComplete(cfg)
+	pb.RegisterKVServer(s, &kvServer{b: b, cfg: cfg})
+	pb.RegisterMaintenanceServer(s, &maintenanceServer{b: b, cfg: cfg})
+	pb.RegisterClusterServer(s, &clusterServer{b: b, cfg: cfg})
+}
+
+// ServerOptions returns the grpc.ServerOptions etcd uses for its client
+// port: a receive limit of MaxRequestBytes plus etcd's gRPC overhead, an
+// unbounded send size and stream count, and etcd's keepalive defaults. It
+// panics if cfg does not Validate.
+func ServerOptions(cfg Config) []grpc.ServerOption {
+	cfg = mustComplete(cfg)
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             keepAliveMinTime,
+			PermitWithoutStream: false,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    keepAliveInterval,
+			Timeout: keepAliveTimeout,
+		}),
+	}
+}
+
+// header builds a top-level response header.
+func header(cfg Config, h Header) *pb.ResponseHeader {
+	return &pb.ResponseHeader{
+		ClusterId: cfg.ClusterID,
+		MemberId:  cfg.MemberID,
+		Revision:  h.Revision,
+		RaftTerm:  h.RaftTerm,
+	}
+}
