@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/concorddb/concord/internal/server"
+	"github.com/spf13/cobra"
+)
+
+func startCmd() *cobra.Command {
+	cfg := server.DefaultConfig()
+	var (
+		listenClient, advertiseClient, listenPeer, advertisePeer string
+		heartbeatMs, electionMs                                  int
+		logFormat, logLevel                                      string
+	)
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Run one Concord node (flags follow etcd's)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.ListenClientURLs = splitURLs(listenClient)
+			cfg.AdvertiseClientURLs = splitURLs(advertiseClient)
+			cfg.ListenPeerURLs = splitURLs(listenPeer)
+			cfg.InitialAdvertisePeerURLs = splitURLs(advertisePeer)
+			cfg.HeartbeatInterval = msDuration(heartbeatMs)
+			cfg.ElectionTimeout = msDuration(electionMs)
+			if cfg.DataDir == "" {
+				cfg.DataDir = cfg.Name + ".concord"
+			}
+			if !cmd.Flags().Changed("initial-cluster") {
+				cfg.InitialCluster = cfg.Name + "=" + cfg.InitialAdvertisePeerURLs[0]
+			}
+			logger, err := newLogger(logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = logger
+			n, err := server.Start(cfg)
+			if err != nil {
+				return err
+			}
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+			s := <-sig
+			logger.Info("stopping", "signal", s.String())
+			n.Stop()
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Name, "name", cfg.Name, "human-readable name for this member")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "path to the data directory (default ${name}.concord)")
+	f.StringVar(&listenClient, "listen-client-urls", "http://localhost:2379", "URLs to listen on for client traffic")
+	f.StringVar(&advertiseClient, "advertise-client-urls", "http://localhost:2379", "client URLs to advertise to the rest of the cluster")
+	f.StringVar(&listenPeer, "listen-peer-urls", "http://localhost:2380", "URLs to listen on for peer traffic")
+	f.StringVar(&advertisePeer, "initial-advertise-peer-urls", "http://localhost:2380", "peer URLs to advertise to the rest of the cluster")
+	f.StringVar(&cfg.InitialCluster, "initial-cluster", "", "initial cluster configuration for bootstrapping: name=peerURL,... (default ${name}=${initial-advertise-peer-urls})")
+	f.StringVar(&cfg.InitialClusterState, "initial-cluster-state", cfg.InitialClusterState, "new (bootstrap the initial cluster) or existing (join a running cluster)")
+	f.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", cfg.InitialClusterToken, "initial cluster token, part of the cluster id")
+	f.IntVar(&heartbeatMs, "heartbeat-interval", 100, "time (in milliseconds) of a heartbeat interval")
+	f.IntVar(&electionMs, "election-timeout", 1000, "time (in milliseconds) for an election to timeout")
+	f.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "maximum client request size in bytes the server will accept")
+	f.IntVar(&cfg.MaxTxnOps, "max-txn-ops", cfg.MaxTxnOps, "maximum number of operations permitted in a transaction")
+	f.IntVar(&cfg.ReplicationFactor, "replication-factor", cfg.ReplicationFactor, "replicas per range (Concord)")
+	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+func splitURLs(s string) []string {
+	var out []string
+	for _, u := range strings.Split(s, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be json or text, not %q", format)
+}
+
+func msDuration(ms int) time.Duration { return time.Duration(ms) * time.Millisecond }

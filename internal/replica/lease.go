@@ -1,0 +1,193 @@
+package replica
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"go.etcd.io/raft/v3"
+)
+
+// Leader leases.
+//
+// With CheckQuorum on, a follower that heard from its leader less than an
+// election timeout ago refuses to vote (or pre-vote) for anyone else. So if
+// the leader sent a message at time s and a quorum acknowledged it, no other
+// leader can be elected before s + ElectionTicks*tick, measured on the
+// followers' clocks (ticks may fire up to one tick early after a reset). The
+// leader therefore holds a lease until
+//
+//	s + (ElectionTicks - 2) * tick
+//
+// keeping one tick for the followers' tick phase and one for clock rate
+// drift. It learns of the acknowledgement through Raft's ReadIndex (in
+// ReadOnlySafe mode a ReadIndex is a heartbeat round that a quorum must
+// answer): the probe's context carries a sequence number mapped to s.
+//
+// While the lease is valid, a linearizable read is served from the applied
+// state once it includes the index of the lease's first ReadIndex in this
+// term: every write acknowledged before the read began is at or below that
+// index (acknowledged by an earlier leader) or was applied here (by us).
+//
+// The lease relies on a bounded clock rate, not on synchronised clocks. A
+// leadership transfer would break it (the target campaigns at once); Concord
+// does not transfer leadership while a lease is held.
+
+// maxLeaseWaiters bounds the reads waiting for a lease on one replica.
+const maxLeaseWaiters = 10000
+
+type lease struct {
+	// expiry is when the lease ends (monotonic clock); zero: no lease.
+	expiry time.Time
+	// term is the Raft term the lease belongs to, index the read index of its
+	// first grant in that term.
+	term, index uint64
+	seq         uint64
+	// probes maps an outstanding ReadIndex probe to its send time. Bounded:
+	// a new probe is sent only when none is outstanding or the oldest is
+	// older than an election timeout (its answer was lost).
+	probes  map[uint64]time.Time
+	waiters []chan struct{}
+	// appliedCh is closed and replaced whenever the applied index moves.
+	appliedCh chan struct{}
+	// err is what waiters see when the lease is reset.
+	err error
+}
+
+func (l *lease) validLocked(now time.Time) bool {
+	return !l.expiry.IsZero() && now.Before(l.expiry)
+}
+
+// resetLocked drops the lease (leadership lost) and fails waiting reads.
+func (l *lease) resetLocked(err error) {
+	l.expiry = time.Time{}
+	l.term, l.index = 0, 0
+	clear(l.probes)
+	l.failWaitersLocked(err)
+}
+
+func (l *lease) failWaitersLocked(err error) {
+	l.err = err
+	for _, w := range l.waiters {
+		close(w)
+	}
+	l.waiters = nil
+}
+
+func (l *lease) notifyAppliedLocked() {
+	if l.appliedCh != nil {
+		close(l.appliedCh)
+		l.appliedCh = nil
+	}
+}
+
+func (l *lease) appliedChLocked() chan struct{} {
+	if l.appliedCh == nil {
+		l.appliedCh = make(chan struct{})
+	}
+	return l.appliedCh
+}
+
+func (r *Replica) electionTimeout() time.Duration {
+	return time.Duration(r.cfg.ElectionTicks) * r.cfg.TickInterval
+}
+
+func (r *Replica) leaseDuration() time.Duration {
+	return time.Duration(r.cfg.ElectionTicks-2) * r.cfg.TickInterval
+}
+
+// maybeRenewLeaseLocked sends a lease probe when this replica leads and its
+// lease is missing, waited for, or past half its duration.
+func (r *Replica) maybeRenewLeaseLocked() {
+	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+		return
+	}
+	l := &r.mu.lease
+	now := r.cfg.Now()
+	if len(l.waiters) == 0 && l.validLocked(now) && l.expiry.Sub(now) > r.leaseDuration()/2 {
+		return
+	}
+	for seq, sent := range l.probes {
+		if now.Sub(sent) < r.electionTimeout() {
+			return // one probe in flight is enough
+		}
+		delete(l.probes, seq)
+	}
+	if l.probes == nil {
+		l.probes = make(map[uint64]time.Time)
+	}
+	l.seq++
+	l.probes[l.seq] = now
+	r.mu.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, l.seq))
+}
+
+// handleReadStatesLocked turns answered probes into lease extensions.
+func (r *Replica) handleReadStatesLocked(rss []raft.ReadState) {
+	l := &r.mu.lease
+	for _, rs := range rss {
+		if len(rs.RequestCtx) != 8 {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(rs.RequestCtx)
+		sent, ok := l.probes[seq]
+		if !ok {
+			continue
+		}
+		delete(l.probes, seq)
+		if r.mu.leader != r.cfg.NodeID {
+			continue
+		}
+		if l.term != r.mu.term {
+			l.term, l.index = r.mu.term, rs.Index
+		}
+		if exp := sent.Add(r.leaseDuration()); exp.After(l.expiry) {
+			l.expiry = exp
+		}
+		for _, w := range l.waiters {
+			close(w)
+		}
+		l.waiters = nil
+	}
+}
+
+// waitLease returns once this replica may serve a linearizable read: it
+// leads, holds a valid lease of its current term, and has applied up to the
+// lease's index. Errors: NOT_LEADER, or AMBIGUOUS-free UNAVAILABLE when the
+// context ends first (a read has no side effects).
+func (r *Replica) waitLease(ctx context.Context) error {
+	for {
+		r.mu.Lock()
+		if r.mu.leader != r.cfg.NodeID {
+			err := r.notLeaderLocked()
+			r.mu.Unlock()
+			return err
+		}
+		l := &r.mu.lease
+		var ch chan struct{}
+		if l.validLocked(r.cfg.Now()) && l.term == r.mu.term {
+			if r.mu.applied.Index >= l.index {
+				r.mu.Unlock()
+				return nil
+			}
+			ch = l.appliedChLocked()
+		} else {
+			if len(l.waiters) >= maxLeaseWaiters {
+				r.mu.Unlock()
+				return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: too many reads waiting for a lease", r.RangeID)
+			}
+			ch = make(chan struct{})
+			l.waiters = append(l.waiters, ch)
+			r.maybeRenewLeaseLocked()
+		}
+		r.mu.Unlock()
+		r.cfg.Signal()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: no lease: %v", r.RangeID, ctx.Err())
+		case <-r.stopped:
+			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
+		}
+	}
+}

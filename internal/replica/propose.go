@@ -1,0 +1,179 @@
+package replica
+
+import (
+	"context"
+	"time"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/eval"
+	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/storage"
+	"go.etcd.io/raft/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// tsoTimeout bounds one TSO call of the proposer: past it the batch fails as
+// UNAVAILABLE (never proposed) and the router retries.
+const tsoTimeout = 3 * time.Second
+
+// pendingWrite is a client write waiting for the proposer.
+type pendingWrite struct {
+	ctx  context.Context
+	req  *concordpb.BatchRequest
+	done chan result // buffered(1)
+}
+
+// Write replicates a write (a Put, DeleteRange or writing Txn in req.Op, or
+// a system write in req.Sys) and returns its result once applied here.
+//
+// Errors: NOT_LEADER (with a hint) and UNAVAILABLE mean the write was not
+// proposed and may be retried anywhere; AMBIGUOUS means it may have been
+// applied; RETRY means it lost a timestamp race and was not applied.
+func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	r.mu.Lock()
+	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+		err := r.notLeaderLocked()
+		r.mu.Unlock()
+		return nil, err
+	}
+	r.mu.Unlock()
+	pw := &pendingWrite{ctx: ctx, req: req, done: make(chan result, 1)}
+	if req.GetSys() != nil {
+		// System writes carry no revision: propose them directly.
+		r.mu.Lock()
+		err := r.proposeLocked(pw, 0)
+		r.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		r.cfg.Signal()
+	} else {
+		select {
+		case r.writes <- pw:
+		default:
+			return nil, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d has %d writes queued", r.RangeID, cap(r.writes))
+		}
+	}
+	select {
+	case res := <-pw.done:
+		return res.resp, res.err
+	case <-ctx.Done():
+		return nil, concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "replica: range %d: %v with the write in flight", r.RangeID, ctx.Err())
+	case <-r.stopped:
+		return nil, concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "replica: range %d stopped with the write in flight", r.RangeID)
+	}
+}
+
+// runProposer timestamps and proposes queued writes. One goroutine per
+// replica, so one TSO call at a time per range: every batch's timestamps are
+// above the previous batch's, and log order is revision order.
+func (r *Replica) runProposer() {
+	defer r.wg.Done()
+	batch := make([]*pendingWrite, 0, r.cfg.MaxProposalBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-r.stopped:
+			return
+		case pw := <-r.writes:
+			batch = append(batch, pw)
+		}
+	drain:
+		for len(batch) < r.cfg.MaxProposalBatch {
+			select {
+			case pw := <-r.writes:
+				batch = append(batch, pw)
+			default:
+				break drain
+			}
+		}
+		live := batch[:0]
+		for _, pw := range batch {
+			if pw.ctx.Err() == nil {
+				live = append(live, pw)
+			}
+		}
+		if len(live) == 0 {
+			continue
+		}
+		r.proposeBatch(live)
+	}
+}
+
+func (r *Replica) proposeBatch(batch []*pendingWrite) {
+	ctx, cancel := context.WithTimeout(context.Background(), tsoTimeout)
+	first, err := r.cfg.Timestamps.Next(ctx, len(batch))
+	cancel()
+	if err != nil {
+		e := concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: no timestamp: %v", r.RangeID, err)
+		for _, pw := range batch {
+			pw.done <- result{err: e}
+		}
+		return
+	}
+	r.mu.Lock()
+	if first <= r.mu.lastProposedTS {
+		// Only a deposed TSO leader can hand out such a timestamp.
+		r.mu.Unlock()
+		e := concordpb.Errorf(concordpb.ErrorCode_RETRY, "replica: range %d: timestamp %d not above %d", r.RangeID, first, r.mu.lastProposedTS)
+		for _, pw := range batch {
+			pw.done <- result{err: e}
+		}
+		return
+	}
+	for i, pw := range batch {
+		if err := r.proposeLocked(pw, first+int64(i)); err != nil {
+			pw.done <- result{err: err}
+		}
+	}
+	r.mu.lastProposedTS = first + int64(len(batch)) - 1
+	r.mu.Unlock()
+	r.cfg.Signal()
+}
+
+// proposeLocked proposes pw's command at timestamp ts and registers its
+// waiter.
+func (r *Replica) proposeLocked(pw *pendingWrite, ts int64) error {
+	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+		return r.notLeaderLocked()
+	}
+	r.mu.nextID++
+	cmd := &concordpb.Command{Id: r.mu.nextID, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys()}
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: encode command: %v", err)
+	}
+	if err := r.mu.rn.Propose(data); err != nil {
+		// Dropped (no leader, transfer, or too much uncommitted data):
+		// definitely not in the log.
+		return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: proposal dropped: %v", r.RangeID, err)
+	}
+	r.mu.proposals[cmd.Id] = &proposal{done: pw.done, term: r.mu.term}
+	return nil
+}
+
+// evalCommand applies one command into b. On error nothing of it may be
+// kept: the caller discards b.
+func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span keys.Span, as *storage.AppliedState) result {
+	if cmd.GetTs() != 0 && cmd.GetTs() <= as.MaxTS {
+		return result{err: concordpb.Errorf(concordpb.ErrorCode_RETRY, "replica: range %d: command timestamp %d not above applied %d", r.RangeID, cmd.GetTs(), as.MaxTS)}
+	}
+	switch {
+	case cmd.GetOp() != nil:
+		resp, wrote, err := eval.Write(b, span, cmd.GetTs(), cmd.GetOp())
+		if err != nil {
+			return result{err: err}
+		}
+		if wrote {
+			as.MaxTS = cmd.GetTs()
+		}
+		return result{resp: &concordpb.BatchResponse{Resp: resp, Revision: max(as.MaxTS, 1)}}
+	case cmd.GetSys() != nil:
+		resp, err := evalSysWrite(b, span, cmd.GetSys())
+		if err != nil {
+			return result{err: err}
+		}
+		return result{resp: &concordpb.BatchResponse{Sys: resp, Revision: max(as.MaxTS, 1)}}
+	}
+	return result{err: concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: empty command")}
+}

@@ -1,0 +1,242 @@
+package replica
+
+import (
+	"fmt"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/storage"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Ready returns the replica's pending Ready, if it has one. The store must
+// pass it to Persist, AfterPersist, Apply and Advance, in that order, before
+// asking again.
+func (r *Replica) Ready() (raft.Ready, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.mu.rn.HasReady() {
+		return raft.Ready{}, false
+	}
+	rd := r.mu.rn.Ready()
+	if rd.HardState != nil && rd.HardState.GetTerm() != 0 {
+		r.mu.term = rd.HardState.GetTerm()
+	}
+	if rd.SoftState != nil {
+		r.handleSoftStateLocked(rd.SoftState)
+	}
+	if len(rd.ReadStates) > 0 {
+		r.handleReadStatesLocked(rd.ReadStates)
+	}
+	return rd, true
+}
+
+func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
+	isLeader := ss.RaftState == raft.StateLeader
+	if ss.Lead != r.mu.leader {
+		r.log.Info("leader changed", "leader", ss.Lead, "previous", r.mu.leader, "term", r.mu.term)
+		r.mu.leader = ss.Lead
+	}
+	if !isLeader {
+		r.mu.lease.resetLocked(r.notLeaderLocked())
+		// Commands proposed in a term we no longer lead may still commit
+		// under the new leader, or may be lost: their clients cannot know.
+		for id, p := range r.mu.proposals {
+			p.done <- result{err: concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "replica: leadership of range %d lost with the write in flight", r.RangeID)}
+			delete(r.mu.proposals, id)
+		}
+	}
+}
+
+// Persist adds the durable part of rd (snapshot, entries, hard state) to b,
+// which the store commits with one fsync for every replica.
+func (r *Replica) Persist(b *storage.Batch, rd *raft.Ready) error {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		r.mu.Lock()
+		span := r.spanLocked()
+		r.mu.Unlock()
+		md := rd.Snapshot.GetMetadata()
+		if _, err := b.ImportRange(r.RangeID, span, rd.Snapshot.GetData()); err != nil {
+			return fmt.Errorf("replica: range %d: apply snapshot at %d: %w", r.RangeID, md.GetIndex(), err)
+		}
+		if err := b.ClearLog(r.RangeID); err != nil {
+			return err
+		}
+		if err := b.TruncateLog(r.RangeID, storage.TruncatedState{Index: md.GetIndex(), Term: md.GetTerm()}); err != nil {
+			return err
+		}
+	}
+	if len(rd.Entries) > 0 {
+		if err := b.AppendEntries(r.RangeID, rd.Entries); err != nil {
+			return err
+		}
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		if err := b.PutHardState(r.RangeID, rd.HardState); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AfterPersist makes what Persist wrote visible to Raft. Call it after the
+// store's batch is durable and before sending rd.Messages.
+func (r *Replica) AfterPersist(rd *raft.Ready) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		md := rd.Snapshot.GetMetadata()
+		// The data now lives in the engine; Raft only needs the metadata.
+		if err := r.mu.storage.ApplySnapshot(&raftpb.Snapshot{Metadata: md}); err != nil {
+			return fmt.Errorf("replica: range %d: %w", r.RangeID, err)
+		}
+		as, err := storage.LoadAppliedState(r.cfg.Engine, r.RangeID)
+		if err != nil {
+			return err
+		}
+		r.mu.applied = as
+		r.mu.truncated = storage.TruncatedState{Index: md.GetIndex(), Term: md.GetTerm()}
+		if as.MaxTS > r.mu.lastProposedTS {
+			r.mu.lastProposedTS = as.MaxTS
+		}
+		r.log.Info("applied snapshot", "index", md.GetIndex(), "term", md.GetTerm())
+		r.mu.lease.notifyAppliedLocked()
+	}
+	if err := r.mu.storage.Append(rd.Entries); err != nil {
+		return fmt.Errorf("replica: range %d: %w", r.RangeID, err)
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		if err := r.mu.storage.SetHardState(rd.HardState); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Advance completes rd.
+func (r *Replica) Advance(rd *raft.Ready) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.rn.Advance(*rd)
+}
+
+// Apply evaluates committed entries in log order. Each entry's effects and
+// the new applied state are written in one engine batch, so a crash leaves
+// the range at an entry boundary; the batch is not synced because the Raft
+// log already holds the entry durably and replays it.
+func (r *Replica) Apply(ents []*raftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	as := r.mu.applied
+	span := r.spanLocked()
+	r.mu.Unlock()
+	for _, ent := range ents {
+		if ent.GetIndex() <= as.Index {
+			continue // covered by a snapshot
+		}
+		if ent.GetIndex() != as.Index+1 {
+			panic(fmt.Sprintf("replica: range %d applying index %d after %d", r.RangeID, ent.GetIndex(), as.Index))
+		}
+		next := as
+		next.Index, next.Term = ent.GetIndex(), ent.GetTerm()
+		b := r.cfg.Engine.NewBatch()
+		cmd, res := r.applyEntry(b, ent, span, &next)
+		if res.err != nil {
+			// A failed command writes nothing: start over with only the
+			// applied state.
+			b.Close()
+			b = r.cfg.Engine.NewBatch()
+			next.MaxTS = as.MaxTS
+		}
+		if err := b.PutAppliedState(r.RangeID, next); err != nil {
+			b.Close()
+			return err
+		}
+		if err := b.Commit(false /* sync */); err != nil {
+			b.Close()
+			return fmt.Errorf("replica: range %d: apply index %d: %w", r.RangeID, ent.GetIndex(), err)
+		}
+		b.Close()
+		as = next
+		r.mu.Lock()
+		r.mu.applied = as
+		if cmd != nil && cmd.GetProposer() == r.cfg.NodeID {
+			if p, ok := r.mu.proposals[cmd.GetId()]; ok {
+				delete(r.mu.proposals, cmd.GetId())
+				if res.resp != nil {
+					res.resp.RaftTerm = r.mu.term
+				}
+				p.done <- res
+			}
+		}
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.lease.notifyAppliedLocked()
+	return r.maybeTruncateLogLocked()
+}
+
+// applyEntry evaluates one entry into b and updates as. It returns the
+// decoded command (nil for Raft's own entries) and its result.
+func (r *Replica) applyEntry(b *storage.Batch, ent *raftpb.Entry, span keys.Span, as *storage.AppliedState) (*concordpb.Command, result) {
+	switch ent.GetType() {
+	case raftpb.EntryConfChange:
+		var cc raftpb.ConfChange
+		if err := proto.Unmarshal(ent.GetData(), &cc); err != nil {
+			panic(fmt.Sprintf("replica: range %d: undecodable conf change at %d: %v", r.RangeID, ent.GetIndex(), err))
+		}
+		r.applyConfChange(&cc, as)
+		return nil, result{}
+	case raftpb.EntryConfChangeV2:
+		var cc raftpb.ConfChangeV2
+		if err := proto.Unmarshal(ent.GetData(), &cc); err != nil {
+			panic(fmt.Sprintf("replica: range %d: undecodable conf change at %d: %v", r.RangeID, ent.GetIndex(), err))
+		}
+		r.applyConfChange(&cc, as)
+		return nil, result{}
+	}
+	if len(ent.GetData()) == 0 {
+		return nil, result{} // a new leader's empty entry
+	}
+	var cmd concordpb.Command
+	if err := proto.Unmarshal(ent.GetData(), &cmd); err != nil {
+		// Every replica fails the same way, so the ranges stay identical.
+		r.log.Error("undecodable command", "index", ent.GetIndex(), "err", err)
+		return nil, result{err: concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "replica: undecodable command at index %d", ent.GetIndex())}
+	}
+	return &cmd, r.evalCommand(b, &cmd, span, as)
+}
+
+func (r *Replica) applyConfChange(cc raftpb.ConfChangeI, as *storage.AppliedState) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	as.ConfState = r.mu.rn.ApplyConfChange(cc)
+}
+
+// maybeTruncateLogLocked truncates the log to the applied index once it has
+// grown past cfg.LogTruncateEntries.
+func (r *Replica) maybeTruncateLogLocked() error {
+	as := r.mu.applied
+	if as.Index-r.mu.truncated.Index <= r.cfg.LogTruncateEntries {
+		return nil
+	}
+	ts := storage.TruncatedState{Index: as.Index, Term: as.Term}
+	b := r.cfg.Engine.NewBatch()
+	defer b.Close()
+	if err := b.TruncateLog(r.RangeID, ts); err != nil {
+		return err
+	}
+	if err := b.Commit(false /* sync */); err != nil {
+		return err
+	}
+	if err := r.mu.storage.Compact(ts.Index); err != nil && err != raft.ErrCompacted {
+		return err
+	}
+	r.mu.truncated = ts
+	return nil
+}

@@ -1,0 +1,361 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/storage"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Timestamps hands out commit timestamps. Implementations are safe for
+// concurrent use. Next returns the first of n consecutive timestamps, every
+// one greater than any timestamp returned before Next was called, anywhere in
+// the cluster.
+type Timestamps interface {
+	Next(ctx context.Context, n int) (int64, error)
+}
+
+// Config holds what every replica of a node shares.
+type Config struct {
+	// NodeID is this node's id, also its Raft id in every group.
+	NodeID uint64
+	Engine *storage.Engine
+	// Timestamps is the TSO client used to timestamp writes.
+	Timestamps Timestamps
+	// Signal wakes the store's Ready loop; it must not block.
+	Signal func()
+	Logger *slog.Logger
+
+	// TickInterval is the wall time of one Raft tick.
+	TickInterval time.Duration
+	// ElectionTicks and HeartbeatTicks are Raft's timeouts in ticks.
+	ElectionTicks, HeartbeatTicks int
+	// LogTruncateEntries bounds the Raft log: once more entries than this are
+	// applied beyond the truncation point, the log is truncated to the
+	// applied index (followers behind it get a snapshot).
+	LogTruncateEntries uint64
+	// MaxQueuedWrites bounds the writes waiting for the proposer; more are
+	// refused as UNAVAILABLE (back-pressure), not queued without limit.
+	MaxQueuedWrites int
+	// MaxProposalBatch bounds how many queued writes share one TSO call.
+	MaxProposalBatch int
+	// Now reads the clock used for leases; nil means time.Now. A test-only
+	// clock offset is applied here.
+	Now func() time.Time
+}
+
+// DefaultConfig returns etcd's default timing: 100 ms ticks, a 1 s election
+// timeout.
+func DefaultConfig() Config {
+	return Config{
+		TickInterval:       100 * time.Millisecond,
+		ElectionTicks:      10,
+		HeartbeatTicks:     1,
+		LogTruncateEntries: 10000,
+		MaxQueuedWrites:    10000,
+		MaxProposalBatch:   1024,
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case c.NodeID == 0:
+		return errors.New("replica: NodeID is 0")
+	case c.Engine == nil:
+		return errors.New("replica: no Engine")
+	case c.Timestamps == nil:
+		return errors.New("replica: no Timestamps")
+	case c.Signal == nil:
+		return errors.New("replica: no Signal")
+	case c.TickInterval <= 0:
+		return errors.New("replica: TickInterval must be positive")
+	case c.HeartbeatTicks <= 0 || c.ElectionTicks <= c.HeartbeatTicks:
+		return fmt.Errorf("replica: need 0 < HeartbeatTicks (%d) < ElectionTicks (%d)", c.HeartbeatTicks, c.ElectionTicks)
+	case c.ElectionTicks < 4:
+		return fmt.Errorf("replica: ElectionTicks %d leaves no room for a lease", c.ElectionTicks)
+	case c.LogTruncateEntries == 0 || c.MaxQueuedWrites <= 0 || c.MaxProposalBatch <= 0:
+		return errors.New("replica: limits must be positive")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Initial Raft position of a bootstrapped range: as in CockroachDB, the log
+// starts at a non-zero index so that a replica created empty (index 0) is
+// always behind and receives a snapshot.
+const (
+	initialIndex = 10
+	initialTerm  = 5
+)
+
+// Bootstrap writes the initial state of a new range into b: its descriptor,
+// a truncated log at initialIndex and an applied state whose voters are the
+// descriptor's replicas. Every initial replica writes the same state, so they
+// start identical without a snapshot.
+func Bootstrap(b *storage.Batch, desc *concordpb.RangeDescriptor) error {
+	cs := &raftpb.ConfState{}
+	for _, r := range desc.GetReplicas() {
+		cs.Voters = append(cs.Voters, r.GetNodeId())
+	}
+	if err := b.PutLocalDescriptor(desc); err != nil {
+		return err
+	}
+	if err := b.PutAppliedState(desc.GetRangeId(), storage.AppliedState{Index: initialIndex, Term: initialTerm, ConfState: cs}); err != nil {
+		return err
+	}
+	if err := b.TruncateLog(desc.GetRangeId(), storage.TruncatedState{Index: initialIndex, Term: initialTerm}); err != nil {
+		return err
+	}
+	return b.PutHardState(desc.GetRangeId(), &raftpb.HardState{Term: proto.Uint64(initialTerm), Commit: proto.Uint64(initialIndex)})
+}
+
+// Replica is one node's copy of one range. Its methods are safe for
+// concurrent use; the store's Ready loop is the only caller of Ready,
+// Persist, AfterPersist, Apply and Advance.
+type Replica struct {
+	RangeID uint64
+	cfg     Config
+	log     *slog.Logger
+
+	// writes feeds the proposer goroutine. Bounded by cfg.MaxQueuedWrites.
+	writes chan *pendingWrite
+	// stopped is closed by Stop; the proposer exits on it.
+	stopped  chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+
+	// mu guards everything below, including the RawNode and its storage.
+	// Lock order: a store's mutex before a replica's mu; never the reverse.
+	mu struct {
+		sync.Mutex
+		rn      *raft.RawNode
+		storage *raftStorage
+		desc    *concordpb.RangeDescriptor
+		// applied mirrors the engine's applied state after each Apply.
+		// Invariant: applied.Index <= the Raft commit index.
+		applied storage.AppliedState
+		// truncated is the log's truncation point.
+		// Invariant: truncated.Index <= applied.Index.
+		truncated storage.TruncatedState
+		// leader is the Raft leader as last seen (0 if none); term its term.
+		leader, term uint64
+		// lastProposedTS is the newest timestamp this replica proposed.
+		// Invariant: proposals are made in increasing ts order.
+		lastProposedTS int64
+		nextID         uint64
+		proposals      map[uint64]*proposal
+		lease          lease
+	}
+}
+
+// proposal is a command this replica proposed and whose result a client
+// waits for.
+type proposal struct {
+	done chan result // buffered(1): the applier never blocks on it
+	term uint64
+}
+
+type result struct {
+	resp *concordpb.BatchResponse
+	err  error
+}
+
+// Load creates the replica of desc from the state stored in the engine.
+func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	id := desc.GetRangeId()
+	rs, err := storage.LoadRaftState(cfg.Engine, id)
+	if err != nil {
+		return nil, fmt.Errorf("replica: load raft state of range %d: %w", id, err)
+	}
+	as, err := storage.LoadAppliedState(cfg.Engine, id)
+	if err != nil {
+		return nil, fmt.Errorf("replica: load applied state of range %d: %w", id, err)
+	}
+	if as.Index < rs.Truncated.Index {
+		panic(fmt.Sprintf("replica: range %d applied index %d below truncated index %d", id, as.Index, rs.Truncated.Index))
+	}
+	r := &Replica{
+		RangeID: id,
+		cfg:     cfg,
+		log:     cfg.Logger.With("range", id),
+		writes:  make(chan *pendingWrite, cfg.MaxQueuedWrites),
+		stopped: make(chan struct{}),
+	}
+	ms := raft.NewMemoryStorage()
+	if err := ms.ApplySnapshot(&raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{
+		Index: proto.Uint64(rs.Truncated.Index), Term: proto.Uint64(rs.Truncated.Term), ConfState: as.ConfState,
+	}}); err != nil {
+		return nil, err
+	}
+	if rs.HardState != nil {
+		if err := ms.SetHardState(rs.HardState); err != nil {
+			return nil, err
+		}
+	}
+	if err := ms.Append(rs.Entries); err != nil {
+		return nil, err
+	}
+	r.mu.storage = &raftStorage{MemoryStorage: ms, engine: cfg.Engine, rangeID: id, span: r.spanLocked}
+	r.mu.desc = desc
+	r.mu.applied = as
+	r.mu.truncated = rs.Truncated
+	r.mu.lastProposedTS = as.MaxTS
+	r.mu.proposals = make(map[uint64]*proposal)
+	// Ids start from the clock so that a command proposed before a restart
+	// and applied after it never matches a new proposal.
+	r.mu.nextID = uint64(time.Now().UnixNano())
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        cfg.NodeID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   r.mu.storage,
+		Applied:                   as.Index,
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  8 << 20,
+		MaxUncommittedEntriesSize: 64 << 20,
+		MaxInflightMsgs:           256,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		DisableProposalForwarding: true,
+		Logger:                    raftLogger{r.log},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replica: range %d: %w", id, err)
+	}
+	r.mu.rn = rn
+	r.wg.Add(1)
+	go r.runProposer()
+	return r, nil
+}
+
+// Stop ends the proposer and fails every waiting client. Safe to call more
+// than once.
+func (r *Replica) Stop() {
+	r.stopOnce.Do(func() { close(r.stopped) })
+	r.wg.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, p := range r.mu.proposals {
+		p.done <- result{err: concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "replica: range %d stopped with the write in flight", r.RangeID)}
+		delete(r.mu.proposals, id)
+	}
+	r.mu.lease.failWaitersLocked(concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID))
+}
+
+// Descriptor returns the range's descriptor. The caller must not modify it.
+func (r *Replica) Descriptor() *concordpb.RangeDescriptor {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.desc
+}
+
+func (r *Replica) spanLocked() keys.Span {
+	return keys.Span{Start: r.mu.desc.GetStartKey(), End: r.mu.desc.GetEndKey()}
+}
+
+// Status is a replica's Raft position, for status endpoints.
+type Status struct {
+	RangeID, Leader, Term, Commit, Applied uint64
+	IsLeader                               bool
+	LeaseValid                             bool
+}
+
+// Status reports the replica's Raft position.
+func (r *Replica) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	bs := r.mu.rn.BasicStatus()
+	return Status{
+		RangeID:    r.RangeID,
+		Leader:     bs.Lead,
+		Term:       bs.HardState.GetTerm(),
+		Commit:     bs.HardState.GetCommit(),
+		Applied:    r.mu.applied.Index,
+		IsLeader:   bs.RaftState == raft.StateLeader,
+		LeaseValid: r.mu.lease.validLocked(r.cfg.Now()),
+	}
+}
+
+// Tick advances the replica's logical clock by one tick and renews the
+// leader lease when due.
+func (r *Replica) Tick() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.rn.Tick()
+	r.maybeRenewLeaseLocked()
+}
+
+// Step feeds a message from a peer into Raft. Messages for another Raft id
+// or stale ones are dropped by Raft itself.
+func (r *Replica) Step(m *raftpb.Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.mu.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+		r.log.Debug("step failed", "type", m.GetType().String(), "from", m.GetFrom(), "err", err)
+	}
+}
+
+// ReportUnreachable tells Raft that peer could not be reached.
+func (r *Replica) ReportUnreachable(peer uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.rn.ReportUnreachable(peer)
+}
+
+// ReportSnapshot tells Raft whether a snapshot reached peer.
+func (r *Replica) ReportSnapshot(peer uint64, ok bool) {
+	status := raft.SnapshotFinish
+	if !ok {
+		status = raft.SnapshotFailure
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.rn.ReportSnapshot(peer, status)
+}
+
+// Campaign makes this replica try to become leader (used at bootstrap to
+// elect quickly and by tests).
+func (r *Replica) Campaign() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_ = r.mu.rn.Campaign()
+}
+
+// HasPeer reports whether node is a member of this range's Raft group.
+func (r *Replica) HasPeer(node uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rd := range r.mu.desc.GetReplicas() {
+		if rd.GetNodeId() == node {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Replica) notLeaderLocked() *concordpb.Error {
+	hint := r.mu.leader
+	if hint == r.cfg.NodeID {
+		hint = 0
+	}
+	return &concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER, Message: fmt.Sprintf("replica: node %d is not the leader of range %d", r.cfg.NodeID, r.RangeID), LeaderHint: hint}
+}

@@ -1,0 +1,475 @@
+// Package router is the core of every node's gateway: it maps a request's
+// keys to the range that holds them (through a cache of range descriptors
+// read from the meta range), sends it to the node believed to hold that
+// range's lease (through a leader cache), and retries with backoff and
+// jitter on NOT_LEADER, stale range caches and unavailable nodes until the
+// request's deadline.
+//
+// What is retried inside and what surfaces:
+//   - reads are retried on any routing or transport error;
+//   - writes are retried only when they certainly were not applied:
+//     NOT_LEADER, RANGE_NOT_FOUND, KEY_MISMATCH, UNAVAILABLE, RETRY, or a node
+//     that could not be reached before sending. A write whose fate is unknown
+//     (the connection broke after sending, the deadline passed while it was
+//     in flight) surfaces as AMBIGUOUS and is never retried;
+//   - request errors (COMPACTED, FUTURE_REV, INVALID_ARGUMENT, ...) surface
+//     at once.
+package router
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/keys"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Local is this node's own store and oracle: requests for ranges whose
+// leader is here skip the network.
+type Local interface {
+	// Execute serves a request for a range held here (RANGE_NOT_FOUND if
+	// not).
+	Execute(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error)
+	// Timestamp serves the TSO if this node leads the meta range
+	// (NOT_LEADER otherwise).
+	Timestamp(ctx context.Context, n int) (int64, error)
+}
+
+// Dialer returns a connection to a node.
+type Dialer func(ctx context.Context, nodeID uint64) (*grpc.ClientConn, error)
+
+// Config configures a Router.
+type Config struct {
+	NodeID uint64
+	Local  Local
+	Dial   Dialer
+	// Meta is the meta range's descriptor, known from bootstrap or join.
+	Meta   *concordpb.RangeDescriptor
+	Logger *slog.Logger
+	// RequestTimeout bounds a request whose context has no deadline
+	// (default 5 s, about etcd's).
+	RequestTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between retries.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Router routes requests to ranges. It is safe for concurrent use.
+type Router struct {
+	cfg Config
+	log *slog.Logger
+
+	mu struct {
+		sync.RWMutex
+		meta *concordpb.RangeDescriptor
+		// ranges are the known user range descriptors, sorted by start key.
+		ranges []*concordpb.RangeDescriptor
+		// leaders caches each range's believed leader node.
+		leaders map[uint64]uint64
+	}
+	// refreshMu lets one goroutine refresh the range cache at a time.
+	refreshMu sync.Mutex
+}
+
+// New creates a Router.
+func New(cfg Config) (*Router, error) {
+	if cfg.NodeID == 0 || cfg.Local == nil || cfg.Dial == nil || cfg.Meta == nil {
+		return nil, errors.New("router: NodeID, Local, Dial and Meta are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 5 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 300 * time.Millisecond
+	}
+	r := &Router{cfg: cfg, log: cfg.Logger}
+	r.mu.meta = cfg.Meta
+	r.mu.leaders = make(map[uint64]uint64)
+	return r, nil
+}
+
+// Header is what a response says about the state it was served from.
+type Header struct {
+	Revision int64
+	RaftTerm uint64
+}
+
+// Do routes a KV request on user keys to its range.
+func (r *Router) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, Header, error) {
+	span, err := opSpan(op)
+	if err != nil {
+		return nil, Header{}, err
+	}
+	resp, err := r.send(ctx, span, &concordpb.BatchRequest{Op: op}, !isReadOnly(op))
+	if err != nil {
+		return nil, Header{}, err
+	}
+	return resp.GetResp(), Header{Revision: resp.GetRevision(), RaftTerm: resp.GetRaftTerm()}, nil
+}
+
+// Sys sends a system request to the meta range.
+func (r *Router) Sys(ctx context.Context, req *concordpb.SysRequest) (*concordpb.SysResponse, error) {
+	write := req.GetGet() == nil && req.GetScan() == nil
+	resp, err := r.send(ctx, keys.Span{Start: keys.MetaSpan.Start}, &concordpb.BatchRequest{Sys: req}, write)
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetSys(), nil
+}
+
+// Timestamp fetches n timestamps from the TSO on the meta range's leader.
+func (r *Router) Timestamp(ctx context.Context, n int) (int64, error) {
+	ctx, cancel := r.withTimeout(ctx)
+	defer cancel()
+	meta := r.metaDesc()
+	var first int64
+	err := r.retry(ctx, meta, false /* write: a timestamp fetch has no effect */, func(ctx context.Context, node uint64) error {
+		if node == r.cfg.NodeID {
+			ts, err := r.cfg.Local.Timestamp(ctx, n)
+			first = ts
+			return err
+		}
+		conn, err := r.cfg.Dial(ctx, node)
+		if err != nil {
+			return errUnreachable{err}
+		}
+		resp, err := concordpb.NewPeerClient(conn).Timestamp(ctx, &concordpb.TimestampRequest{Count: uint32(n)})
+		if err != nil {
+			return err
+		}
+		if resp.GetError() != nil {
+			return resp.GetError()
+		}
+		first = resp.GetFirst()
+		return nil
+	})
+	return first, err
+}
+
+// Ranges returns the cached user range descriptors (refreshing them first
+// if none are known).
+func (r *Router) Ranges(ctx context.Context) ([]*concordpb.RangeDescriptor, error) {
+	r.mu.RLock()
+	n := len(r.mu.ranges)
+	r.mu.RUnlock()
+	if n == 0 {
+		if err := r.refresh(ctx); err != nil {
+			return nil, err
+		}
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return append([]*concordpb.RangeDescriptor(nil), r.mu.ranges...), nil
+}
+
+// Leader returns the cached leader of a range (0 if unknown).
+func (r *Router) Leader(rangeID uint64) uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.mu.leaders[rangeID]
+}
+
+// MetaDescriptor returns the meta range's descriptor as last known.
+func (r *Router) MetaDescriptor() *concordpb.RangeDescriptor { return r.metaDesc() }
+
+func (r *Router) metaDesc() *concordpb.RangeDescriptor {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.mu.meta
+}
+
+func (r *Router) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, r.cfg.RequestTimeout)
+}
+
+// send routes req (whose keys are span, global) to its range and returns
+// the response.
+func (r *Router) send(ctx context.Context, span keys.Span, req *concordpb.BatchRequest, write bool) (*concordpb.BatchResponse, error) {
+	ctx, cancel := r.withTimeout(ctx)
+	defer cancel()
+	var out *concordpb.BatchResponse
+	for {
+		desc, err := r.lookup(ctx, span)
+		if err != nil {
+			return nil, err
+		}
+		req = proto.CloneOf(req)
+		req.RangeId = desc.GetRangeId()
+		err = r.retry(ctx, desc, write, func(ctx context.Context, node uint64) error {
+			resp, err := r.sendTo(ctx, node, req)
+			out = resp
+			return err
+		})
+		if c := concordpb.CodeOf(err); c == concordpb.ErrorCode_KEY_MISMATCH || c == concordpb.ErrorCode_RANGE_NOT_FOUND {
+			// The descriptor itself is stale: reload and route again.
+			if rerr := r.refresh(ctx); rerr != nil {
+				return nil, err
+			}
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			continue
+		}
+		return out, err
+	}
+}
+
+func (r *Router) sendTo(ctx context.Context, node uint64, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	if node == r.cfg.NodeID {
+		return r.cfg.Local.Execute(ctx, req)
+	}
+	conn, err := r.cfg.Dial(ctx, node)
+	if err != nil {
+		return nil, errUnreachable{err}
+	}
+	if err := waitReady(ctx, conn); err != nil {
+		return nil, errUnreachable{err}
+	}
+	resp, err := concordpb.NewPeerClient(conn).Batch(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.GetError() != nil {
+		return nil, resp.GetError()
+	}
+	return resp, nil
+}
+
+// readyWait bounds how long a send waits for a connection to become ready;
+// past it the node counts as unreachable and the next replica is tried.
+const readyWait = 250 * time.Millisecond
+
+// waitReady returns nil once conn is ready to carry a request. A request is
+// only sent on a ready connection, so a failure before that point is known
+// not to have reached the node.
+func waitReady(ctx context.Context, conn *grpc.ClientConn) error {
+	ctx, cancel := context.WithTimeout(ctx, readyWait)
+	defer cancel()
+	for {
+		s := conn.GetState()
+		switch s {
+		case connectivity.Ready:
+			return nil
+		case connectivity.Idle:
+			conn.Connect()
+		case connectivity.Shutdown:
+			return errors.New("router: connection shut down")
+		}
+		if !conn.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("router: connection %s", s)
+		}
+	}
+}
+
+// errUnreachable marks a failure known to have happened before the request
+// left this node.
+type errUnreachable struct{ err error }
+
+func (e errUnreachable) Error() string { return "router: node unreachable: " + e.err.Error() }
+func (e errUnreachable) Unwrap() error { return e.err }
+
+// retry calls fn on the range's replicas, leader first, until it succeeds,
+// fails for good, or ctx ends.
+func (r *Router) retry(ctx context.Context, desc *concordpb.RangeDescriptor, write bool, fn func(ctx context.Context, node uint64) error) error {
+	backoff := r.cfg.MinBackoff
+	var lastErr error
+	tried := 0
+	for attempt := 0; ; attempt++ {
+		node := r.pickNode(desc, tried)
+		err := fn(ctx, node)
+		if err == nil {
+			r.setLeader(desc.GetRangeId(), node)
+			return nil
+		}
+		lastErr = err
+		switch code := concordpb.CodeOf(err); code {
+		case concordpb.ErrorCode_NOT_LEADER:
+			var e *concordpb.Error
+			if errors.As(err, &e) && e.GetLeaderHint() != 0 && e.GetLeaderHint() != node {
+				r.setLeader(desc.GetRangeId(), e.GetLeaderHint())
+				continue // follow the hint at once
+			}
+			r.clearLeader(desc.GetRangeId(), node)
+			tried++
+		case concordpb.ErrorCode_UNAVAILABLE, concordpb.ErrorCode_RETRY:
+			if code == concordpb.ErrorCode_UNAVAILABLE {
+				r.clearLeader(desc.GetRangeId(), node)
+				tried++
+			}
+		case concordpb.ErrorCode_KEY_MISMATCH, concordpb.ErrorCode_RANGE_NOT_FOUND:
+			return err
+		case concordpb.ErrorCode_OK:
+			// Not a structured error: transport or context.
+			if ctx.Err() != nil {
+				return timeoutErr(write, lastErr, ctx.Err())
+			}
+			var ue errUnreachable
+			if write && !errors.As(err, &ue) && maybeSent(err) {
+				return concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "router: write to node %d may have been applied: %v", node, err)
+			}
+			r.clearLeader(desc.GetRangeId(), node)
+			tried++
+		default:
+			return err
+		}
+		if ctx.Err() != nil {
+			return timeoutErr(write, lastErr, ctx.Err())
+		}
+		// Sleep with full jitter, then double the bound.
+		d := time.Duration(rand.Int64N(int64(backoff))) + time.Millisecond
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return timeoutErr(write, lastErr, ctx.Err())
+		}
+		backoff = min(backoff*2, r.cfg.MaxBackoff)
+	}
+}
+
+func timeoutErr(write bool, last, ctxErr error) error {
+	code := concordpb.ErrorCode_UNAVAILABLE
+	if c := concordpb.CodeOf(last); c == concordpb.ErrorCode_AMBIGUOUS {
+		code = c
+	}
+	_ = write
+	return concordpb.Errorf(code, "router: %v (last error: %v)", ctxErr, last)
+}
+
+// maybeSent reports whether a transport error leaves open that the request
+// reached the node.
+func maybeSent(err error) bool {
+	s, ok := status.FromError(err)
+	if !ok {
+		return true
+	}
+	switch s.Code() {
+	case codes.PermissionDenied, codes.Unimplemented, codes.InvalidArgument:
+		return false
+	}
+	return true
+}
+
+// pickNode chooses the replica to try: the cached leader, else the local
+// replica, else the replicas in turn.
+func (r *Router) pickNode(desc *concordpb.RangeDescriptor, tried int) uint64 {
+	r.mu.RLock()
+	leader := r.mu.leaders[desc.GetRangeId()]
+	r.mu.RUnlock()
+	if leader != 0 {
+		return leader
+	}
+	reps := desc.GetReplicas()
+	if tried == 0 {
+		for _, rd := range reps {
+			if rd.GetNodeId() == r.cfg.NodeID {
+				return r.cfg.NodeID
+			}
+		}
+	}
+	return reps[tried%len(reps)].GetNodeId()
+}
+
+func (r *Router) setLeader(rangeID, node uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.leaders[rangeID] = node
+}
+
+func (r *Router) clearLeader(rangeID, node uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.leaders[rangeID] == node {
+		delete(r.mu.leaders, rangeID)
+	}
+}
+
+// lookup returns the descriptor of the range holding span, refreshing the
+// cache when no cached range does.
+func (r *Router) lookup(ctx context.Context, span keys.Span) (*concordpb.RangeDescriptor, error) {
+	if keys.MetaSpan.Contains(span.Start) {
+		return r.metaDesc(), nil
+	}
+	for attempt := 0; attempt < 2; attempt++ {
+		if d, ok := r.cached(span); ok {
+			if d == nil {
+				return nil, concordpb.Errorf(concordpb.ErrorCode_CROSS_RANGE, "router: keys %v span more than one range; cross-range requests are not supported yet", span)
+			}
+			return d, nil
+		}
+		if attempt == 0 {
+			if err := r.refresh(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return nil, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "router: no range holds %v", span)
+}
+
+// cached finds the cached range holding span. ok with a nil descriptor means
+// span starts in a known range but does not fit in it.
+func (r *Router) cached(span keys.Span) (*concordpb.RangeDescriptor, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	rs := r.mu.ranges
+	i := sort.Search(len(rs), func(i int) bool { return bytes.Compare(rs[i].GetEndKey(), span.Start) > 0 })
+	if i == len(rs) || bytes.Compare(rs[i].GetStartKey(), span.Start) > 0 {
+		return nil, false
+	}
+	d := rs[i]
+	if !(keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}).ContainsSpan(span) {
+		return nil, true
+	}
+	return d, true
+}
+
+// refresh reloads every range descriptor from the meta range.
+func (r *Router) refresh(ctx context.Context) error {
+	r.refreshMu.Lock()
+	defer r.refreshMu.Unlock()
+	rs := keys.RangeSpan()
+	resp, err := r.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_Scan{Scan: &concordpb.SysScan{Start: rs.Start, End: rs.End}}})
+	if err != nil {
+		return fmt.Errorf("router: load range descriptors: %w", err)
+	}
+	var ranges []*concordpb.RangeDescriptor
+	var meta *concordpb.RangeDescriptor
+	for _, kv := range resp.GetKvs() {
+		d := &concordpb.RangeDescriptor{}
+		if err := proto.Unmarshal(kv.GetValue(), d); err != nil {
+			return fmt.Errorf("router: bad range descriptor at %q: %w", kv.GetKey(), err)
+		}
+		if keys.MetaSpan.Contains(d.GetStartKey()) {
+			meta = d
+			continue
+		}
+		ranges = append(ranges, d)
+	}
+	sort.Slice(ranges, func(i, j int) bool { return bytes.Compare(ranges[i].GetStartKey(), ranges[j].GetStartKey()) < 0 })
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.ranges = ranges
+	if meta != nil {
+		r.mu.meta = meta
+	}
+	return nil
+}

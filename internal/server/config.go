@@ -1,0 +1,193 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config is one node's configuration. Field names follow etcd's flags
+// where the meaning is the same.
+type Config struct {
+	Name    string
+	DataDir string
+
+	ListenClientURLs    []string
+	AdvertiseClientURLs []string
+	ListenPeerURLs      []string
+	// InitialAdvertisePeerURLs are the peer URLs this node announces.
+	InitialAdvertisePeerURLs []string
+	// InitialCluster is "name=peerURL,..." as etcd's --initial-cluster.
+	InitialCluster string
+	// InitialClusterState is "new" (bootstrap with the initial cluster) or
+	// "existing" (join a running cluster through its members).
+	InitialClusterState string
+	InitialClusterToken string
+
+	// ReplicationFactor is the number of replicas of each range (default 3,
+	// fewer if the initial cluster is smaller).
+	ReplicationFactor int
+
+	// HeartbeatInterval and ElectionTimeout are etcd's timing flags.
+	HeartbeatInterval time.Duration
+	ElectionTimeout   time.Duration
+
+	// MaxRequestBytes bounds a client request (etcd's default 1.5 MiB).
+	MaxRequestBytes int
+	// MaxTxnOps bounds the operations of one txn (etcd's default 128).
+	MaxTxnOps int
+
+	Logger *slog.Logger
+
+	// ClientListener and PeerListener, when set, are used instead of
+	// listening on the URLs (tests and demo bind port 0 this way).
+	ClientListener, PeerListener net.Listener
+}
+
+// DefaultConfig returns etcd's defaults.
+func DefaultConfig() Config {
+	return Config{
+		Name:                     "default",
+		ListenClientURLs:         []string{"http://localhost:2379"},
+		AdvertiseClientURLs:      []string{"http://localhost:2379"},
+		ListenPeerURLs:           []string{"http://localhost:2380"},
+		InitialAdvertisePeerURLs: []string{"http://localhost:2380"},
+		InitialCluster:           "default=http://localhost:2380",
+		InitialClusterState:      "new",
+		InitialClusterToken:      "concord-cluster",
+		ReplicationFactor:        3,
+		HeartbeatInterval:        100 * time.Millisecond,
+		ElectionTimeout:          time.Second,
+		MaxRequestBytes:          1536 * 1024,
+		MaxTxnOps:                128,
+	}
+}
+
+// member is one entry of --initial-cluster.
+type member struct {
+	name    string
+	peerURL string
+}
+
+// parseInitialCluster parses "n1=http://a:2380,n2=http://b:2380". A name
+// may repeat with several URLs, as in etcd; the first URL is used.
+func parseInitialCluster(s string) ([]member, error) {
+	var out []member
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, u, ok := strings.Cut(part, "=")
+		if !ok || name == "" || u == "" {
+			return nil, fmt.Errorf("server: --initial-cluster entry %q is not name=url", part)
+		}
+		if _, err := url.Parse(u); err != nil {
+			return nil, fmt.Errorf("server: --initial-cluster entry %q: %w", part, err)
+		}
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		out = append(out, member{name: name, peerURL: u})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("server: --initial-cluster is empty")
+	}
+	return out, nil
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	if c.Name == "" {
+		return errors.New("server: --name is empty")
+	}
+	if c.DataDir == "" {
+		return errors.New("server: --data-dir is empty")
+	}
+	switch c.InitialClusterState {
+	case "new", "existing":
+	default:
+		return fmt.Errorf("server: --initial-cluster-state must be new or existing, not %q", c.InitialClusterState)
+	}
+	if len(c.ListenClientURLs) == 0 && c.ClientListener == nil {
+		return errors.New("server: no --listen-client-urls")
+	}
+	if len(c.ListenPeerURLs) == 0 && c.PeerListener == nil {
+		return errors.New("server: no --listen-peer-urls")
+	}
+	if len(c.InitialAdvertisePeerURLs) == 0 {
+		return errors.New("server: no --initial-advertise-peer-urls")
+	}
+	if len(c.AdvertiseClientURLs) == 0 {
+		return errors.New("server: no --advertise-client-urls")
+	}
+	ms, err := parseInitialCluster(c.InitialCluster)
+	if err != nil {
+		return err
+	}
+	if c.InitialClusterState == "new" {
+		found := false
+		for _, m := range ms {
+			found = found || m.name == c.Name
+		}
+		if !found {
+			return fmt.Errorf("server: --name %q is not in --initial-cluster %q", c.Name, c.InitialCluster)
+		}
+	}
+	if c.HeartbeatInterval <= 0 || c.ElectionTimeout < 5*c.HeartbeatInterval {
+		return fmt.Errorf("server: --election-timeout (%v) must be at least 5 times --heartbeat-interval (%v)", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if c.ReplicationFactor <= 0 {
+		c.ReplicationFactor = 3
+	}
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = 1536 * 1024
+	}
+	if c.MaxTxnOps <= 0 {
+		c.MaxTxnOps = 128
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// clusterID derives the cluster id from the token and the initial members,
+// as etcd does, so every initial member computes the same id.
+func clusterID(token string, ms []member) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(token))
+	for _, m := range ms {
+		h.Write([]byte{0})
+		h.Write([]byte(m.name))
+		h.Write([]byte{0})
+		h.Write([]byte(m.peerURL))
+	}
+	id := h.Sum64()
+	if id == 0 {
+		id = 1
+	}
+	return id
+}
+
+// hostPort turns "http://h:p" into "h:p".
+func hostPort(u string) (string, error) {
+	if !strings.Contains(u, "://") {
+		return u, nil
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return "", err
+	}
+	if p.Host == "" {
+		return "", fmt.Errorf("server: URL %q has no host", u)
+	}
+	return p.Host, nil
+}

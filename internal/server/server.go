@@ -1,0 +1,477 @@
+// Package server wires one Concord node together: engine, store, transport,
+// TSO, router and the etcd API, with their listeners and lifecycle.
+//
+// Start order: open the engine; bootstrap (first start of an initial
+// member), join (first start with --initial-cluster-state existing) or
+// restart from the engine; start the peer listener and the store's Ready
+// loop; then the client listener. Stop runs the reverse.
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/etcdapi"
+	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/replica"
+	"github.com/concorddb/concord/internal/router"
+	"github.com/concorddb/concord/internal/storage"
+	"github.com/concorddb/concord/internal/store"
+	"github.com/concorddb/concord/internal/transport"
+	"github.com/concorddb/concord/internal/tso"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+)
+
+// Version is Concord's version; the etcd API reports EtcdVersion so that
+// etcd clients enable every v3 feature.
+const (
+	Version     = "0.1.0"
+	EtcdVersion = "3.7.0"
+)
+
+// Node is one running Concord node.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	ident storage.Ident
+
+	engine    *storage.Engine
+	store     *store.Store
+	transport *transport.Transport
+	oracle    *tso.Oracle
+	tsoClient *tso.Client
+	router    *router.Router
+
+	peerServer, clientServer *grpc.Server
+	peerLis, clientLis       net.Listener
+
+	// addrs is the address book: node id -> record (peer URLs).
+	addrs struct {
+		sync.RWMutex
+		nodes map[uint64]*concordpb.NodeRecord
+	}
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Start starts a node and returns once it serves clients.
+func Start(cfg Config) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n = &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	n.addrs.nodes = make(map[uint64]*concordpb.NodeRecord)
+	defer func() {
+		if err != nil {
+			n.Stop()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	n.engine, err = storage.Open(cfg.DataDir, storage.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.listen(); err != nil {
+		return nil, err
+	}
+	meta, err := n.bootstrapOrJoin()
+	if err != nil {
+		return nil, err
+	}
+	n.log = n.log.With("node", n.ident.NodeID)
+
+	rcfg := replica.DefaultConfig()
+	rcfg.NodeID = n.ident.NodeID
+	rcfg.Engine = n.engine
+	rcfg.Logger = n.log
+	rcfg.TickInterval = cfg.HeartbeatInterval
+	rcfg.HeartbeatTicks = 1
+	rcfg.ElectionTicks = int(cfg.ElectionTimeout / cfg.HeartbeatInterval)
+	n.tsoClient = tso.NewClient(func(ctx context.Context, k int) (int64, error) { return n.router.Timestamp(ctx, k) })
+	rcfg.Timestamps = n.tsoClient
+	rcfg.Signal = func() {} // replaced by store.New
+	n.store, err = store.New(rcfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	n.transport, err = transport.New(transport.Config{
+		ClusterID: n.ident.ClusterID,
+		NodeID:    n.ident.NodeID,
+		Addr:      cfg.InitialAdvertisePeerURLs[0],
+		Resolve:   n.resolve,
+		Logger:    n.log,
+	}, n.store)
+	if err != nil {
+		return nil, err
+	}
+	n.store.SetSender(n.transport)
+	n.oracle, err = tso.New(tso.Config{Window: metaWindow{n}})
+	if err != nil {
+		return nil, err
+	}
+	n.router, err = router.New(router.Config{
+		NodeID: n.ident.NodeID,
+		Local:  local{n},
+		Dial:   n.transport.Conn,
+		Meta:   meta,
+		Logger: n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	n.peerServer = grpc.NewServer(n.transport.ServerOptions()...)
+	concordpb.RegisterPeerServer(n.peerServer, &peerService{n: n})
+	n.serve(n.peerServer, n.peerLis)
+	n.store.Start()
+
+	ecfg := etcdapi.Config{
+		ClusterID:       n.ident.ClusterID,
+		MemberID:        n.ident.NodeID,
+		MaxRequestBytes: cfg.MaxRequestBytes,
+		MaxTxnOps:       cfg.MaxTxnOps,
+		Version:         EtcdVersion,
+	}
+	n.clientServer = grpc.NewServer(etcdapi.ServerOptions(ecfg)...)
+	etcdapi.Register(n.clientServer, backend{n}, ecfg)
+	n.serve(n.clientServer, n.clientLis)
+
+	n.wg.Add(1)
+	go n.runAddressRefresh()
+	n.log.Info("node started", "name", cfg.Name, "cluster", fmt.Sprintf("%x", n.ident.ClusterID),
+		"client", n.clientLis.Addr().String(), "peer", n.peerLis.Addr().String())
+	return n, nil
+}
+
+func (n *Node) listen() error {
+	var err error
+	n.peerLis = n.cfg.PeerListener
+	if n.peerLis == nil {
+		hp, herr := hostPort(n.cfg.ListenPeerURLs[0])
+		if herr != nil {
+			return herr
+		}
+		if n.peerLis, err = net.Listen("tcp", hp); err != nil {
+			return fmt.Errorf("server: listen peer: %w", err)
+		}
+	}
+	n.clientLis = n.cfg.ClientListener
+	if n.clientLis == nil {
+		hp, herr := hostPort(n.cfg.ListenClientURLs[0])
+		if herr != nil {
+			return herr
+		}
+		if n.clientLis, err = net.Listen("tcp", hp); err != nil {
+			return fmt.Errorf("server: listen client: %w", err)
+		}
+	}
+	return nil
+}
+
+func (n *Node) serve(s *grpc.Server, l net.Listener) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := s.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Error("grpc server stopped", "addr", l.Addr().String(), "err", err)
+		}
+	}()
+}
+
+// Stop stops the node. An acknowledged write is already durable; Stop only
+// releases resources.
+func (n *Node) Stop() {
+	select {
+	case <-n.stop:
+		return
+	default:
+	}
+	close(n.stop)
+	if n.clientServer != nil {
+		n.clientServer.Stop()
+	}
+	if n.peerServer != nil {
+		n.peerServer.Stop()
+	}
+	if n.store != nil {
+		n.store.Stop()
+	}
+	if n.transport != nil {
+		n.transport.Close()
+	}
+	for _, l := range []net.Listener{n.clientLis, n.peerLis} {
+		if l != nil {
+			l.Close()
+		}
+	}
+	n.wg.Wait()
+	if n.engine != nil {
+		if err := n.engine.Close(); err != nil {
+			n.log.Error("close engine", "err", err)
+		}
+	}
+}
+
+// ID returns the node's id.
+func (n *Node) ID() uint64 { return n.ident.NodeID }
+
+// ClusterID returns the cluster's id.
+func (n *Node) ClusterID() uint64 { return n.ident.ClusterID }
+
+// ClientAddr returns the address the client listener is bound to.
+func (n *Node) ClientAddr() string { return n.clientLis.Addr().String() }
+
+// PeerAddr returns the address the peer listener is bound to.
+func (n *Node) PeerAddr() string { return n.peerLis.Addr().String() }
+
+// Store exposes the node's store (tests and status pages).
+func (n *Node) Store() *store.Store { return n.store }
+
+// Transport exposes the node's transport (fault injection in tests).
+func (n *Node) Transport() *transport.Transport { return n.transport }
+
+// Router exposes the node's router.
+func (n *Node) Router() *router.Router { return n.router }
+
+// bootstrapOrJoin establishes the node's identity and returns the meta
+// range's descriptor.
+func (n *Node) bootstrapOrJoin() (*concordpb.RangeDescriptor, error) {
+	ident, ok, err := storage.LoadIdent(n.engine)
+	if err != nil {
+		return nil, err
+	}
+	members, err := parseInitialCluster(n.cfg.InitialCluster)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		n.ident = ident
+		n.seedAddresses(members)
+		if d := n.localMeta(); d != nil {
+			return d, nil
+		}
+		// A node without a meta replica learns the meta range from peers.
+		resp, err := n.join(members)
+		if err != nil {
+			return nil, err
+		}
+		return resp.GetMeta(), nil
+	}
+	if n.cfg.InitialClusterState == "new" {
+		return n.bootstrap(members)
+	}
+	resp, err := n.join(members)
+	if err != nil {
+		return nil, err
+	}
+	n.ident = storage.Ident{ClusterID: resp.GetClusterId(), NodeID: resp.GetNodeId()}
+	b := n.engine.NewBatch()
+	defer b.Close()
+	if err := b.PutIdent(n.ident); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(true /* sync */); err != nil {
+		return nil, err
+	}
+	n.log.Info("joined cluster", "node", n.ident.NodeID, "cluster", fmt.Sprintf("%x", n.ident.ClusterID))
+	return resp.GetMeta(), nil
+}
+
+func (n *Node) localMeta() *concordpb.RangeDescriptor {
+	descs, err := storage.LoadLocalDescriptors(n.engine)
+	if err != nil {
+		return nil
+	}
+	for _, d := range descs {
+		if d.GetRangeId() == store.MetaRangeID {
+			return d
+		}
+	}
+	return nil
+}
+
+// seedAddresses fills the address book from --initial-cluster for the
+// members of the initial cluster (node id = position, as at bootstrap).
+func (n *Node) seedAddresses(members []member) {
+	if n.cfg.InitialClusterState != "new" {
+		return
+	}
+	n.addrs.Lock()
+	defer n.addrs.Unlock()
+	for i, m := range members {
+		id := uint64(i + 1)
+		if _, ok := n.addrs.nodes[id]; !ok {
+			n.addrs.nodes[id] = &concordpb.NodeRecord{NodeId: id, Name: m.name, PeerUrls: []string{m.peerURL}}
+		}
+	}
+}
+
+// bootstrap creates the cluster's first state: the meta range and one user
+// range, each replicated on the first ReplicationFactor members.
+func (n *Node) bootstrap(members []member) (*concordpb.RangeDescriptor, error) {
+	var self uint64
+	for i, m := range members {
+		if m.name == n.cfg.Name {
+			self = uint64(i + 1)
+		}
+	}
+	n.ident = storage.Ident{ClusterID: clusterID(n.cfg.InitialClusterToken, members), NodeID: self}
+	rf := min(n.cfg.ReplicationFactor, len(members))
+	var reps []*concordpb.ReplicaDescriptor
+	for i := 0; i < rf; i++ {
+		reps = append(reps, &concordpb.ReplicaDescriptor{NodeId: uint64(i + 1)})
+	}
+	meta := &concordpb.RangeDescriptor{RangeId: store.MetaRangeID, StartKey: keys.MetaSpan.Start, EndKey: keys.MetaSpan.End, Replicas: reps, Generation: 1}
+	user := &concordpb.RangeDescriptor{RangeId: store.UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1}
+	sys := map[string][]byte{}
+	for _, d := range []*concordpb.RangeDescriptor{meta, user} {
+		data, err := proto.Marshal(d)
+		if err != nil {
+			return nil, err
+		}
+		sys[string(keys.Range(d.GetRangeId()))] = data
+	}
+	for i, m := range members {
+		id := uint64(i + 1)
+		rec := &concordpb.NodeRecord{NodeId: id, Name: m.name, PeerUrls: []string{m.peerURL}}
+		if id == self {
+			rec.PeerUrls = n.cfg.InitialAdvertisePeerURLs
+			rec.ClientUrls = n.cfg.AdvertiseClientURLs
+		}
+		data, err := proto.Marshal(rec)
+		if err != nil {
+			return nil, err
+		}
+		sys[string(keys.Node(id))] = data
+	}
+	sys[string(keys.NodeSeq)] = binary.BigEndian.AppendUint64(nil, uint64(len(members)))
+	if err := store.Bootstrap(n.engine, n.ident, []*concordpb.RangeDescriptor{meta, user}, sys); err != nil {
+		return nil, err
+	}
+	n.seedAddresses(members)
+	n.log.Info("bootstrapped cluster", "node", self, "members", len(members), "replication", rf)
+	return meta, nil
+}
+
+// joinTimeout bounds the whole join attempt over every listed peer.
+const joinTimeout = 30 * time.Second
+
+// join registers this node with a running cluster through any member of
+// --initial-cluster, retrying until one answers.
+func (n *Node) join(members []member) (*concordpb.JoinResponse, error) {
+	rec := &concordpb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs}
+	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+	defer cancel()
+	var lastErr error
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		for _, m := range members {
+			if m.name == n.cfg.Name {
+				continue
+			}
+			resp, err := joinVia(ctx, m.peerURL, rec)
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			if n.ident.ClusterID != 0 && resp.GetClusterId() != n.ident.ClusterID {
+				return nil, fmt.Errorf("server: %s belongs to cluster %x, this node to %x", m.peerURL, resp.GetClusterId(), n.ident.ClusterID)
+			}
+			n.addrs.Lock()
+			for _, r := range resp.GetNodes() {
+				n.addrs.nodes[r.GetNodeId()] = r
+			}
+			n.addrs.Unlock()
+			return resp, nil
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	return nil, fmt.Errorf("server: could not join through %s: %v", n.cfg.InitialCluster, lastErr)
+}
+
+func joinVia(ctx context.Context, peerURL string, rec *concordpb.NodeRecord) (*concordpb.JoinResponse, error) {
+	hp, err := hostPort(peerURL)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := grpc.NewClient(hp, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return concordpb.NewPeerClient(conn).Join(ctx, &concordpb.JoinRequest{Node: rec})
+}
+
+// resolve is the transport's address book.
+func (n *Node) resolve(id uint64) (string, bool) {
+	n.addrs.RLock()
+	defer n.addrs.RUnlock()
+	r, ok := n.addrs.nodes[id]
+	if !ok || len(r.GetPeerUrls()) == 0 {
+		return "", false
+	}
+	return r.GetPeerUrls()[0], true
+}
+
+// addressRefresh is how often the address book is reloaded from the meta
+// range.
+const addressRefresh = 2 * time.Second
+
+func (n *Node) runAddressRefresh() {
+	defer n.wg.Done()
+	t := time.NewTicker(addressRefresh)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), addressRefresh)
+		if recs, err := n.members(ctx); err == nil {
+			n.addrs.Lock()
+			for _, r := range recs {
+				n.addrs.nodes[r.GetNodeId()] = r
+			}
+			n.addrs.Unlock()
+		}
+		cancel()
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// members reads every node record from the meta range.
+func (n *Node) members(ctx context.Context) ([]*concordpb.NodeRecord, error) {
+	s := keys.NodeSpan()
+	resp, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_Scan{Scan: &concordpb.SysScan{Start: s.Start, End: s.End}}})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*concordpb.NodeRecord, 0, len(resp.GetKvs()))
+	for _, kv := range resp.GetKvs() {
+		rec := &concordpb.NodeRecord{}
+		if err := proto.Unmarshal(kv.GetValue(), rec); err != nil {
+			return nil, fmt.Errorf("server: bad node record %q: %w", kv.GetKey(), err)
+		}
+		out = append(out, rec)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetNodeId() < out[j].GetNodeId() })
+	return out, nil
+}

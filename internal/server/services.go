@@ -1,0 +1,196 @@
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/etcdapi"
+	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/router"
+	"github.com/concorddb/concord/internal/store"
+	"github.com/concorddb/concord/internal/tso"
+)
+
+// peerService serves the Peer gRPC service: what other nodes ask of this
+// one.
+type peerService struct {
+	concordpb.UnimplementedPeerServer
+	n *Node
+}
+
+func (s *peerService) Raft(stream concordpb.Peer_RaftServer) error {
+	return s.n.transport.ServeRaft(stream)
+}
+
+func (s *peerService) Batch(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	resp, err := s.n.store.Execute(ctx, req)
+	if err != nil {
+		return &concordpb.BatchResponse{Error: toError(err)}, nil
+	}
+	return resp, nil
+}
+
+func (s *peerService) Timestamp(ctx context.Context, req *concordpb.TimestampRequest) (*concordpb.TimestampResponse, error) {
+	first, err := s.n.localTimestamp(ctx, int(req.GetCount()))
+	if err != nil {
+		return &concordpb.TimestampResponse{Error: toError(err)}, nil
+	}
+	return &concordpb.TimestampResponse{First: first, Count: req.GetCount()}, nil
+}
+
+func (s *peerService) Join(ctx context.Context, req *concordpb.JoinRequest) (*concordpb.JoinResponse, error) {
+	n := s.n
+	resp, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_AddNode{AddNode: &concordpb.SysAddNode{Node: req.GetNode()}}})
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := n.members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.log.Info("node joined", "joined", resp.GetNode().GetNodeId(), "name", req.GetNode().GetName())
+	return &concordpb.JoinResponse{
+		ClusterId: n.ident.ClusterID,
+		NodeId:    resp.GetNode().GetNodeId(),
+		Nodes:     nodes,
+		Meta:      n.router.MetaDescriptor(),
+	}, nil
+}
+
+func (s *peerService) NodeStatus(ctx context.Context, _ *concordpb.NodeStatusRequest) (*concordpb.NodeStatusResponse, error) {
+	out := &concordpb.NodeStatusResponse{NodeId: s.n.ident.NodeID, DbSizeBytes: s.n.engine.DiskUsageBytes()}
+	for _, r := range s.n.store.Replicas() {
+		st := r.Status()
+		out.Replicas = append(out.Replicas, &concordpb.ReplicaStatus{RangeId: st.RangeID, Leader: st.Leader, Term: st.Term, Commit: st.Commit, Applied: st.Applied})
+	}
+	return out, nil
+}
+
+// toError turns any error into the wire's structured error.
+func toError(err error) *concordpb.Error {
+	if e, ok := err.(*concordpb.Error); ok {
+		return e
+	}
+	if c := concordpb.CodeOf(err); c != concordpb.ErrorCode_OK {
+		return &concordpb.Error{Code: c, Message: err.Error()}
+	}
+	if err == context.DeadlineExceeded || err == context.Canceled {
+		return &concordpb.Error{Code: concordpb.ErrorCode_UNAVAILABLE, Message: err.Error()}
+	}
+	return &concordpb.Error{Code: concordpb.ErrorCode_INTERNAL, Message: err.Error()}
+}
+
+// local is the router's view of this node.
+type local struct{ n *Node }
+
+var _ router.Local = local{}
+
+func (l local) Execute(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	return l.n.store.Execute(ctx, req)
+}
+
+func (l local) Timestamp(ctx context.Context, n int) (int64, error) {
+	return l.n.localTimestamp(ctx, n)
+}
+
+// localTimestamp serves the TSO if this node leads the meta range with a
+// valid lease.
+func (n *Node) localTimestamp(ctx context.Context, count int) (int64, error) {
+	r := n.store.Replica(store.MetaRangeID)
+	if r == nil {
+		return 0, concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "server: node %d holds no meta replica", n.ident.NodeID)
+	}
+	st := r.Status()
+	if !st.IsLeader {
+		n.oracle.Reset()
+		hint := st.Leader
+		if hint == n.ident.NodeID {
+			hint = 0
+		}
+		return 0, &concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER, Message: "server: not the meta leader", LeaderHint: hint}
+	}
+	if !st.LeaseValid {
+		// A linearizable read waits for the lease (or fails without it).
+		if _, err := (metaWindow{n}).Load(ctx); err != nil {
+			return 0, err
+		}
+	}
+	return n.oracle.Next(ctx, count, st.Term)
+}
+
+// metaWindow persists the TSO window through the local meta replica.
+type metaWindow struct{ n *Node }
+
+var _ tso.Window = metaWindow{}
+
+func (w metaWindow) Load(ctx context.Context) (int64, error) {
+	r := w.n.store.Replica(store.MetaRangeID)
+	if r == nil {
+		return 0, concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "server: no meta replica")
+	}
+	resp, err := r.Read(ctx, &concordpb.BatchRequest{RangeId: store.MetaRangeID, Sys: &concordpb.SysRequest{Request: &concordpb.SysRequest_Get{Get: &concordpb.SysGet{Key: keys.TSOWindow}}}})
+	if err != nil {
+		return 0, err
+	}
+	kvs := resp.GetSys().GetKvs()
+	if len(kvs) == 0 {
+		return 0, nil
+	}
+	if len(kvs[0].GetValue()) != 8 {
+		return 0, fmt.Errorf("server: TSO window has %d bytes", len(kvs[0].GetValue()))
+	}
+	return int64(binary.BigEndian.Uint64(kvs[0].GetValue())), nil
+}
+
+func (w metaWindow) Advance(ctx context.Context, limit int64) (int64, error) {
+	r := w.n.store.Replica(store.MetaRangeID)
+	if r == nil {
+		return 0, concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "server: no meta replica")
+	}
+	resp, err := r.Write(ctx, &concordpb.BatchRequest{RangeId: store.MetaRangeID, Sys: &concordpb.SysRequest{Request: &concordpb.SysRequest_Advance{Advance: &concordpb.SysAdvance{Key: keys.TSOWindow, Value: limit}}}})
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetSys().GetValue(), nil
+}
+
+// backend is the etcd API's view of this node.
+type backend struct{ n *Node }
+
+var _ etcdapi.Backend = backend{}
+
+func (b backend) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, etcdapi.Header, error) {
+	resp, h, err := b.n.router.Do(ctx, op)
+	return resp, etcdapi.Header{Revision: h.Revision, RaftTerm: h.RaftTerm}, err
+}
+
+func (b backend) Members(ctx context.Context) ([]*concordpb.NodeRecord, error) {
+	return b.n.members(ctx)
+}
+
+// Status reports this node's view of the cluster: the meta range's Raft
+// position where this node holds a meta replica, else that of any replica
+// it holds; the leader is the meta range's leader.
+func (b backend) Status(ctx context.Context) (etcdapi.Status, error) {
+	n := b.n
+	out := etcdapi.Status{DBSize: n.engine.DiskUsageBytes()}
+	out.DBSizeInUse = out.DBSize
+	reps := n.store.Replicas()
+	for _, r := range reps {
+		st := r.Status()
+		if r.RangeID == store.MetaRangeID || out.RaftTerm == 0 {
+			out.Leader, out.RaftTerm, out.RaftIndex, out.RaftAppliedIndex = st.Leader, st.Term, st.Commit, st.Applied
+		}
+	}
+	if len(reps) == 0 {
+		// A gateway-only node: find the meta leader by asking for a
+		// timestamp through the router.
+		if _, err := n.router.Timestamp(ctx, 1); err == nil {
+			out.Leader = n.router.Leader(store.MetaRangeID)
+		}
+		out.IsLearner = false
+	}
+	return out, nil
+}

@@ -1,0 +1,363 @@
+// Package store owns a node's replicas and drives them all through one Ready
+// loop.
+//
+// Each round of the loop:
+//
+//  1. collects the Ready of every replica that has one;
+//  2. writes all their entries, hard states and snapshots into ONE engine
+//     batch and commits it with ONE fsync (group commit): many ranges and
+//     many clients share each fsync;
+//  3. only then sends their messages, batched per destination node by the
+//     transport, so nothing is acknowledged before it is durable;
+//  4. applies their committed entries and advances them.
+//
+// A ticker goroutine ticks every replica each TickInterval. Incoming Raft
+// messages are stepped into their replica on the transport's goroutine and
+// wake the loop.
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/eval"
+	"github.com/concorddb/concord/internal/replica"
+	"github.com/concorddb/concord/internal/storage"
+	"go.etcd.io/raft/v3"
+)
+
+// Sender delivers Raft messages to other nodes. Send must not block; the
+// callee owns msgs.
+type Sender interface {
+	Send(to uint64, msgs []*concordpb.RaftMessage)
+}
+
+// Store is one node's set of replicas.
+type Store struct {
+	nodeID uint64
+	engine *storage.Engine
+	sender Sender
+	cfg    replica.Config
+	log    *slog.Logger
+
+	// work is signalled (never blocking, capacity 1) when a replica may
+	// have a Ready.
+	work chan struct{}
+
+	mu struct {
+		sync.RWMutex
+		// replicas by range id. Lock order: Store.mu before Replica.mu.
+		replicas map[uint64]*replica.Replica
+	}
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	// fsyncs counts group commits, for tests and metrics.
+	fsyncs, readyRounds uint64Counter
+}
+
+// New creates the store of a node and loads every replica found in the
+// engine. cfg is the replica configuration shared by all replicas; New sets
+// its Signal. Call Start to run the Ready loop.
+func New(cfg replica.Config, sender Sender) (*Store, error) {
+	s := &Store{
+		nodeID: cfg.NodeID,
+		engine: cfg.Engine,
+		sender: sender,
+		log:    cfg.Logger,
+		work:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	cfg.Signal = s.signal
+	s.cfg = cfg
+	s.mu.replicas = make(map[uint64]*replica.Replica)
+	descs, err := storage.LoadLocalDescriptors(cfg.Engine)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range descs {
+		r, err := replica.Load(cfg, d)
+		if err != nil {
+			s.stopReplicas()
+			return nil, err
+		}
+		s.mu.replicas[d.GetRangeId()] = r
+	}
+	return s, nil
+}
+
+// SetSender sets the message sender; it must be called before Start when the
+// transport could not be built before the store.
+func (s *Store) SetSender(sender Sender) { s.sender = sender }
+
+// Start runs the Ready loop and the ticker until Stop.
+func (s *Store) Start() {
+	s.wg.Add(2)
+	go s.runReadyLoop()
+	go s.runTicker()
+}
+
+// Stop ends the loops and stops every replica.
+func (s *Store) Stop() {
+	select {
+	case <-s.stop:
+		return
+	default:
+	}
+	close(s.stop)
+	s.wg.Wait()
+	s.stopReplicas()
+}
+
+func (s *Store) stopReplicas() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.mu.replicas {
+		r.Stop()
+	}
+}
+
+func (s *Store) signal() {
+	select {
+	case s.work <- struct{}{}:
+	default:
+	}
+}
+
+// Replica returns the replica of rangeID, or nil.
+func (s *Store) Replica(rangeID uint64) *replica.Replica {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.replicas[rangeID]
+}
+
+// Replicas returns every replica, by range id.
+func (s *Store) Replicas() []*replica.Replica {
+	s.mu.RLock()
+	out := make([]*replica.Replica, 0, len(s.mu.replicas))
+	for _, r := range s.mu.replicas {
+		out = append(out, r)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].RangeID < out[j].RangeID })
+	return out
+}
+
+func (s *Store) runTicker() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		for _, r := range s.Replicas() {
+			r.Tick()
+		}
+		s.signal()
+	}
+}
+
+func (s *Store) runReadyLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.work:
+		}
+		if err := s.processReady(); err != nil {
+			// A failed fsync or apply leaves the node's durable state
+			// unknown: crash rather than acknowledge anything more.
+			panic(fmt.Sprintf("store: node %d: %v", s.nodeID, err))
+		}
+	}
+}
+
+type readyReplica struct {
+	r  *replica.Replica
+	rd raft.Ready
+}
+
+// processReady runs one round of the Ready loop over every replica.
+func (s *Store) processReady() error {
+	var readies []readyReplica
+	for _, r := range s.Replicas() {
+		if rd, ok := r.Ready(); ok {
+			readies = append(readies, readyReplica{r, rd})
+		}
+	}
+	if len(readies) == 0 {
+		return nil
+	}
+	s.readyRounds.add(1)
+	b := s.engine.NewBatch()
+	sync := false
+	for i := range readies {
+		rr := &readies[i]
+		if err := rr.r.Persist(b, &rr.rd); err != nil {
+			b.Close()
+			return err
+		}
+		sync = sync || rr.rd.MustSync || !raft.IsEmptySnap(rr.rd.Snapshot)
+	}
+	if !b.Empty() {
+		if err := b.Commit(sync); err != nil {
+			b.Close()
+			return fmt.Errorf("group commit: %w", err)
+		}
+		if sync {
+			s.fsyncs.add(1)
+		}
+	}
+	b.Close()
+	out := make(map[uint64][]*concordpb.RaftMessage)
+	for i := range readies {
+		rr := &readies[i]
+		if err := rr.r.AfterPersist(&rr.rd); err != nil {
+			return err
+		}
+		for _, m := range rr.rd.Messages {
+			out[m.GetTo()] = append(out[m.GetTo()], &concordpb.RaftMessage{RangeId: rr.r.RangeID, Msg: m})
+		}
+	}
+	for to, msgs := range out {
+		if to == s.nodeID {
+			panic(fmt.Sprintf("store: node %d: raft message to self", s.nodeID))
+		}
+		s.sender.Send(to, msgs)
+	}
+	for i := range readies {
+		rr := &readies[i]
+		if err := rr.r.Apply(rr.rd.CommittedEntries); err != nil {
+			return err
+		}
+		rr.r.Advance(&rr.rd)
+	}
+	// Advance may have left more work (entries that became committed).
+	s.signal()
+	return nil
+}
+
+// HandleRaftBatch steps every message of a batch into its replica.
+// Messages for ranges this node does not hold are dropped.
+func (s *Store) HandleRaftBatch(b *concordpb.RaftBatch) {
+	for _, m := range b.GetMsgs() {
+		r := s.Replica(m.GetRangeId())
+		if r == nil {
+			continue
+		}
+		r.Step(m.GetMsg())
+	}
+	s.signal()
+}
+
+// ReportUnreachable tells every replica with a peer on node to that it
+// could not be reached.
+func (s *Store) ReportUnreachable(to uint64) {
+	for _, r := range s.Replicas() {
+		if r.HasPeer(to) {
+			r.ReportUnreachable(to)
+		}
+	}
+}
+
+// ReportSnapshot reports a snapshot's delivery to the range's Raft.
+func (s *Store) ReportSnapshot(rangeID, to uint64, ok bool) {
+	if r := s.Replica(rangeID); r != nil {
+		r.ReportSnapshot(to, ok)
+	}
+	s.signal()
+}
+
+// Execute serves a BatchRequest for a range held here: reads through the
+// replica's read path, writes through Raft.
+func (s *Store) Execute(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	r := s.Replica(req.GetRangeId())
+	if r == nil {
+		return nil, concordpb.Errorf(concordpb.ErrorCode_RANGE_NOT_FOUND, "store: node %d holds no replica of range %d", s.nodeID, req.GetRangeId())
+	}
+	if isRead(req) {
+		return r.Read(ctx, req)
+	}
+	return r.Write(ctx, req)
+}
+
+func isRead(req *concordpb.BatchRequest) bool {
+	if req.GetSys() != nil {
+		return replica.IsSysRead(req.GetSys())
+	}
+	return eval.IsReadOnly(req.GetOp())
+}
+
+// Stats are the store's counters.
+type Stats struct {
+	GroupCommits, ReadyRounds uint64
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{GroupCommits: s.fsyncs.load(), ReadyRounds: s.readyRounds.load()}
+}
+
+// Bootstrap writes the initial state of ranges into a fresh engine, with the
+// given system values preloaded into the meta range (range descriptors and
+// node records). Every initial node calls it with identical arguments.
+func Bootstrap(e *storage.Engine, ident storage.Ident, descs []*concordpb.RangeDescriptor, sys map[string][]byte) error {
+	b := e.NewBatch()
+	defer b.Close()
+	if err := b.PutIdent(ident); err != nil {
+		return err
+	}
+	for _, d := range descs {
+		held := false
+		for _, rd := range d.GetReplicas() {
+			held = held || rd.GetNodeId() == ident.NodeID
+		}
+		if !held {
+			continue
+		}
+		if err := replica.Bootstrap(b, d); err != nil {
+			return err
+		}
+		if d.GetRangeId() == MetaRangeID {
+			for k, v := range sys {
+				if err := b.SysPut([]byte(k), v); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return b.Commit(true /* sync */)
+}
+
+// MetaRangeID is the id of the meta range; UserRangeID of the first user
+// range.
+const (
+	MetaRangeID uint64 = 1
+	UserRangeID uint64 = 2
+)
+
+// Campaign asks the replica of rangeID to campaign (bootstrap speed-up).
+func (s *Store) Campaign(rangeID uint64) {
+	if r := s.Replica(rangeID); r != nil {
+		r.Campaign()
+		s.signal()
+	}
+}
+
+type uint64Counter struct{ v atomic.Uint64 }
+
+func (c *uint64Counter) add(n uint64)  { c.v.Add(n) }
+func (c *uint64Counter) load() uint64 { return c.v.Load() }
