@@ -105,7 +105,9 @@ func StripUser(key []byte) []byte {
 func IsUser(key []byte) bool { return len(key) > 0 && key[0] == userPrefix }
 
 // Node is the key of a node's record.
-func Node(id uint64) []byte { return binary.BigEndian.AppendUint64(append([]byte(nil), nodePrefix...), id) }
+func Node(id uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), nodePrefix...), id)
+}
 
 // NodeSpan covers every node record.
 func NodeSpan() Span { return Span{Start: nodePrefix, End: prefixEnd(nodePrefix)} }

@@ -359,5 +359,5 @@ func (s *Store) Campaign(rangeID uint64) {
 
 type uint64Counter struct{ v atomic.Uint64 }
 
-func (c *uint64Counter) add(n uint64)  { c.v.Add(n) }
+func (c *uint64Counter) add(n uint64) { c.v.Add(n) }
 func (c *uint64Counter) load() uint64 { return c.v.Load() }
