@@ -1,0 +1,549 @@
+// Package eval evaluates etcd v3 KV requests (Range, Put, DeleteRange, Txn)
+// against one range's MVCC data in storage, with etcd's exact semantics. The
+// replica's apply loop calls Write for every write command, in log order, at
+// the command's revision; reads call Read or ReadOp on any storage.Reader.
+//
+// Requests carry etcd (user) keys; eval maps them onto global keys with
+// package keys and strips them again in responses.
+//
+// A write is evaluated in three steps, as etcd does:
+//
+//  1. Every compare of the txn and its nested txns on the taken branches is
+//     evaluated against the state BEFORE the txn: this fixes the txn's path.
+//  2. Every op on the path is checked (range revisions, leases, ignore_value /
+//     ignore_lease needing an existing key, keys inside the range's span).
+//     Any failure returns an error and writes NOTHING.
+//  3. The ops run in order at the single revision ts; reads inside the txn
+//     see the txn's earlier writes.
+//
+// Errors are *concordpb.Error with etcd's messages, or storage errors (which
+// leave the batch in an unknown state: the caller must discard it).
+package eval
+
+import (
+	"bytes"
+	"sort"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/storage"
+)
+
+// etcd's error messages, which clients match on.
+var (
+	errFutureRev = concordpb.Errorf(concordpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
+	errCompacted = concordpb.Errorf(concordpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")
+	errNoLease   = concordpb.Errorf(concordpb.ErrorCode_LEASE_NOT_FOUND, "lease not found")
+	errNoKey     = concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found")
+)
+
+// IsReadOnly reports whether op only reads: a Range, or a Txn whose branches
+// (recursively) hold only Ranges. Such ops go to ReadOp, not through Raft.
+func IsReadOnly(op *concordpb.RequestOp) bool { return concordpb.IsReadOnly(op) }
+
+// Write evaluates a write (Put, DeleteRange or Txn) at revision ts into b.
+// span is the range's span of global keys; an op with any key outside it
+// fails with KEY_MISMATCH. It returns the response and whether anything was
+// written. On a *concordpb.Error nothing was written to b. Ranges inside a
+// Txn are checked as if the range's history was never compacted; callers
+// that compact use WriteCompacted.
+func Write(b *storage.Batch, span keys.Span, ts int64, op *concordpb.RequestOp) (resp *concordpb.ResponseOp, wrote bool, err error) {
+	return WriteCompacted(b, span, ts, 0, op)
+}
+
+// WriteCompacted is Write for a range whose history is compacted at
+// compacted: a Range inside the Txn at a revision below it fails with
+// COMPACTED, as in etcd.
+func WriteCompacted(b *storage.Batch, span keys.Span, ts, compacted int64, op *concordpb.RequestOp) (resp *concordpb.ResponseOp, wrote bool, err error) {
+	if ts <= 0 {
+		return nil, false, concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "eval: write at revision %d", ts)
+	}
+	e := &evaluator{r: b, b: b, span: span, ts: ts, current: ts - 1, compacted: compacted, readRev: ts}
+	resp, err = e.evaluate(op)
+	if err != nil {
+		return nil, false, err
+	}
+	return resp, e.wrote, nil
+}
+
+// Read evaluates a RangeRequest against r. current is the range's newest
+// applied revision (what revision 0 reads), compacted its compacted
+// revision.
+func Read(r storage.Reader, span keys.Span, req *concordpb.RangeRequest, current, compacted int64) (*concordpb.RangeResponse, error) {
+	resp, err := ReadOp(r, span, &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: req}}, current, compacted)
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetRange(), nil
+}
+
+// ReadOp evaluates a Range or a read-only Txn (see IsReadOnly) against r,
+// like Read.
+func ReadOp(r storage.Reader, span keys.Span, op *concordpb.RequestOp, current, compacted int64) (*concordpb.ResponseOp, error) {
+	if !IsReadOnly(op) {
+		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "eval: ReadOp of an op that writes")
+	}
+	e := &evaluator{r: r, span: span, current: current, compacted: compacted, readRev: current}
+	return e.evaluate(op)
+}
+
+// evaluator holds one op's evaluation.
+type evaluator struct {
+	r storage.Reader
+	// b is nil for reads.
+	b    *storage.Batch
+	span keys.Span
+	// ts is the revision of every write; 0 for reads.
+	ts int64
+	// current is the newest revision before the op: Range.revision above it
+	// is a future revision.
+	current   int64
+	compacted int64
+	// readRev is what Range.revision 0 reads at: current for reads, ts for
+	// writes (so a txn's reads see its earlier writes).
+	readRev int64
+	wrote   bool
+}
+
+// evaluate runs the three steps of the package doc.
+func (e *evaluator) evaluate(op *concordpb.RequestOp) (*concordpb.ResponseOp, error) {
+	if op.GetRequest() == nil {
+		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "eval: empty request")
+	}
+	if err := e.checkSpan(op); err != nil {
+		return nil, err
+	}
+	var p path
+	if err := e.comparePath(op, &p); err != nil {
+		return nil, err
+	}
+	var effects []effect
+	if err := e.check(op, p.cursor(), &effects); err != nil {
+		return nil, err
+	}
+	return e.exec(op, p.cursor())
+}
+
+// path is the branch taken by every txn on the path, in pre-order (etcd's
+// txnPath).
+type path struct {
+	taken []bool
+	next  int
+}
+
+func (p *path) cursor() *path { return &path{taken: p.taken} }
+
+func (p *path) pop() bool {
+	b := p.taken[p.next]
+	p.next++
+	return b
+}
+
+func branch(t *concordpb.TxnRequest, succeeded bool) []*concordpb.RequestOp {
+	if succeeded {
+		return t.GetSuccess()
+	}
+	return t.GetFailure()
+}
+
+// checkSpan fails with KEY_MISMATCH if any key of op (compares and both
+// branches of txns included) lies outside the range's span.
+func (e *evaluator) checkSpan(op *concordpb.RequestOp) error {
+	check := func(key, end []byte) error {
+		s := keys.UserSpanOf(key, end)
+		if !e.span.ContainsSpan(s) {
+			return concordpb.Errorf(concordpb.ErrorCode_KEY_MISMATCH, "eval: keys %s outside the range %s", s, e.span)
+		}
+		return nil
+	}
+	switch req := op.GetRequest().(type) {
+	case *concordpb.RequestOp_Range:
+		return check(req.Range.GetKey(), req.Range.GetRangeEnd())
+	case *concordpb.RequestOp_Put:
+		return check(req.Put.GetKey(), nil)
+	case *concordpb.RequestOp_DeleteRange:
+		return check(req.DeleteRange.GetKey(), req.DeleteRange.GetRangeEnd())
+	case *concordpb.RequestOp_Txn:
+		for _, c := range req.Txn.GetCompare() {
+			if err := check(c.GetKey(), c.GetRangeEnd()); err != nil {
+				return err
+			}
+		}
+		for _, ops := range [][]*concordpb.RequestOp{req.Txn.GetSuccess(), req.Txn.GetFailure()} {
+			for _, o := range ops {
+				if err := e.checkSpan(o); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// comparePath evaluates the compares of op's txns on the taken branches,
+// against the state before op, appending each txn's outcome to p.
+func (e *evaluator) comparePath(op *concordpb.RequestOp, p *path) error {
+	t := op.GetTxn()
+	if t == nil {
+		return nil
+	}
+	ok := true
+	for _, c := range t.GetCompare() {
+		var err error
+		if ok, err = e.compare(c); err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+	}
+	p.taken = append(p.taken, ok)
+	for _, o := range branch(t, ok) {
+		if err := e.comparePath(o, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compare evaluates one Compare with etcd's rule: with no key in its range, a
+// VALUE compare is false and the others compare against zero values;
+// otherwise every key must satisfy it.
+func (e *evaluator) compare(c *concordpb.Compare) (bool, error) {
+	result := true
+	n := 0
+	err := storage.MVCCScan(e.r, keys.UserSpanOf(c.GetKey(), c.GetRangeEnd()), e.readRev, func(kv *concordpb.KeyValue) error {
+		n++
+		if !compareKV(c, kv) {
+			result = false
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && err != errStop {
+		return false, err
+	}
+	if n == 0 {
+		if c.GetTarget() == concordpb.CompareTarget_COMPARE_VALUE {
+			return false, nil
+		}
+		return compareKV(c, &concordpb.KeyValue{}), nil
+	}
+	return result, nil
+}
+
+// errStop stops a scan early; it never leaves this package.
+var errStop = concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "eval: stop")
+
+func compareKV(c *concordpb.Compare, kv *concordpb.KeyValue) bool {
+	var result int
+	switch c.GetTarget() {
+	case concordpb.CompareTarget_COMPARE_VALUE:
+		result = bytes.Compare(kv.GetValue(), c.GetValue())
+	case concordpb.CompareTarget_COMPARE_CREATE:
+		result = compareInt64(kv.GetCreateRevision(), c.GetCreateRevision())
+	case concordpb.CompareTarget_COMPARE_MOD:
+		result = compareInt64(kv.GetModRevision(), c.GetModRevision())
+	case concordpb.CompareTarget_COMPARE_VERSION:
+		result = compareInt64(kv.GetVersion(), c.GetVersion())
+	case concordpb.CompareTarget_COMPARE_LEASE:
+		result = compareInt64(kv.GetLease(), c.GetLease())
+	}
+	switch c.GetResult() {
+	case concordpb.CompareResult_COMPARE_EQUAL:
+		return result == 0
+	case concordpb.CompareResult_COMPARE_NOT_EQUAL:
+		return result != 0
+	case concordpb.CompareResult_COMPARE_GREATER:
+		return result > 0
+	case concordpb.CompareResult_COMPARE_LESS:
+		return result < 0
+	}
+	return true
+}
+
+func compareInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// effect is a write an earlier op of the txn will have made, for checking
+// later ops before anything is written.
+type effect struct {
+	span keys.Span
+	put  bool
+}
+
+// check validates every op on the path (step 2), so that exec cannot fail
+// with a request error after it has written.
+func (e *evaluator) check(op *concordpb.RequestOp, p *path, effects *[]effect) error {
+	switch req := op.GetRequest().(type) {
+	case *concordpb.RequestOp_Range:
+		return e.checkRevision(req.Range.GetRevision())
+	case *concordpb.RequestOp_Put:
+		put := req.Put
+		if put.GetLease() != 0 {
+			return errNoLease
+		}
+		key := keys.User(put.GetKey())
+		if put.GetIgnoreValue() || put.GetIgnoreLease() {
+			exists, err := e.existsAfter(key, *effects)
+			if err != nil {
+				return err
+			}
+			if !exists {
+				return errNoKey
+			}
+		}
+		*effects = append(*effects, effect{span: keys.Span{Start: key}, put: true})
+	case *concordpb.RequestOp_DeleteRange:
+		*effects = append(*effects, effect{span: keys.UserSpanOf(req.DeleteRange.GetKey(), req.DeleteRange.GetRangeEnd())})
+	case *concordpb.RequestOp_Txn:
+		for _, o := range branch(req.Txn, p.pop()) {
+			if err := e.check(o, p, effects); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (e *evaluator) checkRevision(rev int64) error {
+	switch {
+	case rev == 0:
+		return nil
+	case rev > e.current:
+		return errFutureRev
+	case rev < e.compacted:
+		return errCompacted
+	}
+	return nil
+}
+
+// existsAfter reports whether key will be live after effects: the last
+// effect covering key decides; with none, the stored state does.
+func (e *evaluator) existsAfter(key []byte, effects []effect) (bool, error) {
+	for i := len(effects) - 1; i >= 0; i-- {
+		s := effects[i].span
+		if (len(s.End) == 0 && bytes.Equal(s.Start, key)) || (len(s.End) > 0 && s.Contains(key)) {
+			return effects[i].put, nil
+		}
+	}
+	kv, err := storage.MVCCGet(e.r, key, e.readRev)
+	return kv != nil, err
+}
+
+// exec runs op (step 3).
+func (e *evaluator) exec(op *concordpb.RequestOp, p *path) (*concordpb.ResponseOp, error) {
+	switch req := op.GetRequest().(type) {
+	case *concordpb.RequestOp_Range:
+		r, err := e.rangeOp(req.Range)
+		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Range{Range: r}}, err
+	case *concordpb.RequestOp_Put:
+		r, err := e.put(req.Put)
+		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Put{Put: r}}, err
+	case *concordpb.RequestOp_DeleteRange:
+		r, err := e.deleteRange(req.DeleteRange)
+		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_DeleteRange{DeleteRange: r}}, err
+	case *concordpb.RequestOp_Txn:
+		succeeded := p.pop()
+		ops := branch(req.Txn, succeeded)
+		r := &concordpb.TxnResponse{Succeeded: succeeded, Responses: make([]*concordpb.ResponseOp, 0, len(ops))}
+		for _, o := range ops {
+			resp, err := e.exec(o, p)
+			if err != nil {
+				return nil, err
+			}
+			r.Responses = append(r.Responses, resp)
+		}
+		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Txn{Txn: r}}, nil
+	}
+	// An empty op inside a txn: etcd answers it with an empty response.
+	return &concordpb.ResponseOp{}, nil
+}
+
+func (e *evaluator) put(req *concordpb.PutRequest) (*concordpb.PutResponse, error) {
+	key := keys.User(req.GetKey())
+	prev, err := storage.MVCCGet(e.r, key, e.readRev)
+	if err != nil {
+		return nil, err
+	}
+	kv := &concordpb.KeyValue{Key: key, Value: req.GetValue(), Lease: req.GetLease(), ModRevision: e.ts, CreateRevision: e.ts, Version: 1}
+	if prev != nil {
+		kv.CreateRevision, kv.Version = prev.GetCreateRevision(), prev.GetVersion()+1
+	}
+	if req.GetIgnoreValue() || req.GetIgnoreLease() {
+		if prev == nil {
+			// check guarantees the key exists; reaching here is a bug.
+			return nil, concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "eval: ignore_value put of missing key %q", req.GetKey())
+		}
+		if req.GetIgnoreValue() {
+			kv.Value = prev.GetValue()
+		}
+		if req.GetIgnoreLease() {
+			kv.Lease = prev.GetLease()
+		}
+	}
+	if err := e.b.MVCCPut(kv); err != nil {
+		return nil, err
+	}
+	e.wrote = true
+	resp := &concordpb.PutResponse{}
+	if req.GetPrevKv() && prev != nil {
+		resp.PrevKv = userKV(prev)
+	}
+	return resp, nil
+}
+
+func (e *evaluator) deleteRange(req *concordpb.DeleteRangeRequest) (*concordpb.DeleteRangeResponse, error) {
+	var live []*concordpb.KeyValue
+	err := storage.MVCCScan(e.r, keys.UserSpanOf(req.GetKey(), req.GetRangeEnd()), e.readRev, func(kv *concordpb.KeyValue) error {
+		if !req.GetPrevKv() {
+			kv.Value = nil
+		}
+		live = append(live, kv)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp := &concordpb.DeleteRangeResponse{Deleted: int64(len(live))}
+	for _, kv := range live {
+		if err := e.b.MVCCDelete(kv.GetKey(), e.ts); err != nil {
+			return nil, err
+		}
+		e.wrote = true
+		if req.GetPrevKv() {
+			resp.PrevKvs = append(resp.PrevKvs, userKV(kv))
+		}
+	}
+	return resp, nil
+}
+
+// userKV strips the global prefix from kv's key, in place.
+func userKV(kv *concordpb.KeyValue) *concordpb.KeyValue {
+	kv.Key = keys.StripUser(kv.GetKey())
+	return kv
+}
+
+// rangeOp evaluates a RangeRequest already validated by check, as etcd's
+// executeRange: fetch (limit+1 when results need no sorting or filtering),
+// count every match, filter by revisions, sort, truncate to limit.
+func (e *evaluator) rangeOp(req *concordpb.RangeRequest) (*concordpb.RangeResponse, error) {
+	rev := req.GetRevision()
+	if rev == 0 {
+		rev = e.readRev
+	}
+	fetch := rangeLimit(req)
+	var kvs []*concordpb.KeyValue
+	var count int64
+	err := storage.MVCCScan(e.r, keys.UserSpanOf(req.GetKey(), req.GetRangeEnd()), rev, func(kv *concordpb.KeyValue) error {
+		count++
+		if req.GetCountOnly() || (fetch > 0 && int64(len(kvs)) >= fetch) {
+			return nil
+		}
+		kvs = append(kvs, userKV(kv))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	kvs = filterKVs(kvs, req)
+	sortKVs(kvs, req)
+	resp := &concordpb.RangeResponse{Count: count}
+	if l := req.GetLimit(); l > 0 && int64(len(kvs)) > l {
+		kvs = kvs[:l]
+		resp.More = true
+	}
+	if req.GetKeysOnly() {
+		for _, kv := range kvs {
+			kv.Value = nil
+			// etcd serves keys_only from its index, which has no leases,
+			// unless it must read values to sort by them.
+			if req.GetSortTarget() != concordpb.SortTarget_SORT_BY_VALUE {
+				kv.Lease = 0
+			}
+		}
+	}
+	resp.Kvs = kvs
+	return resp, nil
+}
+
+// rangeLimit is how many kvs to fetch: 0 for all, when they must be sorted
+// or filtered first; otherwise one more than the limit, to know "more".
+func rangeLimit(req *concordpb.RangeRequest) int64 {
+	if !isDefaultOrdering(req.GetSortTarget(), req.GetSortOrder()) || hasRevisionFilters(req) {
+		return 0
+	}
+	if l := req.GetLimit(); l > 0 && l < 1<<62 {
+		return l + 1
+	}
+	return req.GetLimit()
+}
+
+// isDefaultOrdering: results come in ascending key order, so no sort is
+// needed for no order or ascending by key.
+func isDefaultOrdering(target concordpb.SortTarget, order concordpb.SortOrder) bool {
+	return order == concordpb.SortOrder_SORT_NONE ||
+		(target == concordpb.SortTarget_SORT_BY_KEY && order == concordpb.SortOrder_SORT_ASCEND)
+}
+
+func hasRevisionFilters(req *concordpb.RangeRequest) bool {
+	return req.GetMinModRevision() != 0 || req.GetMaxModRevision() != 0 ||
+		req.GetMinCreateRevision() != 0 || req.GetMaxCreateRevision() != 0
+}
+
+func filterKVs(kvs []*concordpb.KeyValue, req *concordpb.RangeRequest) []*concordpb.KeyValue {
+	if !hasRevisionFilters(req) {
+		return kvs
+	}
+	out := kvs[:0]
+	for _, kv := range kvs {
+		switch {
+		case req.GetMaxModRevision() != 0 && kv.GetModRevision() > req.GetMaxModRevision():
+		case req.GetMinModRevision() != 0 && kv.GetModRevision() < req.GetMinModRevision():
+		case req.GetMaxCreateRevision() != 0 && kv.GetCreateRevision() > req.GetMaxCreateRevision():
+		case req.GetMinCreateRevision() != 0 && kv.GetCreateRevision() < req.GetMinCreateRevision():
+		default:
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// sortKVs sorts like etcd: SORT_NONE with a target other than the key means
+// ascending. The sort is stable, so ties stay in key order.
+func sortKVs(kvs []*concordpb.KeyValue, req *concordpb.RangeRequest) {
+	order, target := req.GetSortOrder(), req.GetSortTarget()
+	if target != concordpb.SortTarget_SORT_BY_KEY && order == concordpb.SortOrder_SORT_NONE {
+		order = concordpb.SortOrder_SORT_ASCEND
+	}
+	if isDefaultOrdering(target, order) {
+		return
+	}
+	cmp := func(a, b *concordpb.KeyValue) int {
+		switch target {
+		case concordpb.SortTarget_SORT_BY_VERSION:
+			return compareInt64(a.GetVersion(), b.GetVersion())
+		case concordpb.SortTarget_SORT_BY_CREATE:
+			return compareInt64(a.GetCreateRevision(), b.GetCreateRevision())
+		case concordpb.SortTarget_SORT_BY_MOD:
+			return compareInt64(a.GetModRevision(), b.GetModRevision())
+		case concordpb.SortTarget_SORT_BY_VALUE:
+			return bytes.Compare(a.GetValue(), b.GetValue())
+		}
+		return bytes.Compare(a.GetKey(), b.GetKey())
+	}
+	descend := order == concordpb.SortOrder_SORT_DESCEND
+	sort.SliceStable(kvs, func(i, j int) bool {
+		if descend {
+			return cmp(kvs[i], kvs[j]) > 0
+		}
+		return cmp(kvs[i], kvs[j]) < 0
+	})
+}
