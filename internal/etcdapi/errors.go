@@ -15,7 +15,7 @@ import (
 // yet. They are codes.Unimplemented so clients do not retry them.
 var (
 	errCompactUnsupported = status.Error(codes.Unimplemented, "etcdserver: compaction not supported yet")
-	errMembershipChange   = status.Error(codes.Unimplemented, "etcdserver: concord manages membership itself (concord start --join); member add/remove/update/promote are not supported")
+	errMembershipChange   = status.Error(codes.Unimplemented, "etcdserver: member add/remove/update/promote not supported (Concord nodes join the cluster themselves when they start)")
 	errAlarmActivate      = status.Error(codes.Unimplemented, "etcdserver: alarm activation not supported yet")
 	errDefragment         = status.Error(codes.Unimplemented, "etcdserver: defragment not supported (the storage engine compacts its files itself)")
 	errHash               = status.Error(codes.Unimplemented, "etcdserver: hash and hashkv not supported yet")
