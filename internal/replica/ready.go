@@ -101,6 +101,7 @@ func (r *Replica) AfterPersist(rd *raft.Ready) error {
 		if as.MaxTS > r.mu.lastProposedTS {
 			r.mu.lastProposedTS = as.MaxTS
 		}
+		r.mu.snapshotsApplied++
 		r.log.Info("applied snapshot", "index", md.GetIndex(), "term", md.GetTerm())
 		r.mu.lease.notifyAppliedLocked()
 	}

@@ -160,6 +160,8 @@ type Replica struct {
 		nextID         uint64
 		proposals      map[uint64]*proposal
 		lease          lease
+		// snapshotsApplied counts snapshots received since Load.
+		snapshotsApplied int
 	}
 }
 
@@ -277,6 +279,9 @@ type Status struct {
 	RangeID, Leader, Term, Commit, Applied uint64
 	IsLeader                               bool
 	LeaseValid                             bool
+	// SnapshotsApplied counts snapshots this replica received since it
+	// was loaded.
+	SnapshotsApplied int
 }
 
 // Status reports the replica's Raft position.
@@ -292,6 +297,8 @@ func (r *Replica) Status() Status {
 		Applied:    r.mu.applied.Index,
 		IsLeader:   bs.RaftState == raft.StateLeader,
 		LeaseValid: r.mu.lease.validLocked(r.cfg.Now()),
+
+		SnapshotsApplied: r.mu.snapshotsApplied,
 	}
 }
 

@@ -117,11 +117,38 @@ func (r *Router) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.Re
 	if err != nil {
 		return nil, Header{}, err
 	}
-	resp, err := r.send(ctx, span, &concordpb.BatchRequest{Op: op}, !isReadOnly(op))
+	var resp *concordpb.BatchResponse
+	if op.GetRange().GetSerializable() {
+		// etcd serves a serializable read from the member the client
+		// talks to: prefer this node's own replica.
+		resp, err = r.sendLocal(ctx, span, op)
+	}
+	if resp == nil {
+		resp, err = r.send(ctx, span, &concordpb.BatchRequest{Op: op}, !isReadOnly(op))
+	}
 	if err != nil {
 		return nil, Header{}, err
 	}
 	return resp.GetResp(), Header{Revision: resp.GetRevision(), RaftTerm: resp.GetRaftTerm()}, nil
+}
+
+// sendLocal serves a request from this node's replica of the range, if it
+// holds one; a nil response means it does not.
+func (r *Router) sendLocal(ctx context.Context, span keys.Span, op *concordpb.RequestOp) (*concordpb.BatchResponse, error) {
+	desc, err := r.lookup(ctx, span)
+	if err != nil {
+		return nil, err
+	}
+	for _, rd := range desc.GetReplicas() {
+		if rd.GetNodeId() == r.cfg.NodeID {
+			resp, err := r.cfg.Local.Execute(ctx, &concordpb.BatchRequest{RangeId: desc.GetRangeId(), Op: op})
+			if concordpb.CodeOf(err) == concordpb.ErrorCode_RANGE_NOT_FOUND {
+				return nil, nil
+			}
+			return resp, err
+		}
+	}
+	return nil, nil
 }
 
 // Sys sends a system request to the meta range.

@@ -42,6 +42,10 @@ type Config struct {
 	// MaxTxnOps bounds the operations of one txn (etcd's default 128).
 	MaxTxnOps int
 
+	// RaftLogTruncateEntries bounds each range's Raft log (default 10000
+	// entries); a follower further behind catches up by snapshot.
+	RaftLogTruncateEntries uint64
+
 	Logger *slog.Logger
 
 	// ClientListener and PeerListener, when set, are used instead of
@@ -152,6 +156,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxTxnOps <= 0 {
 		c.MaxTxnOps = 128
+	}
+	if c.RaftLogTruncateEntries == 0 {
+		c.RaftLogTruncateEntries = 10000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -103,6 +103,7 @@ func Start(cfg Config) (n *Node, err error) {
 	rcfg.ElectionTicks = int(cfg.ElectionTimeout / cfg.HeartbeatInterval)
 	n.tsoClient = tso.NewClient(func(ctx context.Context, k int) (int64, error) { return n.router.Timestamp(ctx, k) })
 	rcfg.Timestamps = n.tsoClient
+	rcfg.LogTruncateEntries = cfg.RaftLogTruncateEntries
 	rcfg.Signal = func() {} // replaced by store.New
 	n.store, err = store.New(rcfg, nil)
 	if err != nil {

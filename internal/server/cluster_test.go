@@ -1,0 +1,239 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/concorddb/concord/internal/store"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func startCluster(t *testing.T, n int, tune func(i int, c *Config)) *LocalCluster {
+	t.Helper()
+	c, err := StartLocalCluster(n, t.TempDir(), LocalOptions{Logger: quietLogger(), Tune: tune})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	return c
+}
+
+// client returns an etcd client pinned to node i.
+func client(t *testing.T, c *LocalCluster, i int) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{c.ClientAddrs()[i]},
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// putRetry writes until it succeeds or the deadline passes: what a client
+// does across a failover.
+func putRetry(t *testing.T, cli *clientv3.Client, key, val string) int64 {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		resp, err := cli.Put(ctx, key, val)
+		cancel()
+		if err == nil {
+			return resp.Header.Revision
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("put %s: %v", key, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func get(t *testing.T, cli *clientv3.Client, key string, opts ...clientv3.OpOption) *clientv3.GetResponse {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		resp, err := cli.Get(ctx, key, opts...)
+		cancel()
+		if err == nil {
+			return resp
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("get %s: %v", key, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestWriteOnOneNodeReadOnAnother(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	rev1 := putRetry(t, client(t, c, 0), "greeting", "hello")
+	resp := get(t, client(t, c, 2), "greeting")
+	if len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "hello" {
+		t.Fatalf("node 3 read %v, want greeting=hello", resp.Kvs)
+	}
+	kv := resp.Kvs[0]
+	if kv.ModRevision != rev1 || kv.CreateRevision != rev1 || kv.Version != 1 {
+		t.Fatalf("kv %+v: want create=mod=%d version=1", kv, rev1)
+	}
+	// A second write has a larger revision and bumps the version.
+	rev2 := putRetry(t, client(t, c, 1), "greeting", "bonjour")
+	if rev2 <= rev1 {
+		t.Fatalf("revision went from %d to %d", rev1, rev2)
+	}
+	resp = get(t, client(t, c, 2), "greeting")
+	if kv := resp.Kvs[0]; string(kv.Value) != "bonjour" || kv.Version != 2 || kv.CreateRevision != rev1 || kv.ModRevision != rev2 {
+		t.Fatalf("after second put: %+v", kv)
+	}
+	// Prefix and delete with prev_kv through a third node.
+	putRetry(t, client(t, c, 2), "greetings/a", "1")
+	putRetry(t, client(t, c, 2), "greetings/b", "2")
+	resp = get(t, client(t, c, 0), "greetings/", clientv3.WithPrefix())
+	if len(resp.Kvs) != 2 {
+		t.Fatalf("prefix read %d keys, want 2", len(resp.Kvs))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	del, err := client(t, c, 1).Delete(ctx, "greetings/", clientv3.WithPrefix(), clientv3.WithPrevKV())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if del.Deleted != 2 || len(del.PrevKvs) != 2 {
+		t.Fatalf("delete: deleted %d prev %d, want 2 and 2", del.Deleted, len(del.PrevKvs))
+	}
+	if resp := get(t, client(t, c, 0), "greetings/", clientv3.WithPrefix()); len(resp.Kvs) != 0 {
+		t.Fatalf("after delete, %d keys remain", len(resp.Kvs))
+	}
+}
+
+// leaderOf returns the index of the node leading rangeID, waiting for one.
+func leaderOf(t *testing.T, c *LocalCluster, rangeID uint64) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for i := 0; i < c.Size(); i++ {
+			n := c.Node(i)
+			if n == nil {
+				continue
+			}
+			if r := n.Store().Replica(rangeID); r != nil && r.Status().IsLeader {
+				return i
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no leader for range %d", rangeID)
+	return -1
+}
+
+func TestLeaderFailover(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	putRetry(t, client(t, c, 0), "before", "1")
+	leader := leaderOf(t, c, store.UserRangeID)
+	c.StopNode(leader)
+	start := time.Now()
+	// Any surviving node keeps accepting writes once a new leader is up.
+	other := (leader + 1) % 3
+	cli := client(t, c, other)
+	for i := 0; i < 20; i++ {
+		putRetry(t, cli, fmt.Sprintf("after/%d", i), "v")
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("writes resumed only after %v", took)
+	}
+	newLeader := leaderOf(t, c, store.UserRangeID)
+	if newLeader == leader {
+		t.Fatalf("stopped node %d still leads", leader)
+	}
+	resp := get(t, client(t, c, (leader+2)%3), "after/", clientv3.WithPrefix())
+	if len(resp.Kvs) != 20 {
+		t.Fatalf("read %d keys after failover, want 20", len(resp.Kvs))
+	}
+	if resp := get(t, cli, "before"); len(resp.Kvs) != 1 {
+		t.Fatal("write from before the failover is gone")
+	}
+}
+
+func TestFullRestartKeepsEverything(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cli := client(t, c, 0)
+	var lastRev int64
+	for i := 0; i < 50; i++ {
+		lastRev = putRetry(t, cli, fmt.Sprintf("k%03d", i), fmt.Sprint(i))
+	}
+	cli.Close()
+	c.Stop()
+	for i := 0; i < 3; i++ {
+		if err := c.RestartNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		resp := get(t, client(t, c, i), "k", clientv3.WithPrefix())
+		if len(resp.Kvs) != 50 {
+			t.Fatalf("node %d: %d keys after restart, want 50", i+1, len(resp.Kvs))
+		}
+	}
+	// Revisions keep increasing across the full restart.
+	if rev := putRetry(t, client(t, c, 1), "after-restart", "x"); rev <= lastRev {
+		t.Fatalf("revision %d after restart not above %d", rev, lastRev)
+	}
+}
+
+func TestDownNodeCatchesUp(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		truncate uint64
+	}{
+		{"from-log", 100000},
+		{"from-snapshot", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := startCluster(t, 3, func(_ int, cfg *Config) { cfg.RaftLogTruncateEntries = tc.truncate })
+			putRetry(t, client(t, c, 0), "warmup", "x")
+			down := (leaderOf(t, c, store.UserRangeID) + 1) % 3
+			c.StopNode(down)
+			cli := client(t, c, (down+1)%3)
+			const writes = 1000
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			for i := 0; i < writes; i++ {
+				if _, err := cli.Put(ctx, fmt.Sprintf("w/%04d", i), fmt.Sprint(i)); err != nil {
+					t.Fatalf("write %d: %v", i, err)
+				}
+			}
+			if err := c.RestartNode(down); err != nil {
+				t.Fatal(err)
+			}
+			// The restarted node's own replica (a serializable read is
+			// served locally) must reach every write.
+			local := client(t, c, down)
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				resp := get(t, local, "w/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
+				if resp.Count == writes {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("restarted node has %d of %d writes", resp.Count, writes)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			snaps := c.Node(down).Store().Replica(store.UserRangeID).Status().SnapshotsApplied
+			if wantSnap := tc.truncate < writes; (snaps > 0) != wantSnap {
+				t.Fatalf("restarted node applied %d snapshots; want a snapshot: %v", snaps, wantSnap)
+			}
+		})
+	}
+}
