@@ -93,23 +93,27 @@ func (t *Transport) Conn(ctx context.Context, to uint64) (*grpc.ClientConn, erro
 		return nil, fmt.Errorf("transport: node %d: %w", to, err)
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.mu.closed {
+		t.mu.Unlock()
 		return nil, ErrClosed
 	}
 	old := t.mu.conns[to]
 	if old != nil && old.target == target {
+		t.mu.Unlock()
 		return old.cc, nil
 	}
 	cc, err := t.dial(target)
 	if err != nil {
+		t.mu.Unlock()
 		return nil, err
 	}
+	t.mu.conns[to] = &nodeConn{target: target, cc: cc}
+	t.mu.Unlock()
 	if old != nil {
+		// Outside the lock: closing waits for the connection's goroutines.
 		t.log.Info("peer address changed, redialed", "peer", to, "old", old.target, "new", target)
 		t.closeConn(old.cc, old.target)
 	}
-	t.mu.conns[to] = &nodeConn{target: target, cc: cc}
 	return cc, nil
 }
 

@@ -280,15 +280,16 @@ func (t *Transport) Close() {
 
 	t.wg.Wait()
 
+	// Close connections outside the lock: Send and Conn only take it briefly.
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	for id, c := range t.mu.conns {
+	conns, addrConns := t.mu.conns, t.mu.addrConns
+	t.mu.conns, t.mu.addrConns = map[uint64]*nodeConn{}, map[string]*grpc.ClientConn{}
+	t.mu.Unlock()
+	for _, c := range conns {
 		t.closeConn(c.cc, c.target)
-		delete(t.mu.conns, id)
 	}
-	for target, cc := range t.mu.addrConns {
+	for target, cc := range addrConns {
 		t.closeConn(cc, target)
-		delete(t.mu.addrConns, target)
 	}
 }
 
