@@ -52,7 +52,6 @@ func freePorts(t *testing.T, n int) []int {
 type proc struct {
 	name, dir        string
 	client, peer     string
-	args             []string
 	cmd              *exec.Cmd
 	log              *os.File
 	exited           chan struct{}

@@ -160,7 +160,7 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span key
 	}
 	switch {
 	case cmd.GetOp() != nil:
-		resp, wrote, err := eval.Write(b, span, cmd.GetTs(), cmd.GetOp())
+		resp, wrote, err := eval.WriteCompacted(b, span, cmd.GetTs(), as.CompactedRev, cmd.GetOp())
 		if err != nil {
 			return result{err: err}
 		}
