@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 
+	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -235,5 +237,151 @@ func TestDownNodeCatchesUp(t *testing.T) {
 				t.Fatalf("restarted node applied %d snapshots; want a snapshot: %v", snaps, wantSnap)
 			}
 		})
+	}
+}
+
+func TestMemberListAndJoin(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cli := client(t, c, 0)
+	putRetry(t, cli, "k", "v")
+	// Every member's record carries its client URL once it has registered.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		ml, err := cli.MemberList(ctx)
+		cancel()
+		complete := err == nil && len(ml.Members) == 3
+		if complete {
+			for i, m := range ml.Members {
+				complete = complete && m.ID == uint64(i+1) && len(m.ClientURLs) == 1 && m.ClientURLs[0] == c.ClientURLs()[i]
+			}
+		}
+		if complete {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member list incomplete: %v %v", ml, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A fourth node joins through the existing members and serves clients.
+	cfg := DefaultConfig()
+	cfg.Name = "n4"
+	cfg.DataDir = t.TempDir()
+	cfg.Logger = quietLogger()
+	cfg.InitialClusterState = "existing"
+	cfg.InitialCluster = c.cfgs[0].InitialCluster
+	var err error
+	if cfg.ClientListener, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PeerListener, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.AdvertiseClientURLs = []string{"http://" + cfg.ClientListener.Addr().String()}
+	cfg.ListenClientURLs = cfg.AdvertiseClientURLs
+	cfg.InitialAdvertisePeerURLs = []string{"http://" + cfg.PeerListener.Addr().String()}
+	cfg.ListenPeerURLs = cfg.InitialAdvertisePeerURLs
+	n4, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n4.Stop()
+	if n4.ID() != 4 || n4.ClusterID() != c.Node(0).ClusterID() {
+		t.Fatalf("joined as node %d of cluster %x, want node 4 of %x", n4.ID(), n4.ClusterID(), c.Node(0).ClusterID())
+	}
+	cli4, err := clientv3.New(clientv3.Config{Endpoints: []string{n4.ClientAddr()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli4.Close()
+	if resp := get(t, cli4, "k"); len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "v" {
+		t.Fatalf("new node reads %v", resp.Kvs)
+	}
+	putRetry(t, cli4, "from-n4", "hi")
+	if resp := get(t, client(t, c, 2), "from-n4"); len(resp.Kvs) != 1 {
+		t.Fatal("write through the new node not visible on node 3")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ml, err := cli.MemberList(ctx)
+	if err != nil || len(ml.Members) != 4 || ml.Members[3].Name != "n4" {
+		t.Fatalf("member list after join: %v %v", ml, err)
+	}
+	// Restarting the joined node keeps its identity.
+	n4.Stop()
+	if cfg.ClientListener, err = net.Listen("tcp", n4.ClientAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PeerListener, err = net.Listen("tcp", n4.PeerAddr()); err != nil {
+		t.Fatal(err)
+	}
+	n4b, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n4b.Stop()
+	if n4b.ID() != 4 {
+		t.Fatalf("restarted joined node has id %d", n4b.ID())
+	}
+}
+
+// isolate cuts every Raft message to and from node id, on every node.
+func isolate(c *LocalCluster, id uint64, cut bool) {
+	for i := 0; i < c.Size(); i++ {
+		n := c.Node(i)
+		if n == nil {
+			continue
+		}
+		if !cut {
+			n.Transport().SetFault(nil)
+			continue
+		}
+		n.Transport().SetFault(func(from, to uint64) bool { return from == id || to == id })
+	}
+}
+
+func TestIsolatedLeaderServesNoStaleReads(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	putRetry(t, client(t, c, 0), "x", "old")
+	li := leaderOf(t, c, store.UserRangeID)
+	old := c.Node(li)
+	isolate(c, old.ID(), true)
+	// The majority elects a new leader and takes a new write.
+	other := (li + 1) % 3
+	putRetry(t, client(t, c, other), "x", "new")
+	// The isolated replica must never answer a linearizable read with the
+	// old value: its lease has lapsed, so it refuses.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	resp, err := old.Store().Execute(ctx, &concordpb.BatchRequest{RangeId: store.UserRangeID, Op: &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte("x")}}}})
+	if err == nil {
+		t.Fatalf("isolated old leader served a linearizable read: %v", resp)
+	}
+	if code := concordpb.CodeOf(err); code != concordpb.ErrorCode_NOT_LEADER && code != concordpb.ErrorCode_UNAVAILABLE {
+		t.Fatalf("isolated old leader: %v, want NOT_LEADER or UNAVAILABLE", err)
+	}
+	// Writes proposed to it fail too, without being applied anywhere.
+	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer wcancel()
+	if _, err := old.Store().Execute(wctx, &concordpb.BatchRequest{RangeId: store.UserRangeID, Op: &concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{Key: []byte("x"), Value: []byte("minority")}}}}); err == nil {
+		t.Fatal("isolated old leader acknowledged a write")
+	}
+	// Healed, it catches up with the majority.
+	isolate(c, old.ID(), false)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := get(t, client(t, c, li), "x", clientv3.WithSerializable())
+		if len(r.Kvs) == 1 && string(r.Kvs[0].Value) == "new" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("healed node still reads %v", r.Kvs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := get(t, client(t, c, 0), "x"); string(r.Kvs[0].Value) != "new" {
+		t.Fatalf("the minority write leaked: %s", r.Kvs[0].Value)
 	}
 }

@@ -151,8 +151,9 @@ func Start(cfg Config) (n *Node, err error) {
 	etcdapi.Register(n.clientServer, backend{n}, ecfg)
 	n.serve(n.clientServer, n.clientLis)
 
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.runAddressRefresh()
+	go n.registerSelf()
 	n.log.Info("node started", "name", cfg.Name, "cluster", fmt.Sprintf("%x", n.ident.ClusterID),
 		"client", n.clientLis.Addr().String(), "peer", n.peerLis.Addr().String())
 	return n, nil
@@ -348,11 +349,10 @@ func (n *Node) bootstrap(members []member) (*concordpb.RangeDescriptor, error) {
 	}
 	for i, m := range members {
 		id := uint64(i + 1)
+		// Every initial member must write identical state, so records hold
+		// only what --initial-cluster says; each node adds its client URLs
+		// once the cluster runs (registerSelf).
 		rec := &concordpb.NodeRecord{NodeId: id, Name: m.name, PeerUrls: []string{m.peerURL}}
-		if id == self {
-			rec.PeerUrls = n.cfg.InitialAdvertisePeerURLs
-			rec.ClientUrls = n.cfg.AdvertiseClientURLs
-		}
 		data, err := proto.Marshal(rec)
 		if err != nil {
 			return nil, err
@@ -454,6 +454,29 @@ func (n *Node) runAddressRefresh() {
 		case <-n.stop:
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// registerSelf writes this node's current record (its advertised URLs) into
+// the meta range, retrying until it succeeds or the node stops.
+func (n *Node) registerSelf() {
+	defer n.wg.Done()
+	rec := &concordpb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_AddNode{AddNode: &concordpb.SysAddNode{Node: rec}}})
+		cancel()
+		if err == nil {
+			if id := resp.GetNode().GetNodeId(); id != n.ident.NodeID {
+				n.log.Error("meta range knows this node's name under another id", "name", n.cfg.Name, "id", id)
+			}
+			return
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
