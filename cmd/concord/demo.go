@@ -63,3 +63,5 @@ func demoCmd() *cobra.Command {
 	f.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	return cmd
 }
+
+func init() { subcommands = append(subcommands, demoCmd) }

@@ -1,5 +1,7 @@
 // Command concord is Concord's one binary: a node (start), a local cluster
-// in one process (demo), and the tools around them.
+// in one process (demo), and the tools around them. Each subcommand lives
+// in its own file and registers itself in subcommands from an init
+// function, so the commands stay thin wrappers over their packages.
 package main
 
 import (
@@ -9,6 +11,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// subcommands builds every subcommand; files append to it in init.
+var subcommands []func() *cobra.Command
+
 func main() {
 	root := &cobra.Command{
 		Use:           "concord",
@@ -16,7 +21,9 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(startCmd(), demoCmd(), versionCmd())
+	for _, c := range subcommands {
+		root.AddCommand(c())
+	}
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "concord:", err)
 		os.Exit(1)

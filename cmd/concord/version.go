@@ -19,3 +19,5 @@ func versionCmd() *cobra.Command {
 		},
 	}
 }
+
+func init() { subcommands = append(subcommands, versionCmd) }

@@ -51,6 +51,11 @@ type Config struct {
 	// Now reads the clock used for leases; nil means time.Now. A test-only
 	// clock offset is applied here.
 	Now func() time.Time
+	// UnsafeNoReadLease serves linearizable reads from the applied state
+	// without leadership or lease: it BREAKS linearizability on purpose,
+	// so that the fault-injection harness can prove it notices. Never set
+	// outside tests.
+	UnsafeNoReadLease bool
 }
 
 // DefaultConfig returns etcd's default timing: 100 ms ticks, a 1 s election

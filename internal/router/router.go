@@ -63,6 +63,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between retries.
 	MinBackoff, MaxBackoff time.Duration
+	// UnsafeLocalReads sends every read to this node's replica when it has
+	// one (with replica.Config.UnsafeNoReadLease: stale reads on purpose,
+	// for the fault-injection harness). Never set outside tests.
+	UnsafeLocalReads bool
 }
 
 // Router routes requests to ranges. It is safe for concurrent use.
@@ -118,7 +122,7 @@ func (r *Router) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.Re
 		return nil, Header{}, err
 	}
 	var resp *concordpb.BatchResponse
-	if op.GetRange().GetSerializable() {
+	if op.GetRange().GetSerializable() || (r.cfg.UnsafeLocalReads && isReadOnly(op)) {
 		// etcd serves a serializable read from the member the client
 		// talks to: prefer this node's own replica.
 		resp, err = r.sendLocal(ctx, span, op)

@@ -46,6 +46,11 @@ type Config struct {
 	// entries); a follower further behind catches up by snapshot.
 	RaftLogTruncateEntries uint64
 
+	// UnsafeNoReadLease makes every node answer linearizable reads from
+	// its own replica without a lease: it breaks linearizability on
+	// purpose so the fault-injection harness can prove it notices.
+	UnsafeNoReadLease bool
+
 	Logger *slog.Logger
 
 	// ClientListener and PeerListener, when set, are used instead of

@@ -104,6 +104,10 @@ func Start(cfg Config) (n *Node, err error) {
 	n.tsoClient = tso.NewClient(func(ctx context.Context, k int) (int64, error) { return n.router.Timestamp(ctx, k) })
 	rcfg.Timestamps = n.tsoClient
 	rcfg.LogTruncateEntries = cfg.RaftLogTruncateEntries
+	rcfg.UnsafeNoReadLease = cfg.UnsafeNoReadLease
+	if cfg.UnsafeNoReadLease {
+		n.log.Warn("UNSAFE: --unsafe-no-read-lease is on: linearizable reads may be stale")
+	}
 	rcfg.Signal = func() {} // replaced by store.New
 	n.store, err = store.New(rcfg, nil)
 	if err != nil {
@@ -130,6 +134,8 @@ func Start(cfg Config) (n *Node, err error) {
 		Dial:   n.transport.Conn,
 		Meta:   meta,
 		Logger: n.log,
+
+		UnsafeLocalReads: cfg.UnsafeNoReadLease,
 	})
 	if err != nil {
 		return nil, err
