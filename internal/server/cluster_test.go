@@ -224,7 +224,11 @@ func TestDownNodeCatchesUp(t *testing.T) {
 			deadline := time.Now().Add(20 * time.Second)
 			for {
 				resp := get(t, local, "w/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
-				if resp.Count == writes {
+				// Caught up: the data is there and Raft knows it (a
+				// snapshot's data is visible a moment before the replica
+				// has finished installing it).
+				st := c.Node(down).Store().Replica(store.UserRangeID).Status()
+				if resp.Count == writes && st.Applied >= writes {
 					break
 				}
 				if time.Now().After(deadline) {
@@ -234,7 +238,10 @@ func TestDownNodeCatchesUp(t *testing.T) {
 			}
 			snaps := c.Node(down).Store().Replica(store.UserRangeID).Status().SnapshotsApplied
 			if wantSnap := tc.truncate < writes; (snaps > 0) != wantSnap {
-				t.Fatalf("restarted node applied %d snapshots; want a snapshot: %v", snaps, wantSnap)
+				for i := 0; i < 3; i++ {
+					t.Logf("node %d: %+v", i+1, c.Node(i).Store().Replica(store.UserRangeID).Status())
+				}
+				t.Fatalf("restarted node %d applied %d snapshots; want a snapshot: %v", down+1, snaps, wantSnap)
 			}
 		})
 	}
