@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+
+	"github.com/concorddb/concord/internal/bench"
+	"github.com/concorddb/concord/internal/server"
+	"github.com/spf13/cobra"
+)
+
+// benchFlags are the flags every workload shares.
+type benchFlags struct {
+	cfg          bench.Config
+	endpoints    string
+	consistency  string
+	jsonOut      bool
+	quiet        bool
+	localCluster int
+	cpuProfile   string
+}
+
+func benchCmd() *cobra.Command {
+	bf := &benchFlags{cfg: bench.DefaultConfig()}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Load-test any etcd v3 API cluster (Concord or etcd) and report throughput and latency",
+		Long: `bench drives a cluster through the etcd v3 client, as etcd's benchmark tool does,
+and reports throughput, latency percentiles from an HDR histogram and errors by
+gRPC code. It works against Concord and etcd alike.
+
+  concord bench put --endpoints 127.0.0.1:2379 --clients 100 --conns 10
+  concord bench range --consistency s --clients 100 --conns 10 --json
+  concord bench mixed --ycsb f --dist zipfian --duration 30s
+  concord bench compare     # Concord against etcd on this machine, into BENCHMARKS.md
+
+Range, txn-put and mixed write every key of the key space once before
+measuring (--preload=false to skip). --rate makes the run open-loop: latency
+then counts from each op's scheduled start.`,
+	}
+	f := cmd.PersistentFlags()
+	f.StringVar(&bf.endpoints, "endpoints", "127.0.0.1:2379", "comma-separated client endpoints (host:port)")
+	f.BoolVar(&bf.cfg.LeaderOnly, "target-leader", false, "send everything to the endpoint that reports itself leader, instead of spreading connections over all endpoints")
+	f.IntVar(&bf.cfg.Conns, "conns", bf.cfg.Conns, "number of gRPC connections")
+	f.IntVar(&bf.cfg.Clients, "clients", bf.cfg.Clients, "number of concurrent clients (each one op in flight), sharing the connections")
+	f.IntVar(&bf.cfg.KeySize, "key-size", bf.cfg.KeySize, "key size in bytes")
+	f.IntVar(&bf.cfg.ValueSize, "val-size", bf.cfg.ValueSize, "value size in bytes")
+	f.IntVar(&bf.cfg.KeySpace, "key-space-size", bf.cfg.KeySpace, "number of distinct keys")
+	f.StringVar((*string)(&bf.cfg.Dist), "dist", string(bf.cfg.Dist), "key distribution: uniform or zipfian")
+	f.Int64Var(&bf.cfg.Total, "total", 0, "stop after this many ops (0: run for --duration)")
+	f.DurationVar(&bf.cfg.Duration, "duration", bf.cfg.Duration, "how long to run when --total is 0")
+	f.Float64Var(&bf.cfg.Rate, "rate", 0, "target ops/s over all clients, open loop (0: as fast as possible)")
+	f.DurationVar(&bf.cfg.Timeout, "timeout", bf.cfg.Timeout, "per-op timeout")
+	f.Uint64Var(&bf.cfg.Seed, "seed", bf.cfg.Seed, "random seed for keys and values")
+	f.BoolVar(&bf.jsonOut, "json", false, "print the report as JSON")
+	f.BoolVar(&bf.quiet, "quiet", false, "no progress line on stderr")
+	f.IntVar(&bf.localCluster, "local-cluster", 0, "ignore --endpoints and run against an in-process Concord cluster of this many nodes (for profiling)")
+	f.StringVar(&bf.cpuProfile, "cpuprofile", "", "write a CPU profile of this process over the measured part of the run; with --local-cluster it covers the Concord nodes too")
+
+	put := &cobra.Command{Use: "put", Short: "Put random keys", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return bf.run(cmd, bench.Put) }}
+	put.Flags().BoolVar(&bf.cfg.Preload, "preload", false, "write the whole key space before measuring")
+	rng := &cobra.Command{Use: "range", Short: "Get one random key per op", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return bf.run(cmd, bench.Range) }}
+	txn := &cobra.Command{Use: "txn-put", Short: "Compare-and-swap: Txn(if mod_revision(k) = last seen then put else get)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return bf.run(cmd, bench.TxnPut) }}
+	mixed := &cobra.Command{Use: "mixed", Short: "A YCSB core mix: a (50/50 read/update), b (95/5), c (read only), f (50/50 read/read-modify-write)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return bf.run(cmd, bench.Mixed) }}
+	mixed.Flags().StringVar((*string)(&bf.cfg.Mix), "ycsb", string(bf.cfg.Mix), "YCSB mix: a, b, c or f")
+	for _, c := range []*cobra.Command{rng, txn, mixed} {
+		c.Flags().BoolVar(&bf.cfg.Preload, "preload", true, "write the whole key space before measuring")
+	}
+	for _, c := range []*cobra.Command{rng, mixed} {
+		c.Flags().StringVar(&bf.consistency, "consistency", "l", "read consistency: l (linearizable) or s (serializable)")
+	}
+	cmd.AddCommand(put, rng, txn, mixed, compareCmd())
+	return cmd
+}
+
+// run runs workload w with the parsed flags and prints the report.
+func (bf *benchFlags) run(cmd *cobra.Command, w bench.Workload) error {
+	cfg := bf.cfg
+	cfg.Workload = w
+	switch bf.consistency {
+	case "", "l":
+	case "s":
+		cfg.Serializable = true
+	default:
+		return fmt.Errorf("--consistency must be l or s, not %q", bf.consistency)
+	}
+	cfg.Endpoints = splitURLs(bf.endpoints)
+	ctx, stop := benchContext(cmd)
+	defer stop()
+	if bf.localCluster > 0 {
+		dir, err := os.MkdirTemp("", "concord-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		lc, err := server.StartLocalCluster(bf.localCluster, dir, server.LocalOptions{
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		})
+		if err != nil {
+			return err
+		}
+		defer lc.Stop()
+		cfg.Endpoints = lc.ClientAddrs()
+	}
+	if bf.cpuProfile != "" {
+		f, err := os.Create(bf.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cfg.OnMeasureStart = func() {
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintln(os.Stderr, "concord bench: cpuprofile:", err)
+			}
+		}
+		cfg.OnMeasureEnd = pprof.StopCPUProfile
+	}
+	var progress io.Writer
+	if !bf.quiet {
+		progress = os.Stderr
+	}
+	rep, err := bench.Run(ctx, cfg, progress)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if bf.jsonOut {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return rep.WriteText(out)
+}
+
+// benchContext is cmd's context, cancelled by SIGINT or SIGTERM so a run
+// ends with a report and its clusters stopped.
+func benchContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+}
+
+func init() { subcommands = append(subcommands, benchCmd) }

@@ -1,0 +1,188 @@
+// Package compare measures Concord against etcd side by side on one
+// machine: it starts a 3-member cluster of each as real processes on
+// loopback, runs the same bench workloads against each in turn (A B A B, so
+// drift on a shared machine hits both), samples every member's CPU time and
+// peak RSS from /proc, and renders the ratios as a Markdown table for
+// BENCHMARKS.md.
+//
+// It owns the process lifecycle of the clusters under test and the
+// accounting around them; the load itself is package bench's. Each run
+// gets a fresh cluster with its durable defaults (fsync on commit), so no
+// run inherits another's data, heap or compaction debt.
+//
+// Linux only: CPU and memory come from /proc/<pid>/stat and status.
+package compare
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/concorddb/concord/internal/bench"
+)
+
+// Workload is one named bench configuration; Run fills in the endpoints,
+// the duration and the measurement hooks.
+type Workload struct {
+	Name   string
+	Config bench.Config
+}
+
+// workload builds a Workload from the default bench config: 8-byte keys,
+// 256-byte values, a 100k-key space.
+func workload(name string, w bench.Workload, clients, conns int, tweak func(*bench.Config)) Workload {
+	c := bench.DefaultConfig()
+	c.Workload, c.Clients, c.Conns = w, clients, conns
+	c.Preload = w.WantsPreload()
+	if tweak != nil {
+		tweak(&c)
+	}
+	return Workload{Name: name, Config: c}
+}
+
+// DefaultWorkloads are the ones that matter first: put and linearizable
+// range with one client and with 100 clients over 10 connections,
+// serializable range and compare-and-swap with 100 over 10.
+func DefaultWorkloads() []Workload {
+	serializable := func(c *bench.Config) { c.Serializable = true }
+	return []Workload{
+		workload("put 1/1", bench.Put, 1, 1, nil),
+		workload("put 100/10", bench.Put, 100, 10, nil),
+		workload("range-lin 1/1", bench.Range, 1, 1, nil),
+		workload("range-lin 100/10", bench.Range, 100, 10, nil),
+		workload("range-ser 100/10", bench.Range, 100, 10, serializable),
+		workload("txn-cas 100/10", bench.TxnPut, 100, 10, nil),
+	}
+}
+
+// YCSBWorkloads are the YCSB A, B, C and F mixes, zipfian keys, 100
+// clients over 10 connections.
+func YCSBWorkloads() []Workload {
+	var out []Workload
+	for _, m := range []bench.Mix{bench.MixA, bench.MixB, bench.MixC, bench.MixF} {
+		out = append(out, workload(fmt.Sprintf("ycsb-%s zipf 100/10", m), bench.Mixed, 100, 10, func(c *bench.Config) {
+			c.Mix, c.Dist = m, bench.Zipfian
+		}))
+	}
+	return out
+}
+
+// Config is one comparison.
+type Config struct {
+	// Systems are run in this order within each workload of each round;
+	// the first is the numerator of every ratio.
+	Systems []System
+	// Members per cluster.
+	Members   int
+	Workloads []Workload
+	// Rounds is how many times each workload runs against each system.
+	Rounds int
+	// Duration of each measured run.
+	Duration time.Duration
+	// Dir holds the clusters' data directories and logs; it should be on
+	// the disk under test, not a tmpfs, or fsync costs nothing.
+	Dir string
+	// Log receives a line per run; nil is silent.
+	Log io.Writer
+}
+
+// Sample is one run of one workload against one system.
+type Sample struct {
+	System   string        `json:"system"`
+	Workload string        `json:"workload"`
+	Round    int           `json:"round"`
+	Report   *bench.Report `json:"report"`
+	// CPUSeconds is the user+system CPU every member used over the
+	// measured part of the run (not startup or preload).
+	CPUSeconds float64 `json:"cpu_s"`
+	// PeakRSS is each member's VmHWM at the end of the run, in bytes: the
+	// peak over its whole life, preload included.
+	PeakRSS []int64 `json:"peak_rss_bytes"`
+}
+
+// CPUPerOp is CPU microseconds per successful op.
+func (s *Sample) CPUPerOp() float64 {
+	if s.Report.Ops == 0 {
+		return 0
+	}
+	return s.CPUSeconds * 1e6 / float64(s.Report.Ops)
+}
+
+// RSSSum is the members' peak RSS added up, in bytes.
+func (s *Sample) RSSSum() int64 {
+	var sum int64
+	for _, b := range s.PeakRSS {
+		sum += b
+	}
+	return sum
+}
+
+// Run runs every workload against every system, Rounds times, each on a
+// fresh cluster, and returns the samples in run order.
+func Run(ctx context.Context, cfg Config) ([]Sample, error) {
+	if cfg.Members < 1 || cfg.Rounds < 1 || len(cfg.Systems) == 0 || cfg.Duration <= 0 {
+		return nil, fmt.Errorf("compare: need members, rounds, systems and a duration: %+v", cfg)
+	}
+	logf := func(format string, args ...any) {
+		if cfg.Log != nil {
+			fmt.Fprintf(cfg.Log, format+"\n", args...)
+		}
+	}
+	var out []Sample
+	for round := 1; round <= cfg.Rounds; round++ {
+		for _, w := range cfg.Workloads {
+			for _, sys := range cfg.Systems {
+				s, err := runOne(ctx, cfg, sys, w, round)
+				if err != nil {
+					return out, fmt.Errorf("compare: %s on %s, round %d: %w", w.Name, sys.Name, round, err)
+				}
+				r := s.Report
+				logf("round %d  %-20s %-8s %9.0f ops/s  p50 %7.3fms  p99 %7.3fms  cpu %6.1fµs/op  rss %4d MiB  errors %d",
+					round, w.Name, sys.Name, r.Throughput, r.Latency.P50Ms, r.Latency.P99Ms, s.CPUPerOp(), s.RSSSum()>>20, r.Errors)
+				out = append(out, *s)
+			}
+		}
+	}
+	return out, nil
+}
+
+// runOne starts a fresh cluster of sys, runs w against it and stops it.
+func runOne(ctx context.Context, cfg Config, sys System, w Workload, round int) (*Sample, error) {
+	dir, err := os.MkdirTemp(cfg.Dir, sys.Name+"-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	c, err := startCluster(ctx, sys, dir, cfg.Members)
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+
+	bc := w.Config
+	bc.Endpoints = c.endpoints()
+	bc.Duration, bc.Total = cfg.Duration, 0
+	var cpuStart, cpuEnd float64
+	var cpuErr error
+	bc.OnMeasureStart = func() { cpuStart, cpuErr = c.cpuSeconds() }
+	bc.OnMeasureEnd = func() {
+		if cpuErr == nil {
+			cpuEnd, cpuErr = c.cpuSeconds()
+		}
+	}
+	rep, err := bench.Run(ctx, bc, nil)
+	if err != nil {
+		return nil, err
+	}
+	if cpuErr != nil {
+		return nil, cpuErr
+	}
+	rss, err := c.peakRSS()
+	if err != nil {
+		return nil, err
+	}
+	return &Sample{System: sys.Name, Workload: w.Name, Round: round, Report: rep,
+		CPUSeconds: cpuEnd - cpuStart, PeakRSS: rss}, nil
+}
