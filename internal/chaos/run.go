@@ -1,0 +1,246 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Summary is what a run found.
+type Summary struct {
+	Seed              int64
+	Nodes             int
+	Workloads         []string
+	UnsafeNoReadLease bool
+	// Elapsed is the workload's actual length.
+	Elapsed time.Duration
+	// Interrupted is set when the run was cut short by its context.
+	Interrupted bool
+
+	// Ops counts operations per workload and result.
+	Ops map[string]map[Result]int
+	// Events are the faults injected, in order.
+	Events []Event
+	Report Report
+	// Crashes lists nodes that exited without being killed.
+	Crashes []string
+
+	// Availability: operations whose whole interval fell while a majority
+	// of nodes was up and connected, and how many of those succeeded;
+	// likewise for operations through a node inside that majority.
+	MajorityOps, MajorityOK int
+	InsideOps, InsideOK     int
+
+	OutDir string
+}
+
+// Failed reports whether the run found a consistency violation or a
+// node crash.
+func (s Summary) Failed() bool {
+	return len(s.Report.Anomalies()) > 0 || len(s.Crashes) > 0
+}
+
+// Write prints the summary for people.
+func (s Summary) Write(w io.Writer) {
+	fmt.Fprintf(w, "chaos summary (seed %d, %d nodes, %s, %.0fs%s)\n", s.Seed, s.Nodes, strings.Join(s.Workloads, "+"), s.Elapsed.Seconds(), map[bool]string{true: ", --unsafe-no-read-lease", false: ""}[s.UnsafeNoReadLease])
+	if s.Interrupted {
+		fmt.Fprintln(w, "  INTERRUPTED before the end of the run")
+	}
+	total := map[Result]int{}
+	wls := make([]string, 0, len(s.Ops))
+	for wl := range s.Ops {
+		wls = append(wls, wl)
+	}
+	sort.Strings(wls)
+	for _, wl := range wls {
+		m := s.Ops[wl]
+		fmt.Fprintf(w, "  ops %-9s ok %d, fail %d, info %d\n", wl, m[Ok], m[Fail], m[Info])
+		for r, n := range m {
+			total[r] += n
+		}
+	}
+	fmt.Fprintf(w, "  ops total     ok %d, fail %d, info %d\n", total[Ok], total[Fail], total[Info])
+	faults := map[string]int{}
+	for _, e := range s.Events {
+		faults[e.Kind]++
+	}
+	var fs []string
+	for _, k := range faultGroups["all"] {
+		if faults[k] > 0 {
+			fs = append(fs, fmt.Sprintf("%s %d", k, faults[k]))
+		}
+	}
+	if len(fs) == 0 {
+		fs = []string{"none"}
+	}
+	fmt.Fprintf(w, "  faults        %s\n", strings.Join(fs, ", "))
+	fmt.Fprintf(w, "  availability  %s of %d ops while a majority was connected; %s of %d through a node inside it\n",
+		ratio(s.MajorityOK, s.MajorityOps), s.MajorityOps, ratio(s.InsideOK, s.InsideOps), s.InsideOps)
+	an := s.Report.Anomalies()
+	fmt.Fprintf(w, "  keys checked  %d (%d linearizable, %d not, %d unknown: checker timeout)\n",
+		len(s.Report.Keys), len(s.Report.Keys)-len(an)-s.Report.Unknown(), len(an), s.Report.Unknown())
+	for _, k := range an {
+		fmt.Fprintf(w, "  ANOMALY       %s key %s (%d ops): not linearizable; see %s\n", k.Workload, k.Key, k.Ops, k.HTML)
+	}
+	for _, c := range s.Crashes {
+		fmt.Fprintf(w, "  CRASH         %s\n", c)
+	}
+	verdict := "PASS"
+	if s.Failed() {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(w, "  %s; history and node logs in %s\n", verdict, s.OutDir)
+}
+
+func ratio(a, b int) string {
+	if b == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.3f", float64(a)/float64(b))
+}
+
+// Run runs the harness once: network, cluster, clients and nemesis for
+// cfg.Duration, then teardown and the check. The teardown runs on every
+// path, also when ctx is cancelled (then the partial history is still
+// checked). An error means the harness itself failed; a consistency
+// violation is reported through Summary.Failed.
+func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
+	if err := cfg.Validate(); err != nil {
+		return sum, err
+	}
+	if err := CheckPrerequisites(); err != nil {
+		return sum, err
+	}
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	sum = Summary{Seed: cfg.Seed, Nodes: cfg.Nodes, Workloads: cfg.Workloads, UnsafeNoReadLease: cfg.UnsafeNoReadLease, OutDir: cfg.OutDir}
+	if err := CleanLeftovers(ctx); err != nil {
+		logf("chaos: cleaning leftovers of earlier runs: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.OutDir, "logs"), 0o755); err != nil {
+		return sum, err
+	}
+	dataDir, err := os.MkdirTemp("", "concord-chaos-data-")
+	if err != nil {
+		return sum, err
+	}
+	defer os.RemoveAll(dataDir)
+
+	w, err := NewNetwork(ctx, os.Getpid(), cfg.Nodes)
+	if err != nil {
+		return sum, err
+	}
+	defer func() {
+		if cerr := w.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	logf("chaos: network %s0/24 on bridge %s; starting %d nodes", w.prefix, w.bridge(), cfg.Nodes)
+	c, err := StartCluster(ctx, w, ClusterOptions{
+		Binary:            cfg.Binary,
+		DataDir:           dataDir,
+		LogDir:            filepath.Join(cfg.OutDir, "logs"),
+		ReplicationFactor: cfg.ReplicationFactor,
+		UnsafeNoReadLease: cfg.UnsafeNoReadLease,
+	})
+	if err != nil {
+		return sum, err
+	}
+	defer c.Stop()
+
+	var hist History
+	clients := make([]*clientv3.Client, cfg.Clients)
+	for i := range clients {
+		if clients[i], err = newClient(c.ClientAddr(i % cfg.Nodes)); err != nil {
+			return sum, err
+		}
+		defer clients[i].Close()
+	}
+	sched := Schedule(cfg.Seed, cfg.Faults, cfg.Duration, cfg.Interval)
+	logf("chaos: seed %d: %d faults scheduled over %v; %d clients", cfg.Seed, len(sched), cfg.Duration, cfg.Clients)
+	t0 := time.Now()
+	deadline := t0.Add(cfg.Duration)
+	nm := newNemesis(c, w, t0, logf)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		nm.run(ctx, sched)
+	}()
+	for i := range clients {
+		cl := &client{
+			id: i, node: i % cfg.Nodes, workload: cfg.Workloads[i%len(cfg.Workloads)],
+			cli: clients[i], cfg: &cfg, t0: t0, hist: &hist, process: i,
+			rng:  rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(i)+1)),
+			seen: map[string]string{},
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl.run(ctx, deadline)
+		}()
+	}
+	wg.Wait()
+	sum.Elapsed = time.Since(t0)
+	sum.Interrupted = ctx.Err() != nil
+	sum.Events = nm.events()
+	sum.Crashes = c.Crashes()
+	// Stop the cluster and free the network before the check, which may
+	// take a while.
+	c.Stop()
+	if cerr := w.Close(); cerr != nil {
+		logf("chaos: network teardown: %v", cerr)
+	}
+
+	ops := hist.Ops()
+	sort.Slice(ops, func(i, j int) bool { return ops[i].Start < ops[j].Start })
+	if err := WriteHistory(filepath.Join(cfg.OutDir, "history.jsonl"), ops); err != nil {
+		return sum, err
+	}
+	sum.Ops = map[string]map[Result]int{}
+	for _, op := range ops {
+		if sum.Ops[op.Workload] == nil {
+			sum.Ops[op.Workload] = map[Result]int{}
+		}
+		sum.Ops[op.Workload][op.Result]++
+	}
+	sum.MajorityOps, sum.MajorityOK, sum.InsideOps, sum.InsideOK = availability(ops, nm.timeline())
+	logf("chaos: checking %d ops", len(ops))
+	sum.Report, err = Check(ops, CheckOptions{Timeout: cfg.CheckTimeout, OutDir: cfg.OutDir, Annotations: annotations(sum.Events)})
+	if err != nil {
+		return sum, err
+	}
+	for _, op := range ops {
+		if op.Result == Ok {
+			return sum, nil
+		}
+	}
+	return sum, errNoOps
+}
+
+// annotations draws the faults on the visualisations.
+func annotations(events []Event) []porcupine.Annotation {
+	var out []porcupine.Annotation
+	for _, e := range events {
+		out = append(out, porcupine.Annotation{Tag: "nemesis", Start: e.Start, End: e.End,
+			Description: e.Kind + " " + e.Desc, Details: e.Err, BackgroundColor: "#f3c9c9"})
+	}
+	return out
+}
+
+// errNoOps is returned when no client got anything done: the check of
+// such a history proves nothing.
+var errNoOps = errors.New("chaos: no operation succeeded")
