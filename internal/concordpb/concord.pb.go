@@ -1359,6 +1359,52 @@ func (x *TxnResponse) GetResponses() []*ResponseOp {
 	return nil
 }
 
+// CompactRequest discards MVCC history: every version superseded at or
+// before revision (etcd's Compact).
+type CompactRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactRequest) Reset() {
+	*x = CompactRequest{}
+	mi := &file_concord_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactRequest) ProtoMessage() {}
+
+func (x *CompactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
+func (*CompactRequest) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CompactRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type SysGet struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -1368,7 +1414,7 @@ type SysGet struct {
 
 func (x *SysGet) Reset() {
 	*x = SysGet{}
-	mi := &file_concord_proto_msgTypes[12]
+	mi := &file_concord_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1426,7 @@ func (x *SysGet) String() string {
 func (*SysGet) ProtoMessage() {}
 
 func (x *SysGet) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[12]
+	mi := &file_concord_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1439,7 @@ func (x *SysGet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysGet.ProtoReflect.Descriptor instead.
 func (*SysGet) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{12}
+	return file_concord_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SysGet) GetKey() []byte {
@@ -1413,7 +1459,7 @@ type SysScan struct {
 
 func (x *SysScan) Reset() {
 	*x = SysScan{}
-	mi := &file_concord_proto_msgTypes[13]
+	mi := &file_concord_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1471,7 @@ func (x *SysScan) String() string {
 func (*SysScan) ProtoMessage() {}
 
 func (x *SysScan) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[13]
+	mi := &file_concord_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1484,7 @@ func (x *SysScan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysScan.ProtoReflect.Descriptor instead.
 func (*SysScan) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{13}
+	return file_concord_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SysScan) GetStart() []byte {
@@ -1465,7 +1511,7 @@ type SysPut struct {
 
 func (x *SysPut) Reset() {
 	*x = SysPut{}
-	mi := &file_concord_proto_msgTypes[14]
+	mi := &file_concord_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1523,7 @@ func (x *SysPut) String() string {
 func (*SysPut) ProtoMessage() {}
 
 func (x *SysPut) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[14]
+	mi := &file_concord_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1536,7 @@ func (x *SysPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysPut.ProtoReflect.Descriptor instead.
 func (*SysPut) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{14}
+	return file_concord_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SysPut) GetKey() []byte {
@@ -1516,7 +1562,7 @@ type SysDelete struct {
 
 func (x *SysDelete) Reset() {
 	*x = SysDelete{}
-	mi := &file_concord_proto_msgTypes[15]
+	mi := &file_concord_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1574,7 @@ func (x *SysDelete) String() string {
 func (*SysDelete) ProtoMessage() {}
 
 func (x *SysDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[15]
+	mi := &file_concord_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1587,7 @@ func (x *SysDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysDelete.ProtoReflect.Descriptor instead.
 func (*SysDelete) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{15}
+	return file_concord_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SysDelete) GetKey() []byte {
@@ -1563,7 +1609,7 @@ type SysAdvance struct {
 
 func (x *SysAdvance) Reset() {
 	*x = SysAdvance{}
-	mi := &file_concord_proto_msgTypes[16]
+	mi := &file_concord_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1621,7 @@ func (x *SysAdvance) String() string {
 func (*SysAdvance) ProtoMessage() {}
 
 func (x *SysAdvance) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[16]
+	mi := &file_concord_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1634,7 @@ func (x *SysAdvance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysAdvance.ProtoReflect.Descriptor instead.
 func (*SysAdvance) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{16}
+	return file_concord_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SysAdvance) GetKey() []byte {
@@ -1616,7 +1662,7 @@ type SysAddNode struct {
 
 func (x *SysAddNode) Reset() {
 	*x = SysAddNode{}
-	mi := &file_concord_proto_msgTypes[17]
+	mi := &file_concord_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1674,7 @@ func (x *SysAddNode) String() string {
 func (*SysAddNode) ProtoMessage() {}
 
 func (x *SysAddNode) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[17]
+	mi := &file_concord_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1687,7 @@ func (x *SysAddNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysAddNode.ProtoReflect.Descriptor instead.
 func (*SysAddNode) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{17}
+	return file_concord_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SysAddNode) GetNode() *NodeRecord {
@@ -1668,7 +1714,7 @@ type SysRequest struct {
 
 func (x *SysRequest) Reset() {
 	*x = SysRequest{}
-	mi := &file_concord_proto_msgTypes[18]
+	mi := &file_concord_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1726,7 @@ func (x *SysRequest) String() string {
 func (*SysRequest) ProtoMessage() {}
 
 func (x *SysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[18]
+	mi := &file_concord_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1739,7 @@ func (x *SysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysRequest.ProtoReflect.Descriptor instead.
 func (*SysRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{18}
+	return file_concord_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SysRequest) GetRequest() isSysRequest_Request {
@@ -1807,7 +1853,7 @@ type SysKV struct {
 
 func (x *SysKV) Reset() {
 	*x = SysKV{}
-	mi := &file_concord_proto_msgTypes[19]
+	mi := &file_concord_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +1865,7 @@ func (x *SysKV) String() string {
 func (*SysKV) ProtoMessage() {}
 
 func (x *SysKV) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[19]
+	mi := &file_concord_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +1878,7 @@ func (x *SysKV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysKV.ProtoReflect.Descriptor instead.
 func (*SysKV) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{19}
+	return file_concord_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SysKV) GetKey() []byte {
@@ -1860,7 +1906,7 @@ type SysResponse struct {
 
 func (x *SysResponse) Reset() {
 	*x = SysResponse{}
-	mi := &file_concord_proto_msgTypes[20]
+	mi := &file_concord_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +1918,7 @@ func (x *SysResponse) String() string {
 func (*SysResponse) ProtoMessage() {}
 
 func (x *SysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[20]
+	mi := &file_concord_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +1931,7 @@ func (x *SysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysResponse.ProtoReflect.Descriptor instead.
 func (*SysResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{20}
+	return file_concord_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SysResponse) GetKvs() []*SysKV {
@@ -1921,16 +1967,17 @@ type Command struct {
 	// a range applies a command only if ts > every ts it applied before;
 	// otherwise the command fails with RETRY on every replica alike. 0 for
 	// system commands, which carry no revision.
-	Ts            int64       `protobuf:"varint,3,opt,name=ts,proto3" json:"ts,omitempty"`
-	Op            *RequestOp  `protobuf:"bytes,4,opt,name=op,proto3" json:"op,omitempty"`
-	Sys           *SysRequest `protobuf:"bytes,5,opt,name=sys,proto3" json:"sys,omitempty"`
+	Ts            int64           `protobuf:"varint,3,opt,name=ts,proto3" json:"ts,omitempty"`
+	Op            *RequestOp      `protobuf:"bytes,4,opt,name=op,proto3" json:"op,omitempty"`
+	Sys           *SysRequest     `protobuf:"bytes,5,opt,name=sys,proto3" json:"sys,omitempty"`
+	Compact       *CompactRequest `protobuf:"bytes,6,opt,name=compact,proto3" json:"compact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_concord_proto_msgTypes[21]
+	mi := &file_concord_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +1989,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[21]
+	mi := &file_concord_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2002,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{21}
+	return file_concord_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Command) GetId() uint64 {
@@ -1993,6 +2040,13 @@ func (x *Command) GetSys() *SysRequest {
 	return nil
 }
 
+func (x *Command) GetCompact() *CompactRequest {
+	if x != nil {
+		return x.Compact
+	}
+	return nil
+}
+
 type Error struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=concordpb.ErrorCode" json:"code,omitempty"`
@@ -2004,7 +2058,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_concord_proto_msgTypes[22]
+	mi := &file_concord_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2070,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[22]
+	mi := &file_concord_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2083,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{22}
+	return file_concord_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -2060,13 +2114,14 @@ type BatchRequest struct {
 	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
 	Op            *RequestOp             `protobuf:"bytes,2,opt,name=op,proto3" json:"op,omitempty"`
 	Sys           *SysRequest            `protobuf:"bytes,3,opt,name=sys,proto3" json:"sys,omitempty"`
+	Compact       *CompactRequest        `protobuf:"bytes,4,opt,name=compact,proto3" json:"compact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_concord_proto_msgTypes[23]
+	mi := &file_concord_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2078,7 +2133,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[23]
+	mi := &file_concord_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2091,7 +2146,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{23}
+	return file_concord_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BatchRequest) GetRangeId() uint64 {
@@ -2115,6 +2170,13 @@ func (x *BatchRequest) GetSys() *SysRequest {
 	return nil
 }
 
+func (x *BatchRequest) GetCompact() *CompactRequest {
+	if x != nil {
+		return x.Compact
+	}
+	return nil
+}
+
 type BatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Resp  *ResponseOp            `protobuf:"bytes,1,opt,name=resp,proto3" json:"resp,omitempty"`
@@ -2130,7 +2192,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_concord_proto_msgTypes[24]
+	mi := &file_concord_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2142,7 +2204,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[24]
+	mi := &file_concord_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2155,7 +2217,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{24}
+	return file_concord_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BatchResponse) GetResp() *ResponseOp {
@@ -2202,7 +2264,7 @@ type ReplicaDescriptor struct {
 
 func (x *ReplicaDescriptor) Reset() {
 	*x = ReplicaDescriptor{}
-	mi := &file_concord_proto_msgTypes[25]
+	mi := &file_concord_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2276,7 @@ func (x *ReplicaDescriptor) String() string {
 func (*ReplicaDescriptor) ProtoMessage() {}
 
 func (x *ReplicaDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[25]
+	mi := &file_concord_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2289,7 @@ func (x *ReplicaDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDescriptor.ProtoReflect.Descriptor instead.
 func (*ReplicaDescriptor) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{25}
+	return file_concord_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReplicaDescriptor) GetNodeId() uint64 {
@@ -2251,7 +2313,7 @@ type RangeDescriptor struct {
 
 func (x *RangeDescriptor) Reset() {
 	*x = RangeDescriptor{}
-	mi := &file_concord_proto_msgTypes[26]
+	mi := &file_concord_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2325,7 @@ func (x *RangeDescriptor) String() string {
 func (*RangeDescriptor) ProtoMessage() {}
 
 func (x *RangeDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[26]
+	mi := &file_concord_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2338,7 @@ func (x *RangeDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeDescriptor.ProtoReflect.Descriptor instead.
 func (*RangeDescriptor) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{26}
+	return file_concord_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RangeDescriptor) GetRangeId() uint64 {
@@ -2327,7 +2389,7 @@ type NodeRecord struct {
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_concord_proto_msgTypes[27]
+	mi := &file_concord_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2401,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[27]
+	mi := &file_concord_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2414,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{27}
+	return file_concord_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeRecord) GetNodeId() uint64 {
@@ -2400,7 +2462,7 @@ type RaftMessage struct {
 
 func (x *RaftMessage) Reset() {
 	*x = RaftMessage{}
-	mi := &file_concord_proto_msgTypes[28]
+	mi := &file_concord_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2412,7 +2474,7 @@ func (x *RaftMessage) String() string {
 func (*RaftMessage) ProtoMessage() {}
 
 func (x *RaftMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[28]
+	mi := &file_concord_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2425,7 +2487,7 @@ func (x *RaftMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMessage.ProtoReflect.Descriptor instead.
 func (*RaftMessage) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{28}
+	return file_concord_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RaftMessage) GetRangeId() uint64 {
@@ -2459,7 +2521,7 @@ type RaftBatch struct {
 
 func (x *RaftBatch) Reset() {
 	*x = RaftBatch{}
-	mi := &file_concord_proto_msgTypes[29]
+	mi := &file_concord_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2533,7 @@ func (x *RaftBatch) String() string {
 func (*RaftBatch) ProtoMessage() {}
 
 func (x *RaftBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[29]
+	mi := &file_concord_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2546,7 @@ func (x *RaftBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
 func (*RaftBatch) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{29}
+	return file_concord_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RaftBatch) GetClusterId() uint64 {
@@ -2530,7 +2592,7 @@ type RaftAck struct {
 
 func (x *RaftAck) Reset() {
 	*x = RaftAck{}
-	mi := &file_concord_proto_msgTypes[30]
+	mi := &file_concord_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2542,7 +2604,7 @@ func (x *RaftAck) String() string {
 func (*RaftAck) ProtoMessage() {}
 
 func (x *RaftAck) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[30]
+	mi := &file_concord_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2555,7 +2617,7 @@ func (x *RaftAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftAck.ProtoReflect.Descriptor instead.
 func (*RaftAck) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{30}
+	return file_concord_proto_rawDescGZIP(), []int{31}
 }
 
 type TimestampRequest struct {
@@ -2567,7 +2629,7 @@ type TimestampRequest struct {
 
 func (x *TimestampRequest) Reset() {
 	*x = TimestampRequest{}
-	mi := &file_concord_proto_msgTypes[31]
+	mi := &file_concord_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +2641,7 @@ func (x *TimestampRequest) String() string {
 func (*TimestampRequest) ProtoMessage() {}
 
 func (x *TimestampRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[31]
+	mi := &file_concord_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +2654,7 @@ func (x *TimestampRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimestampRequest.ProtoReflect.Descriptor instead.
 func (*TimestampRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{31}
+	return file_concord_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TimestampRequest) GetCount() uint32 {
@@ -2614,7 +2676,7 @@ type TimestampResponse struct {
 
 func (x *TimestampResponse) Reset() {
 	*x = TimestampResponse{}
-	mi := &file_concord_proto_msgTypes[32]
+	mi := &file_concord_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2626,7 +2688,7 @@ func (x *TimestampResponse) String() string {
 func (*TimestampResponse) ProtoMessage() {}
 
 func (x *TimestampResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[32]
+	mi := &file_concord_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2639,7 +2701,7 @@ func (x *TimestampResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimestampResponse.ProtoReflect.Descriptor instead.
 func (*TimestampResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{32}
+	return file_concord_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TimestampResponse) GetFirst() int64 {
@@ -2672,7 +2734,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_concord_proto_msgTypes[33]
+	mi := &file_concord_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2684,7 +2746,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[33]
+	mi := &file_concord_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2697,7 +2759,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{33}
+	return file_concord_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JoinRequest) GetNode() *NodeRecord {
@@ -2719,7 +2781,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_concord_proto_msgTypes[34]
+	mi := &file_concord_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2731,7 +2793,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[34]
+	mi := &file_concord_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2744,7 +2806,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{34}
+	return file_concord_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JoinResponse) GetClusterId() uint64 {
@@ -2783,7 +2845,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_concord_proto_msgTypes[35]
+	mi := &file_concord_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2795,7 +2857,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[35]
+	mi := &file_concord_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2808,7 +2870,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{35}
+	return file_concord_proto_rawDescGZIP(), []int{36}
 }
 
 type NodeStatusResponse struct {
@@ -2823,7 +2885,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_concord_proto_msgTypes[36]
+	mi := &file_concord_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +2897,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[36]
+	mi := &file_concord_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +2910,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{36}
+	return file_concord_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *NodeStatusResponse) GetNodeId() uint64 {
@@ -2885,7 +2947,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_concord_proto_msgTypes[37]
+	mi := &file_concord_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2897,7 +2959,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[37]
+	mi := &file_concord_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2910,7 +2972,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{37}
+	return file_concord_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReplicaStatus) GetRangeId() uint64 {
@@ -3032,7 +3094,9 @@ const file_concord_proto_rawDesc = "" +
 	"\afailure\x18\x03 \x03(\v2\x14.concordpb.RequestOpR\afailure\"`\n" +
 	"\vTxnResponse\x12\x1c\n" +
 	"\tsucceeded\x18\x01 \x01(\bR\tsucceeded\x123\n" +
-	"\tresponses\x18\x02 \x03(\v2\x15.concordpb.ResponseOpR\tresponses\"\x1a\n" +
+	"\tresponses\x18\x02 \x03(\v2\x15.concordpb.ResponseOpR\tresponses\",\n" +
+	"\x0eCompactRequest\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\x1a\n" +
 	"\x06SysGet\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"1\n" +
 	"\aSysScan\x12\x14\n" +
@@ -3065,22 +3129,24 @@ const file_concord_proto_rawDesc = "" +
 	"\vSysResponse\x12\"\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x10.concordpb.SysKVR\x03kvs\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value\x12)\n" +
-	"\x04node\x18\x03 \x01(\v2\x15.concordpb.NodeRecordR\x04node\"\x94\x01\n" +
+	"\x04node\x18\x03 \x01(\v2\x15.concordpb.NodeRecordR\x04node\"\xc9\x01\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
 	"\bproposer\x18\x02 \x01(\x04R\bproposer\x12\x0e\n" +
 	"\x02ts\x18\x03 \x01(\x03R\x02ts\x12$\n" +
 	"\x02op\x18\x04 \x01(\v2\x14.concordpb.RequestOpR\x02op\x12'\n" +
-	"\x03sys\x18\x05 \x01(\v2\x15.concordpb.SysRequestR\x03sys\"l\n" +
+	"\x03sys\x18\x05 \x01(\v2\x15.concordpb.SysRequestR\x03sys\x123\n" +
+	"\acompact\x18\x06 \x01(\v2\x19.concordpb.CompactRequestR\acompact\"l\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.concordpb.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
 	"\vleader_hint\x18\x03 \x01(\x04R\n" +
-	"leaderHint\"x\n" +
+	"leaderHint\"\xad\x01\n" +
 	"\fBatchRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12$\n" +
 	"\x02op\x18\x02 \x01(\v2\x14.concordpb.RequestOpR\x02op\x12'\n" +
-	"\x03sys\x18\x03 \x01(\v2\x15.concordpb.SysRequestR\x03sys\"\xc5\x01\n" +
+	"\x03sys\x18\x03 \x01(\v2\x15.concordpb.SysRequestR\x03sys\x123\n" +
+	"\acompact\x18\x04 \x01(\v2\x19.concordpb.CompactRequestR\acompact\"\xc5\x01\n" +
 	"\rBatchResponse\x12)\n" +
 	"\x04resp\x18\x01 \x01(\v2\x15.concordpb.ResponseOpR\x04resp\x12(\n" +
 	"\x03sys\x18\x02 \x01(\v2\x16.concordpb.SysResponseR\x03sys\x12\x1a\n" +
@@ -3203,7 +3269,7 @@ func file_concord_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_concord_proto_goTypes = []any{
 	(SortOrder)(0),              // 0: concordpb.SortOrder
 	(SortTarget)(0),             // 1: concordpb.SortTarget
@@ -3222,33 +3288,34 @@ var file_concord_proto_goTypes = []any{
 	(*ResponseOp)(nil),          // 14: concordpb.ResponseOp
 	(*TxnRequest)(nil),          // 15: concordpb.TxnRequest
 	(*TxnResponse)(nil),         // 16: concordpb.TxnResponse
-	(*SysGet)(nil),              // 17: concordpb.SysGet
-	(*SysScan)(nil),             // 18: concordpb.SysScan
-	(*SysPut)(nil),              // 19: concordpb.SysPut
-	(*SysDelete)(nil),           // 20: concordpb.SysDelete
-	(*SysAdvance)(nil),          // 21: concordpb.SysAdvance
-	(*SysAddNode)(nil),          // 22: concordpb.SysAddNode
-	(*SysRequest)(nil),          // 23: concordpb.SysRequest
-	(*SysKV)(nil),               // 24: concordpb.SysKV
-	(*SysResponse)(nil),         // 25: concordpb.SysResponse
-	(*Command)(nil),             // 26: concordpb.Command
-	(*Error)(nil),               // 27: concordpb.Error
-	(*BatchRequest)(nil),        // 28: concordpb.BatchRequest
-	(*BatchResponse)(nil),       // 29: concordpb.BatchResponse
-	(*ReplicaDescriptor)(nil),   // 30: concordpb.ReplicaDescriptor
-	(*RangeDescriptor)(nil),     // 31: concordpb.RangeDescriptor
-	(*NodeRecord)(nil),          // 32: concordpb.NodeRecord
-	(*RaftMessage)(nil),         // 33: concordpb.RaftMessage
-	(*RaftBatch)(nil),           // 34: concordpb.RaftBatch
-	(*RaftAck)(nil),             // 35: concordpb.RaftAck
-	(*TimestampRequest)(nil),    // 36: concordpb.TimestampRequest
-	(*TimestampResponse)(nil),   // 37: concordpb.TimestampResponse
-	(*JoinRequest)(nil),         // 38: concordpb.JoinRequest
-	(*JoinResponse)(nil),        // 39: concordpb.JoinResponse
-	(*NodeStatusRequest)(nil),   // 40: concordpb.NodeStatusRequest
-	(*NodeStatusResponse)(nil),  // 41: concordpb.NodeStatusResponse
-	(*ReplicaStatus)(nil),       // 42: concordpb.ReplicaStatus
-	(*raftpb.Message)(nil),      // 43: raftpb.Message
+	(*CompactRequest)(nil),      // 17: concordpb.CompactRequest
+	(*SysGet)(nil),              // 18: concordpb.SysGet
+	(*SysScan)(nil),             // 19: concordpb.SysScan
+	(*SysPut)(nil),              // 20: concordpb.SysPut
+	(*SysDelete)(nil),           // 21: concordpb.SysDelete
+	(*SysAdvance)(nil),          // 22: concordpb.SysAdvance
+	(*SysAddNode)(nil),          // 23: concordpb.SysAddNode
+	(*SysRequest)(nil),          // 24: concordpb.SysRequest
+	(*SysKV)(nil),               // 25: concordpb.SysKV
+	(*SysResponse)(nil),         // 26: concordpb.SysResponse
+	(*Command)(nil),             // 27: concordpb.Command
+	(*Error)(nil),               // 28: concordpb.Error
+	(*BatchRequest)(nil),        // 29: concordpb.BatchRequest
+	(*BatchResponse)(nil),       // 30: concordpb.BatchResponse
+	(*ReplicaDescriptor)(nil),   // 31: concordpb.ReplicaDescriptor
+	(*RangeDescriptor)(nil),     // 32: concordpb.RangeDescriptor
+	(*NodeRecord)(nil),          // 33: concordpb.NodeRecord
+	(*RaftMessage)(nil),         // 34: concordpb.RaftMessage
+	(*RaftBatch)(nil),           // 35: concordpb.RaftBatch
+	(*RaftAck)(nil),             // 36: concordpb.RaftAck
+	(*TimestampRequest)(nil),    // 37: concordpb.TimestampRequest
+	(*TimestampResponse)(nil),   // 38: concordpb.TimestampResponse
+	(*JoinRequest)(nil),         // 39: concordpb.JoinRequest
+	(*JoinResponse)(nil),        // 40: concordpb.JoinResponse
+	(*NodeStatusRequest)(nil),   // 41: concordpb.NodeStatusRequest
+	(*NodeStatusResponse)(nil),  // 42: concordpb.NodeStatusResponse
+	(*ReplicaStatus)(nil),       // 43: concordpb.ReplicaStatus
+	(*raftpb.Message)(nil),      // 44: raftpb.Message
 }
 var file_concord_proto_depIdxs = []int32{
 	0,  // 0: concordpb.RangeRequest.sort_order:type_name -> concordpb.SortOrder
@@ -3270,46 +3337,48 @@ var file_concord_proto_depIdxs = []int32{
 	13, // 16: concordpb.TxnRequest.success:type_name -> concordpb.RequestOp
 	13, // 17: concordpb.TxnRequest.failure:type_name -> concordpb.RequestOp
 	14, // 18: concordpb.TxnResponse.responses:type_name -> concordpb.ResponseOp
-	32, // 19: concordpb.SysAddNode.node:type_name -> concordpb.NodeRecord
-	17, // 20: concordpb.SysRequest.get:type_name -> concordpb.SysGet
-	18, // 21: concordpb.SysRequest.scan:type_name -> concordpb.SysScan
-	19, // 22: concordpb.SysRequest.put:type_name -> concordpb.SysPut
-	20, // 23: concordpb.SysRequest.delete:type_name -> concordpb.SysDelete
-	21, // 24: concordpb.SysRequest.advance:type_name -> concordpb.SysAdvance
-	22, // 25: concordpb.SysRequest.add_node:type_name -> concordpb.SysAddNode
-	24, // 26: concordpb.SysResponse.kvs:type_name -> concordpb.SysKV
-	32, // 27: concordpb.SysResponse.node:type_name -> concordpb.NodeRecord
+	33, // 19: concordpb.SysAddNode.node:type_name -> concordpb.NodeRecord
+	18, // 20: concordpb.SysRequest.get:type_name -> concordpb.SysGet
+	19, // 21: concordpb.SysRequest.scan:type_name -> concordpb.SysScan
+	20, // 22: concordpb.SysRequest.put:type_name -> concordpb.SysPut
+	21, // 23: concordpb.SysRequest.delete:type_name -> concordpb.SysDelete
+	22, // 24: concordpb.SysRequest.advance:type_name -> concordpb.SysAdvance
+	23, // 25: concordpb.SysRequest.add_node:type_name -> concordpb.SysAddNode
+	25, // 26: concordpb.SysResponse.kvs:type_name -> concordpb.SysKV
+	33, // 27: concordpb.SysResponse.node:type_name -> concordpb.NodeRecord
 	13, // 28: concordpb.Command.op:type_name -> concordpb.RequestOp
-	23, // 29: concordpb.Command.sys:type_name -> concordpb.SysRequest
-	4,  // 30: concordpb.Error.code:type_name -> concordpb.ErrorCode
-	13, // 31: concordpb.BatchRequest.op:type_name -> concordpb.RequestOp
-	23, // 32: concordpb.BatchRequest.sys:type_name -> concordpb.SysRequest
-	14, // 33: concordpb.BatchResponse.resp:type_name -> concordpb.ResponseOp
-	25, // 34: concordpb.BatchResponse.sys:type_name -> concordpb.SysResponse
-	27, // 35: concordpb.BatchResponse.error:type_name -> concordpb.Error
-	30, // 36: concordpb.RangeDescriptor.replicas:type_name -> concordpb.ReplicaDescriptor
-	43, // 37: concordpb.RaftMessage.msg:type_name -> raftpb.Message
-	33, // 38: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
-	27, // 39: concordpb.TimestampResponse.error:type_name -> concordpb.Error
-	32, // 40: concordpb.JoinRequest.node:type_name -> concordpb.NodeRecord
-	32, // 41: concordpb.JoinResponse.nodes:type_name -> concordpb.NodeRecord
-	31, // 42: concordpb.JoinResponse.meta:type_name -> concordpb.RangeDescriptor
-	42, // 43: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	34, // 44: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
-	28, // 45: concordpb.Peer.Batch:input_type -> concordpb.BatchRequest
-	36, // 46: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
-	38, // 47: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
-	40, // 48: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
-	35, // 49: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	29, // 50: concordpb.Peer.Batch:output_type -> concordpb.BatchResponse
-	37, // 51: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	39, // 52: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	41, // 53: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	49, // [49:54] is the sub-list for method output_type
-	44, // [44:49] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	24, // 29: concordpb.Command.sys:type_name -> concordpb.SysRequest
+	17, // 30: concordpb.Command.compact:type_name -> concordpb.CompactRequest
+	4,  // 31: concordpb.Error.code:type_name -> concordpb.ErrorCode
+	13, // 32: concordpb.BatchRequest.op:type_name -> concordpb.RequestOp
+	24, // 33: concordpb.BatchRequest.sys:type_name -> concordpb.SysRequest
+	17, // 34: concordpb.BatchRequest.compact:type_name -> concordpb.CompactRequest
+	14, // 35: concordpb.BatchResponse.resp:type_name -> concordpb.ResponseOp
+	26, // 36: concordpb.BatchResponse.sys:type_name -> concordpb.SysResponse
+	28, // 37: concordpb.BatchResponse.error:type_name -> concordpb.Error
+	31, // 38: concordpb.RangeDescriptor.replicas:type_name -> concordpb.ReplicaDescriptor
+	44, // 39: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	34, // 40: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
+	28, // 41: concordpb.TimestampResponse.error:type_name -> concordpb.Error
+	33, // 42: concordpb.JoinRequest.node:type_name -> concordpb.NodeRecord
+	33, // 43: concordpb.JoinResponse.nodes:type_name -> concordpb.NodeRecord
+	32, // 44: concordpb.JoinResponse.meta:type_name -> concordpb.RangeDescriptor
+	43, // 45: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
+	35, // 46: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
+	29, // 47: concordpb.Peer.Batch:input_type -> concordpb.BatchRequest
+	37, // 48: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
+	39, // 49: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
+	41, // 50: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
+	36, // 51: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	30, // 52: concordpb.Peer.Batch:output_type -> concordpb.BatchResponse
+	38, // 53: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	40, // 54: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	42, // 55: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	51, // [51:56] is the sub-list for method output_type
+	46, // [46:51] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_concord_proto_init() }
@@ -3336,7 +3405,7 @@ func file_concord_proto_init() {
 		(*ResponseOp_DeleteRange)(nil),
 		(*ResponseOp_Txn)(nil),
 	}
-	file_concord_proto_msgTypes[18].OneofWrappers = []any{
+	file_concord_proto_msgTypes[19].OneofWrappers = []any{
 		(*SysRequest_Get)(nil),
 		(*SysRequest_Scan)(nil),
 		(*SysRequest_Put)(nil),
@@ -3350,7 +3419,7 @@ func file_concord_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_proto_rawDesc), len(file_concord_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   38,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -14,7 +14,6 @@ import (
 // Errors this package answers with itself, for what Concord does not serve
 // yet. They are codes.Unimplemented so clients do not retry them.
 var (
-	errCompactUnsupported = status.Error(codes.Unimplemented, "etcdserver: compaction not supported yet")
 	errMembershipChange   = status.Error(codes.Unimplemented, "etcdserver: member add/remove/update/promote not supported (Concord nodes join the cluster themselves when they start)")
 	errAlarmActivate      = status.Error(codes.Unimplemented, "etcdserver: alarm activation not supported yet")
 	errDefragment         = status.Error(codes.Unimplemented, "etcdserver: defragment not supported (the storage engine compacts its files itself)")

@@ -52,6 +52,10 @@ type Backend interface {
 	Members(ctx context.Context) ([]*concordpb.NodeRecord, error)
 	// Status reports this node's view.
 	Status(ctx context.Context) (Status, error)
+	// Compact discards the MVCC history superseded at rev, cluster-wide.
+	// Errors: COMPACTED if rev is not above the last compaction, FUTURE_REV
+	// if rev is above the newest revision.
+	Compact(ctx context.Context, rev int64) (Header, error)
 }
 
 // Defaults, all etcd's own so clients and tools tuned for etcd behave the

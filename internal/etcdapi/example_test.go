@@ -32,6 +32,10 @@ func (oneKey) Members(context.Context) ([]*concordpb.NodeRecord, error) {
 	return []*concordpb.NodeRecord{{NodeId: 1, Name: "n1"}}, nil
 }
 
+func (oneKey) Compact(context.Context, int64) (etcdapi.Header, error) {
+	return etcdapi.Header{Revision: 1}, nil
+}
+
 func (oneKey) Status(context.Context) (etcdapi.Status, error) {
 	return etcdapi.Status{Leader: 1, RaftTerm: 1}, nil
 }

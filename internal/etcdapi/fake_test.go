@@ -72,6 +72,15 @@ func (f *fakeBackend) Members(context.Context) ([]*concordpb.NodeRecord, error) 
 	return f.mu.members, f.mu.err
 }
 
+func (f *fakeBackend) Compact(_ context.Context, rev int64) (Header, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if rev > f.mu.rev {
+		return Header{}, concordpb.Errorf(concordpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
+	}
+	return Header{Revision: f.mu.rev, RaftTerm: fakeRaftTerm}, f.mu.err
+}
+
 func (f *fakeBackend) Status(context.Context) (Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -98,10 +98,15 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	return out, nil
 }
 
-// Compact is not served yet: Concord's MVCC history is per range and its
-// compaction needs a cluster-wide revision floor (its own issue).
-func (s *kvServer) Compact(context.Context, *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	return nil, errCompactUnsupported
+// Compact discards history at the requested revision. Compaction is applied
+// through Raft on every range before the call returns, so physical and
+// non-physical requests both return once it is done.
+func (s *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	h, err := s.b.Compact(ctx, r.GetRevision())
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.CompactionResponse{Header: header(s.cfg, h)}, nil
 }
 
 // do calls the backend and translates its error.

@@ -374,10 +374,6 @@ func TestNoLeader(t *testing.T) {
 func TestUnimplemented(t *testing.T) {
 	tc := start(t, Config{})
 	ctx := testCtx(t)
-	if _, err := pb.NewKVClient(tc.raw).Compact(ctx, &pb.CompactionRequest{Revision: 1}); status.Code(err) != codes.Unimplemented ||
-		status.Convert(err).Message() != "etcdserver: compaction not supported yet" {
-		t.Fatalf("compact: %v", err)
-	}
 	if _, err := tc.cli.MemberAdd(ctx, []string{"http://x:2380"}); status.Code(err) != codes.Unimplemented {
 		t.Fatalf("member add: %v", err)
 	}

@@ -38,8 +38,9 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (*conc
 	}
 	r.mu.Unlock()
 	pw := &pendingWrite{ctx: ctx, req: req, done: make(chan result, 1)}
-	if req.GetSys() != nil {
-		// System writes carry no revision: propose them directly.
+	if req.GetSys() != nil || req.GetCompact() != nil {
+		// System writes and compactions carry no revision: propose them
+		// directly.
 		r.mu.Lock()
 		err := r.proposeLocked(pw, 0)
 		r.mu.Unlock()
@@ -138,7 +139,7 @@ func (r *Replica) proposeLocked(pw *pendingWrite, ts int64) error {
 		return r.notLeaderLocked()
 	}
 	r.mu.nextID++
-	cmd := &concordpb.Command{Id: r.mu.nextID, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys()}
+	cmd := &concordpb.Command{Id: r.mu.nextID, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact()}
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: encode command: %v", err)
@@ -168,6 +169,8 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span key
 			as.MaxTS = cmd.GetTs()
 		}
 		return result{resp: &concordpb.BatchResponse{Resp: resp, Revision: max(as.MaxTS, 1)}}
+	case cmd.GetCompact() != nil:
+		return r.evalCompact(b, span, cmd.GetCompact().GetRevision(), as)
 	case cmd.GetSys() != nil:
 		resp, err := evalSysWrite(b, span, cmd.GetSys())
 		if err != nil {
@@ -176,4 +179,24 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span key
 		return result{resp: &concordpb.BatchResponse{Sys: resp, Revision: max(as.MaxTS, 1)}}
 	}
 	return result{err: concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: empty command")}
+}
+
+// evalCompact discards the range's MVCC history superseded at rev, with
+// etcd's rules: rev must be above the last compaction and not above the
+// range's newest revision.
+func (r *Replica) evalCompact(b *storage.Batch, span keys.Span, rev int64, as *storage.AppliedState) result {
+	switch {
+	case rev <= as.CompactedRev:
+		return result{err: concordpb.Errorf(concordpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")}
+	case rev > max(as.MaxTS, 1):
+		return result{err: concordpb.Errorf(concordpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")}
+	}
+	if keys.UserSpan.ContainsSpan(span) {
+		if err := storage.MVCCCompact(b, span, rev); err != nil {
+			return result{err: err}
+		}
+	}
+	as.CompactedRev = rev
+	r.log.Info("compacted", "revision", rev)
+	return result{resp: &concordpb.BatchResponse{Revision: max(as.MaxTS, 1)}}
 }

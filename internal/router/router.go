@@ -136,6 +136,25 @@ func (r *Router) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.Re
 	return resp.GetResp(), Header{Revision: resp.GetRevision(), RaftTerm: resp.GetRaftTerm()}, nil
 }
 
+// Compact compacts every user range's MVCC history at rev (etcd's Compact).
+// It returns the header of the last range compacted.
+func (r *Router) Compact(ctx context.Context, rev int64) (Header, error) {
+	ranges, err := r.Ranges(ctx)
+	if err != nil {
+		return Header{}, err
+	}
+	var h Header
+	for _, d := range ranges {
+		span := keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}
+		resp, err := r.send(ctx, span, &concordpb.BatchRequest{Compact: &concordpb.CompactRequest{Revision: rev}}, true /* write */)
+		if err != nil {
+			return Header{}, err
+		}
+		h = Header{Revision: resp.GetRevision(), RaftTerm: resp.GetRaftTerm()}
+	}
+	return h, nil
+}
+
 // sendLocal serves a request from this node's replica of the range, if it
 // holds one; a nil response means it does not.
 func (r *Router) sendLocal(ctx context.Context, span keys.Span, op *concordpb.RequestOp) (*concordpb.BatchResponse, error) {

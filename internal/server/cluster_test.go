@@ -392,3 +392,48 @@ func TestIsolatedLeaderServesNoStaleReads(t *testing.T) {
 		t.Fatalf("the minority write leaked: %s", r.Kvs[0].Value)
 	}
 }
+
+func TestCompaction(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cli := client(t, c, 0)
+	var revs []int64
+	for i := 0; i < 4; i++ {
+		revs = append(revs, putRetry(t, cli, "k", fmt.Sprint(i)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.Compact(ctx, revs[2], clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	// Below the compaction: gone, with etcd's error; at it and above: there.
+	if _, err := cli.Get(ctx, "k", clientv3.WithRev(revs[1])); err == nil || err.Error() != "etcdserver: mvcc: required revision has been compacted" {
+		t.Fatalf("read below compaction: %v", err)
+	}
+	for i := 2; i < 4; i++ {
+		resp, err := client(t, c, i-1).Get(ctx, "k", clientv3.WithRev(revs[i]))
+		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != fmt.Sprint(i) {
+			t.Fatalf("read at revision %d: %v %v", i, resp, err)
+		}
+	}
+	if _, err := cli.Compact(ctx, revs[2]); err == nil || err.Error() != "etcdserver: mvcc: required revision has been compacted" {
+		t.Fatalf("compacting twice: %v", err)
+	}
+	if _, err := cli.Compact(ctx, revs[3]+1000); err == nil || err.Error() != "etcdserver: mvcc: required revision is a future revision" {
+		t.Fatalf("compacting the future: %v", err)
+	}
+	// The compaction is replicated: every node refuses the old revision on
+	// its own replica.
+	for i := 0; i < 3; i++ {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_, err := client(t, c, i).Get(ctx, "k", clientv3.WithRev(revs[0]), clientv3.WithSerializable())
+			if err != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d still serves a compacted revision", i+1)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}

@@ -166,6 +166,11 @@ func (b backend) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.Re
 	return resp, etcdapi.Header{Revision: h.Revision, RaftTerm: h.RaftTerm}, err
 }
 
+func (b backend) Compact(ctx context.Context, rev int64) (etcdapi.Header, error) {
+	h, err := b.n.router.Compact(ctx, rev)
+	return etcdapi.Header{Revision: h.Revision, RaftTerm: h.RaftTerm}, err
+}
+
 func (b backend) Members(ctx context.Context) ([]*concordpb.NodeRecord, error) {
 	return b.n.members(ctx)
 }
