@@ -14,13 +14,13 @@ import (
 // Errors this package answers with itself, for what Concord does not serve
 // yet. They are codes.Unimplemented so clients do not retry them.
 var (
-	errMembershipChange   = status.Error(codes.Unimplemented, "etcdserver: member add/remove/update/promote not supported (Concord nodes join the cluster themselves when they start)")
-	errAlarmActivate      = status.Error(codes.Unimplemented, "etcdserver: alarm activation not supported yet")
-	errDefragment         = status.Error(codes.Unimplemented, "etcdserver: defragment not supported (the storage engine compacts its files itself)")
-	errHash               = status.Error(codes.Unimplemented, "etcdserver: hash and hashkv not supported yet")
-	errSnapshot           = status.Error(codes.Unimplemented, "etcdserver: snapshot not supported yet")
-	errMoveLeader         = status.Error(codes.Unimplemented, "etcdserver: move-leader not supported (each range has its own leader)")
-	errDowngrade          = status.Error(codes.Unimplemented, "etcdserver: downgrade not supported")
+	errMembershipChange = status.Error(codes.Unimplemented, "etcdserver: member add/remove/update/promote not supported (Concord nodes join the cluster themselves when they start)")
+	errAlarmActivate    = status.Error(codes.Unimplemented, "etcdserver: alarm activation not supported yet")
+	errDefragment       = status.Error(codes.Unimplemented, "etcdserver: defragment not supported (the storage engine compacts its files itself)")
+	errHash             = status.Error(codes.Unimplemented, "etcdserver: hash and hashkv not supported yet")
+	errSnapshot         = status.Error(codes.Unimplemented, "etcdserver: snapshot not supported yet")
+	errMoveLeader       = status.Error(codes.Unimplemented, "etcdserver: move-leader not supported (each range has its own leader)")
+	errDowngrade        = status.Error(codes.Unimplemented, "etcdserver: downgrade not supported")
 )
 
 // toGRPCError translates a Backend error into what an etcd server would
