@@ -269,6 +269,16 @@ func linkNames(out string) []string {
 // earlier harness runs whose process no longer exists. Objects of runs
 // that are still alive (a concurrent harness) are left alone.
 func CleanLeftovers(ctx context.Context) error {
+	var errs []error
+	for _, pid := range deadOwners(ctx) {
+		errs = append(errs, removeRun(ctx, pid))
+	}
+	return errors.Join(errs...)
+}
+
+// deadOwners lists the harness pids that own namespaces, links or
+// iptables rules but no longer run.
+func deadOwners(ctx context.Context) []int {
 	owners := map[int]bool{}
 	if out, err := ip(ctx, "ip", "netns", "list"); err == nil {
 		for _, f := range strings.Fields(out) {
@@ -289,14 +299,13 @@ func CleanLeftovers(ctx context.Context) error {
 			owners[atoi(m[1])] = true
 		}
 	}
-	var errs []error
+	var dead []int
 	for pid := range owners {
-		if pid == os.Getpid() || processAlive(pid) {
-			continue
+		if pid != os.Getpid() && !processAlive(pid) {
+			dead = append(dead, pid)
 		}
-		errs = append(errs, removeRun(ctx, pid))
 	}
-	return errors.Join(errs...)
+	return dead
 }
 
 func atoi(s string) int {
