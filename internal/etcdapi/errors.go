@@ -16,8 +16,7 @@ import (
 var (
 	errMembershipChange = status.Error(codes.Unimplemented, "etcdserver: member add/remove/update/promote not supported (Concord nodes join the cluster themselves when they start)")
 	errAlarmActivate    = status.Error(codes.Unimplemented, "etcdserver: alarm activation not supported yet")
-	errDefragment       = status.Error(codes.Unimplemented, "etcdserver: defragment not supported (the storage engine compacts its files itself)")
-	errHash             = status.Error(codes.Unimplemented, "etcdserver: hash and hashkv not supported yet")
+	errHash             = status.Error(codes.Unimplemented, "etcdserver: Hash (of the whole storage file) is not supported; use HashKV")
 	errSnapshot         = status.Error(codes.Unimplemented, "etcdserver: snapshot not supported yet")
 	errMoveLeader       = status.Error(codes.Unimplemented, "etcdserver: move-leader not supported (each range has its own leader)")
 	errDowngrade        = status.Error(codes.Unimplemented, "etcdserver: downgrade not supported")

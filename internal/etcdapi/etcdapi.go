@@ -56,6 +56,19 @@ type Backend interface {
 	// Errors: COMPACTED if rev is not above the last compaction, FUTURE_REV
 	// if rev is above the newest revision.
 	Compact(ctx context.Context, rev int64) (Header, error)
+	// HashKV hashes this node's own replicas' MVCC history up to rev (0:
+	// newest), etcd's consistency check between members.
+	HashKV(ctx context.Context, rev int64) (HashKV, error)
+	// Defragment reclaims this node's unused disk space.
+	Defragment(ctx context.Context) error
+}
+
+// HashKV is a member's hash of its key-value history.
+type HashKV struct {
+	Hash            uint32
+	HashRevision    int64
+	CompactRevision int64
+	Header          Header
 }
 
 // Defaults, all etcd's own so clients and tools tuned for etcd behave the

@@ -36,6 +36,10 @@ func (oneKey) Compact(context.Context, int64) (etcdapi.Header, error) {
 	return etcdapi.Header{Revision: 1}, nil
 }
 
+func (oneKey) HashKV(context.Context, int64) (etcdapi.HashKV, error) { return etcdapi.HashKV{}, nil }
+
+func (oneKey) Defragment(context.Context) error { return nil }
+
 func (oneKey) Status(context.Context) (etcdapi.Status, error) {
 	return etcdapi.Status{Leader: 1, RaftTerm: 1}, nil
 }

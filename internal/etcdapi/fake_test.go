@@ -81,6 +81,12 @@ func (f *fakeBackend) Compact(_ context.Context, rev int64) (Header, error) {
 	return Header{Revision: f.mu.rev, RaftTerm: fakeRaftTerm}, f.mu.err
 }
 
+func (f *fakeBackend) HashKV(context.Context, int64) (HashKV, error) {
+	return HashKV{}, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "fake: no hash")
+}
+
+func (f *fakeBackend) Defragment(context.Context) error { return nil }
+
 func (f *fakeBackend) Status(context.Context) (Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

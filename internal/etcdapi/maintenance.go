@@ -56,16 +56,27 @@ func (s *maintenanceServer) Alarm(_ context.Context, r *pb.AlarmRequest) (*pb.Al
 	}
 }
 
-func (s *maintenanceServer) Defragment(context.Context, *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
-	return nil, errDefragment
+// Defragment compacts the node's storage engine files: Pebble's
+// counterpart of rewriting etcd's bbolt file.
+func (s *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if err := s.b.Defragment(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.DefragmentResponse{Header: header(s.cfg, Header{})}, nil
 }
 
 func (s *maintenanceServer) Hash(context.Context, *pb.HashRequest) (*pb.HashResponse, error) {
 	return nil, errHash
 }
 
-func (s *maintenanceServer) HashKV(context.Context, *pb.HashKVRequest) (*pb.HashKVResponse, error) {
-	return nil, errHash
+// HashKV hashes this member's MVCC history up to a revision; members that
+// applied the same history answer the same hash.
+func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	h, err := s.b.HashKV(ctx, r.GetRevision())
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.HashKVResponse{Header: header(s.cfg, h.Header), Hash: h.Hash, CompactRevision: h.CompactRevision, HashRevision: h.HashRevision}, nil
 }
 
 func (s *maintenanceServer) Snapshot(*pb.SnapshotRequest, grpc.ServerStreamingServer[pb.SnapshotResponse]) error {

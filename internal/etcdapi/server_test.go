@@ -377,9 +377,6 @@ func TestUnimplemented(t *testing.T) {
 	if _, err := tc.cli.MemberAdd(ctx, []string{"http://x:2380"}); status.Code(err) != codes.Unimplemented {
 		t.Fatalf("member add: %v", err)
 	}
-	if _, err := tc.cli.Defragment(ctx, tc.cli.Endpoints()[0]); status.Code(err) != codes.Unimplemented {
-		t.Fatalf("defragment: %v", err)
-	}
 }
 
 func TestStatusAndMembers(t *testing.T) {

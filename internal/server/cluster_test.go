@@ -437,3 +437,61 @@ func TestCompaction(t *testing.T) {
 		}
 	}
 }
+
+func TestHashKVAgreesAcrossReplicas(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cli := client(t, c, 0)
+	var rev, mid int64
+	for i := 0; i < 30; i++ {
+		rev = putRetry(t, cli, fmt.Sprintf("h/%d", i%7), fmt.Sprint(i))
+		if i == 15 {
+			mid = rev
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hashes := func(at int64) []uint32 {
+		var out []uint32
+		for i := 0; i < 3; i++ {
+			cli := client(t, c, i)
+			var resp *clientv3.HashKVResponse
+			var err error
+			for attempt := 0; attempt < 100; attempt++ {
+				// A follower may not have applied rev yet (future revision).
+				if resp, err = cli.HashKV(ctx, c.ClientAddrs()[i], at); err == nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatalf("node %d hashkv at %d: %v", i+1, at, err)
+			}
+			if resp.HashRevision != at {
+				t.Fatalf("node %d hashed revision %d, want %d", i+1, resp.HashRevision, at)
+			}
+			out = append(out, resp.Hash)
+		}
+		return out
+	}
+	at := hashes(rev)
+	if at[0] != at[1] || at[1] != at[2] {
+		t.Fatalf("replicas disagree at %d: %v", rev, at)
+	}
+	if before := hashes(mid); before[0] == at[0] || before[0] != before[2] {
+		t.Fatalf("hash at an older revision: %v (newest %v)", before, at)
+	}
+	if _, err := cli.Compact(ctx, mid); err != nil {
+		t.Fatal(err)
+	}
+	after := hashes(rev)
+	if after[0] != after[1] || after[1] != after[2] {
+		t.Fatalf("replicas disagree after compaction: %v", after)
+	}
+	// Defragment is accepted and keeps the data.
+	if _, err := cli.Defragment(ctx, c.ClientAddrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	if again := hashes(rev); again[0] != after[0] {
+		t.Fatalf("defragment changed the hash: %v -> %v", after, again)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 
 	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/etcdapi"
@@ -170,6 +171,36 @@ func (b backend) Compact(ctx context.Context, rev int64) (etcdapi.Header, error)
 	h, err := b.n.router.Compact(ctx, rev)
 	return etcdapi.Header{Revision: h.Revision, RaftTerm: h.RaftTerm}, err
 }
+
+// HashKV hashes the user ranges this node holds a replica of, in range
+// order; nodes holding the same ranges at the same revision hash alike.
+func (b backend) HashKV(ctx context.Context, rev int64) (etcdapi.HashKV, error) {
+	var out etcdapi.HashKV
+	h := crc32.NewIEEE()
+	found := false
+	for _, r := range b.n.store.Replicas() {
+		if r.RangeID == store.MetaRangeID {
+			continue
+		}
+		sum, hashRev, compactRev, err := r.HashKV(rev)
+		if err != nil {
+			return out, err
+		}
+		found = true
+		h.Write(binary.BigEndian.AppendUint32(nil, sum))
+		out.HashRevision = max(out.HashRevision, hashRev)
+		out.CompactRevision = max(out.CompactRevision, compactRev)
+		st := r.Status()
+		out.Header = etcdapi.Header{Revision: hashRev, RaftTerm: st.Term}
+	}
+	if !found {
+		return out, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "server: node %d holds no user range to hash", b.n.ident.NodeID)
+	}
+	out.Hash = h.Sum32()
+	return out, nil
+}
+
+func (b backend) Defragment(ctx context.Context) error { return b.n.engine.Compact(ctx) }
 
 func (b backend) Members(ctx context.Context) ([]*concordpb.NodeRecord, error) {
 	return b.n.members(ctx)
