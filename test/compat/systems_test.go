@@ -1,0 +1,180 @@
+package compat
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"github.com/concorddb/concord/internal/server"
+)
+
+// system is one server under test and a client of it. Both systems live for
+// the whole test binary: starting them per case would dominate the run time,
+// and each case works under its own key prefix anyway.
+type system struct {
+	name string
+	cli  *clientv3.Client
+	// kv is the raw gRPC client on cli's connection, for the few requests
+	// clientv3 cannot build (an invalid sort order, an empty op in a txn).
+	kv pb.KVClient
+}
+
+var (
+	etcdSys, concordSys *system
+	// concordCluster serves the etcdctl test too.
+	concordCluster *server.LocalCluster
+	// runSeq numbers the runs of cases; see newPrefix.
+	runSeq atomic.Int64
+)
+
+// newPrefix returns a fresh key prefix. Prefixes increase in the order runs
+// start, so a from-key read or delete of one run reaches only its own keys:
+// earlier runs' keys sort before its prefix, later runs have written nothing
+// yet.
+func newPrefix() string {
+	return fmt.Sprintf("/compat/%06d/", runSeq.Add(1))
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "concord-compat-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+
+	etcd, err := startEtcd(dir + "/etcd")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compat: start etcd:", err)
+		return 1
+	}
+	defer etcd.Close()
+
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	concordCluster, err = server.StartLocalCluster(3, dir+"/concord", server.LocalOptions{Logger: quiet})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compat: start concord:", err)
+		return 1
+	}
+	defer concordCluster.Stop()
+
+	etcdSys, err = newSystem("etcd", []string{etcd.Clients[0].Addr().String()})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer etcdSys.cli.Close()
+	concordSys, err = newSystem("concord", concordCluster.ClientAddrs())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer concordSys.cli.Close()
+	for _, s := range []*system{etcdSys, concordSys} {
+		if err := s.waitReady(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+func newSystem(name string, endpoints []string) (*system, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("compat: %s client: %w", name, err)
+	}
+	return &system{name: name, cli: cli, kv: pb.NewKVClient(cli.ActiveConnection())}, nil
+}
+
+// readyTimeout bounds the wait for a fresh cluster's first write: leader
+// elections on a loaded 2-core machine take a few seconds at most.
+const readyTimeout = 30 * time.Second
+
+// waitReady writes one key until a write succeeds, so that no case sees the
+// errors of a cluster still electing its leaders.
+func (s *system) waitReady() error {
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := s.cli.Put(ctx, "/compat/ready", "1")
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("compat: %s not ready: %w", s.name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startEtcd starts a single-member etcd with its defaults (max-txn-ops 128,
+// max-request-bytes 1.5 MiB, no auto-compaction: as Concord) on loopback.
+func startEtcd(dir string) (*embed.Etcd, error) {
+	clientURL, err := freeURL()
+	if err != nil {
+		return nil, err
+	}
+	peerURL, err := freeURL()
+	if err != nil {
+		return nil, err
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "compat"
+	cfg.Dir = dir
+	cfg.ListenClientUrls = []url.URL{clientURL}
+	cfg.AdvertiseClientUrls = []url.URL{clientURL}
+	cfg.ListenPeerUrls = []url.URL{peerURL}
+	cfg.AdvertisePeerUrls = []url.URL{peerURL}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.LogLevel = "error"
+	cfg.LogOutputs = []string{"/dev/null"}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return e, nil
+	case err := <-e.Err():
+		e.Close()
+		return nil, err
+	case <-time.After(readyTimeout):
+		e.Close()
+		return nil, fmt.Errorf("etcd not ready after %v", readyTimeout)
+	}
+}
+
+// freeURL returns an http URL on a loopback port that was free a moment ago.
+func freeURL() (url.URL, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return url.URL{}, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return url.URL{Scheme: "http", Host: addr}, nil
+}
