@@ -100,6 +100,10 @@ type Sample struct {
 	// PeakRSS is each member's VmHWM at the end of the run, in bytes: the
 	// peak over its whole life, preload included.
 	PeakRSS []int64 `json:"peak_rss_bytes"`
+	// LoadAvg1 is the machine's 1-minute load average at the end of the
+	// run: how much else competed for the CPUs (the clusters and the load
+	// generator included).
+	LoadAvg1 float64 `json:"loadavg_1m"`
 }
 
 // CPUPerOp is CPU microseconds per successful op.
@@ -183,6 +187,10 @@ func runOne(ctx context.Context, cfg Config, sys System, w Workload, round int) 
 	if err != nil {
 		return nil, err
 	}
+	load, err := loadAvg1()
+	if err != nil {
+		return nil, err
+	}
 	return &Sample{System: sys.Name, Workload: w.Name, Round: round, Report: rep,
-		CPUSeconds: cpuEnd - cpuStart, PeakRSS: rss}, nil
+		CPUSeconds: cpuEnd - cpuStart, PeakRSS: rss, LoadAvg1: load}, nil
 }

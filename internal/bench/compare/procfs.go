@@ -76,3 +76,16 @@ func parseVmHWM(s *bufio.Scanner) (int64, error) {
 	}
 	return 0, fmt.Errorf("compare: no VmHWM in status")
 }
+
+// loadAvg1 returns the 1-minute load average from /proc/loadavg.
+func loadAvg1() (float64, error) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("compare: empty /proc/loadavg")
+	}
+	return strconv.ParseFloat(f[0], 64)
+}

@@ -110,6 +110,13 @@ func Markdown(env Environment, a, b string, workloads []string, samples []Sample
 	fmt.Fprintf(&s, "Measured %s on %d × %s, Go %s, commit `%s`; %d rounds of %v per workload and system, A B A B, a fresh 3-member cluster per run.\n\n",
 		env.Date.Format("2006-01-02 15:04 MST"), env.CPUs, env.CPUModel, env.Go, env.Commit, env.Rounds, env.Duration)
 	fmt.Fprintf(&s, "```sh\n%s\n```\n\n", env.Command)
+	if len(samples) > 0 {
+		lo, hi := samples[0].LoadAvg1, samples[0].LoadAvg1
+		for _, x := range samples {
+			lo, hi = min(lo, x.LoadAvg1), max(hi, x.LoadAvg1)
+		}
+		fmt.Fprintf(&s, "1-minute load average at the end of each run: %.1f to %.1f (%d CPUs; the clusters and the load generator share them).\n\n", lo, hi, env.CPUs)
+	}
 	fmt.Fprintf(&s, "**%s / %s** (throughput: higher is better for %s; the others: lower is better)\n\n", a, b, a)
 	s.WriteString("| workload | throughput | p99 latency | CPU per op | peak RSS |\n| --- | ---: | ---: | ---: | ---: |\n")
 	ratio := func(x, y float64) string {
