@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sort"
 	"sync"
@@ -28,6 +29,7 @@ import (
 	"github.com/concorddb/concord/internal/store"
 	"github.com/concorddb/concord/internal/transport"
 	"github.com/concorddb/concord/internal/tso"
+	"github.com/soheilhy/cmux"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
@@ -55,6 +57,11 @@ type Node struct {
 
 	peerServer, clientServer *grpc.Server
 	peerLis, clientLis       net.Listener
+	// clientMux splits the client listener into gRPC and HTTP/1 (the JSON
+	// gateway and /health, served by httpServer through gatewayConn).
+	clientMux   cmux.CMux
+	httpServer  *http.Server
+	gatewayConn *grpc.ClientConn
 
 	// addrs is the address book: node id -> record (peer URLs).
 	addrs struct {
@@ -155,7 +162,9 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	n.clientServer = grpc.NewServer(etcdapi.ServerOptions(ecfg)...)
 	etcdapi.Register(n.clientServer, backend{n}, ecfg)
-	n.serve(n.clientServer, n.clientLis)
+	if err := n.serveClient(); err != nil {
+		return nil, err
+	}
 
 	n.wg.Add(2)
 	go n.runAddressRefresh()
@@ -209,6 +218,15 @@ func (n *Node) Stop() {
 	default:
 	}
 	close(n.stop)
+	if n.httpServer != nil {
+		n.httpServer.Close()
+	}
+	if n.gatewayConn != nil {
+		n.gatewayConn.Close()
+	}
+	if n.clientMux != nil {
+		n.clientMux.Close()
+	}
 	if n.clientServer != nil {
 		n.clientServer.Stop()
 	}

@@ -1,0 +1,95 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/soheilhy/cmux"
+	gw "go.etcd.io/etcd/api/v3/etcdserverpb/gw"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/concorddb/concord/internal/concordpb"
+)
+
+// The client port serves both gRPC (HTTP/2) and, as etcd does, a JSON
+// gateway over HTTP/1 (/v3/kv/range, /v3/kv/put, ...) plus /health. A cmux
+// splits the listener by protocol.
+
+// serveClient starts the gRPC server and the HTTP gateway on the client
+// listener.
+func (n *Node) serveClient() error {
+	n.clientMux = cmux.New(n.clientLis)
+	grpcL := n.clientMux.Match(cmux.HTTP2())
+	httpL := n.clientMux.Match(cmux.HTTP1Fast())
+	n.serve(n.clientServer, grpcL)
+
+	// The gateway calls this node's own gRPC server, so it shares every
+	// check (validation, size limits) with gRPC clients.
+	conn, err := grpc.NewClient(n.clientLis.Addr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxGatewayMsgBytes)))
+	if err != nil {
+		return err
+	}
+	n.gatewayConn = conn
+	gwmux := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
+		Marshaler: &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
+		},
+	}))
+	ctx := context.Background()
+	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
+		gw.RegisterKVHandler, gw.RegisterClusterHandler, gw.RegisterMaintenanceHandler,
+	} {
+		if err := register(ctx, gwmux, conn); err != nil {
+			return err
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v3/", gwmux)
+	mux.HandleFunc("/health", n.handleHealth)
+	n.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		if err := n.httpServer.Serve(httpL); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, cmux.ErrListenerClosed) && !errors.Is(err, net.ErrClosed) {
+			n.log.Error("client http server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer n.wg.Done()
+		if err := n.clientMux.Serve(); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, cmux.ErrServerClosed) {
+			n.log.Debug("client listener mux stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// maxGatewayMsgBytes bounds a gateway response, as etcd's gateway does.
+const maxGatewayMsgBytes = 1<<31 - 1
+
+// healthTimeout bounds the linearizable read behind /health.
+const healthTimeout = time.Second
+
+// handleHealth answers etcd's /health: healthy when a linearizable read
+// through this node succeeds.
+func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+	defer cancel()
+	_, _, err := n.router.Do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte("health"), CountOnly: true}}})
+	body := map[string]string{"health": "true", "reason": ""}
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		body = map[string]string{"health": "false", "reason": err.Error()}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(body)
+}

@@ -1,0 +1,60 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestJSONGatewayAndHealth(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	post := func(node int, path, body string) (int, map[string]any) {
+		t.Helper()
+		var resp *http.Response
+		var err error
+		for attempt := 0; attempt < 100; attempt++ {
+			resp, err = http.Post(c.ClientURLs()[node]+path, "application/json", strings.NewReader(body))
+			if err == nil && resp.StatusCode != http.StatusServiceUnavailable {
+				break
+			}
+			if err == nil {
+				resp.Body.Close()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		out := map[string]any{}
+		if err := json.Unmarshal(data, &out); err != nil {
+			t.Fatalf("%s: %s: %v", path, data, err)
+		}
+		return resp.StatusCode, out
+	}
+	// base64("foo") = "Zm9v", base64("bar") = "YmFy"
+	if code, out := post(0, "/v3/kv/put", `{"key":"Zm9v","value":"YmFy"}`); code != 200 || out["header"] == nil {
+		t.Fatalf("put: %d %v", code, out)
+	}
+	code, out := post(2, "/v3/kv/range", `{"key":"Zm9v"}`)
+	kvs, _ := out["kvs"].([]any)
+	if code != 200 || len(kvs) != 1 || kvs[0].(map[string]any)["value"] != "YmFy" || out["count"] != "1" {
+		t.Fatalf("range: %d %v", code, out)
+	}
+	if code, out := post(1, "/v3/kv/put", `{"key":""}`); code != 400 || out["message"] != "etcdserver: key is not provided" {
+		t.Fatalf("empty key: %d %v", code, out)
+	}
+	resp, err := http.Get(c.ClientURLs()[1] + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || resp.StatusCode != 200 || h["health"] != "true" {
+		t.Fatalf("health: %d %v %v", resp.StatusCode, h, err)
+	}
+}
