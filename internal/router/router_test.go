@@ -1,0 +1,234 @@
+package router
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/keys"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// scripted is a node's Peer service answering Batch from a script.
+type scripted struct {
+	concordpb.UnimplementedPeerServer
+	mu    sync.Mutex
+	calls int
+	// answer returns the response or error of the n-th call (from 0).
+	answer func(n int, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error)
+}
+
+func (s *scripted) Batch(_ context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	s.mu.Lock()
+	n := s.calls
+	s.calls++
+	s.mu.Unlock()
+	return s.answer(n, req)
+}
+
+func (s *scripted) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
+
+// noLocal is a node (id 9) holding no replica.
+type noLocal struct{}
+
+func (noLocal) Execute(context.Context, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	return nil, concordpb.Errorf(concordpb.ErrorCode_RANGE_NOT_FOUND, "no replica here")
+}
+
+func (noLocal) Timestamp(context.Context, int) (int64, error) {
+	return 0, concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "not the meta leader")
+}
+
+var userDesc = &concordpb.RangeDescriptor{
+	RangeId: 2, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End,
+	Replicas: []*concordpb.ReplicaDescriptor{{NodeId: 1}, {NodeId: 2}, {NodeId: 3}},
+}
+
+// harness starts scripted Peer servers for nodes 1..3; node 1 also serves
+// the meta range, whose scan returns userDesc.
+func harness(t *testing.T, answers map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error)) (*Router, map[uint64]*scripted) {
+	t.Helper()
+	descData, err := proto.Marshal(userDesc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := map[uint64]*grpc.ClientConn{}
+	servers := map[uint64]*scripted{}
+	for id := uint64(1); id <= 3; id++ {
+		answer := answers[id]
+		if answer == nil {
+			answer = func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+				return &concordpb.BatchResponse{Error: &concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER, LeaderHint: 1}}, nil
+			}
+		}
+		s := &scripted{answer: func(n int, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+			if req.GetSys().GetScan() != nil {
+				return &concordpb.BatchResponse{Sys: &concordpb.SysResponse{Kvs: []*concordpb.SysKV{{Key: keys.Range(2), Value: descData}}}}, nil
+			}
+			return answer(n, req)
+		}}
+		servers[id] = s
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs := grpc.NewServer()
+		concordpb.RegisterPeerServer(gs, s)
+		go gs.Serve(l)
+		t.Cleanup(gs.Stop)
+		cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		conns[id] = cc
+	}
+	r, err := New(Config{
+		NodeID: 9,
+		Local:  noLocal{},
+		Dial: func(_ context.Context, id uint64) (*grpc.ClientConn, error) {
+			return conns[id], nil
+		},
+		Meta: &concordpb.RangeDescriptor{RangeId: 1, StartKey: keys.MetaSpan.Start, EndKey: keys.MetaSpan.End,
+			Replicas: []*concordpb.ReplicaDescriptor{{NodeId: 1}}},
+		RequestTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, servers
+}
+
+func put(key string) *concordpb.RequestOp {
+	return &concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{Key: []byte(key), Value: []byte("v")}}}
+}
+
+func get(key string) *concordpb.RequestOp {
+	return &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte(key)}}}
+}
+
+func ok(rev int64) (*concordpb.BatchResponse, error) {
+	return &concordpb.BatchResponse{Revision: rev, Resp: &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Put{Put: &concordpb.PutResponse{}}}}, nil
+}
+
+func TestFollowsLeaderHint(t *testing.T) {
+	r, servers := harness(t, map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error){
+		1: func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+			return &concordpb.BatchResponse{Error: &concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER, LeaderHint: 3}}, nil
+		},
+		2: func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+			return &concordpb.BatchResponse{Error: &concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER, LeaderHint: 3}}, nil
+		},
+		3: func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) { return ok(42) },
+	})
+	_, h, err := r.Do(context.Background(), put("k"))
+	if err != nil || h.Revision != 42 {
+		t.Fatalf("put: %v %v", h, err)
+	}
+	if r.Leader(2) != 3 {
+		t.Fatalf("leader cache says %d, want 3", r.Leader(2))
+	}
+	// The next request goes straight to the cached leader.
+	before := servers[1].count() + servers[2].count()
+	if _, _, err := r.Do(context.Background(), put("k2")); err != nil {
+		t.Fatal(err)
+	}
+	if after := servers[1].count() + servers[2].count(); after != before {
+		t.Fatalf("%d requests went to followers after the leader was known", after-before)
+	}
+}
+
+func TestRetriesUntilALeaderIsElected(t *testing.T) {
+	leaderless := func(n int, _ *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+		return &concordpb.BatchResponse{Error: &concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER}}, nil
+	}
+	r, _ := harness(t, map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error){
+		1: leaderless,
+		3: leaderless,
+		2: func(n int, _ *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+			if n < 3 { // an election in progress
+				return &concordpb.BatchResponse{Error: &concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER}}, nil
+			}
+			return ok(7)
+		},
+	})
+	if _, h, err := r.Do(context.Background(), put("k")); err != nil || h.Revision != 7 {
+		t.Fatalf("put: %v %v", h, err)
+	}
+}
+
+func TestAmbiguousWriteIsNotRetried(t *testing.T) {
+	r, servers := harness(t, map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error){
+		1: func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+			// The node got the request and the connection broke: the write
+			// may have been applied.
+			return nil, status.Error(codes.Unavailable, "connection reset")
+		},
+		2: func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) { return ok(1) },
+		3: func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) { return ok(1) },
+	})
+	r.setLeader(2, 1)
+	_, _, err := r.Do(context.Background(), put("k"))
+	if concordpb.CodeOf(err) != concordpb.ErrorCode_AMBIGUOUS {
+		t.Fatalf("put: %v, want AMBIGUOUS", err)
+	}
+	if servers[2].count()+servers[3].count() != 0 {
+		t.Fatal("an ambiguous write was sent again to another node")
+	}
+	// A read after the same failure is retried elsewhere.
+	r.setLeader(2, 1)
+	if _, _, err := r.Do(context.Background(), get("k")); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+}
+
+func TestRequestErrorsSurfaceAtOnce(t *testing.T) {
+	r, servers := harness(t, map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error){
+		1: func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+			return &concordpb.BatchResponse{Error: concordpb.Errorf(concordpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")}, nil
+		},
+	})
+	r.setLeader(2, 1)
+	_, _, err := r.Do(context.Background(), get("k"))
+	if concordpb.CodeOf(err) != concordpb.ErrorCode_COMPACTED {
+		t.Fatalf("got %v, want COMPACTED", err)
+	}
+	if n := servers[1].count(); n != 2 { // the descriptor scan and the read
+		t.Fatalf("node 1 saw %d calls, want 2 (no retry)", n)
+	}
+}
+
+func TestDeadlineSurfacesAsUnavailable(t *testing.T) {
+	r, _ := harness(t, nil) // every node says NOT_LEADER, hint 1
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, _, err := r.Do(ctx, get("k"))
+	if concordpb.CodeOf(err) != concordpb.ErrorCode_UNAVAILABLE {
+		t.Fatalf("got %v, want UNAVAILABLE", err)
+	}
+}
+
+func TestCrossRangeRequestIsRefused(t *testing.T) {
+	r, _ := harness(t, nil)
+	r.mu.Lock()
+	r.mu.ranges = []*concordpb.RangeDescriptor{
+		{RangeId: 2, StartKey: keys.UserSpan.Start, EndKey: keys.User([]byte("m")), Replicas: userDesc.Replicas},
+		{RangeId: 3, StartKey: keys.User([]byte("m")), EndKey: keys.UserSpan.End, Replicas: userDesc.Replicas},
+	}
+	r.mu.Unlock()
+	op := &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z")}}}
+	if _, _, err := r.Do(context.Background(), op); concordpb.CodeOf(err) != concordpb.ErrorCode_CROSS_RANGE {
+		t.Fatalf("got %v, want CROSS_RANGE", err)
+	}
+}
