@@ -313,9 +313,11 @@ func (e *evaluator) check(op *concordpb.RequestOp, p *path, effects *[]effect) e
 	return nil
 }
 
+// checkRevision checks a Range's revision as etcd's rangeKeys does: a
+// revision <= 0 reads the current revision, whatever its sign.
 func (e *evaluator) checkRevision(rev int64) error {
 	switch {
-	case rev == 0:
+	case rev <= 0:
 		return nil
 	case rev > e.current:
 		return errFutureRev
@@ -436,7 +438,7 @@ func userKV(kv *concordpb.KeyValue) *concordpb.KeyValue {
 // count every match, filter by revisions, sort, truncate to limit.
 func (e *evaluator) rangeOp(req *concordpb.RangeRequest) (*concordpb.RangeResponse, error) {
 	rev := req.GetRevision()
-	if rev == 0 {
+	if rev <= 0 {
 		rev = e.readRev
 	}
 	fetch := rangeLimit(req)

@@ -228,6 +228,8 @@ func TestRange(t *testing.T) {
 		{name: "revision between", req: all(&concordpb.RangeRequest{Revision: 2}), want: "a=z@1/1/1 b=y@2/2/1", count: 2},
 		{name: "current revision", req: all(&concordpb.RangeRequest{Revision: 6}), want: "a=z@1/1/1 b=y2@5/2/2 c=x@3/3/1", count: 3},
 		{name: "future", req: all(&concordpb.RangeRequest{Revision: 7}), code: concordpb.ErrorCode_FUTURE_REV},
+		// etcd reads the current revision for any revision <= 0.
+		{name: "negative revision", req: all(&concordpb.RangeRequest{Revision: -1}), want: "a=z@1/1/1 b=y2@5/2/2 c=x@3/3/1", count: 3},
 		{name: "limit", req: all(&concordpb.RangeRequest{Limit: 2}), want: "a=z@1/1/1 b=y2@5/2/2", count: 3, more: true},
 		{name: "limit exact", req: all(&concordpb.RangeRequest{Limit: 3}), want: "a=z@1/1/1 b=y2@5/2/2 c=x@3/3/1", count: 3},
 		{name: "count only", req: all(&concordpb.RangeRequest{CountOnly: true, Limit: 1}), count: 3},
