@@ -37,6 +37,18 @@ func newExec(s *system, prefix string) *exec {
 	return &exec{sys: s, prefix: prefix, labels: map[string]int{}}
 }
 
+// clone copies the run's state, for continuing it two ways.
+func (x *exec) clone() *exec {
+	c := *x
+	c.revs = slices.Clone(x.revs)
+	c.results = slices.Clone(x.results)
+	c.labels = make(map[string]int, len(x.labels))
+	for k, v := range x.labels {
+		c.labels[k] = v
+	}
+	return &c
+}
+
 // k puts a case's key under the run's prefix.
 func (x *exec) k(key string) string { return x.prefix + key }
 

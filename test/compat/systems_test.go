@@ -119,7 +119,7 @@ func (s *system) waitReady() error {
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		_, err := s.cli.Put(ctx, "/compat/ready", "1")
+		_, err := s.cli.Put(ctx, "/compat/000000/ready", "1")
 		cancel()
 		if err == nil {
 			return nil
