@@ -166,9 +166,11 @@ func fromDeleteRangeResponse(r *concordpb.DeleteRangeResponse, h *pb.ResponseHea
 	}
 }
 
-// fromTxnResponse translates a txn response; every nested response gets a
-// header carrying only rev, as etcd's apply does. It fails if an op in the
-// response is empty: that is a backend bug, not something to pass on.
+// fromTxnResponse translates a txn response; every nested Range, Put and
+// DeleteRange response gets a header carrying only rev, and every nested txn
+// an empty header (revision 0), as etcd's apply does: etcd sets the revision
+// of the top-level txn only. It fails if an op in the response is empty: that
+// is a backend bug, not something to pass on.
 func fromTxnResponse(r *concordpb.TxnResponse, h *pb.ResponseHeader, rev int64) (*pb.TxnResponse, error) {
 	out := &pb.TxnResponse{
 		Header:    h,
@@ -196,7 +198,7 @@ func fromResponseOp(r *concordpb.ResponseOp, rev int64) (*pb.ResponseOp, error) 
 	case *concordpb.ResponseOp_DeleteRange:
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: fromDeleteRangeResponse(v.DeleteRange, h())}}, nil
 	case *concordpb.ResponseOp_Txn:
-		t, err := fromTxnResponse(v.Txn, h(), rev)
+		t, err := fromTxnResponse(v.Txn, &pb.ResponseHeader{}, rev)
 		if err != nil {
 			return nil, err
 		}

@@ -128,7 +128,8 @@ func TestFromTxnResponse(t *testing.T) {
 		{Response: &pb.ResponseOp_ResponsePut{ResponsePut: &pb.PutResponse{Header: h(), PrevKv: ekv}}},
 		{Response: &pb.ResponseOp_ResponsePut{ResponsePut: &pb.PutResponse{Header: h()}}},
 		{Response: &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: &pb.DeleteRangeResponse{Header: h(), Deleted: 1, PrevKvs: []*mvccpb.KeyValue{ekv}}}},
-		{Response: &pb.ResponseOp_ResponseTxn{ResponseTxn: &pb.TxnResponse{Header: h(), Responses: []*pb.ResponseOp{
+		// etcd leaves a nested txn's header revision at 0.
+		{Response: &pb.ResponseOp_ResponseTxn{ResponseTxn: &pb.TxnResponse{Header: &pb.ResponseHeader{}, Responses: []*pb.ResponseOp{
 			{Response: &pb.ResponseOp_ResponsePut{ResponsePut: &pb.PutResponse{Header: h()}}},
 		}}}},
 	}}
