@@ -35,9 +35,15 @@ func atStep(i int) rev {
 	return rev{name: fmt.Sprintf("rev(step %d)", i), at: func(x *exec) int64 { return x.revs[i] }}
 }
 
-// future is one above the newest revision the run has seen: a revision no
-// write has reached yet.
-var future = rev{name: "future", at: func(x *exec) int64 { return x.newest + 1 }}
+// future is far above the newest revision the run has seen: a revision no
+// write will reach for a long time, on either system (2^40 is 2^22 ms of
+// Concord's commit timestamps, over an hour).
+var future = rev{name: "future", at: func(x *exec) int64 { return x.newest + 1<<40 }}
+
+// next is one above the newest revision the run has seen: etcd's next
+// revision, but, as Concord's revisions are not consecutive, a point in time
+// between two of its revisions.
+var next = rev{name: "newest+1", at: func(x *exec) int64 { return x.newest + 1 }}
 
 // lit is a literal revision (0, negative, ...): the same number on both.
 func lit(n int64) rev {
