@@ -120,9 +120,17 @@ func buildOpts(x *exec, opts []opt) []clientv3.OpOption {
 
 func put(key, val string, opts ...opt) step {
 	return step{
-		desc: fmt.Sprintf("put %q=%q%s", key, val, optNames(opts)),
+		desc: fmt.Sprintf("put %q=%s%s", key, short(val), optNames(opts)),
 		op:   func(x *exec) clientv3.Op { return clientv3.OpPut(x.k(key), val, buildOpts(x, opts)...) },
 	}
+}
+
+// short quotes v, or only its length if it is long.
+func short(v string) string {
+	if len(v) > 32 {
+		return fmt.Sprintf("<%d bytes>", len(v))
+	}
+	return fmt.Sprintf("%q", v)
 }
 
 func get(key string, opts ...opt) step {

@@ -244,7 +244,7 @@ func (f formatter) kv(b *strings.Builder, kv *mvccpb.KeyValue) {
 		b.WriteString("nil")
 		return
 	}
-	fmt.Fprintf(b, "{%s=%q create=%s mod=%s ver=%d lease=%d}", f.key(kv.GetKey()), kv.GetValue(),
+	fmt.Fprintf(b, "{%s=%s create=%s mod=%s ver=%d lease=%d}", f.key(kv.GetKey()), short(string(kv.GetValue())),
 		f.rank(kv.GetCreateRevision()), f.rank(kv.GetModRevision()), kv.GetVersion(), kv.GetLease())
 }
 
