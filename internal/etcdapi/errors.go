@@ -17,7 +17,6 @@ var (
 	errMembershipChange = status.Error(codes.Unimplemented, "etcdserver: member add/remove/update/promote not supported (Concord nodes join the cluster themselves when they start)")
 	errAlarmActivate    = status.Error(codes.Unimplemented, "etcdserver: alarm activation not supported yet")
 	errHash             = status.Error(codes.Unimplemented, "etcdserver: Hash (of the whole storage file) is not supported; use HashKV")
-	errSnapshot         = status.Error(codes.Unimplemented, "etcdserver: snapshot not supported yet")
 	errMoveLeader       = status.Error(codes.Unimplemented, "etcdserver: move-leader not supported (each range has its own leader)")
 	errDowngrade        = status.Error(codes.Unimplemented, "etcdserver: downgrade not supported")
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"time"
 
@@ -61,6 +62,8 @@ type Backend interface {
 	HashKV(ctx context.Context, rev int64) (HashKV, error)
 	// Defragment reclaims this node's unused disk space.
 	Defragment(ctx context.Context) error
+	// Snapshot writes a consistent backup of the keyspace to w.
+	Snapshot(ctx context.Context, w io.Writer) error
 }
 
 // HashKV is a member's hash of its key-value history.

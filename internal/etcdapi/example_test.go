@@ -3,6 +3,7 @@ package etcdapi_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -77,3 +78,5 @@ func ExampleRegister() {
 	// hello=world at revision 2
 	// rpc error: code = InvalidArgument desc = read-only example
 }
+
+func (oneKey) Snapshot(context.Context, io.Writer) error { return nil }

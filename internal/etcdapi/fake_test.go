@@ -3,6 +3,7 @@ package etcdapi
 import (
 	"bytes"
 	"context"
+	"io"
 	"sort"
 	"sync"
 
@@ -249,3 +250,5 @@ func cmpInt(a, b int64) int {
 	}
 	return 0
 }
+
+func (f *fakeBackend) Snapshot(context.Context, io.Writer) error { return nil }

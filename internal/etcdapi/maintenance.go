@@ -2,15 +2,20 @@ package etcdapi
 
 import (
 	"context"
+	"io"
+	"os"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
-// maintenanceServer serves Status (what `etcdctl endpoint status` prints)
-// and an alarm list that is always empty: Concord raises no etcd alarms
-// (no space quota, no corruption check yet). The rest answers Unimplemented.
+// maintenanceServer serves Status (what `etcdctl endpoint status` prints),
+// an alarm list that is always empty (Concord raises no etcd alarms: no
+// space quota, no corruption check yet), HashKV, Defragment and Snapshot.
+// Hash, MoveLeader and Downgrade answer Unimplemented.
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
 	b   Backend
@@ -79,8 +84,43 @@ func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*p
 	return &pb.HashKVResponse{Header: header(s.cfg, h.Header), Hash: h.Hash, CompactRevision: h.CompactRevision, HashRevision: h.HashRevision}, nil
 }
 
-func (s *maintenanceServer) Snapshot(*pb.SnapshotRequest, grpc.ServerStreamingServer[pb.SnapshotResponse]) error {
-	return errSnapshot
+// snapshotChunkBytes is the size of one streamed piece of a backup.
+const snapshotChunkBytes = 32 << 10
+
+// Snapshot streams a consistent backup of the keyspace (Concord's own
+// format; `concord snapshot restore` reads it). The backup is written to a
+// temporary file first, so a failure is reported before anything is sent
+// and RemainingBytes is exact.
+func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream grpc.ServerStreamingServer[pb.SnapshotResponse]) error {
+	f, err := os.CreateTemp("", "concord-backup-*")
+	if err != nil {
+		return status.Errorf(codes.Internal, "concord: backup: %v", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := s.b.Snapshot(stream.Context(), f); err != nil {
+		return toGRPCError(err)
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return status.Errorf(codes.Internal, "concord: backup: %v", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return status.Errorf(codes.Internal, "concord: backup: %v", err)
+	}
+	buf := make([]byte, snapshotChunkBytes)
+	for sent := int64(0); sent < size; {
+		n, err := io.ReadFull(f, buf[:min(int64(len(buf)), size-sent)])
+		if err != nil {
+			return status.Errorf(codes.Internal, "concord: backup: %v", err)
+		}
+		sent += int64(n)
+		resp := &pb.SnapshotResponse{Header: header(s.cfg, Header{}), RemainingBytes: uint64(size - sent), Blob: buf[:n], Version: s.cfg.Version}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *maintenanceServer) MoveLeader(context.Context, *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {

@@ -33,6 +33,9 @@ type LocalOptions struct {
 	Logger   *slog.Logger
 	// Tune may adjust each node's config before it starts.
 	Tune func(i int, c *Config)
+	// RestoreFrom, if set, is a backup every node restores before its
+	// first start.
+	RestoreFrom string
 }
 
 // StartLocalCluster starts n nodes with data under dir and returns once all
@@ -87,6 +90,14 @@ func StartLocalCluster(n int, dir string, opts LocalOptions) (*LocalCluster, err
 			opts.Tune(i, &cfg)
 		}
 		c.cfgs = append(c.cfgs, cfg)
+	}
+	if opts.RestoreFrom != "" {
+		for _, cfg := range c.cfgs {
+			if _, err := Restore(cfg, opts.RestoreFrom); err != nil {
+				closeAll()
+				return nil, err
+			}
+		}
 	}
 	c.nodes = make([]*Node, n)
 	errs := make([]error, n)

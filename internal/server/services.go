@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
 
 	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/etcdapi"
@@ -200,6 +201,14 @@ func (b backend) HashKV(ctx context.Context, rev int64) (etcdapi.HashKV, error) 
 	return out, nil
 }
 
+func (b backend) Snapshot(ctx context.Context, w io.Writer) error {
+	info, err := b.n.writeBackup(ctx, w)
+	if err == nil {
+		b.n.log.Info("backup streamed", "revision", info.Revision, "keys", info.Keys)
+	}
+	return err
+}
+
 func (b backend) Defragment(ctx context.Context) error { return b.n.engine.Compact(ctx) }
 
 func (b backend) Members(ctx context.Context) ([]*concordpb.NodeRecord, error) {
@@ -230,3 +239,6 @@ func (b backend) Status(ctx context.Context) (etcdapi.Status, error) {
 	}
 	return out, nil
 }
+
+// be64 encodes v as 8 bytes big-endian.
+func be64(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
