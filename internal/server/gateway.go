@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -55,7 +56,7 @@ func (n *Node) serveClient() error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v3/", gwmux)
-	mux.HandleFunc("/health", n.handleHealth)
+	n.registerHealth(mux)
 	n.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Add(2)
 	go func() {
@@ -78,6 +79,42 @@ const maxGatewayMsgBytes = 1<<31 - 1
 
 // healthTimeout bounds the linearizable read behind /health.
 const healthTimeout = time.Second
+
+// registerHealth adds the health endpoints: etcd's /health, and the
+// Kubernetes-style probes /livez and /healthz (the process serves) and
+// /readyz (the node can serve a linearizable read).
+func (n *Node) registerHealth(mux *http.ServeMux) {
+	mux.HandleFunc("/health", n.handleHealth)
+	live := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	}
+	mux.HandleFunc("/livez", live)
+	mux.HandleFunc("/healthz", live)
+	mux.HandleFunc("/readyz", n.handleReady)
+}
+
+// handleReady answers 200 once this node has joined, can reach a usable
+// meta range and serves a linearizable read; 503 with the reason otherwise.
+func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	if err := n.ready(r.Context()); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (n *Node) ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	defer cancel()
+	if _, err := n.members(ctx); err != nil {
+		return fmt.Errorf("meta range: %w", err)
+	}
+	_, _, err := n.router.Do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte("health"), CountOnly: true}}})
+	return err
+}
 
 // handleHealth answers etcd's /health: healthy when a linearizable read
 // through this node succeeds.

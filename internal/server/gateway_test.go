@@ -48,6 +48,16 @@ func TestJSONGatewayAndHealth(t *testing.T) {
 	if code, out := post(1, "/v3/kv/put", `{"key":""}`); code != 400 || out["message"] != "etcdserver: key is not provided" {
 		t.Fatalf("empty key: %d %v", code, out)
 	}
+	for _, path := range []string{"/livez", "/healthz", "/readyz"} {
+		r, err := http.Get(c.ClientURLs()[2] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != 200 {
+			t.Fatalf("%s: %d", path, r.StatusCode)
+		}
+	}
 	resp, err := http.Get(c.ClientURLs()[1] + "/health")
 	if err != nil {
 		t.Fatal(err)
@@ -56,5 +66,30 @@ func TestJSONGatewayAndHealth(t *testing.T) {
 	var h map[string]string
 	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || resp.StatusCode != 200 || h["health"] != "true" {
 		t.Fatalf("health: %d %v %v", resp.StatusCode, h, err)
+	}
+}
+
+func TestReadyzFailsWithoutQuorum(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	putRetry(t, client(t, c, 2), "k", "v")
+	c.StopNode(0)
+	c.StopNode(1)
+	resp, err := http.Get(c.ClientURLs()[2] + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(string(body), "not ready") {
+		t.Fatalf("readyz without quorum: %d %s", resp.StatusCode, body)
+	}
+	// The process itself is alive.
+	live, err := http.Get(c.ClientURLs()[2] + "/livez")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live.Body.Close()
+	if live.StatusCode != 200 {
+		t.Fatalf("livez: %d", live.StatusCode)
 	}
 }
