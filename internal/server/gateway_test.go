@@ -74,14 +74,23 @@ func TestReadyzFailsWithoutQuorum(t *testing.T) {
 	putRetry(t, client(t, c, 2), "k", "v")
 	c.StopNode(0)
 	c.StopNode(1)
-	resp, err := http.Get(c.ClientURLs()[2] + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(string(body), "not ready") {
-		t.Fatalf("readyz without quorum: %d %s", resp.StatusCode, body)
+	// A leader's lease may still be valid for a moment (it is safe to read
+	// under it); once it lapses the node must report not ready.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(c.ClientURLs()[2] + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable && strings.HasPrefix(string(body), "not ready") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz without quorum: %d %s", resp.StatusCode, body)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	// The process itself is alive.
 	live, err := http.Get(c.ClientURLs()[2] + "/livez")
