@@ -17,9 +17,14 @@ import (
 // Preload tunables: a batch is one Txn of puts, under etcd's and Concord's
 // default --max-txn-ops of 128; a few concurrent batches fill a 100k-key
 // space in seconds on a durable cluster.
+// A batch rewrites the same values, so retrying one that failed (a
+// timeout on a loaded machine, a leader change) is safe; preloadAttempts
+// bounds the retries.
 const (
 	preloadBatchKeys = 64
 	preloadWorkers   = 16
+	preloadAttempts  = 5
+	preloadBackoff   = 200 * time.Millisecond
 )
 
 // errorBackoff is how long a worker pauses after a failed op, so a cluster
@@ -136,7 +141,14 @@ func preload(ctx context.Context, clis []*clientv3.Client, cfg *Config, value st
 		go func() {
 			defer wg.Done()
 			for first := range batches {
-				if err := preloadBatch(ctx, cli, cfg, value, revs, first); err != nil {
+				var err error
+				for attempt := 0; attempt < preloadAttempts; attempt++ {
+					if err = preloadBatch(ctx, cli, cfg, value, revs, first); err == nil || ctx.Err() != nil {
+						break
+					}
+					time.Sleep(preloadBackoff)
+				}
+				if err != nil {
 					errc <- err
 					return
 				}

@@ -139,6 +139,13 @@ func Run(ctx context.Context, cfg Config) ([]Sample, error) {
 		for _, w := range cfg.Workloads {
 			for _, sys := range cfg.Systems {
 				s, err := runOne(ctx, cfg, sys, w, round)
+				if err != nil && ctx.Err() == nil {
+					// One retry on a fresh cluster: on a shared machine a
+					// start or preload can time out without saying
+					// anything about the system.
+					logf("round %d  %-20s %-8s failed, retrying once: %v", round, w.Name, sys.Name, err)
+					s, err = runOne(ctx, cfg, sys, w, round)
+				}
 				if err != nil {
 					return out, fmt.Errorf("compare: %s on %s, round %d: %w", w.Name, sys.Name, round, err)
 				}
