@@ -234,13 +234,6 @@ func (c *Cluster) signal(i int, sig syscall.Signal, paused bool) error {
 	return p.cmd.Process.Signal(sig)
 }
 
-// Running reports whether node i has a process (paused or not).
-func (c *Cluster) Running(i int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.mu.procs[i] != nil
-}
-
 // Crashes lists the nodes that exited without being killed.
 func (c *Cluster) Crashes() []string {
 	c.mu.Lock()
