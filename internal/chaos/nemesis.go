@@ -148,12 +148,14 @@ func sorted(xs []int) []int {
 
 // Event is one fault as it happened.
 type Event struct {
+	// Kind is one of the Fault* names.
 	Kind string
 	// Start and End are nanoseconds since the workload began.
 	Start, End int64
 	// Desc names the targets, e.g. "n3" or "n1 n4 | n2 n3 n5".
 	Desc string
-	Err  string `json:",omitempty"`
+	// Err says what went wrong injecting or healing it, if anything.
+	Err string `json:",omitempty"`
 }
 
 // segment is a stretch of time in which the set of healthy nodes (up,

@@ -53,7 +53,11 @@ func (s Summary) Failed() bool {
 
 // Write prints the summary for people.
 func (s Summary) Write(w io.Writer) {
-	fmt.Fprintf(w, "chaos summary (seed %d, %d nodes, %s, %.0fs%s)\n", s.Seed, s.Nodes, strings.Join(s.Workloads, "+"), s.Elapsed.Seconds(), map[bool]string{true: ", --unsafe-no-read-lease", false: ""}[s.UnsafeNoReadLease])
+	knob := ""
+	if s.UnsafeNoReadLease {
+		knob = ", --unsafe-no-read-lease"
+	}
+	fmt.Fprintf(w, "chaos summary (seed %d, %d nodes, %s, %.0fs%s)\n", s.Seed, s.Nodes, strings.Join(s.Workloads, "+"), s.Elapsed.Seconds(), knob)
 	if s.Interrupted {
 		fmt.Fprintln(w, "  INTERRUPTED before the end of the run")
 	}
