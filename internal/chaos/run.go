@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -214,6 +215,9 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	if err := WriteHistory(filepath.Join(cfg.OutDir, "history.jsonl"), ops); err != nil {
 		return sum, err
 	}
+	if err := writeEvents(filepath.Join(cfg.OutDir, "faults.json"), sum.Events); err != nil {
+		return sum, err
+	}
 	sum.Ops = map[string]map[Result]int{}
 	for _, op := range ops {
 		if sum.Ops[op.Workload] == nil {
@@ -233,6 +237,15 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 		}
 	}
 	return sum, errNoOps
+}
+
+// writeEvents records the faults as injected, beside the history.
+func writeEvents(path string, events []Event) error {
+	data, err := json.MarshalIndent(events, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
 }
 
 // annotations draws the faults on the visualisations.
