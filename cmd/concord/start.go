@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,6 +20,7 @@ func startCmd() *cobra.Command {
 		listenClient, advertiseClient, listenPeer, advertisePeer string
 		heartbeatMs, electionMs                                  int
 		logFormat, logLevel                                      string
+		k8sPeers                                                 string
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -37,6 +39,9 @@ func startCmd() *cobra.Command {
 			if !cmd.Flags().Changed("initial-cluster") {
 				cfg.InitialCluster = cfg.Name + "=" + cfg.InitialAdvertisePeerURLs[0]
 			}
+			if err := applyK8sPeers(cmd, &cfg, k8sPeers); err != nil {
+				return err
+			}
 			logger, err := newLogger(logFormat, logLevel)
 			if err != nil {
 				return err
@@ -49,8 +54,10 @@ func startCmd() *cobra.Command {
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 			s := <-sig
-			logger.Info("stopping", "signal", s.String())
-			n.Stop()
+			logger.Info("stopping: handing over leadership", "signal", s.String())
+			ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.ElectionTimeout)
+			n.Shutdown(ctx)
+			cancel()
 			return nil
 		},
 	}
@@ -71,6 +78,7 @@ func startCmd() *cobra.Command {
 	f.IntVar(&cfg.ReplicationFactor, "replication-factor", cfg.ReplicationFactor, "replicas per range (Concord)")
 	f.BoolVar(&cfg.UnsafeNoReadLease, "unsafe-no-read-lease", false, "TEST ONLY: serve linearizable reads from any replica without a lease (breaks linearizability on purpose)")
 	_ = f.MarkHidden("unsafe-no-read-lease")
+	f.StringVar(&k8sPeers, "k8s-peers", "", "SERVICE:REPLICAS: derive --name, the advertised URLs and --initial-cluster(-state) of a Kubernetes StatefulSet pod from POD_NAME and POD_NAMESPACE, with the first REPLICAS pods as the initial cluster")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

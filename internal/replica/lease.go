@@ -53,10 +53,14 @@ type lease struct {
 	appliedCh chan struct{}
 	// err is what waiters see when the lease is reset.
 	err error
+	// disabled is set for good when this replica hands its leadership
+	// away: the transferee campaigns at once, ignoring the followers'
+	// promise not to vote, so no lease may be granted or used any more.
+	disabled bool
 }
 
 func (l *lease) validLocked(now time.Time) bool {
-	return !l.expiry.IsZero() && now.Before(l.expiry)
+	return !l.disabled && !l.expiry.IsZero() && now.Before(l.expiry)
 }
 
 // resetLocked drops the lease (leadership lost) and fails waiting reads.
@@ -135,7 +139,7 @@ func (r *Replica) handleReadStatesLocked(rss []raft.ReadState) {
 			continue
 		}
 		delete(l.probes, seq)
-		if r.mu.leader != r.cfg.NodeID {
+		if r.mu.leader != r.cfg.NodeID || l.disabled {
 			continue
 		}
 		if l.term != r.mu.term {
@@ -158,7 +162,7 @@ func (r *Replica) handleReadStatesLocked(rss []raft.ReadState) {
 func (r *Replica) waitLease(ctx context.Context) error {
 	for {
 		r.mu.Lock()
-		if r.mu.leader != r.cfg.NodeID {
+		if r.mu.leader != r.cfg.NodeID || r.mu.lease.disabled {
 			err := r.notLeaderLocked()
 			r.mu.Unlock()
 			return err
@@ -188,6 +192,51 @@ func (r *Replica) waitLease(ctx context.Context) error {
 			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: no lease: %v", r.RangeID, ctx.Err())
 		case <-r.stopped:
 			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
+		}
+	}
+}
+
+// TransferLeadership hands this replica's leadership to its most
+// up-to-date follower and waits until another replica leads or ctx ends.
+// It first gives up the lease for good (see lease.disabled), so it is meant
+// for a node that is shutting down. A replica that does not lead returns at
+// once.
+func (r *Replica) TransferLeadership(ctx context.Context) error {
+	r.mu.Lock()
+	st := r.mu.rn.Status()
+	if st.RaftState != raft.StateLeader {
+		r.mu.Unlock()
+		return nil
+	}
+	var target, best uint64
+	for id, pr := range st.Progress {
+		if id != r.cfg.NodeID && !pr.IsLearner && pr.Match >= best {
+			target, best = id, pr.Match
+		}
+	}
+	if target == 0 {
+		r.mu.Unlock()
+		return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d has no follower to lead", r.RangeID)
+	}
+	r.mu.lease.disabled = true
+	r.mu.lease.resetLocked(r.notLeaderLocked())
+	r.mu.rn.TransferLeader(target)
+	r.mu.Unlock()
+	r.cfg.Signal()
+	r.log.Info("transferring leadership", "to", target)
+	t := time.NewTicker(r.cfg.TickInterval / 4)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		lead := r.mu.leader
+		r.mu.Unlock()
+		if lead != r.cfg.NodeID && lead != 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: leadership transfer to %d: %v", r.RangeID, target, ctx.Err())
+		case <-t.C:
 		}
 	}
 }

@@ -209,6 +209,24 @@ func (n *Node) serve(s *grpc.Server, l net.Listener) {
 	}()
 }
 
+// Shutdown stops the node gracefully: it first hands the leadership of
+// every range it leads to a follower (so clients see a leader change, not
+// an election timeout), bounded by ctx, then stops.
+func (n *Node) Shutdown(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, r := range n.store.Replicas() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.TransferLeadership(ctx); err != nil {
+				n.log.Warn("leadership not handed over before stopping", "range", r.RangeID, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	n.Stop()
+}
+
 // Stop stops the node. An acknowledged write is already durable; Stop only
 // releases resources.
 func (n *Node) Stop() {
