@@ -120,8 +120,9 @@ func buildOpts(x *exec, opts []opt) []clientv3.OpOption {
 
 func put(key, val string, opts ...opt) step {
 	return step{
-		desc: fmt.Sprintf("put %q=%s%s", key, short(val), optNames(opts)),
-		op:   func(x *exec) clientv3.Op { return clientv3.OpPut(x.k(key), val, buildOpts(x, opts)...) },
+		desc:   fmt.Sprintf("put %q=%s%s", key, short(val), optNames(opts)),
+		writes: true,
+		op:     func(x *exec) clientv3.Op { return clientv3.OpPut(x.k(key), val, buildOpts(x, opts)...) },
 	}
 }
 
@@ -142,8 +143,9 @@ func get(key string, opts ...opt) step {
 
 func del(key string, opts ...opt) step {
 	return step{
-		desc: fmt.Sprintf("del %q%s", key, optNames(opts)),
-		op:   func(x *exec) clientv3.Op { return clientv3.OpDelete(x.k(key), buildOpts(x, opts)...) },
+		desc:   fmt.Sprintf("del %q%s", key, optNames(opts)),
+		writes: true,
+		op:     func(x *exec) clientv3.Op { return clientv3.OpDelete(x.k(key), buildOpts(x, opts)...) },
 	}
 }
 
@@ -205,8 +207,9 @@ func (c cmp) fromKey() cmp {
 // built with put, get, del or txn.
 func txn(cmps []cmp, then, els []step) step {
 	return step{
-		desc: txnDesc(cmps, then, els),
-		op:   func(x *exec) clientv3.Op { return txnOp(x, cmps, then, els) },
+		desc:   txnDesc(cmps, then, els),
+		writes: writes(then) || writes(els),
+		op:     func(x *exec) clientv3.Op { return txnOp(x, cmps, then, els) },
 	}
 }
 

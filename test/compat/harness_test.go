@@ -3,7 +3,9 @@ package compat
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +16,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/status"
 )
+
+var traceSteps = flag.Bool("compat.trace", false, "print each step to stderr before it runs (to find the step that crashes a server)")
 
 // stepTimeout bounds one client call. Nothing in a case should come near
 // it: a step that takes this long is reported as the error it returns.
@@ -63,6 +67,8 @@ type result struct {
 type step struct {
 	desc  string
 	label string
+	// writes is set on puts, deletes and txns with either in a branch.
+	writes bool
 	// op builds the call for a system; it may use the run's revisions.
 	op func(x *exec) clientv3.Op
 	// raw makes a call clientv3 cannot express, on the raw gRPC client.
@@ -322,7 +328,10 @@ func (d diff) String() string {
 func runBoth(steps []step) []diff {
 	prefix := newPrefix()
 	e, c := newExec(etcdSys, prefix), newExec(concordSys, prefix)
-	for _, s := range steps {
+	for i, s := range steps {
+		if *traceSteps {
+			fmt.Fprintf(os.Stderr, "TRACE %d %s\n", i, s.desc)
+		}
 		e.run(s)
 		c.run(s)
 	}
