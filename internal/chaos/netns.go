@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -198,10 +199,20 @@ func (w *Network) Close() error {
 	return removeRun(context.Background(), w.pid)
 }
 
+// dataDirPrefix names the temporary folder of the nodes' data of harness
+// pid, so that a leftover one can be found and removed too.
+func dataDirPrefix(pid int) string { return fmt.Sprintf("concord-chaos-data-%d-", pid) }
+
 // removeRun removes everything named after harness pid: processes left in
-// its namespaces, the namespaces, links and iptables rules.
+// its namespaces, the namespaces, links, iptables rules and data folders.
 func removeRun(ctx context.Context, pid int) error {
 	var errs []error
+	if pid != os.Getpid() {
+		dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dataDirPrefix(pid)+"*"))
+		for _, d := range dirs {
+			errs = append(errs, os.RemoveAll(d))
+		}
+	}
 	if out, err := ip(ctx, "ip", "netns", "list"); err == nil {
 		for _, f := range strings.Fields(out) {
 			if m := nsNameRE.FindStringSubmatch(f); m != nil && m[1] == strconv.Itoa(pid) {

@@ -138,7 +138,7 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	if err := os.MkdirAll(filepath.Join(cfg.OutDir, "logs"), 0o755); err != nil {
 		return sum, err
 	}
-	dataDir, err := os.MkdirTemp("", "concord-chaos-data-")
+	dataDir, err := os.MkdirTemp("", dataDirPrefix(os.Getpid()))
 	if err != nil {
 		return sum, err
 	}
