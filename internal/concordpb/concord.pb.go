@@ -255,15 +255,19 @@ const (
 	// RETRY: the command lost a timestamp race and was not applied.
 	ErrorCode_RETRY ErrorCode = 5
 	// AMBIGUOUS: the command may or may not have been applied.
-	ErrorCode_AMBIGUOUS        ErrorCode = 6
-	ErrorCode_COMPACTED        ErrorCode = 10
-	ErrorCode_FUTURE_REV       ErrorCode = 11
-	ErrorCode_DUPLICATE_KEY    ErrorCode = 12
-	ErrorCode_LEASE_NOT_FOUND  ErrorCode = 13
-	ErrorCode_TOO_MANY_OPS     ErrorCode = 14
-	ErrorCode_INVALID_ARGUMENT ErrorCode = 15
-	ErrorCode_CROSS_RANGE      ErrorCode = 16
-	ErrorCode_INTERNAL         ErrorCode = 17
+	ErrorCode_AMBIGUOUS           ErrorCode = 6
+	ErrorCode_COMPACTED           ErrorCode = 10
+	ErrorCode_FUTURE_REV          ErrorCode = 11
+	ErrorCode_DUPLICATE_KEY       ErrorCode = 12
+	ErrorCode_LEASE_NOT_FOUND     ErrorCode = 13
+	ErrorCode_TOO_MANY_OPS        ErrorCode = 14
+	ErrorCode_INVALID_ARGUMENT    ErrorCode = 15
+	ErrorCode_CROSS_RANGE         ErrorCode = 16
+	ErrorCode_INTERNAL            ErrorCode = 17
+	ErrorCode_MEMBER_NOT_FOUND    ErrorCode = 18
+	ErrorCode_MEMBER_NOT_LEARNER  ErrorCode = 19
+	ErrorCode_PEER_URL_EXISTS     ErrorCode = 20
+	ErrorCode_FAILED_PRECONDITION ErrorCode = 21
 )
 
 // Enum value maps for ErrorCode.
@@ -284,23 +288,31 @@ var (
 		15: "INVALID_ARGUMENT",
 		16: "CROSS_RANGE",
 		17: "INTERNAL",
+		18: "MEMBER_NOT_FOUND",
+		19: "MEMBER_NOT_LEARNER",
+		20: "PEER_URL_EXISTS",
+		21: "FAILED_PRECONDITION",
 	}
 	ErrorCode_value = map[string]int32{
-		"OK":               0,
-		"NOT_LEADER":       1,
-		"RANGE_NOT_FOUND":  2,
-		"KEY_MISMATCH":     3,
-		"UNAVAILABLE":      4,
-		"RETRY":            5,
-		"AMBIGUOUS":        6,
-		"COMPACTED":        10,
-		"FUTURE_REV":       11,
-		"DUPLICATE_KEY":    12,
-		"LEASE_NOT_FOUND":  13,
-		"TOO_MANY_OPS":     14,
-		"INVALID_ARGUMENT": 15,
-		"CROSS_RANGE":      16,
-		"INTERNAL":         17,
+		"OK":                  0,
+		"NOT_LEADER":          1,
+		"RANGE_NOT_FOUND":     2,
+		"KEY_MISMATCH":        3,
+		"UNAVAILABLE":         4,
+		"RETRY":               5,
+		"AMBIGUOUS":           6,
+		"COMPACTED":           10,
+		"FUTURE_REV":          11,
+		"DUPLICATE_KEY":       12,
+		"LEASE_NOT_FOUND":     13,
+		"TOO_MANY_OPS":        14,
+		"INVALID_ARGUMENT":    15,
+		"CROSS_RANGE":         16,
+		"INTERNAL":            17,
+		"MEMBER_NOT_FOUND":    18,
+		"MEMBER_NOT_LEARNER":  19,
+		"PEER_URL_EXISTS":     20,
+		"FAILED_PRECONDITION": 21,
 	}
 )
 
@@ -1652,7 +1664,10 @@ func (x *SysAdvance) GetValue() int64 {
 }
 
 // SysAddNode assigns the next node id (or returns the existing id of a node
-// with the same name) and writes its node record.
+// with the same name) and writes its node record. A record with no name
+// registers a member ahead of its first start (etcd's MemberAdd): its peer
+// URLs must be new, and the node that later joins with one of those URLs
+// takes over its id.
 type SysAddNode struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          *NodeRecord            `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -1697,6 +1712,80 @@ func (x *SysAddNode) GetNode() *NodeRecord {
 	return nil
 }
 
+// SysChangeNode changes an existing node record (etcd's MemberUpdate,
+// MemberPromote and MemberRemove).
+type SysChangeNode struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// peer_urls, when not empty, replace the node's peer URLs.
+	PeerUrls []string `protobuf:"bytes,2,rep,name=peer_urls,json=peerUrls,proto3" json:"peer_urls,omitempty"`
+	// promote turns a learner into a voting member.
+	Promote bool `protobuf:"varint,3,opt,name=promote,proto3" json:"promote,omitempty"`
+	// remove deletes the record; refused while any range has a replica on
+	// the node.
+	Remove        bool `protobuf:"varint,4,opt,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysChangeNode) Reset() {
+	*x = SysChangeNode{}
+	mi := &file_concord_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysChangeNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysChangeNode) ProtoMessage() {}
+
+func (x *SysChangeNode) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysChangeNode.ProtoReflect.Descriptor instead.
+func (*SysChangeNode) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SysChangeNode) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *SysChangeNode) GetPeerUrls() []string {
+	if x != nil {
+		return x.PeerUrls
+	}
+	return nil
+}
+
+func (x *SysChangeNode) GetPromote() bool {
+	if x != nil {
+		return x.Promote
+	}
+	return false
+}
+
+func (x *SysChangeNode) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
 type SysRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Request:
@@ -1707,6 +1796,7 @@ type SysRequest struct {
 	//	*SysRequest_Delete
 	//	*SysRequest_Advance
 	//	*SysRequest_AddNode
+	//	*SysRequest_ChangeNode
 	Request       isSysRequest_Request `protobuf_oneof:"request"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1714,7 +1804,7 @@ type SysRequest struct {
 
 func (x *SysRequest) Reset() {
 	*x = SysRequest{}
-	mi := &file_concord_proto_msgTypes[19]
+	mi := &file_concord_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +1816,7 @@ func (x *SysRequest) String() string {
 func (*SysRequest) ProtoMessage() {}
 
 func (x *SysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[19]
+	mi := &file_concord_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +1829,7 @@ func (x *SysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysRequest.ProtoReflect.Descriptor instead.
 func (*SysRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{19}
+	return file_concord_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SysRequest) GetRequest() isSysRequest_Request {
@@ -1803,6 +1893,15 @@ func (x *SysRequest) GetAddNode() *SysAddNode {
 	return nil
 }
 
+func (x *SysRequest) GetChangeNode() *SysChangeNode {
+	if x != nil {
+		if x, ok := x.Request.(*SysRequest_ChangeNode); ok {
+			return x.ChangeNode
+		}
+	}
+	return nil
+}
+
 type isSysRequest_Request interface {
 	isSysRequest_Request()
 }
@@ -1831,6 +1930,10 @@ type SysRequest_AddNode struct {
 	AddNode *SysAddNode `protobuf:"bytes,6,opt,name=add_node,json=addNode,proto3,oneof"`
 }
 
+type SysRequest_ChangeNode struct {
+	ChangeNode *SysChangeNode `protobuf:"bytes,7,opt,name=change_node,json=changeNode,proto3,oneof"`
+}
+
 func (*SysRequest_Get) isSysRequest_Request() {}
 
 func (*SysRequest_Scan) isSysRequest_Request() {}
@@ -1843,6 +1946,8 @@ func (*SysRequest_Advance) isSysRequest_Request() {}
 
 func (*SysRequest_AddNode) isSysRequest_Request() {}
 
+func (*SysRequest_ChangeNode) isSysRequest_Request() {}
+
 type SysKV struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -1853,7 +1958,7 @@ type SysKV struct {
 
 func (x *SysKV) Reset() {
 	*x = SysKV{}
-	mi := &file_concord_proto_msgTypes[20]
+	mi := &file_concord_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1865,7 +1970,7 @@ func (x *SysKV) String() string {
 func (*SysKV) ProtoMessage() {}
 
 func (x *SysKV) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[20]
+	mi := &file_concord_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1878,7 +1983,7 @@ func (x *SysKV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysKV.ProtoReflect.Descriptor instead.
 func (*SysKV) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{20}
+	return file_concord_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SysKV) GetKey() []byte {
@@ -1906,7 +2011,7 @@ type SysResponse struct {
 
 func (x *SysResponse) Reset() {
 	*x = SysResponse{}
-	mi := &file_concord_proto_msgTypes[21]
+	mi := &file_concord_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2023,7 @@ func (x *SysResponse) String() string {
 func (*SysResponse) ProtoMessage() {}
 
 func (x *SysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[21]
+	mi := &file_concord_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2036,7 @@ func (x *SysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysResponse.ProtoReflect.Descriptor instead.
 func (*SysResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{21}
+	return file_concord_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SysResponse) GetKvs() []*SysKV {
@@ -1977,7 +2082,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_concord_proto_msgTypes[22]
+	mi := &file_concord_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2094,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[22]
+	mi := &file_concord_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2107,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{22}
+	return file_concord_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Command) GetId() uint64 {
@@ -2058,7 +2163,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_concord_proto_msgTypes[23]
+	mi := &file_concord_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2070,7 +2175,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[23]
+	mi := &file_concord_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2083,7 +2188,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{23}
+	return file_concord_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -2121,7 +2226,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_concord_proto_msgTypes[24]
+	mi := &file_concord_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2238,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[24]
+	mi := &file_concord_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2251,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{24}
+	return file_concord_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BatchRequest) GetRangeId() uint64 {
@@ -2192,7 +2297,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_concord_proto_msgTypes[25]
+	mi := &file_concord_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2309,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[25]
+	mi := &file_concord_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2322,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{25}
+	return file_concord_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *BatchResponse) GetResp() *ResponseOp {
@@ -2264,7 +2369,7 @@ type ReplicaDescriptor struct {
 
 func (x *ReplicaDescriptor) Reset() {
 	*x = ReplicaDescriptor{}
-	mi := &file_concord_proto_msgTypes[26]
+	mi := &file_concord_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2381,7 @@ func (x *ReplicaDescriptor) String() string {
 func (*ReplicaDescriptor) ProtoMessage() {}
 
 func (x *ReplicaDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[26]
+	mi := &file_concord_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2394,7 @@ func (x *ReplicaDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDescriptor.ProtoReflect.Descriptor instead.
 func (*ReplicaDescriptor) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{26}
+	return file_concord_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReplicaDescriptor) GetNodeId() uint64 {
@@ -2313,7 +2418,7 @@ type RangeDescriptor struct {
 
 func (x *RangeDescriptor) Reset() {
 	*x = RangeDescriptor{}
-	mi := &file_concord_proto_msgTypes[27]
+	mi := &file_concord_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2325,7 +2430,7 @@ func (x *RangeDescriptor) String() string {
 func (*RangeDescriptor) ProtoMessage() {}
 
 func (x *RangeDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[27]
+	mi := &file_concord_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2338,7 +2443,7 @@ func (x *RangeDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeDescriptor.ProtoReflect.Descriptor instead.
 func (*RangeDescriptor) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{27}
+	return file_concord_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RangeDescriptor) GetRangeId() uint64 {
@@ -2377,19 +2482,22 @@ func (x *RangeDescriptor) GetGeneration() uint64 {
 }
 
 type NodeRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	PeerUrls      []string               `protobuf:"bytes,3,rep,name=peer_urls,json=peerUrls,proto3" json:"peer_urls,omitempty"`
-	ClientUrls    []string               `protobuf:"bytes,4,rep,name=client_urls,json=clientUrls,proto3" json:"client_urls,omitempty"`
-	HttpUrl       string                 `protobuf:"bytes,5,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	NodeId     uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Name       string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	PeerUrls   []string               `protobuf:"bytes,3,rep,name=peer_urls,json=peerUrls,proto3" json:"peer_urls,omitempty"`
+	ClientUrls []string               `protobuf:"bytes,4,rep,name=client_urls,json=clientUrls,proto3" json:"client_urls,omitempty"`
+	HttpUrl    string                 `protobuf:"bytes,5,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
+	// is_learner marks a member added as a learner (etcd's MemberAdd with
+	// is_learner) until it is promoted.
+	IsLearner     bool `protobuf:"varint,6,opt,name=is_learner,json=isLearner,proto3" json:"is_learner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_concord_proto_msgTypes[28]
+	mi := &file_concord_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2509,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[28]
+	mi := &file_concord_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2522,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{28}
+	return file_concord_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodeRecord) GetNodeId() uint64 {
@@ -2452,6 +2560,13 @@ func (x *NodeRecord) GetHttpUrl() string {
 	return ""
 }
 
+func (x *NodeRecord) GetIsLearner() bool {
+	if x != nil {
+		return x.IsLearner
+	}
+	return false
+}
+
 type RaftMessage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
@@ -2462,7 +2577,7 @@ type RaftMessage struct {
 
 func (x *RaftMessage) Reset() {
 	*x = RaftMessage{}
-	mi := &file_concord_proto_msgTypes[29]
+	mi := &file_concord_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2474,7 +2589,7 @@ func (x *RaftMessage) String() string {
 func (*RaftMessage) ProtoMessage() {}
 
 func (x *RaftMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[29]
+	mi := &file_concord_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2487,7 +2602,7 @@ func (x *RaftMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMessage.ProtoReflect.Descriptor instead.
 func (*RaftMessage) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{29}
+	return file_concord_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RaftMessage) GetRangeId() uint64 {
@@ -2521,7 +2636,7 @@ type RaftBatch struct {
 
 func (x *RaftBatch) Reset() {
 	*x = RaftBatch{}
-	mi := &file_concord_proto_msgTypes[30]
+	mi := &file_concord_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2533,7 +2648,7 @@ func (x *RaftBatch) String() string {
 func (*RaftBatch) ProtoMessage() {}
 
 func (x *RaftBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[30]
+	mi := &file_concord_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2546,7 +2661,7 @@ func (x *RaftBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
 func (*RaftBatch) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{30}
+	return file_concord_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RaftBatch) GetClusterId() uint64 {
@@ -2592,7 +2707,7 @@ type RaftAck struct {
 
 func (x *RaftAck) Reset() {
 	*x = RaftAck{}
-	mi := &file_concord_proto_msgTypes[31]
+	mi := &file_concord_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2604,7 +2719,7 @@ func (x *RaftAck) String() string {
 func (*RaftAck) ProtoMessage() {}
 
 func (x *RaftAck) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[31]
+	mi := &file_concord_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2617,7 +2732,7 @@ func (x *RaftAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftAck.ProtoReflect.Descriptor instead.
 func (*RaftAck) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{31}
+	return file_concord_proto_rawDescGZIP(), []int{32}
 }
 
 type TimestampRequest struct {
@@ -2629,7 +2744,7 @@ type TimestampRequest struct {
 
 func (x *TimestampRequest) Reset() {
 	*x = TimestampRequest{}
-	mi := &file_concord_proto_msgTypes[32]
+	mi := &file_concord_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2641,7 +2756,7 @@ func (x *TimestampRequest) String() string {
 func (*TimestampRequest) ProtoMessage() {}
 
 func (x *TimestampRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[32]
+	mi := &file_concord_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2654,7 +2769,7 @@ func (x *TimestampRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimestampRequest.ProtoReflect.Descriptor instead.
 func (*TimestampRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{32}
+	return file_concord_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TimestampRequest) GetCount() uint32 {
@@ -2676,7 +2791,7 @@ type TimestampResponse struct {
 
 func (x *TimestampResponse) Reset() {
 	*x = TimestampResponse{}
-	mi := &file_concord_proto_msgTypes[33]
+	mi := &file_concord_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2688,7 +2803,7 @@ func (x *TimestampResponse) String() string {
 func (*TimestampResponse) ProtoMessage() {}
 
 func (x *TimestampResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[33]
+	mi := &file_concord_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2701,7 +2816,7 @@ func (x *TimestampResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimestampResponse.ProtoReflect.Descriptor instead.
 func (*TimestampResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{33}
+	return file_concord_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TimestampResponse) GetFirst() int64 {
@@ -2734,7 +2849,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_concord_proto_msgTypes[34]
+	mi := &file_concord_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +2861,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[34]
+	mi := &file_concord_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +2874,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{34}
+	return file_concord_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JoinRequest) GetNode() *NodeRecord {
@@ -2781,7 +2896,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_concord_proto_msgTypes[35]
+	mi := &file_concord_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2793,7 +2908,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[35]
+	mi := &file_concord_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2806,7 +2921,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{35}
+	return file_concord_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JoinResponse) GetClusterId() uint64 {
@@ -2845,7 +2960,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_concord_proto_msgTypes[36]
+	mi := &file_concord_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2857,7 +2972,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[36]
+	mi := &file_concord_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2870,7 +2985,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{36}
+	return file_concord_proto_rawDescGZIP(), []int{37}
 }
 
 type NodeStatusResponse struct {
@@ -2885,7 +3000,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_concord_proto_msgTypes[37]
+	mi := &file_concord_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2897,7 +3012,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[37]
+	mi := &file_concord_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2910,7 +3025,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{37}
+	return file_concord_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *NodeStatusResponse) GetNodeId() uint64 {
@@ -2947,7 +3062,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_concord_proto_msgTypes[38]
+	mi := &file_concord_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2959,7 +3074,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[38]
+	mi := &file_concord_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2972,7 +3087,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{38}
+	return file_concord_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReplicaStatus) GetRangeId() uint64 {
@@ -3113,7 +3228,12 @@ const file_concord_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x03R\x05value\"7\n" +
 	"\n" +
 	"SysAddNode\x12)\n" +
-	"\x04node\x18\x01 \x01(\v2\x15.concordpb.NodeRecordR\x04node\"\xa6\x02\n" +
+	"\x04node\x18\x01 \x01(\v2\x15.concordpb.NodeRecordR\x04node\"w\n" +
+	"\rSysChangeNode\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1b\n" +
+	"\tpeer_urls\x18\x02 \x03(\tR\bpeerUrls\x12\x18\n" +
+	"\apromote\x18\x03 \x01(\bR\apromote\x12\x16\n" +
+	"\x06remove\x18\x04 \x01(\bR\x06remove\"\xe3\x02\n" +
 	"\n" +
 	"SysRequest\x12%\n" +
 	"\x03get\x18\x01 \x01(\v2\x11.concordpb.SysGetH\x00R\x03get\x12(\n" +
@@ -3121,7 +3241,9 @@ const file_concord_proto_rawDesc = "" +
 	"\x03put\x18\x03 \x01(\v2\x11.concordpb.SysPutH\x00R\x03put\x12.\n" +
 	"\x06delete\x18\x04 \x01(\v2\x14.concordpb.SysDeleteH\x00R\x06delete\x121\n" +
 	"\aadvance\x18\x05 \x01(\v2\x15.concordpb.SysAdvanceH\x00R\aadvance\x122\n" +
-	"\badd_node\x18\x06 \x01(\v2\x15.concordpb.SysAddNodeH\x00R\aaddNodeB\t\n" +
+	"\badd_node\x18\x06 \x01(\v2\x15.concordpb.SysAddNodeH\x00R\aaddNode\x12;\n" +
+	"\vchange_node\x18\a \x01(\v2\x18.concordpb.SysChangeNodeH\x00R\n" +
+	"changeNodeB\t\n" +
 	"\arequest\"/\n" +
 	"\x05SysKV\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -3162,7 +3284,7 @@ const file_concord_proto_rawDesc = "" +
 	"\breplicas\x18\x04 \x03(\v2\x1c.concordpb.ReplicaDescriptorR\breplicas\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
-	"generation\"\x92\x01\n" +
+	"generation\"\xb1\x01\n" +
 	"\n" +
 	"NodeRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
@@ -3170,7 +3292,9 @@ const file_concord_proto_rawDesc = "" +
 	"\tpeer_urls\x18\x03 \x03(\tR\bpeerUrls\x12\x1f\n" +
 	"\vclient_urls\x18\x04 \x03(\tR\n" +
 	"clientUrls\x12\x19\n" +
-	"\bhttp_url\x18\x05 \x01(\tR\ahttpUrl\"K\n" +
+	"\bhttp_url\x18\x05 \x01(\tR\ahttpUrl\x12\x1d\n" +
+	"\n" +
+	"is_learner\x18\x06 \x01(\bR\tisLearner\"K\n" +
 	"\vRaftMessage\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12!\n" +
 	"\x03msg\x18\x02 \x01(\v2\x0f.raftpb.MessageR\x03msg\"\xa9\x01\n" +
@@ -3228,7 +3352,7 @@ const file_concord_proto_rawDesc = "" +
 	"\x0eCOMPARE_CREATE\x10\x01\x12\x0f\n" +
 	"\vCOMPARE_MOD\x10\x02\x12\x11\n" +
 	"\rCOMPARE_VALUE\x10\x03\x12\x11\n" +
-	"\rCOMPARE_LEASE\x10\x04*\x83\x02\n" +
+	"\rCOMPARE_LEASE\x10\x04*\xdf\x02\n" +
 	"\tErrorCode\x12\x06\n" +
 	"\x02OK\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -3247,7 +3371,11 @@ const file_concord_proto_rawDesc = "" +
 	"\fTOO_MANY_OPS\x10\x0e\x12\x14\n" +
 	"\x10INVALID_ARGUMENT\x10\x0f\x12\x0f\n" +
 	"\vCROSS_RANGE\x10\x10\x12\f\n" +
-	"\bINTERNAL\x10\x112\xc2\x02\n" +
+	"\bINTERNAL\x10\x11\x12\x14\n" +
+	"\x10MEMBER_NOT_FOUND\x10\x12\x12\x16\n" +
+	"\x12MEMBER_NOT_LEARNER\x10\x13\x12\x13\n" +
+	"\x0fPEER_URL_EXISTS\x10\x14\x12\x17\n" +
+	"\x13FAILED_PRECONDITION\x10\x152\xc2\x02\n" +
 	"\x04Peer\x122\n" +
 	"\x04Raft\x12\x14.concordpb.RaftBatch\x1a\x12.concordpb.RaftAck(\x01\x12:\n" +
 	"\x05Batch\x12\x17.concordpb.BatchRequest\x1a\x18.concordpb.BatchResponse\x12F\n" +
@@ -3269,7 +3397,7 @@ func file_concord_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_concord_proto_goTypes = []any{
 	(SortOrder)(0),              // 0: concordpb.SortOrder
 	(SortTarget)(0),             // 1: concordpb.SortTarget
@@ -3295,27 +3423,28 @@ var file_concord_proto_goTypes = []any{
 	(*SysDelete)(nil),           // 21: concordpb.SysDelete
 	(*SysAdvance)(nil),          // 22: concordpb.SysAdvance
 	(*SysAddNode)(nil),          // 23: concordpb.SysAddNode
-	(*SysRequest)(nil),          // 24: concordpb.SysRequest
-	(*SysKV)(nil),               // 25: concordpb.SysKV
-	(*SysResponse)(nil),         // 26: concordpb.SysResponse
-	(*Command)(nil),             // 27: concordpb.Command
-	(*Error)(nil),               // 28: concordpb.Error
-	(*BatchRequest)(nil),        // 29: concordpb.BatchRequest
-	(*BatchResponse)(nil),       // 30: concordpb.BatchResponse
-	(*ReplicaDescriptor)(nil),   // 31: concordpb.ReplicaDescriptor
-	(*RangeDescriptor)(nil),     // 32: concordpb.RangeDescriptor
-	(*NodeRecord)(nil),          // 33: concordpb.NodeRecord
-	(*RaftMessage)(nil),         // 34: concordpb.RaftMessage
-	(*RaftBatch)(nil),           // 35: concordpb.RaftBatch
-	(*RaftAck)(nil),             // 36: concordpb.RaftAck
-	(*TimestampRequest)(nil),    // 37: concordpb.TimestampRequest
-	(*TimestampResponse)(nil),   // 38: concordpb.TimestampResponse
-	(*JoinRequest)(nil),         // 39: concordpb.JoinRequest
-	(*JoinResponse)(nil),        // 40: concordpb.JoinResponse
-	(*NodeStatusRequest)(nil),   // 41: concordpb.NodeStatusRequest
-	(*NodeStatusResponse)(nil),  // 42: concordpb.NodeStatusResponse
-	(*ReplicaStatus)(nil),       // 43: concordpb.ReplicaStatus
-	(*raftpb.Message)(nil),      // 44: raftpb.Message
+	(*SysChangeNode)(nil),       // 24: concordpb.SysChangeNode
+	(*SysRequest)(nil),          // 25: concordpb.SysRequest
+	(*SysKV)(nil),               // 26: concordpb.SysKV
+	(*SysResponse)(nil),         // 27: concordpb.SysResponse
+	(*Command)(nil),             // 28: concordpb.Command
+	(*Error)(nil),               // 29: concordpb.Error
+	(*BatchRequest)(nil),        // 30: concordpb.BatchRequest
+	(*BatchResponse)(nil),       // 31: concordpb.BatchResponse
+	(*ReplicaDescriptor)(nil),   // 32: concordpb.ReplicaDescriptor
+	(*RangeDescriptor)(nil),     // 33: concordpb.RangeDescriptor
+	(*NodeRecord)(nil),          // 34: concordpb.NodeRecord
+	(*RaftMessage)(nil),         // 35: concordpb.RaftMessage
+	(*RaftBatch)(nil),           // 36: concordpb.RaftBatch
+	(*RaftAck)(nil),             // 37: concordpb.RaftAck
+	(*TimestampRequest)(nil),    // 38: concordpb.TimestampRequest
+	(*TimestampResponse)(nil),   // 39: concordpb.TimestampResponse
+	(*JoinRequest)(nil),         // 40: concordpb.JoinRequest
+	(*JoinResponse)(nil),        // 41: concordpb.JoinResponse
+	(*NodeStatusRequest)(nil),   // 42: concordpb.NodeStatusRequest
+	(*NodeStatusResponse)(nil),  // 43: concordpb.NodeStatusResponse
+	(*ReplicaStatus)(nil),       // 44: concordpb.ReplicaStatus
+	(*raftpb.Message)(nil),      // 45: raftpb.Message
 }
 var file_concord_proto_depIdxs = []int32{
 	0,  // 0: concordpb.RangeRequest.sort_order:type_name -> concordpb.SortOrder
@@ -3337,48 +3466,49 @@ var file_concord_proto_depIdxs = []int32{
 	13, // 16: concordpb.TxnRequest.success:type_name -> concordpb.RequestOp
 	13, // 17: concordpb.TxnRequest.failure:type_name -> concordpb.RequestOp
 	14, // 18: concordpb.TxnResponse.responses:type_name -> concordpb.ResponseOp
-	33, // 19: concordpb.SysAddNode.node:type_name -> concordpb.NodeRecord
+	34, // 19: concordpb.SysAddNode.node:type_name -> concordpb.NodeRecord
 	18, // 20: concordpb.SysRequest.get:type_name -> concordpb.SysGet
 	19, // 21: concordpb.SysRequest.scan:type_name -> concordpb.SysScan
 	20, // 22: concordpb.SysRequest.put:type_name -> concordpb.SysPut
 	21, // 23: concordpb.SysRequest.delete:type_name -> concordpb.SysDelete
 	22, // 24: concordpb.SysRequest.advance:type_name -> concordpb.SysAdvance
 	23, // 25: concordpb.SysRequest.add_node:type_name -> concordpb.SysAddNode
-	25, // 26: concordpb.SysResponse.kvs:type_name -> concordpb.SysKV
-	33, // 27: concordpb.SysResponse.node:type_name -> concordpb.NodeRecord
-	13, // 28: concordpb.Command.op:type_name -> concordpb.RequestOp
-	24, // 29: concordpb.Command.sys:type_name -> concordpb.SysRequest
-	17, // 30: concordpb.Command.compact:type_name -> concordpb.CompactRequest
-	4,  // 31: concordpb.Error.code:type_name -> concordpb.ErrorCode
-	13, // 32: concordpb.BatchRequest.op:type_name -> concordpb.RequestOp
-	24, // 33: concordpb.BatchRequest.sys:type_name -> concordpb.SysRequest
-	17, // 34: concordpb.BatchRequest.compact:type_name -> concordpb.CompactRequest
-	14, // 35: concordpb.BatchResponse.resp:type_name -> concordpb.ResponseOp
-	26, // 36: concordpb.BatchResponse.sys:type_name -> concordpb.SysResponse
-	28, // 37: concordpb.BatchResponse.error:type_name -> concordpb.Error
-	31, // 38: concordpb.RangeDescriptor.replicas:type_name -> concordpb.ReplicaDescriptor
-	44, // 39: concordpb.RaftMessage.msg:type_name -> raftpb.Message
-	34, // 40: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
-	28, // 41: concordpb.TimestampResponse.error:type_name -> concordpb.Error
-	33, // 42: concordpb.JoinRequest.node:type_name -> concordpb.NodeRecord
-	33, // 43: concordpb.JoinResponse.nodes:type_name -> concordpb.NodeRecord
-	32, // 44: concordpb.JoinResponse.meta:type_name -> concordpb.RangeDescriptor
-	43, // 45: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	35, // 46: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
-	29, // 47: concordpb.Peer.Batch:input_type -> concordpb.BatchRequest
-	37, // 48: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
-	39, // 49: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
-	41, // 50: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
-	36, // 51: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	30, // 52: concordpb.Peer.Batch:output_type -> concordpb.BatchResponse
-	38, // 53: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	40, // 54: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	42, // 55: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	51, // [51:56] is the sub-list for method output_type
-	46, // [46:51] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	24, // 26: concordpb.SysRequest.change_node:type_name -> concordpb.SysChangeNode
+	26, // 27: concordpb.SysResponse.kvs:type_name -> concordpb.SysKV
+	34, // 28: concordpb.SysResponse.node:type_name -> concordpb.NodeRecord
+	13, // 29: concordpb.Command.op:type_name -> concordpb.RequestOp
+	25, // 30: concordpb.Command.sys:type_name -> concordpb.SysRequest
+	17, // 31: concordpb.Command.compact:type_name -> concordpb.CompactRequest
+	4,  // 32: concordpb.Error.code:type_name -> concordpb.ErrorCode
+	13, // 33: concordpb.BatchRequest.op:type_name -> concordpb.RequestOp
+	25, // 34: concordpb.BatchRequest.sys:type_name -> concordpb.SysRequest
+	17, // 35: concordpb.BatchRequest.compact:type_name -> concordpb.CompactRequest
+	14, // 36: concordpb.BatchResponse.resp:type_name -> concordpb.ResponseOp
+	27, // 37: concordpb.BatchResponse.sys:type_name -> concordpb.SysResponse
+	29, // 38: concordpb.BatchResponse.error:type_name -> concordpb.Error
+	32, // 39: concordpb.RangeDescriptor.replicas:type_name -> concordpb.ReplicaDescriptor
+	45, // 40: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	35, // 41: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
+	29, // 42: concordpb.TimestampResponse.error:type_name -> concordpb.Error
+	34, // 43: concordpb.JoinRequest.node:type_name -> concordpb.NodeRecord
+	34, // 44: concordpb.JoinResponse.nodes:type_name -> concordpb.NodeRecord
+	33, // 45: concordpb.JoinResponse.meta:type_name -> concordpb.RangeDescriptor
+	44, // 46: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
+	36, // 47: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
+	30, // 48: concordpb.Peer.Batch:input_type -> concordpb.BatchRequest
+	38, // 49: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
+	40, // 50: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
+	42, // 51: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
+	37, // 52: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	31, // 53: concordpb.Peer.Batch:output_type -> concordpb.BatchResponse
+	39, // 54: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	41, // 55: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	43, // 56: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	52, // [52:57] is the sub-list for method output_type
+	47, // [47:52] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_concord_proto_init() }
@@ -3405,13 +3535,14 @@ func file_concord_proto_init() {
 		(*ResponseOp_DeleteRange)(nil),
 		(*ResponseOp_Txn)(nil),
 	}
-	file_concord_proto_msgTypes[19].OneofWrappers = []any{
+	file_concord_proto_msgTypes[20].OneofWrappers = []any{
 		(*SysRequest_Get)(nil),
 		(*SysRequest_Scan)(nil),
 		(*SysRequest_Put)(nil),
 		(*SysRequest_Delete)(nil),
 		(*SysRequest_Advance)(nil),
 		(*SysRequest_AddNode)(nil),
+		(*SysRequest_ChangeNode)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3419,7 +3550,7 @@ func file_concord_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_proto_rawDesc), len(file_concord_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -14,11 +14,10 @@ import (
 // Errors this package answers with itself, for what Concord does not serve
 // yet. They are codes.Unimplemented so clients do not retry them.
 var (
-	errMembershipChange = status.Error(codes.Unimplemented, "etcdserver: member add/remove/update/promote not supported (Concord nodes join the cluster themselves when they start)")
-	errAlarmActivate    = status.Error(codes.Unimplemented, "etcdserver: alarm activation not supported yet")
-	errHash             = status.Error(codes.Unimplemented, "etcdserver: Hash (of the whole storage file) is not supported; use HashKV")
-	errMoveLeader       = status.Error(codes.Unimplemented, "etcdserver: move-leader not supported (each range has its own leader)")
-	errDowngrade        = status.Error(codes.Unimplemented, "etcdserver: downgrade not supported")
+	errAlarmActivate = status.Error(codes.Unimplemented, "etcdserver: alarm activation not supported yet")
+	errHash          = status.Error(codes.Unimplemented, "etcdserver: Hash (of the whole storage file) is not supported; use HashKV")
+	errMoveLeader    = status.Error(codes.Unimplemented, "etcdserver: move-leader not supported (each range has its own leader)")
+	errDowngrade     = status.Error(codes.Unimplemented, "etcdserver: downgrade not supported")
 )
 
 // toGRPCError translates a Backend error into what an etcd server would
@@ -71,6 +70,14 @@ func toGRPCError(err error) error {
 			return status.Error(codes.Unimplemented, ce.Error())
 		case concordpb.ErrorCode_RANGE_NOT_FOUND, concordpb.ErrorCode_KEY_MISMATCH, concordpb.ErrorCode_RETRY:
 			return status.Error(codes.Unavailable, ce.Error())
+		case concordpb.ErrorCode_MEMBER_NOT_FOUND:
+			return rpctypes.ErrGRPCMemberNotFound
+		case concordpb.ErrorCode_MEMBER_NOT_LEARNER:
+			return rpctypes.ErrGRPCMemberNotLearner
+		case concordpb.ErrorCode_PEER_URL_EXISTS:
+			return rpctypes.ErrGRPCPeerURLExist
+		case concordpb.ErrorCode_FAILED_PRECONDITION:
+			return status.Error(codes.FailedPrecondition, ce.Error())
 		default:
 			return status.Error(codes.Internal, ce.Error())
 		}

@@ -64,6 +64,12 @@ type Backend interface {
 	Defragment(ctx context.Context) error
 	// Snapshot writes a consistent backup of the keyspace to w.
 	Snapshot(ctx context.Context, w io.Writer) error
+	// AddMember registers a member ahead of its first start (it joins
+	// with one of peerURLs); ChangeMember updates its peer URLs, promotes
+	// or removes it (SysChangeNode's rules). Both return the changed
+	// member's record.
+	AddMember(ctx context.Context, peerURLs []string, learner bool) (*concordpb.NodeRecord, error)
+	ChangeMember(ctx context.Context, change *concordpb.SysChangeNode) (*concordpb.NodeRecord, error)
 }
 
 // HashKV is a member's hash of its key-value history.

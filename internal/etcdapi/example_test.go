@@ -80,3 +80,11 @@ func ExampleRegister() {
 }
 
 func (oneKey) Snapshot(context.Context, io.Writer) error { return nil }
+
+func (oneKey) AddMember(context.Context, []string, bool) (*concordpb.NodeRecord, error) {
+	return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "no members here")
+}
+
+func (oneKey) ChangeMember(context.Context, *concordpb.SysChangeNode) (*concordpb.NodeRecord, error) {
+	return nil, concordpb.Errorf(concordpb.ErrorCode_MEMBER_NOT_FOUND, "etcdserver: member not found")
+}

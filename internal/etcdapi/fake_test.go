@@ -252,3 +252,11 @@ func cmpInt(a, b int64) int {
 }
 
 func (f *fakeBackend) Snapshot(context.Context, io.Writer) error { return nil }
+
+func (f *fakeBackend) AddMember(context.Context, []string, bool) (*concordpb.NodeRecord, error) {
+	return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "no members here")
+}
+
+func (f *fakeBackend) ChangeMember(context.Context, *concordpb.SysChangeNode) (*concordpb.NodeRecord, error) {
+	return nil, concordpb.Errorf(concordpb.ErrorCode_MEMBER_NOT_FOUND, "etcdserver: member not found")
+}

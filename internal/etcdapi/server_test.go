@@ -372,11 +372,14 @@ func TestNoLeader(t *testing.T) {
 	}
 }
 
-func TestUnimplemented(t *testing.T) {
+func TestMembershipErrors(t *testing.T) {
 	tc := start(t, Config{})
 	ctx := testCtx(t)
-	if _, err := tc.cli.MemberAdd(ctx, []string{"http://x:2380"}); status.Code(err) != codes.Unimplemented {
-		t.Fatalf("member add: %v", err)
+	if _, err := pb.NewClusterClient(tc.raw).MemberAdd(ctx, &pb.MemberAddRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("member add without URLs: %v", err)
+	}
+	if _, err := tc.cli.MemberRemove(ctx, 77); err == nil || err.Error() != "etcdserver: member not found" {
+		t.Fatalf("member remove of an unknown id: %v", err)
 	}
 }
 

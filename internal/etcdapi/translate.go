@@ -216,5 +216,6 @@ func fromNodeRecord(n *concordpb.NodeRecord) *pb.Member {
 		Name:       n.GetName(),
 		PeerURLs:   n.GetPeerUrls(),
 		ClientURLs: n.GetClientUrls(),
+		IsLearner:  n.GetIsLearner(),
 	}
 }

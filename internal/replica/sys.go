@@ -83,6 +83,8 @@ func evalSysWrite(b *storage.Batch, span keys.Span, req *concordpb.SysRequest) (
 		return &concordpb.SysResponse{Value: cur}, nil
 	case req.GetAddNode() != nil:
 		return addNode(b, span, req.GetAddNode().GetNode())
+	case req.GetChangeNode() != nil:
+		return changeNode(b, span, req.GetChangeNode())
 	}
 	return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: not a system write")
 }
@@ -99,33 +101,67 @@ func sysInt(r storage.Reader, key []byte) (int64, error) {
 	return int64(binary.BigEndian.Uint64(v)), nil
 }
 
-// addNode registers a node: a node whose name is already known keeps its id
-// (its record is refreshed); a new one gets the next id.
-func addNode(b *storage.Batch, span keys.Span, n *concordpb.NodeRecord) (*concordpb.SysResponse, error) {
-	if n.GetName() == "" {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: a node needs a name")
+// nodeRecords reads every node record.
+func nodeRecords(r storage.Reader) ([]*concordpb.NodeRecord, error) {
+	var out []*concordpb.NodeRecord
+	err := storage.SysScan(r, keys.NodeSpan(), func(_, v []byte) error {
+		rec := &concordpb.NodeRecord{}
+		if err := proto.Unmarshal(v, rec); err != nil {
+			return err
+		}
+		out = append(out, rec)
+		return nil
+	})
+	return out, err
+}
+
+func putNode(b *storage.Batch, rec *concordpb.NodeRecord) error {
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		return err
 	}
+	return b.SysPut(keys.Node(rec.GetNodeId()), data)
+}
+
+func sharesURL(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// addNode registers a node. A named node that is already known keeps its id
+// (its record is refreshed); a named node whose peer URLs match an unnamed,
+// pre-registered member takes over that member; any other named node gets
+// the next id. An unnamed record pre-registers a member, whose peer URLs
+// must be new.
+func addNode(b *storage.Batch, span keys.Span, n *concordpb.NodeRecord) (*concordpb.SysResponse, error) {
 	if err := checkSysKey(span, keys.NodeSeq); err != nil {
 		return nil, err
 	}
-	var existing uint64
-	err := storage.SysScan(b, keys.NodeSpan(), func(_, v []byte) error {
-		var rec concordpb.NodeRecord
-		if err := proto.Unmarshal(v, &rec); err != nil {
-			return err
-		}
-		if rec.GetName() == n.GetName() {
-			existing = rec.GetNodeId()
-		}
-		return nil
-	})
+	if n.GetName() == "" && len(n.GetPeerUrls()) == 0 {
+		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: a node needs a name or peer URLs")
+	}
+	recs, err := nodeRecords(b)
 	if err != nil {
 		return nil, err
 	}
 	rec := proto.Clone(n).(*concordpb.NodeRecord)
-	if existing != 0 {
-		rec.NodeId = existing
-	} else {
+	for _, r := range recs {
+		switch {
+		case n.GetName() == "" && sharesURL(r.GetPeerUrls(), n.GetPeerUrls()):
+			return nil, concordpb.Errorf(concordpb.ErrorCode_PEER_URL_EXISTS, "etcdserver: Peer URLs already exists")
+		case n.GetName() != "" && r.GetName() == n.GetName():
+			rec.NodeId, rec.IsLearner = r.GetNodeId(), r.GetIsLearner()
+		case n.GetName() != "" && r.GetName() == "" && rec.GetNodeId() == 0 && sharesURL(r.GetPeerUrls(), n.GetPeerUrls()):
+			rec.NodeId, rec.IsLearner = r.GetNodeId(), r.GetIsLearner()
+		}
+	}
+	if rec.GetNodeId() == 0 {
 		seq, err := sysInt(b, keys.NodeSeq)
 		if err != nil {
 			return nil, err
@@ -135,12 +171,66 @@ func addNode(b *storage.Batch, span keys.Span, n *concordpb.NodeRecord) (*concor
 			return nil, err
 		}
 	}
-	data, err := proto.Marshal(rec)
-	if err != nil {
-		return nil, err
-	}
-	if err := b.SysPut(keys.Node(rec.NodeId), data); err != nil {
+	if err := putNode(b, rec); err != nil {
 		return nil, err
 	}
 	return &concordpb.SysResponse{Node: rec}, nil
+}
+
+// changeNode updates, promotes or removes a node record.
+func changeNode(b *storage.Batch, span keys.Span, c *concordpb.SysChangeNode) (*concordpb.SysResponse, error) {
+	if err := checkSysKey(span, keys.Node(c.GetNodeId())); err != nil {
+		return nil, err
+	}
+	v, ok, err := storage.SysGet(b, keys.Node(c.GetNodeId()))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, concordpb.Errorf(concordpb.ErrorCode_MEMBER_NOT_FOUND, "etcdserver: member not found")
+	}
+	rec := &concordpb.NodeRecord{}
+	if err := proto.Unmarshal(v, rec); err != nil {
+		return nil, err
+	}
+	switch {
+	case c.GetRemove():
+		var held []uint64
+		err := storage.SysScan(b, keys.RangeSpan(), func(_, v []byte) error {
+			d := &concordpb.RangeDescriptor{}
+			if err := proto.Unmarshal(v, d); err != nil {
+				return err
+			}
+			for _, r := range d.GetReplicas() {
+				if r.GetNodeId() == c.GetNodeId() {
+					held = append(held, d.GetRangeId())
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(held) > 0 {
+			return nil, concordpb.Errorf(concordpb.ErrorCode_FAILED_PRECONDITION, "concord: member %x holds replicas of ranges %v; moving replicas off a member is not supported yet", c.GetNodeId(), held)
+		}
+		return &concordpb.SysResponse{Node: rec}, b.SysDelete(keys.Node(c.GetNodeId()))
+	case c.GetPromote():
+		if !rec.GetIsLearner() {
+			return nil, concordpb.Errorf(concordpb.ErrorCode_MEMBER_NOT_LEARNER, "etcdserver: can only promote a learner member")
+		}
+		rec.IsLearner = false
+	case len(c.GetPeerUrls()) > 0:
+		recs, err := nodeRecords(b)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			if r.GetNodeId() != rec.GetNodeId() && sharesURL(r.GetPeerUrls(), c.GetPeerUrls()) {
+				return nil, concordpb.Errorf(concordpb.ErrorCode_PEER_URL_EXISTS, "etcdserver: Peer URLs already exists")
+			}
+		}
+		rec.PeerUrls = c.GetPeerUrls()
+	}
+	return &concordpb.SysResponse{Node: rec}, putNode(b, rec)
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/concorddb/concord/internal/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -493,5 +495,81 @@ func TestHashKVAgreesAcrossReplicas(t *testing.T) {
 	}
 	if again := hashes(rev); again[0] != after[0] {
 		t.Fatalf("defragment changed the hash: %v -> %v", after, again)
+	}
+}
+
+func TestMemberAddUpdatePromoteRemove(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cli := client(t, c, 0)
+	putRetry(t, cli, "k", "v")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	peerL, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientL, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerURL := "http://" + peerL.Addr().String()
+	add, err := cli.MemberAddAsLearner(ctx, []string{peerURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if add.Member.ID != 4 || !add.Member.IsLearner || add.Member.Name != "" || len(add.Members) != 4 {
+		t.Fatalf("member add: %+v", add)
+	}
+	if _, err := cli.MemberAdd(ctx, []string{peerURL}); err == nil || err.Error() != "etcdserver: Peer URLs already exists" {
+		t.Fatalf("adding the same peer URL twice: %v", err)
+	}
+	if _, err := cli.MemberPromote(ctx, 1); err == nil || err.Error() != "etcdserver: can only promote a learner member" {
+		t.Fatalf("promoting a voter: %v", err)
+	}
+	if _, err := cli.MemberRemove(ctx, 2); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("removing a member that holds replicas: %v", err)
+	}
+
+	// The added member starts and takes over the pre-registered id.
+	cfg := DefaultConfig()
+	cfg.Name = "n4"
+	cfg.DataDir = t.TempDir()
+	cfg.Logger = quietLogger()
+	cfg.InitialClusterState = "existing"
+	cfg.InitialCluster = c.cfgs[0].InitialCluster + ",n4=" + peerURL
+	cfg.ClientListener, cfg.PeerListener = clientL, peerL
+	cfg.AdvertiseClientURLs = []string{"http://" + clientL.Addr().String()}
+	cfg.ListenClientURLs = cfg.AdvertiseClientURLs
+	cfg.InitialAdvertisePeerURLs = []string{peerURL}
+	cfg.ListenPeerURLs = cfg.InitialAdvertisePeerURLs
+	n4, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n4.Stop()
+	if n4.ID() != 4 {
+		t.Fatalf("pre-registered member joined as %d", n4.ID())
+	}
+	if _, err := cli.MemberPromote(ctx, 4); err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	newURL := "http://127.0.0.1:1"
+	if _, err := cli.MemberUpdate(ctx, 4, []string{newURL}); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	ml, err := cli.MemberList(ctx)
+	if err != nil || len(ml.Members) != 4 {
+		t.Fatalf("member list: %v %v", ml, err)
+	}
+	m4 := ml.Members[3]
+	if m4.Name != "n4" || m4.IsLearner || len(m4.PeerURLs) != 1 || m4.PeerURLs[0] != newURL {
+		t.Fatalf("member 4 after promote and update: %+v", m4)
+	}
+	// A member without replicas can be removed.
+	n4.Stop()
+	rm, err := cli.MemberRemove(ctx, 4)
+	if err != nil || len(rm.Members) != 3 {
+		t.Fatalf("remove: %v %v", rm, err)
 	}
 }

@@ -209,6 +209,24 @@ func (b backend) Snapshot(ctx context.Context, w io.Writer) error {
 	return err
 }
 
+func (b backend) AddMember(ctx context.Context, peerURLs []string, learner bool) (*concordpb.NodeRecord, error) {
+	resp, err := b.n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_AddNode{AddNode: &concordpb.SysAddNode{
+		Node: &concordpb.NodeRecord{PeerUrls: peerURLs, IsLearner: learner},
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetNode(), nil
+}
+
+func (b backend) ChangeMember(ctx context.Context, change *concordpb.SysChangeNode) (*concordpb.NodeRecord, error) {
+	resp, err := b.n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_ChangeNode{ChangeNode: change}})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetNode(), nil
+}
+
 func (b backend) Defragment(ctx context.Context) error { return b.n.engine.Compact(ctx) }
 
 func (b backend) Members(ctx context.Context) ([]*concordpb.NodeRecord, error) {
