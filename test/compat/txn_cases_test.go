@@ -221,3 +221,27 @@ func TestTxnRaw(t *testing.T) {
 	}
 	runCases(t, cases)
 }
+
+// TestEtcdPanicCase runs, on Concord alone, the txn that makes etcd v3.7.3
+// panic in apply (and so cannot run against the shared embedded etcd): a
+// from-key delete, then an ignore_value put of a key it deleted. etcd checks
+// ignore_value against the state before the txn; Concord checks it against
+// the txn's earlier ops, refuses with etcd's "key not found", and writes
+// nothing.
+func TestEtcdPanicCase(t *testing.T) {
+	x := newExec(concordSys, newPrefix())
+	for _, s := range steps(
+		put("d", "1"),
+		txn(nil, ops(put("x", "1"), del("c", withFromKey), put("d", "", withIgnoreValue)), nil),
+		get("", withPrefix, withKeysOnly),
+	) {
+		x.run(s)
+	}
+	got := x.normalised()
+	if want := `error InvalidArgument "etcdserver: key not found"`; got[1] != want {
+		t.Errorf("txn: got %s, want %s", got[1], want)
+	}
+	if want := `range rev=r1 count=1 more=false kvs=[{"d"="" create=r1 mod=r1 ver=1 lease=0}]`; got[2] != want {
+		t.Errorf("after the refused txn: got %s, want %s", got[2], want)
+	}
+}

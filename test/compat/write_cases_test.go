@@ -21,6 +21,8 @@ func TestWrite(t *testing.T) {
 		{name: "put-prev-kv-existing", steps: steps(put("a", "1"), put("a", "2", withPrevKV))},
 		{name: "put-empty-value", steps: steps(put("a", ""), get("a"), txn(ifs(cmpValue("a", "=", "")), ops(get("a")), nil))},
 		{name: "put-binary", steps: steps(put("\x00\xff\x01", "\xff\x00"), get("\x00", withPrefix), get("", withFromKey))},
+		{name: "put-big-key", steps: steps(put(strings.Repeat("k", 64*1024), "v"), get("k", withPrefix, withKeysOnly, withCountOnly), del("k", withPrefix))},
+		{name: "put-ff-keys", steps: steps(put("\xff", "1"), put("\xff\xff", "2"), put("\xfe\xff", "3"), get("\xff", withPrefix), get("\xfe", withPrefix), get("\xfe\xff", withFromKey))},
 		{name: "put-same-value-again", steps: steps(put("a", "1"), put("a", "1", withPrevKV), get("a"))},
 		{name: "put-large-value", steps: steps(put("a", almost), get("a", withCountOnly))},
 		{name: "put-too-large", steps: steps(put("a", big), get("a"))},
