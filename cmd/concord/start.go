@@ -76,6 +76,7 @@ func startCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "maximum client request size in bytes the server will accept")
 	f.IntVar(&cfg.MaxTxnOps, "max-txn-ops", cfg.MaxTxnOps, "maximum number of operations permitted in a transaction")
 	f.IntVar(&cfg.ReplicationFactor, "replication-factor", cfg.ReplicationFactor, "replicas per range (Concord)")
+	f.Int64Var(&cfg.CacheBytes, "cache-bytes", cfg.CacheBytes, "storage block cache size in bytes (Concord)")
 	f.BoolVar(&cfg.UnsafeNoReadLease, "unsafe-no-read-lease", false, "TEST ONLY: serve linearizable reads from any replica without a lease (breaks linearizability on purpose)")
 	_ = f.MarkHidden("unsafe-no-read-lease")
 	f.StringVar(&k8sPeers, "k8s-peers", "", "SERVICE:REPLICAS: derive --name, the advertised URLs and --initial-cluster(-state) of a Kubernetes StatefulSet pod from POD_NAME and POD_NAMESPACE, with the first REPLICAS pods as the initial cluster")

@@ -42,6 +42,11 @@ type Config struct {
 	// MaxTxnOps bounds the operations of one txn (etcd's default 128).
 	MaxTxnOps int
 
+	// CacheBytes is the storage engine's block cache. Writes read the
+	// previous version of their key, so a cache that holds the working set
+	// saves a disk read per write. Memory is taken only as blocks are read.
+	CacheBytes int64
+
 	// RaftLogTruncateEntries bounds each range's Raft log (default 10000
 	// entries); a follower further behind catches up by snapshot.
 	RaftLogTruncateEntries uint64
@@ -74,6 +79,7 @@ func DefaultConfig() Config {
 		ElectionTimeout:          time.Second,
 		MaxRequestBytes:          1536 * 1024,
 		MaxTxnOps:                128,
+		CacheBytes:               128 << 20,
 	}
 }
 

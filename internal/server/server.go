@@ -88,7 +88,7 @@ func Start(cfg Config) (n *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
-	n.engine, err = storage.Open(cfg.DataDir, storage.Options{})
+	n.engine, err = storage.Open(cfg.DataDir, storage.Options{CacheBytes: cfg.CacheBytes})
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,11 @@ import (
 // from disk or from a snapshot blob.
 var ErrCorrupt = errors.New("storage: corrupt data")
 
+// memTableBytes is the size of one memtable: large enough that bursts of
+// writes are absorbed without stalling on flushes; memory is only taken as
+// it fills.
+const memTableBytes = 32 << 20
+
 // Options configures Open.
 type Options struct {
 	// FS is the file system to use; nil means the real disk. Tests pass
@@ -52,9 +57,12 @@ func Open(dir string, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("storage: create %s: %w", dir, err)
 	}
 	popts := &pebble.Options{
-		FS:     fs,
-		Logger: quietLogger{},
+		FS:           fs,
+		Logger:       quietLogger{},
+		Comparer:     comparer,
+		MemTableSize: memTableBytes,
 	}
+	applyFilters(popts)
 	if opts.CacheBytes > 0 {
 		popts.CacheSize = opts.CacheBytes
 	}

@@ -35,7 +35,8 @@ func MVCCGet(r Reader, key []byte, rev int64) (kv *concordpb.KeyValue, err error
 		return nil, err
 	}
 	defer closeIter(it, &err)
-	if !it.SeekGE(mvccKey(key, readRev(rev))) {
+	// A prefix seek consults the tables' bloom filters (see comparer).
+	if !it.SeekPrefixGE(mvccKey(key, readRev(rev))) {
 		return nil, it.Error()
 	}
 	return decodeVersion(it, false)
