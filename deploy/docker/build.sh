@@ -17,5 +17,11 @@ cp "$root/deploy/docker/Dockerfile" "$ctx/Dockerfile"
 if ! docker buildx version >/dev/null 2>&1; then
   export DOCKER_BUILDKIT=0
 fi
+old=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
 docker build --quiet --tag "$tag" "$ctx" >/dev/null
+new=$(docker image inspect --format '{{.Id}}' "$tag")
+# The previous build of this tag would be left behind untagged.
+if [ -n "$old" ] && [ "$old" != "$new" ]; then
+  docker image rm "$old" >/dev/null 2>&1 || true
+fi
 echo "built $tag"
