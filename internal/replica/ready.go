@@ -11,16 +11,17 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Ready returns the replica's pending Ready, if it has one. The store must
-// pass it to Persist, AfterPersist, Apply and Advance, in that order, before
-// asking again.
-func (r *Replica) Ready() (raft.Ready, bool) {
+// Ready returns the replica's pending Ready, if it has one, and whether the
+// replica leads. The store must pass it to Persist, AfterPersist and
+// Advance, in that order, before asking again, and apply its committed
+// entries (Apply) in order, possibly later.
+func (r *Replica) Ready() (rd raft.Ready, leader, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.mu.rn.HasReady() {
-		return raft.Ready{}, false
+		return raft.Ready{}, false, false
 	}
-	rd := r.mu.rn.Ready()
+	rd = r.mu.rn.Ready()
 	if rd.HardState != nil && rd.HardState.GetTerm() != 0 {
 		r.mu.term = rd.HardState.GetTerm()
 	}
@@ -30,7 +31,7 @@ func (r *Replica) Ready() (raft.Ready, bool) {
 	if len(rd.ReadStates) > 0 {
 		r.handleReadStatesLocked(rd.ReadStates)
 	}
-	return rd, true
+	return rd, r.mu.rn.BasicStatus().RaftState == raft.StateLeader, true
 }
 
 func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {

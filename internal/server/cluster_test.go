@@ -452,6 +452,7 @@ func TestHashKVAgreesAcrossReplicas(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	var compacted int64
 	hashes := func(at int64) []uint32 {
 		var out []uint32
 		for i := 0; i < 3; i++ {
@@ -459,8 +460,9 @@ func TestHashKVAgreesAcrossReplicas(t *testing.T) {
 			var resp *clientv3.HashKVResponse
 			var err error
 			for attempt := 0; attempt < 100; attempt++ {
-				// A follower may not have applied rev yet (future revision).
-				if resp, err = cli.HashKV(ctx, c.ClientAddrs()[i], at); err == nil {
+				// A follower may not have applied rev (future revision) or
+				// the compaction yet.
+				if resp, err = cli.HashKV(ctx, c.ClientAddrs()[i], at); err == nil && resp.CompactRevision >= compacted {
 					break
 				}
 				time.Sleep(20 * time.Millisecond)
@@ -485,6 +487,7 @@ func TestHashKVAgreesAcrossReplicas(t *testing.T) {
 	if _, err := cli.Compact(ctx, mid); err != nil {
 		t.Fatal(err)
 	}
+	compacted = mid
 	after := hashes(rev)
 	if after[0] != after[1] || after[1] != after[2] {
 		t.Fatalf("replicas disagree after compaction: %v", after)

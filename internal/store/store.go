@@ -18,6 +18,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -49,6 +50,8 @@ type Store struct {
 	// work is signalled (never blocking, capacity 1) when a replica may
 	// have a Ready.
 	work chan struct{}
+	// applyCh feeds the applier goroutine; capacity maxApplyRounds.
+	applyCh chan applyRound
 
 	mu struct {
 		sync.RWMutex
@@ -67,12 +70,13 @@ type Store struct {
 // its Signal. Call Start to run the Ready loop.
 func New(cfg replica.Config, sender Sender) (*Store, error) {
 	s := &Store{
-		nodeID: cfg.NodeID,
-		engine: cfg.Engine,
-		sender: sender,
-		log:    cfg.Logger,
-		work:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
+		nodeID:  cfg.NodeID,
+		engine:  cfg.Engine,
+		sender:  sender,
+		log:     cfg.Logger,
+		work:    make(chan struct{}, 1),
+		applyCh: make(chan applyRound, maxApplyRounds),
+		stop:    make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -101,9 +105,10 @@ func (s *Store) SetSender(sender Sender) { s.sender = sender }
 
 // Start runs the Ready loop and the ticker until Stop.
 func (s *Store) Start() {
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.runReadyLoop()
 	go s.runTicker()
+	go s.runApplier()
 }
 
 // Stop ends the loops and stops every replica.
@@ -177,7 +182,9 @@ func (s *Store) runReadyLoop() {
 			return
 		case <-s.work:
 		}
-		if err := s.processReady(); err != nil {
+		if err := s.processReady(); err == errStopping {
+			return
+		} else if err != nil {
 			// A failed fsync or apply leaves the node's durable state
 			// unknown: crash rather than acknowledge anything more.
 			panic(fmt.Sprintf("store: node %d: %v", s.nodeID, err))
@@ -185,23 +192,56 @@ func (s *Store) runReadyLoop() {
 	}
 }
 
+// errStopping ends the Ready loop mid-round when the store stops; the
+// replicas' Readies are then never advanced, which is fine as they stop too.
+var errStopping = errors.New("store: stopping")
+
 type readyReplica struct {
-	r  *replica.Replica
-	rd raft.Ready
+	r      *replica.Replica
+	rd     raft.Ready
+	leader bool
 }
 
+// applyRound is one round's committed entries, applied in order by the
+// applier goroutine; a round with done set is a barrier that only signals
+// that everything before it was applied.
+type applyRound struct {
+	items []readyReplica
+	done  chan struct{}
+}
+
+// maxApplyRounds bounds the rounds waiting for the applier: past it the
+// Ready loop waits, so a slow apply slows intake instead of queueing
+// without limit.
+const maxApplyRounds = 64
+
 // processReady runs one round of the Ready loop over every replica.
+//
+// A leader's messages leave before its own entries are durable (Raft thesis
+// 10.2.1; etcd does the same): followers write in parallel with the leader,
+// and the leader only counts itself toward a quorum once Advance reports its
+// write. Everyone else's messages (votes, append acknowledgements) leave only
+// after the fsync. Committed entries go to the applier goroutine, so the
+// next round's fsync overlaps this round's apply.
 func (s *Store) processReady() error {
 	var readies []readyReplica
+	snapshot := false
 	for _, r := range s.Replicas() {
-		if rd, ok := r.Ready(); ok {
-			readies = append(readies, readyReplica{r, rd})
+		if rd, leader, ok := r.Ready(); ok {
+			readies = append(readies, readyReplica{r, rd, leader})
+			snapshot = snapshot || !raft.IsEmptySnap(rd.Snapshot)
 		}
 	}
 	if len(readies) == 0 {
 		return nil
 	}
+	if snapshot {
+		// A snapshot replaces a range's state: let every earlier apply
+		// finish first.
+		s.waitApplied()
+	}
 	s.readyRounds.add(1)
+	s.send(readies, true /* leaders */)
 	b := s.engine.NewBatch()
 	sync := false
 	for i := range readies {
@@ -222,11 +262,41 @@ func (s *Store) processReady() error {
 		}
 	}
 	b.Close()
+	for i := range readies {
+		if err := readies[i].r.AfterPersist(&readies[i].rd); err != nil {
+			return err
+		}
+	}
+	s.send(readies, false /* leaders */)
+	round := applyRound{}
+	for _, rr := range readies {
+		if len(rr.rd.CommittedEntries) > 0 {
+			round.items = append(round.items, rr)
+		}
+	}
+	if len(round.items) > 0 {
+		select {
+		case s.applyCh <- round:
+		case <-s.stop:
+			return errStopping
+		}
+	}
+	for i := range readies {
+		readies[i].r.Advance(&readies[i].rd)
+	}
+	// Advance may have left more work (entries that became committed).
+	s.signal()
+	return nil
+}
+
+// send hands the messages of the leaders' (or the others') Readies to the
+// transport, batched per destination node.
+func (s *Store) send(readies []readyReplica, leaders bool) {
 	out := make(map[uint64][]*concordpb.RaftMessage)
 	for i := range readies {
 		rr := &readies[i]
-		if err := rr.r.AfterPersist(&rr.rd); err != nil {
-			return err
+		if rr.leader != leaders {
+			continue
 		}
 		for _, m := range rr.rd.Messages {
 			out[m.GetTo()] = append(out[m.GetTo()], &concordpb.RaftMessage{RangeId: rr.r.RangeID, Msg: m})
@@ -238,16 +308,43 @@ func (s *Store) processReady() error {
 		}
 		s.sender.Send(to, msgs)
 	}
-	for i := range readies {
-		rr := &readies[i]
-		if err := rr.r.Apply(rr.rd.CommittedEntries); err != nil {
-			return err
+}
+
+// runApplier applies committed entries round by round, in order.
+func (s *Store) runApplier() {
+	defer s.wg.Done()
+	for {
+		var round applyRound
+		select {
+		case round = <-s.applyCh:
+		case <-s.stop:
+			return
 		}
-		rr.r.Advance(&rr.rd)
+		if round.done != nil {
+			close(round.done)
+			continue
+		}
+		for _, rr := range round.items {
+			if err := rr.r.Apply(rr.rd.CommittedEntries); err != nil {
+				// The engine refused a write: the node's state is unknown.
+				panic(fmt.Sprintf("store: node %d: apply: %v", s.nodeID, err))
+			}
+		}
 	}
-	// Advance may have left more work (entries that became committed).
-	s.signal()
-	return nil
+}
+
+// waitApplied returns once every round queued so far has been applied.
+func (s *Store) waitApplied() {
+	done := make(chan struct{})
+	select {
+	case s.applyCh <- applyRound{done: done}:
+	case <-s.stop:
+		return
+	}
+	select {
+	case <-done:
+	case <-s.stop:
+	}
 }
 
 // HandleRaftBatch steps every message of a batch into its replica.
