@@ -61,24 +61,17 @@ func plain(name string, o clientv3.OpOption) opt {
 }
 
 var (
-	withPrefix       = plain("prefix", clientv3.WithPrefix())
-	withFromKey      = plain("from-key", clientv3.WithFromKey())
-	withKeysOnly     = plain("keys-only", clientv3.WithKeysOnly())
-	withCountOnly    = plain("count-only", clientv3.WithCountOnly())
-	withSerializable = plain("serializable", clientv3.WithSerializable())
-	withPrevKV       = plain("prev-kv", clientv3.WithPrevKV())
-	withIgnoreValue  = plain("ignore-value", clientv3.WithIgnoreValue())
-	withIgnoreLease  = plain("ignore-lease", clientv3.WithIgnoreLease())
+	withPrefix      = plain("prefix", clientv3.WithPrefix())
+	withFromKey     = plain("from-key", clientv3.WithFromKey())
+	withKeysOnly    = plain("keys-only", clientv3.WithKeysOnly())
+	withCountOnly   = plain("count-only", clientv3.WithCountOnly())
+	withPrevKV      = plain("prev-kv", clientv3.WithPrevKV())
+	withIgnoreValue = plain("ignore-value", clientv3.WithIgnoreValue())
+	withIgnoreLease = plain("ignore-lease", clientv3.WithIgnoreLease())
 )
 
 func withRange(end string) opt {
 	return opt{name: fmt.Sprintf("range-end=%q", end), f: func(x *exec) clientv3.OpOption { return clientv3.WithRange(x.k(end)) }}
-}
-
-// withRawRange is a range end taken as is, not under the prefix ("\x00"
-// is from-key).
-func withRawRange(end string) opt {
-	return plain(fmt.Sprintf("raw-range-end=%q", end), clientv3.WithRange(end))
 }
 
 func withLimit(n int64) opt { return plain(fmt.Sprintf("limit=%d", n), clientv3.WithLimit(n)) }
