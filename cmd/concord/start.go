@@ -76,6 +76,8 @@ func startCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "maximum client request size in bytes the server will accept")
 	f.IntVar(&cfg.MaxTxnOps, "max-txn-ops", cfg.MaxTxnOps, "maximum number of operations permitted in a transaction")
 	f.IntVar(&cfg.ReplicationFactor, "replication-factor", cfg.ReplicationFactor, "replicas per range (Concord)")
+	f.StringVar(&cfg.AutoCompactionMode, "auto-compaction-mode", "periodic", "interpret auto-compaction-retention as a period (periodic); revision mode is not supported")
+	f.StringVar(&cfg.AutoCompactionRetention, "auto-compaction-retention", "0", "auto compaction retention: a duration (30m) or hours (1); 0 disables")
 	f.Int64Var(&cfg.CacheBytes, "cache-bytes", cfg.CacheBytes, "storage block cache size in bytes (Concord)")
 	f.BoolVar(&cfg.UnsafeNoReadLease, "unsafe-no-read-lease", false, "TEST ONLY: serve linearizable reads from any replica without a lease (breaks linearizability on purpose)")
 	_ = f.MarkHidden("unsafe-no-read-lease")

@@ -1374,8 +1374,12 @@ func (x *TxnResponse) GetResponses() []*ResponseOp {
 // CompactRequest discards MVCC history: every version superseded at or
 // before revision (etcd's Compact).
 type CompactRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Revision int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// clamp compacts at min(revision, the range's newest revision) and makes
+	// a revision at or below the last compaction a no-op instead of an error
+	// (automatic compaction of idle ranges).
+	Clamp         bool `protobuf:"varint,2,opt,name=clamp,proto3" json:"clamp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1415,6 +1419,13 @@ func (x *CompactRequest) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *CompactRequest) GetClamp() bool {
+	if x != nil {
+		return x.Clamp
+	}
+	return false
 }
 
 type SysGet struct {
@@ -3209,9 +3220,10 @@ const file_concord_proto_rawDesc = "" +
 	"\afailure\x18\x03 \x03(\v2\x14.concordpb.RequestOpR\afailure\"`\n" +
 	"\vTxnResponse\x12\x1c\n" +
 	"\tsucceeded\x18\x01 \x01(\bR\tsucceeded\x123\n" +
-	"\tresponses\x18\x02 \x03(\v2\x15.concordpb.ResponseOpR\tresponses\",\n" +
+	"\tresponses\x18\x02 \x03(\v2\x15.concordpb.ResponseOpR\tresponses\"B\n" +
 	"\x0eCompactRequest\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x14\n" +
+	"\x05clamp\x18\x02 \x01(\bR\x05clamp\"\x1a\n" +
 	"\x06SysGet\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"1\n" +
 	"\aSysScan\x12\x14\n" +

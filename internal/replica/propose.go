@@ -170,7 +170,7 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span key
 		}
 		return result{resp: &concordpb.BatchResponse{Resp: resp, Revision: max(as.MaxTS, 1)}}
 	case cmd.GetCompact() != nil:
-		return r.evalCompact(b, span, cmd.GetCompact().GetRevision(), as)
+		return r.evalCompact(b, span, cmd.GetCompact(), as)
 	case cmd.GetSys() != nil:
 		resp, err := evalSysWrite(b, span, cmd.GetSys())
 		if err != nil {
@@ -181,10 +181,17 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span key
 	return result{err: concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: empty command")}
 }
 
-// evalCompact discards the range's MVCC history superseded at rev, with
-// etcd's rules: rev must be above the last compaction and not above the
-// range's newest revision.
-func (r *Replica) evalCompact(b *storage.Batch, span keys.Span, rev int64, as *storage.AppliedState) result {
+// evalCompact discards the range's MVCC history superseded at the request's
+// revision, with etcd's rules: it must be above the last compaction and not
+// above the range's newest revision (unless clamped, see CompactRequest).
+func (r *Replica) evalCompact(b *storage.Batch, span keys.Span, req *concordpb.CompactRequest, as *storage.AppliedState) result {
+	rev := req.GetRevision()
+	if req.GetClamp() {
+		rev = min(rev, as.MaxTS)
+		if rev <= as.CompactedRev {
+			return result{resp: &concordpb.BatchResponse{Revision: max(as.MaxTS, 1)}}
+		}
+	}
 	switch {
 	case rev <= as.CompactedRev:
 		return result{err: concordpb.Errorf(concordpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")}

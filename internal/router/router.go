@@ -137,8 +137,10 @@ func (r *Router) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.Re
 }
 
 // Compact compacts every user range's MVCC history at rev (etcd's Compact).
-// It returns the header of the last range compacted.
-func (r *Router) Compact(ctx context.Context, rev int64) (Header, error) {
+// It returns the header of the last range compacted. With clamp, each range
+// compacts at most up to its newest revision and a range already compacted
+// that far is left alone (CompactRequest.clamp).
+func (r *Router) Compact(ctx context.Context, rev int64, clamp bool) (Header, error) {
 	ranges, err := r.Ranges(ctx)
 	if err != nil {
 		return Header{}, err
@@ -146,7 +148,7 @@ func (r *Router) Compact(ctx context.Context, rev int64) (Header, error) {
 	var h Header
 	for _, d := range ranges {
 		span := keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}
-		resp, err := r.send(ctx, span, &concordpb.BatchRequest{Compact: &concordpb.CompactRequest{Revision: rev}}, true /* write */)
+		resp, err := r.send(ctx, span, &concordpb.BatchRequest{Compact: &concordpb.CompactRequest{Revision: rev, Clamp: clamp}}, true /* write */)
 		if err != nil {
 			return Header{}, err
 		}

@@ -169,6 +169,10 @@ func Start(cfg Config) (n *Node, err error) {
 	n.wg.Add(2)
 	go n.runAddressRefresh()
 	go n.registerSelf()
+	if retention, _ := parseRetention(cfg.AutoCompactionRetention); retention > 0 {
+		n.wg.Add(1)
+		go n.runCompactor(retention)
+	}
 	n.log.Info("node started", "name", cfg.Name, "cluster", fmt.Sprintf("%x", n.ident.ClusterID),
 		"client", n.clientLis.Addr().String(), "peer", n.peerLis.Addr().String())
 	return n, nil

@@ -1,0 +1,65 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func TestParseRetention(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"": 0, "0": 0, "1": time.Hour, "0.5": 30 * time.Minute, "30m": 30 * time.Minute, "2s": 2 * time.Second,
+	} {
+		got, err := parseRetention(in)
+		if err != nil || got != want {
+			t.Errorf("parseRetention(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"-1", "soon", "-3m"} {
+		if _, err := parseRetention(bad); err == nil {
+			t.Errorf("parseRetention(%q) accepted", bad)
+		}
+	}
+	if got := compactionInterval(72 * time.Hour); got != time.Hour {
+		t.Errorf("interval for 72h: %v", got)
+	}
+}
+
+func TestRevisionCompactionModeIsRefused(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.AutoCompactionMode = "revision"
+	cfg.AutoCompactionRetention = "1000"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Fatalf("revision mode: %v", err)
+	}
+}
+
+func TestPeriodicAutoCompaction(t *testing.T) {
+	c := startCluster(t, 3, func(_ int, cfg *Config) { cfg.AutoCompactionRetention = "2s" })
+	cli := client(t, c, 0)
+	old := putRetry(t, cli, "k", "1")
+	putRetry(t, cli, "k", "2")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// Keep the range moving so that its newest revision passes old.
+		putRetry(t, cli, "tick", "x")
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := cli.Get(ctx, "k", clientv3.WithRev(old))
+		cancel()
+		if err != nil && strings.Contains(err.Error(), "required revision has been compacted") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("revision %d still readable long after the 2s retention (err %v)", old, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The newest data is untouched.
+	if resp := get(t, cli, "k"); string(resp.Kvs[0].Value) != "2" || resp.Kvs[0].Version != 2 {
+		t.Fatalf("after auto compaction: %+v", resp.Kvs[0])
+	}
+}
