@@ -9,6 +9,7 @@ import (
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 	"go.etcd.io/raft/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -29,7 +30,9 @@ type pendingWrite struct {
 // Errors: NOT_LEADER (with a hint) and UNAVAILABLE mean the write was not
 // proposed and may be retried anywhere; AMBIGUOUS means it may have been
 // applied; RETRY means it lost a timestamp race and was not applied.
-func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *concordpb.BatchResponse, err error) {
+	ctx, span := r.startSpan(ctx, "replica.Write")
+	defer func() { endSpan(span, err) }()
 	r.mu.Lock()
 	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
 		err := r.notLeaderLocked()
@@ -147,9 +150,11 @@ func (r *Replica) proposeLocked(pw *pendingWrite, ts int64) error {
 	if err := r.mu.rn.Propose(data); err != nil {
 		// Dropped (no leader, transfer, or too much uncommitted data):
 		// definitely not in the log.
+		r.cfg.Metrics.ObserveProposalDropped()
 		return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: proposal dropped: %v", r.RangeID, err)
 	}
-	r.mu.proposals[cmd.Id] = &proposal{done: pw.done, term: r.mu.term}
+	r.cfg.Metrics.ObserveProposals(1)
+	r.mu.proposals[cmd.Id] = &proposal{done: pw.done, term: r.mu.term, span: trace.SpanContextFromContext(pw.ctx), proposed: time.Now()}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/keys"
@@ -39,6 +40,7 @@ func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
 	if ss.Lead != r.mu.leader {
 		r.log.Info("leader changed", "leader", ss.Lead, "previous", r.mu.leader, "term", r.mu.term)
 		r.mu.leader = ss.Lead
+		r.cfg.Metrics.LeaderChanged(r.RangeID, ss.Lead, r.mu.term)
 	}
 	if !isLeader {
 		r.mu.lease.resetLocked(r.notLeaderLocked())
@@ -143,6 +145,7 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		if ent.GetIndex() != as.Index+1 {
 			panic(fmt.Sprintf("replica: range %d applying index %d after %d", r.RangeID, ent.GetIndex(), as.Index))
 		}
+		entryStart := time.Now()
 		next := as
 		next.Index, next.Term = ent.GetIndex(), ent.GetTerm()
 		b := r.cfg.Engine.NewBatch()
@@ -173,10 +176,12 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 					res.resp.RaftTerm = r.mu.term
 				}
 				p.done <- res
+				r.traceApply(p, entryStart, ent.GetIndex(), res.err)
 			}
 		}
 		r.mu.Unlock()
 	}
+	r.cfg.Metrics.ObserveApplied(len(ents))
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.mu.lease.notifyAppliedLocked()

@@ -13,7 +13,10 @@ import (
 	"github.com/concorddb/concord/internal/storage"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/concorddb/concord/internal/telemetry"
 )
 
 // Timestamps hands out commit timestamps. Implementations are safe for
@@ -34,6 +37,9 @@ type Config struct {
 	// Signal wakes the store's Ready loop; it must not block.
 	Signal func()
 	Logger *slog.Logger
+	// Metrics receives the node's Raft and storage observations and makes
+	// its spans; nil observes nothing.
+	Metrics *telemetry.Metrics
 
 	// TickInterval is the wall time of one Raft tick.
 	TickInterval time.Duration
@@ -175,6 +181,10 @@ type Replica struct {
 type proposal struct {
 	done chan result // buffered(1): the applier never blocks on it
 	term uint64
+	// span is the proposing request's span and proposed when it was
+	// proposed: the apply is traced on the proposing node, under it.
+	span     trace.SpanContext
+	proposed time.Time
 }
 
 type result struct {
@@ -284,6 +294,8 @@ type Status struct {
 	RangeID, Leader, Term, Commit, Applied uint64
 	IsLeader                               bool
 	LeaseValid                             bool
+	// PendingProposals are this replica's proposals waiting to apply.
+	PendingProposals int
 	// SnapshotsApplied counts snapshots this replica received since it
 	// was loaded.
 	SnapshotsApplied int
@@ -304,6 +316,7 @@ func (r *Replica) Status() Status {
 		LeaseValid: r.mu.lease.validLocked(r.cfg.Now()),
 
 		SnapshotsApplied: r.mu.snapshotsApplied,
+		PendingProposals: len(r.mu.proposals),
 	}
 }
 

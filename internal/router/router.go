@@ -29,6 +29,10 @@ import (
 
 	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/telemetry"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -67,6 +71,9 @@ type Config struct {
 	// one (with replica.Config.UnsafeNoReadLease: stale reads on purpose,
 	// for the fault-injection harness). Never set outside tests.
 	UnsafeLocalReads bool
+	// Metrics counts retries and makes the router's spans; nil does
+	// neither.
+	Metrics *telemetry.Metrics
 }
 
 // Router routes requests to ranges. It is safe for concurrent use.
@@ -256,7 +263,9 @@ func (r *Router) withTimeout(ctx context.Context) (context.Context, context.Canc
 
 // send routes req (whose keys are span, global) to its range and returns
 // the response.
-func (r *Router) send(ctx context.Context, span keys.Span, req *concordpb.BatchRequest, write bool) (*concordpb.BatchResponse, error) {
+func (r *Router) send(ctx context.Context, span keys.Span, req *concordpb.BatchRequest, write bool) (_ *concordpb.BatchResponse, err error) {
+	ctx, tspan := r.cfg.Metrics.StartSpan(ctx, "router.send", trace.WithAttributes(attribute.Int64("concord.node_id", int64(r.cfg.NodeID)), attribute.Bool("concord.write", write)))
+	defer func() { endSpan(tspan, err) }()
 	ctx, cancel := r.withTimeout(ctx)
 	defer cancel()
 	var out *concordpb.BatchResponse
@@ -354,6 +363,7 @@ func (r *Router) retry(ctx context.Context, desc *concordpb.RangeDescriptor, wri
 			return nil
 		}
 		lastErr = err
+		r.cfg.Metrics.ObserveRouterRetry(concordpb.CodeOf(err).String())
 		switch code := concordpb.CodeOf(err); code {
 		case concordpb.ErrorCode_NOT_LEADER:
 			var e *concordpb.Error
@@ -524,4 +534,12 @@ func (r *Router) refresh(ctx context.Context) error {
 		r.mu.meta = meta
 	}
 	return nil
+}
+
+// endSpan ends span, marking it failed with err if err is not nil.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
+	}
+	span.End()
 }

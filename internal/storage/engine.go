@@ -82,6 +82,22 @@ func (e *Engine) pebbleReader() pebble.Reader { return e.db }
 // placement driver.
 func (e *Engine) DiskUsageBytes() int64 { return int64(e.db.Metrics().DiskSpaceUsage()) }
 
+// EngineStats are the storage engine's figures that metrics report.
+type EngineStats struct {
+	DiskUsageBytes int64
+	// Compactions counts compactions since the engine opened.
+	Compactions int64
+	// L0Files is the number of tables in level 0: a growing count means
+	// compactions fall behind writes.
+	L0Files int64
+}
+
+// Stats returns the engine's current figures.
+func (e *Engine) Stats() EngineStats {
+	m := e.db.Metrics()
+	return EngineStats{DiskUsageBytes: int64(m.DiskSpaceUsage()), Compactions: m.Compact.Count, L0Files: m.Levels[0].TablesCount}
+}
+
 // Batch is an indexed write batch: reads through it see its own writes. Not
 // safe for concurrent use. Close it after Commit, or instead of Commit to
 // discard it.

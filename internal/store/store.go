@@ -253,10 +253,12 @@ func (s *Store) processReady() error {
 		sync = sync || rr.rd.MustSync || !raft.IsEmptySnap(rr.rd.Snapshot)
 	}
 	if !b.Empty() {
+		start, size := time.Now(), b.Len()
 		if err := b.Commit(sync); err != nil {
 			b.Close()
 			return fmt.Errorf("group commit: %w", err)
 		}
+		s.cfg.Metrics.ObserveBatchCommit(time.Since(start), size, sync)
 		if sync {
 			s.fsyncs.add(1)
 		}
@@ -272,6 +274,7 @@ func (s *Store) processReady() error {
 	for _, rr := range readies {
 		if len(rr.rd.CommittedEntries) > 0 {
 			round.items = append(round.items, rr)
+			s.cfg.Metrics.ObserveCommitted(len(rr.rd.CommittedEntries))
 		}
 	}
 	if len(round.items) > 0 {

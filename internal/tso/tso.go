@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/concorddb/concord/internal/telemetry"
 )
 
 // LogicalBits is the width of the logical part of a timestamp.
@@ -47,6 +49,8 @@ type Config struct {
 	WindowSize time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics counts the timestamps handed out; nil counts nothing.
+	Metrics *telemetry.Metrics
 }
 
 // Oracle hands out timestamps while its node leads the meta range.
@@ -121,6 +125,7 @@ func (o *Oracle) Next(ctx context.Context, n int, term uint64) (int64, error) {
 			if extend {
 				go o.extend(term)
 			}
+			o.cfg.Metrics.ObserveTimestamps(n)
 			return first, nil
 		}
 		o.mu.Unlock()
