@@ -1153,9 +1153,13 @@ type ResponseOp struct {
 	//	*ResponseOp_Put
 	//	*ResponseOp_DeleteRange
 	//	*ResponseOp_Txn
-	Response      isResponseOp_Response `protobuf_oneof:"response"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Response isResponseOp_Response `protobuf_oneof:"response"`
+	// header_revision is, for an op inside a txn, the revision etcd reports
+	// in that op's header: the store's revision before the txn until the txn
+	// first writes, the txn's own after. 0 outside txns.
+	HeaderRevision int64 `protobuf:"varint,10,opt,name=header_revision,json=headerRevision,proto3" json:"header_revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ResponseOp) Reset() {
@@ -1229,6 +1233,13 @@ func (x *ResponseOp) GetTxn() *TxnResponse {
 		}
 	}
 	return nil
+}
+
+func (x *ResponseOp) GetHeaderRevision() int64 {
+	if x != nil {
+		return x.HeaderRevision
+	}
+	return 0
 }
 
 type isResponseOp_Response interface {
@@ -3204,13 +3215,15 @@ const file_concord_proto_rawDesc = "" +
 	"\x03put\x18\x02 \x01(\v2\x15.concordpb.PutRequestH\x00R\x03put\x12B\n" +
 	"\fdelete_range\x18\x03 \x01(\v2\x1d.concordpb.DeleteRangeRequestH\x00R\vdeleteRange\x12)\n" +
 	"\x03txn\x18\x04 \x01(\v2\x15.concordpb.TxnRequestH\x00R\x03txnB\t\n" +
-	"\arequest\"\xe7\x01\n" +
+	"\arequest\"\x90\x02\n" +
 	"\n" +
 	"ResponseOp\x120\n" +
 	"\x05range\x18\x01 \x01(\v2\x18.concordpb.RangeResponseH\x00R\x05range\x12*\n" +
 	"\x03put\x18\x02 \x01(\v2\x16.concordpb.PutResponseH\x00R\x03put\x12C\n" +
 	"\fdelete_range\x18\x03 \x01(\v2\x1e.concordpb.DeleteRangeResponseH\x00R\vdeleteRange\x12*\n" +
-	"\x03txn\x18\x04 \x01(\v2\x16.concordpb.TxnResponseH\x00R\x03txnB\n" +
+	"\x03txn\x18\x04 \x01(\v2\x16.concordpb.TxnResponseH\x00R\x03txn\x12'\n" +
+	"\x0fheader_revision\x18\n" +
+	" \x01(\x03R\x0eheaderRevisionB\n" +
 	"\n" +
 	"\bresponse\"\x9a\x01\n" +
 	"\n" +

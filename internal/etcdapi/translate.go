@@ -189,7 +189,12 @@ func fromTxnResponse(r *concordpb.TxnResponse, h *pb.ResponseHeader, rev int64) 
 
 // fromResponseOp translates one op of a txn response.
 func fromResponseOp(r *concordpb.ResponseOp, rev int64) (*pb.ResponseOp, error) {
-	h := func() *pb.ResponseHeader { return &pb.ResponseHeader{Revision: rev} }
+	h := func() *pb.ResponseHeader {
+		if r.GetHeaderRevision() != 0 {
+			return &pb.ResponseHeader{Revision: r.GetHeaderRevision()}
+		}
+		return &pb.ResponseHeader{Revision: rev}
+	}
 	switch v := r.GetResponse().(type) {
 	case *concordpb.ResponseOp_Range:
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: fromRangeResponse(v.Range, h())}}, nil

@@ -55,10 +55,18 @@ func Write(b *storage.Batch, span keys.Span, ts int64, op *concordpb.RequestOp) 
 // compacted: a Range inside the Txn at a revision below it fails with
 // COMPACTED, as in etcd.
 func WriteCompacted(b *storage.Batch, span keys.Span, ts, compacted int64, op *concordpb.RequestOp) (resp *concordpb.ResponseOp, wrote bool, err error) {
-	if ts <= 0 {
-		return nil, false, concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "eval: write at revision %d", ts)
+	return WriteFrom(b, span, ts, ts-1, compacted, op)
+}
+
+// WriteFrom is WriteCompacted for a range whose newest revision before the
+// write is prev: as in etcd, a Range inside the txn at a revision above prev
+// is a future revision until the txn first writes, and ops before that first
+// write report prev in their header (ResponseOp.header_revision).
+func WriteFrom(b *storage.Batch, span keys.Span, ts, prev, compacted int64, op *concordpb.RequestOp) (resp *concordpb.ResponseOp, wrote bool, err error) {
+	if ts <= 0 || prev >= ts {
+		return nil, false, concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "eval: write at revision %d after %d", ts, prev)
 	}
-	e := &evaluator{r: b, b: b, span: span, ts: ts, current: ts - 1, compacted: compacted, readRev: ts}
+	e := &evaluator{r: b, b: b, span: span, ts: ts, prev: max(prev, 1), current: prev, compacted: compacted, readRev: ts}
 	resp, err = e.evaluate(op)
 	if err != nil {
 		return nil, false, err
@@ -95,9 +103,13 @@ type evaluator struct {
 	span keys.Span
 	// ts is the revision of every write; 0 for reads.
 	ts int64
-	// current is the newest revision before the op: Range.revision above it
-	// is a future revision.
-	current   int64
+	// current is the newest revision: Range.revision above it is a future
+	// revision. For a write, the range's newest before it until it first
+	// writes, then ts.
+	current int64
+	// prev is, for a write, the range's newest revision before it (at
+	// least 1): what ops before the first write report in their header.
+	prev      int64
 	compacted int64
 	// readRev is what Range.revision 0 reads at: current for reads, ts for
 	// writes (so a txn's reads see its earlier writes).
@@ -361,6 +373,12 @@ func (e *evaluator) exec(op *concordpb.RequestOp, p *path) (*concordpb.ResponseO
 			if err != nil {
 				return nil, err
 			}
+			if e.b != nil && o.GetTxn() == nil {
+				resp.HeaderRevision = e.prev
+				if e.wrote {
+					resp.HeaderRevision = e.ts
+				}
+			}
 			r.Responses = append(r.Responses, resp)
 		}
 		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Txn{Txn: r}}, nil
@@ -394,7 +412,7 @@ func (e *evaluator) put(req *concordpb.PutRequest) (*concordpb.PutResponse, erro
 	if err := e.b.MVCCPut(kv); err != nil {
 		return nil, err
 	}
-	e.wrote = true
+	e.wrote, e.current = true, e.ts
 	resp := &concordpb.PutResponse{}
 	if req.GetPrevKv() && prev != nil {
 		resp.PrevKv = userKV(prev)
@@ -419,7 +437,7 @@ func (e *evaluator) deleteRange(req *concordpb.DeleteRangeRequest) (*concordpb.D
 		if err := e.b.MVCCDelete(kv.GetKey(), e.ts); err != nil {
 			return nil, err
 		}
-		e.wrote = true
+		e.wrote, e.current = true, e.ts
 		if req.GetPrevKv() {
 			resp.PrevKvs = append(resp.PrevKvs, userKV(kv))
 		}
