@@ -1390,7 +1390,12 @@ type CompactRequest struct {
 	// clamp compacts at min(revision, the range's newest revision) and makes
 	// a revision at or below the last compaction a no-op instead of an error
 	// (automatic compaction of idle ranges).
-	Clamp         bool `protobuf:"varint,2,opt,name=clamp,proto3" json:"clamp,omitempty"`
+	Clamp bool `protobuf:"varint,2,opt,name=clamp,proto3" json:"clamp,omitempty"`
+	// retain_writes, when set, replaces revision: the range's leader compacts
+	// at the newest revision that keeps at least this many of the range's
+	// latest writes readable (etcd's --auto-compaction-mode=revision), or
+	// does nothing if it has not seen that many writes yet.
+	RetainWrites  int64 `protobuf:"varint,3,opt,name=retain_writes,json=retainWrites,proto3" json:"retain_writes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1437,6 +1442,13 @@ func (x *CompactRequest) GetClamp() bool {
 		return x.Clamp
 	}
 	return false
+}
+
+func (x *CompactRequest) GetRetainWrites() int64 {
+	if x != nil {
+		return x.RetainWrites
+	}
+	return 0
 }
 
 type SysGet struct {
@@ -3233,10 +3245,11 @@ const file_concord_proto_rawDesc = "" +
 	"\afailure\x18\x03 \x03(\v2\x14.concordpb.RequestOpR\afailure\"`\n" +
 	"\vTxnResponse\x12\x1c\n" +
 	"\tsucceeded\x18\x01 \x01(\bR\tsucceeded\x123\n" +
-	"\tresponses\x18\x02 \x03(\v2\x15.concordpb.ResponseOpR\tresponses\"B\n" +
+	"\tresponses\x18\x02 \x03(\v2\x15.concordpb.ResponseOpR\tresponses\"g\n" +
 	"\x0eCompactRequest\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x14\n" +
-	"\x05clamp\x18\x02 \x01(\bR\x05clamp\"\x1a\n" +
+	"\x05clamp\x18\x02 \x01(\bR\x05clamp\x12#\n" +
+	"\rretain_writes\x18\x03 \x01(\x03R\fretainWrites\"\x1a\n" +
 	"\x06SysGet\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"1\n" +
 	"\aSysScan\x12\x14\n" +

@@ -39,6 +39,16 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 		r.mu.Unlock()
 		return nil, err
 	}
+	if n := req.GetCompact().GetRetainWrites(); n > 0 {
+		// Name the revision here, on the leader, from its write samples.
+		rev := r.mu.writes.revisionKeeping(uint64(n))
+		if rev == 0 {
+			out := &concordpb.BatchResponse{Revision: max(r.mu.applied.MaxTS, 1), RaftTerm: r.mu.term}
+			r.mu.Unlock()
+			return out, nil
+		}
+		req = &concordpb.BatchRequest{RangeId: req.GetRangeId(), Compact: &concordpb.CompactRequest{Revision: rev, Clamp: true}}
+	}
 	r.mu.Unlock()
 	pw := &pendingWrite{ctx: ctx, req: req, done: make(chan result, 1)}
 	if req.GetSys() != nil || req.GetCompact() != nil {

@@ -166,9 +166,13 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 			return fmt.Errorf("replica: range %d: apply index %d: %w", r.RangeID, ent.GetIndex(), err)
 		}
 		b.Close()
+		wrote := next.MaxTS > as.MaxTS
 		as = next
 		r.mu.Lock()
 		r.mu.applied = as
+		if wrote {
+			r.mu.writes.observe(as.MaxTS)
+		}
 		if cmd != nil && cmd.GetProposer() == r.cfg.NodeID {
 			if p, ok := r.mu.proposals[cmd.GetId()]; ok {
 				delete(r.mu.proposals, cmd.GetId())

@@ -173,6 +173,9 @@ type Replica struct {
 		lease          lease
 		// snapshotsApplied counts snapshots received since Load.
 		snapshotsApplied int
+		// writes samples the revisions of applied writes, for compaction
+		// that keeps the newest N writes.
+		writes writeRing
 	}
 }
 

@@ -164,6 +164,23 @@ func (r *Router) Compact(ctx context.Context, rev int64, clamp bool) (Header, er
 	return h, nil
 }
 
+// CompactRetaining compacts every user range so that at least its n newest
+// writes stay readable (etcd's revision-mode auto compaction; each range's
+// leader names the revision).
+func (r *Router) CompactRetaining(ctx context.Context, n int64) error {
+	ranges, err := r.Ranges(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range ranges {
+		span := keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}
+		if _, err := r.send(ctx, span, &concordpb.BatchRequest{Compact: &concordpb.CompactRequest{RetainWrites: n}}, true /* write */); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // sendLocal serves a request from this node's replica of the range, if it
 // holds one; a nil response means it does not.
 func (r *Router) sendLocal(ctx context.Context, span keys.Span, op *concordpb.RequestOp) (*concordpb.BatchResponse, error) {

@@ -11,11 +11,45 @@ import (
 	"github.com/concorddb/concord/internal/tso"
 )
 
-// Automatic compaction, as etcd's --auto-compaction-mode=periodic: keep the
-// history of the last retention period and compact what is older. Because
-// revisions are commit timestamps, "the revision of retention ago" is simply
-// the timestamp of that moment, so no revision sampling is needed. One node
-// runs it for the cluster: the leader of the meta range.
+// Automatic compaction, as etcd's --auto-compaction-mode:
+//   - periodic keeps the history of the last retention period and compacts
+//     what is older. Because revisions are commit timestamps, "the revision
+//     of retention ago" is simply the timestamp of that moment.
+//   - revision keeps the newest N writes of every range: each range's
+//     leader names the revision from the writes it has seen (see
+//     replica.writeRing), keeping at least N.
+//
+// One node runs it for the cluster: the leader of the meta range.
+
+// compactionPolicy is a parsed --auto-compaction-mode/-retention pair; at
+// most one field is set, none when compaction is off.
+type compactionPolicy struct {
+	period time.Duration
+	writes int64
+}
+
+// revisionCompactionInterval is how often revision-mode compaction runs
+// (etcd's five minutes).
+var revisionCompactionInterval = 5 * time.Minute
+
+func parseCompaction(mode, retention string) (compactionPolicy, error) {
+	switch mode {
+	case "", "periodic":
+		d, err := parseRetention(retention)
+		return compactionPolicy{period: d}, err
+	case "revision":
+		s := strings.TrimSpace(retention)
+		if s == "" {
+			return compactionPolicy{}, nil
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return compactionPolicy{}, fmt.Errorf("server: --auto-compaction-retention %q: revision mode wants a count of revisions", retention)
+		}
+		return compactionPolicy{writes: n}, nil
+	}
+	return compactionPolicy{}, fmt.Errorf("server: --auto-compaction-mode must be periodic or revision, not %q", mode)
+}
 
 // parseRetention reads etcd's --auto-compaction-retention: a Go duration,
 // or a bare number of hours (etcd's historical form). "0" or "" is off.
@@ -47,11 +81,15 @@ func compactionInterval(retention time.Duration) time.Duration {
 	return min(max(retention/10, time.Second), time.Hour)
 }
 
-// runCompactor compacts, every interval, the history older than retention
-// while this node leads the meta range.
-func (n *Node) runCompactor(retention time.Duration) {
+// runCompactor applies the policy on its schedule while this node leads the
+// meta range.
+func (n *Node) runCompactor(p compactionPolicy) {
 	defer n.wg.Done()
-	t := time.NewTicker(compactionInterval(retention))
+	interval := revisionCompactionInterval
+	if p.period > 0 {
+		interval = compactionInterval(p.period)
+	}
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -63,14 +101,17 @@ func (n *Node) runCompactor(retention time.Duration) {
 		if r == nil || !r.Status().IsLeader {
 			continue
 		}
-		rev := tso.Compose(time.Now().Add(-retention).UnixMilli(), 0)
-		ctx, cancel := context.WithTimeout(context.Background(), compactionInterval(retention))
-		_, err := n.router.Compact(ctx, rev, true /* clamp */)
+		ctx, cancel := context.WithTimeout(context.Background(), interval)
+		var err error
+		if p.period > 0 {
+			rev := tso.Compose(time.Now().Add(-p.period).UnixMilli(), 0)
+			_, err = n.router.Compact(ctx, rev, true /* clamp */)
+		} else {
+			err = n.router.CompactRetaining(ctx, p.writes)
+		}
 		cancel()
 		if err != nil {
-			n.log.Warn("automatic compaction failed", "revision", rev, "err", err)
-			continue
+			n.log.Warn("automatic compaction failed", "err", err)
 		}
-		n.log.Debug("automatic compaction", "revision", rev, "retention", retention)
 	}
 }

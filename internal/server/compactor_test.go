@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -28,13 +29,53 @@ func TestParseRetention(t *testing.T) {
 	}
 }
 
-func TestRevisionCompactionModeIsRefused(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.AutoCompactionMode = "revision"
-	cfg.AutoCompactionRetention = "1000"
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "not supported") {
-		t.Fatalf("revision mode: %v", err)
+func TestParseCompaction(t *testing.T) {
+	if p, err := parseCompaction("revision", "1000"); err != nil || p.writes != 1000 || p.period != 0 {
+		t.Fatalf("revision 1000: %+v %v", p, err)
+	}
+	if p, err := parseCompaction("", "1"); err != nil || p.period != time.Hour {
+		t.Fatalf("default mode: %+v %v", p, err)
+	}
+	for _, bad := range [][2]string{{"revision", "1h"}, {"revision", "-5"}, {"weekly", "1"}} {
+		if _, err := parseCompaction(bad[0], bad[1]); err == nil {
+			t.Errorf("parseCompaction(%q, %q) accepted", bad[0], bad[1])
+		}
+	}
+}
+
+func TestRevisionAutoCompaction(t *testing.T) {
+	defer func(d time.Duration) { revisionCompactionInterval = d }(revisionCompactionInterval)
+	revisionCompactionInterval = 200 * time.Millisecond
+	c := startCluster(t, 3, func(_ int, cfg *Config) {
+		cfg.AutoCompactionMode = "revision"
+		cfg.AutoCompactionRetention = "100"
+	})
+	cli := client(t, c, 0)
+	var revs []int64
+	for i := 0; i < 400; i++ {
+		revs = append(revs, putRetry(t, cli, "k", fmt.Sprint(i)))
+	}
+	// The oldest writes become unreadable; the newest 100 stay.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := cli.Get(ctx, "k", clientv3.WithRev(revs[0]))
+		cancel()
+		if err != nil && strings.Contains(err.Error(), "required revision has been compacted") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("revision mode never compacted (err %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, rev := range revs[len(revs)-100:] {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := cli.Get(ctx, "k", clientv3.WithRev(rev))
+		cancel()
+		if err != nil {
+			t.Fatalf("one of the newest 100 writes (revision %d) is gone: %v", rev, err)
+		}
 	}
 }
 

@@ -169,9 +169,9 @@ func Start(cfg Config) (n *Node, err error) {
 	n.wg.Add(2)
 	go n.runAddressRefresh()
 	go n.registerSelf()
-	if retention, _ := parseRetention(cfg.AutoCompactionRetention); retention > 0 {
+	if p, _ := parseCompaction(cfg.AutoCompactionMode, cfg.AutoCompactionRetention); p.period > 0 || p.writes > 0 {
 		n.wg.Add(1)
-		go n.runCompactor(retention)
+		go n.runCompactor(p)
 	}
 	n.log.Info("node started", "name", cfg.Name, "cluster", fmt.Sprintf("%x", n.ident.ClusterID),
 		"client", n.clientLis.Addr().String(), "peer", n.peerLis.Addr().String())
