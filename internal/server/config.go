@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config is one node's configuration. Field names follow etcd's flags
@@ -43,11 +45,11 @@ type Config struct {
 	MaxTxnOps int
 
 	// AutoCompactionMode is etcd's --auto-compaction-mode: "periodic" (or
-	// empty) or "revision".
+	// empty, which means periodic when a retention is set). "revision" is
+	// refused: Concord's revisions are timestamps, not a count of writes.
 	AutoCompactionMode string
-	// AutoCompactionRetention is etcd's --auto-compaction-retention: for
-	// periodic a duration ("30m") or a number of hours ("1"), for revision
-	// how many of each range's newest writes to keep; "0" turns it off.
+	// AutoCompactionRetention is etcd's --auto-compaction-retention: a
+	// duration ("30m") or a number of hours ("1"); "0" turns it off.
 	AutoCompactionRetention string
 
 	// CacheBytes is the storage engine's block cache. Writes read the
@@ -69,6 +71,27 @@ type Config struct {
 	// ClientListener and PeerListener, when set, are used instead of
 	// listening on the URLs (tests and demo bind port 0 this way).
 	ClientListener, PeerListener net.Listener
+
+	// Observability (wired in telemetry.go and http.go).
+
+	// ListenMetricsURLs are the URLs of the node's HTTP port, etcd's
+	// --listen-metrics-urls: /metrics, /healthz, /livez, /readyz, pprof,
+	// the dashboard and its /api. Empty (the default): no HTTP port.
+	ListenMetricsURLs []string
+	// MetricsListener, when set, is used instead of listening on
+	// ListenMetricsURLs.
+	MetricsListener net.Listener
+	// ProcessMetrics adds the Go runtime and process collectors; only a
+	// real process (concord start) sets it.
+	ProcessMetrics bool
+	// TracerProvider makes this node's spans; nil records none.
+	TracerProvider trace.TracerProvider
+	// SlowFsync is the group-commit fsync duration logged at warn (0:
+	// telemetry.DefaultSlowFsync).
+	SlowFsync time.Duration
+	// Demo, when set, lets the dashboard stop, restart and isolate nodes
+	// (concord demo only).
+	Demo DemoControl
 }
 
 // DefaultConfig returns etcd's defaults.
@@ -176,7 +199,14 @@ func (c *Config) Validate() error {
 	if c.MaxTxnOps <= 0 {
 		c.MaxTxnOps = 128
 	}
-	if _, err := parseCompaction(c.AutoCompactionMode, c.AutoCompactionRetention); err != nil {
+	switch c.AutoCompactionMode {
+	case "", "periodic":
+	case "revision":
+		return errors.New("server: --auto-compaction-mode=revision is not supported: Concord's revisions are commit timestamps, not a count of writes; use periodic with a retention period")
+	default:
+		return fmt.Errorf("server: --auto-compaction-mode must be periodic or revision, not %q", c.AutoCompactionMode)
+	}
+	if _, err := parseRetention(c.AutoCompactionRetention); err != nil {
 		return err
 	}
 	if c.RaftLogTruncateEntries == 0 {

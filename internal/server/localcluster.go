@@ -22,6 +22,9 @@ type LocalCluster struct {
 	mu    sync.Mutex
 	cfgs  []Config
 	nodes []*Node // nil while stopped
+
+	// demo is the dashboard's fault state (demo.go).
+	demo demoState
 }
 
 // LocalOptions configures a LocalCluster.
@@ -36,6 +39,11 @@ type LocalOptions struct {
 	// RestoreFrom, if set, is a backup every node restores before its
 	// first start.
 	RestoreFrom string
+	// HTTP gives every node an HTTP port (metrics, health, dashboard): with
+	// BasePort, two above its client port (2381, 12381, ...).
+	HTTP bool
+	// Faults lets the dashboard stop, restart and isolate nodes.
+	Faults bool
 }
 
 // StartLocalCluster starts n nodes with data under dir and returns once all
@@ -48,9 +56,9 @@ func StartLocalCluster(n int, dir string, opts LocalOptions) (*LocalCluster, err
 		opts.Logger = slog.Default()
 	}
 	c := &LocalCluster{dir: dir, log: opts.Logger}
-	var clientLis, peerLis []net.Listener
+	var clientLis, peerLis, httpLis []net.Listener
 	closeAll := func() {
-		for _, l := range append(clientLis, peerLis...) {
+		for _, l := range append(append(clientLis, peerLis...), httpLis...) {
 			l.Close()
 		}
 	}
@@ -73,6 +81,18 @@ func StartLocalCluster(n int, dir string, opts LocalOptions) (*LocalCluster, err
 			return nil, fmt.Errorf("server: node %d peer port: %w", i+1, err)
 		}
 		peerLis = append(peerLis, pl)
+		if opts.HTTP {
+			ha := "127.0.0.1:0"
+			if opts.BasePort != 0 {
+				ha = fmt.Sprintf("127.0.0.1:%d", opts.BasePort+10000*i+2)
+			}
+			hl, err := net.Listen("tcp", ha)
+			if err != nil {
+				closeAll()
+				return nil, fmt.Errorf("server: node %d http port: %w", i+1, err)
+			}
+			httpLis = append(httpLis, hl)
+		}
 		members = append(members, fmt.Sprintf("n%d=http://%s", i+1, pl.Addr()))
 	}
 	for i := 0; i < n; i++ {
@@ -86,6 +106,12 @@ func StartLocalCluster(n int, dir string, opts LocalOptions) (*LocalCluster, err
 		cfg.InitialCluster = strings.Join(members, ",")
 		cfg.InitialClusterToken = "concord-local"
 		cfg.Logger = opts.Logger
+		if opts.HTTP {
+			cfg.ListenMetricsURLs = []string{"http://" + httpLis[i].Addr().String()}
+		}
+		if opts.Faults {
+			cfg.Demo = c
+		}
 		if opts.Tune != nil {
 			opts.Tune(i, &cfg)
 		}
@@ -105,6 +131,9 @@ func StartLocalCluster(n int, dir string, opts LocalOptions) (*LocalCluster, err
 	for i := range c.cfgs {
 		cfg := c.cfgs[i]
 		cfg.ClientListener, cfg.PeerListener = clientLis[i], peerLis[i]
+		if opts.HTTP {
+			cfg.MetricsListener = httpLis[i]
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -27,6 +27,7 @@ import (
 	"github.com/concorddb/concord/internal/router"
 	"github.com/concorddb/concord/internal/storage"
 	"github.com/concorddb/concord/internal/store"
+	"github.com/concorddb/concord/internal/telemetry"
 	"github.com/concorddb/concord/internal/transport"
 	"github.com/concorddb/concord/internal/tso"
 	"github.com/soheilhy/cmux"
@@ -69,6 +70,9 @@ type Node struct {
 		nodes map[uint64]*concordpb.NodeRecord
 	}
 
+	// tel is the node's metrics, health and dashboard state (telemetry.go).
+	tel telemetryState
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -78,7 +82,7 @@ func Start(cfg Config) (n *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	n = &Node{cfg: cfg, log: slog.New(telemetry.NewLogHandler(cfg.Logger.Handler())), stop: make(chan struct{})}
 	n.addrs.nodes = make(map[uint64]*concordpb.NodeRecord)
 	defer func() {
 		if err != nil {
@@ -100,6 +104,7 @@ func Start(cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n.log = n.log.With("node", n.ident.NodeID)
+	n.newTelemetry()
 
 	rcfg := replica.DefaultConfig()
 	rcfg.NodeID = n.ident.NodeID
@@ -116,22 +121,24 @@ func Start(cfg Config) (n *Node, err error) {
 		n.log.Warn("UNSAFE: --unsafe-no-read-lease is on: linearizable reads may be stale")
 	}
 	rcfg.Signal = func() {} // replaced by store.New
+	rcfg.Metrics = n.tel.metrics
 	n.store, err = store.New(rcfg, nil)
 	if err != nil {
 		return nil, err
 	}
 	n.transport, err = transport.New(transport.Config{
-		ClusterID: n.ident.ClusterID,
-		NodeID:    n.ident.NodeID,
-		Addr:      cfg.InitialAdvertisePeerURLs[0],
-		Resolve:   n.resolve,
-		Logger:    n.log,
+		ClusterID:   n.ident.ClusterID,
+		NodeID:      n.ident.NodeID,
+		Addr:        cfg.InitialAdvertisePeerURLs[0],
+		Resolve:     n.resolve,
+		Logger:      n.log,
+		DialOptions: n.peerDialOptions(),
 	}, n.store)
 	if err != nil {
 		return nil, err
 	}
 	n.store.SetSender(n.transport)
-	n.oracle, err = tso.New(tso.Config{Window: metaWindow{n}})
+	n.oracle, err = tso.New(tso.Config{Window: metaWindow{n}, Metrics: n.tel.metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -143,12 +150,13 @@ func Start(cfg Config) (n *Node, err error) {
 		Logger: n.log,
 
 		UnsafeLocalReads: cfg.UnsafeNoReadLease,
+		Metrics:          n.tel.metrics,
 	})
 	if err != nil {
 		return nil, err
 	}
 
-	n.peerServer = grpc.NewServer(n.transport.ServerOptions()...)
+	n.peerServer = grpc.NewServer(append(n.transport.ServerOptions(), n.peerServerOptions()...)...)
 	concordpb.RegisterPeerServer(n.peerServer, &peerService{n: n})
 	n.serve(n.peerServer, n.peerLis)
 	n.store.Start()
@@ -160,18 +168,22 @@ func Start(cfg Config) (n *Node, err error) {
 		MaxTxnOps:       cfg.MaxTxnOps,
 		Version:         EtcdVersion,
 	}
-	n.clientServer = grpc.NewServer(etcdapi.ServerOptions(ecfg)...)
+	n.clientServer = grpc.NewServer(append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...)...)
 	etcdapi.Register(n.clientServer, backend{n}, ecfg)
+	n.registerGRPCHealth()
 	if err := n.serveClient(); err != nil {
+		return nil, err
+	}
+	if err := n.startTelemetry(); err != nil {
 		return nil, err
 	}
 
 	n.wg.Add(2)
 	go n.runAddressRefresh()
 	go n.registerSelf()
-	if p, _ := parseCompaction(cfg.AutoCompactionMode, cfg.AutoCompactionRetention); p.period > 0 || p.writes > 0 {
+	if retention, _ := parseRetention(cfg.AutoCompactionRetention); retention > 0 {
 		n.wg.Add(1)
-		go n.runCompactor(p)
+		go n.runCompactor(retention)
 	}
 	n.log.Info("node started", "name", cfg.Name, "cluster", fmt.Sprintf("%x", n.ident.ClusterID),
 		"client", n.clientLis.Addr().String(), "peer", n.peerLis.Addr().String())
@@ -240,6 +252,7 @@ func (n *Node) Stop() {
 	default:
 	}
 	close(n.stop)
+	n.stopTelemetry()
 	if n.httpServer != nil {
 		n.httpServer.Close()
 	}
