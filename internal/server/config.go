@@ -45,11 +45,11 @@ type Config struct {
 	MaxTxnOps int
 
 	// AutoCompactionMode is etcd's --auto-compaction-mode: "periodic" (or
-	// empty, which means periodic when a retention is set). "revision" is
-	// refused: Concord's revisions are timestamps, not a count of writes.
+	// empty) or "revision".
 	AutoCompactionMode string
-	// AutoCompactionRetention is etcd's --auto-compaction-retention: a
-	// duration ("30m") or a number of hours ("1"); "0" turns it off.
+	// AutoCompactionRetention is etcd's --auto-compaction-retention: for
+	// periodic a duration ("30m") or a number of hours ("1"), for revision
+	// how many of each range's newest writes to keep; "0" turns it off.
 	AutoCompactionRetention string
 
 	// CacheBytes is the storage engine's block cache. Writes read the
@@ -199,14 +199,7 @@ func (c *Config) Validate() error {
 	if c.MaxTxnOps <= 0 {
 		c.MaxTxnOps = 128
 	}
-	switch c.AutoCompactionMode {
-	case "", "periodic":
-	case "revision":
-		return errors.New("server: --auto-compaction-mode=revision is not supported: Concord's revisions are commit timestamps, not a count of writes; use periodic with a retention period")
-	default:
-		return fmt.Errorf("server: --auto-compaction-mode must be periodic or revision, not %q", c.AutoCompactionMode)
-	}
-	if _, err := parseRetention(c.AutoCompactionRetention); err != nil {
+	if _, err := parseCompaction(c.AutoCompactionMode, c.AutoCompactionRetention); err != nil {
 		return err
 	}
 	if c.RaftLogTruncateEntries == 0 {

@@ -73,6 +73,9 @@ type Node struct {
 	// tel is the node's metrics, health and dashboard state (telemetry.go).
 	tel telemetryState
 
+	// tel is the node's metrics, health and dashboard state (telemetry.go).
+	tel telemetryState
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -105,6 +108,7 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	n.log = n.log.With("node", n.ident.NodeID)
 	n.newTelemetry()
+	n.newTelemetry()
 
 	rcfg := replica.DefaultConfig()
 	rcfg.NodeID = n.ident.NodeID
@@ -121,6 +125,7 @@ func Start(cfg Config) (n *Node, err error) {
 		n.log.Warn("UNSAFE: --unsafe-no-read-lease is on: linearizable reads may be stale")
 	}
 	rcfg.Signal = func() {} // replaced by store.New
+	rcfg.Metrics = n.tel.metrics
 	rcfg.Metrics = n.tel.metrics
 	n.store, err = store.New(rcfg, nil)
 	if err != nil {
@@ -181,9 +186,9 @@ func Start(cfg Config) (n *Node, err error) {
 	n.wg.Add(2)
 	go n.runAddressRefresh()
 	go n.registerSelf()
-	if retention, _ := parseRetention(cfg.AutoCompactionRetention); retention > 0 {
+	if p, _ := parseCompaction(cfg.AutoCompactionMode, cfg.AutoCompactionRetention); p.period > 0 || p.writes > 0 {
 		n.wg.Add(1)
-		go n.runCompactor(retention)
+		go n.runCompactor(p)
 	}
 	n.log.Info("node started", "name", cfg.Name, "cluster", fmt.Sprintf("%x", n.ident.ClusterID),
 		"client", n.clientLis.Addr().String(), "peer", n.peerLis.Addr().String())
