@@ -61,6 +61,11 @@ type Config struct {
 	// entries); a follower further behind catches up by snapshot.
 	RaftLogTruncateEntries uint64
 
+	// UnsafeClockOffsetFile, TEST ONLY, names a file holding a duration by
+	// which this node's wall clock (the one the TSO reads) is shifted; the
+	// fault-injection harness writes it to make clocks jump.
+	UnsafeClockOffsetFile string
+
 	// UnsafeNoReadLease makes every node answer linearizable reads from
 	// its own replica without a lease: it breaks linearizability on
 	// purpose so the fault-injection harness can prove it notices.

@@ -73,9 +73,6 @@ type Node struct {
 	// tel is the node's metrics, health and dashboard state (telemetry.go).
 	tel telemetryState
 
-	// tel is the node's metrics, health and dashboard state (telemetry.go).
-	tel telemetryState
-
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -108,7 +105,6 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	n.log = n.log.With("node", n.ident.NodeID)
 	n.newTelemetry()
-	n.newTelemetry()
 
 	rcfg := replica.DefaultConfig()
 	rcfg.NodeID = n.ident.NodeID
@@ -126,7 +122,6 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	rcfg.Signal = func() {} // replaced by store.New
 	rcfg.Metrics = n.tel.metrics
-	rcfg.Metrics = n.tel.metrics
 	n.store, err = store.New(rcfg, nil)
 	if err != nil {
 		return nil, err
@@ -143,7 +138,7 @@ func Start(cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n.store.SetSender(n.transport)
-	n.oracle, err = tso.New(tso.Config{Window: metaWindow{n}, Metrics: n.tel.metrics})
+	n.oracle, err = tso.New(tso.Config{Window: metaWindow{n}, Now: n.wallClock(), Metrics: n.tel.metrics})
 	if err != nil {
 		return nil, err
 	}
