@@ -37,7 +37,7 @@ func demoCmd() *cobra.Command {
 				}
 				defer os.RemoveAll(dir)
 			}
-			c, err := server.StartLocalCluster(nodes, dir, server.LocalOptions{BasePort: basePort, Logger: logger})
+			c, err := server.StartLocalCluster(nodes, dir, server.LocalOptions{BasePort: basePort, Logger: logger, HTTP: true, Faults: true})
 			if err != nil {
 				return err
 			}
@@ -45,8 +45,9 @@ func demoCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Concord demo: %d nodes, data in %s\n", nodes, dir)
 			for i, u := range c.ClientURLs() {
-				fmt.Fprintf(out, "  node n%d  client %s\n", i+1, u)
+				fmt.Fprintf(out, "  node n%d  client %s  dashboard %s\n", i+1, u, c.HTTPURLs()[i])
 			}
+			fmt.Fprintf(out, "\nDashboard: %s/ (stop, restart and isolate nodes from it)\n", c.HTTPURLs()[0])
 			fmt.Fprintf(out, "\nTry:\n  etcdctl --endpoints=%s put hello world\n  etcdctl --endpoints=%s get hello\n\nCtrl-C stops the cluster.\n",
 				strings.Join(c.ClientURLs(), ","), c.ClientURLs()[len(c.ClientURLs())-1])
 			sig := make(chan os.Signal, 1)
@@ -59,7 +60,7 @@ func demoCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.IntVar(&nodes, "nodes", 3, "number of nodes")
 	f.StringVar(&dataDir, "data-dir", "", "data directory (default: a temporary directory, removed on exit)")
-	f.IntVar(&basePort, "base-port", 2379, "client port of node 1; node i uses base+10000*(i-1) (client) and one above (peer); 0 picks free ports")
+	f.IntVar(&basePort, "base-port", 2379, "client port of node 1; node i uses base+10000*(i-1) (client), one above (peer) and two above (HTTP: metrics and dashboard); 0 picks free ports")
 	f.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/concorddb/concord/internal/server"
+	"github.com/concorddb/concord/internal/telemetry"
 	"github.com/spf13/cobra"
 )
 
@@ -21,6 +22,9 @@ func startCmd() *cobra.Command {
 		heartbeatMs, electionMs                                  int
 		logFormat, logLevel                                      string
 		k8sPeers                                                 string
+		listenMetrics                                            string
+		traceSampling                                            float64
+		slowFsyncMs                                              int
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -47,6 +51,23 @@ func startCmd() *cobra.Command {
 				return err
 			}
 			cfg.Logger = logger
+			cfg.ListenMetricsURLs = splitURLs(listenMetrics)
+			cfg.ProcessMetrics = true
+			cfg.SlowFsync = msDuration(slowFsyncMs)
+			tp, shutdownTracing, err := telemetry.SetupTracing(cmd.Context(), telemetry.TracingOptions{SamplingRatio: traceSampling, NodeName: cfg.Name})
+			if err != nil {
+				return err
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := shutdownTracing(ctx); err != nil {
+					logger.Warn("flushing traces", "err", err)
+				}
+			}()
+			if telemetry.TracingEnabled() {
+				cfg.TracerProvider = tp
+			}
 			n, err := server.Start(cfg)
 			if err != nil {
 				return err
@@ -84,6 +105,9 @@ func startCmd() *cobra.Command {
 	f.StringVar(&cfg.UnsafeClockOffsetFile, "unsafe-clock-offset-file", "", "TEST ONLY: shift this node's wall clock by the duration written in this file")
 	_ = f.MarkHidden("unsafe-clock-offset-file")
 	f.StringVar(&k8sPeers, "k8s-peers", "", "SERVICE:REPLICAS: derive --name, the advertised URLs and --initial-cluster(-state) of a Kubernetes StatefulSet pod from POD_NAME and POD_NAMESPACE, with the first REPLICAS pods as the initial cluster")
+	f.StringVar(&listenMetrics, "listen-metrics-urls", "", "URLs of the HTTP port: /metrics, /healthz, /readyz, pprof and the dashboard (default: none)")
+	f.Float64Var(&traceSampling, "trace-sampling-ratio", 0.1, "fraction of client requests traced when OTLP export is configured by the OTEL_* environment variables")
+	f.IntVar(&slowFsyncMs, "slow-fsync-threshold", 50, "fsync duration (in milliseconds) above which a group commit is logged as slow")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
