@@ -123,6 +123,11 @@ func New(opts Options) *Metrics {
 	m.routerRetries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "router", Name: "retries_total",
 		Help: "Router attempts that failed and were retried or surfaced, by error code."}, []string{"code"})
 	m.reg.MustRegister(m.routerRetries)
+	// The usual retry causes exist from the start, so dashboards and
+	// alerts see a zero rather than no series.
+	for _, code := range []string{"NOT_LEADER", "UNAVAILABLE"} {
+		m.routerRetries.WithLabelValues(code)
+	}
 	if opts.Process {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
