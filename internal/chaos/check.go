@@ -270,3 +270,44 @@ func Check(ops []Op, opts CheckOptions) (Report, error) {
 	}
 	return rep, nil
 }
+
+// RevisionOrderViolation is a pair of acknowledged writes whose revisions
+// contradict real time: Earlier completed before Later began, yet Later's
+// revision is not above Earlier's. etcd's revisions (Concord's commit
+// timestamps) must increase across the whole cluster in real time, the
+// property a clock jump or a TSO leader change would break.
+type RevisionOrderViolation struct {
+	Earlier, Later Op
+}
+
+// CheckRevisionOrder returns every write (up to max) whose revision is not
+// above the revision of some write that completed before it began.
+func CheckRevisionOrder(ops []Op, max int) []RevisionOrderViolation {
+	var writes []Op
+	for _, op := range ops {
+		if op.Result == Ok && op.Revision > 0 {
+			writes = append(writes, op)
+		}
+	}
+	byEnd := append([]Op(nil), writes...)
+	sort.Slice(byEnd, func(i, j int) bool { return byEnd[i].End < byEnd[j].End })
+	sort.Slice(writes, func(i, j int) bool { return writes[i].Start < writes[j].Start })
+	var out []RevisionOrderViolation
+	var top Op // the highest-revision write among those ended so far
+	j := 0
+	for _, w := range writes {
+		for j < len(byEnd) && byEnd[j].End < w.Start {
+			if byEnd[j].Revision > top.Revision {
+				top = byEnd[j]
+			}
+			j++
+		}
+		if top.Revision > 0 && w.Revision <= top.Revision {
+			out = append(out, RevisionOrderViolation{Earlier: top, Later: w})
+			if len(out) >= max {
+				break
+			}
+		}
+	}
+	return out
+}

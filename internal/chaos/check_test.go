@@ -129,3 +129,24 @@ func TestCheckWritesVisualisation(t *testing.T) {
 		t.Fatalf("visualisation %s: %v", an[0].HTML, err)
 	}
 }
+
+func TestCheckRevisionOrder(t *testing.T) {
+	w := func(key string, start, end, rev int64) Op {
+		return Op{Kind: KindWrite, Key: key, Result: Ok, Start: start, End: end, Revision: rev}
+	}
+	ok := []Op{
+		w("a", 0, 10, 5),
+		w("b", 5, 20, 4), // concurrent with a: any order is fine
+		w("a", 21, 30, 9),
+		{Kind: KindRead, Key: "a", Result: Ok, Start: 31, End: 40},
+		{Kind: KindWrite, Key: "c", Result: Info, Start: 31, End: 40},
+	}
+	if v := CheckRevisionOrder(ok, 10); len(v) != 0 {
+		t.Fatalf("violations in a good history: %+v", v)
+	}
+	bad := append(ok, w("c", 41, 50, 7)) // began after revision 9 was acknowledged
+	v := CheckRevisionOrder(bad, 10)
+	if len(v) != 1 || v[0].Later.Revision != 7 || v[0].Earlier.Revision != 9 {
+		t.Fatalf("want one violation 9 -> 7, got %+v", v)
+	}
+}

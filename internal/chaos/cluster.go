@@ -29,6 +29,9 @@ type Cluster struct {
 	net    *Network
 	logDir string
 	args   [][]string // per node: the full `ip netns exec … concord start …` argv
+	// clocks holds each node's --unsafe-clock-offset-file, when the run
+	// jumps clocks.
+	clocks []string
 
 	mu struct {
 		sync.Mutex
@@ -58,6 +61,9 @@ type ClusterOptions struct {
 	ReplicationFactor int
 	// UnsafeNoReadLease passes --unsafe-no-read-lease to every node.
 	UnsafeNoReadLease bool
+	// ClockFiles gives every node an --unsafe-clock-offset-file, so that
+	// SetClockOffset can make its wall clock jump.
+	ClockFiles bool
 }
 
 // readyTimeout bounds the wait for a fresh cluster to answer.
@@ -88,6 +94,11 @@ func StartCluster(ctx context.Context, w *Network, opts ClusterOptions) (*Cluste
 			"--replication-factor", fmt.Sprint(rf), "--log-level", "warn"}
 		if opts.UnsafeNoReadLease {
 			a = append(a, "--unsafe-no-read-lease")
+		}
+		if opts.ClockFiles {
+			path := filepath.Join(opts.DataDir, fmt.Sprintf("n%d.clock", i+1))
+			c.clocks = append(c.clocks, path)
+			a = append(a, "--unsafe-clock-offset-file", path)
 		}
 		c.args = append(c.args, a)
 	}
@@ -281,4 +292,13 @@ func (c *Cluster) Stop() {
 	for i := 0; i < c.Size(); i++ {
 		c.Kill(i)
 	}
+}
+
+// SetClockOffset shifts node i's wall clock by d (0 puts it back); the node
+// notices within 50 ms. Only for a cluster started with ClockFiles.
+func (c *Cluster) SetClockOffset(i int, d time.Duration) error {
+	if i >= len(c.clocks) {
+		return fmt.Errorf("chaos: node n%d has no clock file (start the cluster with ClockFiles)", i+1)
+	}
+	return os.WriteFile(c.clocks[i], []byte(d.String()+"\n"), 0o644)
 }

@@ -55,6 +55,9 @@ type Op struct {
 	// Succeeded is a cas's Txn outcome (only meaningful when ok).
 	Succeeded bool   `json:"succeeded,omitempty"`
 	Err       string `json:"err,omitempty"`
+	// Revision is the header revision of an ok write (a put, a cas that
+	// succeeded, an append): the write's commit revision.
+	Revision int64 `json:"revision,omitempty"`
 
 	// Start and End are nanoseconds since the run began, from the
 	// monotonic clock: invocation and completion as the client saw them.

@@ -15,14 +15,16 @@ import (
 // the client API (it also serves the TSO); with no leader known the fault
 // falls back to a random node.
 const (
-	FaultKillNode        = "kill-node"        // SIGKILL a random node, restart it after the hold
-	FaultKillLeader      = "kill-leader"      // SIGKILL the leader, restart it after the hold
-	FaultPauseNode       = "pause-node"       // SIGSTOP a random node, SIGCONT after the hold
-	FaultPauseLeader     = "pause-leader"     // SIGSTOP the leader, SIGCONT after the hold
-	FaultPartitionNode   = "partition-node"   // cut one random node off from all others
-	FaultPartitionLeader = "partition-leader" // cut the leader off from all others
-	FaultPartitionHalves = "partition-halves" // random minority | majority
-	FaultPartitionBridge = "partition-bridge" // two sides that only one node (the bridge) sees both of
+	FaultKillNode        = "kill-node"         // SIGKILL a random node, restart it after the hold
+	FaultKillLeader      = "kill-leader"       // SIGKILL the leader, restart it after the hold
+	FaultPauseNode       = "pause-node"        // SIGSTOP a random node, SIGCONT after the hold
+	FaultPauseLeader     = "pause-leader"      // SIGSTOP the leader, SIGCONT after the hold
+	FaultPartitionNode   = "partition-node"    // cut one random node off from all others
+	FaultPartitionLeader = "partition-leader"  // cut the leader off from all others
+	FaultPartitionHalves = "partition-halves"  // random minority | majority
+	FaultPartitionBridge = "partition-bridge"  // two sides that only one node (the bridge) sees both of
+	FaultClockJump       = "clock-jump"        // jump a random node's wall clock by up to ±2 min, back after the hold
+	FaultClockJumpLeader = "clock-jump-leader" // the same on the leader (the TSO's node)
 )
 
 // faultGroups are the names --nemesis accepts besides single faults.
@@ -30,8 +32,10 @@ var faultGroups = map[string][]string{
 	"kill":      {FaultKillNode, FaultKillLeader},
 	"pause":     {FaultPauseNode, FaultPauseLeader},
 	"partition": {FaultPartitionNode, FaultPartitionLeader, FaultPartitionHalves, FaultPartitionBridge},
+	"clock":     {FaultClockJump, FaultClockJumpLeader},
 	"all": {FaultKillNode, FaultKillLeader, FaultPauseNode, FaultPauseLeader,
-		FaultPartitionNode, FaultPartitionLeader, FaultPartitionHalves, FaultPartitionBridge},
+		FaultPartitionNode, FaultPartitionLeader, FaultPartitionHalves, FaultPartitionBridge,
+		FaultClockJump, FaultClockJumpLeader},
 	"none": nil,
 }
 
@@ -282,6 +286,11 @@ func (nm *nemesis) inject(ctx context.Context, f Fault) {
 			nm.set(func() { nm.mu.paused[target] = false })
 			return err
 		}
+	case FaultClockJump, FaultClockJumpLeader:
+		d := ClockJump(f.Pick)
+		ev.Desc = fmt.Sprintf("n%d %+v", target+1, d)
+		err = nm.c.SetClockOffset(target, d)
+		heal = func() error { return nm.c.SetClockOffset(target, 0) }
 	default:
 		if leader < 0 {
 			leader = target
@@ -399,4 +408,23 @@ func anyTrue(bs []bool) bool {
 		}
 	}
 	return false
+}
+
+// maxClockJump bounds a clock fault's jump, either way.
+const maxClockJump = 2 * time.Minute
+
+// ClockJump derives a clock fault's jump from its pick: between one second
+// and maxClockJump, forwards or backwards.
+func ClockJump(pick uint64) time.Duration {
+	r := rand.New(rand.NewPCG(pick, 0x636c6f636b)) // "clock"
+	d := time.Second + time.Duration(r.Int64N(int64(maxClockJump-time.Second)))
+	if r.IntN(2) == 0 {
+		d = -d
+	}
+	return d.Round(time.Millisecond)
+}
+
+// hasClockFaults reports whether faults include a clock jump.
+func hasClockFaults(faults []string) bool {
+	return contains(faults, FaultClockJump) || contains(faults, FaultClockJumpLeader)
 }

@@ -18,7 +18,7 @@ func TestParseNemesis(t *testing.T) {
 	if got, err := ParseNemesis("none"); err != nil || len(got) != 0 {
 		t.Fatalf("none: %v %v", got, err)
 	}
-	if got, _ := ParseNemesis("all"); len(got) != 8 {
+	if got, _ := ParseNemesis("all"); len(got) != 10 {
 		t.Fatalf("all: %v", got)
 	}
 	if _, err := ParseNemesis("kill,flood"); err == nil {
@@ -123,5 +123,30 @@ func TestConfigValidate(t *testing.T) {
 		if bad.Validate() == nil {
 			t.Fatalf("accepted %+v", bad)
 		}
+	}
+}
+
+func TestClockJumpIsBoundedAndSeeded(t *testing.T) {
+	sawBack, sawForward := false, false
+	for pick := uint64(0); pick < 200; pick++ {
+		d := ClockJump(pick)
+		if d != ClockJump(pick) {
+			t.Fatalf("pick %d: not deterministic", pick)
+		}
+		abs := d
+		if abs < 0 {
+			abs, sawBack = -abs, true
+		} else {
+			sawForward = true
+		}
+		if abs < time.Second || abs > maxClockJump {
+			t.Fatalf("pick %d: jump %v out of bounds", pick, d)
+		}
+	}
+	if !sawBack || !sawForward {
+		t.Fatal("jumps go only one way")
+	}
+	if got, _ := ParseNemesis("clock"); len(got) != 2 || !hasClockFaults(got) {
+		t.Fatalf("clock group: %v", got)
 	}
 }

@@ -34,6 +34,9 @@ type Summary struct {
 	// Events are the faults injected, in order.
 	Events []Event
 	Report Report
+	// RevisionOrder lists acknowledged writes whose revisions go against
+	// real time (at most maxRevisionViolations).
+	RevisionOrder []RevisionOrderViolation
 	// Crashes lists nodes that exited without being killed.
 	Crashes []string
 
@@ -49,7 +52,7 @@ type Summary struct {
 // Failed reports whether the run found a consistency violation or a
 // node crash.
 func (s Summary) Failed() bool {
-	return len(s.Report.Anomalies()) > 0 || len(s.Crashes) > 0
+	return len(s.Report.Anomalies()) > 0 || len(s.Crashes) > 0 || len(s.RevisionOrder) > 0
 }
 
 // Write prints the summary for people.
@@ -97,6 +100,11 @@ func (s Summary) Write(w io.Writer) {
 		len(s.Report.Keys), len(s.Report.Keys)-len(an)-s.Report.Unknown(), len(an), s.Report.Unknown())
 	for _, k := range an {
 		fmt.Fprintf(w, "  ANOMALY       %s key %s (%d ops): not linearizable; see %s\n", k.Workload, k.Key, k.Ops, k.HTML)
+	}
+	fmt.Fprintf(w, "  revisions     %s\n", map[bool]string{true: "increase with real time over every acknowledged write", false: "GO BACKWARDS"}[len(s.RevisionOrder) == 0])
+	for _, v := range s.RevisionOrder {
+		fmt.Fprintf(w, "  ANOMALY       write of %s (revision %d, began %.3fs) after write of %s (revision %d, ended %.3fs)\n",
+			v.Later.Key, v.Later.Revision, float64(v.Later.Start)/1e9, v.Earlier.Key, v.Earlier.Revision, float64(v.Earlier.End)/1e9)
 	}
 	for _, c := range s.Crashes {
 		fmt.Fprintf(w, "  CRASH         %s\n", c)
@@ -160,6 +168,7 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 		LogDir:            filepath.Join(cfg.OutDir, "logs"),
 		ReplicationFactor: cfg.ReplicationFactor,
 		UnsafeNoReadLease: cfg.UnsafeNoReadLease,
+		ClockFiles:        hasClockFaults(cfg.Faults),
 	})
 	if err != nil {
 		return sum, err
@@ -227,6 +236,7 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	}
 	sum.MajorityOps, sum.MajorityOK, sum.InsideOps, sum.InsideOK = availability(ops, nm.timeline())
 	logf("chaos: checking %d ops", len(ops))
+	sum.RevisionOrder = CheckRevisionOrder(ops, maxRevisionViolations)
 	sum.Report, err = Check(ops, CheckOptions{Timeout: cfg.CheckTimeout, OutDir: cfg.OutDir, Annotations: annotations(sum.Events)})
 	if err != nil {
 		return sum, err
@@ -261,3 +271,6 @@ func annotations(events []Event) []porcupine.Annotation {
 // errNoOps is returned when no client got anything done: the check of
 // such a history proves nothing.
 var errNoOps = errors.New("chaos: no operation succeeded")
+
+// maxRevisionViolations bounds the revision-order violations reported.
+const maxRevisionViolations = 20

@@ -126,8 +126,10 @@ func (c *client) register(ctx context.Context, op *Op) {
 			c.seen[op.Key] = op.Out
 		}
 	case KindWrite:
-		if _, err = c.cli.Put(ctx, op.Key, op.Value); err == nil {
+		var resp *clientv3.PutResponse
+		if resp, err = c.cli.Put(ctx, op.Key, op.Value); err == nil {
 			c.seen[op.Key] = op.Value
+			op.Revision = resp.Header.Revision
 		}
 	case KindCAS:
 		var resp *clientv3.TxnResponse
@@ -139,6 +141,7 @@ func (c *client) register(ctx context.Context, op *Op) {
 			op.Succeeded = resp.Succeeded
 			if resp.Succeeded {
 				c.seen[op.Key] = op.Value
+				op.Revision = resp.Header.Revision
 			}
 		}
 	}
@@ -173,7 +176,7 @@ func (c *client) append(ctx context.Context, op *Op) {
 			return
 		}
 		if tresp.Succeeded {
-			op.Result = Ok
+			op.Result, op.Revision = Ok, tresp.Header.Revision
 			return
 		}
 		if len(tresp.Responses) != 1 || tresp.Responses[0].GetResponseRange() == nil {
