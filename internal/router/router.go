@@ -425,12 +425,18 @@ func (r *Router) retry(ctx context.Context, desc *concordpb.RangeDescriptor, wri
 	}
 }
 
+// timeoutErr is the error of a request whose deadline passed. It is
+// AMBIGUOUS when the last attempt of a write may have reached a node (its
+// fate is unknown), UNAVAILABLE otherwise.
 func timeoutErr(write bool, last, ctxErr error) error {
 	code := concordpb.ErrorCode_UNAVAILABLE
-	if c := concordpb.CodeOf(last); c == concordpb.ErrorCode_AMBIGUOUS {
+	var ue errUnreachable
+	switch c := concordpb.CodeOf(last); {
+	case c == concordpb.ErrorCode_AMBIGUOUS:
 		code = c
+	case write && c == concordpb.ErrorCode_OK && !errors.As(last, &ue) && maybeSent(last):
+		code = concordpb.ErrorCode_AMBIGUOUS
 	}
-	_ = write
 	return concordpb.Errorf(code, "router: %v (last error: %v)", ctxErr, last)
 }
 

@@ -232,3 +232,21 @@ func TestCrossRangeRequestIsRefused(t *testing.T) {
 		t.Fatalf("got %v, want CROSS_RANGE", err)
 	}
 }
+
+func TestWriteCutByDeadlineInFlightIsAmbiguous(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	r, _ := harness(t, map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error){
+		1: func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+			<-block // the node holds the write past the client's deadline
+			return ok(1)
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	r.setLeader(2, 1)
+	_, _, err := r.Do(ctx, put("k"))
+	if concordpb.CodeOf(err) != concordpb.ErrorCode_AMBIGUOUS {
+		t.Fatalf("write cut by its deadline while in flight: %v, want AMBIGUOUS", err)
+	}
+}
