@@ -126,10 +126,15 @@ func (r *Replica) Advance(rd *raft.Ready) {
 	r.mu.rn.Advance(*rd)
 }
 
-// Apply evaluates committed entries in log order. Each entry's effects and
-// the new applied state are written in one engine batch, so a crash leaves
-// the range at an entry boundary; the batch is not synced because the Raft
-// log already holds the entry durably and replays it.
+// Apply evaluates committed entries in log order. All their effects and
+// the new applied state go into one engine batch, committed once, so a crash
+// leaves the range at an entry boundary; it is not synced because the Raft
+// log already holds the entries durably and replays them.
+//
+// A command that fails with a request error (*concordpb.Error) wrote
+// nothing (eval and the system ops check everything before they write), so
+// later commands of the round share the batch safely. Any other error is an
+// engine failure: Apply returns it without committing anything.
 func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	if len(ents) == 0 {
 		return nil
@@ -138,6 +143,17 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	as := r.mu.applied
 	span := r.spanLocked()
 	r.mu.Unlock()
+	type applied struct {
+		cmd   *concordpb.Command
+		res   result
+		index uint64
+		start time.Time
+		// wroteAt is the revision the command wrote at (0: none).
+		wroteAt int64
+	}
+	var done []applied
+	b := r.cfg.Engine.NewBatch()
+	defer b.Close()
 	for _, ent := range ents {
 		if ent.GetIndex() <= as.Index {
 			continue // covered by a snapshot
@@ -145,49 +161,52 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		if ent.GetIndex() != as.Index+1 {
 			panic(fmt.Sprintf("replica: range %d applying index %d after %d", r.RangeID, ent.GetIndex(), as.Index))
 		}
-		entryStart := time.Now()
+		start := time.Now()
 		next := as
 		next.Index, next.Term = ent.GetIndex(), ent.GetTerm()
-		b := r.cfg.Engine.NewBatch()
 		cmd, res := r.applyEntry(b, ent, span, &next)
 		if res.err != nil {
-			// A failed command writes nothing: start over with only the
-			// applied state.
-			b.Close()
-			b = r.cfg.Engine.NewBatch()
-			next.MaxTS = as.MaxTS
-		}
-		if err := b.PutAppliedState(r.RangeID, next); err != nil {
-			b.Close()
-			return err
-		}
-		if err := b.Commit(false /* sync */); err != nil {
-			b.Close()
-			return fmt.Errorf("replica: range %d: apply index %d: %w", r.RangeID, ent.GetIndex(), err)
-		}
-		b.Close()
-		wrote := next.MaxTS > as.MaxTS
-		as = next
-		r.mu.Lock()
-		r.mu.applied = as
-		if wrote {
-			r.mu.writes.observe(as.MaxTS)
-		}
-		if cmd != nil && cmd.GetProposer() == r.cfg.NodeID {
-			if p, ok := r.mu.proposals[cmd.GetId()]; ok {
-				delete(r.mu.proposals, cmd.GetId())
-				if res.resp != nil {
-					res.resp.RaftTerm = r.mu.term
-				}
-				p.done <- res
-				r.traceApply(p, entryStart, ent.GetIndex(), res.err)
+			if concordpb.CodeOf(res.err) == concordpb.ErrorCode_OK {
+				return fmt.Errorf("replica: range %d: apply index %d: %w", r.RangeID, ent.GetIndex(), res.err)
 			}
+			next.MaxTS, next.CompactedRev = as.MaxTS, as.CompactedRev
 		}
-		r.mu.Unlock()
+		a := applied{cmd: cmd, res: res, index: ent.GetIndex(), start: start}
+		if next.MaxTS > as.MaxTS {
+			a.wroteAt = next.MaxTS
+		}
+		as = next
+		done = append(done, a)
 	}
-	r.cfg.Metrics.ObserveApplied(len(ents))
+	if len(done) == 0 {
+		return nil
+	}
+	if err := b.PutAppliedState(r.RangeID, as); err != nil {
+		return err
+	}
+	if err := b.Commit(false /* sync */); err != nil {
+		return fmt.Errorf("replica: range %d: apply up to index %d: %w", r.RangeID, as.Index, err)
+	}
+	r.cfg.Metrics.ObserveApplied(len(done))
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.mu.applied = as
+	for _, a := range done {
+		if a.wroteAt != 0 {
+			r.mu.writes.observe(a.wroteAt)
+		}
+		if a.cmd == nil || a.cmd.GetProposer() != r.cfg.NodeID {
+			continue
+		}
+		if p, ok := r.mu.proposals[a.cmd.GetId()]; ok {
+			delete(r.mu.proposals, a.cmd.GetId())
+			if a.res.resp != nil {
+				a.res.resp.RaftTerm = r.mu.term
+			}
+			p.done <- a.res
+			r.traceApply(p, a.start, a.index, a.res.err)
+		}
+	}
 	r.mu.lease.notifyAppliedLocked()
 	return r.maybeTruncateLogLocked()
 }
