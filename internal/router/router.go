@@ -143,11 +143,11 @@ func (r *Router) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.Re
 	return resp.GetResp(), Header{Revision: resp.GetRevision(), RaftTerm: resp.GetRaftTerm()}, nil
 }
 
-// Compact compacts every user range's MVCC history at rev (etcd's Compact).
-// It returns the header of the last range compacted. With clamp, each range
-// compacts at most up to its newest revision and a range already compacted
-// that far is left alone (CompactRequest.clamp).
-func (r *Router) Compact(ctx context.Context, rev int64, clamp bool) (Header, error) {
+// Compact sends a compaction to every user range: etcd's Compact (a
+// revision), or an automatic one (clamped to each range's newest revision,
+// or keeping each range's newest writes; see CompactRequest). It returns the
+// header of the last range compacted.
+func (r *Router) Compact(ctx context.Context, req *concordpb.CompactRequest) (Header, error) {
 	ranges, err := r.Ranges(ctx)
 	if err != nil {
 		return Header{}, err
@@ -155,30 +155,13 @@ func (r *Router) Compact(ctx context.Context, rev int64, clamp bool) (Header, er
 	var h Header
 	for _, d := range ranges {
 		span := keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}
-		resp, err := r.send(ctx, span, &concordpb.BatchRequest{Compact: &concordpb.CompactRequest{Revision: rev, Clamp: clamp}}, true /* write */)
+		resp, err := r.send(ctx, span, &concordpb.BatchRequest{Compact: req}, true /* write */)
 		if err != nil {
 			return Header{}, err
 		}
 		h = Header{Revision: resp.GetRevision(), RaftTerm: resp.GetRaftTerm()}
 	}
 	return h, nil
-}
-
-// CompactRetaining compacts every user range so that at least its n newest
-// writes stay readable (etcd's revision-mode auto compaction; each range's
-// leader names the revision).
-func (r *Router) CompactRetaining(ctx context.Context, n int64) error {
-	ranges, err := r.Ranges(ctx)
-	if err != nil {
-		return err
-	}
-	for _, d := range ranges {
-		span := keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}
-		if _, err := r.send(ctx, span, &concordpb.BatchRequest{Compact: &concordpb.CompactRequest{RetainWrites: n}}, true /* write */); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // sendLocal serves a request from this node's replica of the range, if it

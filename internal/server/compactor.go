@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/store"
 	"github.com/concorddb/concord/internal/tso"
 )
@@ -102,13 +103,11 @@ func (n *Node) runCompactor(p compactionPolicy) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), interval)
-		var err error
+		req := &concordpb.CompactRequest{RetainWrites: p.writes}
 		if p.period > 0 {
-			rev := tso.Compose(time.Now().Add(-p.period).UnixMilli(), 0)
-			_, err = n.router.Compact(ctx, rev, true /* clamp */)
-		} else {
-			err = n.router.CompactRetaining(ctx, p.writes)
+			req = &concordpb.CompactRequest{Revision: tso.Compose(time.Now().Add(-p.period).UnixMilli(), 0), Clamp: true}
 		}
+		_, err := n.router.Compact(ctx, req)
 		cancel()
 		if err != nil {
 			n.log.Warn("automatic compaction failed", "err", err)

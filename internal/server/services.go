@@ -169,7 +169,7 @@ func (b backend) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.Re
 }
 
 func (b backend) Compact(ctx context.Context, rev int64) (etcdapi.Header, error) {
-	h, err := b.n.router.Compact(ctx, rev, false /* clamp */)
+	h, err := b.n.router.Compact(ctx, &concordpb.CompactRequest{Revision: rev})
 	return etcdapi.Header{Revision: h.Revision, RaftTerm: h.RaftTerm}, err
 }
 
