@@ -63,10 +63,17 @@ func WriteCompacted(b *storage.Batch, span keys.Span, ts, compacted int64, op *c
 // is a future revision until the txn first writes, and ops before that first
 // write report prev in their header (ResponseOp.header_revision).
 func WriteFrom(b *storage.Batch, span keys.Span, ts, prev, compacted int64, op *concordpb.RequestOp) (resp *concordpb.ResponseOp, wrote bool, err error) {
+	return WriteIndexed(b, span, ts, prev, compacted, nil, op)
+}
+
+// WriteIndexed is WriteFrom with the range's Index (nil: none), which it
+// consults for a Put's previous version and keeps up to date with every
+// write.
+func WriteIndexed(b *storage.Batch, span keys.Span, ts, prev, compacted int64, idx *Index, op *concordpb.RequestOp) (resp *concordpb.ResponseOp, wrote bool, err error) {
 	if ts <= 0 || prev >= ts {
 		return nil, false, concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "eval: write at revision %d after %d", ts, prev)
 	}
-	e := &evaluator{r: b, b: b, span: span, ts: ts, prev: max(prev, 1), current: prev, compacted: compacted, readRev: ts}
+	e := &evaluator{r: b, b: b, span: span, ts: ts, prev: max(prev, 1), current: prev, compacted: compacted, readRev: ts, idx: idx}
 	resp, err = e.evaluate(op)
 	if err != nil {
 		return nil, false, err
@@ -115,6 +122,8 @@ type evaluator struct {
 	// writes (so a txn's reads see its earlier writes).
 	readRev int64
 	wrote   bool
+	// idx, for writes, is the range's Index (nil: none).
+	idx *Index
 }
 
 // evaluate runs the three steps of the package doc.
@@ -389,9 +398,16 @@ func (e *evaluator) exec(op *concordpb.RequestOp, p *path) (*concordpb.ResponseO
 
 func (e *evaluator) put(req *concordpb.PutRequest) (*concordpb.PutResponse, error) {
 	key := keys.User(req.GetKey())
-	prev, err := storage.MVCCGet(e.r, key, e.readRev)
-	if err != nil {
-		return nil, err
+	// The index answers unless the previous value itself is needed.
+	prev, known := (*concordpb.KeyValue)(nil), false
+	if !req.GetPrevKv() && !req.GetIgnoreValue() && !req.GetIgnoreLease() {
+		prev, known = e.idx.get(key)
+	}
+	if !known {
+		var err error
+		if prev, err = storage.MVCCGet(e.r, key, e.readRev); err != nil {
+			return nil, err
+		}
 	}
 	kv := &concordpb.KeyValue{Key: key, Value: req.GetValue(), Lease: req.GetLease(), ModRevision: e.ts, CreateRevision: e.ts, Version: 1}
 	if prev != nil {
@@ -412,6 +428,7 @@ func (e *evaluator) put(req *concordpb.PutRequest) (*concordpb.PutResponse, erro
 	if err := e.b.MVCCPut(kv); err != nil {
 		return nil, err
 	}
+	e.idx.put(kv)
 	e.wrote, e.current = true, e.ts
 	resp := &concordpb.PutResponse{}
 	if req.GetPrevKv() && prev != nil {
@@ -437,6 +454,7 @@ func (e *evaluator) deleteRange(req *concordpb.DeleteRangeRequest) (*concordpb.D
 		if err := e.b.MVCCDelete(kv.GetKey(), e.ts); err != nil {
 			return nil, err
 		}
+		e.idx.del(kv.GetKey(), e.ts)
 		e.wrote, e.current = true, e.ts
 		if req.GetPrevKv() {
 			resp.PrevKvs = append(resp.PrevKvs, userKV(kv))

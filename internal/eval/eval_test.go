@@ -2,6 +2,7 @@ package eval
 
 import (
 	"fmt"
+	"math/rand"
 	"strings"
 	"testing"
 
@@ -467,5 +468,55 @@ func TestIsReadOnly(t *testing.T) {
 	v := newEnv(t)
 	if _, err := ReadOp(v.e, v.span, putOp("a", "1"), 0, 0); concordpb.CodeOf(err) != concordpb.ErrorCode_INVALID_ARGUMENT {
 		t.Fatalf("ReadOp of a put: %v", err)
+	}
+}
+
+// The index must give a Put exactly what the engine would: run the same
+// writes with and without one and compare every response and the final
+// keyspace, across deletes, txns and a reset in the middle.
+func TestIndexAgreesWithEngine(t *testing.T) {
+	run := func(idx *Index) []string {
+		e := newEnv(t).e
+		var out []string
+		span := keys.UserSpan
+		rng := rand.New(rand.NewSource(7))
+		for ts := int64(1); ts <= 600; ts++ {
+			k := []byte(fmt.Sprintf("k%d", rng.Intn(20)))
+			var op *concordpb.RequestOp
+			switch rng.Intn(4) {
+			case 0:
+				op = &concordpb.RequestOp{Request: &concordpb.RequestOp_DeleteRange{DeleteRange: &concordpb.DeleteRangeRequest{Key: k}}}
+			case 1:
+				op = &concordpb.RequestOp{Request: &concordpb.RequestOp_Txn{Txn: &concordpb.TxnRequest{
+					Success: []*concordpb.RequestOp{{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{Key: k, Value: []byte("t")}}}},
+				}}}
+			default:
+				op = &concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{Key: k, Value: []byte(fmt.Sprint(ts)), PrevKv: rng.Intn(3) == 0}}}
+			}
+			if ts == 300 {
+				idx.Reset()
+			}
+			b := e.NewBatch()
+			resp, _, err := WriteIndexed(b, span, ts, ts-1, 0, idx, op)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Commit(false); err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+			out = append(out, resp.String())
+		}
+		all, err := Read(e, span, &concordpb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}, 600, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(out, all.String())
+	}
+	with, without := run(NewIndex(8)), run(nil)
+	for i := range with {
+		if with[i] != without[i] {
+			t.Fatalf("step %d differs:\nindex:  %s\nengine: %s", i, with[i], without[i])
+		}
 	}
 }

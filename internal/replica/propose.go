@@ -176,7 +176,7 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span key
 	}
 	switch {
 	case cmd.GetOp() != nil:
-		resp, wrote, err := eval.WriteFrom(b, span, cmd.GetTs(), as.MaxTS, as.CompactedRev, cmd.GetOp())
+		resp, wrote, err := eval.WriteIndexed(b, span, cmd.GetTs(), as.MaxTS, as.CompactedRev, r.idx, cmd.GetOp())
 		if err != nil {
 			return result{err: err}
 		}

@@ -101,6 +101,7 @@ func (r *Replica) AfterPersist(rd *raft.Ready) error {
 		}
 		r.mu.applied = as
 		r.mu.truncated = storage.TruncatedState{Index: md.GetIndex(), Term: md.GetTerm()}
+		r.idx.Reset()
 		if as.MaxTS > r.mu.lastProposedTS {
 			r.mu.lastProposedTS = as.MaxTS
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 	"go.etcd.io/raft/v3"
@@ -54,6 +55,9 @@ type Config struct {
 	MaxQueuedWrites int
 	// MaxProposalBatch bounds how many queued writes share one TSO call.
 	MaxProposalBatch int
+	// KeyIndexSize bounds the keys each replica's eval.Index remembers
+	// (roughly 100 bytes each); 0 turns the index off.
+	KeyIndexSize int
 	// Now reads the clock used for leases; nil means time.Now. A test-only
 	// clock offset is applied here.
 	Now func() time.Time
@@ -74,6 +78,7 @@ func DefaultConfig() Config {
 		LogTruncateEntries: 10000,
 		MaxQueuedWrites:    10000,
 		MaxProposalBatch:   1024,
+		KeyIndexSize:       1 << 19,
 	}
 }
 
@@ -145,6 +150,11 @@ type Replica struct {
 
 	// writes feeds the proposer goroutine. Bounded by cfg.MaxQueuedWrites.
 	writes chan *pendingWrite
+	// idx remembers the newest version of written keys for the apply path
+	// (nil when cfg.KeyIndexSize is 0). Reset when a snapshot replaces the
+	// range's state.
+	idx *eval.Index
+
 	// stopped is closed by Stop; the proposer exits on it.
 	stopped  chan struct{}
 	stopOnce sync.Once
@@ -217,6 +227,7 @@ func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("range", id),
 		writes:  make(chan *pendingWrite, cfg.MaxQueuedWrites),
+		idx:     newIndex(cfg.KeyIndexSize),
 		stopped: make(chan struct{}),
 	}
 	ms := raft.NewMemoryStorage()
@@ -386,4 +397,11 @@ func (r *Replica) notLeaderLocked() *concordpb.Error {
 		hint = 0
 	}
 	return &concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER, Message: fmt.Sprintf("replica: node %d is not the leader of range %d", r.cfg.NodeID, r.RangeID), LeaderHint: hint}
+}
+
+func newIndex(size int) *eval.Index {
+	if size <= 0 {
+		return nil
+	}
+	return eval.NewIndex(size)
 }
