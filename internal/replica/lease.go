@@ -104,7 +104,7 @@ func (r *Replica) leaseDuration() time.Duration {
 // maybeRenewLeaseLocked sends a lease probe when this replica leads and its
 // lease is missing, waited for, or past half its duration.
 func (r *Replica) maybeRenewLeaseLocked() {
-	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+	if !r.leadsLocked() {
 		return
 	}
 	l := &r.mu.lease

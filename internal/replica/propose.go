@@ -8,7 +8,6 @@ import (
 	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
-	"go.etcd.io/raft/v3"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 )
@@ -34,7 +33,7 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 	ctx, span := r.startSpan(ctx, "replica.Write")
 	defer func() { endSpan(span, err) }()
 	r.mu.Lock()
-	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+	if !r.leadsLocked() {
 		err := r.notLeaderLocked()
 		r.mu.Unlock()
 		return nil, err
@@ -148,7 +147,7 @@ func (r *Replica) proposeBatch(batch []*pendingWrite) {
 // proposeLocked proposes pw's command at timestamp ts and registers its
 // waiter.
 func (r *Replica) proposeLocked(pw *pendingWrite, ts int64) error {
-	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+	if !r.leadsLocked() {
 		return r.notLeaderLocked()
 	}
 	r.mu.nextID++
@@ -164,7 +163,7 @@ func (r *Replica) proposeLocked(pw *pendingWrite, ts int64) error {
 		return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: proposal dropped: %v", r.RangeID, err)
 	}
 	r.cfg.Metrics.ObserveProposals(1)
-	r.mu.proposals[cmd.Id] = &proposal{done: pw.done, term: r.mu.term, span: trace.SpanContextFromContext(pw.ctx), proposed: time.Now()}
+	r.mu.proposals[cmd.Id] = &proposal{done: pw.done, span: trace.SpanContextFromContext(pw.ctx), proposed: time.Now()}
 	return nil
 }
 

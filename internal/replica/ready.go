@@ -32,7 +32,7 @@ func (r *Replica) Ready() (rd raft.Ready, leader, ok bool) {
 	if len(rd.ReadStates) > 0 {
 		r.handleReadStatesLocked(rd.ReadStates)
 	}
-	return rd, r.mu.rn.BasicStatus().RaftState == raft.StateLeader, true
+	return rd, r.leadsLocked(), true
 }
 
 func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {

@@ -193,7 +193,6 @@ type Replica struct {
 // waits for.
 type proposal struct {
 	done chan result // buffered(1): the applier never blocks on it
-	term uint64
 	// span is the proposing request's span and proposed when it was
 	// proposed: the apply is traced on the proposing node, under it.
 	span     trace.SpanContext
@@ -390,6 +389,13 @@ func (r *Replica) HasPeer(node uint64) bool {
 	}
 	return false
 }
+
+// leadsLocked reports whether this replica led Raft as of the last Ready
+// (Raft reports every change of leader there). It may lag a step down by a
+// moment: a proposal then is dropped by Raft (UNAVAILABLE, retried) and a
+// lease probe goes unanswered, so the lag is safe, and it avoids
+// BasicStatus, which allocates, on every write.
+func (r *Replica) leadsLocked() bool { return r.mu.leader == r.cfg.NodeID }
 
 func (r *Replica) notLeaderLocked() *concordpb.Error {
 	hint := r.mu.leader

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"go.etcd.io/raft/v3"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -16,7 +15,7 @@ import (
 func (r *Replica) ActiveVoters() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+	if !r.leadsLocked() {
 		return 0
 	}
 	n := 0
