@@ -129,13 +129,13 @@ func (r *Router) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.Re
 		return nil, Header{}, err
 	}
 	var resp *concordpb.BatchResponse
-	if op.GetRange().GetSerializable() || (r.cfg.UnsafeLocalReads && isReadOnly(op)) {
+	if op.GetRange().GetSerializable() || (r.cfg.UnsafeLocalReads && concordpb.IsReadOnly(op)) {
 		// etcd serves a serializable read from the member the client
 		// talks to: prefer this node's own replica.
 		resp, err = r.sendLocal(ctx, span, op)
 	}
 	if resp == nil {
-		resp, err = r.send(ctx, span, &concordpb.BatchRequest{Op: op}, !isReadOnly(op))
+		resp, err = r.send(ctx, span, &concordpb.BatchRequest{Op: op}, !concordpb.IsReadOnly(op))
 	}
 	if err != nil {
 		return nil, Header{}, err

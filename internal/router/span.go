@@ -7,8 +7,6 @@ import (
 	"github.com/concorddb/concord/internal/keys"
 )
 
-func isReadOnly(op *concordpb.RequestOp) bool { return concordpb.IsReadOnly(op) }
-
 // opSpan returns the smallest global span covering every key op touches.
 func opSpan(op *concordpb.RequestOp) (keys.Span, error) {
 	var out keys.Span

@@ -234,8 +234,10 @@ func clusterID(token string, ms []member) uint64 {
 	return id
 }
 
-// hostPort turns "http://h:p" into "h:p".
-func hostPort(u string) (string, error) {
+// listenHostPort turns a listen URL "http://h:p" into "h:p" for net.Listen.
+// Unlike transport.HostPort, which validates addresses to dial, it lets
+// port 0 (any free port) and an empty host (every interface) through.
+func listenHostPort(u string) (string, error) {
 	if !strings.Contains(u, "://") {
 		return u, nil
 	}

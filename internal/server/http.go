@@ -175,7 +175,7 @@ func (n *Node) serveHTTP() error {
 		if len(n.cfg.ListenMetricsURLs) == 0 {
 			return nil
 		}
-		hp, err := hostPort(n.cfg.ListenMetricsURLs[0])
+		hp, err := listenHostPort(n.cfg.ListenMetricsURLs[0])
 		if err != nil {
 			return err
 		}

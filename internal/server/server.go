@@ -194,7 +194,7 @@ func (n *Node) listen() error {
 	var err error
 	n.peerLis = n.cfg.PeerListener
 	if n.peerLis == nil {
-		hp, herr := hostPort(n.cfg.ListenPeerURLs[0])
+		hp, herr := listenHostPort(n.cfg.ListenPeerURLs[0])
 		if herr != nil {
 			return herr
 		}
@@ -204,7 +204,7 @@ func (n *Node) listen() error {
 	}
 	n.clientLis = n.cfg.ClientListener
 	if n.clientLis == nil {
-		hp, herr := hostPort(n.cfg.ListenClientURLs[0])
+		hp, herr := listenHostPort(n.cfg.ListenClientURLs[0])
 		if herr != nil {
 			return herr
 		}
@@ -466,7 +466,7 @@ func (n *Node) join(members []member) (*concordpb.JoinResponse, error) {
 }
 
 func joinVia(ctx context.Context, peerURL string, rec *concordpb.NodeRecord) (*concordpb.JoinResponse, error) {
-	hp, err := hostPort(peerURL)
+	hp, err := transport.HostPort(peerURL)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb"
-	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
 	"go.etcd.io/raft/v3"
@@ -398,7 +397,7 @@ func isRead(req *concordpb.BatchRequest) bool {
 	if req.GetSys() != nil {
 		return replica.IsSysRead(req.GetSys())
 	}
-	return eval.IsReadOnly(req.GetOp())
+	return concordpb.IsReadOnly(req.GetOp())
 }
 
 // Stats are the store's counters.
