@@ -554,6 +554,19 @@ func TestMemberAddUpdatePromoteRemove(t *testing.T) {
 	if n4.ID() != 4 {
 		t.Fatalf("pre-registered member joined as %d", n4.ID())
 	}
+	// A starting node registers its own URLs in the background; wait for
+	// that before updating them, or the registration may land after the
+	// update.
+	for {
+		ml, err := cli.MemberList(ctx)
+		if err == nil && len(ml.Members) == 4 && len(ml.Members[3].ClientURLs) == 1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("n4 never registered its client URL: %v %v", ml, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if _, err := cli.MemberPromote(ctx, 4); err != nil {
 		t.Fatalf("promote: %v", err)
 	}
