@@ -73,6 +73,9 @@ type Node struct {
 	// tel is the node's metrics, health and dashboard state (telemetry.go).
 	tel telemetryState
 
+	// joined is set when this start registered the node through Join.
+	joined bool
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -178,9 +181,15 @@ func Start(cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 
-	n.wg.Add(2)
+	n.wg.Add(1)
 	go n.runAddressRefresh()
-	go n.registerSelf()
+	if !n.joined {
+		// A node that joined in this start registered its URLs through
+		// Join already; registering again later could undo a
+		// MemberUpdate made in between.
+		n.wg.Add(1)
+		go n.registerSelf()
+	}
 	if p, _ := parseCompaction(cfg.AutoCompactionMode, cfg.AutoCompactionRetention); p.period > 0 || p.writes > 0 {
 		n.wg.Add(1)
 		go n.runCompactor(p)
@@ -455,6 +464,7 @@ func (n *Node) join(members []member) (*concordpb.JoinResponse, error) {
 				n.addrs.nodes[r.GetNodeId()] = r
 			}
 			n.addrs.Unlock()
+			n.joined = true
 			return resp, nil
 		}
 		select {
