@@ -2246,8 +2246,8 @@ func (x *Error) GetLeaderHint() uint64 {
 	return 0
 }
 
-// BatchRequest is one request for one range, sent by a gateway to the node it
-// believes holds the range's lease.
+// BatchRequest is one request for one range, forwarded by a gateway to the
+// node it believes holds the range's lease (see Peer.Forward).
 type BatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
@@ -3159,6 +3159,227 @@ func (x *ReplicaStatus) GetApplied() uint64 {
 	return 0
 }
 
+// ForwardRequest is one request a gateway forwards to the node it believes
+// holds the range's lease, on the Forward stream.
+type ForwardRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is unique among the requests in flight on one stream; the response
+	// carries it back.
+	Id  uint64        `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Req *BatchRequest `protobuf:"bytes,2,opt,name=req,proto3" json:"req,omitempty"`
+	// timeout_micros is what was left of the caller's deadline when the
+	// request was queued (0: none).
+	TimeoutMicros int64 `protobuf:"varint,3,opt,name=timeout_micros,json=timeoutMicros,proto3" json:"timeout_micros,omitempty"`
+	// trace is the caller's trace context (W3C traceparent and baggage), set
+	// only while the caller's span is recording.
+	Trace         map[string]string `protobuf:"bytes,4,rep,name=trace,proto3" json:"trace,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardRequest) Reset() {
+	*x = ForwardRequest{}
+	mi := &file_concord_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardRequest) ProtoMessage() {}
+
+func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
+func (*ForwardRequest) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ForwardRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ForwardRequest) GetReq() *BatchRequest {
+	if x != nil {
+		return x.Req
+	}
+	return nil
+}
+
+func (x *ForwardRequest) GetTimeoutMicros() int64 {
+	if x != nil {
+		return x.TimeoutMicros
+	}
+	return 0
+}
+
+func (x *ForwardRequest) GetTrace() map[string]string {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
+// ForwardBatch is every request a gateway had queued for one node when its
+// stream was free to send.
+type ForwardBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reqs          []*ForwardRequest      `protobuf:"bytes,1,rep,name=reqs,proto3" json:"reqs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardBatch) Reset() {
+	*x = ForwardBatch{}
+	mi := &file_concord_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardBatch) ProtoMessage() {}
+
+func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardBatch.ProtoReflect.Descriptor instead.
+func (*ForwardBatch) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ForwardBatch) GetReqs() []*ForwardRequest {
+	if x != nil {
+		return x.Reqs
+	}
+	return nil
+}
+
+// ForwardResponse answers the ForwardRequest with the same id.
+type ForwardResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Resp          *BatchResponse         `protobuf:"bytes,2,opt,name=resp,proto3" json:"resp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardResponse) Reset() {
+	*x = ForwardResponse{}
+	mi := &file_concord_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardResponse) ProtoMessage() {}
+
+func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
+func (*ForwardResponse) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ForwardResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ForwardResponse) GetResp() *BatchResponse {
+	if x != nil {
+		return x.Resp
+	}
+	return nil
+}
+
+// ForwardResponses is every response ready when the serving node's stream
+// was free to send.
+type ForwardResponses struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resps         []*ForwardResponse     `protobuf:"bytes,1,rep,name=resps,proto3" json:"resps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardResponses) Reset() {
+	*x = ForwardResponses{}
+	mi := &file_concord_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardResponses) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardResponses) ProtoMessage() {}
+
+func (x *ForwardResponses) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardResponses.ProtoReflect.Descriptor instead.
+func (*ForwardResponses) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ForwardResponses) GetResps() []*ForwardResponse {
+	if x != nil {
+		return x.Resps
+	}
+	return nil
+}
+
 var File_concord_proto protoreflect.FileDescriptor
 
 const file_concord_proto_rawDesc = "" +
@@ -3368,7 +3589,23 @@ const file_concord_proto_rawDesc = "" +
 	"\x06leader\x18\x02 \x01(\x04R\x06leader\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x16\n" +
 	"\x06commit\x18\x04 \x01(\x04R\x06commit\x12\x18\n" +
-	"\aapplied\x18\x05 \x01(\x04R\aapplied*=\n" +
+	"\aapplied\x18\x05 \x01(\x04R\aapplied\"\xe8\x01\n" +
+	"\x0eForwardRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12)\n" +
+	"\x03req\x18\x02 \x01(\v2\x17.concordpb.BatchRequestR\x03req\x12%\n" +
+	"\x0etimeout_micros\x18\x03 \x01(\x03R\rtimeoutMicros\x12:\n" +
+	"\x05trace\x18\x04 \x03(\v2$.concordpb.ForwardRequest.TraceEntryR\x05trace\x1a8\n" +
+	"\n" +
+	"TraceEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"=\n" +
+	"\fForwardBatch\x12-\n" +
+	"\x04reqs\x18\x01 \x03(\v2\x19.concordpb.ForwardRequestR\x04reqs\"O\n" +
+	"\x0fForwardResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12,\n" +
+	"\x04resp\x18\x02 \x01(\v2\x18.concordpb.BatchResponseR\x04resp\"D\n" +
+	"\x10ForwardResponses\x120\n" +
+	"\x05resps\x18\x01 \x03(\v2\x1a.concordpb.ForwardResponseR\x05resps*=\n" +
 	"\tSortOrder\x12\r\n" +
 	"\tSORT_NONE\x10\x00\x12\x0f\n" +
 	"\vSORT_ASCEND\x10\x01\x12\x10\n" +
@@ -3413,10 +3650,10 @@ const file_concord_proto_rawDesc = "" +
 	"\x10MEMBER_NOT_FOUND\x10\x12\x12\x16\n" +
 	"\x12MEMBER_NOT_LEARNER\x10\x13\x12\x13\n" +
 	"\x0fPEER_URL_EXISTS\x10\x14\x12\x17\n" +
-	"\x13FAILED_PRECONDITION\x10\x152\xc2\x02\n" +
+	"\x13FAILED_PRECONDITION\x10\x152\xcb\x02\n" +
 	"\x04Peer\x122\n" +
-	"\x04Raft\x12\x14.concordpb.RaftBatch\x1a\x12.concordpb.RaftAck(\x01\x12:\n" +
-	"\x05Batch\x12\x17.concordpb.BatchRequest\x1a\x18.concordpb.BatchResponse\x12F\n" +
+	"\x04Raft\x12\x14.concordpb.RaftBatch\x1a\x12.concordpb.RaftAck(\x01\x12C\n" +
+	"\aForward\x12\x17.concordpb.ForwardBatch\x1a\x1b.concordpb.ForwardResponses(\x010\x01\x12F\n" +
 	"\tTimestamp\x12\x1b.concordpb.TimestampRequest\x1a\x1c.concordpb.TimestampResponse\x127\n" +
 	"\x04Join\x12\x16.concordpb.JoinRequest\x1a\x17.concordpb.JoinResponse\x12I\n" +
 	"\n" +
@@ -3435,7 +3672,7 @@ func file_concord_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_concord_proto_goTypes = []any{
 	(SortOrder)(0),              // 0: concordpb.SortOrder
 	(SortTarget)(0),             // 1: concordpb.SortTarget
@@ -3482,7 +3719,12 @@ var file_concord_proto_goTypes = []any{
 	(*NodeStatusRequest)(nil),   // 42: concordpb.NodeStatusRequest
 	(*NodeStatusResponse)(nil),  // 43: concordpb.NodeStatusResponse
 	(*ReplicaStatus)(nil),       // 44: concordpb.ReplicaStatus
-	(*raftpb.Message)(nil),      // 45: raftpb.Message
+	(*ForwardRequest)(nil),      // 45: concordpb.ForwardRequest
+	(*ForwardBatch)(nil),        // 46: concordpb.ForwardBatch
+	(*ForwardResponse)(nil),     // 47: concordpb.ForwardResponse
+	(*ForwardResponses)(nil),    // 48: concordpb.ForwardResponses
+	nil,                         // 49: concordpb.ForwardRequest.TraceEntry
+	(*raftpb.Message)(nil),      // 50: raftpb.Message
 }
 var file_concord_proto_depIdxs = []int32{
 	0,  // 0: concordpb.RangeRequest.sort_order:type_name -> concordpb.SortOrder
@@ -3525,28 +3767,33 @@ var file_concord_proto_depIdxs = []int32{
 	27, // 37: concordpb.BatchResponse.sys:type_name -> concordpb.SysResponse
 	29, // 38: concordpb.BatchResponse.error:type_name -> concordpb.Error
 	32, // 39: concordpb.RangeDescriptor.replicas:type_name -> concordpb.ReplicaDescriptor
-	45, // 40: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	50, // 40: concordpb.RaftMessage.msg:type_name -> raftpb.Message
 	35, // 41: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
 	29, // 42: concordpb.TimestampResponse.error:type_name -> concordpb.Error
 	34, // 43: concordpb.JoinRequest.node:type_name -> concordpb.NodeRecord
 	34, // 44: concordpb.JoinResponse.nodes:type_name -> concordpb.NodeRecord
 	33, // 45: concordpb.JoinResponse.meta:type_name -> concordpb.RangeDescriptor
 	44, // 46: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	36, // 47: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
-	30, // 48: concordpb.Peer.Batch:input_type -> concordpb.BatchRequest
-	38, // 49: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
-	40, // 50: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
-	42, // 51: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
-	37, // 52: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	31, // 53: concordpb.Peer.Batch:output_type -> concordpb.BatchResponse
-	39, // 54: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	41, // 55: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	43, // 56: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	52, // [52:57] is the sub-list for method output_type
-	47, // [47:52] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	30, // 47: concordpb.ForwardRequest.req:type_name -> concordpb.BatchRequest
+	49, // 48: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
+	45, // 49: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
+	31, // 50: concordpb.ForwardResponse.resp:type_name -> concordpb.BatchResponse
+	47, // 51: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
+	36, // 52: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
+	46, // 53: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
+	38, // 54: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
+	40, // 55: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
+	42, // 56: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
+	37, // 57: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	48, // 58: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
+	39, // 59: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	41, // 60: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	43, // 61: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	57, // [57:62] is the sub-list for method output_type
+	52, // [52:57] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_concord_proto_init() }
@@ -3588,7 +3835,7 @@ func file_concord_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_proto_rawDesc), len(file_concord_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   40,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

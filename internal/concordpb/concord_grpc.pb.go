@@ -26,7 +26,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Peer_Raft_FullMethodName       = "/concordpb.Peer/Raft"
-	Peer_Batch_FullMethodName      = "/concordpb.Peer/Batch"
+	Peer_Forward_FullMethodName    = "/concordpb.Peer/Forward"
 	Peer_Timestamp_FullMethodName  = "/concordpb.Peer/Timestamp"
 	Peer_Join_FullMethodName       = "/concordpb.Peer/Join"
 	Peer_NodeStatus_FullMethodName = "/concordpb.Peer/NodeStatus"
@@ -37,7 +37,9 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type PeerClient interface {
 	Raft(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RaftBatch, RaftAck], error)
-	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error)
+	// Forward carries a gateway's requests to a range's leaseholder, many per
+	// message both ways, in place of one unary call per request.
+	Forward(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ForwardBatch, ForwardResponses], error)
 	Timestamp(ctx context.Context, in *TimestampRequest, opts ...grpc.CallOption) (*TimestampResponse, error)
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
 	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error)
@@ -64,15 +66,18 @@ func (c *peerClient) Raft(ctx context.Context, opts ...grpc.CallOption) (grpc.Cl
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_RaftClient = grpc.ClientStreamingClient[RaftBatch, RaftAck]
 
-func (c *peerClient) Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error) {
+func (c *peerClient) Forward(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ForwardBatch, ForwardResponses], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(BatchResponse)
-	err := c.cc.Invoke(ctx, Peer_Batch_FullMethodName, in, out, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[1], Peer_Forward_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	x := &grpc.GenericClientStream[ForwardBatch, ForwardResponses]{ClientStream: stream}
+	return x, nil
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_ForwardClient = grpc.BidiStreamingClient[ForwardBatch, ForwardResponses]
 
 func (c *peerClient) Timestamp(ctx context.Context, in *TimestampRequest, opts ...grpc.CallOption) (*TimestampResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -109,7 +114,9 @@ func (c *peerClient) NodeStatus(ctx context.Context, in *NodeStatusRequest, opts
 // for forward compatibility.
 type PeerServer interface {
 	Raft(grpc.ClientStreamingServer[RaftBatch, RaftAck]) error
-	Batch(context.Context, *BatchRequest) (*BatchResponse, error)
+	// Forward carries a gateway's requests to a range's leaseholder, many per
+	// message both ways, in place of one unary call per request.
+	Forward(grpc.BidiStreamingServer[ForwardBatch, ForwardResponses]) error
 	Timestamp(context.Context, *TimestampRequest) (*TimestampResponse, error)
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
 	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
@@ -126,8 +133,8 @@ type UnimplementedPeerServer struct{}
 func (UnimplementedPeerServer) Raft(grpc.ClientStreamingServer[RaftBatch, RaftAck]) error {
 	return status.Error(codes.Unimplemented, "method Raft not implemented")
 }
-func (UnimplementedPeerServer) Batch(context.Context, *BatchRequest) (*BatchResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method Batch not implemented")
+func (UnimplementedPeerServer) Forward(grpc.BidiStreamingServer[ForwardBatch, ForwardResponses]) error {
+	return status.Error(codes.Unimplemented, "method Forward not implemented")
 }
 func (UnimplementedPeerServer) Timestamp(context.Context, *TimestampRequest) (*TimestampResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Timestamp not implemented")
@@ -166,23 +173,12 @@ func _Peer_Raft_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_RaftServer = grpc.ClientStreamingServer[RaftBatch, RaftAck]
 
-func _Peer_Batch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(BatchRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(PeerServer).Batch(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Peer_Batch_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PeerServer).Batch(ctx, req.(*BatchRequest))
-	}
-	return interceptor(ctx, in, info, handler)
+func _Peer_Forward_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServer).Forward(&grpc.GenericServerStream[ForwardBatch, ForwardResponses]{ServerStream: stream})
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_ForwardServer = grpc.BidiStreamingServer[ForwardBatch, ForwardResponses]
 
 func _Peer_Timestamp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(TimestampRequest)
@@ -246,10 +242,6 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*PeerServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
-			MethodName: "Batch",
-			Handler:    _Peer_Batch_Handler,
-		},
-		{
 			MethodName: "Timestamp",
 			Handler:    _Peer_Timestamp_Handler,
 		},
@@ -266,6 +258,12 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Raft",
 			Handler:       _Peer_Raft_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Forward",
+			Handler:       _Peer_Forward_Handler,
+			ServerStreams: true,
 			ClientStreams: true,
 		},
 	},

@@ -1,6 +1,10 @@
 package concordpb
 
-import "fmt"
+import (
+	"context"
+	"errors"
+	"fmt"
+)
 
 // Error makes *Error a Go error, so a structured error can travel from a
 // replica through the router to the API edge, where its code is translated.
@@ -30,4 +34,20 @@ func CodeOf(err error) ErrorCode {
 		err = u.Unwrap()
 	}
 	return ErrorCode_OK
+}
+
+// AsError turns any error into the wire's structured error: an *Error as it
+// is, a wrapped one by its code, a context's end as UNAVAILABLE, anything
+// else as INTERNAL.
+func AsError(err error) *Error {
+	if e, ok := err.(*Error); ok {
+		return e
+	}
+	if c := CodeOf(err); c != ErrorCode_OK {
+		return &Error{Code: c, Message: err.Error()}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return &Error{Code: ErrorCode_UNAVAILABLE, Message: err.Error()}
+	}
+	return &Error{Code: ErrorCode_INTERNAL, Message: err.Error()}
 }

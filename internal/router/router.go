@@ -25,6 +25,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb"
@@ -91,6 +92,14 @@ type Router struct {
 	}
 	// refreshMu lets one goroutine refresh the range cache at a time.
 	refreshMu sync.Mutex
+	// refreshStarted numbers the refreshes as they begin; refreshOK
+	// (guarded by refreshMu) is the number of the last one that succeeded.
+	// A caller that queued behind a refresh which began after it asked
+	// uses that result instead of scanning the meta range again.
+	refreshStarted atomic.Uint64
+	refreshOK      uint64
+	// fwd carries requests for ranges led elsewhere (forward.go).
+	fwd *forwarder
 }
 
 // New creates a Router.
@@ -110,11 +119,14 @@ func New(cfg Config) (*Router, error) {
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = 300 * time.Millisecond
 	}
-	r := &Router{cfg: cfg, log: cfg.Logger}
+	r := &Router{cfg: cfg, log: cfg.Logger, fwd: newForwarder()}
 	r.mu.meta = cfg.Meta
 	r.mu.leaders = make(map[uint64]uint64)
 	return r, nil
 }
+
+// Close ends the router's forward streams; requests waiting on them fail.
+func (r *Router) Close() { r.fwd.cancel() }
 
 // Header is what a response says about the state it was served from.
 type Header struct {
@@ -274,8 +286,9 @@ func (r *Router) send(ctx context.Context, span keys.Span, req *concordpb.BatchR
 		if err != nil {
 			return nil, err
 		}
-		req = proto.CloneOf(req)
-		req.RangeId = desc.GetRangeId()
+		// A fresh request each round: one handed to a stream in an earlier
+		// round may still be being marshalled.
+		req = &concordpb.BatchRequest{RangeId: desc.GetRangeId(), Op: req.GetOp(), Sys: req.GetSys(), Compact: req.GetCompact()}
 		err = r.retry(ctx, desc, write, func(ctx context.Context, node uint64) error {
 			resp, err := r.sendTo(ctx, node, req)
 			out = resp
@@ -306,14 +319,11 @@ func (r *Router) sendTo(ctx context.Context, node uint64, req *concordpb.BatchRe
 	if err := waitReady(ctx, conn); err != nil {
 		return nil, errUnreachable{err}
 	}
-	resp, err := concordpb.NewPeerClient(conn).Batch(ctx, req)
+	s, err := r.fwd.stream(node, conn)
 	if err != nil {
-		return nil, err
+		return nil, errUnreachable{err}
 	}
-	if resp.GetError() != nil {
-		return nil, resp.GetError()
-	}
-	return resp, nil
+	return s.call(ctx, req)
 }
 
 // readyWait bounds how long a send waits for a connection to become ready;
@@ -324,6 +334,9 @@ const readyWait = 250 * time.Millisecond
 // only sent on a ready connection, so a failure before that point is known
 // not to have reached the node.
 func waitReady(ctx context.Context, conn *grpc.ClientConn) error {
+	if conn.GetState() == connectivity.Ready {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
 	for {
@@ -512,8 +525,13 @@ func (r *Router) cached(span keys.Span) (*concordpb.RangeDescriptor, bool) {
 
 // refresh reloads every range descriptor from the meta range.
 func (r *Router) refresh(ctx context.Context) error {
+	asked := r.refreshStarted.Load()
 	r.refreshMu.Lock()
 	defer r.refreshMu.Unlock()
+	if r.refreshOK > asked {
+		return nil // a refresh that began after this call did the work
+	}
+	n := r.refreshStarted.Add(1)
 	rs := keys.RangeSpan()
 	resp, err := r.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_Scan{Scan: &concordpb.SysScan{Start: rs.Start, End: rs.End}}})
 	if err != nil {
@@ -539,6 +557,7 @@ func (r *Router) refresh(ctx context.Context) error {
 	if meta != nil {
 		r.mu.meta = meta
 	}
+	r.refreshOK = n
 	return nil
 }
 

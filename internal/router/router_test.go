@@ -16,16 +16,42 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// scripted is a node's Peer service answering Batch from a script.
+// scripted is a node's Peer service answering forwarded requests from a
+// script.
 type scripted struct {
 	concordpb.UnimplementedPeerServer
 	mu    sync.Mutex
 	calls int
-	// answer returns the response or error of the n-th call (from 0).
+	// answer returns the response or error of the n-th call (from 0). An
+	// error breaks the Forward stream, as a broken connection does.
 	answer func(n int, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error)
 }
 
-func (s *scripted) Batch(_ context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+func (s *scripted) Forward(stream concordpb.Peer_ForwardServer) error {
+	broke := make(chan error, 1)
+	served := make(chan error, 1)
+	go func() {
+		served <- ServeForward(stream, func(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+			resp, err := s.call(req)
+			if err != nil {
+				select {
+				case broke <- err:
+				default:
+				}
+				<-ctx.Done() // no answer: the stream breaks under it
+			}
+			return resp, err
+		}, nil)
+	}()
+	select {
+	case err := <-broke:
+		return err
+	case err := <-served:
+		return err
+	}
+}
+
+func (s *scripted) call(req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
 	s.mu.Lock()
 	n := s.calls
 	s.calls++

@@ -280,6 +280,9 @@ func (n *Node) Stop() {
 	if n.store != nil {
 		n.store.Stop()
 	}
+	if n.router != nil {
+		n.router.Close()
+	}
 	if n.transport != nil {
 		n.transport.Close()
 	}

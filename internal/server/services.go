@@ -26,18 +26,14 @@ func (s *peerService) Raft(stream concordpb.Peer_RaftServer) error {
 	return s.n.transport.ServeRaft(stream)
 }
 
-func (s *peerService) Batch(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
-	resp, err := s.n.store.Execute(ctx, req)
-	if err != nil {
-		return &concordpb.BatchResponse{Error: toError(err)}, nil
-	}
-	return resp, nil
+func (s *peerService) Forward(stream concordpb.Peer_ForwardServer) error {
+	return router.ServeForward(stream, s.n.store.Execute, s.n.tel.metrics)
 }
 
 func (s *peerService) Timestamp(ctx context.Context, req *concordpb.TimestampRequest) (*concordpb.TimestampResponse, error) {
 	first, err := s.n.localTimestamp(ctx, int(req.GetCount()))
 	if err != nil {
-		return &concordpb.TimestampResponse{Error: toError(err)}, nil
+		return &concordpb.TimestampResponse{Error: concordpb.AsError(err)}, nil
 	}
 	return &concordpb.TimestampResponse{First: first, Count: req.GetCount()}, nil
 }
@@ -68,20 +64,6 @@ func (s *peerService) NodeStatus(ctx context.Context, _ *concordpb.NodeStatusReq
 		out.Replicas = append(out.Replicas, &concordpb.ReplicaStatus{RangeId: st.RangeID, Leader: st.Leader, Term: st.Term, Commit: st.Commit, Applied: st.Applied})
 	}
 	return out, nil
-}
-
-// toError turns any error into the wire's structured error.
-func toError(err error) *concordpb.Error {
-	if e, ok := err.(*concordpb.Error); ok {
-		return e
-	}
-	if c := concordpb.CodeOf(err); c != concordpb.ErrorCode_OK {
-		return &concordpb.Error{Code: c, Message: err.Error()}
-	}
-	if err == context.DeadlineExceeded || err == context.Canceled {
-		return &concordpb.Error{Code: concordpb.ErrorCode_UNAVAILABLE, Message: err.Error()}
-	}
-	return &concordpb.Error{Code: concordpb.ErrorCode_INTERNAL, Message: err.Error()}
 }
 
 // local is the router's view of this node.

@@ -72,11 +72,12 @@ func (n *Node) newTelemetry() {
 // Metrics returns the node's metrics.
 func (n *Node) Metrics() *telemetry.Metrics { return n.tel.metrics }
 
-// grpcFilter keeps the long-lived Raft streams and the status polls out of
-// traces: they would be noise around the request spans.
+// grpcFilter keeps the long-lived Raft and Forward streams and the status
+// polls out of traces: they would be noise around the request spans (each
+// forwarded request carries its own trace context, see router.ServeForward).
 func grpcFilter(info *stats.RPCTagInfo) bool {
 	m := info.FullMethodName
-	return !strings.HasSuffix(m, "/Raft") && !strings.HasSuffix(m, "/NodeStatus") && !strings.HasPrefix(m, "/grpc.health.")
+	return !strings.HasSuffix(m, "/Raft") && !strings.HasSuffix(m, "/Forward") && !strings.HasSuffix(m, "/NodeStatus") && !strings.HasPrefix(m, "/grpc.health.")
 }
 
 func (n *Node) otelOptions() []otelgrpc.Option {

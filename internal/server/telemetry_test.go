@@ -225,7 +225,7 @@ func connectedAcrossNodes(spans tracetest.SpanStubs) (bool, string) {
 			roots++
 		}
 	}
-	for _, n := range []string{"router.send", "concordpb.Peer/Batch", "replica.Write", "raft.replicate", "replica.apply"} {
+	for _, n := range []string{"router.send", "router.serveForward", "replica.Write", "raft.replicate", "replica.apply"} {
 		if !names[n] {
 			return false, "no " + n + " span in the trace"
 		}

@@ -1,0 +1,358 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/telemetry"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+)
+
+// Forwarding: a gateway sends the requests it forwards to one node over one
+// Peer.Forward stream, many requests per message, instead of one unary call
+// per request. Under load most of a unary call's cost is per call (HTTP/2
+// headers, a stream, a flush and a syscall on both sides), so packing the
+// requests queued while the previous message was being written into the
+// next one makes forwarding cost a fraction of the client's own call.
+//
+// What a failure means for a request on a stream:
+//   - queued but not yet handed to Send: it never left this node
+//     (errUnreachable), so even a write may be retried elsewhere;
+//   - handed to Send: it may have reached the node, so a write's fate is
+//     unknown once the stream breaks (the router makes that AMBIGUOUS).
+
+// maxForwardBatch bounds the requests per ForwardBatch message, so a batch
+// of etcd-sized requests (1.5 MiB at most) stays far below the peer
+// transport's message limit.
+const maxForwardBatch = 64
+
+// forwarder keeps one forward stream per node.
+type forwarder struct {
+	// ctx bounds every stream's life; cancel ends them all (Router.Close).
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu sync.Mutex
+	// streams holds the live stream to each node; a broken stream removes
+	// itself, and the next request opens a new one.
+	streams map[uint64]*fwdStream
+}
+
+func newForwarder() *forwarder {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &forwarder{ctx: ctx, cancel: cancel, streams: make(map[uint64]*fwdStream)}
+}
+
+// stream returns the live stream to node over cc, opening one if there is
+// none (or the one there runs over another connection).
+func (f *forwarder) stream(node uint64, cc *grpc.ClientConn) (*fwdStream, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s := f.streams[node]; s != nil {
+		if s.cc == cc {
+			return s, nil
+		}
+		s.cancel() // the node's address changed: its old stream is done
+		delete(f.streams, node)
+	}
+	if err := f.ctx.Err(); err != nil {
+		return nil, errors.New("router: closed")
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	st, err := concordpb.NewPeerClient(cc).Forward(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s := f.start(ctx, cancel, node, cc, st)
+	f.streams[node] = s
+	return s, nil
+}
+
+// start runs the loops of a new stream st to node; cancel ends ctx, which
+// st runs under.
+func (f *forwarder) start(ctx context.Context, cancel context.CancelFunc, node uint64, cc *grpc.ClientConn, st concordpb.Peer_ForwardClient) *fwdStream {
+	s := &fwdStream{f: f, node: node, cc: cc, stream: st, cancel: cancel, wake: make(chan struct{}, 1)}
+	s.mu.pending = make(map[uint64]*fwdCall)
+	go s.sendLoop(ctx)
+	go s.recvLoop()
+	return s
+}
+
+// remove forgets s if it is still node's stream.
+func (f *forwarder) remove(s *fwdStream) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.streams[s.node] == s {
+		delete(f.streams, s.node)
+	}
+}
+
+// fwdStream is one Forward stream to one node: a send loop packs queued
+// requests into messages, a receive loop hands each response to its caller.
+type fwdStream struct {
+	f      *forwarder
+	node   uint64
+	cc     *grpc.ClientConn
+	stream concordpb.Peer_ForwardClient
+	cancel context.CancelFunc
+	// wake tells the send loop that the queue is not empty (capacity 1).
+	wake chan struct{}
+
+	mu struct {
+		sync.Mutex
+		nextID uint64
+		// queue holds the calls not yet handed to Send, in arrival order.
+		queue []*fwdCall
+		// pending holds every call awaiting its response, queued or sent.
+		pending map[uint64]*fwdCall
+		// err is why the stream broke; once set no call is added.
+		err error
+	}
+}
+
+// fwdCall is one forwarded request. resp and err are set before done is
+// closed; sent and dropped are guarded by the stream's mu.
+type fwdCall struct {
+	req  *concordpb.ForwardRequest
+	done chan struct{}
+	resp *concordpb.BatchResponse
+	err  error
+	// sent is set when the request is handed to Send.
+	sent bool
+	// dropped is set when the caller gave up before it was sent.
+	dropped bool
+}
+
+// call forwards req and waits for its response, ctx's end, or the stream's.
+func (s *fwdStream) call(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	fr := &concordpb.ForwardRequest{Req: req}
+	if dl, ok := ctx.Deadline(); ok {
+		fr.TimeoutMicros = max(1, time.Until(dl).Microseconds())
+	}
+	if trace.SpanFromContext(ctx).IsRecording() {
+		carrier := propagation.MapCarrier{}
+		telemetry.Propagator.Inject(ctx, carrier)
+		fr.Trace = carrier
+	}
+	c := &fwdCall{req: fr, done: make(chan struct{})}
+	s.mu.Lock()
+	if err := s.mu.err; err != nil {
+		s.mu.Unlock()
+		return nil, errUnreachable{err}
+	}
+	s.mu.nextID++
+	fr.Id = s.mu.nextID
+	s.mu.pending[fr.Id] = c
+	s.mu.queue = append(s.mu.queue, c)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+
+	select {
+	case <-c.done:
+		return c.resp, c.err
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	sent := c.sent
+	if _, ok := s.mu.pending[fr.Id]; ok {
+		delete(s.mu.pending, fr.Id)
+		c.dropped = true
+	}
+	s.mu.Unlock()
+	select {
+	case <-c.done: // answered (or failed) just before we gave up
+		return c.resp, c.err
+	default:
+	}
+	if !sent {
+		return nil, errUnreachable{ctx.Err()}
+	}
+	return nil, ctx.Err()
+}
+
+// sendLoop sends the queued calls, up to maxForwardBatch per message, until
+// the stream breaks or ctx ends.
+func (s *fwdStream) sendLoop(ctx context.Context) {
+	var batch concordpb.ForwardBatch
+	for {
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+			s.fail(ctx.Err())
+			return
+		}
+		for {
+			batch.Reqs = batch.Reqs[:0]
+			s.mu.Lock()
+			n := 0
+			for _, c := range s.mu.queue {
+				n++
+				if c.dropped {
+					continue
+				}
+				c.sent = true
+				batch.Reqs = append(batch.Reqs, c.req)
+				if len(batch.Reqs) == maxForwardBatch {
+					break
+				}
+			}
+			rest := copy(s.mu.queue, s.mu.queue[n:])
+			clear(s.mu.queue[rest:])
+			s.mu.queue = s.mu.queue[:rest]
+			s.mu.Unlock()
+			if len(batch.Reqs) == 0 {
+				break
+			}
+			if err := s.stream.Send(&batch); err != nil {
+				s.fail(err)
+				return
+			}
+		}
+	}
+}
+
+// recvLoop hands each response to its call until the stream breaks.
+func (s *fwdStream) recvLoop() {
+	for {
+		msg, err := s.stream.Recv()
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		s.mu.Lock()
+		for _, r := range msg.GetResps() {
+			c := s.mu.pending[r.GetId()]
+			if c == nil {
+				continue // its caller gave up
+			}
+			delete(s.mu.pending, r.GetId())
+			c.resp = r.GetResp()
+			if c.resp == nil {
+				c.err = errors.New("router: empty forward response")
+			} else if e := c.resp.GetError(); e != nil {
+				c.resp, c.err = nil, e
+			}
+			close(c.done)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// fail breaks the stream: every waiting call fails with err, as unreachable
+// if it was never sent.
+func (s *fwdStream) fail(err error) {
+	s.f.remove(s)
+	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.err != nil {
+		return
+	}
+	s.mu.err = err
+	for id, c := range s.mu.pending {
+		delete(s.mu.pending, id)
+		if c.sent {
+			c.err = err
+		} else {
+			c.err = errUnreachable{err}
+		}
+		close(c.done)
+	}
+	s.mu.queue = nil
+}
+
+// Executor serves one request for a range held on this node.
+type Executor func(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error)
+
+// ServeForward serves one gateway's Forward stream: every request runs on
+// its own goroutine through exec under the deadline it carries, and the
+// responses ready whenever the stream is free to send go back in one
+// message. It returns when the stream ends. m (may be nil) continues the
+// callers' traces.
+func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemetry.Metrics) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		ready []*concordpb.ForwardResponse
+		wake  = make(chan struct{}, 1)
+	)
+	answer := func(id uint64, resp *concordpb.BatchResponse) {
+		mu.Lock()
+		ready = append(ready, &concordpb.ForwardResponse{Id: id, Resp: resp})
+		mu.Unlock()
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	run := func(fr *concordpb.ForwardRequest) {
+		rctx := ctx
+		if len(fr.GetTrace()) > 0 {
+			rctx = telemetry.Propagator.Extract(rctx, propagation.MapCarrier(fr.GetTrace()))
+			var span trace.Span
+			rctx, span = m.StartSpan(rctx, "router.serveForward", trace.WithSpanKind(trace.SpanKindServer))
+			defer span.End()
+		}
+		if t := fr.GetTimeoutMicros(); t > 0 {
+			var c context.CancelFunc
+			rctx, c = context.WithTimeout(rctx, time.Duration(t)*time.Microsecond)
+			defer c()
+		}
+		resp, err := exec(rctx, fr.GetReq())
+		if err != nil {
+			resp = &concordpb.BatchResponse{Error: concordpb.AsError(err)}
+		}
+		answer(fr.GetId(), resp)
+	}
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			b, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			for _, fr := range b.GetReqs() {
+				go run(fr)
+			}
+		}
+	}()
+
+	var out concordpb.ForwardResponses
+	for {
+		select {
+		case <-wake:
+		case err := <-recvErr:
+			if err == io.EOF || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for {
+			mu.Lock()
+			n := min(len(ready), maxForwardBatch)
+			out.Resps = append(out.Resps[:0], ready[:n]...)
+			rest := copy(ready, ready[n:])
+			clear(ready[rest:])
+			ready = ready[:rest]
+			mu.Unlock()
+			if n == 0 {
+				break
+			}
+			if err := stream.Send(&out); err != nil {
+				return err
+			}
+		}
+	}
+}
