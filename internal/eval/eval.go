@@ -480,14 +480,26 @@ func (e *evaluator) rangeOp(req *concordpb.RangeRequest) (*concordpb.RangeRespon
 	fetch := rangeLimit(req)
 	var kvs []*concordpb.KeyValue
 	var count int64
-	err := storage.MVCCScan(e.r, keys.UserSpanOf(req.GetKey(), req.GetRangeEnd()), rev, func(kv *concordpb.KeyValue) error {
+	collect := func(kv *concordpb.KeyValue) error {
 		count++
 		if req.GetCountOnly() || (fetch > 0 && int64(len(kvs)) >= fetch) {
 			return nil
 		}
 		kvs = append(kvs, userKV(kv))
 		return nil
-	})
+	}
+	span := keys.UserSpanOf(req.GetKey(), req.GetRangeEnd())
+	var err error
+	if len(req.GetRangeEnd()) == 0 {
+		// One key: a prefix seek, which skips the tables whose bloom
+		// filters rule the key out, instead of a scan that opens them all.
+		var kv *concordpb.KeyValue
+		if kv, err = storage.MVCCGet(e.r, span.Start, rev); err == nil && kv != nil {
+			err = collect(kv)
+		}
+	} else {
+		err = storage.MVCCScan(e.r, span, rev, collect)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,10 @@ import (
 // transport's message limit.
 const maxForwardBatch = 64
 
+// forwardWorkerIdle is how long a serving goroutine waits for another
+// forwarded request before it exits.
+const forwardWorkerIdle = time.Second
+
 // forwarder keeps one forward stream per node.
 type forwarder struct {
 	// ctx bounds every stream's life; cancel ends them all (Router.Close).
@@ -315,6 +319,27 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 		}
 		answer(fr.GetId(), resp)
 	}
+	// Requests run on a pool of goroutines that grows with the requests in
+	// flight and shrinks when idle: a goroutine that served one request
+	// keeps the stack it grew on the way through the store for the next,
+	// where a goroutine per request would grow a fresh stack every time.
+	work := make(chan *concordpb.ForwardRequest)
+	worker := func(fr *concordpb.ForwardRequest) {
+		run(fr)
+		idle := time.NewTimer(forwardWorkerIdle)
+		defer idle.Stop()
+		for {
+			select {
+			case fr := <-work:
+				run(fr)
+				idle.Reset(forwardWorkerIdle)
+			case <-idle.C:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
@@ -324,7 +349,11 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 				return
 			}
 			for _, fr := range b.GetReqs() {
-				go run(fr)
+				select {
+				case work <- fr:
+				default:
+					go worker(fr)
+				}
 			}
 		}
 	}()
