@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
-	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // BenchmarkReadOneKey is a linearizable Get of one key, the bench's range
