@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,7 +52,20 @@ fixed, see --workloads.`,
 			case "all":
 				workloads = append(compare.DefaultWorkloads(), compare.YCSBWorkloads()...)
 			default:
-				return fmt.Errorf("--workloads must be default, ycsb or all, not %q", workloadsFlag)
+				// A comma-separated list of workload names.
+				all := append(compare.DefaultWorkloads(), compare.YCSBWorkloads()...)
+				for _, name := range strings.Split(workloadsFlag, ",") {
+					name = strings.TrimSpace(name)
+					i := slices.IndexFunc(all, func(w compare.Workload) bool { return w.Name == name })
+					if i < 0 {
+						var names []string
+						for _, w := range all {
+							names = append(names, strconv.Quote(w.Name))
+						}
+						return fmt.Errorf("--workloads: no workload %q: give default, ycsb, all, or a comma-separated list of %s", name, strings.Join(names, ", "))
+					}
+					workloads = append(workloads, all[i])
+				}
 			}
 			if concordBin == "" {
 				exe, err := os.Executable()
@@ -114,7 +129,7 @@ fixed, see --workloads.`,
 	f.IntVar(&rounds, "rounds", 2, "runs of each workload against each system")
 	f.IntVar(&members, "members", 3, "members per cluster")
 	f.DurationVar(&duration, "run-duration", 10*time.Second, "measured length of each run")
-	f.StringVar(&workloadsFlag, "workloads", "default", "default (put, range, txn-cas), ycsb (A, B, C, F zipfian) or all")
+	f.StringVar(&workloadsFlag, "workloads", "default", "default (put, range, txn-cas), ycsb (A, B, C, F zipfian), all, or a comma-separated list of workload names (\"put 1/1,put 100/10\")")
 	f.StringVar(&etcdBin, "etcd-bin", "", "etcd binary (default: go build "+etcdMainPkg+")")
 	f.StringVar(&concordBin, "concord-bin", "", "concord binary (default: this one)")
 	f.StringVar(&dir, "dir", "", "where the clusters keep their data; must be a real disk, not tmpfs (default: the system temp dir)")

@@ -42,7 +42,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	}
 	endpoints := cfg.Endpoints
 	if cfg.LeaderOnly {
-		leader, err := FindLeader(ctx, cfg.Endpoints, cfg.DialTimeout)
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		leader, err := FindLeader(lctx, cfg.Endpoints, cfg.DialTimeout)
+		cancel()
 		if err != nil {
 			return nil, err
 		}
@@ -84,28 +86,45 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 }
 
 // FindLeader returns the endpoint whose Maintenance.Status names itself
-// leader.
+// leader, asking every endpoint in turn until one does (a cluster that just
+// started may not have elected a leader yet) or ctx ends.
 func FindLeader(ctx context.Context, endpoints []string, dialTimeout time.Duration) (string, error) {
-	var errs []error
+	clis := make([]*clientv3.Client, 0, len(endpoints))
+	defer func() {
+		for _, c := range clis {
+			c.Close()
+		}
+	}()
 	for _, ep := range endpoints {
 		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: dialTimeout, Logger: zap.NewNop()})
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return "", fmt.Errorf("bench: %s: %w", ep, err)
 		}
-		sctx, cancel := context.WithTimeout(ctx, dialTimeout)
-		st, err := cli.Status(sctx, ep)
-		cancel()
-		cli.Close()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
-			continue
+		clis = append(clis, cli)
+	}
+	for {
+		var errs []error
+		for i, ep := range endpoints {
+			sctx, cancel := context.WithTimeout(ctx, dialTimeout)
+			st, err := clis[i].Status(sctx, ep)
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+				continue
+			}
+			if st.Leader != 0 && st.Leader == st.Header.MemberId {
+				return ep, nil
+			}
 		}
-		if st.Leader != 0 && st.Leader == st.Header.MemberId {
-			return ep, nil
+		select {
+		case <-ctx.Done():
+			if len(errs) == 0 {
+				return "", fmt.Errorf("bench: no endpoint reports itself leader: %w", ctx.Err())
+			}
+			return "", fmt.Errorf("bench: no endpoint reports itself leader: %w", errors.Join(errs...))
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return "", fmt.Errorf("bench: no endpoint reports itself leader: %w", errors.Join(errs...))
 }
 
 // dial opens n client connections, connection i to endpoint i mod
