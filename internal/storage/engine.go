@@ -13,10 +13,13 @@ import (
 // from disk or from a snapshot blob.
 var ErrCorrupt = errors.New("storage: corrupt data")
 
-// memTableBytes is the size of one memtable: large enough that bursts of
-// writes are absorbed without stalling on flushes; memory is only taken as
-// it fills.
-const memTableBytes = 32 << 20
+// memTableBytes is the size of one memtable. A node under a steady put load
+// writes a few MB/s (each write twice: Raft log and MVCC), so 8 MiB flushes
+// every few seconds; a larger one costs resident memory for no throughput
+// (32 MiB: +17 MiB peak RSS over three nodes, same ops/s, in concord bench
+// compare). The prefix seeks of point reads keep the extra level-0 tables
+// cheap (bloom filters).
+const memTableBytes = 8 << 20
 
 // Options configures Open.
 type Options struct {
