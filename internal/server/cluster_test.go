@@ -589,3 +589,23 @@ func TestMemberAddUpdatePromoteRemove(t *testing.T) {
 		t.Fatalf("remove: %v %v", rm, err)
 	}
 }
+
+// A new cluster elects at once, without waiting out an election timeout,
+// and its first member leads both the meta range (the TSO) and the user
+// range, so write timestamps are local calls. With a 30 s election timeout
+// nothing else could elect a leader within the test.
+func TestNewClusterLeadsFromTheTSONode(t *testing.T) {
+	start := time.Now()
+	c := startCluster(t, 3, func(_ int, cfg *Config) {
+		cfg.HeartbeatInterval = 100 * time.Millisecond
+		cfg.ElectionTimeout = 30 * time.Second
+	})
+	putRetry(t, client(t, c, 2), "k", "v")
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("first write took %v", took)
+	}
+	meta, user := leaderOf(t, c, store.MetaRangeID), leaderOf(t, c, store.UserRangeID)
+	if meta != 0 || user != 0 {
+		t.Fatalf("meta range led by node %d, user range by node %d; want both on node 1", meta+1, user+1)
+	}
+}

@@ -286,9 +286,32 @@ func (s *Store) processReady() error {
 	for i := range readies {
 		readies[i].r.Advance(&readies[i].rd)
 	}
+	for i := range readies {
+		rr := &readies[i]
+		if rr.r.RangeID == MetaRangeID && rr.rd.SoftState != nil && rr.rd.SoftState.RaftState == raft.StateLeader {
+			s.followTSO(rr.r)
+		}
+	}
 	// Advance may have left more work (entries that became committed).
 	s.signal()
 	return nil
+}
+
+// followTSO is called when this node's meta replica has just become leader,
+// so the TSO runs here: every other replica here that knows no leader of
+// its range campaigns at once, instead of waiting out a random election
+// timeout somewhere. A range led on the TSO's node gets each batch of write
+// timestamps by a local call instead of an RPC to another node (about
+// 0.3 ms of a 2.4 ms single-client put on loopback). This places a new
+// cluster's leaders together (see server's electFirst); a range whose
+// leader is known is left alone, since a campaign there would blip its
+// replica here to leaderless while the leader is likely alive.
+func (s *Store) followTSO(meta *replica.Replica) {
+	for _, r := range s.Replicas() {
+		if r != meta && r.Status().Leader == 0 {
+			r.Campaign()
+		}
+	}
 }
 
 // send hands the messages of the leaders' (or the others') Readies to the
