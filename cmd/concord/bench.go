@@ -25,6 +25,7 @@ type benchFlags struct {
 	quiet        bool
 	localCluster int
 	cpuProfile   string
+	memProfile   string
 }
 
 func benchCmd() *cobra.Command {
@@ -63,6 +64,7 @@ then counts from each op's scheduled start.`,
 	f.BoolVar(&bf.quiet, "quiet", false, "no progress line on stderr")
 	f.IntVar(&bf.localCluster, "local-cluster", 0, "ignore --endpoints and run against an in-process Concord cluster of this many nodes (for profiling)")
 	f.StringVar(&bf.cpuProfile, "cpuprofile", "", "write a CPU profile of this process over the measured part of the run; with --local-cluster it covers the Concord nodes too")
+	f.StringVar(&bf.memProfile, "memprofile", "", "write an allocation profile of this process over the whole run (go tool pprof -sample_index=alloc_space); with --local-cluster it covers the Concord nodes too")
 
 	put := &cobra.Command{Use: "put", Short: "Put random keys", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return bf.run(cmd, bench.Put) }}
@@ -134,6 +136,11 @@ func (bf *benchFlags) run(cmd *cobra.Command, w bench.Workload) error {
 	if err != nil {
 		return err
 	}
+	if bf.memProfile != "" {
+		if err := writeAllocProfile(bf.memProfile); err != nil {
+			return err
+		}
+	}
 	out := cmd.OutOrStdout()
 	if bf.jsonOut {
 		enc := json.NewEncoder(out)
@@ -150,3 +157,16 @@ func benchContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 }
 
 func init() { subcommands = append(subcommands, benchCmd) }
+
+// writeAllocProfile writes the allocations made since the process started.
+func writeAllocProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("memprofile: %w", err)
+	}
+	return f.Close()
+}

@@ -15,12 +15,16 @@ func FuzzMVCCValue(f *testing.F) {
 	f.Add(encodeMVCCValue(mvccValue{createRevision: 5, version: 2, lease: 7, value: []byte("v")}))
 	f.Add(encodeMVCCValue(mvccValue{tombstone: true}))
 	f.Add([]byte{2, 0x80})
+	f.Add(encodeMVCCValue(mvccValue{createRevision: 1 << 62, version: 1<<7 - 1, lease: 1 << 7}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := decodeMVCCValue(b)
 		if err != nil {
 			return
 		}
 		re := encodeMVCCValue(v)
+		if len(re) != mvccValueSize(v) {
+			t.Fatalf("%+v encodes to %d bytes, mvccValueSize says %d", v, len(re), mvccValueSize(v))
+		}
 		v2, err := decodeMVCCValue(re)
 		if err != nil || v2.tombstone != v.tombstone || v2.createRevision != v.createRevision ||
 			v2.version != v.version || v2.lease != v.lease || !bytes.Equal(v2.value, v.value) {

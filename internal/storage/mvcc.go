@@ -135,13 +135,18 @@ func (b *Batch) MVCCPut(kv *concordpb.KeyValue) error {
 	if kv.GetModRevision() <= 0 {
 		return fmt.Errorf("storage: mvcc put of %q at revision %d", kv.GetKey(), kv.GetModRevision())
 	}
-	v := encodeMVCCValue(mvccValue{
+	v := mvccValue{
 		createRevision: kv.GetCreateRevision(),
 		version:        kv.GetVersion(),
 		lease:          kv.GetLease(),
 		value:          kv.GetValue(),
-	})
-	if err := b.b.Set(mvccKey(kv.GetKey(), kv.GetModRevision()), v, nil); err != nil {
+	}
+	// Encoded straight into the batch: no value buffer per write.
+	key := mvccKey(kv.GetKey(), kv.GetModRevision())
+	op := b.b.SetDeferred(len(key), mvccValueSize(v))
+	copy(op.Key, key)
+	appendMVCCValue(op.Value[:0], v)
+	if err := op.Finish(); err != nil {
 		return fmt.Errorf("storage: mvcc put: %w", err)
 	}
 	return nil

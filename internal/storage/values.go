@@ -26,16 +26,34 @@ type mvccValue struct {
 // encodeMVCCValue encodes v: kind, uvarint create_revision, uvarint version,
 // uvarint lease, raw value.
 func encodeMVCCValue(v mvccValue) []byte {
-	out := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(v.value))
+	return appendMVCCValue(make([]byte, 0, mvccValueSize(v)), v)
+}
+
+// mvccValueSize is the length of v's encoding.
+func mvccValueSize(v mvccValue) int {
+	return 1 + uvarintLen(uint64(v.createRevision)) + uvarintLen(uint64(v.version)) + uvarintLen(uint64(v.lease)) + len(v.value)
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// appendMVCCValue appends v's encoding (see encodeMVCCValue) to dst.
+func appendMVCCValue(dst []byte, v mvccValue) []byte {
 	kind := valueKindValue
 	if v.tombstone {
 		kind = valueKindTombstone
 	}
-	out = append(out, kind)
-	out = binary.AppendUvarint(out, uint64(v.createRevision))
-	out = binary.AppendUvarint(out, uint64(v.version))
-	out = binary.AppendUvarint(out, uint64(v.lease))
-	return append(out, v.value...)
+	dst = append(dst, kind)
+	dst = binary.AppendUvarint(dst, uint64(v.createRevision))
+	dst = binary.AppendUvarint(dst, uint64(v.version))
+	dst = binary.AppendUvarint(dst, uint64(v.lease))
+	return append(dst, v.value...)
 }
 
 // decodeMVCCValue decodes b. The returned value aliases b.
