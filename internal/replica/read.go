@@ -5,22 +5,36 @@ import (
 
 	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/eval"
+	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 )
 
 // Read serves a read: a Range or read-only Txn in req.Op, or a system read
 // in req.Sys. Serializable Ranges read this replica's applied state as it
 // is; everything else is linearizable and needs the leader lease (see
-// lease.go). The read sees one consistent engine snapshot.
+// lease.go). The read sees one consistent state: the applied state it
+// reports, read at that revision.
 func (r *Replica) Read(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
 	if !req.GetOp().GetRange().GetSerializable() && !r.cfg.UnsafeNoReadLease {
 		if err := r.waitLease(ctx); err != nil {
 			return nil, err
 		}
 	}
+	// Fast path: read the engine as it is, at the revision applied now.
+	// Writes applied meanwhile have higher revisions, which the read skips;
+	// only a change that drops versions could disturb it, and dropSeq
+	// tells (see its comment). Otherwise fall back to a snapshot.
+	if seq := r.dropSeq.Load(); seq%2 == 0 {
+		r.mu.Lock()
+		span, term, as := r.spanLocked(), r.mu.term, r.mu.applied
+		r.mu.Unlock()
+		out, err := r.readAt(r.cfg.Engine, span, term, as, req)
+		if r.dropSeq.Load() == seq {
+			return out, err
+		}
+	}
 	r.mu.Lock()
-	span := r.spanLocked()
-	term := r.mu.term
+	span, term := r.spanLocked(), r.mu.term
 	r.mu.Unlock()
 	snap := r.cfg.Engine.NewSnapshot()
 	defer snap.Close()
@@ -28,11 +42,18 @@ func (r *Replica) Read(ctx context.Context, req *concordpb.BatchRequest) (*conco
 	if err != nil {
 		return nil, err
 	}
+	return r.readAt(snap, span, term, as, req)
+}
+
+// readAt serves req from rd, whose state includes everything applied up to
+// as (and perhaps more, at higher revisions).
+func (r *Replica) readAt(rd storage.Reader, span keys.Span, term uint64, as storage.AppliedState, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
 	out := &concordpb.BatchResponse{Revision: max(as.MaxTS, 1), RaftTerm: term}
+	var err error
 	if req.GetSys() != nil {
-		out.Sys, err = evalSysRead(snap, span, req.GetSys())
+		out.Sys, err = evalSysRead(rd, span, req.GetSys())
 	} else {
-		out.Resp, err = eval.ReadOp(snap, span, req.GetOp(), as.MaxTS, as.CompactedRev)
+		out.Resp, err = eval.ReadOp(rd, span, req.GetOp(), as.MaxTS, as.CompactedRev)
 	}
 	if err != nil {
 		return nil, err

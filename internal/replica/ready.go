@@ -57,6 +57,10 @@ func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
 // which the store commits with one fsync for every replica.
 func (r *Replica) Persist(b *storage.Batch, rd *raft.Ready) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
+		// The snapshot replaces the range's versions; AfterPersist ends
+		// the change (if the batch never commits, reads stay on their
+		// careful path).
+		r.dropSeq.Add(1)
 		r.mu.Lock()
 		span := r.spanLocked()
 		r.mu.Unlock()
@@ -100,6 +104,7 @@ func (r *Replica) AfterPersist(rd *raft.Ready) error {
 			return err
 		}
 		r.mu.applied = as
+		r.dropSeq.Add(1)
 		r.mu.truncated = storage.TruncatedState{Index: md.GetIndex(), Term: md.GetTerm()}
 		r.idx.Reset()
 		if as.MaxTS > r.mu.lastProposedTS {
@@ -153,6 +158,7 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		wroteAt int64
 	}
 	var done []applied
+	drops := false // see dropSeq
 	b := r.cfg.Engine.NewBatch()
 	defer b.Close()
 	for _, ent := range ents {
@@ -172,6 +178,9 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 			}
 			next.MaxTS, next.CompactedRev = as.MaxTS, as.CompactedRev
 		}
+		// A compaction drops versions, even one that failed (it may have
+		// written before failing; the batch is then abandoned anyway).
+		drops = drops || cmd.GetCompact() != nil
 		a := applied{cmd: cmd, res: res, index: ent.GetIndex(), start: start}
 		if next.MaxTS > as.MaxTS {
 			a.wroteAt = next.MaxTS
@@ -185,6 +194,9 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	if err := b.PutAppliedState(r.RangeID, as); err != nil {
 		return err
 	}
+	if drops {
+		r.dropSeq.Add(1) // ended below, once mu.applied says so
+	}
 	if err := b.Commit(false /* sync */); err != nil {
 		return fmt.Errorf("replica: range %d: apply up to index %d: %w", r.RangeID, as.Index, err)
 	}
@@ -192,6 +204,9 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.mu.applied = as
+	if drops {
+		r.dropSeq.Add(1)
+	}
 	for _, a := range done {
 		if a.wroteAt != 0 {
 			r.mu.writes.observe(a.wroteAt)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb"
@@ -159,6 +160,16 @@ type Replica struct {
 	stopped  chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
+
+	// dropSeq is a sequence lock over changes that may remove MVCC versions
+	// from the engine: a compaction's apply and a snapshot's install. It is
+	// odd from before such a change reaches the engine until mu.applied
+	// reflects it. A read that sees the same even value before it takes
+	// mu.applied and after it has read the engine knows that the engine
+	// held every version at or below applied.MaxTS throughout, so it may
+	// read the engine directly at that revision instead of opening a
+	// snapshot and loading the applied state from it (see Read).
+	dropSeq atomic.Uint64
 
 	// mu guards everything below, including the RawNode and its storage.
 	// Lock order: a store's mutex before a replica's mu; never the reverse.
