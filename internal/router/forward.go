@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -54,27 +55,40 @@ func newForwarder() *forwarder {
 }
 
 // stream returns the live stream to node over cc, opening one if there is
-// none (or the one there runs over another connection).
+// none (or the one there runs over another connection). Opening happens
+// outside f.mu and is bounded by readyWait, so a connection that drops just
+// now delays only the callers that need it.
 func (f *forwarder) stream(node uint64, cc *grpc.ClientConn) (*fwdStream, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if s := f.streams[node]; s != nil {
 		if s.cc == cc {
+			f.mu.Unlock()
 			return s, nil
 		}
 		s.cancel() // the node's address changed: its old stream is done
 		delete(f.streams, node)
 	}
+	f.mu.Unlock()
 	if err := f.ctx.Err(); err != nil {
 		return nil, errors.New("router: closed")
 	}
 	ctx, cancel := context.WithCancel(f.ctx)
+	expired := time.AfterFunc(readyWait, cancel)
 	st, err := concordpb.NewPeerClient(cc).Forward(ctx)
+	if !expired.Stop() && err == nil {
+		err = fmt.Errorf("router: opening a forward stream to node %d took over %v", node, readyWait)
+	}
 	if err != nil {
 		cancel()
 		return nil, err
 	}
 	s := f.start(ctx, cancel, node, cc, st)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if cur := f.streams[node]; cur != nil && cur.cc == cc {
+		s.cancel() // another caller opened one meanwhile: use that
+		return cur, nil
+	}
 	f.streams[node] = s
 	return s, nil
 }
