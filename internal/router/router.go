@@ -14,6 +14,10 @@
 //     in flight) surfaces as AMBIGUOUS and is never retried;
 //   - request errors (COMPACTED, FUTURE_REV, INVALID_ARGUMENT, ...) surface
 //     at once.
+//
+// Requests for ranges led elsewhere travel on one Peer.Forward stream per
+// node, many per message; the package owns both ends of that protocol
+// (forward.go: the gateway's forwarder and ServeForward on the leaseholder).
 package router
 
 import (
