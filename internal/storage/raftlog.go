@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -15,16 +16,24 @@ func (b *Batch) AppendEntries(rangeID uint64, ents []*raftpb.Entry) (err error) 
 	if len(ents) == 0 {
 		return nil
 	}
+	prefix, _ := logSpan(rangeID)
+	// Each entry is encoded straight into the batch: no key or value
+	// buffer per entry on the Ready loop's path.
+	enc := proto.MarshalOptions{Deterministic: true, UseCachedSize: true}
 	for i, e := range ents {
 		if i > 0 && e.GetIndex() != ents[i-1].GetIndex()+1 {
 			return fmt.Errorf("storage: range %d: append of non-contiguous entries %d after %d",
 				rangeID, e.GetIndex(), ents[i-1].GetIndex())
 		}
-		data, err := proto.MarshalOptions{Deterministic: true}.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("storage: range %d: encode entry %d: %w", rangeID, e.GetIndex(), err)
+		size := proto.Size(e) // caches the size that enc then uses
+		op := b.b.SetDeferred(len(prefix)+8, size)
+		copy(op.Key, prefix)
+		binary.BigEndian.PutUint64(op.Key[len(prefix):], e.GetIndex())
+		data, err := enc.MarshalAppend(op.Value[:0], e)
+		if err != nil || len(data) != size {
+			return fmt.Errorf("storage: range %d: encode entry %d (%d bytes, %d expected): %v", rangeID, e.GetIndex(), len(data), size, err)
 		}
-		if err := b.b.Set(logKey(rangeID, e.GetIndex()), data, nil); err != nil {
+		if err := op.Finish(); err != nil {
 			return fmt.Errorf("storage: range %d: append: %w", rangeID, err)
 		}
 	}
