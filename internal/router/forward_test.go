@@ -56,7 +56,7 @@ func TestForwardManyConcurrentRequests(t *testing.T) {
 
 // execServer serves Forward streams through exec and returns a connection
 // to it.
-func execServer(t *testing.T, exec Executor) *grpc.ClientConn {
+func execServer(t testing.TB, exec Executor) *grpc.ClientConn {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
