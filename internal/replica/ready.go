@@ -40,6 +40,7 @@ func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
 	if ss.Lead != r.mu.leader {
 		r.log.Info("leader changed", "leader", ss.Lead, "previous", r.mu.leader, "term", r.mu.term)
 		r.mu.leader = ss.Lead
+		r.mu.leaderSeen = r.mu.leaderSeen || ss.Lead != 0
 		r.cfg.Metrics.LeaderChanged(r.RangeID, ss.Lead, r.mu.term)
 	}
 	if !isLeader {

@@ -186,6 +186,8 @@ type Replica struct {
 		truncated storage.TruncatedState
 		// leader is the Raft leader as last seen (0 if none); term its term.
 		leader, term uint64
+		// leaderSeen is set once leader is first non-zero.
+		leaderSeen bool
 		// lastProposedTS is the newest timestamp this replica proposed.
 		// Invariant: proposals are made in increasing ts order.
 		lastProposedTS int64
@@ -323,6 +325,9 @@ type Status struct {
 	// SnapshotsApplied counts snapshots this replica received since it
 	// was loaded.
 	SnapshotsApplied int
+	// LeaderSeen is whether this replica has known a leader of its range
+	// since it was loaded.
+	LeaderSeen bool
 }
 
 // Status reports the replica's Raft position.
@@ -340,6 +345,7 @@ func (r *Replica) Status() Status {
 		LeaseValid: r.mu.lease.validLocked(r.cfg.Now()),
 
 		SnapshotsApplied: r.mu.snapshotsApplied,
+		LeaderSeen:       r.mu.leaderSeen,
 		PendingProposals: len(r.mu.proposals),
 	}
 }
