@@ -278,21 +278,24 @@ func (r *Router) withTimeout(ctx context.Context) (context.Context, context.Canc
 }
 
 // send routes req (whose keys are span, global) to its range and returns
-// the response.
+// the response. It owns req: callers build it for this call.
 func (r *Router) send(ctx context.Context, span keys.Span, req *concordpb.BatchRequest, write bool) (_ *concordpb.BatchResponse, err error) {
 	ctx, tspan := r.cfg.Metrics.StartSpan(ctx, "router.send", trace.WithAttributes(attribute.Int64("concord.node_id", int64(r.cfg.NodeID)), attribute.Bool("concord.write", write)))
 	defer func() { endSpan(tspan, err) }()
 	ctx, cancel := r.withTimeout(ctx)
 	defer cancel()
 	var out *concordpb.BatchResponse
-	for {
+	for round := 0; ; round++ {
 		desc, err := r.lookup(ctx, span)
 		if err != nil {
 			return nil, err
 		}
-		// A fresh request each round: one handed to a stream in an earlier
-		// round may still be being marshalled.
-		req = &concordpb.BatchRequest{RangeId: desc.GetRangeId(), Op: req.GetOp(), Sys: req.GetSys(), Compact: req.GetCompact()}
+		if round > 0 {
+			// Re-routed after a stale descriptor: the request of the last
+			// round may still be queued on a stream, so change a copy.
+			req = proto.CloneOf(req)
+		}
+		req.RangeId = desc.GetRangeId()
 		err = r.retry(ctx, desc, write, func(ctx context.Context, node uint64) error {
 			resp, err := r.sendTo(ctx, node, req)
 			out = resp
