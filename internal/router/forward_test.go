@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,7 +12,6 @@ import (
 	"github.com/concorddb/concord/internal/concordpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -57,21 +55,7 @@ func TestForwardManyConcurrentRequests(t *testing.T) {
 // execServer serves Forward streams through exec and returns a connection
 // to it.
 func execServer(t testing.TB, exec Executor) *grpc.ClientConn {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	concordpb.RegisterPeerServer(gs, execPeer{exec: exec})
-	go gs.Serve(l)
-	t.Cleanup(gs.Stop)
-	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
+	return servePeer(t, execPeer{exec: exec})
 }
 
 type execPeer struct {

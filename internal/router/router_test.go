@@ -105,20 +105,7 @@ func harness(t *testing.T, answers map[uint64]func(int, *concordpb.BatchRequest)
 			return answer(n, req)
 		}}
 		servers[id] = s
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		gs := grpc.NewServer()
-		concordpb.RegisterPeerServer(gs, s)
-		go gs.Serve(l)
-		t.Cleanup(gs.Stop)
-		cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cc.Close() })
-		conns[id] = cc
+		conns[id] = servePeer(t, s)
 	}
 	r, err := New(Config{
 		NodeID: 9,
@@ -134,6 +121,26 @@ func harness(t *testing.T, answers map[uint64]func(int, *concordpb.BatchRequest)
 		t.Fatal(err)
 	}
 	return r, servers
+}
+
+// servePeer serves srv as a node's Peer service on loopback and returns a
+// connection to it.
+func servePeer(t testing.TB, srv concordpb.PeerServer) *grpc.ClientConn {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	concordpb.RegisterPeerServer(gs, srv)
+	go gs.Serve(l)
+	t.Cleanup(gs.Stop)
+	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
 }
 
 func put(key string) *concordpb.RequestOp {
