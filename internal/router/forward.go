@@ -33,6 +33,10 @@ import (
 // transport's message limit.
 const maxForwardBatch = 64
 
+// maxForwardInFlight bounds the requests of one Forward stream that the
+// serving node runs at once (and so its goroutines for them).
+const maxForwardInFlight = 4096
+
 // forwardWorkerIdle is how long a serving goroutine waits for another
 // forwarded request before it exits.
 const forwardWorkerIdle = time.Second
@@ -314,6 +318,7 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 		default:
 		}
 	}
+	slots := make(chan struct{}, maxForwardInFlight)
 	run := func(fr *concordpb.ForwardRequest) {
 		rctx := ctx
 		if len(fr.GetTrace()) > 0 {
@@ -332,6 +337,7 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 			resp = &concordpb.BatchResponse{Error: concordpb.AsError(err)}
 		}
 		answer(fr.GetId(), resp)
+		<-slots
 	}
 	// Requests run on a pool of goroutines that grows with the requests in
 	// flight and shrinks when idle: a goroutine that served one request
@@ -363,6 +369,15 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 				return
 			}
 			for _, fr := range b.GetReqs() {
+				// At most maxForwardInFlight requests run at once: past it
+				// the stream stops being read, and gRPC's flow control
+				// holds the gateway back.
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					recvErr <- ctx.Err()
+					return
+				}
 				select {
 				case work <- fr:
 				default:

@@ -195,3 +195,57 @@ func TestForwardGivingUpBeforeAndAfterSending(t *testing.T) {
 		t.Fatalf("a call on a broken stream: %v, want unreachable", err)
 	}
 }
+
+// A serving node runs at most maxForwardInFlight requests of one stream at
+// once; the rest wait in the stream and run as slots free up.
+func TestForwardBoundsRequestsInFlight(t *testing.T) {
+	var running, most atomic.Int64
+	release := make(chan struct{})
+	cc := execServer(t, func(ctx context.Context, _ *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+		n := running.Add(1)
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		running.Add(-1)
+		return ok(1)
+	})
+	f := newForwarder()
+	defer f.cancel()
+	s, err := f.stream(7, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callers = maxForwardInFlight + 200
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if _, err := s.call(ctx, &concordpb.BatchRequest{Op: get("k")}); err != nil {
+				errs <- err
+			}
+		})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for running.Load() < maxForwardInFlight && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // give any excess a chance to start
+	if got := most.Load(); got != maxForwardInFlight {
+		t.Fatalf("%d requests ran at once, want %d", got, maxForwardInFlight)
+	}
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
