@@ -2,8 +2,10 @@ package router
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -281,5 +283,33 @@ func TestWriteCutByDeadlineInFlightIsAmbiguous(t *testing.T) {
 	_, _, err := r.Do(ctx, put("k"))
 	if concordpb.CodeOf(err) != concordpb.ErrorCode_AMBIGUOUS {
 		t.Fatalf("write cut by its deadline while in flight: %v, want AMBIGUOUS", err)
+	}
+}
+
+// A cold router's concurrent first requests share its meta scans: a caller
+// that queued behind a refresh begun after it asked uses that refresh.
+func TestConcurrentColdLookupsShareTheScan(t *testing.T) {
+	var puts atomic.Int64
+	r, servers := harness(t, map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error){
+		1: func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+			puts.Add(1)
+			return ok(1)
+		},
+	})
+	r.setLeader(2, 1)
+	const n = 200
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, _, err := r.Do(context.Background(), put(fmt.Sprintf("k%d", i))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	// One scan, plus at most one more by callers that asked while the
+	// first was in flight.
+	if scans := int64(servers[1].count()) - puts.Load(); scans > 2 {
+		t.Fatalf("%d concurrent cold requests made %d meta scans, want at most 2", n, scans)
 	}
 }
