@@ -24,18 +24,16 @@ func (r *Replica) Read(ctx context.Context, req *concordpb.BatchRequest) (*conco
 	// Writes applied meanwhile have higher revisions, which the read skips;
 	// only a change that drops versions could disturb it, and dropSeq
 	// tells (see its comment). Otherwise fall back to a snapshot.
-	if seq := r.dropSeq.Load(); seq%2 == 0 {
-		r.mu.Lock()
-		span, term, as := r.spanLocked(), r.mu.term, r.mu.applied
-		r.mu.Unlock()
+	seq := r.dropSeq.Load() // before reading applied: see dropSeq
+	r.mu.Lock()
+	span, term, as := r.spanLocked(), r.mu.term, r.mu.applied
+	r.mu.Unlock()
+	if seq%2 == 0 {
 		out, err := r.readAt(r.cfg.Engine, span, term, as, req)
 		if r.dropSeq.Load() == seq {
 			return out, err
 		}
 	}
-	r.mu.Lock()
-	span, term := r.spanLocked(), r.mu.term
-	r.mu.Unlock()
 	snap := r.cfg.Engine.NewSnapshot()
 	defer snap.Close()
 	as, err := storage.LoadAppliedState(snap, r.RangeID)
