@@ -97,6 +97,11 @@ type Sample struct {
 	// CPUSeconds is the user+system CPU every member used over the
 	// measured part of the run (not startup or preload).
 	CPUSeconds float64 `json:"cpu_s"`
+	// LoadGenCPUSeconds is the CPU the load generator (this process) used
+	// over the same part. It shares the machine with the members, so it
+	// bounds the throughput any system can show here: with N CPUs, at most
+	// N / (load generator CPU per op) ops/s even if the members took none.
+	LoadGenCPUSeconds float64 `json:"loadgen_cpu_s"`
 	// PeakRSS is each member's VmHWM at the end of the run, in bytes: the
 	// peak over its whole life, preload included.
 	PeakRSS []int64 `json:"peak_rss_bytes"`
@@ -112,6 +117,15 @@ func (s *Sample) CPUPerOp() float64 {
 		return 0
 	}
 	return s.CPUSeconds * 1e6 / float64(s.Report.Ops)
+}
+
+// LoadGenCPUPerOp is the load generator's CPU microseconds per successful
+// op.
+func (s *Sample) LoadGenCPUPerOp() float64 {
+	if s.Report.Ops == 0 {
+		return 0
+	}
+	return s.LoadGenCPUSeconds * 1e6 / float64(s.Report.Ops)
 }
 
 // RSSSum is the members' peak RSS added up, in bytes.
@@ -150,8 +164,8 @@ func Run(ctx context.Context, cfg Config) ([]Sample, error) {
 					return out, fmt.Errorf("compare: %s on %s, round %d: %w", w.Name, sys.Name, round, err)
 				}
 				r := s.Report
-				logf("round %d  %-20s %-8s %9.0f ops/s  p50 %7.3fms  p99 %7.3fms  cpu %6.1fµs/op  rss %4d MiB  errors %d",
-					round, w.Name, sys.Name, r.Throughput, r.Latency.P50Ms, r.Latency.P99Ms, s.CPUPerOp(), s.RSSSum()>>20, r.Errors)
+				logf("round %d  %-20s %-8s %9.0f ops/s  p50 %7.3fms  p99 %7.3fms  cpu %6.1fµs/op  load gen %5.1fµs/op  rss %4d MiB  errors %d",
+					round, w.Name, sys.Name, r.Throughput, r.Latency.P50Ms, r.Latency.P99Ms, s.CPUPerOp(), s.LoadGenCPUPerOp(), s.RSSSum()>>20, r.Errors)
 				out = append(out, *s)
 			}
 		}
@@ -175,12 +189,18 @@ func runOne(ctx context.Context, cfg Config, sys System, w Workload, round int) 
 	bc := w.Config
 	bc.Endpoints = c.endpoints()
 	bc.Duration, bc.Total = cfg.Duration, 0
-	var cpuStart, cpuEnd float64
-	var cpuErr error
-	bc.OnMeasureStart = func() { cpuStart, cpuErr = c.cpuSeconds() }
+	var cpuStart, cpuEnd, genStart, genEnd float64
+	var cpuErr, genErr error
+	bc.OnMeasureStart = func() {
+		cpuStart, cpuErr = c.cpuSeconds()
+		genStart, genErr = cpuSeconds(os.Getpid())
+	}
 	bc.OnMeasureEnd = func() {
 		if cpuErr == nil {
 			cpuEnd, cpuErr = c.cpuSeconds()
+		}
+		if genErr == nil {
+			genEnd, genErr = cpuSeconds(os.Getpid())
 		}
 	}
 	rep, err := bench.Run(ctx, bc, nil)
@@ -189,6 +209,9 @@ func runOne(ctx context.Context, cfg Config, sys System, w Workload, round int) 
 	}
 	if cpuErr != nil {
 		return nil, cpuErr
+	}
+	if genErr != nil {
+		return nil, genErr
 	}
 	rss, err := c.peakRSS()
 	if err != nil {
@@ -199,5 +222,5 @@ func runOne(ctx context.Context, cfg Config, sys System, w Workload, round int) 
 		return nil, err
 	}
 	return &Sample{System: sys.Name, Workload: w.Name, Round: round, Report: rep,
-		CPUSeconds: cpuEnd - cpuStart, PeakRSS: rss, LoadAvg1: load}, nil
+		CPUSeconds: cpuEnd - cpuStart, LoadGenCPUSeconds: genEnd - genStart, PeakRSS: rss, LoadAvg1: load}, nil
 }

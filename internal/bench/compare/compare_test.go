@@ -52,7 +52,7 @@ func TestOwnProcessIsMeasurable(t *testing.T) {
 }
 
 func sample(sys, w string, round int, ops int64, opsPerSec, p99 float64, cpu float64, rss ...int64) Sample {
-	return Sample{System: sys, Workload: w, Round: round, CPUSeconds: cpu, PeakRSS: rss,
+	return Sample{System: sys, Workload: w, Round: round, CPUSeconds: cpu, LoadGenCPUSeconds: cpu / 4, PeakRSS: rss,
 		Report: &bench.Report{Ops: ops, Throughput: opsPerSec, Latency: bench.Latency{P50Ms: p99 / 2, P99Ms: p99}}}
 }
 
@@ -69,6 +69,7 @@ func TestMarkdownRatiosAreMeansOverRounds(t *testing.T) {
 	for _, want := range []string{
 		"| put 100/10 | 4.00× | 1.00× | 0.50× | 2.00× |", // 400/100, 20/20, 1000µs/2000µs, 200/100 MiB
 		"| put 100/10 | concord | 400 [300, 500] |",
+		"| 1000.0 | 250.0 | 200 (100) | 0 |", // CPU per op of the members and of the load generator, RSS
 		"2 × Test CPU", "commit `abc`", "2026-01-02 03:04 UTC", "concord bench compare",
 	} {
 		if !strings.Contains(md, want) {

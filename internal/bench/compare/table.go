@@ -51,12 +51,12 @@ func CurrentEnvironment(command string, rounds int, d time.Duration) Environment
 
 // stats averages one system's samples of one workload over the rounds.
 type stats struct {
-	runs                        int
-	throughputs                 []float64
-	throughput, avg, p50, p99   float64
-	p999, max, cpuPerOp, rssMiB float64
-	rssMaxMemberMiB             float64
-	errors                      int64
+	runs                         int
+	throughputs                  []float64
+	throughput, avg, p50, p99    float64
+	p999, max, cpuPerOp, rssMiB  float64
+	genCPUPerOp, rssMaxMemberMiB float64
+	errors                       int64
 }
 
 func aggregate(samples []Sample) map[string]map[string]*stats {
@@ -81,6 +81,7 @@ func aggregate(samples []Sample) map[string]map[string]*stats {
 		st.p999 += r.Latency.P999Ms
 		st.max = max(st.max, r.Latency.MaxMs)
 		st.cpuPerOp += s.CPUPerOp()
+		st.genCPUPerOp += s.LoadGenCPUPerOp()
 		st.rssMiB += float64(s.RSSSum()) / (1 << 20)
 		for _, b := range s.PeakRSS {
 			st.rssMaxMemberMiB = max(st.rssMaxMemberMiB, float64(b)/(1<<20))
@@ -96,6 +97,7 @@ func aggregate(samples []Sample) map[string]map[string]*stats {
 			st.p99 /= n
 			st.p999 /= n
 			st.cpuPerOp /= n
+			st.genCPUPerOp /= n
 			st.rssMiB /= n
 		}
 	}
@@ -133,9 +135,9 @@ func Markdown(env Environment, a, b string, workloads []string, samples []Sample
 		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s |\n", w, ratio(sa.throughput, sb.throughput),
 			ratio(sa.p99, sb.p99), ratio(sa.cpuPerOp, sb.cpuPerOp), ratio(sa.rssMiB, sb.rssMiB))
 	}
-	s.WriteString("\nAbsolute figures (means over the rounds; ops/s of each round in brackets; CPU is all members' user+system time over the measured part; RSS is the members' peak RSS added up, and the largest member's):\n\n")
-	s.WriteString("| workload | system | ops/s | avg ms | p50 ms | p99 ms | p99.9 ms | max ms | CPU µs/op | RSS MiB (max member) | errors |\n")
-	s.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	s.WriteString("\nAbsolute figures (means over the rounds; ops/s of each round in brackets; CPU is all members' user+system time over the measured part, load gen the load generator's; RSS is the members' peak RSS added up, and the largest member's):\n\n")
+	s.WriteString("| workload | system | ops/s | avg ms | p50 ms | p99 ms | p99.9 ms | max ms | CPU µs/op | load gen µs/op | RSS MiB (max member) | errors |\n")
+	s.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, w := range workloads {
 		for _, sys := range []string{a, b} {
 			st := agg[w][sys]
@@ -146,9 +148,9 @@ func Markdown(env Environment, a, b string, workloads []string, samples []Sample
 			for _, t := range st.throughputs {
 				each = append(each, fmt.Sprintf("%.0f", t))
 			}
-			fmt.Fprintf(&s, "| %s | %s | %.0f [%s] | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f | %.0f (%.0f) | %d |\n",
+			fmt.Fprintf(&s, "| %s | %s | %.0f [%s] | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f | %.1f | %.0f (%.0f) | %d |\n",
 				w, sys, st.throughput, strings.Join(each, ", "), st.avg, st.p50, st.p99, st.p999, st.max,
-				st.cpuPerOp, st.rssMiB, st.rssMaxMemberMiB, st.errors)
+				st.cpuPerOp, st.genCPUPerOp, st.rssMiB, st.rssMaxMemberMiB, st.errors)
 		}
 	}
 	return s.String()
