@@ -8,6 +8,7 @@ import (
 	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
+	"go.etcd.io/raft/v3/raftpb"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 )
@@ -54,7 +55,7 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 		// System writes and compactions carry no revision: propose them
 		// directly.
 		r.mu.Lock()
-		err := r.proposeLocked(pw, 0)
+		err := r.proposeLocked([]*pendingWrite{pw}, 0)
 		r.mu.Unlock()
 		if err != nil {
 			return nil, err
@@ -134,36 +135,57 @@ func (r *Replica) proposeBatch(batch []*pendingWrite) {
 		}
 		return
 	}
-	for i, pw := range batch {
-		if err := r.proposeLocked(pw, first+int64(i)); err != nil {
+	if err := r.proposeLocked(batch, first); err != nil {
+		r.mu.Unlock()
+		for _, pw := range batch {
 			pw.done <- result{err: err}
 		}
+		return
 	}
 	r.mu.lastProposedTS = first + int64(len(batch)) - 1
 	r.mu.Unlock()
 	r.cfg.Signal()
 }
 
-// proposeLocked proposes pw's command at timestamp ts and registers its
-// waiter.
-func (r *Replica) proposeLocked(pw *pendingWrite, ts int64) error {
+// proposeLocked proposes the commands of batch, the i-th at timestamp
+// firstTS+i (or all at 0, for writes that carry no revision), as one Raft
+// proposal, and registers their waiters. One proposal for the batch means
+// one append and one message per follower, not one per write. On error
+// none of them is in the log.
+func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64) error {
 	if !r.leadsLocked() {
 		return r.notLeaderLocked()
 	}
-	r.mu.nextID++
-	cmd := &concordpb.Command{Id: r.mu.nextID, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact()}
-	data, err := proto.Marshal(cmd)
-	if err != nil {
-		return concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: encode command: %v", err)
+	ents := make([]*raftpb.Entry, len(batch))
+	firstID := r.mu.nextID + 1
+	var buf []byte
+	for i, pw := range batch {
+		ts := firstTS
+		if ts != 0 {
+			ts += int64(i)
+		}
+		cmd := &concordpb.Command{Id: firstID + uint64(i), Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact()}
+		start := len(buf)
+		var err error
+		if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, cmd); err != nil {
+			return concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: encode command: %v", err)
+		}
+		// Full slice expressions: an entry's data never grows into the
+		// next one's.
+		ents[i] = &raftpb.Entry{Data: buf[start:len(buf):len(buf)]}
 	}
-	if err := r.mu.rn.Propose(data); err != nil {
+	if err := r.mu.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(r.cfg.NodeID), Entries: ents}); err != nil {
 		// Dropped (no leader, transfer, or too much uncommitted data):
 		// definitely not in the log.
 		r.cfg.Metrics.ObserveProposalDropped()
 		return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: proposal dropped: %v", r.RangeID, err)
 	}
-	r.cfg.Metrics.ObserveProposals(1)
-	r.mu.proposals[cmd.Id] = &proposal{done: pw.done, span: trace.SpanContextFromContext(pw.ctx), proposed: time.Now()}
+	r.mu.nextID += uint64(len(batch))
+	r.cfg.Metrics.ObserveProposals(len(batch))
+	now := time.Now()
+	for i, pw := range batch {
+		r.mu.proposals[firstID+uint64(i)] = &proposal{done: pw.done, span: trace.SpanContextFromContext(pw.ctx), proposed: now}
+	}
 	return nil
 }
 
