@@ -107,6 +107,7 @@ func (r *Replica) AfterPersist(rd *raft.Ready) error {
 		r.mu.applied = as
 		r.dropSeq.Add(1)
 		r.mu.truncated = storage.TruncatedState{Index: md.GetIndex(), Term: md.GetTerm()}
+		r.mu.appliedLogBytes = 0
 		r.idx.Reset()
 		if as.MaxTS > r.mu.lastProposedTS {
 			r.mu.lastProposedTS = as.MaxTS
@@ -159,6 +160,7 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		wroteAt int64
 	}
 	var done []applied
+	var logBytes uint64
 	drops := false // see dropSeq
 	b := r.cfg.Engine.NewBatch()
 	defer b.Close()
@@ -187,6 +189,7 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 			a.wroteAt = next.MaxTS
 		}
 		as = next
+		logBytes += uint64(len(ent.GetData()))
 		done = append(done, a)
 	}
 	if len(done) == 0 {
@@ -205,6 +208,7 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.mu.applied = as
+	r.mu.appliedLogBytes += logBytes
 	if drops {
 		r.dropSeq.Add(1)
 	}
@@ -266,10 +270,10 @@ func (r *Replica) applyConfChange(cc raftpb.ConfChangeI, as *storage.AppliedStat
 }
 
 // maybeTruncateLogLocked truncates the log to the applied index once it has
-// grown past cfg.LogTruncateEntries.
+// grown past cfg.LogTruncateEntries or cfg.LogTruncateBytes.
 func (r *Replica) maybeTruncateLogLocked() error {
 	as := r.mu.applied
-	if as.Index-r.mu.truncated.Index <= r.cfg.LogTruncateEntries {
+	if as.Index-r.mu.truncated.Index <= r.cfg.LogTruncateEntries && r.mu.appliedLogBytes <= r.cfg.LogTruncateBytes {
 		return nil
 	}
 	ts := storage.TruncatedState{Index: as.Index, Term: as.Term}
@@ -285,5 +289,6 @@ func (r *Replica) maybeTruncateLogLocked() error {
 		return err
 	}
 	r.mu.truncated = ts
+	r.mu.appliedLogBytes = 0
 	return nil
 }

@@ -51,6 +51,12 @@ type Config struct {
 	// applied beyond the truncation point, the log is truncated to the
 	// applied index (followers behind it get a snapshot).
 	LogTruncateEntries uint64
+	// LogTruncateBytes bounds the Raft log by size the same way: once the
+	// commands applied beyond the truncation point hold more bytes than
+	// this, the log is truncated to the applied index. Raft keeps the log
+	// in memory, so this bounds the memory too: ten thousand entries of
+	// a bulk load's 64-put transactions would hold 170 MiB.
+	LogTruncateBytes uint64
 	// MaxQueuedWrites bounds the writes waiting for the proposer; more are
 	// refused as UNAVAILABLE (back-pressure), not queued without limit.
 	MaxQueuedWrites int
@@ -77,6 +83,7 @@ func DefaultConfig() Config {
 		ElectionTicks:      10,
 		HeartbeatTicks:     1,
 		LogTruncateEntries: 10000,
+		LogTruncateBytes:   4 << 20,
 		MaxQueuedWrites:    10000,
 		MaxProposalBatch:   1024,
 		KeyIndexSize:       1 << 19,
@@ -100,7 +107,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("replica: need 0 < HeartbeatTicks (%d) < ElectionTicks (%d)", c.HeartbeatTicks, c.ElectionTicks)
 	case c.ElectionTicks < 4:
 		return fmt.Errorf("replica: ElectionTicks %d leaves no room for a lease", c.ElectionTicks)
-	case c.LogTruncateEntries == 0 || c.MaxQueuedWrites <= 0 || c.MaxProposalBatch <= 0:
+	case c.LogTruncateEntries == 0 || c.LogTruncateBytes == 0 || c.MaxQueuedWrites <= 0 || c.MaxProposalBatch <= 0:
 		return errors.New("replica: limits must be positive")
 	}
 	if c.Logger == nil {
@@ -184,6 +191,10 @@ type Replica struct {
 		// truncated is the log's truncation point.
 		// Invariant: truncated.Index <= applied.Index.
 		truncated storage.TruncatedState
+		// appliedLogBytes is the data size of the entries applied since
+		// the last truncation (or since the replica was loaded): what a
+		// truncation to the applied index would free.
+		appliedLogBytes uint64
 		// leader is the Raft leader as last seen (0 if none); term its term.
 		leader, term uint64
 		// leaderSeen is set once leader is first non-zero.
@@ -328,6 +339,11 @@ type Status struct {
 	// LeaderSeen is whether this replica has known a leader of its range
 	// since it was loaded.
 	LeaderSeen bool
+	// Truncated is the index the log was last truncated to (or covered
+	// by a snapshot), and AppliedLogBytes the data size of the entries
+	// applied since: the log a truncation to the applied index would
+	// free, which Raft holds in memory.
+	Truncated, AppliedLogBytes uint64
 }
 
 // Status reports the replica's Raft position.
@@ -347,6 +363,8 @@ func (r *Replica) Status() Status {
 		SnapshotsApplied: r.mu.snapshotsApplied,
 		LeaderSeen:       r.mu.leaderSeen,
 		PendingProposals: len(r.mu.proposals),
+		Truncated:        r.mu.truncated.Index,
+		AppliedLogBytes:  r.mu.appliedLogBytes,
 	}
 }
 

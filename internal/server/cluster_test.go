@@ -250,6 +250,38 @@ func TestDownNodeCatchesUp(t *testing.T) {
 	}
 }
 
+// A bulk load writes few, large entries: the Raft log, which Raft holds in
+// memory, must be bounded by its size, not only by its entry count.
+func TestBulkLoadKeepsTheRaftLogSmall(t *testing.T) {
+	const limit = 256 << 10
+	c := startCluster(t, 3, func(_ int, cfg *Config) { cfg.RaftLogTruncateBytes = limit })
+	cli := client(t, c, 0)
+	putRetry(t, cli, "warmup", "x")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	value := strings.Repeat("v", 1024)
+	const txns, perTxn = 40, 32 // 40 entries of ~33 KiB: 1.3 MiB
+	for i := 0; i < txns; i++ {
+		ops := make([]clientv3.Op, perTxn)
+		for j := range ops {
+			ops[j] = clientv3.OpPut(fmt.Sprintf("bulk/%02d/%02d", i, j), value)
+		}
+		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			t.Fatalf("txn %d: %v", i, err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		st := c.Node(i).Store().Replica(store.UserRangeID).Status()
+		// One entry past the limit triggers a truncation.
+		if st.AppliedLogBytes > uint64(limit+perTxn*(len(value)+64)) || st.Truncated == 0 {
+			t.Errorf("node %d: %d bytes applied past truncation index %d; want at most ~%d", i+1, st.AppliedLogBytes, st.Truncated, limit)
+		}
+	}
+	if resp := get(t, cli, "bulk/", clientv3.WithPrefix(), clientv3.WithCountOnly()); resp.Count != txns*perTxn {
+		t.Fatalf("%d keys after the load, want %d", resp.Count, txns*perTxn)
+	}
+}
+
 func TestMemberListAndJoin(t *testing.T) {
 	c := startCluster(t, 3, nil)
 	cli := client(t, c, 0)

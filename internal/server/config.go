@@ -60,6 +60,9 @@ type Config struct {
 	// RaftLogTruncateEntries bounds each range's Raft log (default 10000
 	// entries); a follower further behind catches up by snapshot.
 	RaftLogTruncateEntries uint64
+	// RaftLogTruncateBytes bounds it by the size of its commands (default
+	// 4 MiB), and so the memory Raft holds it in.
+	RaftLogTruncateBytes uint64
 
 	// UnsafeClockOffsetFile, TEST ONLY, names a file holding a duration by
 	// which this node's wall clock (the one the TSO reads) is shifted; the
@@ -209,6 +212,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RaftLogTruncateEntries == 0 {
 		c.RaftLogTruncateEntries = 10000
+	}
+	if c.RaftLogTruncateBytes == 0 {
+		c.RaftLogTruncateBytes = 4 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -122,6 +122,7 @@ func Start(cfg Config) (n *Node, err error) {
 	n.tsoClient = tso.NewClient(func(ctx context.Context, k int) (int64, error) { return n.router.Timestamp(ctx, k) })
 	rcfg.Timestamps = n.tsoClient
 	rcfg.LogTruncateEntries = cfg.RaftLogTruncateEntries
+	rcfg.LogTruncateBytes = cfg.RaftLogTruncateBytes
 	rcfg.UnsafeNoReadLease = cfg.UnsafeNoReadLease
 	if cfg.UnsafeNoReadLease {
 		n.log.Warn("UNSAFE: --unsafe-no-read-lease is on: linearizable reads may be stale")
