@@ -68,7 +68,10 @@ then counts from each op's scheduled start.`,
 
 	put := &cobra.Command{Use: "put", Short: "Put random keys", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return bf.run(cmd, bench.Put) }}
-	put.Flags().BoolVar(&bf.cfg.Preload, "preload", false, "write the whole key space before measuring")
+	// Each workload has its own --preload default, so the flag is read
+	// per command in run (one variable bound to all of them took the last
+	// registered default).
+	put.Flags().Bool("preload", false, "write the whole key space before measuring")
 	rng := &cobra.Command{Use: "range", Short: "Get one random key per op", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return bf.run(cmd, bench.Range) }}
 	txn := &cobra.Command{Use: "txn-put", Short: "Compare-and-swap: Txn(if mod_revision(k) = last seen then put else get)", Args: cobra.NoArgs,
@@ -77,7 +80,7 @@ then counts from each op's scheduled start.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return bf.run(cmd, bench.Mixed) }}
 	mixed.Flags().StringVar((*string)(&bf.cfg.Mix), "ycsb", string(bf.cfg.Mix), "YCSB mix: a, b, c or f")
 	for _, c := range []*cobra.Command{rng, txn, mixed} {
-		c.Flags().BoolVar(&bf.cfg.Preload, "preload", true, "write the whole key space before measuring")
+		c.Flags().Bool("preload", true, "write the whole key space before measuring")
 	}
 	for _, c := range []*cobra.Command{rng, mixed} {
 		c.Flags().StringVar(&bf.consistency, "consistency", "l", "read consistency: l (linearizable) or s (serializable)")
@@ -90,6 +93,11 @@ then counts from each op's scheduled start.`,
 func (bf *benchFlags) run(cmd *cobra.Command, w bench.Workload) error {
 	cfg := bf.cfg
 	cfg.Workload = w
+	preload, err := cmd.Flags().GetBool("preload")
+	if err != nil {
+		return err
+	}
+	cfg.Preload = preload
 	switch bf.consistency {
 	case "", "l":
 	case "s":

@@ -2,14 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/concorddb/concord/internal/bench"
 	"github.com/concorddb/concord/internal/server"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // TestBenchAgainstLocalCluster runs every `concord bench` workload, briefly,
@@ -27,8 +30,11 @@ func TestBenchAgainstLocalCluster(t *testing.T) {
 		name string
 		args []string
 		kind string // an op kind the mixed report must list
+		// maxKeys, if set, bounds the keys in the cluster after the run:
+		// put runs first and does not preload unless asked.
+		maxKeys int64
 	}{
-		{name: "put", args: []string{"put"}},
+		{name: "put", args: []string{"put"}, maxKeys: 200},
 		{name: "range(linearizable)", args: []string{"range"}},
 		{name: "range(serializable)", args: []string{"range", "--consistency", "s"}},
 		{name: "txn-put", args: []string{"txn-put"}},
@@ -56,6 +62,22 @@ func TestBenchAgainstLocalCluster(t *testing.T) {
 			l := rep.Latency
 			if rep.Throughput <= 0 || l.Count != 200 || !(0 < l.P50Ms && l.P50Ms <= l.P99Ms && l.P99Ms <= l.MaxMs) {
 				t.Errorf("insane report: throughput %v latency %+v", rep.Throughput, l)
+			}
+			if tc.maxKeys > 0 {
+				cli, err := clientv3.New(clientv3.Config{Endpoints: lc.ClientAddrs(), DialTimeout: 5 * time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer cli.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				resp, err := cli.Get(ctx, "\x00", clientv3.WithFromKey(), clientv3.WithCountOnly())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.Count > tc.maxKeys {
+					t.Errorf("%d keys after %v, want at most %d (preloaded?)", resp.Count, tc.args, tc.maxKeys)
+				}
 			}
 			if tc.kind != "" && rep.ByKind[tc.kind].Count == 0 {
 				t.Errorf("mixed report has no %s ops: %+v", tc.kind, rep.ByKind)
