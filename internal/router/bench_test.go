@@ -45,13 +45,7 @@ func BenchmarkLookup(b *testing.B) {
 // concurrent callers; the serving side answers at once, so this measures
 // the forwarding machinery (batching, the pool, gRPC) alone.
 func BenchmarkForward(b *testing.B) {
-	cc := execServer(b, func(context.Context, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) { return ok(1) })
-	f := newForwarder()
-	defer f.cancel()
-	s, err := f.stream(7, cc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := forwardTo(b, func(context.Context, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) { return ok(1) })
 	req := &concordpb.BatchRequest{RangeId: 2, Op: put("k")}
 	b.SetParallelism(32) // 64 callers on 2 CPUs
 	b.RunParallel(func(pb *testing.PB) {

@@ -58,6 +58,20 @@ func execServer(t testing.TB, exec Executor) *grpc.ClientConn {
 	return servePeer(t, execPeer{exec: exec})
 }
 
+// forwardTo opens a forward stream, as node 7's gateway would, to a Peer
+// server that runs requests with exec. The stream ends with the test.
+func forwardTo(t testing.TB, exec Executor) *fwdStream {
+	t.Helper()
+	cc := execServer(t, exec)
+	f := newForwarder()
+	t.Cleanup(f.cancel)
+	s, err := f.stream(7, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 type execPeer struct {
 	concordpb.UnimplementedPeerServer
 	exec Executor
@@ -70,7 +84,7 @@ func (p execPeer) Forward(stream concordpb.Peer_ForwardServer) error {
 // The serving node runs a request under the deadline its caller had.
 func TestForwardCarriesTheDeadline(t *testing.T) {
 	var left atomic.Int64
-	cc := execServer(t, func(ctx context.Context, _ *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	s := forwardTo(t, func(ctx context.Context, _ *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
 		dl, has := ctx.Deadline()
 		if !has {
 			return nil, concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "no deadline")
@@ -78,12 +92,6 @@ func TestForwardCarriesTheDeadline(t *testing.T) {
 		left.Store(int64(time.Until(dl)))
 		return ok(1)
 	})
-	f := newForwarder()
-	defer f.cancel()
-	s, err := f.stream(7, cc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if _, err := s.call(ctx, &concordpb.BatchRequest{Op: get("k")}); err != nil {
@@ -93,13 +101,9 @@ func TestForwardCarriesTheDeadline(t *testing.T) {
 		t.Fatalf("the server saw %v left of a 3 s deadline", d)
 	}
 	// A structured error travels back as itself.
-	cc2 := execServer(t, func(context.Context, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	s2 := forwardTo(t, func(context.Context, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
 		return nil, concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "not here")
 	})
-	s2, err := f.stream(8, cc2)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := s2.call(ctx, &concordpb.BatchRequest{Op: get("k")}); concordpb.CodeOf(err) != concordpb.ErrorCode_NOT_LEADER {
 		t.Fatalf("got %v, want NOT_LEADER", err)
 	}
@@ -201,7 +205,7 @@ func TestForwardGivingUpBeforeAndAfterSending(t *testing.T) {
 func TestForwardBoundsRequestsInFlight(t *testing.T) {
 	var running, most atomic.Int64
 	release := make(chan struct{})
-	cc := execServer(t, func(ctx context.Context, _ *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	s := forwardTo(t, func(ctx context.Context, _ *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
 		n := running.Add(1)
 		for {
 			m := most.Load()
@@ -216,12 +220,6 @@ func TestForwardBoundsRequestsInFlight(t *testing.T) {
 		running.Add(-1)
 		return ok(1)
 	})
-	f := newForwarder()
-	defer f.cancel()
-	s, err := f.stream(7, cc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const callers = maxForwardInFlight + 200
 	var wg sync.WaitGroup
 	errs := make(chan error, callers)
