@@ -34,7 +34,8 @@ import (
 const maxForwardBatch = 64
 
 // maxForwardInFlight bounds the requests of one Forward stream that the
-// serving node runs at once (and so its goroutines for them).
+// serving node holds at once, running or answered but not yet sent back
+// (and so its goroutines and buffered responses for them).
 const maxForwardInFlight = 4096
 
 // forwardWorkerIdle is how long a serving goroutine waits for another
@@ -336,8 +337,7 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 		if err != nil {
 			resp = &concordpb.BatchResponse{Error: concordpb.AsError(err)}
 		}
-		answer(fr.GetId(), resp)
-		<-slots
+		answer(fr.GetId(), resp) // its slot is freed once the answer is sent
 	}
 	// Requests run on a pool of goroutines that grows with the requests in
 	// flight and shrinks when idle: a goroutine that served one request
@@ -369,9 +369,10 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 				return
 			}
 			for _, fr := range b.GetReqs() {
-				// At most maxForwardInFlight requests run at once: past it
-				// the stream stops being read, and gRPC's flow control
-				// holds the gateway back.
+				// At most maxForwardInFlight requests are held at once:
+				// past it the stream stops being read, and gRPC's flow
+				// control holds the gateway back. A gateway slow to read
+				// the answers holds its requests back the same way.
 				select {
 				case slots <- struct{}{}:
 				case <-ctx.Done():
@@ -410,6 +411,9 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 			}
 			if err := stream.Send(&out); err != nil {
 				return err
+			}
+			for range n {
+				<-slots
 			}
 		}
 	}

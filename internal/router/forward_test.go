@@ -247,3 +247,70 @@ func TestForwardBoundsRequestsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// stuckGateway is a Forward stream, seen from the serving node, whose
+// gateway sends requests but never reads the answers: every Send blocks.
+type stuckGateway struct {
+	grpc.ServerStream
+	ctx  context.Context
+	reqs chan *concordpb.ForwardBatch
+}
+
+func (g *stuckGateway) Context() context.Context { return g.ctx }
+
+func (g *stuckGateway) Recv() (*concordpb.ForwardBatch, error) {
+	select {
+	case b := <-g.reqs:
+		return b, nil
+	case <-g.ctx.Done():
+		return nil, g.ctx.Err()
+	}
+}
+
+func (g *stuckGateway) Send(*concordpb.ForwardResponses) error {
+	<-g.ctx.Done()
+	return g.ctx.Err()
+}
+
+// Answers that cannot go back count against the bound too: a gateway that
+// stops reading them stops its requests from being run, rather than the
+// serving node buffering answers without limit.
+func TestForwardBoundsAnswersNotSentBack(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g := &stuckGateway{ctx: ctx, reqs: make(chan *concordpb.ForwardBatch)}
+	var ran atomic.Int64
+	served := make(chan error, 1)
+	go func() {
+		served <- ServeForward(g, func(context.Context, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+			ran.Add(1)
+			return ok(1)
+		}, nil)
+	}()
+	const requests = maxForwardInFlight + 200
+	go func() {
+		for id := uint64(1); id <= requests; id++ {
+			b := &concordpb.ForwardBatch{Reqs: []*concordpb.ForwardRequest{{Id: id, Req: &concordpb.BatchRequest{Op: get("k")}}}}
+			select {
+			case g.reqs <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	// Wait until the serving node stops running requests.
+	last, still := int64(-1), 0
+	for still < 5 {
+		time.Sleep(20 * time.Millisecond)
+		if n := ran.Load(); n == last {
+			still++
+		} else {
+			last, still = n, 0
+		}
+	}
+	if n := ran.Load(); n > maxForwardInFlight {
+		t.Fatalf("%d requests ran while no answer could be sent back; want at most %d", n, maxForwardInFlight)
+	}
+	cancel()
+	<-served
+}
