@@ -55,11 +55,8 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 		// System writes and compactions carry no revision: propose them
 		// directly.
 		r.mu.Lock()
-		err := r.proposeLocked([]*pendingWrite{pw}, 0)
+		r.proposeLocked([]*pendingWrite{pw}, 0)
 		r.mu.Unlock()
-		if err != nil {
-			return nil, err
-		}
 		r.cfg.Signal()
 	} else {
 		select {
@@ -135,13 +132,7 @@ func (r *Replica) proposeBatch(batch []*pendingWrite) {
 		}
 		return
 	}
-	if err := r.proposeLocked(batch, first); err != nil {
-		r.mu.Unlock()
-		for _, pw := range batch {
-			pw.done <- result{err: err}
-		}
-		return
-	}
+	r.proposeLocked(batch, first)
 	r.mu.lastProposedTS = first + int64(len(batch)) - 1
 	r.mu.Unlock()
 	r.cfg.Signal()
@@ -150,43 +141,60 @@ func (r *Replica) proposeBatch(batch []*pendingWrite) {
 // proposeLocked proposes the commands of batch, the i-th at timestamp
 // firstTS+i (or all at 0, for writes that carry no revision), as one Raft
 // proposal, and registers their waiters. One proposal for the batch means
-// one append and one message per follower, not one per write. On error
-// none of them is in the log.
-func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64) error {
-	if !r.leadsLocked() {
-		return r.notLeaderLocked()
+// one append and one message per follower, not one per write. A write it
+// does not propose gets its error on done: a command that cannot be encoded
+// fails alone; if Raft refuses the proposal, none of the batch is in the
+// log.
+func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64) {
+	fail := func(pws []*pendingWrite, err error) {
+		for _, pw := range pws {
+			pw.done <- result{err: err}
+		}
 	}
-	ents := make([]*raftpb.Entry, len(batch))
-	firstID := r.mu.nextID + 1
+	if !r.leadsLocked() {
+		fail(batch, r.notLeaderLocked())
+		return
+	}
+	ents := make([]*raftpb.Entry, 0, len(batch))
+	kept := make([]*pendingWrite, 0, len(batch))
+	ids := make([]uint64, 0, len(batch))
 	var buf []byte
 	for i, pw := range batch {
 		ts := firstTS
 		if ts != 0 {
 			ts += int64(i)
 		}
-		cmd := &concordpb.Command{Id: firstID + uint64(i), Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact()}
+		id := r.mu.nextID + 1 + uint64(i)
+		cmd := &concordpb.Command{Id: id, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact()}
 		start := len(buf)
 		var err error
 		if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, cmd); err != nil {
-			return concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: encode command: %v", err)
+			buf = buf[:start]
+			fail([]*pendingWrite{pw}, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: encode command: %v", err))
+			continue
 		}
 		// Full slice expressions: an entry's data never grows into the
 		// next one's.
-		ents[i] = &raftpb.Entry{Data: buf[start:len(buf):len(buf)]}
+		ents = append(ents, &raftpb.Entry{Data: buf[start:len(buf):len(buf)]})
+		kept = append(kept, pw)
+		ids = append(ids, id)
+	}
+	r.mu.nextID += uint64(len(batch)) // ids of unencodable writes stay unused
+	if len(ents) == 0 {
+		return
 	}
 	if err := r.mu.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(r.cfg.NodeID), Entries: ents}); err != nil {
 		// Dropped (no leader, transfer, or too much uncommitted data):
 		// definitely not in the log.
 		r.cfg.Metrics.ObserveProposalDropped()
-		return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: proposal dropped: %v", r.RangeID, err)
+		fail(kept, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: proposal dropped: %v", r.RangeID, err))
+		return
 	}
-	r.mu.nextID += uint64(len(batch))
-	r.cfg.Metrics.ObserveProposals(len(batch))
+	r.cfg.Metrics.ObserveProposals(len(kept))
 	now := time.Now()
-	for i, pw := range batch {
-		r.mu.proposals[firstID+uint64(i)] = &proposal{done: pw.done, span: trace.SpanContextFromContext(pw.ctx), proposed: now}
+	for i, pw := range kept {
+		r.mu.proposals[ids[i]] = &proposal{done: pw.done, span: trace.SpanContextFromContext(pw.ctx), proposed: now}
 	}
-	return nil
 }
 
 // evalCommand applies one command into b. On error nothing of it may be
