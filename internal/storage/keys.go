@@ -44,7 +44,21 @@ func rangeLocalSpan(rangeID uint64) (lower, upper []byte) {
 }
 
 func logKey(rangeID, index uint64) []byte {
-	return binary.BigEndian.AppendUint64(rangeLocalKey(rangeID, suffixLog), index)
+	k := make([]byte, logKeyLen)
+	putLogKey(k, rangeID, index)
+	return k
+}
+
+// logKeyLen is the length of every log key: kind, range id, suffix, index.
+const logKeyLen = 1 + 8 + 1 + 8
+
+// putLogKey writes the log key of (rangeID, index) into k[:logKeyLen], for
+// callers that own the key's memory (a deferred batch op).
+func putLogKey(k []byte, rangeID, index uint64) {
+	k[0] = kindRangeLocal
+	binary.BigEndian.PutUint64(k[1:9], rangeID)
+	k[9] = suffixLog
+	binary.BigEndian.PutUint64(k[10:logKeyLen], index)
 }
 
 // logSpan covers every log key of rangeID.
@@ -54,7 +68,7 @@ func logSpan(rangeID uint64) (lower, upper []byte) {
 
 // decodeLogIndex returns the index of a log key.
 func decodeLogIndex(k []byte) (uint64, error) {
-	if len(k) != 1+8+1+8 || k[0] != kindRangeLocal || k[9] != suffixLog {
+	if len(k) != logKeyLen || k[0] != kindRangeLocal || k[9] != suffixLog {
 		return 0, fmt.Errorf("%w: bad log key %x", ErrCorrupt, k)
 	}
 	return binary.BigEndian.Uint64(k[10:]), nil

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -16,7 +15,6 @@ func (b *Batch) AppendEntries(rangeID uint64, ents []*raftpb.Entry) (err error) 
 	if len(ents) == 0 {
 		return nil
 	}
-	prefix, _ := logSpan(rangeID)
 	// Each entry is encoded straight into the batch: no key or value
 	// buffer per entry on the Ready loop's path.
 	enc := proto.MarshalOptions{Deterministic: true, UseCachedSize: true}
@@ -26,9 +24,8 @@ func (b *Batch) AppendEntries(rangeID uint64, ents []*raftpb.Entry) (err error) 
 				rangeID, e.GetIndex(), ents[i-1].GetIndex())
 		}
 		size := proto.Size(e) // caches the size that enc then uses
-		op := b.b.SetDeferred(len(prefix)+8, size)
-		copy(op.Key, prefix)
-		binary.BigEndian.PutUint64(op.Key[len(prefix):], e.GetIndex())
+		op := b.b.SetDeferred(logKeyLen, size)
+		putLogKey(op.Key, rangeID, e.GetIndex())
 		data, err := enc.MarshalAppend(op.Value[:0], e)
 		if err != nil || len(data) != size {
 			return fmt.Errorf("storage: range %d: encode entry %d (%d bytes, %d expected): %v", rangeID, e.GetIndex(), len(data), size, err)
