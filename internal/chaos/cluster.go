@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,7 +29,7 @@ const (
 type Cluster struct {
 	net    *Network
 	logDir string
-	args   [][]string // per node: the full `ip netns exec … concord start …` argv
+	args   [][]string // per node: the `ip netns exec … concord start …` argv, but --initial-cluster-state
 	// clocks holds each node's --unsafe-clock-offset-file, when the run
 	// jumps clocks.
 	clocks []string
@@ -36,6 +37,9 @@ type Cluster struct {
 	mu struct {
 		sync.Mutex
 		procs []*process // nil while a node is down
+		// starts counts each node's starts; it picks the restart's
+		// --initial-cluster-state.
+		starts []int
 		// crashes records nodes that exited without being killed.
 		crashes []string
 	}
@@ -78,6 +82,7 @@ func StartCluster(ctx context.Context, w *Network, opts ClusterOptions) (*Cluste
 	}
 	c := &Cluster{net: w, logDir: opts.LogDir}
 	c.mu.procs = make([]*process, w.nodes)
+	c.mu.starts = make([]int, w.nodes)
 	var members []string
 	for i := 0; i < w.nodes; i++ {
 		members = append(members, fmt.Sprintf("n%d=http://%s:%d", i+1, w.IP(i), peerPort))
@@ -89,7 +94,7 @@ func StartCluster(ctx context.Context, w *Network, opts ClusterOptions) (*Cluste
 			"--name", fmt.Sprintf("n%d", i+1), "--data-dir", filepath.Join(opts.DataDir, fmt.Sprintf("n%d", i+1)),
 			"--listen-client-urls", client, "--advertise-client-urls", client,
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-			"--initial-cluster", strings.Join(members, ","), "--initial-cluster-state", "new",
+			"--initial-cluster", strings.Join(members, ","),
 			"--initial-cluster-token", fmt.Sprintf("chaos-%d", w.pid),
 			"--replication-factor", fmt.Sprint(rf), "--log-level", "warn"}
 		if opts.UnsafeNoReadLease {
@@ -181,8 +186,16 @@ func (c *Cluster) Start(i int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(log, "=== chaos: start n%d at %s\n", i+1, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command("ip", c.args[i]...)
+	// The first start bootstraps; restarts alternate between the states
+	// operators restart members with (existing first, as etcd's docs
+	// say): a member with data must come back as itself either way.
+	state := "new"
+	if c.mu.starts[i]%2 == 1 {
+		state = "existing"
+	}
+	c.mu.starts[i]++
+	fmt.Fprintf(log, "=== chaos: start n%d at %s with --initial-cluster-state %s\n", i+1, time.Now().Format(time.RFC3339Nano), state)
+	cmd := exec.Command("ip", append(slices.Clone(c.args[i]), "--initial-cluster-state", state)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	// Own process group: a terminal's Ctrl-C reaches only the harness,
 	// which then tears down in order. Pdeathsig: if the harness dies

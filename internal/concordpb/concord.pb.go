@@ -2524,7 +2524,11 @@ type NodeRecord struct {
 	HttpUrl    string                 `protobuf:"bytes,5,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
 	// is_learner marks a member added as a learner (etcd's MemberAdd with
 	// is_learner) until it is promoted.
-	IsLearner     bool `protobuf:"varint,6,opt,name=is_learner,json=isLearner,proto3" json:"is_learner,omitempty"`
+	IsLearner bool `protobuf:"varint,6,opt,name=is_learner,json=isLearner,proto3" json:"is_learner,omitempty"`
+	// generation counts the changes the meta range applied to this record
+	// (1 when it was created). Of two copies of a record learned from
+	// different nodes, the higher generation is the newer.
+	Generation    uint64 `protobuf:"varint,7,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2599,6 +2603,13 @@ func (x *NodeRecord) GetIsLearner() bool {
 		return x.IsLearner
 	}
 	return false
+}
+
+func (x *NodeRecord) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 type RaftMessage struct {
@@ -2986,6 +2997,114 @@ func (x *JoinResponse) GetMeta() *RangeDescriptor {
 	return nil
 }
 
+// MembersRequest asks a node what it knows of its cluster, from memory:
+// answering needs no quorum, so a restarting node learns the addresses it
+// missed while it was down, and a starting node learns which cluster a peer
+// belongs to before it uses its data dir.
+type MembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersRequest) Reset() {
+	*x = MembersRequest{}
+	mi := &file_concord_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersRequest) ProtoMessage() {}
+
+func (x *MembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
+func (*MembersRequest) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{37}
+}
+
+type MembersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     uint64                 `protobuf:"varint,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	NodeId        uint64                 `protobuf:"varint,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Nodes         []*NodeRecord          `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Meta          *RangeDescriptor       `protobuf:"bytes,4,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersResponse) Reset() {
+	*x = MembersResponse{}
+	mi := &file_concord_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersResponse) ProtoMessage() {}
+
+func (x *MembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
+func (*MembersResponse) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *MembersResponse) GetClusterId() uint64 {
+	if x != nil {
+		return x.ClusterId
+	}
+	return 0
+}
+
+func (x *MembersResponse) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *MembersResponse) GetNodes() []*NodeRecord {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *MembersResponse) GetMeta() *RangeDescriptor {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 type NodeStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2994,7 +3113,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_concord_proto_msgTypes[37]
+	mi := &file_concord_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3006,7 +3125,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[37]
+	mi := &file_concord_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3019,7 +3138,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{37}
+	return file_concord_proto_rawDescGZIP(), []int{39}
 }
 
 type NodeStatusResponse struct {
@@ -3034,7 +3153,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_concord_proto_msgTypes[38]
+	mi := &file_concord_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3046,7 +3165,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[38]
+	mi := &file_concord_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3059,7 +3178,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{38}
+	return file_concord_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *NodeStatusResponse) GetNodeId() uint64 {
@@ -3096,7 +3215,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_concord_proto_msgTypes[39]
+	mi := &file_concord_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3108,7 +3227,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[39]
+	mi := &file_concord_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3121,7 +3240,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{39}
+	return file_concord_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReplicaStatus) GetRangeId() uint64 {
@@ -3179,7 +3298,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_concord_proto_msgTypes[40]
+	mi := &file_concord_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3191,7 +3310,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[40]
+	mi := &file_concord_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3204,7 +3323,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{40}
+	return file_concord_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ForwardRequest) GetId() uint64 {
@@ -3246,7 +3365,7 @@ type ForwardBatch struct {
 
 func (x *ForwardBatch) Reset() {
 	*x = ForwardBatch{}
-	mi := &file_concord_proto_msgTypes[41]
+	mi := &file_concord_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +3377,7 @@ func (x *ForwardBatch) String() string {
 func (*ForwardBatch) ProtoMessage() {}
 
 func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[41]
+	mi := &file_concord_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +3390,7 @@ func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardBatch.ProtoReflect.Descriptor instead.
 func (*ForwardBatch) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{41}
+	return file_concord_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ForwardBatch) GetReqs() []*ForwardRequest {
@@ -3292,7 +3411,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_concord_proto_msgTypes[42]
+	mi := &file_concord_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3304,7 +3423,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[42]
+	mi := &file_concord_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3317,7 +3436,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{42}
+	return file_concord_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ForwardResponse) GetId() uint64 {
@@ -3345,7 +3464,7 @@ type ForwardResponses struct {
 
 func (x *ForwardResponses) Reset() {
 	*x = ForwardResponses{}
-	mi := &file_concord_proto_msgTypes[43]
+	mi := &file_concord_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3357,7 +3476,7 @@ func (x *ForwardResponses) String() string {
 func (*ForwardResponses) ProtoMessage() {}
 
 func (x *ForwardResponses) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[43]
+	mi := &file_concord_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3370,7 +3489,7 @@ func (x *ForwardResponses) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponses.ProtoReflect.Descriptor instead.
 func (*ForwardResponses) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{43}
+	return file_concord_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ForwardResponses) GetResps() []*ForwardResponse {
@@ -3543,7 +3662,7 @@ const file_concord_proto_rawDesc = "" +
 	"\breplicas\x18\x04 \x03(\v2\x1c.concordpb.ReplicaDescriptorR\breplicas\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
-	"generation\"\xb1\x01\n" +
+	"generation\"\xd1\x01\n" +
 	"\n" +
 	"NodeRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
@@ -3553,7 +3672,10 @@ const file_concord_proto_rawDesc = "" +
 	"clientUrls\x12\x19\n" +
 	"\bhttp_url\x18\x05 \x01(\tR\ahttpUrl\x12\x1d\n" +
 	"\n" +
-	"is_learner\x18\x06 \x01(\bR\tisLearner\"K\n" +
+	"is_learner\x18\x06 \x01(\bR\tisLearner\x12\x1e\n" +
+	"\n" +
+	"generation\x18\a \x01(\x04R\n" +
+	"generation\"K\n" +
 	"\vRaftMessage\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12!\n" +
 	"\x03msg\x18\x02 \x01(\v2\x0f.raftpb.MessageR\x03msg\"\xa9\x01\n" +
@@ -3574,6 +3696,13 @@ const file_concord_proto_rawDesc = "" +
 	"\vJoinRequest\x12)\n" +
 	"\x04node\x18\x01 \x01(\v2\x15.concordpb.NodeRecordR\x04node\"\xa3\x01\n" +
 	"\fJoinResponse\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12+\n" +
+	"\x05nodes\x18\x03 \x03(\v2\x15.concordpb.NodeRecordR\x05nodes\x12.\n" +
+	"\x04meta\x18\x04 \x01(\v2\x1a.concordpb.RangeDescriptorR\x04meta\"\x10\n" +
+	"\x0eMembersRequest\"\xa6\x01\n" +
+	"\x0fMembersResponse\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12+\n" +
@@ -3650,14 +3779,15 @@ const file_concord_proto_rawDesc = "" +
 	"\x10MEMBER_NOT_FOUND\x10\x12\x12\x16\n" +
 	"\x12MEMBER_NOT_LEARNER\x10\x13\x12\x13\n" +
 	"\x0fPEER_URL_EXISTS\x10\x14\x12\x17\n" +
-	"\x13FAILED_PRECONDITION\x10\x152\xcb\x02\n" +
+	"\x13FAILED_PRECONDITION\x10\x152\x8d\x03\n" +
 	"\x04Peer\x122\n" +
 	"\x04Raft\x12\x14.concordpb.RaftBatch\x1a\x12.concordpb.RaftAck(\x01\x12C\n" +
 	"\aForward\x12\x17.concordpb.ForwardBatch\x1a\x1b.concordpb.ForwardResponses(\x010\x01\x12F\n" +
 	"\tTimestamp\x12\x1b.concordpb.TimestampRequest\x1a\x1c.concordpb.TimestampResponse\x127\n" +
 	"\x04Join\x12\x16.concordpb.JoinRequest\x1a\x17.concordpb.JoinResponse\x12I\n" +
 	"\n" +
-	"NodeStatus\x12\x1c.concordpb.NodeStatusRequest\x1a\x1d.concordpb.NodeStatusResponseB1Z/github.com/concorddb/concord/internal/concordpbb\x06proto3"
+	"NodeStatus\x12\x1c.concordpb.NodeStatusRequest\x1a\x1d.concordpb.NodeStatusResponse\x12@\n" +
+	"\aMembers\x12\x19.concordpb.MembersRequest\x1a\x1a.concordpb.MembersResponseB1Z/github.com/concorddb/concord/internal/concordpbb\x06proto3"
 
 var (
 	file_concord_proto_rawDescOnce sync.Once
@@ -3672,7 +3802,7 @@ func file_concord_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_concord_proto_goTypes = []any{
 	(SortOrder)(0),              // 0: concordpb.SortOrder
 	(SortTarget)(0),             // 1: concordpb.SortTarget
@@ -3716,15 +3846,17 @@ var file_concord_proto_goTypes = []any{
 	(*TimestampResponse)(nil),   // 39: concordpb.TimestampResponse
 	(*JoinRequest)(nil),         // 40: concordpb.JoinRequest
 	(*JoinResponse)(nil),        // 41: concordpb.JoinResponse
-	(*NodeStatusRequest)(nil),   // 42: concordpb.NodeStatusRequest
-	(*NodeStatusResponse)(nil),  // 43: concordpb.NodeStatusResponse
-	(*ReplicaStatus)(nil),       // 44: concordpb.ReplicaStatus
-	(*ForwardRequest)(nil),      // 45: concordpb.ForwardRequest
-	(*ForwardBatch)(nil),        // 46: concordpb.ForwardBatch
-	(*ForwardResponse)(nil),     // 47: concordpb.ForwardResponse
-	(*ForwardResponses)(nil),    // 48: concordpb.ForwardResponses
-	nil,                         // 49: concordpb.ForwardRequest.TraceEntry
-	(*raftpb.Message)(nil),      // 50: raftpb.Message
+	(*MembersRequest)(nil),      // 42: concordpb.MembersRequest
+	(*MembersResponse)(nil),     // 43: concordpb.MembersResponse
+	(*NodeStatusRequest)(nil),   // 44: concordpb.NodeStatusRequest
+	(*NodeStatusResponse)(nil),  // 45: concordpb.NodeStatusResponse
+	(*ReplicaStatus)(nil),       // 46: concordpb.ReplicaStatus
+	(*ForwardRequest)(nil),      // 47: concordpb.ForwardRequest
+	(*ForwardBatch)(nil),        // 48: concordpb.ForwardBatch
+	(*ForwardResponse)(nil),     // 49: concordpb.ForwardResponse
+	(*ForwardResponses)(nil),    // 50: concordpb.ForwardResponses
+	nil,                         // 51: concordpb.ForwardRequest.TraceEntry
+	(*raftpb.Message)(nil),      // 52: raftpb.Message
 }
 var file_concord_proto_depIdxs = []int32{
 	0,  // 0: concordpb.RangeRequest.sort_order:type_name -> concordpb.SortOrder
@@ -3767,33 +3899,37 @@ var file_concord_proto_depIdxs = []int32{
 	27, // 37: concordpb.BatchResponse.sys:type_name -> concordpb.SysResponse
 	29, // 38: concordpb.BatchResponse.error:type_name -> concordpb.Error
 	32, // 39: concordpb.RangeDescriptor.replicas:type_name -> concordpb.ReplicaDescriptor
-	50, // 40: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	52, // 40: concordpb.RaftMessage.msg:type_name -> raftpb.Message
 	35, // 41: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
 	29, // 42: concordpb.TimestampResponse.error:type_name -> concordpb.Error
 	34, // 43: concordpb.JoinRequest.node:type_name -> concordpb.NodeRecord
 	34, // 44: concordpb.JoinResponse.nodes:type_name -> concordpb.NodeRecord
 	33, // 45: concordpb.JoinResponse.meta:type_name -> concordpb.RangeDescriptor
-	44, // 46: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	30, // 47: concordpb.ForwardRequest.req:type_name -> concordpb.BatchRequest
-	49, // 48: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
-	45, // 49: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
-	31, // 50: concordpb.ForwardResponse.resp:type_name -> concordpb.BatchResponse
-	47, // 51: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
-	36, // 52: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
-	46, // 53: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
-	38, // 54: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
-	40, // 55: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
-	42, // 56: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
-	37, // 57: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	48, // 58: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
-	39, // 59: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	41, // 60: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	43, // 61: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	57, // [57:62] is the sub-list for method output_type
-	52, // [52:57] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	34, // 46: concordpb.MembersResponse.nodes:type_name -> concordpb.NodeRecord
+	33, // 47: concordpb.MembersResponse.meta:type_name -> concordpb.RangeDescriptor
+	46, // 48: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
+	30, // 49: concordpb.ForwardRequest.req:type_name -> concordpb.BatchRequest
+	51, // 50: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
+	47, // 51: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
+	31, // 52: concordpb.ForwardResponse.resp:type_name -> concordpb.BatchResponse
+	49, // 53: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
+	36, // 54: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
+	48, // 55: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
+	38, // 56: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
+	40, // 57: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
+	44, // 58: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
+	42, // 59: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
+	37, // 60: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	50, // 61: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
+	39, // 62: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	41, // 63: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	45, // 64: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	43, // 65: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
+	60, // [60:66] is the sub-list for method output_type
+	54, // [54:60] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_concord_proto_init() }
@@ -3835,7 +3971,7 @@ func file_concord_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_proto_rawDesc), len(file_concord_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -151,14 +151,15 @@ func addNode(b *storage.Batch, span keys.Span, n *concordpb.NodeRecord) (*concor
 		return nil, err
 	}
 	rec := proto.Clone(n).(*concordpb.NodeRecord)
+	rec.Generation = 1
 	for _, r := range recs {
 		switch {
 		case n.GetName() == "" && sharesURL(r.GetPeerUrls(), n.GetPeerUrls()):
 			return nil, concordpb.Errorf(concordpb.ErrorCode_PEER_URL_EXISTS, "etcdserver: Peer URLs already exists")
 		case n.GetName() != "" && r.GetName() == n.GetName():
-			rec.NodeId, rec.IsLearner = r.GetNodeId(), r.GetIsLearner()
+			rec.NodeId, rec.IsLearner, rec.Generation = r.GetNodeId(), r.GetIsLearner(), r.GetGeneration()+1
 		case n.GetName() != "" && r.GetName() == "" && rec.GetNodeId() == 0 && sharesURL(r.GetPeerUrls(), n.GetPeerUrls()):
-			rec.NodeId, rec.IsLearner = r.GetNodeId(), r.GetIsLearner()
+			rec.NodeId, rec.IsLearner, rec.Generation = r.GetNodeId(), r.GetIsLearner(), r.GetGeneration()+1
 		}
 	}
 	if rec.GetNodeId() == 0 {
@@ -232,5 +233,6 @@ func changeNode(b *storage.Batch, span keys.Span, c *concordpb.SysChangeNode) (*
 		}
 		rec.PeerUrls = c.GetPeerUrls()
 	}
+	rec.Generation++
 	return &concordpb.SysResponse{Node: rec}, putNode(b, rec)
 }

@@ -182,18 +182,11 @@ func (c *Config) Validate() error {
 	if len(c.AdvertiseClientURLs) == 0 {
 		return errors.New("server: no --advertise-client-urls")
 	}
-	ms, err := parseInitialCluster(c.InitialCluster)
-	if err != nil {
+	// Whether --name must be in --initial-cluster depends on what the data
+	// dir holds (a restarted member ignores the bootstrap flags), so Start
+	// checks it; only the syntax is checked here.
+	if _, err := parseInitialCluster(c.InitialCluster); err != nil {
 		return err
-	}
-	if c.InitialClusterState == "new" {
-		found := false
-		for _, m := range ms {
-			found = found || m.name == c.Name
-		}
-		if !found {
-			return fmt.Errorf("server: --name %q is not in --initial-cluster %q", c.Name, c.InitialCluster)
-		}
 	}
 	if c.HeartbeatInterval <= 0 || c.ElectionTimeout < 5*c.HeartbeatInterval {
 		return fmt.Errorf("server: --election-timeout (%v) must be at least 5 times --heartbeat-interval (%v)", c.ElectionTimeout, c.HeartbeatInterval)

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -67,11 +68,18 @@ type Node struct {
 	httpServer  *http.Server
 	gatewayConn *grpc.ClientConn
 
-	// addrs is the address book: node id -> record (peer URLs).
+	// addrs is the address book: node id -> record (peer URLs); see
+	// members.go. Lock order: bookSave before addrs.
 	addrs struct {
 		sync.RWMutex
 		nodes map[uint64]*concordpb.NodeRecord
 	}
+	// bookSave serialises the saves of the address book, so that the last
+	// save holds the newest book.
+	bookSave sync.Mutex
+	// metaHint is the meta descriptor saved last (owned by the address
+	// refresh goroutine).
+	metaHint *concordpb.RangeDescriptor
 
 	// tel is the node's metrics, health and dashboard state (telemetry.go).
 	tel telemetryState
@@ -84,17 +92,28 @@ type Node struct {
 }
 
 // Start starts a node and returns once it serves clients.
-func Start(cfg Config) (n *Node, err error) {
+func Start(cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: slog.New(telemetry.NewLogHandler(cfg.Logger.Handler())), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: slog.New(telemetry.NewLogHandler(cfg.Logger.Handler())), stop: make(chan struct{})}
 	n.addrs.nodes = make(map[uint64]*concordpb.NodeRecord)
 	defer func() {
 		if err != nil {
 			n.Stop()
 		}
 	}()
+	// What the data dir holds decides, before anything is written there,
+	// whether this start bootstraps, joins or restarts a member.
+	held, isMember, err := storage.Inspect(cfg.DataDir, storage.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("server: refusing to start: %w", err)
+	}
+	if isMember {
+		if err := n.checkHeldIdentity(held); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
@@ -105,7 +124,12 @@ func Start(cfg Config) (n *Node, err error) {
 	if err := n.listen(); err != nil {
 		return nil, err
 	}
-	meta, err := n.bootstrapOrJoin()
+	var meta *concordpb.RangeDescriptor
+	if isMember {
+		meta, err = n.restart(held)
+	} else {
+		meta, err = n.bootstrapOrJoin()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -328,77 +352,43 @@ func (n *Node) Transport() *transport.Transport { return n.transport }
 // Router exposes the node's router.
 func (n *Node) Router() *router.Router { return n.router }
 
-// bootstrapOrJoin establishes the node's identity and returns the meta
-// range's descriptor.
+// bootstrapOrJoin establishes the identity of a node whose data dir holds
+// no member yet, and returns the meta range's descriptor: it bootstraps the
+// cluster (new) or joins a running one (existing).
 func (n *Node) bootstrapOrJoin() (*concordpb.RangeDescriptor, error) {
-	ident, ok, err := storage.LoadIdent(n.engine)
-	if err != nil {
-		return nil, err
-	}
 	members, err := parseInitialCluster(n.cfg.InitialCluster)
 	if err != nil {
 		return nil, err
 	}
-	if ok {
-		n.ident = ident
-		n.seedAddresses(members)
-		if d := n.localMeta(); d != nil {
-			return d, nil
-		}
-		// A node without a meta replica learns the meta range from peers.
-		resp, err := n.join(members)
-		if err != nil {
-			return nil, err
-		}
-		return resp.GetMeta(), nil
-	}
 	if n.cfg.InitialClusterState == "new" {
+		if !slices.ContainsFunc(members, func(m member) bool { return m.name == n.cfg.Name }) {
+			return nil, fmt.Errorf("server: --name %q is not in --initial-cluster %q", n.cfg.Name, n.cfg.InitialCluster)
+		}
 		return n.bootstrap(members)
 	}
 	resp, err := n.join(members)
 	if err != nil {
 		return nil, err
 	}
-	n.ident = storage.Ident{ClusterID: resp.GetClusterId(), NodeID: resp.GetNodeId()}
-	b := n.engine.NewBatch()
-	defer b.Close()
-	if err := b.PutIdent(n.ident); err != nil {
+	n.ident = storage.Ident{ClusterID: resp.GetClusterId(), NodeID: resp.GetNodeId(), Name: n.cfg.Name}
+	if err := n.saveIdent(n.ident, resp.GetMeta()); err != nil {
 		return nil, err
 	}
-	if err := b.Commit(true /* sync */); err != nil {
-		return nil, err
-	}
+	n.metaHint = resp.GetMeta()
 	n.log.Info("joined cluster", "node", n.ident.NodeID, "cluster", fmt.Sprintf("%x", n.ident.ClusterID))
 	return resp.GetMeta(), nil
 }
 
-func (n *Node) localMeta() *concordpb.RangeDescriptor {
-	descs, err := storage.LoadLocalDescriptors(n.engine)
-	if err != nil {
-		return nil
-	}
-	for _, d := range descs {
-		if d.GetRangeId() == store.MetaRangeID {
-			return d
-		}
-	}
-	return nil
-}
-
-// seedAddresses fills the address book from --initial-cluster for the
-// members of the initial cluster (node id = position, as at bootstrap).
-func (n *Node) seedAddresses(members []member) {
-	if n.cfg.InitialClusterState != "new" {
-		return
-	}
-	n.addrs.Lock()
-	defer n.addrs.Unlock()
+// initialRecords are the node records of the initial cluster: node id =
+// position in --initial-cluster, generation 1, only what the flags say, so
+// that every initial member writes identical state (each node adds its
+// client URLs once the cluster runs, registerSelf).
+func initialRecords(members []member) []*concordpb.NodeRecord {
+	out := make([]*concordpb.NodeRecord, len(members))
 	for i, m := range members {
-		id := uint64(i + 1)
-		if _, ok := n.addrs.nodes[id]; !ok {
-			n.addrs.nodes[id] = &concordpb.NodeRecord{NodeId: id, Name: m.name, PeerUrls: []string{m.peerURL}}
-		}
+		out[i] = &concordpb.NodeRecord{NodeId: uint64(i + 1), Name: m.name, PeerUrls: []string{m.peerURL}, Generation: 1}
 	}
+	return out
 }
 
 // electFirst makes the first member of a cluster bootstrapping now campaign
@@ -435,7 +425,7 @@ func (n *Node) bootstrap(members []member) (*concordpb.RangeDescriptor, error) {
 			self = uint64(i + 1)
 		}
 	}
-	n.ident = storage.Ident{ClusterID: clusterID(n.cfg.InitialClusterToken, members), NodeID: self}
+	n.ident = storage.Ident{ClusterID: clusterID(n.cfg.InitialClusterToken, members), NodeID: self, Name: n.cfg.Name, Token: n.cfg.InitialClusterToken}
 	rf := min(n.cfg.ReplicationFactor, len(members))
 	var reps []*concordpb.ReplicaDescriptor
 	for i := 0; i < rf; i++ {
@@ -451,23 +441,19 @@ func (n *Node) bootstrap(members []member) (*concordpb.RangeDescriptor, error) {
 		}
 		sys[string(keys.Range(d.GetRangeId()))] = data
 	}
-	for i, m := range members {
-		id := uint64(i + 1)
-		// Every initial member must write identical state, so records hold
-		// only what --initial-cluster says; each node adds its client URLs
-		// once the cluster runs (registerSelf).
-		rec := &concordpb.NodeRecord{NodeId: id, Name: m.name, PeerUrls: []string{m.peerURL}}
+	recs := initialRecords(members)
+	for _, rec := range recs {
 		data, err := proto.Marshal(rec)
 		if err != nil {
 			return nil, err
 		}
-		sys[string(keys.Node(id))] = data
+		sys[string(keys.Node(rec.GetNodeId()))] = data
 	}
 	sys[string(keys.NodeSeq)] = binary.BigEndian.AppendUint64(nil, uint64(len(members)))
 	if err := store.Bootstrap(n.engine, n.ident, []*concordpb.RangeDescriptor{meta, user}, sys); err != nil {
 		return nil, err
 	}
-	n.seedAddresses(members)
+	n.learnNodes(recs, false /* authoritative */)
 	n.bootstrapped = true
 	n.log.Info("bootstrapped cluster", "node", self, "members", len(members), "replication", rf)
 	return meta, nil
@@ -496,11 +482,7 @@ func (n *Node) join(members []member) (*concordpb.JoinResponse, error) {
 			if n.ident.ClusterID != 0 && resp.GetClusterId() != n.ident.ClusterID {
 				return nil, fmt.Errorf("server: %s belongs to cluster %x, this node to %x", m.peerURL, resp.GetClusterId(), n.ident.ClusterID)
 			}
-			n.addrs.Lock()
-			for _, r := range resp.GetNodes() {
-				n.addrs.nodes[r.GetNodeId()] = r
-			}
-			n.addrs.Unlock()
+			n.learnNodes(resp.GetNodes(), false /* authoritative */)
 			n.joined = true
 			return resp, nil
 		}
@@ -548,13 +530,7 @@ func (n *Node) runAddressRefresh() {
 	defer t.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), addressRefresh)
-		if recs, err := n.members(ctx); err == nil {
-			n.addrs.Lock()
-			for _, r := range recs {
-				n.addrs.nodes[r.GetNodeId()] = r
-			}
-			n.addrs.Unlock()
-		}
+		n.refreshAddresses(ctx)
 		cancel()
 		select {
 		case <-n.stop:

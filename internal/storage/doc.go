@@ -18,7 +18,10 @@
 //	                                        non-MVCC keys, keys.MetaSpan)
 //	0x03 <escaped global key> <^rev, 8 BE>  one MVCC version of a global key;
 //	                                        versions sort newest first
-//	0x04 <name>                              node-local values (the Ident)
+//	0x04 <name>                              node-local values: the Ident,
+//	                                        the address book ("book" <node
+//	                                        id, 8 BE>) and the meta range's
+//	                                        descriptor as last known ("meta")
 //
 // Escaping keeps the order of global keys and makes the encoding prefix-free,
 // so that all versions of one key are contiguous and a span of global keys

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"sort"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -52,13 +55,25 @@ var (
 
 // Open opens (creating if needed) the engine in dir.
 func Open(dir string, opts Options) (*Engine, error) {
-	fs := opts.FS
-	if fs == nil {
-		fs = vfs.Default
-	}
+	fs := opts.fs()
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: create %s: %w", dir, err)
 	}
+	db, err := pebble.Open(dir, opts.pebble(fs))
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
+	}
+	return &Engine{db: db}, nil
+}
+
+func (o Options) fs() vfs.FS {
+	if o.FS == nil {
+		return vfs.Default
+	}
+	return o.FS
+}
+
+func (o Options) pebble(fs vfs.FS) *pebble.Options {
 	popts := &pebble.Options{
 		FS:           fs,
 		Logger:       quietLogger{},
@@ -66,14 +81,85 @@ func Open(dir string, opts Options) (*Engine, error) {
 		MemTableSize: memTableBytes,
 	}
 	applyFilters(popts)
-	if opts.CacheBytes > 0 {
-		popts.CacheSize = opts.CacheBytes
+	if o.CacheBytes > 0 {
+		popts.CacheSize = o.CacheBytes
 	}
+	return popts
+}
+
+// ErrDataDir is wrapped by Inspect's errors about a data dir that holds
+// something other than a sound Concord engine.
+var ErrDataDir = errors.New("storage: unusable data dir")
+
+// Inspect reads the identity of the node whose engine is in dir without
+// changing any file there (the engine is opened read-only and closed), so
+// that a node can check what its data dir holds against its flags before it
+// writes anything. ok is false for a fresh node: dir is absent, empty (but
+// for lost+found), or an engine that holds no replica and no identity yet
+// (a first start that stopped before it got one). A dir that holds files
+// but no engine, an engine Pebble cannot open, or an engine whose own
+// records do not decode or contradict each other gives an error wrapping
+// ErrDataDir.
+func Inspect(dir string, opts Options) (id Ident, ok bool, err error) {
+	fs := opts.fs()
+	names, err := fs.List(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return Ident{}, false, nil
+	}
+	if err != nil {
+		return Ident{}, false, fmt.Errorf("%w: %s: %v", ErrDataDir, dir, err)
+	}
+	var files []string
+	for _, name := range names {
+		if name != "lost+found" {
+			files = append(files, name)
+		}
+	}
+	if len(files) == 0 {
+		return Ident{}, false, nil
+	}
+	desc, err := pebble.Peek(dir, fs)
+	if err != nil {
+		return Ident{}, false, fmt.Errorf("%w: %s is damaged: %v", ErrDataDir, dir, err)
+	}
+	if !desc.Exists {
+		sort.Strings(files)
+		return Ident{}, false, fmt.Errorf("%w: %s is not empty (%d files: %s) but holds no Concord data; refusing to write into it",
+			ErrDataDir, dir, len(files), strings.Join(files[:min(len(files), 5)], ", "))
+	}
+	popts := opts.pebble(fs)
+	popts.ReadOnly = true
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
-		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
+		return Ident{}, false, fmt.Errorf("%w: %s cannot be opened (damaged, or in use by another process): %v", ErrDataDir, dir, err)
 	}
-	return &Engine{db: db}, nil
+	e := &Engine{db: db}
+	defer func() {
+		if cerr := e.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("%w: %s: close: %v", ErrDataDir, dir, cerr)
+		}
+	}()
+	id, ok, err = LoadIdent(e)
+	if err != nil {
+		return Ident{}, false, fmt.Errorf("%w: %s is damaged: %v", ErrDataDir, dir, err)
+	}
+	descs, err := LoadLocalDescriptors(e)
+	if err != nil {
+		return Ident{}, false, fmt.Errorf("%w: %s is damaged: %v", ErrDataDir, dir, err)
+	}
+	if _, err := LoadNodeBook(e); err != nil {
+		return Ident{}, false, fmt.Errorf("%w: %s is damaged: %v", ErrDataDir, dir, err)
+	}
+	if _, _, err := LoadMetaHint(e); err != nil {
+		return Ident{}, false, fmt.Errorf("%w: %s is damaged: %v", ErrDataDir, dir, err)
+	}
+	switch {
+	case !ok && len(descs) > 0:
+		return Ident{}, false, fmt.Errorf("%w: %s is damaged: it holds replicas of %d ranges but no node identity", ErrDataDir, dir, len(descs))
+	case ok && (id.ClusterID == 0 || id.NodeID == 0):
+		return Ident{}, false, fmt.Errorf("%w: %s is damaged: node identity %+v has a zero id", ErrDataDir, dir, id)
+	}
+	return id, ok, nil
 }
 
 // Close closes the engine. Every Batch and Snapshot must be closed first.

@@ -24,8 +24,14 @@ const (
 	suffixTruncated  byte = 't'
 )
 
-// identKey holds the node's Ident.
-var identKey = []byte{kindNodeLocal, 'i', 'd', 'e', 'n', 't'}
+// Node-local keys. identKey holds the node's Ident; bookPrefix + node id
+// (8 bytes BE) holds one NodeRecord of the node's address book; metaHintKey
+// holds the meta range's descriptor as this node last knew it.
+var (
+	identKey    = []byte{kindNodeLocal, 'i', 'd', 'e', 'n', 't'}
+	bookPrefix  = []byte{kindNodeLocal, 'b', 'o', 'o', 'k'}
+	metaHintKey = []byte{kindNodeLocal, 'm', 'e', 't', 'a'}
+)
 
 // rangeLocalPrefix is 0x01 + rangeID.
 func rangeLocalPrefix(rangeID uint64) []byte {

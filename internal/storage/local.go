@@ -148,3 +148,73 @@ func (b *Batch) SysDelete(key []byte) error {
 	}
 	return nil
 }
+
+// LoadNodeBook returns the node's address book as last saved: one record per
+// node, by ascending node id.
+func LoadNodeBook(r Reader) (out []*concordpb.NodeRecord, err error) {
+	it, err := newIter(r, bookPrefix, prefixEnd(bookPrefix))
+	if err != nil {
+		return nil, err
+	}
+	defer closeIter(it, &err)
+	for valid := it.First(); valid; valid = it.Next() {
+		rec := &concordpb.NodeRecord{}
+		if err := proto.Unmarshal(it.Value(), rec); err != nil {
+			return nil, fmt.Errorf("%w: address book entry %x: %v", ErrCorrupt, it.Key(), err)
+		}
+		if want := bookKey(rec.GetNodeId()); !bytes.Equal(it.Key(), want) {
+			return nil, fmt.Errorf("%w: address book entry %x holds node %d", ErrCorrupt, it.Key(), rec.GetNodeId())
+		}
+		out = append(out, rec)
+	}
+	return out, it.Error()
+}
+
+// PutNodeBook replaces the node's address book with recs.
+func (b *Batch) PutNodeBook(recs []*concordpb.NodeRecord) error {
+	if err := b.b.DeleteRange(bookPrefix, prefixEnd(bookPrefix), nil); err != nil {
+		return fmt.Errorf("storage: clear address book: %w", err)
+	}
+	for _, rec := range recs {
+		data, err := proto.MarshalOptions{Deterministic: true}.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("storage: node %d: encode record: %w", rec.GetNodeId(), err)
+		}
+		if err := b.b.Set(bookKey(rec.GetNodeId()), data, nil); err != nil {
+			return fmt.Errorf("storage: node %d: put record: %w", rec.GetNodeId(), err)
+		}
+	}
+	return nil
+}
+
+func bookKey(nodeID uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), bookPrefix...), nodeID)
+}
+
+// LoadMetaHint returns the meta range's descriptor as this node last saved
+// it; ok is false if none was saved.
+func LoadMetaHint(r Reader) (d *concordpb.RangeDescriptor, ok bool, err error) {
+	v, ok, err := get(r, metaHintKey)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	d = &concordpb.RangeDescriptor{}
+	if err := proto.Unmarshal(v, d); err != nil {
+		return nil, false, fmt.Errorf("%w: meta descriptor hint: %v", ErrCorrupt, err)
+	}
+	return d, true, nil
+}
+
+// PutMetaHint saves the meta range's descriptor as this node knows it, so
+// that a node without a meta replica finds the meta range on restart
+// without asking a peer.
+func (b *Batch) PutMetaHint(d *concordpb.RangeDescriptor) error {
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("storage: encode meta descriptor hint: %w", err)
+	}
+	if err := b.b.Set(metaHintKey, data, nil); err != nil {
+		return fmt.Errorf("storage: put meta descriptor hint: %w", err)
+	}
+	return nil
+}

@@ -367,7 +367,7 @@ func TestLocalState(t *testing.T) {
 		return b.PutAppliedState(2, as)
 	})
 	id, ok, err := LoadIdent(e)
-	if err != nil || !ok || id != (Ident{11, 4}) {
+	if err != nil || !ok || id != (Ident{ClusterID: 11, NodeID: 4}) {
 		t.Fatalf("ident = %v %v %v", id, ok, err)
 	}
 	got, err := LoadAppliedState(e, 2)

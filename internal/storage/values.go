@@ -106,18 +106,51 @@ func decodeTruncatedState(b []byte) (TruncatedState, error) {
 
 // Ident is a node's identity in its cluster, written once when the node
 // joins (or bootstraps) a cluster.
-type Ident struct{ ClusterID, NodeID uint64 }
+type Ident struct {
+	ClusterID, NodeID uint64
+	// Name is the member's --name when the identity was written; empty in
+	// data dirs written before names were recorded.
+	Name string
+	// Token is the --initial-cluster-token the node bootstrapped the
+	// cluster with; empty when it joined a running cluster (or in data
+	// dirs written before tokens were recorded).
+	Token string
+}
+
+// identVersion1 marks an ident that records the name and token: 16 bytes
+// of ids, the version byte, uvarint len(name), the name, then the token. An
+// ident of exactly 16 bytes is the older form, ids only.
+const identVersion1 byte = 1
 
 func encodeIdent(id Ident) []byte {
-	out := binary.BigEndian.AppendUint64(nil, id.ClusterID)
-	return binary.BigEndian.AppendUint64(out, id.NodeID)
+	out := make([]byte, 0, 16+1+binary.MaxVarintLen64+len(id.Name)+len(id.Token))
+	out = binary.BigEndian.AppendUint64(out, id.ClusterID)
+	out = binary.BigEndian.AppendUint64(out, id.NodeID)
+	out = append(out, identVersion1)
+	out = binary.AppendUvarint(out, uint64(len(id.Name)))
+	out = append(out, id.Name...)
+	return append(out, id.Token...)
 }
 
 func decodeIdent(b []byte) (Ident, error) {
-	if len(b) != 16 {
+	if len(b) != 16 && len(b) < 18 {
 		return Ident{}, fmt.Errorf("%w: ident of %d bytes", ErrCorrupt, len(b))
 	}
-	return Ident{ClusterID: binary.BigEndian.Uint64(b), NodeID: binary.BigEndian.Uint64(b[8:])}, nil
+	id := Ident{ClusterID: binary.BigEndian.Uint64(b), NodeID: binary.BigEndian.Uint64(b[8:])}
+	if len(b) == 16 {
+		return id, nil
+	}
+	if b[16] != identVersion1 {
+		return Ident{}, fmt.Errorf("%w: ident version %d", ErrCorrupt, b[16])
+	}
+	rest := b[17:]
+	n, w := binary.Uvarint(rest)
+	if w <= 0 || w != len(binary.AppendUvarint(nil, n)) || n > uint64(len(rest)-w) {
+		return Ident{}, fmt.Errorf("%w: ident name length", ErrCorrupt)
+	}
+	rest = rest[w:]
+	id.Name, id.Token = string(rest[:n]), string(rest[n:])
+	return id, nil
 }
 
 // AppliedState is what a replica has applied. It is written in the same batch

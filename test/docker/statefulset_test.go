@@ -74,6 +74,21 @@ func TestStatefulSetPeers(t *testing.T) {
 		c.eventually(ctx, "a write through the restarted "+c.names[i], 30*time.Second, func(ctx context.Context) error { return c.put(ctx, i, "k", latest) })
 		ph.done("restarted " + c.names[i] + ": serves again")
 	}
+
+	// SIGKILL, then the same container again: the joined pod (started with
+	// --initial-cluster-state existing on every start) and an initial one
+	// come back as themselves and serve everything acknowledged, from
+	// their own replica and linearizably.
+	for _, i := range []int{added, 1} {
+		c.docker(ctx, "kill", c.container(i))
+		latest = "while-" + c.names[i] + "-is-down"
+		c.eventually(ctx, "a write while "+c.names[i]+" is down", 30*time.Second, func(ctx context.Context) error { return c.putAny(ctx, i, "k", latest) })
+		c.docker(ctx, "start", c.container(i))
+		for _, serializable := range []bool{true, false} {
+			c.eventually(ctx, "a read on the killed and restarted "+c.names[i], 60*time.Second, func(ctx context.Context) error { return c.expect(ctx, i, "k", latest, serializable) })
+		}
+		ph.done("killed and restarted " + c.names[i] + ": reads what was written while it was down")
+	}
 	ph.total()
 }
 
