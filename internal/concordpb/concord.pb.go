@@ -1390,12 +1390,7 @@ type CompactRequest struct {
 	// clamp compacts at min(revision, the range's newest revision) and makes
 	// a revision at or below the last compaction a no-op instead of an error
 	// (automatic compaction of idle ranges).
-	Clamp bool `protobuf:"varint,2,opt,name=clamp,proto3" json:"clamp,omitempty"`
-	// retain_writes, when set, replaces revision: the range's leader compacts
-	// at the newest revision that keeps at least this many of the range's
-	// latest writes readable (etcd's --auto-compaction-mode=revision), or
-	// does nothing if it has not seen that many writes yet.
-	RetainWrites  int64 `protobuf:"varint,3,opt,name=retain_writes,json=retainWrites,proto3" json:"retain_writes,omitempty"`
+	Clamp         bool `protobuf:"varint,2,opt,name=clamp,proto3" json:"clamp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1442,13 +1437,6 @@ func (x *CompactRequest) GetClamp() bool {
 		return x.Clamp
 	}
 	return false
-}
-
-func (x *CompactRequest) GetRetainWrites() int64 {
-	if x != nil {
-		return x.RetainWrites
-	}
-	return 0
 }
 
 type SysGet struct {
@@ -1646,9 +1634,12 @@ func (x *SysDelete) GetKey() []byte {
 // SysAdvance stores max(current, value) as a big-endian int64 at key and
 // returns the stored value: a window bound that can never move backwards.
 type SysAdvance struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Value         int64                  `protobuf:"varint,2,opt,name=value,proto3" json:"value,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value int64                  `protobuf:"varint,2,opt,name=value,proto3" json:"value,omitempty"`
+	// lower stores value even below the current one: the TSO's leader settles
+	// its window bound to its next revision before it hands over.
+	Lower         bool `protobuf:"varint,3,opt,name=lower,proto3" json:"lower,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1695,6 +1686,13 @@ func (x *SysAdvance) GetValue() int64 {
 		return x.Value
 	}
 	return 0
+}
+
+func (x *SysAdvance) GetLower() bool {
+	if x != nil {
+		return x.Lower
+	}
+	return false
 }
 
 // SysAddNode assigns the next node id (or returns the existing id of a node
@@ -3585,11 +3583,10 @@ const file_concord_proto_rawDesc = "" +
 	"\afailure\x18\x03 \x03(\v2\x14.concordpb.RequestOpR\afailure\"`\n" +
 	"\vTxnResponse\x12\x1c\n" +
 	"\tsucceeded\x18\x01 \x01(\bR\tsucceeded\x123\n" +
-	"\tresponses\x18\x02 \x03(\v2\x15.concordpb.ResponseOpR\tresponses\"g\n" +
+	"\tresponses\x18\x02 \x03(\v2\x15.concordpb.ResponseOpR\tresponses\"H\n" +
 	"\x0eCompactRequest\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x14\n" +
-	"\x05clamp\x18\x02 \x01(\bR\x05clamp\x12#\n" +
-	"\rretain_writes\x18\x03 \x01(\x03R\fretainWrites\"\x1a\n" +
+	"\x05clamp\x18\x02 \x01(\bR\x05clampJ\x04\b\x03\x10\x04\"\x1a\n" +
 	"\x06SysGet\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"1\n" +
 	"\aSysScan\x12\x14\n" +
@@ -3599,11 +3596,12 @@ const file_concord_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"\x1d\n" +
 	"\tSysDelete\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\"4\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"J\n" +
 	"\n" +
 	"SysAdvance\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value\"7\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value\x12\x14\n" +
+	"\x05lower\x18\x03 \x01(\bR\x05lower\"7\n" +
 	"\n" +
 	"SysAddNode\x12)\n" +
 	"\x04node\x18\x01 \x01(\v2\x15.concordpb.NodeRecordR\x04node\"w\n" +

@@ -39,24 +39,17 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 		r.mu.Unlock()
 		return nil, err
 	}
-	if n := req.GetCompact().GetRetainWrites(); n > 0 {
-		// Name the revision here, on the leader, from its write samples.
-		rev := r.mu.writes.revisionKeeping(uint64(n))
-		if rev == 0 {
-			out := &concordpb.BatchResponse{Revision: max(r.mu.applied.MaxTS, 1), RaftTerm: r.mu.term}
-			r.mu.Unlock()
-			return out, nil
-		}
-		req = &concordpb.BatchRequest{RangeId: req.GetRangeId(), Compact: &concordpb.CompactRequest{Revision: rev, Clamp: true}}
-	}
 	r.mu.Unlock()
 	pw := &pendingWrite{ctx: ctx, req: req, done: make(chan result, 1)}
 	if req.GetSys() != nil || req.GetCompact() != nil {
 		// System writes and compactions carry no revision: propose them
 		// directly.
 		r.mu.Lock()
-		r.proposeLocked([]*pendingWrite{pw}, 0)
+		offered, err := r.proposeLocked([]*pendingWrite{pw}, 0, nil)
 		r.mu.Unlock()
+		for _, pw := range offered {
+			pw.done <- result{err: err}
+		}
 		r.cfg.Signal()
 	} else {
 		select {
@@ -75,8 +68,8 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 	}
 }
 
-// runProposer timestamps and proposes queued writes. One goroutine per
-// replica, so one TSO call at a time per range: every batch's timestamps are
+// runProposer numbers and proposes queued writes. One goroutine per
+// replica, so one TSO call at a time per range: every batch's revisions are
 // above the previous batch's, and log order is revision order.
 func (r *Replica) runProposer() {
 	defer r.wg.Done()
@@ -104,60 +97,235 @@ func (r *Replica) runProposer() {
 				live = append(live, pw)
 			}
 		}
-		if len(live) == 0 {
-			continue
-		}
-		r.proposeBatch(live)
+		r.proposeWrites(live)
 	}
 }
 
-func (r *Replica) proposeBatch(batch []*pendingWrite) {
+// proposeWrites takes writes in arrival order and decides which of them
+// write (classify): those it proposes with one revision each, drawn
+// together; the others (a txn whose compares fail, a delete of nothing, a
+// request error) it answers at once, from the applied state, without a
+// revision or a Raft round, as a linearizable read would be. So revisions
+// stay dense: only writes that write draw one.
+func (r *Replica) proposeWrites(batch []*pendingWrite) {
+	for len(batch) > 0 {
+		k, writers, fps := r.classify(batch)
+		if len(writers) > 0 {
+			r.proposeWriters(writers, fps)
+		}
+		batch = batch[k:]
+		if len(batch) > 0 {
+			// batch[0] touches keys of a write still on its way through
+			// Raft: its outcome depends on that write's.
+			if err := r.waitNotInFlight(batch[0]); err != nil {
+				batch[0].done <- result{err: err}
+				batch = batch[1:]
+			}
+		}
+	}
+}
+
+// classify decides, for a prefix of batch, which writes write, by
+// evaluating them (eval.WriteFrom into a scratch batch that is discarded)
+// against the applied state. It stops before the first write whose
+// footprint overlaps a write in flight (proposed, not applied) or an
+// earlier writer of the prefix, since the applied state does not show
+// their effects yet. It answers the writes of the prefix that write
+// nothing, and returns the prefix's length and its writers with their
+// footprints, in order.
+//
+// The evaluation is exact only while this replica holds the lease and has
+// applied every earlier term's entries, so it first waits for the lease
+// (waitLease), and it answers nothing if the term, the lease or a change
+// that drops versions (dropSeq) moved meanwhile.
+func (r *Replica) classify(batch []*pendingWrite) (n int, writers []*pendingWrite, fps [][]keys.Span) {
 	ctx, cancel := context.WithTimeout(context.Background(), tsoTimeout)
-	first, err := r.cfg.Timestamps.Next(ctx, len(batch))
+	err := r.waitLease(ctx)
 	cancel()
 	if err != nil {
-		e := concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: no timestamp: %v", r.RangeID, err)
 		for _, pw := range batch {
-			pw.done <- result{err: e}
-		}
-		return
-	}
-	r.mu.Lock()
-	if first <= r.mu.lastProposedTS {
-		// Only a deposed TSO leader can hand out such a timestamp.
-		r.mu.Unlock()
-		e := concordpb.Errorf(concordpb.ErrorCode_RETRY, "replica: range %d: timestamp %d not above %d", r.RangeID, first, r.mu.lastProposedTS)
-		for _, pw := range batch {
-			pw.done <- result{err: e}
-		}
-		return
-	}
-	r.proposeLocked(batch, first)
-	r.mu.lastProposedTS = first + int64(len(batch)) - 1
-	r.mu.Unlock()
-	r.cfg.Signal()
-}
-
-// proposeLocked proposes the commands of batch, the i-th at timestamp
-// firstTS+i (or all at 0, for writes that carry no revision), as one Raft
-// proposal, and registers their waiters. One proposal for the batch means
-// one append and one message per follower, not one per write. A write it
-// does not propose gets its error on done: a command that cannot be encoded
-// fails alone; if Raft refuses the proposal, none of the batch is in the
-// log.
-func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64) {
-	fail := func(pws []*pendingWrite, err error) {
-		for _, pw := range pws {
 			pw.done <- result{err: err}
 		}
+		return len(batch), nil, nil
 	}
-	if !r.leadsLocked() {
-		fail(batch, r.notLeaderLocked())
+	seq := r.dropSeq.Load()
+	r.mu.Lock()
+	term, span, as := r.mu.term, r.spanLocked(), r.mu.applied
+	footprints := make([][]keys.Span, 0, len(batch))
+	for _, pw := range batch {
+		fp := eval.Footprint(pw.req.GetOp())
+		if r.mu.inflight.overlaps(fp) {
+			break
+		}
+		footprints = append(footprints, fp)
+	}
+	r.mu.Unlock()
+
+	var pass inflight // the prefix's writers so far
+	var scratch *storage.Batch
+	defer func() {
+		if scratch != nil {
+			scratch.Close()
+		}
+	}()
+	type answer struct {
+		pw  *pendingWrite
+		res result
+	}
+	var answers []answer
+	for i, fp := range footprints {
+		if pass.overlaps(fp) {
+			break
+		}
+		pw := batch[i]
+		n = i + 1
+		op := pw.req.GetOp()
+		inside := true
+		for _, s := range fp {
+			inside = inside && span.ContainsSpan(s)
+		}
+		if inside && eval.AlwaysWrites(op) {
+			writers, fps = append(writers, pw), append(fps, fp)
+			pass.add(uint64(i), fp)
+			continue
+		}
+		if scratch == nil {
+			scratch = r.cfg.Engine.NewBatch()
+		}
+		resp, wrote, err := eval.WriteFrom(scratch, span, as.MaxTS+1, as.MaxTS, as.CompactedRev, op)
+		switch {
+		case err != nil && concordpb.CodeOf(err) == concordpb.ErrorCode_OK:
+			// An engine error: the scratch batch is in an unknown state.
+			scratch.Close()
+			scratch = nil
+			answers = append(answers, answer{pw, result{err: concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: evaluate: %v", r.RangeID, err)}})
+		case err != nil:
+			answers = append(answers, answer{pw, result{err: err}})
+		case wrote:
+			writers, fps = append(writers, pw), append(fps, fp)
+			pass.add(uint64(i), fp)
+		default:
+			answers = append(answers, answer{pw, result{resp: &concordpb.BatchResponse{Resp: resp, Revision: max(as.MaxTS, 1), RaftTerm: term}}})
+		}
+	}
+	if len(answers) == 0 {
+		return n, writers, fps
+	}
+	r.mu.Lock()
+	still := r.mu.term == term && r.leadsLocked() && r.mu.lease.validLocked(r.cfg.Now())
+	r.mu.Unlock()
+	if !still || seq%2 == 1 || r.dropSeq.Load() != seq {
+		// What was read may not be what a linearizable read would see now:
+		// evaluate the whole prefix again (a lost lease fails it then).
+		return 0, nil, nil
+	}
+	for _, a := range answers {
+		a.pw.done <- a.res
+	}
+	return n, writers, fps
+}
+
+// waitNotInFlight waits until no write in flight touches pw's keys, or
+// this replica stops leading (then classify fails pw). Errors:
+// UNAVAILABLE when pw's caller gives up first (pw was never proposed).
+func (r *Replica) waitNotInFlight(pw *pendingWrite) error {
+	fp := eval.Footprint(pw.req.GetOp())
+	for {
+		r.mu.Lock()
+		if !r.leadsLocked() || !r.mu.inflight.overlaps(fp) {
+			r.mu.Unlock()
+			return nil
+		}
+		ch := r.mu.lease.appliedChLocked()
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-pw.ctx.Done():
+			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: %v waiting for a conflicting write to apply", r.RangeID, pw.ctx.Err())
+		case <-r.stopped:
+			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
+		}
+	}
+}
+
+// maxProposeRetries bounds how often the proposer offers Raft a batch it
+// dropped (too much uncommitted data) while this replica still leads; the
+// batch keeps its revisions meanwhile.
+const maxProposeRetries = 20
+
+// proposeWriters draws one revision per writer and proposes them in order,
+// as one Raft proposal.
+func (r *Replica) proposeWriters(writers []*pendingWrite, fps [][]keys.Span) {
+	ctx, cancel := context.WithTimeout(context.Background(), tsoTimeout)
+	first, err := r.cfg.Timestamps.Next(ctx, len(writers))
+	cancel()
+	if err != nil {
+		e := concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: no revision: %v", r.RangeID, err)
+		for _, pw := range writers {
+			pw.done <- result{err: e}
+		}
 		return
+	}
+	for attempt := 0; ; attempt++ {
+		r.mu.Lock()
+		if first <= r.mu.lastProposedTS {
+			// Only a deposed TSO leader can hand out such a revision.
+			r.mu.Unlock()
+			e := concordpb.Errorf(concordpb.ErrorCode_RETRY, "replica: range %d: revision %d not above %d", r.RangeID, first, r.mu.lastProposedTS)
+			for _, pw := range writers {
+				pw.done <- result{err: e}
+			}
+			return
+		}
+		kept, err := r.proposeLocked(writers, first, fps)
+		if err == nil {
+			r.mu.lastProposedTS = first + int64(len(writers)) - 1
+			r.mu.Unlock()
+			r.cfg.Signal()
+			return
+		}
+		retry := attempt < maxProposeRetries && r.leadsLocked() && r.mu.rn.BasicStatus().LeadTransferee == 0
+		ch := r.mu.lease.appliedChLocked()
+		r.mu.Unlock()
+		if !retry {
+			for _, pw := range kept {
+				pw.done <- result{err: err}
+			}
+			return
+		}
+		// Raft holds too much uncommitted data: offer the batch again, with
+		// its revisions, once some of it has applied.
+		r.cfg.Signal()
+		select {
+		case <-ch:
+		case <-time.After(100 * time.Millisecond):
+		case <-r.stopped:
+		}
+	}
+}
+
+// proposeLocked proposes the commands of batch, the i-th at revision
+// firstTS+i (or all at 0, for writes that carry no revision), as one Raft
+// proposal, registers their waiters and records their footprints (fps[i],
+// if fps is given) as in flight. One proposal for the batch means one
+// append and one message per follower, not one per write. A command that
+// cannot be encoded fails alone (its waiter is answered; its revision is
+// never used). If this replica does not lead, every write is answered
+// NOT_LEADER. If Raft drops the proposal, none of the batch is in the log:
+// proposeLocked returns the writes it offered and an UNAVAILABLE error,
+// and answers none of them.
+func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64, fps [][]keys.Span) (offered []*pendingWrite, _ error) {
+	if !r.leadsLocked() {
+		err := r.notLeaderLocked()
+		for _, pw := range batch {
+			pw.done <- result{err: err}
+		}
+		return nil, nil
 	}
 	ents := make([]*raftpb.Entry, 0, len(batch))
 	kept := make([]*pendingWrite, 0, len(batch))
 	ids := make([]uint64, 0, len(batch))
+	keptFPs := make([][]keys.Span, 0, len(batch))
 	var buf []byte
 	for i, pw := range batch {
 		ts := firstTS
@@ -170,7 +338,7 @@ func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64) {
 		var err error
 		if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, cmd); err != nil {
 			buf = buf[:start]
-			fail([]*pendingWrite{pw}, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: encode command: %v", err))
+			pw.done <- result{err: concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: encode command: %v", err)}
 			continue
 		}
 		// Full slice expressions: an entry's data never grows into the
@@ -178,23 +346,29 @@ func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64) {
 		ents = append(ents, &raftpb.Entry{Data: buf[start:len(buf):len(buf)]})
 		kept = append(kept, pw)
 		ids = append(ids, id)
+		if fps != nil {
+			keptFPs = append(keptFPs, fps[i])
+		}
 	}
 	r.mu.nextID += uint64(len(batch)) // ids of unencodable writes stay unused
 	if len(ents) == 0 {
-		return
+		return nil, nil
 	}
 	if err := r.mu.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(r.cfg.NodeID), Entries: ents}); err != nil {
 		// Dropped (no leader, transfer, or too much uncommitted data):
 		// definitely not in the log.
 		r.cfg.Metrics.ObserveProposalDropped()
-		fail(kept, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: proposal dropped: %v", r.RangeID, err))
-		return
+		return kept, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: proposal dropped: %v", r.RangeID, err)
 	}
 	r.cfg.Metrics.ObserveProposals(len(kept))
 	now := time.Now()
 	for i, pw := range kept {
 		r.mu.proposals[ids[i]] = &proposal{done: pw.done, span: trace.SpanContextFromContext(pw.ctx), proposed: now}
+		if fps != nil {
+			r.mu.inflight.add(ids[i], keptFPs[i])
+		}
 	}
+	return nil, nil
 }
 
 // evalCommand applies one command into b. On error nothing of it may be

@@ -45,6 +45,7 @@ func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
 	}
 	if !isLeader {
 		r.mu.lease.resetLocked(r.notLeaderLocked())
+		r.mu.inflight.clear()
 		// Commands proposed in a term we no longer lead may still commit
 		// under the new leader, or may be lost: their clients cannot know.
 		for id, p := range r.mu.proposals {
@@ -213,12 +214,10 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		r.dropSeq.Add(1)
 	}
 	for _, a := range done {
-		if a.wroteAt != 0 {
-			r.mu.writes.observe(a.wroteAt)
-		}
 		if a.cmd == nil || a.cmd.GetProposer() != r.cfg.NodeID {
 			continue
 		}
+		r.mu.inflight.remove(a.cmd.GetId())
 		if p, ok := r.mu.proposals[a.cmd.GetId()]; ok {
 			delete(r.mu.proposals, a.cmd.GetId())
 			if a.res.resp != nil {

@@ -204,12 +204,13 @@ type Replica struct {
 		lastProposedTS int64
 		nextID         uint64
 		proposals      map[uint64]*proposal
-		lease          lease
+		// inflight holds the footprints of the user writes this leader
+		// proposed that have not applied yet (see inflight.go).
+		// Invariant: empty while this replica does not lead.
+		inflight inflight
+		lease    lease
 		// snapshotsApplied counts snapshots received since Load.
 		snapshotsApplied int
-		// writes samples the revisions of applied writes, for compaction
-		// that keeps the newest N writes.
-		writes writeRing
 	}
 }
 

@@ -74,7 +74,7 @@ func evalSysWrite(b *storage.Batch, span keys.Span, req *concordpb.SysRequest) (
 		if err != nil {
 			return nil, err
 		}
-		if a.GetValue() > cur {
+		if a.GetValue() > cur || a.GetLower() {
 			cur = a.GetValue()
 			if err := b.SysPut(a.GetKey(), binary.BigEndian.AppendUint64(nil, uint64(cur))); err != nil {
 				return nil, err

@@ -12,7 +12,6 @@ import (
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 	"github.com/concorddb/concord/internal/store"
-	"github.com/concorddb/concord/internal/tso"
 )
 
 // backupPageKeys is how many keys one read of a backup fetches.
@@ -134,9 +133,9 @@ func (n *Node) restore(f io.Reader, info backup.Info) error {
 		}
 	}
 	if holdsMeta {
-		// The new cluster's timestamps start above every restored revision,
-		// whatever its clocks say.
-		bound := tso.Physical(max(info.MaxRevision, info.Revision)) + 1
+		// The new cluster's revisions continue right above every restored
+		// one.
+		bound := max(info.MaxRevision, info.Revision) + 1
 		if err := b.SysPut(keys.TSOWindow, be64(bound)); err != nil {
 			return err
 		}

@@ -16,9 +16,10 @@ const clockOffsetRefresh = 50 * time.Millisecond
 // clockOffsetRefresh. The fault-injection harness writes the file to make a
 // node's clock jump.
 //
-// Only the wall clock jumps: it feeds the TSO, whose timestamps must stay
-// increasing whatever the clock says. Leader leases run on Go's monotonic
-// clock, which a wall-clock jump does not move (as on a real host).
+// Only the wall clock jumps: it feeds the periodic compactor's
+// time-to-revision index. Revisions are counted, never read off a clock,
+// and leader leases run on Go's monotonic clock, which a wall-clock jump
+// does not move (as on a real host).
 type offsetClock struct {
 	path string
 	mu   struct {
@@ -47,8 +48,8 @@ func (c *offsetClock) Now() time.Time {
 	return now.Round(0).Add(c.mu.offset)
 }
 
-// wallClock returns the clock the TSO reads: the real one, or the test
-// offset clock when --unsafe-clock-offset-file is set.
+// wallClock returns the test offset clock when --unsafe-clock-offset-file
+// is set, nil (the real clock) otherwise.
 func (n *Node) wallClock() func() time.Time {
 	if n.cfg.UnsafeClockOffsetFile == "" {
 		return nil

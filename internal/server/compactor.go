@@ -9,18 +9,20 @@ import (
 
 	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/store"
-	"github.com/concorddb/concord/internal/tso"
 )
 
 // Automatic compaction, as etcd's --auto-compaction-mode:
-//   - periodic keeps the history of the last retention period and compacts
-//     what is older. Because revisions are commit timestamps, "the revision
-//     of retention ago" is simply the timestamp of that moment.
-//   - revision keeps the newest N writes of every range: each range's
-//     leader names the revision from the writes it has seen (see
-//     replica.writeRing), keeping at least N.
+//   - periodic keeps the history of the last retention period: every
+//     compactionInterval it samples the cluster's current revision into a
+//     time-to-revision index (revSamples) and compacts at the newest
+//     revision sampled at least retention ago, as etcd's periodic
+//     compactor does.
+//   - revision keeps the newest N revisions: every
+//     revisionCompactionInterval it compacts at current - N.
 //
-// One node runs it for the cluster: the leader of the meta range.
+// One node runs it for the cluster: the leader of the meta range. A new
+// leader samples afresh, so periodic compaction resumes one retention
+// after a failover (etcd's compactor does the same on a leader change).
 
 // compactionPolicy is a parsed --auto-compaction-mode/-retention pair; at
 // most one field is set, none when compaction is off.
@@ -82,6 +84,40 @@ func compactionInterval(retention time.Duration) time.Duration {
 	return min(max(retention/10, time.Second), time.Hour)
 }
 
+// revSample is the cluster's revision at one moment.
+type revSample struct {
+	at  time.Time
+	rev int64
+}
+
+// revSamples is the periodic compactor's time-to-revision index: samples
+// in time order, at most max of them (enough to cover one retention at the
+// sampling interval, plus one older than it).
+type revSamples struct {
+	samples []revSample
+	max     int
+}
+
+// add records a sample, dropping the oldest past max.
+func (s *revSamples) add(at time.Time, rev int64) {
+	s.samples = append(s.samples, revSample{at: at, rev: rev})
+	if len(s.samples) > s.max {
+		s.samples = append(s.samples[:0], s.samples[len(s.samples)-s.max:]...)
+	}
+}
+
+// before returns the newest revision sampled at or before t, 0 if none.
+func (s *revSamples) before(t time.Time) int64 {
+	var rev int64
+	for _, x := range s.samples {
+		if x.at.After(t) {
+			break
+		}
+		rev = x.rev
+	}
+	return rev
+}
+
 // runCompactor applies the policy on its schedule while this node leads the
 // meta range.
 func (n *Node) runCompactor(p compactionPolicy) {
@@ -90,6 +126,12 @@ func (n *Node) runCompactor(p compactionPolicy) {
 	if p.period > 0 {
 		interval = compactionInterval(p.period)
 	}
+	now := time.Now
+	if c := n.wallClock(); c != nil {
+		now = c
+	}
+	index := revSamples{max: int(p.period/interval) + 2}
+	var compacted int64
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -100,17 +142,37 @@ func (n *Node) runCompactor(p compactionPolicy) {
 		}
 		r := n.store.Replica(store.MetaRangeID)
 		if r == nil || !r.Status().IsLeader {
+			index.samples, compacted = index.samples[:0], 0
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), interval)
-		req := &concordpb.CompactRequest{RetainWrites: p.writes}
-		if p.period > 0 {
-			req = &concordpb.CompactRequest{Revision: tso.Compose(time.Now().Add(-p.period).UnixMilli(), 0), Clamp: true}
+		cur, err := n.currentRevision(ctx)
+		var rev int64
+		switch {
+		case err != nil:
+		case p.period > 0:
+			at := now()
+			index.add(at, cur)
+			rev = index.before(at.Add(-p.period))
+		default:
+			rev = cur - p.writes
 		}
-		_, err := n.router.Compact(ctx, req)
+		if err == nil && rev > compacted {
+			_, err = n.router.Compact(ctx, &concordpb.CompactRequest{Revision: rev, Clamp: true})
+			if err == nil || concordpb.CodeOf(err) == concordpb.ErrorCode_COMPACTED {
+				compacted, err = rev, nil
+			}
+		}
 		cancel()
 		if err != nil {
 			n.log.Warn("automatic compaction failed", "err", err)
 		}
 	}
+}
+
+// currentRevision is the cluster's current revision, read linearizably: a
+// one-key Range's header, as etcd's compactor reads its store's.
+func (n *Node) currentRevision(ctx context.Context) (int64, error) {
+	_, h, err := n.router.Do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte{0}, CountOnly: true}}})
+	return h.Revision, err
 }

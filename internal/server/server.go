@@ -169,7 +169,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.store.SetSender(n.transport)
-	n.oracle, err = tso.New(tso.Config{Window: metaWindow{n}, Now: n.wallClock(), Metrics: n.tel.metrics})
+	n.oracle, err = tso.New(tso.Config{Window: metaWindow{n}, Metrics: n.tel.metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -266,10 +266,21 @@ func (n *Node) serve(s *grpc.Server, l net.Listener) {
 	}()
 }
 
-// Shutdown stops the node gracefully: it first hands the leadership of
-// every range it leads to a follower (so clients see a leader change, not
-// an election timeout), bounded by ctx, then stops.
+// Shutdown stops the node gracefully: it first settles the revision
+// oracle's window if it serves it (so the next leader continues without a
+// gap) and hands the leadership of every range it leads to a follower (so
+// clients see a leader change, not an election timeout), bounded by ctx,
+// then stops.
 func (n *Node) Shutdown(ctx context.Context) {
+	if r := n.store.Replica(store.MetaRangeID); r != nil {
+		if st := r.Status(); st.IsLeader {
+			// The next TSO leader continues from the next revision, with
+			// no gap.
+			if err := n.oracle.Settle(ctx, st.Term); err != nil {
+				n.log.Warn("revision window not settled before stopping", "err", err)
+			}
+		}
+	}
 	var wg sync.WaitGroup
 	for _, r := range n.store.Replicas() {
 		wg.Add(1)

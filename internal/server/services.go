@@ -129,11 +129,19 @@ func (w metaWindow) Load(ctx context.Context) (int64, error) {
 }
 
 func (w metaWindow) Advance(ctx context.Context, limit int64) (int64, error) {
+	return w.write(ctx, &concordpb.SysAdvance{Key: keys.TSOWindow, Value: limit})
+}
+
+func (w metaWindow) Settle(ctx context.Context, limit int64) (int64, error) {
+	return w.write(ctx, &concordpb.SysAdvance{Key: keys.TSOWindow, Value: limit, Lower: true})
+}
+
+func (w metaWindow) write(ctx context.Context, a *concordpb.SysAdvance) (int64, error) {
 	r := w.n.store.Replica(store.MetaRangeID)
 	if r == nil {
 		return 0, concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "server: no meta replica")
 	}
-	resp, err := r.Write(ctx, &concordpb.BatchRequest{RangeId: store.MetaRangeID, Sys: &concordpb.SysRequest{Request: &concordpb.SysRequest_Advance{Advance: &concordpb.SysAdvance{Key: keys.TSOWindow, Value: limit}}}})
+	resp, err := r.Write(ctx, &concordpb.BatchRequest{RangeId: store.MetaRangeID, Sys: &concordpb.SysRequest{Request: &concordpb.SysRequest_Advance{Advance: a}}})
 	if err != nil {
 		return 0, err
 	}

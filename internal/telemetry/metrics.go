@@ -118,8 +118,8 @@ func New(opts Options) *Metrics {
 	m.rpcSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "grpc", Name: "request_duration_seconds",
 		Help: "Client gRPC request latency, by full method.", Buckets: latencyBuckets}, []string{"method"})
 	m.reg.MustRegister(m.rpcRequests, m.rpcSeconds)
-	m.tsoIssued = counter("tso", "timestamps_issued_total", "Timestamps handed out by this node's oracle.")
-	m.tsoBatchSize = histogram("tso", "batch_size", "Timestamps per oracle call.", prometheus.ExponentialBuckets(1, 4, 10))
+	m.tsoIssued = counter("tso", "timestamps_issued_total", "Revisions handed out by this node's revision oracle (TSO).")
+	m.tsoBatchSize = histogram("tso", "batch_size", "Revisions per oracle call.", prometheus.ExponentialBuckets(1, 4, 10))
 	m.routerRetries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "router", Name: "retries_total",
 		Help: "Router attempts that failed and were retried or surfaced, by error code."}, []string{"code"})
 	m.reg.MustRegister(m.routerRetries)

@@ -29,62 +29,63 @@ func (w *memWindow) Advance(_ context.Context, limit int64) (int64, error) {
 	return w.bound, nil
 }
 
-type fakeClock struct{ ms atomic.Int64 }
+func (w *memWindow) Settle(_ context.Context, limit int64) (int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.bound = limit
+	return w.bound, nil
+}
 
-func (c *fakeClock) now() time.Time { return time.UnixMilli(c.ms.Load()) }
-
-func TestMonotonicAcrossTermsAndRestarts(t *testing.T) {
-	ctx := context.Background()
-	w := &memWindow{}
-	clock := &fakeClock{}
-	clock.ms.Store(1_000_000)
-	o, err := New(Config{Window: w, Now: clock.now, WindowSize: time.Second})
+// next asks o for n revisions in term and checks they follow want: the
+// first is want (dense) or, with gapOK, above it.
+func next(t *testing.T, o *Oracle, n int, term uint64, want int64, gapOK bool) int64 {
+	t.Helper()
+	first, err := o.Next(context.Background(), n, term)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var last int64
-	next := func(o *Oracle, n int, term uint64) {
-		t.Helper()
-		ts, err := o.Next(ctx, n, term)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ts <= last {
-			t.Fatalf("timestamp %d not above %d", ts, last)
-		}
-		last = ts + int64(n) - 1
+	if first < want || (!gapOK && first != want) {
+		t.Fatalf("revisions from %d, want %d (gap allowed: %v)", first, want, gapOK)
 	}
-	for i := 0; i < 1000; i++ {
-		next(o, 1+i%7, 1)
-	}
-	// The clock goes backwards: timestamps do not.
-	clock.ms.Add(-500_000)
-	next(o, 3, 1)
-	// A new leader (a fresh Oracle, as after a restart) starts above the
-	// persisted bound, even with a clock far behind.
-	o2, _ := New(Config{Window: w, Now: clock.now, WindowSize: time.Second})
-	next(o2, 1, 2)
-	if Physical(last) < 1_000_000 {
-		t.Fatalf("new leader went back to physical %d", Physical(last))
-	}
-	// The clock runs past the window: the oracle extends it.
-	clock.ms.Add(2_000_000)
-	next(o2, 1, 2)
-	if w.bound <= Physical(last) {
-		t.Fatalf("window %d not above handed out physical %d", w.bound, Physical(last))
-	}
+	return first + int64(n)
 }
 
-func TestLogicalOverflowMovesPhysical(t *testing.T) {
-	clock := &fakeClock{}
-	clock.ms.Store(5000)
-	o, _ := New(Config{Window: &memWindow{}, Now: clock.now})
-	a, _ := o.Next(context.Background(), MaxBatch-1, 1)
-	b, _ := o.Next(context.Background(), 2, 1)
-	if b <= a+MaxBatch-2 || Physical(b) != Physical(a)+1 {
-		t.Fatalf("a=%d b=%d: logical overflow not handled", a, b)
+func TestDenseWithinATermIncreasingAcross(t *testing.T) {
+	w := &memWindow{}
+	o, err := New(Config{Window: w, WindowSize: 100})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := o.Next(context.Background(), MaxBatch+1, 1); err == nil {
+	// A new cluster's first write is revision 2, then every revision is
+	// handed out once and in order, across many window extensions.
+	want := int64(FirstRevision)
+	for i := 0; i < 1000; i++ {
+		want = next(t, o, 1+i%7, 1, want, false)
+	}
+	if w.advances < 10 {
+		t.Fatalf("%d window advances for %d revisions of a 100-revision window", w.advances, want)
+	}
+	if last, ok := o.Last(1); !ok || last != want-1 {
+		t.Fatalf("Last = %d, %v; want %d", last, ok, want-1)
+	}
+	// A new leader (a fresh Oracle, as after a failover or a restart)
+	// starts at the persisted bound: above everything handed out, with a
+	// gap of at most the window.
+	o2, _ := New(Config{Window: w, WindowSize: 100})
+	got := next(t, o2, 1, 2, want, true) - 1
+	if got-want > 200 {
+		t.Fatalf("failover skipped from %d to %d", want, got)
+	}
+	// A leader that settles before handing over leaves no gap.
+	if err := o2.Settle(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o2.Next(context.Background(), 1, 2); err != ErrSettled {
+		t.Fatalf("Next after Settle: %v", err)
+	}
+	o3, _ := New(Config{Window: w, WindowSize: 100})
+	next(t, o3, 5, 3, got+1, false)
+	if _, err := o3.Next(context.Background(), MaxBatch+1, 3); err == nil {
 		t.Fatal("oversized batch accepted")
 	}
 }

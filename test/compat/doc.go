@@ -7,13 +7,13 @@
 // results: key-values, more, count, deleted, prev key-values, succeeded,
 // response kinds, header revisions, and errors as gRPC code plus message.
 //
-// The one documented difference is revision numbering: a Concord revision is
-// the write's commit timestamp, increasing and unique but not consecutive. So
-// before two runs are compared, every revision a run observed (header, create
-// and mod revisions, nested headers) is replaced by its rank among all the
-// revisions that run observed, and a request that names a revision ("read at
-// the revision of step k", "compare mod_revision against step k") is built
-// per system from the revisions that system answered.
+// Revisions are compared as they are, counted from the revision each system
+// was at when the run began (the two systems serve other runs before this
+// one, not always the same ones): both number revisions as etcd does, one
+// per write that writes, so every header, create and mod revision must
+// match. A request that names a revision ("read at the revision of step k",
+// "compare mod_revision against step k") is built per system from the
+// revisions that system answered.
 //
 // The proof has three parts:
 //

@@ -35,10 +35,19 @@ type exec struct {
 	newest int64
 	// results[i] is step i's outcome, revisions as answered.
 	results []result
+	// base is the system's revision when the run began.
+	base int64
 }
 
+// newExec starts a run on s under prefix, from s's current revision.
 func newExec(s *system, prefix string) *exec {
-	return &exec{sys: s, prefix: prefix, labels: map[string]int{}}
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, "\x00")
+	if err != nil {
+		panic(fmt.Sprintf("compat: %s: current revision: %v", s.name, err))
+	}
+	return &exec{sys: s, prefix: prefix, labels: map[string]int{}, base: resp.Header.Revision}
 }
 
 // clone copies the run's state, for continuing it two ways.
@@ -130,51 +139,6 @@ func topRevision(resp any) int64 {
 	return 0
 }
 
-// revisions returns every revision the run observed, ascending, without
-// duplicates or zero (zero means "none" and stays zero).
-func (x *exec) revisions() []int64 {
-	var all []int64
-	add := func(r int64) {
-		if r != 0 {
-			all = append(all, r)
-		}
-	}
-	addKV := func(kv *mvccpb.KeyValue) {
-		if kv != nil {
-			add(kv.GetCreateRevision())
-			add(kv.GetModRevision())
-		}
-	}
-	var walk func(resp any)
-	walk = func(resp any) {
-		switch r := resp.(type) {
-		case *pb.RangeResponse:
-			add(r.GetHeader().GetRevision())
-			for _, kv := range r.GetKvs() {
-				addKV(kv)
-			}
-		case *pb.PutResponse:
-			add(r.GetHeader().GetRevision())
-			addKV(r.GetPrevKv())
-		case *pb.DeleteRangeResponse:
-			add(r.GetHeader().GetRevision())
-			for _, kv := range r.GetPrevKvs() {
-				addKV(kv)
-			}
-		case *pb.TxnResponse:
-			add(r.GetHeader().GetRevision())
-			for _, op := range r.GetResponses() {
-				walk(responseOf(op))
-			}
-		}
-	}
-	for _, res := range x.results {
-		walk(res.resp)
-	}
-	slices.Sort(all)
-	return slices.Compact(all)
-}
-
 // responseOf unwraps a txn's response op; nil for an empty one.
 func responseOf(op *pb.ResponseOp) any {
 	switch v := op.GetResponse().(type) {
@@ -190,21 +154,18 @@ func responseOf(op *pb.ResponseOp) any {
 	return nil
 }
 
-// normalised renders every step's result with revisions replaced by their
-// rank (1 for the lowest) among the revisions the run observed, and keys
-// stripped of the run's prefix: the form in which two systems' runs must be
-// equal.
+// normalised renders every step's result with revisions counted from the
+// run's base ("@3" is the third revision after the run began; "0" is none)
+// and keys stripped of the run's prefix: the form in which two systems'
+// runs must be equal. Both number revisions as etcd does, so the counts
+// must match exactly: a write that takes no revision on etcd must take
+// none on Concord.
 func (x *exec) normalised() []string {
-	revs := x.revisions()
-	f := formatter{prefix: x.prefix, rank: func(r int64) string {
+	f := formatter{prefix: x.prefix, rev: func(r int64) string {
 		if r == 0 {
 			return "0"
 		}
-		i, ok := slices.BinarySearch(revs, r)
-		if !ok {
-			panic(fmt.Sprintf("compat: revision %d was not collected", r))
-		}
-		return fmt.Sprintf("r%d", i+1)
+		return fmt.Sprintf("@%d", r-x.base)
 	}}
 	out := make([]string, len(x.results))
 	for i, res := range x.results {
@@ -234,7 +195,7 @@ func errString(err error) string {
 
 type formatter struct {
 	prefix string
-	rank   func(int64) string
+	rev    func(int64) string
 }
 
 func (f formatter) key(k []byte) string {
@@ -251,7 +212,7 @@ func (f formatter) kv(b *strings.Builder, kv *mvccpb.KeyValue) {
 		return
 	}
 	fmt.Fprintf(b, "{%s=%s create=%s mod=%s ver=%d lease=%d}", f.key(kv.GetKey()), short(string(kv.GetValue())),
-		f.rank(kv.GetCreateRevision()), f.rank(kv.GetModRevision()), kv.GetVersion(), kv.GetLease())
+		f.rev(kv.GetCreateRevision()), f.rev(kv.GetModRevision()), kv.GetVersion(), kv.GetLease())
 }
 
 func (f formatter) kvs(b *strings.Builder, kvs []*mvccpb.KeyValue) {
@@ -270,7 +231,7 @@ func (f formatter) header(b *strings.Builder, h *pb.ResponseHeader) {
 		b.WriteString("header=nil")
 		return
 	}
-	fmt.Fprintf(b, "rev=%s", f.rank(h.GetRevision()))
+	fmt.Fprintf(b, "rev=%s", f.rev(h.GetRevision()))
 }
 
 func (f formatter) resp(b *strings.Builder, resp any) {

@@ -224,7 +224,7 @@ func TestEtcdPanicCase(t *testing.T) {
 	if want := `error InvalidArgument "etcdserver: key not found"`; got[1] != want {
 		t.Errorf("txn: got %s, want %s", got[1], want)
 	}
-	if want := `range rev=r1 count=1 more=false kvs=[{"d"="" create=r1 mod=r1 ver=1 lease=0}]`; got[2] != want {
+	if want := `range rev=@1 count=1 more=false kvs=[{"d"="" create=@1 mod=@1 ver=1 lease=0}]`; got[2] != want {
 		t.Errorf("after the refused txn: got %s, want %s", got[2], want)
 	}
 }
