@@ -55,26 +55,30 @@ func TestRevisionAutoCompaction(t *testing.T) {
 	for i := 0; i < 400; i++ {
 		revs = append(revs, putRetry(t, cli, "k", fmt.Sprint(i)))
 	}
-	// The oldest writes become unreadable; the newest 100 stay.
+	// As on etcd, the compactor compacts at the current revision minus
+	// the retention: every revision from there on stays readable, every
+	// one before it goes.
+	last := revs[len(revs)-1]
+	readAt := func(rev int64) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err := cli.Get(ctx, "k", clientv3.WithRev(rev))
+		return err
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		_, err := cli.Get(ctx, "k", clientv3.WithRev(revs[0]))
-		cancel()
+		err := readAt(last - 101)
 		if err != nil && strings.Contains(err.Error(), "required revision has been compacted") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("revision mode never compacted (err %v)", err)
+			t.Fatalf("revision mode never compacted up to %d (err %v)", last-100, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, rev := range revs[len(revs)-100:] {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		_, err := cli.Get(ctx, "k", clientv3.WithRev(rev))
-		cancel()
-		if err != nil {
-			t.Fatalf("one of the newest 100 writes (revision %d) is gone: %v", rev, err)
+	for rev := last - 100; rev <= last; rev++ {
+		if err := readAt(rev); err != nil {
+			t.Fatalf("revision %d, one of the newest 100 after %d, is gone: %v", rev, last, err)
 		}
 	}
 }
@@ -102,5 +106,30 @@ func TestPeriodicAutoCompaction(t *testing.T) {
 	// The newest data is untouched.
 	if resp := get(t, cli, "k"); string(resp.Kvs[0].Value) != "2" || resp.Kvs[0].Version != 2 {
 		t.Fatalf("after auto compaction: %+v", resp.Kvs[0])
+	}
+}
+
+// The periodic compactor's time-to-revision index answers the newest
+// revision sampled at or before a moment, and keeps a bounded number of
+// samples.
+func TestRevSamples(t *testing.T) {
+	s := revSamples{max: 3}
+	t0 := time.Unix(1000, 0)
+	if s.before(t0) != 0 {
+		t.Fatal("an empty index answered a revision")
+	}
+	for i := 0; i < 5; i++ {
+		s.add(t0.Add(time.Duration(i)*time.Second), int64(10*(i+1)))
+	}
+	if len(s.samples) != 3 {
+		t.Fatalf("%d samples kept, want 3", len(s.samples))
+	}
+	for _, c := range []struct {
+		at   time.Duration
+		want int64
+	}{{1 * time.Second, 0}, {2 * time.Second, 30}, {3500 * time.Millisecond, 40}, {time.Hour, 50}} {
+		if got := s.before(t0.Add(c.at)); got != c.want {
+			t.Errorf("before(t0+%v) = %d, want %d", c.at, got, c.want)
+		}
 	}
 }

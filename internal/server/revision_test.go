@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -90,8 +92,10 @@ func TestRevisionsAreDenseAsEtcds(t *testing.T) {
 		}
 	}
 	clis = []*clientv3.Client{client(t, c, 0), client(t, c, 1), client(t, c, 2)}
-	if got := headerRev(t, clis[0]); got != rev {
-		t.Fatalf("after a full restart the cluster is at revision %d, want %d", got, rev)
+	for i, cli := range clis {
+		if got := headerRev(t, cli); got != rev {
+			t.Fatalf("after a full restart node %d reads revision %d, want %d", i+1, got, rev)
+		}
 	}
 	after := putRetry(t, clis[1], "k", "restart")
 	if after <= rev {
@@ -101,4 +105,66 @@ func TestRevisionsAreDenseAsEtcds(t *testing.T) {
 	if next != after+1 {
 		t.Fatalf("revision %d after %d: not dense", next, after)
 	}
+}
+
+// Compare-and-swap increments of one key from many clients through every
+// node: each success takes exactly the next revision, failures take none,
+// and the counter ends at the number of successes. This is the proposer's
+// hard case: every txn reads the key the one before it writes, so each
+// waits for the previous one to apply before it is judged.
+func TestConcurrentCompareAndSwapIsDenseAndExact(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	clis := []*clientv3.Client{client(t, c, 0), client(t, c, 1), client(t, c, 2)}
+	start := putRetry(t, clis[0], "counter", "0")
+	const workers, attempts = 12, 15
+	revs := make(chan int64, workers*attempts)
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func() {
+			cli := clis[w%3]
+			for i := 0; i < attempts; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				g, err := cli.Get(ctx, "counter")
+				if err != nil {
+					cancel()
+					errs <- err
+					return
+				}
+				var n int
+				fmt.Sscan(string(g.Kvs[0].Value), &n)
+				tx, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision("counter"), "=", g.Kvs[0].ModRevision)).
+					Then(clientv3.OpPut("counter", fmt.Sprint(n+1))).Commit()
+				cancel()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if tx.Succeeded {
+					revs <- tx.Header.Revision
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(revs)
+	var got []int64
+	for r := range revs {
+		got = append(got, r)
+	}
+	slices.Sort(got)
+	for i, r := range got {
+		if r != start+1+int64(i) {
+			t.Fatalf("successful swaps at revisions %v: not start+1..start+%d (start %d)", got, len(got), start)
+		}
+	}
+	g := get(t, clis[1], "counter")
+	if string(g.Kvs[0].Value) != fmt.Sprint(len(got)) || g.Header.Revision != start+int64(len(got)) {
+		t.Fatalf("counter %s at revision %d after %d successful swaps from revision %d", g.Kvs[0].Value, g.Header.Revision, len(got), start)
+	}
+	t.Logf("%d of %d swaps succeeded, at revisions %d..%d", len(got), workers*attempts, start+1, start+int64(len(got)))
 }
