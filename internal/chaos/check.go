@@ -273,9 +273,9 @@ func Check(ops []Op, opts CheckOptions) (Report, error) {
 
 // RevisionOrderViolation is a pair of acknowledged writes whose revisions
 // contradict real time: Earlier completed before Later began, yet Later's
-// revision is not above Earlier's. etcd's revisions (Concord's commit
-// timestamps) must increase across the whole cluster in real time, the
-// property a clock jump or a TSO leader change would break.
+// revision is not above Earlier's. etcd's revisions (numbered by Concord's
+// TSO) must increase across the whole cluster in real time, the property a
+// deposed TSO leader or a TSO leader change would break.
 type RevisionOrderViolation struct {
 	Earlier, Later Op
 }

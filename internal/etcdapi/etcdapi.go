@@ -16,8 +16,9 @@ import (
 )
 
 // Header is what the Backend knows about a response, for etcd's
-// ResponseHeader: the revision the response reflects (the write's commit
-// timestamp for writes) and the Raft term of the range that served it.
+// ResponseHeader: the revision the response reflects (the write's own
+// revision for writes that write) and the Raft term of the range that
+// served it.
 type Header struct {
 	Revision int64
 	RaftTerm uint64

@@ -16,9 +16,13 @@
 //     order, and wake the clients that proposed them.
 //  5. Advance: tell the RawNode the Ready is done.
 //
-// Writes enter through Write: a per-replica proposer goroutine takes every
-// queued write, fetches that many timestamps from the TSO in one call, and
-// proposes them in timestamp order, so log order and revision order agree.
+// Writes enter through Write: a per-replica proposer goroutine takes the
+// queued writes, decides which of them write by evaluating them against the
+// applied state under the lease (a write that touches the keys of one still
+// in flight waits for it, see inflight.go), answers the others at once, and
+// fetches one revision per writer from the TSO in one call and proposes
+// them in revision order, so log order and revision order agree and
+// revisions stay dense.
 // Reads enter through Read: serializable reads use the applied state as it
 // is; linearizable reads need this replica to be the leader and to hold a
 // leader lease (see lease.go).

@@ -257,7 +257,7 @@ const maxProposeRetries = 20
 // as one Raft proposal.
 func (r *Replica) proposeWriters(writers []*pendingWrite, fps [][]keys.Span) {
 	ctx, cancel := context.WithTimeout(context.Background(), tsoTimeout)
-	first, err := r.cfg.Timestamps.Next(ctx, len(writers))
+	first, err := r.cfg.Revisions.Next(ctx, len(writers))
 	cancel()
 	if err != nil {
 		e := concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: no revision: %v", r.RangeID, err)

@@ -21,11 +21,11 @@ import (
 	"github.com/concorddb/concord/internal/telemetry"
 )
 
-// Timestamps hands out commit timestamps. Implementations are safe for
-// concurrent use. Next returns the first of n consecutive timestamps, every
-// one greater than any timestamp returned before Next was called, anywhere in
-// the cluster.
-type Timestamps interface {
+// Revisions hands out revisions (internal/tso). Implementations are safe
+// for concurrent use. Next returns the first of n consecutive revisions,
+// every one greater than any revision returned before Next was called,
+// anywhere in the cluster.
+type Revisions interface {
 	Next(ctx context.Context, n int) (int64, error)
 }
 
@@ -34,8 +34,8 @@ type Config struct {
 	// NodeID is this node's id, also its Raft id in every group.
 	NodeID uint64
 	Engine *storage.Engine
-	// Timestamps is the TSO client used to timestamp writes.
-	Timestamps Timestamps
+	// Revisions is the TSO client that numbers writes.
+	Revisions Revisions
 	// Signal wakes the store's Ready loop; it must not block.
 	Signal func()
 	Logger *slog.Logger
@@ -60,7 +60,8 @@ type Config struct {
 	// MaxQueuedWrites bounds the writes waiting for the proposer; more are
 	// refused as UNAVAILABLE (back-pressure), not queued without limit.
 	MaxQueuedWrites int
-	// MaxProposalBatch bounds how many queued writes share one TSO call.
+	// MaxProposalBatch bounds how many queued writes one proposal takes
+	// (and so one TSO call numbers).
 	MaxProposalBatch int
 	// KeyIndexSize bounds the keys each replica's eval.Index remembers
 	// (roughly 100 bytes each); 0 turns the index off.
@@ -97,8 +98,8 @@ func (c *Config) Validate() error {
 		return errors.New("replica: NodeID is 0")
 	case c.Engine == nil:
 		return errors.New("replica: no Engine")
-	case c.Timestamps == nil:
-		return errors.New("replica: no Timestamps")
+	case c.Revisions == nil:
+		return errors.New("replica: no Revisions")
 	case c.Signal == nil:
 		return errors.New("replica: no Signal")
 	case c.TickInterval <= 0:
@@ -199,7 +200,7 @@ type Replica struct {
 		leader, term uint64
 		// leaderSeen is set once leader is first non-zero.
 		leaderSeen bool
-		// lastProposedTS is the newest timestamp this replica proposed.
+		// lastProposedTS is the newest revision this replica proposed.
 		// Invariant: proposals are made in increasing ts order.
 		lastProposedTS int64
 		nextID         uint64

@@ -209,13 +209,14 @@ func (r *Router) Sys(ctx context.Context, req *concordpb.SysRequest) (*concordpb
 	return resp.GetSys(), nil
 }
 
-// Timestamp fetches n timestamps from the TSO on the meta range's leader.
+// Timestamp fetches n consecutive revisions from the TSO on the meta
+// range's leader.
 func (r *Router) Timestamp(ctx context.Context, n int) (int64, error) {
 	ctx, cancel := r.withTimeout(ctx)
 	defer cancel()
 	meta := r.metaDesc()
 	var first int64
-	err := r.retry(ctx, meta, false /* write: a timestamp fetch has no effect */, func(ctx context.Context, node uint64) error {
+	err := r.retry(ctx, meta, false /* write: a revision fetch has no effect */, func(ctx context.Context, node uint64) error {
 		if node == r.cfg.NodeID {
 			ts, err := r.cfg.Local.Timestamp(ctx, n)
 			first = ts

@@ -144,7 +144,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	rcfg.HeartbeatTicks = 1
 	rcfg.ElectionTicks = int(cfg.ElectionTimeout / cfg.HeartbeatInterval)
 	n.tsoClient = tso.NewClient(func(ctx context.Context, k int) (int64, error) { return n.router.Timestamp(ctx, k) })
-	rcfg.Timestamps = n.tsoClient
+	rcfg.Revisions = n.tsoClient
 	rcfg.LogTruncateEntries = cfg.RaftLogTruncateEntries
 	rcfg.LogTruncateBytes = cfg.RaftLogTruncateBytes
 	rcfg.UnsafeNoReadLease = cfg.UnsafeNoReadLease

@@ -301,7 +301,7 @@ func (s *Store) processReady() error {
 // so the TSO runs here: every other replica here that has known no leader
 // of its range since it was loaded campaigns at once, instead of waiting out
 // a random election timeout somewhere. A range led on the TSO's node gets
-// each batch of write timestamps by a local call instead of an RPC to
+// each batch of write revisions by a local call instead of an RPC to
 // another node (about 0.3 ms of a 2.4 ms single-client put on loopback).
 // This places a new (or fully restarted) cluster's leaders together (see
 // server's electFirst). A range that has had a leader is left alone: it is

@@ -222,7 +222,7 @@ func (m *Metrics) ObserveBatchCommit(d time.Duration, bytes int, sync bool) {
 	}
 }
 
-// ObserveTimestamps records one oracle call that handed out n timestamps.
+// ObserveTimestamps records one oracle call that handed out n revisions.
 func (m *Metrics) ObserveTimestamps(n int) {
 	if m != nil {
 		m.tsoIssued.Add(float64(n))

@@ -7,13 +7,13 @@ import (
 	"sync"
 )
 
-// FetchFunc asks the Oracle (wherever it runs) for n timestamps.
+// FetchFunc asks the Oracle (wherever it runs) for n revisions.
 type FetchFunc func(ctx context.Context, n int) (int64, error)
 
 // fetchTimeout bounds one call to the Oracle.
 const fetchTimeout = 3 * time.Second
 
-// Client coalesces concurrent requests for timestamps into one call to the
+// Client coalesces concurrent requests for revisions into one call to the
 // Oracle at a time: while a call is out, new requests queue and leave
 // together in the next call.
 type Client struct {
@@ -36,7 +36,7 @@ type waiter struct {
 // NewClient creates a Client over fetch.
 func NewClient(fetch FetchFunc) *Client { return &Client{fetch: fetch} }
 
-// Next implements replica.Timestamps.
+// Next implements replica.Revisions.
 func (c *Client) Next(ctx context.Context, n int) (int64, error) {
 	w := &waiter{n: n, done: make(chan struct{})}
 	c.mu.Lock()
