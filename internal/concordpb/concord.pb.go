@@ -1387,6 +1387,10 @@ func (x *TxnResponse) GetResponses() []*ResponseOp {
 type CompactRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Revision int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// cluster_checked marks a revision the router checked against the
+	// cluster's newest (not this range's): it may be above the range's
+	// newest write without being a future revision.
+	ClusterChecked bool `protobuf:"varint,4,opt,name=cluster_checked,json=clusterChecked,proto3" json:"cluster_checked,omitempty"`
 	// clamp compacts at min(revision, the range's newest revision) and makes
 	// a revision at or below the last compaction a no-op instead of an error
 	// (automatic compaction of idle ranges).
@@ -1430,6 +1434,13 @@ func (x *CompactRequest) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *CompactRequest) GetClusterChecked() bool {
+	if x != nil {
+		return x.ClusterChecked
+	}
+	return false
 }
 
 func (x *CompactRequest) GetClamp() bool {
@@ -1829,6 +1840,8 @@ type SysRequest struct {
 	//	*SysRequest_Advance
 	//	*SysRequest_AddNode
 	//	*SysRequest_ChangeNode
+	//	*SysRequest_AllocRangeId
+	//	*SysRequest_UpdateRanges
 	Request       isSysRequest_Request `protobuf_oneof:"request"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1934,6 +1947,24 @@ func (x *SysRequest) GetChangeNode() *SysChangeNode {
 	return nil
 }
 
+func (x *SysRequest) GetAllocRangeId() *SysAllocRangeID {
+	if x != nil {
+		if x, ok := x.Request.(*SysRequest_AllocRangeId); ok {
+			return x.AllocRangeId
+		}
+	}
+	return nil
+}
+
+func (x *SysRequest) GetUpdateRanges() *SysUpdateRanges {
+	if x != nil {
+		if x, ok := x.Request.(*SysRequest_UpdateRanges); ok {
+			return x.UpdateRanges
+		}
+	}
+	return nil
+}
+
 type isSysRequest_Request interface {
 	isSysRequest_Request()
 }
@@ -1966,6 +1997,14 @@ type SysRequest_ChangeNode struct {
 	ChangeNode *SysChangeNode `protobuf:"bytes,7,opt,name=change_node,json=changeNode,proto3,oneof"`
 }
 
+type SysRequest_AllocRangeId struct {
+	AllocRangeId *SysAllocRangeID `protobuf:"bytes,8,opt,name=alloc_range_id,json=allocRangeId,proto3,oneof"`
+}
+
+type SysRequest_UpdateRanges struct {
+	UpdateRanges *SysUpdateRanges `protobuf:"bytes,9,opt,name=update_ranges,json=updateRanges,proto3,oneof"`
+}
+
 func (*SysRequest_Get) isSysRequest_Request() {}
 
 func (*SysRequest_Scan) isSysRequest_Request() {}
@@ -1980,6 +2019,95 @@ func (*SysRequest_AddNode) isSysRequest_Request() {}
 
 func (*SysRequest_ChangeNode) isSysRequest_Request() {}
 
+func (*SysRequest_AllocRangeId) isSysRequest_Request() {}
+
+func (*SysRequest_UpdateRanges) isSysRequest_Request() {}
+
+// SysAllocRangeID assigns the next range id (SysResponse.value): above
+// every id handed out or held by a descriptor.
+type SysAllocRangeID struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysAllocRangeID) Reset() {
+	*x = SysAllocRangeID{}
+	mi := &file_concord_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysAllocRangeID) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysAllocRangeID) ProtoMessage() {}
+
+func (x *SysAllocRangeID) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysAllocRangeID.ProtoReflect.Descriptor instead.
+func (*SysAllocRangeID) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{21}
+}
+
+// SysUpdateRanges records range descriptors in the meta range, each only if
+// it is newer (a higher generation) than the one recorded: the ranges' own
+// descriptors are the truth, the meta range their index.
+type SysUpdateRanges struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Descriptors   []*RangeDescriptor     `protobuf:"bytes,1,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysUpdateRanges) Reset() {
+	*x = SysUpdateRanges{}
+	mi := &file_concord_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysUpdateRanges) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysUpdateRanges) ProtoMessage() {}
+
+func (x *SysUpdateRanges) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysUpdateRanges.ProtoReflect.Descriptor instead.
+func (*SysUpdateRanges) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SysUpdateRanges) GetDescriptors() []*RangeDescriptor {
+	if x != nil {
+		return x.Descriptors
+	}
+	return nil
+}
+
 type SysKV struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -1990,7 +2118,7 @@ type SysKV struct {
 
 func (x *SysKV) Reset() {
 	*x = SysKV{}
-	mi := &file_concord_proto_msgTypes[21]
+	mi := &file_concord_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2130,7 @@ func (x *SysKV) String() string {
 func (*SysKV) ProtoMessage() {}
 
 func (x *SysKV) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[21]
+	mi := &file_concord_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2143,7 @@ func (x *SysKV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysKV.ProtoReflect.Descriptor instead.
 func (*SysKV) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{21}
+	return file_concord_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SysKV) GetKey() []byte {
@@ -2043,7 +2171,7 @@ type SysResponse struct {
 
 func (x *SysResponse) Reset() {
 	*x = SysResponse{}
-	mi := &file_concord_proto_msgTypes[22]
+	mi := &file_concord_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2183,7 @@ func (x *SysResponse) String() string {
 func (*SysResponse) ProtoMessage() {}
 
 func (x *SysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[22]
+	mi := &file_concord_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2196,7 @@ func (x *SysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysResponse.ProtoReflect.Descriptor instead.
 func (*SysResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{22}
+	return file_concord_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SysResponse) GetKvs() []*SysKV {
@@ -2108,13 +2236,14 @@ type Command struct {
 	Op            *RequestOp      `protobuf:"bytes,4,opt,name=op,proto3" json:"op,omitempty"`
 	Sys           *SysRequest     `protobuf:"bytes,5,opt,name=sys,proto3" json:"sys,omitempty"`
 	Compact       *CompactRequest `protobuf:"bytes,6,opt,name=compact,proto3" json:"compact,omitempty"`
+	Split         *SplitTrigger   `protobuf:"bytes,7,opt,name=split,proto3" json:"split,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_concord_proto_msgTypes[23]
+	mi := &file_concord_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2126,7 +2255,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[23]
+	mi := &file_concord_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2139,7 +2268,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{23}
+	return file_concord_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Command) GetId() uint64 {
@@ -2184,6 +2313,123 @@ func (x *Command) GetCompact() *CompactRequest {
 	return nil
 }
 
+func (x *Command) GetSplit() *SplitTrigger {
+	if x != nil {
+		return x.Split
+	}
+	return nil
+}
+
+// SplitRequest asks a range's leader to split the range at split_key, a
+// global key strictly inside it: the range keeps [start, split_key) and a
+// new range, new_range_id, takes [split_key, end) on the same replicas.
+type SplitRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SplitKey      []byte                 `protobuf:"bytes,1,opt,name=split_key,json=splitKey,proto3" json:"split_key,omitempty"`
+	NewRangeId    uint64                 `protobuf:"varint,2,opt,name=new_range_id,json=newRangeId,proto3" json:"new_range_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRequest) Reset() {
+	*x = SplitRequest{}
+	mi := &file_concord_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRequest) ProtoMessage() {}
+
+func (x *SplitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRequest.ProtoReflect.Descriptor instead.
+func (*SplitRequest) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SplitRequest) GetSplitKey() []byte {
+	if x != nil {
+		return x.SplitKey
+	}
+	return nil
+}
+
+func (x *SplitRequest) GetNewRangeId() uint64 {
+	if x != nil {
+		return x.NewRangeId
+	}
+	return 0
+}
+
+// SplitTrigger is a split as it applies, at one log position on every
+// replica: left is the splitting range's new descriptor, right the new
+// range's. It applies only if left's generation is one above the range's.
+type SplitTrigger struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Left          *RangeDescriptor       `protobuf:"bytes,1,opt,name=left,proto3" json:"left,omitempty"`
+	Right         *RangeDescriptor       `protobuf:"bytes,2,opt,name=right,proto3" json:"right,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitTrigger) Reset() {
+	*x = SplitTrigger{}
+	mi := &file_concord_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitTrigger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitTrigger) ProtoMessage() {}
+
+func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitTrigger.ProtoReflect.Descriptor instead.
+func (*SplitTrigger) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SplitTrigger) GetLeft() *RangeDescriptor {
+	if x != nil {
+		return x.Left
+	}
+	return nil
+}
+
+func (x *SplitTrigger) GetRight() *RangeDescriptor {
+	if x != nil {
+		return x.Right
+	}
+	return nil
+}
+
 type Error struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=concordpb.ErrorCode" json:"code,omitempty"`
@@ -2195,7 +2441,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_concord_proto_msgTypes[24]
+	mi := &file_concord_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2207,7 +2453,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[24]
+	mi := &file_concord_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2220,7 +2466,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{24}
+	return file_concord_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -2247,18 +2493,24 @@ func (x *Error) GetLeaderHint() uint64 {
 // BatchRequest is one request for one range, forwarded by a gateway to the
 // node it believes holds the range's lease (see Peer.Forward).
 type BatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
-	Op            *RequestOp             `protobuf:"bytes,2,opt,name=op,proto3" json:"op,omitempty"`
-	Sys           *SysRequest            `protobuf:"bytes,3,opt,name=sys,proto3" json:"sys,omitempty"`
-	Compact       *CompactRequest        `protobuf:"bytes,4,opt,name=compact,proto3" json:"compact,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Op      *RequestOp             `protobuf:"bytes,2,opt,name=op,proto3" json:"op,omitempty"`
+	Sys     *SysRequest            `protobuf:"bytes,3,opt,name=sys,proto3" json:"sys,omitempty"`
+	Compact *CompactRequest        `protobuf:"bytes,4,opt,name=compact,proto3" json:"compact,omitempty"`
+	Split   *SplitRequest          `protobuf:"bytes,5,opt,name=split,proto3" json:"split,omitempty"`
+	// read_revision, for a read, is the cluster revision it is served at
+	// (a router read over several ranges, or at a revision above this
+	// range's newest): the range first waits until every write it numbered
+	// at or below it has applied. 0: the range's newest applied revision.
+	ReadRevision  int64 `protobuf:"varint,6,opt,name=read_revision,json=readRevision,proto3" json:"read_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_concord_proto_msgTypes[25]
+	mi := &file_concord_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2522,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[25]
+	mi := &file_concord_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2535,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{25}
+	return file_concord_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BatchRequest) GetRangeId() uint64 {
@@ -2314,22 +2566,39 @@ func (x *BatchRequest) GetCompact() *CompactRequest {
 	return nil
 }
 
+func (x *BatchRequest) GetSplit() *SplitRequest {
+	if x != nil {
+		return x.Split
+	}
+	return nil
+}
+
+func (x *BatchRequest) GetReadRevision() int64 {
+	if x != nil {
+		return x.ReadRevision
+	}
+	return 0
+}
+
 type BatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Resp  *ResponseOp            `protobuf:"bytes,1,opt,name=resp,proto3" json:"resp,omitempty"`
 	Sys   *SysResponse           `protobuf:"bytes,2,opt,name=sys,proto3" json:"sys,omitempty"`
 	// revision is the range's newest applied revision when the response was
 	// made (etcd's header revision), or the request's own for writes.
-	Revision      int64  `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
-	RaftTerm      uint64 `protobuf:"varint,4,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
-	Error         *Error `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Revision int64  `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	RaftTerm uint64 `protobuf:"varint,4,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
+	Error    *Error `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// descriptors, for a split, are the left and right ranges' new
+	// descriptors.
+	Descriptors   []*RangeDescriptor `protobuf:"bytes,6,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_concord_proto_msgTypes[26]
+	mi := &file_concord_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2610,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[26]
+	mi := &file_concord_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2623,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{26}
+	return file_concord_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BatchResponse) GetResp() *ResponseOp {
@@ -2392,6 +2661,13 @@ func (x *BatchResponse) GetError() *Error {
 	return nil
 }
 
+func (x *BatchResponse) GetDescriptors() []*RangeDescriptor {
+	if x != nil {
+		return x.Descriptors
+	}
+	return nil
+}
+
 type ReplicaDescriptor struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -2401,7 +2677,7 @@ type ReplicaDescriptor struct {
 
 func (x *ReplicaDescriptor) Reset() {
 	*x = ReplicaDescriptor{}
-	mi := &file_concord_proto_msgTypes[27]
+	mi := &file_concord_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2413,7 +2689,7 @@ func (x *ReplicaDescriptor) String() string {
 func (*ReplicaDescriptor) ProtoMessage() {}
 
 func (x *ReplicaDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[27]
+	mi := &file_concord_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2426,7 +2702,7 @@ func (x *ReplicaDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDescriptor.ProtoReflect.Descriptor instead.
 func (*ReplicaDescriptor) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{27}
+	return file_concord_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReplicaDescriptor) GetNodeId() uint64 {
@@ -2450,7 +2726,7 @@ type RangeDescriptor struct {
 
 func (x *RangeDescriptor) Reset() {
 	*x = RangeDescriptor{}
-	mi := &file_concord_proto_msgTypes[28]
+	mi := &file_concord_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2462,7 +2738,7 @@ func (x *RangeDescriptor) String() string {
 func (*RangeDescriptor) ProtoMessage() {}
 
 func (x *RangeDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[28]
+	mi := &file_concord_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2475,7 +2751,7 @@ func (x *RangeDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeDescriptor.ProtoReflect.Descriptor instead.
 func (*RangeDescriptor) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{28}
+	return file_concord_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RangeDescriptor) GetRangeId() uint64 {
@@ -2533,7 +2809,7 @@ type NodeRecord struct {
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_concord_proto_msgTypes[29]
+	mi := &file_concord_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2821,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[29]
+	mi := &file_concord_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2834,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{29}
+	return file_concord_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *NodeRecord) GetNodeId() uint64 {
@@ -2620,7 +2896,7 @@ type RaftMessage struct {
 
 func (x *RaftMessage) Reset() {
 	*x = RaftMessage{}
-	mi := &file_concord_proto_msgTypes[30]
+	mi := &file_concord_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2908,7 @@ func (x *RaftMessage) String() string {
 func (*RaftMessage) ProtoMessage() {}
 
 func (x *RaftMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[30]
+	mi := &file_concord_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2921,7 @@ func (x *RaftMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMessage.ProtoReflect.Descriptor instead.
 func (*RaftMessage) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{30}
+	return file_concord_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RaftMessage) GetRangeId() uint64 {
@@ -2679,7 +2955,7 @@ type RaftBatch struct {
 
 func (x *RaftBatch) Reset() {
 	*x = RaftBatch{}
-	mi := &file_concord_proto_msgTypes[31]
+	mi := &file_concord_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2691,7 +2967,7 @@ func (x *RaftBatch) String() string {
 func (*RaftBatch) ProtoMessage() {}
 
 func (x *RaftBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[31]
+	mi := &file_concord_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2704,7 +2980,7 @@ func (x *RaftBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
 func (*RaftBatch) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{31}
+	return file_concord_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RaftBatch) GetClusterId() uint64 {
@@ -2750,7 +3026,7 @@ type RaftAck struct {
 
 func (x *RaftAck) Reset() {
 	*x = RaftAck{}
-	mi := &file_concord_proto_msgTypes[32]
+	mi := &file_concord_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2762,7 +3038,7 @@ func (x *RaftAck) String() string {
 func (*RaftAck) ProtoMessage() {}
 
 func (x *RaftAck) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[32]
+	mi := &file_concord_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2775,7 +3051,7 @@ func (x *RaftAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftAck.ProtoReflect.Descriptor instead.
 func (*RaftAck) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{32}
+	return file_concord_proto_rawDescGZIP(), []int{36}
 }
 
 type TimestampRequest struct {
@@ -2787,7 +3063,7 @@ type TimestampRequest struct {
 
 func (x *TimestampRequest) Reset() {
 	*x = TimestampRequest{}
-	mi := &file_concord_proto_msgTypes[33]
+	mi := &file_concord_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2799,7 +3075,7 @@ func (x *TimestampRequest) String() string {
 func (*TimestampRequest) ProtoMessage() {}
 
 func (x *TimestampRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[33]
+	mi := &file_concord_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2812,7 +3088,7 @@ func (x *TimestampRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimestampRequest.ProtoReflect.Descriptor instead.
 func (*TimestampRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{33}
+	return file_concord_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TimestampRequest) GetCount() uint32 {
@@ -2834,7 +3110,7 @@ type TimestampResponse struct {
 
 func (x *TimestampResponse) Reset() {
 	*x = TimestampResponse{}
-	mi := &file_concord_proto_msgTypes[34]
+	mi := &file_concord_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2846,7 +3122,7 @@ func (x *TimestampResponse) String() string {
 func (*TimestampResponse) ProtoMessage() {}
 
 func (x *TimestampResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[34]
+	mi := &file_concord_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2859,7 +3135,7 @@ func (x *TimestampResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimestampResponse.ProtoReflect.Descriptor instead.
 func (*TimestampResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{34}
+	return file_concord_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TimestampResponse) GetFirst() int64 {
@@ -2892,7 +3168,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_concord_proto_msgTypes[35]
+	mi := &file_concord_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +3180,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[35]
+	mi := &file_concord_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +3193,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{35}
+	return file_concord_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *JoinRequest) GetNode() *NodeRecord {
@@ -2939,7 +3215,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_concord_proto_msgTypes[36]
+	mi := &file_concord_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2951,7 +3227,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[36]
+	mi := &file_concord_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2964,7 +3240,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{36}
+	return file_concord_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JoinResponse) GetClusterId() uint64 {
@@ -3007,7 +3283,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_concord_proto_msgTypes[37]
+	mi := &file_concord_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3019,7 +3295,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[37]
+	mi := &file_concord_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3032,7 +3308,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{37}
+	return file_concord_proto_rawDescGZIP(), []int{41}
 }
 
 type MembersResponse struct {
@@ -3047,7 +3323,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_concord_proto_msgTypes[38]
+	mi := &file_concord_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3059,7 +3335,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[38]
+	mi := &file_concord_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3072,7 +3348,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{38}
+	return file_concord_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MembersResponse) GetClusterId() uint64 {
@@ -3111,7 +3387,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_concord_proto_msgTypes[39]
+	mi := &file_concord_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3123,7 +3399,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[39]
+	mi := &file_concord_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3136,7 +3412,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{39}
+	return file_concord_proto_rawDescGZIP(), []int{43}
 }
 
 type NodeStatusResponse struct {
@@ -3151,7 +3427,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_concord_proto_msgTypes[40]
+	mi := &file_concord_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3163,7 +3439,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[40]
+	mi := &file_concord_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3176,7 +3452,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{40}
+	return file_concord_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *NodeStatusResponse) GetNodeId() uint64 {
@@ -3213,7 +3489,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_concord_proto_msgTypes[41]
+	mi := &file_concord_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3225,7 +3501,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[41]
+	mi := &file_concord_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3238,7 +3514,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{41}
+	return file_concord_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ReplicaStatus) GetRangeId() uint64 {
@@ -3296,7 +3572,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_concord_proto_msgTypes[42]
+	mi := &file_concord_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3308,7 +3584,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[42]
+	mi := &file_concord_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3321,7 +3597,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{42}
+	return file_concord_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ForwardRequest) GetId() uint64 {
@@ -3363,7 +3639,7 @@ type ForwardBatch struct {
 
 func (x *ForwardBatch) Reset() {
 	*x = ForwardBatch{}
-	mi := &file_concord_proto_msgTypes[43]
+	mi := &file_concord_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3375,7 +3651,7 @@ func (x *ForwardBatch) String() string {
 func (*ForwardBatch) ProtoMessage() {}
 
 func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[43]
+	mi := &file_concord_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3388,7 +3664,7 @@ func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardBatch.ProtoReflect.Descriptor instead.
 func (*ForwardBatch) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{43}
+	return file_concord_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ForwardBatch) GetReqs() []*ForwardRequest {
@@ -3409,7 +3685,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_concord_proto_msgTypes[44]
+	mi := &file_concord_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3421,7 +3697,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[44]
+	mi := &file_concord_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3434,7 +3710,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{44}
+	return file_concord_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ForwardResponse) GetId() uint64 {
@@ -3462,7 +3738,7 @@ type ForwardResponses struct {
 
 func (x *ForwardResponses) Reset() {
 	*x = ForwardResponses{}
-	mi := &file_concord_proto_msgTypes[45]
+	mi := &file_concord_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3474,7 +3750,7 @@ func (x *ForwardResponses) String() string {
 func (*ForwardResponses) ProtoMessage() {}
 
 func (x *ForwardResponses) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[45]
+	mi := &file_concord_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3487,7 +3763,7 @@ func (x *ForwardResponses) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponses.ProtoReflect.Descriptor instead.
 func (*ForwardResponses) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{45}
+	return file_concord_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ForwardResponses) GetResps() []*ForwardResponse {
@@ -3583,9 +3859,10 @@ const file_concord_proto_rawDesc = "" +
 	"\afailure\x18\x03 \x03(\v2\x14.concordpb.RequestOpR\afailure\"`\n" +
 	"\vTxnResponse\x12\x1c\n" +
 	"\tsucceeded\x18\x01 \x01(\bR\tsucceeded\x123\n" +
-	"\tresponses\x18\x02 \x03(\v2\x15.concordpb.ResponseOpR\tresponses\"H\n" +
+	"\tresponses\x18\x02 \x03(\v2\x15.concordpb.ResponseOpR\tresponses\"q\n" +
 	"\x0eCompactRequest\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x14\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\x12'\n" +
+	"\x0fcluster_checked\x18\x04 \x01(\bR\x0eclusterChecked\x12\x14\n" +
 	"\x05clamp\x18\x02 \x01(\bR\x05clampJ\x04\b\x03\x10\x04\"\x1a\n" +
 	"\x06SysGet\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"1\n" +
@@ -3609,7 +3886,7 @@ const file_concord_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1b\n" +
 	"\tpeer_urls\x18\x02 \x03(\tR\bpeerUrls\x12\x18\n" +
 	"\apromote\x18\x03 \x01(\bR\apromote\x12\x16\n" +
-	"\x06remove\x18\x04 \x01(\bR\x06remove\"\xe3\x02\n" +
+	"\x06remove\x18\x04 \x01(\bR\x06remove\"\xea\x03\n" +
 	"\n" +
 	"SysRequest\x12%\n" +
 	"\x03get\x18\x01 \x01(\v2\x11.concordpb.SysGetH\x00R\x03get\x12(\n" +
@@ -3619,38 +3896,54 @@ const file_concord_proto_rawDesc = "" +
 	"\aadvance\x18\x05 \x01(\v2\x15.concordpb.SysAdvanceH\x00R\aadvance\x122\n" +
 	"\badd_node\x18\x06 \x01(\v2\x15.concordpb.SysAddNodeH\x00R\aaddNode\x12;\n" +
 	"\vchange_node\x18\a \x01(\v2\x18.concordpb.SysChangeNodeH\x00R\n" +
-	"changeNodeB\t\n" +
-	"\arequest\"/\n" +
+	"changeNode\x12B\n" +
+	"\x0ealloc_range_id\x18\b \x01(\v2\x1a.concordpb.SysAllocRangeIDH\x00R\fallocRangeId\x12A\n" +
+	"\rupdate_ranges\x18\t \x01(\v2\x1a.concordpb.SysUpdateRangesH\x00R\fupdateRangesB\t\n" +
+	"\arequest\"\x11\n" +
+	"\x0fSysAllocRangeID\"O\n" +
+	"\x0fSysUpdateRanges\x12<\n" +
+	"\vdescriptors\x18\x01 \x03(\v2\x1a.concordpb.RangeDescriptorR\vdescriptors\"/\n" +
 	"\x05SysKV\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"r\n" +
 	"\vSysResponse\x12\"\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x10.concordpb.SysKVR\x03kvs\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value\x12)\n" +
-	"\x04node\x18\x03 \x01(\v2\x15.concordpb.NodeRecordR\x04node\"\xc9\x01\n" +
+	"\x04node\x18\x03 \x01(\v2\x15.concordpb.NodeRecordR\x04node\"\xf8\x01\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
 	"\bproposer\x18\x02 \x01(\x04R\bproposer\x12\x0e\n" +
 	"\x02ts\x18\x03 \x01(\x03R\x02ts\x12$\n" +
 	"\x02op\x18\x04 \x01(\v2\x14.concordpb.RequestOpR\x02op\x12'\n" +
 	"\x03sys\x18\x05 \x01(\v2\x15.concordpb.SysRequestR\x03sys\x123\n" +
-	"\acompact\x18\x06 \x01(\v2\x19.concordpb.CompactRequestR\acompact\"l\n" +
+	"\acompact\x18\x06 \x01(\v2\x19.concordpb.CompactRequestR\acompact\x12-\n" +
+	"\x05split\x18\a \x01(\v2\x17.concordpb.SplitTriggerR\x05split\"M\n" +
+	"\fSplitRequest\x12\x1b\n" +
+	"\tsplit_key\x18\x01 \x01(\fR\bsplitKey\x12 \n" +
+	"\fnew_range_id\x18\x02 \x01(\x04R\n" +
+	"newRangeId\"p\n" +
+	"\fSplitTrigger\x12.\n" +
+	"\x04left\x18\x01 \x01(\v2\x1a.concordpb.RangeDescriptorR\x04left\x120\n" +
+	"\x05right\x18\x02 \x01(\v2\x1a.concordpb.RangeDescriptorR\x05right\"l\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.concordpb.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
 	"\vleader_hint\x18\x03 \x01(\x04R\n" +
-	"leaderHint\"\xad\x01\n" +
+	"leaderHint\"\x81\x02\n" +
 	"\fBatchRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12$\n" +
 	"\x02op\x18\x02 \x01(\v2\x14.concordpb.RequestOpR\x02op\x12'\n" +
 	"\x03sys\x18\x03 \x01(\v2\x15.concordpb.SysRequestR\x03sys\x123\n" +
-	"\acompact\x18\x04 \x01(\v2\x19.concordpb.CompactRequestR\acompact\"\xc5\x01\n" +
+	"\acompact\x18\x04 \x01(\v2\x19.concordpb.CompactRequestR\acompact\x12-\n" +
+	"\x05split\x18\x05 \x01(\v2\x17.concordpb.SplitRequestR\x05split\x12#\n" +
+	"\rread_revision\x18\x06 \x01(\x03R\freadRevision\"\x83\x02\n" +
 	"\rBatchResponse\x12)\n" +
 	"\x04resp\x18\x01 \x01(\v2\x15.concordpb.ResponseOpR\x04resp\x12(\n" +
 	"\x03sys\x18\x02 \x01(\v2\x16.concordpb.SysResponseR\x03sys\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x1b\n" +
 	"\traft_term\x18\x04 \x01(\x04R\braftTerm\x12&\n" +
-	"\x05error\x18\x05 \x01(\v2\x10.concordpb.ErrorR\x05error\",\n" +
+	"\x05error\x18\x05 \x01(\v2\x10.concordpb.ErrorR\x05error\x12<\n" +
+	"\vdescriptors\x18\x06 \x03(\v2\x1a.concordpb.RangeDescriptorR\vdescriptors\",\n" +
 	"\x11ReplicaDescriptor\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\"\xbc\x01\n" +
 	"\x0fRangeDescriptor\x12\x19\n" +
@@ -3800,7 +4093,7 @@ func file_concord_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_concord_proto_goTypes = []any{
 	(SortOrder)(0),              // 0: concordpb.SortOrder
 	(SortTarget)(0),             // 1: concordpb.SortTarget
@@ -3828,33 +4121,37 @@ var file_concord_proto_goTypes = []any{
 	(*SysAddNode)(nil),          // 23: concordpb.SysAddNode
 	(*SysChangeNode)(nil),       // 24: concordpb.SysChangeNode
 	(*SysRequest)(nil),          // 25: concordpb.SysRequest
-	(*SysKV)(nil),               // 26: concordpb.SysKV
-	(*SysResponse)(nil),         // 27: concordpb.SysResponse
-	(*Command)(nil),             // 28: concordpb.Command
-	(*Error)(nil),               // 29: concordpb.Error
-	(*BatchRequest)(nil),        // 30: concordpb.BatchRequest
-	(*BatchResponse)(nil),       // 31: concordpb.BatchResponse
-	(*ReplicaDescriptor)(nil),   // 32: concordpb.ReplicaDescriptor
-	(*RangeDescriptor)(nil),     // 33: concordpb.RangeDescriptor
-	(*NodeRecord)(nil),          // 34: concordpb.NodeRecord
-	(*RaftMessage)(nil),         // 35: concordpb.RaftMessage
-	(*RaftBatch)(nil),           // 36: concordpb.RaftBatch
-	(*RaftAck)(nil),             // 37: concordpb.RaftAck
-	(*TimestampRequest)(nil),    // 38: concordpb.TimestampRequest
-	(*TimestampResponse)(nil),   // 39: concordpb.TimestampResponse
-	(*JoinRequest)(nil),         // 40: concordpb.JoinRequest
-	(*JoinResponse)(nil),        // 41: concordpb.JoinResponse
-	(*MembersRequest)(nil),      // 42: concordpb.MembersRequest
-	(*MembersResponse)(nil),     // 43: concordpb.MembersResponse
-	(*NodeStatusRequest)(nil),   // 44: concordpb.NodeStatusRequest
-	(*NodeStatusResponse)(nil),  // 45: concordpb.NodeStatusResponse
-	(*ReplicaStatus)(nil),       // 46: concordpb.ReplicaStatus
-	(*ForwardRequest)(nil),      // 47: concordpb.ForwardRequest
-	(*ForwardBatch)(nil),        // 48: concordpb.ForwardBatch
-	(*ForwardResponse)(nil),     // 49: concordpb.ForwardResponse
-	(*ForwardResponses)(nil),    // 50: concordpb.ForwardResponses
-	nil,                         // 51: concordpb.ForwardRequest.TraceEntry
-	(*raftpb.Message)(nil),      // 52: raftpb.Message
+	(*SysAllocRangeID)(nil),     // 26: concordpb.SysAllocRangeID
+	(*SysUpdateRanges)(nil),     // 27: concordpb.SysUpdateRanges
+	(*SysKV)(nil),               // 28: concordpb.SysKV
+	(*SysResponse)(nil),         // 29: concordpb.SysResponse
+	(*Command)(nil),             // 30: concordpb.Command
+	(*SplitRequest)(nil),        // 31: concordpb.SplitRequest
+	(*SplitTrigger)(nil),        // 32: concordpb.SplitTrigger
+	(*Error)(nil),               // 33: concordpb.Error
+	(*BatchRequest)(nil),        // 34: concordpb.BatchRequest
+	(*BatchResponse)(nil),       // 35: concordpb.BatchResponse
+	(*ReplicaDescriptor)(nil),   // 36: concordpb.ReplicaDescriptor
+	(*RangeDescriptor)(nil),     // 37: concordpb.RangeDescriptor
+	(*NodeRecord)(nil),          // 38: concordpb.NodeRecord
+	(*RaftMessage)(nil),         // 39: concordpb.RaftMessage
+	(*RaftBatch)(nil),           // 40: concordpb.RaftBatch
+	(*RaftAck)(nil),             // 41: concordpb.RaftAck
+	(*TimestampRequest)(nil),    // 42: concordpb.TimestampRequest
+	(*TimestampResponse)(nil),   // 43: concordpb.TimestampResponse
+	(*JoinRequest)(nil),         // 44: concordpb.JoinRequest
+	(*JoinResponse)(nil),        // 45: concordpb.JoinResponse
+	(*MembersRequest)(nil),      // 46: concordpb.MembersRequest
+	(*MembersResponse)(nil),     // 47: concordpb.MembersResponse
+	(*NodeStatusRequest)(nil),   // 48: concordpb.NodeStatusRequest
+	(*NodeStatusResponse)(nil),  // 49: concordpb.NodeStatusResponse
+	(*ReplicaStatus)(nil),       // 50: concordpb.ReplicaStatus
+	(*ForwardRequest)(nil),      // 51: concordpb.ForwardRequest
+	(*ForwardBatch)(nil),        // 52: concordpb.ForwardBatch
+	(*ForwardResponse)(nil),     // 53: concordpb.ForwardResponse
+	(*ForwardResponses)(nil),    // 54: concordpb.ForwardResponses
+	nil,                         // 55: concordpb.ForwardRequest.TraceEntry
+	(*raftpb.Message)(nil),      // 56: raftpb.Message
 }
 var file_concord_proto_depIdxs = []int32{
 	0,  // 0: concordpb.RangeRequest.sort_order:type_name -> concordpb.SortOrder
@@ -3876,7 +4173,7 @@ var file_concord_proto_depIdxs = []int32{
 	13, // 16: concordpb.TxnRequest.success:type_name -> concordpb.RequestOp
 	13, // 17: concordpb.TxnRequest.failure:type_name -> concordpb.RequestOp
 	14, // 18: concordpb.TxnResponse.responses:type_name -> concordpb.ResponseOp
-	34, // 19: concordpb.SysAddNode.node:type_name -> concordpb.NodeRecord
+	38, // 19: concordpb.SysAddNode.node:type_name -> concordpb.NodeRecord
 	18, // 20: concordpb.SysRequest.get:type_name -> concordpb.SysGet
 	19, // 21: concordpb.SysRequest.scan:type_name -> concordpb.SysScan
 	20, // 22: concordpb.SysRequest.put:type_name -> concordpb.SysPut
@@ -3884,50 +4181,58 @@ var file_concord_proto_depIdxs = []int32{
 	22, // 24: concordpb.SysRequest.advance:type_name -> concordpb.SysAdvance
 	23, // 25: concordpb.SysRequest.add_node:type_name -> concordpb.SysAddNode
 	24, // 26: concordpb.SysRequest.change_node:type_name -> concordpb.SysChangeNode
-	26, // 27: concordpb.SysResponse.kvs:type_name -> concordpb.SysKV
-	34, // 28: concordpb.SysResponse.node:type_name -> concordpb.NodeRecord
-	13, // 29: concordpb.Command.op:type_name -> concordpb.RequestOp
-	25, // 30: concordpb.Command.sys:type_name -> concordpb.SysRequest
-	17, // 31: concordpb.Command.compact:type_name -> concordpb.CompactRequest
-	4,  // 32: concordpb.Error.code:type_name -> concordpb.ErrorCode
-	13, // 33: concordpb.BatchRequest.op:type_name -> concordpb.RequestOp
-	25, // 34: concordpb.BatchRequest.sys:type_name -> concordpb.SysRequest
-	17, // 35: concordpb.BatchRequest.compact:type_name -> concordpb.CompactRequest
-	14, // 36: concordpb.BatchResponse.resp:type_name -> concordpb.ResponseOp
-	27, // 37: concordpb.BatchResponse.sys:type_name -> concordpb.SysResponse
-	29, // 38: concordpb.BatchResponse.error:type_name -> concordpb.Error
-	32, // 39: concordpb.RangeDescriptor.replicas:type_name -> concordpb.ReplicaDescriptor
-	52, // 40: concordpb.RaftMessage.msg:type_name -> raftpb.Message
-	35, // 41: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
-	29, // 42: concordpb.TimestampResponse.error:type_name -> concordpb.Error
-	34, // 43: concordpb.JoinRequest.node:type_name -> concordpb.NodeRecord
-	34, // 44: concordpb.JoinResponse.nodes:type_name -> concordpb.NodeRecord
-	33, // 45: concordpb.JoinResponse.meta:type_name -> concordpb.RangeDescriptor
-	34, // 46: concordpb.MembersResponse.nodes:type_name -> concordpb.NodeRecord
-	33, // 47: concordpb.MembersResponse.meta:type_name -> concordpb.RangeDescriptor
-	46, // 48: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	30, // 49: concordpb.ForwardRequest.req:type_name -> concordpb.BatchRequest
-	51, // 50: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
-	47, // 51: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
-	31, // 52: concordpb.ForwardResponse.resp:type_name -> concordpb.BatchResponse
-	49, // 53: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
-	36, // 54: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
-	48, // 55: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
-	38, // 56: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
-	40, // 57: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
-	44, // 58: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
-	42, // 59: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
-	37, // 60: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	50, // 61: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
-	39, // 62: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	41, // 63: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	45, // 64: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	43, // 65: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
-	60, // [60:66] is the sub-list for method output_type
-	54, // [54:60] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	26, // 27: concordpb.SysRequest.alloc_range_id:type_name -> concordpb.SysAllocRangeID
+	27, // 28: concordpb.SysRequest.update_ranges:type_name -> concordpb.SysUpdateRanges
+	37, // 29: concordpb.SysUpdateRanges.descriptors:type_name -> concordpb.RangeDescriptor
+	28, // 30: concordpb.SysResponse.kvs:type_name -> concordpb.SysKV
+	38, // 31: concordpb.SysResponse.node:type_name -> concordpb.NodeRecord
+	13, // 32: concordpb.Command.op:type_name -> concordpb.RequestOp
+	25, // 33: concordpb.Command.sys:type_name -> concordpb.SysRequest
+	17, // 34: concordpb.Command.compact:type_name -> concordpb.CompactRequest
+	32, // 35: concordpb.Command.split:type_name -> concordpb.SplitTrigger
+	37, // 36: concordpb.SplitTrigger.left:type_name -> concordpb.RangeDescriptor
+	37, // 37: concordpb.SplitTrigger.right:type_name -> concordpb.RangeDescriptor
+	4,  // 38: concordpb.Error.code:type_name -> concordpb.ErrorCode
+	13, // 39: concordpb.BatchRequest.op:type_name -> concordpb.RequestOp
+	25, // 40: concordpb.BatchRequest.sys:type_name -> concordpb.SysRequest
+	17, // 41: concordpb.BatchRequest.compact:type_name -> concordpb.CompactRequest
+	31, // 42: concordpb.BatchRequest.split:type_name -> concordpb.SplitRequest
+	14, // 43: concordpb.BatchResponse.resp:type_name -> concordpb.ResponseOp
+	29, // 44: concordpb.BatchResponse.sys:type_name -> concordpb.SysResponse
+	33, // 45: concordpb.BatchResponse.error:type_name -> concordpb.Error
+	37, // 46: concordpb.BatchResponse.descriptors:type_name -> concordpb.RangeDescriptor
+	36, // 47: concordpb.RangeDescriptor.replicas:type_name -> concordpb.ReplicaDescriptor
+	56, // 48: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	39, // 49: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
+	33, // 50: concordpb.TimestampResponse.error:type_name -> concordpb.Error
+	38, // 51: concordpb.JoinRequest.node:type_name -> concordpb.NodeRecord
+	38, // 52: concordpb.JoinResponse.nodes:type_name -> concordpb.NodeRecord
+	37, // 53: concordpb.JoinResponse.meta:type_name -> concordpb.RangeDescriptor
+	38, // 54: concordpb.MembersResponse.nodes:type_name -> concordpb.NodeRecord
+	37, // 55: concordpb.MembersResponse.meta:type_name -> concordpb.RangeDescriptor
+	50, // 56: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
+	34, // 57: concordpb.ForwardRequest.req:type_name -> concordpb.BatchRequest
+	55, // 58: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
+	51, // 59: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
+	35, // 60: concordpb.ForwardResponse.resp:type_name -> concordpb.BatchResponse
+	53, // 61: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
+	40, // 62: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
+	52, // 63: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
+	42, // 64: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
+	44, // 65: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
+	48, // 66: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
+	46, // 67: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
+	41, // 68: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	54, // 69: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
+	43, // 70: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	45, // 71: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	49, // 72: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	47, // 73: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
+	68, // [68:74] is the sub-list for method output_type
+	62, // [62:68] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_concord_proto_init() }
@@ -3962,6 +4267,8 @@ func file_concord_proto_init() {
 		(*SysRequest_Advance)(nil),
 		(*SysRequest_AddNode)(nil),
 		(*SysRequest_ChangeNode)(nil),
+		(*SysRequest_AllocRangeId)(nil),
+		(*SysRequest_UpdateRanges)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3969,7 +4276,7 @@ func file_concord_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_proto_rawDesc), len(file_concord_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   47,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

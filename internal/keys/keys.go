@@ -64,6 +64,8 @@ var (
 	NodeSeq = []byte("\x01nodeseq")
 	// TSOWindow holds the TSO's persisted upper bound, as 8 bytes big-endian.
 	TSOWindow = []byte("\x01tso")
+	// RangeSeq holds the last range id assigned, as 8 bytes big-endian.
+	RangeSeq = []byte("\x01rangeseq")
 )
 
 // User maps an etcd key to its global key. The caller owns the result.

@@ -1,7 +1,9 @@
 package replica
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb"
@@ -22,6 +24,9 @@ type pendingWrite struct {
 	ctx  context.Context
 	req  *concordpb.BatchRequest
 	done chan result // buffered(1)
+	// split is the trigger of a split request (req.Split), built from the
+	// descriptor at proposal time.
+	split *concordpb.SplitTrigger
 }
 
 // Write replicates a write (a Put, DeleteRange or writing Txn in req.Op, or
@@ -41,11 +46,23 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 	}
 	r.mu.Unlock()
 	pw := &pendingWrite{ctx: ctx, req: req, done: make(chan result, 1)}
-	if req.GetSys() != nil || req.GetCompact() != nil {
-		// System writes and compactions carry no revision: propose them
-		// directly.
+	if req.GetSys() != nil || req.GetCompact() != nil || req.GetSplit() != nil {
+		// System writes, compactions and splits carry no revision: propose
+		// them directly. A split is in flight over the span it gives away,
+		// so writes there wait for it and are then refused as outside the
+		// range (KEY_MISMATCH: the router sends them to the new range).
 		r.mu.Lock()
-		offered, err := r.proposeLocked([]*pendingWrite{pw}, 0, nil)
+		var fps [][]keys.Span
+		if sr := req.GetSplit(); sr != nil {
+			trig, err := r.splitTriggerLocked(sr)
+			if err != nil {
+				r.mu.Unlock()
+				return nil, err
+			}
+			pw.split = trig
+			fps = [][]keys.Span{{{Start: trig.GetRight().GetStartKey(), End: trig.GetRight().GetEndKey()}}}
+		}
+		offered, err := r.proposeLocked([]*pendingWrite{pw}, 0, fps)
 		r.mu.Unlock()
 		for _, pw := range offered {
 			pw.done <- result{err: err}
@@ -219,7 +236,20 @@ func (r *Replica) classify(batch []*pendingWrite) (n int, writers []*pendingWrit
 		// evaluate the whole prefix again (a lost lease fails it then).
 		return 0, nil, nil
 	}
+	// The answers' header is the cluster's newest revision, as etcd's is
+	// its store's: with other ranges writing, this range's newest write
+	// may be far behind. The keys they read have no write in flight, so
+	// they read the same at that revision.
+	ctx, cancel = context.WithTimeout(context.Background(), tsoTimeout)
+	cur, err := r.cfg.Revisions.Current(ctx)
+	cancel()
 	for _, a := range answers {
+		switch {
+		case err != nil && a.res.err == nil:
+			a.res = result{err: concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: no current revision: %v", r.RangeID, err)}
+		case a.res.resp != nil:
+			a.res.resp.Revision = max(a.res.resp.GetRevision(), cur)
+		}
 		a.pw.done <- a.res
 	}
 	return n, writers, fps
@@ -256,6 +286,17 @@ const maxProposeRetries = 20
 // proposeWriters draws one revision per writer and proposes them in order,
 // as one Raft proposal.
 func (r *Replica) proposeWriters(writers []*pendingWrite, fps [][]keys.Span) {
+	// While the revisions are being drawn, a read at a revision they may
+	// be at or below waits (see waitRevision).
+	r.mu.Lock()
+	r.mu.drawing = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.mu.drawing = false
+		r.mu.lease.notifyAppliedLocked()
+		r.mu.Unlock()
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), tsoTimeout)
 	first, err := r.cfg.Revisions.Next(ctx, len(writers))
 	cancel()
@@ -280,6 +321,7 @@ func (r *Replica) proposeWriters(writers []*pendingWrite, fps [][]keys.Span) {
 		kept, err := r.proposeLocked(writers, first, fps)
 		if err == nil {
 			r.mu.lastProposedTS = first + int64(len(writers)) - 1
+			r.mu.lastProposedTerm = r.mu.term
 			r.mu.Unlock()
 			r.cfg.Signal()
 			return
@@ -333,7 +375,7 @@ func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64, fps [][]ke
 			ts += int64(i)
 		}
 		id := r.mu.nextID + 1 + uint64(i)
-		cmd := &concordpb.Command{Id: id, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact()}
+		cmd := &concordpb.Command{Id: id, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact(), Split: pw.split}
 		start := len(buf)
 		var err error
 		if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, cmd); err != nil {
@@ -389,6 +431,8 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span key
 		return result{resp: &concordpb.BatchResponse{Resp: resp, Revision: max(as.MaxTS, 1)}}
 	case cmd.GetCompact() != nil:
 		return r.evalCompact(b, span, cmd.GetCompact(), as)
+	case cmd.GetSplit() != nil:
+		return r.evalSplit(b, span, cmd.GetSplit(), as)
 	case cmd.GetSys() != nil:
 		resp, err := evalSysWrite(b, span, cmd.GetSys())
 		if err != nil {
@@ -413,7 +457,7 @@ func (r *Replica) evalCompact(b *storage.Batch, span keys.Span, req *concordpb.C
 	switch {
 	case rev <= as.CompactedRev:
 		return result{err: concordpb.Errorf(concordpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")}
-	case rev > max(as.MaxTS, 1):
+	case rev > max(as.MaxTS, 1) && !req.GetClusterChecked():
 		return result{err: concordpb.Errorf(concordpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")}
 	}
 	if keys.UserSpan.ContainsSpan(span) {
@@ -424,4 +468,63 @@ func (r *Replica) evalCompact(b *storage.Batch, span keys.Span, req *concordpb.C
 	as.CompactedRev = rev
 	r.log.Info("compacted", "revision", rev)
 	return result{resp: &concordpb.BatchResponse{Revision: max(as.MaxTS, 1)}}
+}
+
+// splitTriggerLocked builds the trigger that splits the range at sr's key,
+// from its descriptor now. Errors: INVALID_ARGUMENT for a key that is not a
+// user key strictly inside the range, or a bad new range id.
+func (r *Replica) splitTriggerLocked(sr *concordpb.SplitRequest) (*concordpb.SplitTrigger, error) {
+	d := r.mu.desc
+	key := sr.GetSplitKey()
+	switch {
+	case !keys.IsUser(key) || !keys.IsUser(d.GetStartKey()):
+		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: cannot split range %d %v at %q: only user ranges split, at user keys", r.RangeID, r.spanLocked(), key)
+	case bytes.Equal(key, d.GetStartKey()):
+		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: %q already starts range %d", key, r.RangeID)
+	case !r.spanLocked().Contains(key):
+		return nil, concordpb.Errorf(concordpb.ErrorCode_KEY_MISMATCH, "replica: split key %q outside range %d %v", key, r.RangeID, r.spanLocked())
+	}
+	if id := sr.GetNewRangeId(); id == 0 || id == r.RangeID {
+		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: cannot split range %d into range id %d", r.RangeID, id)
+	}
+	left := proto.CloneOf(d)
+	left.EndKey = append([]byte(nil), key...)
+	left.Generation++
+	right := &concordpb.RangeDescriptor{
+		RangeId:    sr.GetNewRangeId(),
+		StartKey:   append([]byte(nil), key...),
+		EndKey:     append([]byte(nil), d.GetEndKey()...),
+		Replicas:   proto.CloneOf(d).GetReplicas(),
+		Generation: left.GetGeneration(),
+	}
+	return &concordpb.SplitTrigger{Left: left, Right: right}, nil
+}
+
+// evalSplit applies a split trigger into b: the range's descriptor shrinks
+// to the left side, and the right side's range gets its initial state, the
+// same on every replica (as Bootstrap writes it, with the splitting range's
+// newest and compacted revisions, since its keys keep their versions). The
+// right side's MVCC data is already in the engine: one engine holds every
+// range of the node, so a split moves no data. The caller updates the
+// in-memory descriptor and creates the right replica once b commits.
+func (r *Replica) evalSplit(b *storage.Batch, span keys.Span, t *concordpb.SplitTrigger, as *storage.AppliedState) result {
+	r.mu.Lock()
+	gen := r.mu.desc.GetGeneration()
+	r.mu.Unlock()
+	left, right := t.GetLeft(), t.GetRight()
+	switch {
+	case left.GetGeneration() != gen+1:
+		return result{err: concordpb.Errorf(concordpb.ErrorCode_RETRY, "replica: range %d: split for generation %d, the range is at %d", r.RangeID, left.GetGeneration()-1, gen)}
+	case left.GetRangeId() != r.RangeID || !bytes.Equal(left.GetStartKey(), span.Start) || !bytes.Equal(right.GetEndKey(), span.End) ||
+		!bytes.Equal(left.GetEndKey(), right.GetStartKey()) || !span.Contains(right.GetStartKey()) || bytes.Equal(right.GetStartKey(), span.Start):
+		return result{err: concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "replica: range %d %v: malformed split %v", r.RangeID, span, t)}
+	}
+	if err := b.PutLocalDescriptor(left); err != nil {
+		return result{err: err}
+	}
+	if err := bootstrapState(b, right, storage.AppliedState{ConfState: as.ConfState, MaxTS: as.MaxTS, CompactedRev: as.CompactedRev}); err != nil {
+		return result{err: err}
+	}
+	r.log.Info("split", "at", fmt.Sprintf("%q", right.GetStartKey()), "new_range", right.GetRangeId())
+	return result{resp: &concordpb.BatchResponse{Revision: max(as.MaxTS, 1), Descriptors: []*concordpb.RangeDescriptor{left, right}}}
 }

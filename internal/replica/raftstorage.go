@@ -36,7 +36,7 @@ func (s *raftStorage) Snapshot() (*raftpb.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := storage.ExportRange(snap, s.rangeID, s.span())
+	data, err := storage.ExportRange(snap, s.rangeID)
 	if err != nil {
 		return nil, fmt.Errorf("replica: export range %d: %w", s.rangeID, err)
 	}

@@ -19,6 +19,11 @@ func (r *Replica) Read(ctx context.Context, req *concordpb.BatchRequest) (*conco
 		if err := r.waitLease(ctx); err != nil {
 			return nil, err
 		}
+		if rev := req.GetReadRevision(); rev > 0 {
+			if err := r.waitRevision(ctx, rev); err != nil {
+				return nil, err
+			}
+		}
 	}
 	// Fast path: read the engine as it is, at the revision applied now.
 	// Writes applied meanwhile have higher revisions, which the read skips;
@@ -46,12 +51,16 @@ func (r *Replica) Read(ctx context.Context, req *concordpb.BatchRequest) (*conco
 // readAt serves req from rd, whose state includes everything applied up to
 // as (and perhaps more, at higher revisions).
 func (r *Replica) readAt(rd storage.Reader, span keys.Span, term uint64, as storage.AppliedState, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
-	out := &concordpb.BatchResponse{Revision: max(as.MaxTS, 1), RaftTerm: term}
+	// A read at a cluster revision above this range's newest write reads
+	// the range as it is: waitRevision made sure nothing below it is still
+	// to come.
+	current := max(as.MaxTS, req.GetReadRevision())
+	out := &concordpb.BatchResponse{Revision: max(current, 1), RaftTerm: term}
 	var err error
 	if req.GetSys() != nil {
 		out.Sys, err = evalSysRead(rd, span, req.GetSys())
 	} else {
-		out.Resp, err = eval.ReadOp(rd, span, req.GetOp(), as.MaxTS, as.CompactedRev)
+		out.Resp, err = eval.ReadOp(rd, span, req.GetOp(), current, as.CompactedRev)
 	}
 	if err != nil {
 		return nil, err
@@ -84,4 +93,39 @@ func (r *Replica) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err
 	}
 	hash, err = storage.MVCCHash(snap, span, rev)
 	return hash, rev, as.CompactedRev, err
+}
+
+// waitRevision returns once every write this range numbered at or below
+// rev has applied or never will (DESIGN.md, "Time across ranges"): none is
+// being numbered (drawing) and the range has resolved up to rev, or up to
+// everything it proposed in this term. Call it with the lease held: every
+// write of an earlier term is then applied or lost. Errors: NOT_LEADER if the replica stops leading
+// meanwhile (the writes of its term may then never resolve here),
+// UNAVAILABLE when ctx ends first.
+func (r *Replica) waitRevision(ctx context.Context, rev int64) error {
+	for {
+		r.mu.Lock()
+		if !r.leadsLocked() {
+			err := r.notLeaderLocked()
+			r.mu.Unlock()
+			return err
+		}
+		var proposed int64 // the newest revision this term may still apply
+		if r.mu.lastProposedTerm == r.mu.term {
+			proposed = r.mu.lastProposedTS
+		}
+		if !r.mu.drawing && r.mu.resolvedTS >= min(rev, proposed) {
+			r.mu.Unlock()
+			return nil
+		}
+		ch := r.mu.lease.appliedChLocked()
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: %v waiting for writes at or below revision %d", r.RangeID, ctx.Err(), rev)
+		case <-r.stopped:
+			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
+		}
+	}
 }

@@ -46,6 +46,7 @@ func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
 	if !isLeader {
 		r.mu.lease.resetLocked(r.notLeaderLocked())
 		r.mu.inflight.clear()
+		r.mu.lease.notifyAppliedLocked() // wakes waitRevision and waitNotInFlight
 		// Commands proposed in a term we no longer lead may still commit
 		// under the new leader, or may be lost: their clients cannot know.
 		for id, p := range r.mu.proposals {
@@ -67,7 +68,7 @@ func (r *Replica) Persist(b *storage.Batch, rd *raft.Ready) error {
 		span := r.spanLocked()
 		r.mu.Unlock()
 		md := rd.Snapshot.GetMetadata()
-		if _, err := b.ImportRange(r.RangeID, span, rd.Snapshot.GetData()); err != nil {
+		if _, _, err := b.ImportRange(r.RangeID, span, rd.Snapshot.GetData()); err != nil {
 			return fmt.Errorf("replica: range %d: apply snapshot at %d: %w", r.RangeID, md.GetIndex(), err)
 		}
 		if err := b.ClearLog(r.RangeID); err != nil {
@@ -105,7 +106,17 @@ func (r *Replica) AfterPersist(rd *raft.Ready) error {
 		if err != nil {
 			return err
 		}
+		// The snapshot carries the range's descriptor: a replica that
+		// missed a split takes its new span with the data.
+		desc, ok, err := storage.LoadLocalDescriptor(r.cfg.Engine, r.RangeID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			r.mu.desc = desc
+		}
 		r.mu.applied = as
+		r.mu.resolvedTS = max(r.mu.resolvedTS, as.MaxTS)
 		r.dropSeq.Add(1)
 		r.mu.truncated = storage.TruncatedState{Index: md.GetIndex(), Term: md.GetTerm()}
 		r.mu.appliedLogBytes = 0
@@ -157,12 +168,12 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		res   result
 		index uint64
 		start time.Time
-		// wroteAt is the revision the command wrote at (0: none).
-		wroteAt int64
 	}
 	var done []applied
 	var logBytes uint64
-	drops := false // see dropSeq
+	var splits []*concordpb.SplitTrigger
+	resolved := int64(0) // the newest revision of a command applied here
+	drops := false       // see dropSeq
 	b := r.cfg.Engine.NewBatch()
 	defer b.Close()
 	for _, ent := range ents {
@@ -186,8 +197,11 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		// written before failing; the batch is then abandoned anyway).
 		drops = drops || cmd.GetCompact() != nil
 		a := applied{cmd: cmd, res: res, index: ent.GetIndex(), start: start}
-		if next.MaxTS > as.MaxTS {
-			a.wroteAt = next.MaxTS
+		resolved = max(resolved, cmd.GetTs())
+		if t := cmd.GetSplit(); t != nil && res.err == nil {
+			// Later entries apply to the range as it is after the split.
+			splits = append(splits, t)
+			span = keys.Span{Start: t.GetLeft().GetStartKey(), End: t.GetLeft().GetEndKey()}
 		}
 		as = next
 		logBytes += uint64(len(ent.GetData()))
@@ -207,8 +221,12 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	}
 	r.cfg.Metrics.ObserveApplied(len(done))
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.mu.applied = as
+	r.mu.resolvedTS = max(r.mu.resolvedTS, resolved, as.MaxTS)
+	for _, t := range splits {
+		r.mu.desc = t.GetLeft()
+	}
+	leads := r.leadsLocked()
 	r.mu.appliedLogBytes += logBytes
 	if drops {
 		r.dropSeq.Add(1)
@@ -228,7 +246,17 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		}
 	}
 	r.mu.lease.notifyAppliedLocked()
-	return r.maybeTruncateLogLocked()
+	err := r.maybeTruncateLogLocked()
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, t := range splits {
+		if r.cfg.OnSplit != nil {
+			r.cfg.OnSplit(t.GetLeft(), t.GetRight(), leads)
+		}
+	}
+	return nil
 }
 
 // applyEntry evaluates one entry into b and updates as. It returns the

@@ -27,6 +27,9 @@ import (
 // anywhere in the cluster.
 type Revisions interface {
 	Next(ctx context.Context, n int) (int64, error)
+	// Current returns the cluster's newest revision: no write
+	// acknowledged before the call has a higher one.
+	Current(ctx context.Context) (int64, error)
 }
 
 // Config holds what every replica of a node shares.
@@ -38,7 +41,12 @@ type Config struct {
 	Revisions Revisions
 	// Signal wakes the store's Ready loop; it must not block.
 	Signal func()
-	Logger *slog.Logger
+	// OnSplit is called, from Apply, once a split this replica applied is
+	// durable: the store creates the right-hand range's replica. leads
+	// tells whether this replica led the splitting range then. Nil: no
+	// splits expected (tests of a single range).
+	OnSplit func(left, right *concordpb.RangeDescriptor, leads bool)
+	Logger  *slog.Logger
 	// Metrics receives the node's Raft and storage observations and makes
 	// its spans; nil observes nothing.
 	Metrics *telemetry.Metrics
@@ -137,10 +145,18 @@ func Bootstrap(b *storage.Batch, desc *concordpb.RangeDescriptor) error {
 	for _, r := range desc.GetReplicas() {
 		cs.Voters = append(cs.Voters, r.GetNodeId())
 	}
+	return bootstrapState(b, desc, storage.AppliedState{ConfState: cs})
+}
+
+// bootstrapState writes a range's initial state into b: its descriptor, a
+// truncated log at initialIndex and as (its ConfState, newest and compacted
+// revisions) applied at initialIndex.
+func bootstrapState(b *storage.Batch, desc *concordpb.RangeDescriptor, as storage.AppliedState) error {
 	if err := b.PutLocalDescriptor(desc); err != nil {
 		return err
 	}
-	if err := b.PutAppliedState(desc.GetRangeId(), storage.AppliedState{Index: initialIndex, Term: initialTerm, ConfState: cs}); err != nil {
+	as.Index, as.Term = initialIndex, initialTerm
+	if err := b.PutAppliedState(desc.GetRangeId(), as); err != nil {
 		return err
 	}
 	if err := b.TruncateLog(desc.GetRangeId(), storage.TruncatedState{Index: initialIndex, Term: initialTerm}); err != nil {
@@ -200,11 +216,22 @@ type Replica struct {
 		leader, term uint64
 		// leaderSeen is set once leader is first non-zero.
 		leaderSeen bool
-		// lastProposedTS is the newest revision this replica proposed.
+		// lastProposedTS is the newest revision this replica proposed, in
+		// term lastProposedTerm.
 		// Invariant: proposals are made in increasing ts order.
-		lastProposedTS int64
-		nextID         uint64
-		proposals      map[uint64]*proposal
+		lastProposedTS   int64
+		lastProposedTerm uint64
+		// resolvedTS is the newest revision of any command applied here,
+		// whether it wrote or failed: every revision this range numbered at
+		// or below it has applied or never will.
+		// Invariant: applied.MaxTS <= resolvedTS.
+		resolvedTS int64
+		// drawing is set while the proposer waits for revisions from the
+		// TSO: they may be below a revision a read is about to be served
+		// at.
+		drawing   bool
+		nextID    uint64
+		proposals map[uint64]*proposal
 		// inflight holds the footprints of the user writes this leader
 		// proposed that have not applied yet (see inflight.go).
 		// Invariant: empty while this replica does not lead.
@@ -274,6 +301,7 @@ func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
 	r.mu.applied = as
 	r.mu.truncated = rs.Truncated
 	r.mu.lastProposedTS = as.MaxTS
+	r.mu.resolvedTS = as.MaxTS
 	r.mu.proposals = make(map[uint64]*proposal)
 	// Ids start from the clock so that a command proposed before a restart
 	// and applied after it never matches a new proposal.

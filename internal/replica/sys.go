@@ -85,6 +85,10 @@ func evalSysWrite(b *storage.Batch, span keys.Span, req *concordpb.SysRequest) (
 		return addNode(b, span, req.GetAddNode().GetNode())
 	case req.GetChangeNode() != nil:
 		return changeNode(b, span, req.GetChangeNode())
+	case req.GetAllocRangeId() != nil:
+		return allocRangeID(b, span)
+	case req.GetUpdateRanges() != nil:
+		return updateRanges(b, span, req.GetUpdateRanges().GetDescriptors())
 	}
 	return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: not a system write")
 }
@@ -235,4 +239,82 @@ func changeNode(b *storage.Batch, span keys.Span, c *concordpb.SysChangeNode) (*
 	}
 	rec.Generation++
 	return &concordpb.SysResponse{Node: rec}, putNode(b, rec)
+}
+
+// rangeDescriptors reads every range descriptor of the meta range.
+func rangeDescriptors(r storage.Reader) ([]*concordpb.RangeDescriptor, error) {
+	var out []*concordpb.RangeDescriptor
+	err := storage.SysScan(r, keys.RangeSpan(), func(k, v []byte) error {
+		d := &concordpb.RangeDescriptor{}
+		if err := proto.Unmarshal(v, d); err != nil {
+			return fmt.Errorf("replica: range descriptor %q: %w", k, err)
+		}
+		out = append(out, d)
+		return nil
+	})
+	return out, err
+}
+
+// allocRangeID assigns the next range id: above the last one assigned and
+// above every descriptor's (clusters bootstrapped before ids were counted
+// hold descriptors only).
+func allocRangeID(b *storage.Batch, span keys.Span) (*concordpb.SysResponse, error) {
+	if err := checkSysKey(span, keys.RangeSeq); err != nil {
+		return nil, err
+	}
+	seq, err := sysInt(b, keys.RangeSeq)
+	if err != nil {
+		return nil, err
+	}
+	descs, err := rangeDescriptors(b)
+	if err != nil {
+		return nil, err
+	}
+	next := uint64(seq)
+	for _, d := range descs {
+		next = max(next, d.GetRangeId())
+	}
+	next++
+	if err := b.SysPut(keys.RangeSeq, binary.BigEndian.AppendUint64(nil, next)); err != nil {
+		return nil, err
+	}
+	return &concordpb.SysResponse{Value: int64(next)}, nil
+}
+
+// updateRanges records each descriptor that is newer than the recorded one
+// of its range (or the first of it). SysResponse.value counts those it
+// recorded.
+func updateRanges(b *storage.Batch, span keys.Span, descs []*concordpb.RangeDescriptor) (*concordpb.SysResponse, error) {
+	var n int64
+	for _, d := range descs {
+		key := keys.Range(d.GetRangeId())
+		if err := checkSysKey(span, key); err != nil {
+			return nil, err
+		}
+		if d.GetRangeId() == 0 || len(d.GetReplicas()) == 0 {
+			return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: descriptor %v has no id or no replicas", d)
+		}
+		v, ok, err := storage.SysGet(b, key)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			cur := &concordpb.RangeDescriptor{}
+			if err := proto.Unmarshal(v, cur); err != nil {
+				return nil, fmt.Errorf("replica: range descriptor %q: %w", key, err)
+			}
+			if cur.GetGeneration() >= d.GetGeneration() {
+				continue
+			}
+		}
+		data, err := proto.MarshalOptions{Deterministic: true}.Marshal(d)
+		if err != nil {
+			return nil, err
+		}
+		if err := b.SysPut(key, data); err != nil {
+			return nil, err
+		}
+		n++
+	}
+	return &concordpb.SysResponse{Value: n}, nil
 }

@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,20 +139,65 @@ type Header struct {
 	RaftTerm uint64
 }
 
-// Do routes a KV request on user keys to its range.
+// Do routes a KV request on user keys to its range. A read whose keys lie
+// in several ranges is served across them (across.go); one that finds the
+// ranges changed under it (CROSS_RANGE after a split) starts again, up to
+// maxAcrossAttempts times. A write across ranges fails with CROSS_RANGE.
 func (r *Router) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, Header, error) {
 	span, err := opSpan(op)
 	if err != nil {
 		return nil, Header{}, err
 	}
+	ctx, cancel := r.withTimeout(ctx)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		resp, h, err := r.doOnce(ctx, op, span)
+		if concordpb.CodeOf(err) != concordpb.ErrorCode_CROSS_RANGE || !concordpb.IsReadOnly(op) || attempt == maxAcrossAttempts || ctx.Err() != nil {
+			return resp, h, err
+		}
+		if err := r.refresh(ctx); err != nil {
+			return nil, Header{}, err
+		}
+	}
+}
+
+func (r *Router) doOnce(ctx context.Context, op *concordpb.RequestOp, span keys.Span) (*concordpb.ResponseOp, Header, error) {
+	if concordpb.IsReadOnly(op) && bytes.Compare(span.Start, span.End) < 0 {
+		descs, err := r.lookupAll(ctx, span)
+		if err != nil {
+			return nil, Header{}, err
+		}
+		if len(descs) > 1 {
+			if rr := op.GetRange(); rr != nil {
+				return r.rangeAcross(ctx, rr, descs)
+			}
+			return r.txnAcross(ctx, op)
+		}
+	}
 	var resp *concordpb.BatchResponse
+	var err error
 	if op.GetRange().GetSerializable() || (r.cfg.UnsafeLocalReads && concordpb.IsReadOnly(op)) {
 		// etcd serves a serializable read from the member the client
 		// talks to: prefer this node's own replica.
 		resp, err = r.sendLocal(ctx, span, op)
 	}
 	if resp == nil {
-		resp, err = r.send(ctx, span, &concordpb.BatchRequest{Op: op}, !concordpb.IsReadOnly(op))
+		req := &concordpb.BatchRequest{Op: op}
+		if concordpb.IsReadOnly(op) && !op.GetRange().GetSerializable() && r.multiRange() {
+			// With other ranges writing, this range's newest write may be
+			// far behind the cluster: read as of the cluster's newest
+			// revision, as etcd reads as of its store's (its header, and
+			// the bound of a read at a past revision).
+			if req.ReadRevision, err = r.CurrentRevision(ctx); err != nil {
+				return nil, Header{}, err
+			}
+		}
+		resp, err = r.send(ctx, span, req, !concordpb.IsReadOnly(op))
+		if concordpb.CodeOf(err) == concordpb.ErrorCode_FUTURE_REV && concordpb.IsReadOnly(op) && !op.GetRange().GetSerializable() {
+			// Above the range's newest write is not above the cluster's:
+			// read it at that revision if the cluster has reached it.
+			resp, err = r.readAbove(ctx, span, op, err)
+		}
 	}
 	if err != nil {
 		return nil, Header{}, err
@@ -159,14 +205,67 @@ func (r *Router) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.Re
 	return resp.GetResp(), Header{Revision: resp.GetRevision(), RaftTerm: resp.GetRaftTerm()}, nil
 }
 
+// multiRange reports whether the cached user ranges are more than one.
+func (r *Router) multiRange() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.mu.ranges) > 1
+}
+
+// readAbove serves a read that its range refused as a future revision
+// (ferr) if the revision it names is not above the cluster's newest: at
+// that revision, once the range has applied every write it numbered at or
+// below it.
+func (r *Router) readAbove(ctx context.Context, span keys.Span, op *concordpb.RequestOp, ferr error) (*concordpb.BatchResponse, error) {
+	rev := maxRangeRevision(op)
+	cur, err := r.CurrentRevision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if rev <= 0 || rev > cur {
+		return nil, ferr
+	}
+	return r.send(ctx, span, &concordpb.BatchRequest{Op: op, ReadRevision: rev}, false /* write */)
+}
+
+// maxRangeRevision is the highest revision a read-only op names.
+func maxRangeRevision(op *concordpb.RequestOp) int64 {
+	if rr := op.GetRange(); rr != nil {
+		return rr.GetRevision()
+	}
+	var rev int64
+	for _, ops := range [][]*concordpb.RequestOp{op.GetTxn().GetSuccess(), op.GetTxn().GetFailure()} {
+		for _, o := range ops {
+			rev = max(rev, maxRangeRevision(o))
+		}
+	}
+	return rev
+}
+
+// maxAcrossAttempts bounds how often a Range across ranges starts again
+// because the ranges changed under it.
+const maxAcrossAttempts = 5
+
 // Compact sends a compaction to every user range: etcd's Compact (a
-// revision), or an automatic one (clamped to each range's newest revision,
-// or keeping each range's newest writes; see CompactRequest). It returns the
-// header of the last range compacted.
+// revision, which must not be above the cluster's newest revision), or an
+// automatic one (clamped to each range's newest revision; see
+// CompactRequest). It returns the header of the last range compacted.
 func (r *Router) Compact(ctx context.Context, req *concordpb.CompactRequest) (Header, error) {
 	ranges, err := r.Ranges(ctx)
 	if err != nil {
 		return Header{}, err
+	}
+	if !req.GetClamp() && len(ranges) > 1 {
+		// An idle range's newest write is below the cluster's: judge the
+		// revision against the cluster, once, for every range.
+		cur, err := r.CurrentRevision(ctx)
+		if err != nil {
+			return Header{}, err
+		}
+		if req.GetRevision() > cur {
+			return Header{}, concordpb.Errorf(concordpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
+		}
+		req = &concordpb.CompactRequest{Revision: req.GetRevision(), ClusterChecked: true}
 	}
 	var h Header
 	for _, d := range ranges {
@@ -238,6 +337,67 @@ func (r *Router) Timestamp(ctx context.Context, n int) (int64, error) {
 	})
 	return first, err
 }
+
+// Split asks the leader of the range holding key (a global user key) to
+// split it at key into a new range newRangeID, and returns the two ranges'
+// new descriptors. Retries as a write: a split is applied once, by Raft.
+func (r *Router) Split(ctx context.Context, key []byte, newRangeID uint64) (left, right *concordpb.RangeDescriptor, err error) {
+	resp, err := r.send(ctx, keys.Span{Start: key}, &concordpb.BatchRequest{Split: &concordpb.SplitRequest{SplitKey: key, NewRangeId: newRangeID}}, true /* write */)
+	if err != nil {
+		return nil, nil, err
+	}
+	ds := resp.GetDescriptors()
+	if len(ds) != 2 {
+		return nil, nil, fmt.Errorf("router: split answered %d descriptors, want 2", len(ds))
+	}
+	return ds[0], ds[1], nil
+}
+
+// Learn records descriptors in the range cache. A descriptor replaces the
+// cached ranges it overlaps (or of its id), unless one of them is newer (a
+// higher generation): then it is stale and dropped. A split gives both
+// sides a generation above the range they came from.
+func (r *Router) Learn(descs ...*concordpb.RangeDescriptor) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range descs {
+		if keys.MetaSpan.Contains(d.GetStartKey()) {
+			continue
+		}
+		hits := func(c *concordpb.RangeDescriptor) bool {
+			return c.GetRangeId() == d.GetRangeId() ||
+				(bytes.Compare(c.GetStartKey(), d.GetEndKey()) < 0 && bytes.Compare(d.GetStartKey(), c.GetEndKey()) < 0)
+		}
+		stale := false
+		for _, c := range r.mu.ranges {
+			if hits(c) && (c.GetGeneration() > d.GetGeneration() || (c.GetRangeId() == d.GetRangeId() && c.GetGeneration() == d.GetGeneration())) {
+				stale = true
+				break
+			}
+		}
+		if stale {
+			continue
+		}
+		kept := make([]*concordpb.RangeDescriptor, 0, len(r.mu.ranges)+1)
+		for _, c := range r.mu.ranges {
+			if !hits(c) {
+				kept = append(kept, c)
+			}
+		}
+		kept = append(kept, d)
+		sort.Slice(kept, func(i, j int) bool { return bytes.Compare(kept[i].GetStartKey(), kept[j].GetStartKey()) < 0 })
+		r.mu.ranges = kept
+	}
+}
+
+// CurrentRevision returns the cluster's newest revision, from the TSO: no
+// write acknowledged before the call has a higher one.
+func (r *Router) CurrentRevision(ctx context.Context) (int64, error) {
+	return r.Timestamp(ctx, 0)
+}
+
+// Refresh reloads the range cache from the meta range.
+func (r *Router) Refresh(ctx context.Context) error { return r.refresh(ctx) }
 
 // Ranges returns the cached user range descriptors (refreshing them first
 // if none are known).
@@ -501,7 +661,7 @@ func (r *Router) lookup(ctx context.Context, span keys.Span) (*concordpb.RangeDe
 	for attempt := 0; attempt < 2; attempt++ {
 		if d, ok := r.cached(span); ok {
 			if d == nil {
-				return nil, concordpb.Errorf(concordpb.ErrorCode_CROSS_RANGE, "router: keys %v span more than one range; cross-range requests are not supported yet", span)
+				return nil, r.crossRange(span)
 			}
 			return d, nil
 		}
@@ -512,6 +672,74 @@ func (r *Router) lookup(ctx context.Context, span keys.Span) (*concordpb.RangeDe
 		}
 	}
 	return nil, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "router: no range holds %v", span)
+}
+
+// crossRange is the error of a request whose keys (span) lie in more than
+// one range and which cannot be served part by part: a Txn or a
+// DeleteRange. It names the ranges, so that an operator can tell which
+// split to undo or where keys must live together.
+func (r *Router) crossRange(span keys.Span) error {
+	var ids []string
+	for _, d := range r.cachedOverlapping(span) {
+		ids = append(ids, fmt.Sprintf("%d [%q, %q)", d.GetRangeId(), userKey(d.GetStartKey()), userKey(d.GetEndKey())))
+	}
+	return concordpb.Errorf(concordpb.ErrorCode_CROSS_RANGE, "concord: keys [%q, %q) span ranges %s: a txn or delete across ranges is not supported yet",
+		userKey(span.Start), userKey(span.End), strings.Join(ids, ", "))
+}
+
+// userKey shows a global user key as the etcd key it stands for; the end
+// of the user keyspace is "" (no end).
+func userKey(k []byte) []byte {
+	if !keys.IsUser(k) {
+		return nil
+	}
+	return keys.StripUser(k)
+}
+
+// cachedOverlapping returns the cached ranges that hold keys of span, in
+// key order.
+func (r *Router) cachedOverlapping(span keys.Span) []*concordpb.RangeDescriptor {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	rs := r.mu.ranges
+	i := sort.Search(len(rs), func(i int) bool { return bytes.Compare(rs[i].GetEndKey(), span.Start) > 0 })
+	var out []*concordpb.RangeDescriptor
+	for ; i < len(rs) && bytes.Compare(rs[i].GetStartKey(), span.End) < 0; i++ {
+		out = append(out, rs[i])
+	}
+	return out
+}
+
+// lookupAll returns the ranges holding span's keys, in key order, each
+// starting where the one before ends; it refreshes the cache once when
+// the cached ranges leave a gap.
+func (r *Router) lookupAll(ctx context.Context, span keys.Span) ([]*concordpb.RangeDescriptor, error) {
+	for attempt := 0; ; attempt++ {
+		descs := r.cachedOverlapping(span)
+		if covers(descs, span) {
+			return descs, nil
+		}
+		if attempt > 0 {
+			return nil, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "router: the known ranges do not cover %v", span)
+		}
+		if err := r.refresh(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// covers reports whether descs, in key order, hold every key of span
+// without a gap.
+func covers(descs []*concordpb.RangeDescriptor, span keys.Span) bool {
+	if len(descs) == 0 || bytes.Compare(descs[0].GetStartKey(), span.Start) > 0 {
+		return false
+	}
+	for i := 1; i < len(descs); i++ {
+		if !bytes.Equal(descs[i-1].GetEndKey(), descs[i].GetStartKey()) {
+			return false
+		}
+	}
+	return bytes.Compare(descs[len(descs)-1].GetEndKey(), span.End) >= 0
 }
 
 // cached finds the cached range holding span. ok with a nil descriptor means

@@ -213,8 +213,9 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.runAddressRefresh()
+	go n.runRangeRepair()
 	if !n.joined {
 		// A node that joined in this start registered its URLs through
 		// Join already; registering again later could undo a

@@ -80,7 +80,8 @@ func (l local) Timestamp(ctx context.Context, n int) (int64, error) {
 }
 
 // localTimestamp serves the TSO if this node leads the meta range with a
-// valid lease.
+// valid lease: count consecutive new revisions, or with count 0 the
+// cluster's newest.
 func (n *Node) localTimestamp(ctx context.Context, count int) (int64, error) {
 	r := n.store.Replica(store.MetaRangeID)
 	if r == nil {
@@ -100,6 +101,9 @@ func (n *Node) localTimestamp(ctx context.Context, count int) (int64, error) {
 		if _, err := (metaWindow{n}).Load(ctx); err != nil {
 			return 0, err
 		}
+	}
+	if count == 0 {
+		return n.oracle.Current(ctx, st.Term)
 	}
 	return n.oracle.Next(ctx, count, st.Term)
 }

@@ -7,6 +7,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/keys"
 )
 
@@ -106,7 +107,8 @@ func FuzzSnapshotBlob(f *testing.F) {
 	_ = put("\x02b", 1, 1, 1, "v")(b)
 	_ = b.SysPut([]byte("\x02c"), []byte("s"))
 	_ = b.PutAppliedState(1, AppliedState{Index: 3})
-	blob, err := ExportRange(b, 1, span)
+	_ = b.PutLocalDescriptor(&concordpb.RangeDescriptor{RangeId: 1, StartKey: span.Start, EndKey: span.End})
+	blob, err := ExportRange(b, 1)
 	b.Close()
 	if err != nil {
 		f.Fatal(err)
@@ -114,12 +116,16 @@ func FuzzSnapshotBlob(f *testing.F) {
 	f.Add(blob)
 	f.Add([]byte("CSNP"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, kvs, err := decodeBlob(data, 1, span)
+		_, desc, kvs, err := decodeBlob(data, 1, span)
 		if err != nil {
 			return
 		}
+		s := span
+		if desc != nil {
+			s = keys.Span{Start: desc.GetStartKey(), End: desc.GetEndKey()}
+		}
 		for _, kv := range kvs {
-			if err := checkBlobKey(kv.key, blobSpans(span)); err != nil {
+			if err := checkBlobKey(kv.key, blobSpans(s)); err != nil {
 				t.Fatalf("accepted blob with bad key: %v", err)
 			}
 		}

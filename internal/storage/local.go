@@ -46,6 +46,20 @@ func (b *Batch) PutLocalDescriptor(d *concordpb.RangeDescriptor) error {
 	return nil
 }
 
+// LoadLocalDescriptor returns the local descriptor of rangeID; ok is false
+// if this node holds no replica of it.
+func LoadLocalDescriptor(r Reader, rangeID uint64) (d *concordpb.RangeDescriptor, ok bool, err error) {
+	v, ok, err := get(r, rangeLocalKey(rangeID, suffixDescriptor))
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	d = &concordpb.RangeDescriptor{}
+	if err := proto.Unmarshal(v, d); err != nil {
+		return nil, false, fmt.Errorf("%w: range %d: descriptor: %v", ErrCorrupt, rangeID, err)
+	}
+	return d, true, nil
+}
+
 // LoadLocalDescriptors returns the local descriptor of every range this node
 // holds a replica of, by ascending range id. It seeks from range to range, so
 // it does not read the ranges' logs.

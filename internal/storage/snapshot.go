@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"hash/crc32"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/keys"
 )
 
@@ -13,14 +16,18 @@ import (
 //
 //	magic "CSNP" | version byte | uvarint rangeID
 //	uvarint len | AppliedState encoding
+//	uvarint len | RangeDescriptor (protobuf)       version 2 only
 //	repeated:  uvarint len | engine key | uvarint len | value
 //	crc32c (Castagnoli) of everything before it, 4 bytes BE
 //
 // Engine keys are the system (0x02) and MVCC (0x03) keys of the span, in
-// engine order.
+// engine order. A version-2 blob carries the range's descriptor as of the
+// applied state, so a replica that missed a split (or any change of its
+// span) takes the span with the data; a version-1 blob (written before
+// ranges split) covers the receiver's own span.
 const (
 	blobMagic   = "CSNP"
-	blobVersion = 1
+	blobVersion = 2
 	// maxBlobFieldBytes bounds one key or value in a blob, so a corrupt length
 	// cannot ask for an absurd allocation.
 	maxBlobFieldBytes = 1 << 30
@@ -28,11 +35,12 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// ExportRange encodes rangeID's applied state and every system and MVCC
-// version whose global key is in span into a self-contained, checksummed
-// blob for a Raft snapshot. Read from a Snapshot so the data and the applied
-// state agree. The caller owns the blob.
-func ExportRange(r Reader, rangeID uint64, span keys.Span) ([]byte, error) {
+// ExportRange encodes rangeID's applied state, its local descriptor and
+// every system and MVCC version whose global key is in the descriptor's
+// span into a self-contained, checksummed blob for a Raft snapshot. Read
+// from a Snapshot so that the data, the descriptor and the applied state
+// agree. The caller owns the blob.
+func ExportRange(r Reader, rangeID uint64) ([]byte, error) {
 	as, err := LoadAppliedState(r, rangeID)
 	if err != nil {
 		return nil, err
@@ -41,9 +49,22 @@ func ExportRange(r Reader, rangeID uint64, span keys.Span) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	desc, ok, err := LoadLocalDescriptor(r, rangeID)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("storage: export range %d: no local descriptor", rangeID)
+	}
+	db, err := proto.MarshalOptions{Deterministic: true}.Marshal(desc)
+	if err != nil {
+		return nil, fmt.Errorf("storage: export range %d: encode descriptor: %w", rangeID, err)
+	}
 	out := append([]byte(blobMagic), blobVersion)
 	out = binary.AppendUvarint(out, rangeID)
 	out = appendField(out, asb)
+	out = appendField(out, db)
+	span := keys.Span{Start: desc.GetStartKey(), End: desc.GetEndKey()}
 	for _, bounds := range blobSpans(span) {
 		if out, err = appendKVs(out, r, bounds[0], bounds[1]); err != nil {
 			return nil, err
@@ -85,57 +106,74 @@ func appendKVs(out []byte, r Reader, lower, upper []byte) (_ []byte, err error) 
 type blobKV struct{ key, value []byte }
 
 // decodeBlob verifies and decodes a blob for rangeID, checking that every key
-// is a system or MVCC key of a global key in span.
-func decodeBlob(data []byte, rangeID uint64, span keys.Span) (AppliedState, []blobKV, error) {
+// is a system or MVCC key of a global key in its span: the blob's
+// descriptor's (version 2, returned) or span (version 1, desc nil).
+func decodeBlob(data []byte, rangeID uint64, span keys.Span) (AppliedState, *concordpb.RangeDescriptor, []blobKV, error) {
 	if len(data) < len(blobMagic)+1+4 || string(data[:len(blobMagic)]) != blobMagic {
-		return AppliedState{}, nil, fmt.Errorf("%w: not a snapshot blob", ErrCorrupt)
+		return AppliedState{}, nil, nil, fmt.Errorf("%w: not a snapshot blob", ErrCorrupt)
 	}
 	body, sum := data[:len(data)-4], binary.BigEndian.Uint32(data[len(data)-4:])
 	if crc32.Checksum(body, castagnoli) != sum {
-		return AppliedState{}, nil, fmt.Errorf("%w: snapshot blob checksum mismatch", ErrCorrupt)
+		return AppliedState{}, nil, nil, fmt.Errorf("%w: snapshot blob checksum mismatch", ErrCorrupt)
 	}
 	b := body[len(blobMagic):]
-	if b[0] != blobVersion {
-		return AppliedState{}, nil, fmt.Errorf("%w: snapshot blob version %d", ErrCorrupt, b[0])
+	version := b[0]
+	if version != 1 && version != blobVersion {
+		return AppliedState{}, nil, nil, fmt.Errorf("%w: snapshot blob version %d", ErrCorrupt, b[0])
 	}
 	b = b[1:]
 	id, n := binary.Uvarint(b)
 	if n <= 0 {
-		return AppliedState{}, nil, fmt.Errorf("%w: snapshot blob range id", ErrCorrupt)
+		return AppliedState{}, nil, nil, fmt.Errorf("%w: snapshot blob range id", ErrCorrupt)
 	}
 	if id != rangeID {
-		return AppliedState{}, nil, fmt.Errorf("storage: snapshot blob of range %d imported into range %d", id, rangeID)
+		return AppliedState{}, nil, nil, fmt.Errorf("storage: snapshot blob of range %d imported into range %d", id, rangeID)
 	}
 	b = b[n:]
 	asb, b, err := readField(b)
 	if err != nil {
-		return AppliedState{}, nil, err
+		return AppliedState{}, nil, nil, err
 	}
 	as, err := decodeAppliedState(asb)
 	if err != nil {
-		return AppliedState{}, nil, err
+		return AppliedState{}, nil, nil, err
+	}
+	var desc *concordpb.RangeDescriptor
+	if version >= 2 {
+		var db []byte
+		if db, b, err = readField(b); err != nil {
+			return AppliedState{}, nil, nil, err
+		}
+		desc = &concordpb.RangeDescriptor{}
+		if err := proto.Unmarshal(db, desc); err != nil {
+			return AppliedState{}, nil, nil, fmt.Errorf("%w: snapshot blob descriptor: %v", ErrCorrupt, err)
+		}
+		if desc.GetRangeId() != rangeID || bytes.Compare(desc.GetStartKey(), desc.GetEndKey()) >= 0 {
+			return AppliedState{}, nil, nil, fmt.Errorf("%w: snapshot blob of range %d holds descriptor %v", ErrCorrupt, rangeID, desc)
+		}
+		span = keys.Span{Start: desc.GetStartKey(), End: desc.GetEndKey()}
 	}
 	spans := blobSpans(span)
 	var kvs []blobKV
 	for len(b) > 0 {
 		var kv blobKV
 		if kv.key, b, err = readField(b); err != nil {
-			return AppliedState{}, nil, err
+			return AppliedState{}, nil, nil, err
 		}
 		if kv.value, b, err = readField(b); err != nil {
-			return AppliedState{}, nil, err
+			return AppliedState{}, nil, nil, err
 		}
 		if err := checkBlobKey(kv.key, spans); err != nil {
-			return AppliedState{}, nil, err
+			return AppliedState{}, nil, nil, err
 		}
 		if kv.key[0] == kindMVCC {
 			if _, err := decodeMVCCValue(kv.value); err != nil {
-				return AppliedState{}, nil, err
+				return AppliedState{}, nil, nil, err
 			}
 		}
 		kvs = append(kvs, kv)
 	}
-	return as, kvs, nil
+	return as, desc, kvs, nil
 }
 
 // checkBlobKey verifies that k is a well-formed system or MVCC engine key
@@ -169,26 +207,37 @@ func readField(b []byte) (field, rest []byte, err error) {
 	return b[n : n+int(l)], b[n+int(l):], nil
 }
 
-// ImportRange replaces span's data with a blob made by ExportRange for
-// rangeID: it verifies the checksum and that every key lies in span (on any
-// failure it returns an error and writes nothing), then clears the span's
-// system and MVCC data, writes the blob's data and its applied state, and
-// returns that applied state. The Raft log and hard state are the caller's.
-func (b *Batch) ImportRange(rangeID uint64, span keys.Span, data []byte) (AppliedState, error) {
-	as, kvs, err := decodeBlob(data, rangeID, span)
+// ImportRange replaces a range's data with a blob made by ExportRange for
+// rangeID: it verifies the checksum and that every key lies in the blob's
+// span (the descriptor it carries; span, the receiver's own, for a
+// version-1 blob) and on any failure returns an error and writes nothing.
+// Then it clears that span's system and MVCC data, writes the blob's data,
+// applied state and descriptor, and returns the applied state and the
+// descriptor (nil for a version-1 blob). The Raft log and hard state are
+// the caller's.
+func (b *Batch) ImportRange(rangeID uint64, span keys.Span, data []byte) (AppliedState, *concordpb.RangeDescriptor, error) {
+	as, desc, kvs, err := decodeBlob(data, rangeID, span)
 	if err != nil {
-		return AppliedState{}, err
+		return AppliedState{}, nil, err
+	}
+	if desc != nil {
+		span = keys.Span{Start: desc.GetStartKey(), End: desc.GetEndKey()}
 	}
 	if err := b.clearSpan(span); err != nil {
-		return AppliedState{}, err
+		return AppliedState{}, nil, err
 	}
 	for _, kv := range kvs {
 		if err := b.b.Set(kv.key, kv.value, nil); err != nil {
-			return AppliedState{}, fmt.Errorf("storage: import: %w", err)
+			return AppliedState{}, nil, fmt.Errorf("storage: import: %w", err)
 		}
 	}
 	if err := b.PutAppliedState(rangeID, as); err != nil {
-		return AppliedState{}, err
+		return AppliedState{}, nil, err
 	}
-	return as, nil
+	if desc != nil {
+		if err := b.PutLocalDescriptor(desc); err != nil {
+			return AppliedState{}, nil, err
+		}
+	}
+	return as, desc, nil
 }

@@ -81,6 +81,7 @@ func New(cfg replica.Config, sender Sender) (*Store, error) {
 		s.log = slog.Default()
 	}
 	cfg.Signal = s.signal
+	cfg.OnSplit = s.onSplit
 	s.cfg = cfg
 	s.mu.replicas = make(map[uint64]*replica.Replica)
 	descs, err := storage.LoadLocalDescriptors(cfg.Engine)
@@ -134,6 +135,56 @@ func (s *Store) signal() {
 	select {
 	case s.work <- struct{}{}:
 	default:
+	}
+}
+
+// onSplit creates the replica of a range that a split made here (see
+// replica.Config.OnSplit). The left side's leader campaigns for the new
+// range at once, so that it has a leader without an election timeout and
+// on the same node as its neighbour; the other replicas wait to be asked.
+func (s *Store) onSplit(_, right *concordpb.RangeDescriptor, leads bool) {
+	r, err := replica.Load(s.cfg, right)
+	if err != nil {
+		// Its state is in the engine with the split: not loading it would
+		// lose the range here.
+		panic(fmt.Sprintf("store: node %d: load range %d after a split: %v", s.nodeID, right.GetRangeId(), err))
+	}
+	s.mu.Lock()
+	if _, ok := s.mu.replicas[right.GetRangeId()]; ok {
+		s.mu.Unlock()
+		r.Stop()
+		panic(fmt.Sprintf("store: node %d: split created range %d, which is already here", s.nodeID, right.GetRangeId()))
+	}
+	s.mu.replicas[right.GetRangeId()] = r
+	s.mu.Unlock()
+	if leads {
+		s.wg.Add(1)
+		go s.campaignNew(r)
+	}
+	s.signal()
+}
+
+// splitCampaigns bounds how often the left side's leader campaigns for the
+// new range of a split, splitCampaignEvery apart, while it has no leader:
+// the other replicas drop its votes until they have applied the split too.
+const (
+	splitCampaigns     = 20
+	splitCampaignEvery = 25 * time.Millisecond
+)
+
+func (s *Store) campaignNew(r *replica.Replica) {
+	defer s.wg.Done()
+	for range splitCampaigns {
+		if r.Status().Leader != 0 {
+			return
+		}
+		r.Campaign()
+		s.signal()
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(splitCampaignEvery):
+		}
 	}
 }
 

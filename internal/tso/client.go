@@ -36,6 +36,15 @@ type waiter struct {
 // NewClient creates a Client over fetch.
 func NewClient(fetch FetchFunc) *Client { return &Client{fetch: fetch} }
 
+// Current returns the cluster's newest revision (see Oracle.Current). It
+// is one call to the Oracle: a call that began earlier might not reflect
+// every write acknowledged before this one was asked for.
+func (c *Client) Current(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	return c.fetch(ctx, 0)
+}
+
 // Next implements replica.Revisions.
 func (c *Client) Next(ctx context.Context, n int) (int64, error) {
 	w := &waiter{n: n, done: make(chan struct{})}

@@ -143,6 +143,22 @@ func (o *Oracle) Next(ctx context.Context, n int, term uint64) (int64, error) {
 	}
 }
 
+// Current returns the newest revision handed out anywhere in the cluster,
+// as far as this Oracle can tell while serving term: every revision any
+// leader handed out before is at or below it. It loads the window first in
+// a new term, as Next does.
+func (o *Oracle) Current(ctx context.Context, term uint64) (int64, error) {
+	if err := o.ensureTerm(ctx, term); err != nil {
+		return 0, err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.mu.term != term {
+		return 0, fmt.Errorf("tso: term changed to %d while serving term %d", o.mu.term, term)
+	}
+	return o.mu.next - 1, nil
+}
+
 // Last returns the newest revision this Oracle handed out in term, and
 // false if it handed out none in that term (or serves another).
 func (o *Oracle) Last(term uint64) (int64, bool) {

@@ -7,6 +7,12 @@ import (
 
 var showRuns = flag.Bool("compat.show", false, "log every step's normalised result on both systems")
 
+var splitGroups = flag.Bool("compat.split", true, "split Concord's range between the keys of every read group's fixture, so that its reads cross ranges")
+
+// groupSplitKeys are where a read group's keys are split (under the run's
+// prefix): between every two keys of fixture() and past the last.
+var groupSplitKeys = []string{"aa", "ab", "b", "c", "d", "e", "f"}
+
 // tcase is one table-driven case: steps run on a fresh prefix.
 type tcase struct {
 	name  string
@@ -63,6 +69,12 @@ func runGroup(t *testing.T, g group) {
 	if diffs := compareRuns(g.setup, e, c); len(diffs) > 0 {
 		report(t, "", diffs)
 		t.FailNow()
+	}
+	if *splitGroups {
+		// Every read case of the group now crosses ranges on Concord.
+		for _, k := range groupSplitKeys {
+			splitConcord(t, prefix+k)
+		}
 	}
 	for _, tc := range g.cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -97,6 +97,16 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
+// splitConcord splits the Concord cluster's range at the etcd key key.
+func splitConcord(t *testing.T, key string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, _, err := concordCluster.Node(0).Split(ctx, []byte(key)); err != nil {
+		t.Fatalf("split at %q: %v", key, err)
+	}
+}
+
 func newSystem(name string, endpoints []string) (*system, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,

@@ -1,0 +1,140 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/store"
+	"google.golang.org/protobuf/proto"
+)
+
+// Ranges split at run time. The splitting range's own descriptors (every
+// replica's local copy, changed by the split trigger at one log position)
+// are the truth about who owns which keys; the meta range's descriptors are
+// the index the routers read. Split updates the index right after the split
+// applies; if the node doing it fails in between, the repair loop
+// (runRangeRepair) of the new ranges' leaders brings the index up to date,
+// and meanwhile a router that sends a request by the old index gets
+// KEY_MISMATCH and reads the index again. Descriptors only replace older
+// generations in the index (SysUpdateRanges), so a late update cannot undo
+// a newer split.
+
+// Split splits the range holding the etcd key key so that a range starts
+// at key, and returns the two ranges' descriptors. A key that already
+// starts a range changes nothing and returns that range as right (left
+// nil).
+func (n *Node) Split(ctx context.Context, key []byte) (left, right *concordpb.RangeDescriptor, err error) {
+	if len(key) == 0 {
+		return nil, nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "concord: cannot split at the empty key: it starts the keyspace")
+	}
+	gkey := keys.User(key)
+	boundary := func() (*concordpb.RangeDescriptor, error) {
+		if err := n.router.Refresh(ctx); err != nil {
+			return nil, err
+		}
+		ranges, err := n.router.Ranges(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range ranges {
+			if bytes.Equal(d.GetStartKey(), gkey) {
+				return d, nil
+			}
+		}
+		return nil, nil
+	}
+	if d, err := boundary(); err != nil || d != nil {
+		return nil, d, err
+	}
+	resp, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_AllocRangeId{AllocRangeId: &concordpb.SysAllocRangeID{}}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("concord: allocate a range id: %w", err)
+	}
+	left, right, err = n.router.Split(ctx, gkey, uint64(resp.GetValue()))
+	if err != nil {
+		// Split by someone else since the cache was read: not an error.
+		if d, berr := boundary(); berr == nil && d != nil {
+			return nil, d, nil
+		}
+		return nil, nil, err
+	}
+	n.router.Learn(left, right)
+	if err := n.indexRanges(ctx, left, right); err != nil {
+		n.log.Warn("split applied; the meta range's index is updated later", "left", left.GetRangeId(), "right", right.GetRangeId(), "err", err)
+	}
+	n.log.Info("split range", "range", left.GetRangeId(), "at", fmt.Sprintf("%q", key), "new_range", right.GetRangeId())
+	return left, right, nil
+}
+
+// indexRanges records descriptors in the meta range (where newer).
+func (n *Node) indexRanges(ctx context.Context, descs ...*concordpb.RangeDescriptor) error {
+	_, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_UpdateRanges{UpdateRanges: &concordpb.SysUpdateRanges{Descriptors: descs}}})
+	return err
+}
+
+// rangeRepairInterval is how often a node checks that the meta range
+// indexes the ranges it leads as they are.
+const rangeRepairInterval = 3 * time.Second
+
+// runRangeRepair records in the meta range the descriptor of every user
+// range this node leads whose index entry is missing or older (a split
+// whose index update was lost).
+func (n *Node) runRangeRepair() {
+	defer n.wg.Done()
+	t := time.NewTicker(rangeRepairInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		var led []*concordpb.RangeDescriptor
+		for _, r := range n.store.Replicas() {
+			if r.RangeID != store.MetaRangeID && r.Status().IsLeader {
+				led = append(led, r.Descriptor())
+			}
+		}
+		if len(led) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), rangeRepairInterval)
+		if err := n.repairIndex(ctx, led); err != nil {
+			n.log.Debug("range index repair", "err", err)
+		}
+		cancel()
+	}
+}
+
+// repairIndex records the descriptors of led whose meta entry is older.
+func (n *Node) repairIndex(ctx context.Context, led []*concordpb.RangeDescriptor) error {
+	s := keys.RangeSpan()
+	resp, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_Scan{Scan: &concordpb.SysScan{Start: s.Start, End: s.End}}})
+	if err != nil {
+		return err
+	}
+	gens := make(map[uint64]uint64, len(resp.GetKvs()))
+	for _, kv := range resp.GetKvs() {
+		d := &concordpb.RangeDescriptor{}
+		if err := proto.Unmarshal(kv.GetValue(), d); err != nil {
+			return fmt.Errorf("server: bad range descriptor %q: %w", kv.GetKey(), err)
+		}
+		gens[d.GetRangeId()] = d.GetGeneration()
+	}
+	var stale []*concordpb.RangeDescriptor
+	for _, d := range led {
+		if g, ok := gens[d.GetRangeId()]; !ok || g < d.GetGeneration() {
+			stale = append(stale, d)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	n.log.Info("recording ranges missing from the meta range's index", "ranges", len(stale))
+	n.router.Learn(stale...)
+	return n.indexRanges(ctx, stale...)
+}

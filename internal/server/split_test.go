@@ -1,0 +1,171 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// userRanges is the number of user ranges the meta range indexes, read
+// through node i.
+func userRanges(t *testing.T, c *LocalCluster, i int) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Node(i).Router().Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := c.Node(i).Router().Ranges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(rs)
+}
+
+// keysOf renders a Get's keys, for comparisons.
+func keysOf(resp *clientv3.GetResponse) string {
+	var ks []string
+	for _, kv := range resp.Kvs {
+		ks = append(ks, string(kv.Key))
+	}
+	return strings.Join(ks, ",")
+}
+
+// A range splits at run time; etcd reads over keys on both sides behave as
+// on one range (one revision, limit, count, sort), writes keep going to
+// both, revisions stay dense across them, and the split survives restarts.
+func TestSplitServesReadsAcrossRanges(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	clis := []*clientv3.Client{client(t, c, 0), client(t, c, 1), client(t, c, 2)}
+	var all []string
+	for ch := 'a'; ch <= 'z'; ch++ {
+		k := "k/" + string(ch)
+		putRetry(t, clis[0], k, "v-"+string(ch))
+		all = append(all, k)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, at := range []string{"k/h", "k/p"} {
+		left, right, err := c.Node(1).Split(ctx, []byte(at))
+		if err != nil {
+			t.Fatalf("split at %s: %v", at, err)
+		}
+		if left == nil || right == nil || right.GetGeneration() != left.GetGeneration() {
+			t.Fatalf("split at %s: %v / %v", at, left, right)
+		}
+	}
+	// Splitting at a range boundary again changes nothing.
+	if left, right, err := c.Node(2).Split(ctx, []byte("k/h")); err != nil || left != nil || right == nil {
+		t.Fatalf("split at an existing boundary: %v %v %v", left, right, err)
+	}
+	for i := range clis {
+		if n := userRanges(t, c, i); n != 3 {
+			t.Fatalf("node %d knows %d user ranges, want 3", i+1, n)
+		}
+	}
+
+	// Writes on both sides, through every node; revisions stay dense.
+	r1 := putRetry(t, clis[0], "k/b", "left")
+	r2 := putRetry(t, clis[1], "k/x", "right")
+	r3 := putRetry(t, clis[2], "k/m", "middle")
+	if r2 != r1+1 || r3 != r2+1 {
+		t.Fatalf("revisions over three ranges: %d %d %d", r1, r2, r3)
+	}
+
+	full := strings.Join(all, ",")
+	for i, cli := range clis {
+		for _, opts := range [][]clientv3.OpOption{{clientv3.WithPrefix()}, {clientv3.WithPrefix(), clientv3.WithSerializable()}} {
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				resp := get(t, cli, "k/", opts...)
+				if keysOf(resp) == full && resp.Count == 26 && resp.Header.Revision >= r3 && string(resp.Kvs[23].Value) == "right" {
+					break
+				}
+				if time.Now().After(deadline) {
+					for j := 0; j < 3; j++ {
+						for _, r := range c.Node(j).Store().Replicas() {
+							t.Logf("node %d: %+v", j+1, r.Status())
+						}
+					}
+					t.Fatalf("node %d (%d options) read %q count %d at %d", i+1, len(opts), keysOf(resp), resp.Count, resp.Header.Revision)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	// Limit, more and count over the ranges.
+	resp := get(t, clis[0], "k/", clientv3.WithPrefix(), clientv3.WithLimit(9))
+	if keysOf(resp) != strings.Join(all[:9], ",") || !resp.More || resp.Count != 26 {
+		t.Fatalf("limit 9: %q more=%v count=%d", keysOf(resp), resp.More, resp.Count)
+	}
+	resp = get(t, clis[1], "k/", clientv3.WithPrefix(), clientv3.WithLimit(3), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend))
+	if keysOf(resp) != "k/z,k/y,k/x" || !resp.More {
+		t.Fatalf("descending limit 3: %q more=%v", keysOf(resp), resp.More)
+	}
+	resp = get(t, clis[2], "k/", clientv3.WithPrefix(), clientv3.WithLimit(3), clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend))
+	if keysOf(resp) != "k/m,k/x,k/b" {
+		t.Fatalf("newest three by mod revision: %q", keysOf(resp))
+	}
+	resp = get(t, clis[0], "k/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if resp.Count != 26 || len(resp.Kvs) != 0 {
+		t.Fatalf("count only: %d, %d kvs", resp.Count, len(resp.Kvs))
+	}
+	// A read at an earlier revision sees exactly the writes up to it; its
+	// header is the current revision, as on etcd.
+	resp = get(t, clis[1], "k/", clientv3.WithPrefix(), clientv3.WithRev(r1))
+	if resp.Header.Revision != r3 || string(resp.Kvs[1].Value) != "left" || string(resp.Kvs[23].Value) != "v-x" {
+		t.Fatalf("at revision %d: header %d, k/b=%s k/x=%s", r1, resp.Header.Revision, resp.Kvs[1].Value, resp.Kvs[23].Value)
+	}
+	// A revision above the cluster's newest is a future revision; the
+	// newest is not, even on a range that has not written at it.
+	if _, err := clis[0].Get(ctx, "k/", clientv3.WithPrefix(), clientv3.WithRev(r3+1000)); err == nil || !strings.Contains(err.Error(), "future revision") {
+		t.Fatalf("read past the newest revision: %v", err)
+	}
+	if resp := get(t, clis[0], "k/a", clientv3.WithRev(r3)); len(resp.Kvs) != 1 {
+		t.Fatalf("read of an idle range at the cluster's newest revision: %v", resp.Kvs)
+	}
+
+	// A txn or delete across ranges fails whole, naming the ranges.
+	_, err := clis[0].Txn(ctx).Then(clientv3.OpPut("k/a", "1"), clientv3.OpPut("k/z", "1")).Commit()
+	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "span ranges") {
+		t.Fatalf("txn across ranges: %v", err)
+	}
+	if _, err := clis[0].Delete(ctx, "k/", clientv3.WithPrefix()); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("delete across ranges: %v", err)
+	}
+	if resp := get(t, clis[0], "k/", clientv3.WithPrefix(), clientv3.WithCountOnly()); resp.Count != 26 {
+		t.Fatalf("a refused cross-range request wrote: %d keys", resp.Count)
+	}
+
+	// A node down during writes catches up on every range; a full restart
+	// keeps the ranges.
+	c.StopNode(2)
+	putRetry(t, clis[0], "k/c", "while-down")
+	putRetry(t, clis[1], "k/y", "while-down")
+	if err := c.RestartNode(2); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop()
+	for i := range c.cfgs {
+		if err := c.RestartNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clis = []*clientv3.Client{client(t, c, 0), client(t, c, 1), client(t, c, 2)}
+	for i, cli := range clis {
+		resp := get(t, cli, "k/", clientv3.WithPrefix())
+		if keysOf(resp) != full || string(resp.Kvs[2].Value) != "while-down" || string(resp.Kvs[24].Value) != "while-down" {
+			t.Fatalf("node %d after restarts: %q", i+1, keysOf(resp))
+		}
+		if n := userRanges(t, c, i); n != 3 {
+			t.Fatalf("node %d knows %d user ranges after restarts, want 3", i+1, n)
+		}
+	}
+	t.Logf("%s", fmt.Sprint(r1, r2, r3))
+}
