@@ -3773,6 +3773,283 @@ func (x *ForwardResponses) GetResps() []*ForwardResponse {
 	return nil
 }
 
+type RangesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangesRequest) Reset() {
+	*x = RangesRequest{}
+	mi := &file_concord_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangesRequest) ProtoMessage() {}
+
+func (x *RangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
+func (*RangesRequest) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{50}
+}
+
+// RangeInfo describes one user range for operators, in etcd keys.
+type RangeInfo struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	// start_key is the first etcd key of the range ("" for the start of the
+	// keyspace); end_key the first key past it ("" for the end).
+	StartKey   []byte   `protobuf:"bytes,2,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	EndKey     []byte   `protobuf:"bytes,3,opt,name=end_key,json=endKey,proto3" json:"end_key,omitempty"`
+	Replicas   []uint64 `protobuf:"varint,4,rep,packed,name=replicas,proto3" json:"replicas,omitempty"`
+	Generation uint64   `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	// leaseholder is the node believed to lead the range (0 if unknown).
+	Leaseholder uint64 `protobuf:"varint,6,opt,name=leaseholder,proto3" json:"leaseholder,omitempty"`
+	// approximate_bytes is the range's size on disk as estimated by the
+	// storage engine of a node that holds it (-1 if the answering node holds
+	// no replica).
+	ApproximateBytes int64 `protobuf:"varint,7,opt,name=approximate_bytes,json=approximateBytes,proto3" json:"approximate_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RangeInfo) Reset() {
+	*x = RangeInfo{}
+	mi := &file_concord_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeInfo) ProtoMessage() {}
+
+func (x *RangeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeInfo.ProtoReflect.Descriptor instead.
+func (*RangeInfo) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *RangeInfo) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *RangeInfo) GetStartKey() []byte {
+	if x != nil {
+		return x.StartKey
+	}
+	return nil
+}
+
+func (x *RangeInfo) GetEndKey() []byte {
+	if x != nil {
+		return x.EndKey
+	}
+	return nil
+}
+
+func (x *RangeInfo) GetReplicas() []uint64 {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *RangeInfo) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *RangeInfo) GetLeaseholder() uint64 {
+	if x != nil {
+		return x.Leaseholder
+	}
+	return 0
+}
+
+func (x *RangeInfo) GetApproximateBytes() int64 {
+	if x != nil {
+		return x.ApproximateBytes
+	}
+	return 0
+}
+
+type RangesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ranges        []*RangeInfo           `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangesResponse) Reset() {
+	*x = RangesResponse{}
+	mi := &file_concord_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangesResponse) ProtoMessage() {}
+
+func (x *RangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
+func (*RangesResponse) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *RangesResponse) GetRanges() []*RangeInfo {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+type SplitRangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the etcd key the new range starts at.
+	Key           []byte `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRangeRequest) Reset() {
+	*x = SplitRangeRequest{}
+	mi := &file_concord_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRangeRequest) ProtoMessage() {}
+
+func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
+func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *SplitRangeRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type SplitRangeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// left is unset when key already started a range (right).
+	Left          *RangeInfo `protobuf:"bytes,1,opt,name=left,proto3" json:"left,omitempty"`
+	Right         *RangeInfo `protobuf:"bytes,2,opt,name=right,proto3" json:"right,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRangeResponse) Reset() {
+	*x = SplitRangeResponse{}
+	mi := &file_concord_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRangeResponse) ProtoMessage() {}
+
+func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
+func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *SplitRangeResponse) GetLeft() *RangeInfo {
+	if x != nil {
+		return x.Left
+	}
+	return nil
+}
+
+func (x *SplitRangeResponse) GetRight() *RangeInfo {
+	if x != nil {
+		return x.Right
+	}
+	return nil
+}
+
 var File_concord_proto protoreflect.FileDescriptor
 
 const file_concord_proto_rawDesc = "" +
@@ -4025,7 +4302,25 @@ const file_concord_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12,\n" +
 	"\x04resp\x18\x02 \x01(\v2\x18.concordpb.BatchResponseR\x04resp\"D\n" +
 	"\x10ForwardResponses\x120\n" +
-	"\x05resps\x18\x01 \x03(\v2\x1a.concordpb.ForwardResponseR\x05resps*=\n" +
+	"\x05resps\x18\x01 \x03(\v2\x1a.concordpb.ForwardResponseR\x05resps\"\x0f\n" +
+	"\rRangesRequest\"\xe7\x01\n" +
+	"\tRangeInfo\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
+	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x17\n" +
+	"\aend_key\x18\x03 \x01(\fR\x06endKey\x12\x1a\n" +
+	"\breplicas\x18\x04 \x03(\x04R\breplicas\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x05 \x01(\x04R\n" +
+	"generation\x12 \n" +
+	"\vleaseholder\x18\x06 \x01(\x04R\vleaseholder\x12+\n" +
+	"\x11approximate_bytes\x18\a \x01(\x03R\x10approximateBytes\">\n" +
+	"\x0eRangesResponse\x12,\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x14.concordpb.RangeInfoR\x06ranges\"%\n" +
+	"\x11SplitRangeRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"j\n" +
+	"\x12SplitRangeResponse\x12(\n" +
+	"\x04left\x18\x01 \x01(\v2\x14.concordpb.RangeInfoR\x04left\x12*\n" +
+	"\x05right\x18\x02 \x01(\v2\x14.concordpb.RangeInfoR\x05right*=\n" +
 	"\tSortOrder\x12\r\n" +
 	"\tSORT_NONE\x10\x00\x12\x0f\n" +
 	"\vSORT_ASCEND\x10\x01\x12\x10\n" +
@@ -4078,7 +4373,11 @@ const file_concord_proto_rawDesc = "" +
 	"\x04Join\x12\x16.concordpb.JoinRequest\x1a\x17.concordpb.JoinResponse\x12I\n" +
 	"\n" +
 	"NodeStatus\x12\x1c.concordpb.NodeStatusRequest\x1a\x1d.concordpb.NodeStatusResponse\x12@\n" +
-	"\aMembers\x12\x19.concordpb.MembersRequest\x1a\x1a.concordpb.MembersResponseB1Z/github.com/concorddb/concord/internal/concordpbb\x06proto3"
+	"\aMembers\x12\x19.concordpb.MembersRequest\x1a\x1a.concordpb.MembersResponse2\x91\x01\n" +
+	"\x05Admin\x12=\n" +
+	"\x06Ranges\x12\x18.concordpb.RangesRequest\x1a\x19.concordpb.RangesResponse\x12I\n" +
+	"\n" +
+	"SplitRange\x12\x1c.concordpb.SplitRangeRequest\x1a\x1d.concordpb.SplitRangeResponseB1Z/github.com/concorddb/concord/internal/concordpbb\x06proto3"
 
 var (
 	file_concord_proto_rawDescOnce sync.Once
@@ -4093,7 +4392,7 @@ func file_concord_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_concord_proto_goTypes = []any{
 	(SortOrder)(0),              // 0: concordpb.SortOrder
 	(SortTarget)(0),             // 1: concordpb.SortTarget
@@ -4150,8 +4449,13 @@ var file_concord_proto_goTypes = []any{
 	(*ForwardBatch)(nil),        // 52: concordpb.ForwardBatch
 	(*ForwardResponse)(nil),     // 53: concordpb.ForwardResponse
 	(*ForwardResponses)(nil),    // 54: concordpb.ForwardResponses
-	nil,                         // 55: concordpb.ForwardRequest.TraceEntry
-	(*raftpb.Message)(nil),      // 56: raftpb.Message
+	(*RangesRequest)(nil),       // 55: concordpb.RangesRequest
+	(*RangeInfo)(nil),           // 56: concordpb.RangeInfo
+	(*RangesResponse)(nil),      // 57: concordpb.RangesResponse
+	(*SplitRangeRequest)(nil),   // 58: concordpb.SplitRangeRequest
+	(*SplitRangeResponse)(nil),  // 59: concordpb.SplitRangeResponse
+	nil,                         // 60: concordpb.ForwardRequest.TraceEntry
+	(*raftpb.Message)(nil),      // 61: raftpb.Message
 }
 var file_concord_proto_depIdxs = []int32{
 	0,  // 0: concordpb.RangeRequest.sort_order:type_name -> concordpb.SortOrder
@@ -4202,7 +4506,7 @@ var file_concord_proto_depIdxs = []int32{
 	33, // 45: concordpb.BatchResponse.error:type_name -> concordpb.Error
 	37, // 46: concordpb.BatchResponse.descriptors:type_name -> concordpb.RangeDescriptor
 	36, // 47: concordpb.RangeDescriptor.replicas:type_name -> concordpb.ReplicaDescriptor
-	56, // 48: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	61, // 48: concordpb.RaftMessage.msg:type_name -> raftpb.Message
 	39, // 49: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
 	33, // 50: concordpb.TimestampResponse.error:type_name -> concordpb.Error
 	38, // 51: concordpb.JoinRequest.node:type_name -> concordpb.NodeRecord
@@ -4212,27 +4516,34 @@ var file_concord_proto_depIdxs = []int32{
 	37, // 55: concordpb.MembersResponse.meta:type_name -> concordpb.RangeDescriptor
 	50, // 56: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
 	34, // 57: concordpb.ForwardRequest.req:type_name -> concordpb.BatchRequest
-	55, // 58: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
+	60, // 58: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
 	51, // 59: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
 	35, // 60: concordpb.ForwardResponse.resp:type_name -> concordpb.BatchResponse
 	53, // 61: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
-	40, // 62: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
-	52, // 63: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
-	42, // 64: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
-	44, // 65: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
-	48, // 66: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
-	46, // 67: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
-	41, // 68: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	54, // 69: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
-	43, // 70: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	45, // 71: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	49, // 72: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	47, // 73: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
-	68, // [68:74] is the sub-list for method output_type
-	62, // [62:68] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	56, // 62: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
+	56, // 63: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
+	56, // 64: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
+	40, // 65: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
+	52, // 66: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
+	42, // 67: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
+	44, // 68: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
+	48, // 69: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
+	46, // 70: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
+	55, // 71: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
+	58, // 72: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
+	41, // 73: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	54, // 74: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
+	43, // 75: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	45, // 76: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	49, // 77: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	47, // 78: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
+	57, // 79: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
+	59, // 80: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
+	73, // [73:81] is the sub-list for method output_type
+	65, // [65:73] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_concord_proto_init() }
@@ -4276,9 +4587,9 @@ func file_concord_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_proto_rawDesc), len(file_concord_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   51,
+			NumMessages:   56,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_concord_proto_goTypes,
 		DependencyIndexes: file_concord_proto_depIdxs,

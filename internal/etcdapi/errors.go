@@ -93,3 +93,7 @@ func toGRPCError(err error) error {
 	}
 	return status.Error(codes.Unknown, err.Error())
 }
+
+// GRPCError turns a Backend error into the gRPC status etcd's services
+// answer with, for Concord's own services on the client port.
+func GRPCError(err error) error { return toGRPCError(err) }

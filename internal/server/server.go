@@ -205,6 +205,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	}
 	n.clientServer = grpc.NewServer(append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...)...)
 	etcdapi.Register(n.clientServer, backend{n}, ecfg)
+	concordpb.RegisterAdminServer(n.clientServer, adminService{n: n})
 	n.registerGRPCHealth()
 	if err := n.serveClient(); err != nil {
 		return nil, err

@@ -10,6 +10,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/concorddb/concord/internal/keys"
 )
 
 // ErrCorrupt is wrapped by every error that reports undecodable bytes read
@@ -170,6 +172,21 @@ func (e *Engine) pebbleReader() pebble.Reader { return e.db }
 // DiskUsageBytes is the engine's current on-disk size, for metrics and the
 // placement driver.
 func (e *Engine) DiskUsageBytes() int64 { return int64(e.db.Metrics().DiskSpaceUsage()) }
+
+// ApproximateBytes estimates the disk space the system and MVCC data of
+// span take (Pebble's EstimateDiskUsage: whole tables, so small spans read
+// high).
+func (e *Engine) ApproximateBytes(span keys.Span) (int64, error) {
+	var total uint64
+	for _, b := range blobSpans(span) {
+		n, err := e.db.EstimateDiskUsage(b[0], b[1])
+		if err != nil {
+			return 0, fmt.Errorf("storage: estimate %v: %w", span, err)
+		}
+		total += n
+	}
+	return int64(total), nil
+}
 
 // EngineStats are the storage engine's figures that metrics report.
 type EngineStats struct {
