@@ -15,6 +15,9 @@ import (
 // lease.go). The read sees one consistent state: the applied state it
 // reports, read at that revision.
 func (r *Replica) Read(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	if r.Uninitialized() {
+		return nil, concordpb.Errorf(concordpb.ErrorCode_RANGE_NOT_FOUND, "replica: range %d here waits for its first snapshot", r.RangeID)
+	}
 	if !req.GetOp().GetRange().GetSerializable() && !r.cfg.UnsafeNoReadLease {
 		if err := r.waitLease(ctx); err != nil {
 			return nil, err
@@ -128,4 +131,12 @@ func (r *Replica) waitRevision(ctx context.Context, rev int64) error {
 			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
 		}
 	}
+}
+
+// Uninitialized reports whether the replica still waits for its first
+// snapshot (see the package function Uninitialized).
+func (r *Replica) Uninitialized() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return IsUninitialized(r.mu.desc)
 }

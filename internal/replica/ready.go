@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -94,25 +95,38 @@ func (r *Replica) Persist(b *storage.Batch, rd *raft.Ready) error {
 // AfterPersist makes what Persist wrote visible to Raft. Call it after the
 // store's batch is durable and before sending rd.Messages.
 func (r *Replica) AfterPersist(rd *raft.Ready) error {
+	lost, err := r.afterPersist(rd)
+	if err == nil && len(lost.End) > 0 && r.cfg.OnSpanLost != nil {
+		r.cfg.OnSpanLost(r.RangeID, lost)
+	}
+	return err
+}
+
+func (r *Replica) afterPersist(rd *raft.Ready) (lost keys.Span, _ error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		md := rd.Snapshot.GetMetadata()
 		// The data now lives in the engine; Raft only needs the metadata.
 		if err := r.mu.storage.ApplySnapshot(&raftpb.Snapshot{Metadata: md}); err != nil {
-			return fmt.Errorf("replica: range %d: %w", r.RangeID, err)
+			return lost, fmt.Errorf("replica: range %d: %w", r.RangeID, err)
 		}
 		as, err := storage.LoadAppliedState(r.cfg.Engine, r.RangeID)
 		if err != nil {
-			return err
+			return lost, err
 		}
 		// The snapshot carries the range's descriptor: a replica that
-		// missed a split takes its new span with the data.
+		// missed a split takes its new span with the data, and the split
+		// off ranges must come to this node some other way.
 		desc, ok, err := storage.LoadLocalDescriptor(r.cfg.Engine, r.RangeID)
 		if err != nil {
-			return err
+			return lost, err
 		}
 		if ok {
+			old := r.mu.desc
+			if !IsUninitialized(old) && bytes.Compare(desc.GetEndKey(), old.GetEndKey()) < 0 {
+				lost = keys.Span{Start: desc.GetEndKey(), End: old.GetEndKey()}
+			}
 			r.mu.desc = desc
 		}
 		r.mu.applied = as
@@ -129,14 +143,14 @@ func (r *Replica) AfterPersist(rd *raft.Ready) error {
 		r.mu.lease.notifyAppliedLocked()
 	}
 	if err := r.mu.storage.Append(rd.Entries); err != nil {
-		return fmt.Errorf("replica: range %d: %w", r.RangeID, err)
+		return lost, fmt.Errorf("replica: range %d: %w", r.RangeID, err)
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		if err := r.mu.storage.SetHardState(rd.HardState); err != nil {
-			return err
+			return lost, err
 		}
 	}
-	return nil
+	return lost, nil
 }
 
 // Advance completes rd.

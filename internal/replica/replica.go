@@ -46,7 +46,12 @@ type Config struct {
 	// tells whether this replica led the splitting range then. Nil: no
 	// splits expected (tests of a single range).
 	OnSplit func(left, right *concordpb.RangeDescriptor, leads bool)
-	Logger  *slog.Logger
+	// OnSpanLost is called when a snapshot leaves the range with less than
+	// it had (lost, a span this replica no longer holds): the replica
+	// missed splits, whose new ranges this node must create, uninitialized,
+	// to receive their own snapshots. It must not block. Nil: ignored.
+	OnSpanLost func(rangeID uint64, lost keys.Span)
+	Logger     *slog.Logger
 	// Metrics receives the node's Raft and storage observations and makes
 	// its spans; nil observes nothing.
 	Metrics *telemetry.Metrics
@@ -164,6 +169,18 @@ func bootstrapState(b *storage.Batch, desc *concordpb.RangeDescriptor, as storag
 	}
 	return b.PutHardState(desc.GetRangeId(), &raftpb.HardState{Term: proto.Uint64(initialTerm), Commit: proto.Uint64(initialIndex)})
 }
+
+// Uninitialized returns the descriptor of a replica this node holds of
+// rangeID but knows nothing of yet: no span, no log; its leader sends it a
+// snapshot, which brings the descriptor. Load makes such a replica from it;
+// PutLocalDescriptor keeps it over a restart.
+func Uninitialized(rangeID uint64) *concordpb.RangeDescriptor {
+	return &concordpb.RangeDescriptor{RangeId: rangeID}
+}
+
+// IsUninitialized reports whether d describes a replica waiting for its
+// first snapshot (see Uninitialized).
+func IsUninitialized(d *concordpb.RangeDescriptor) bool { return len(d.GetEndKey()) == 0 }
 
 // Replica is one node's copy of one range. Its methods are safe for
 // concurrent use; the store's Ready loop is the only caller of Ready,
@@ -283,10 +300,14 @@ func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
 		stopped: make(chan struct{}),
 	}
 	ms := raft.NewMemoryStorage()
-	if err := ms.ApplySnapshot(&raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{
-		Index: proto.Uint64(rs.Truncated.Index), Term: proto.Uint64(rs.Truncated.Term), ConfState: as.ConfState,
-	}}); err != nil {
-		return nil, err
+	// An uninitialized replica (see Uninitialized) has no log yet: Raft
+	// starts it empty, and its leader sends it a snapshot.
+	if rs.Truncated.Index > 0 {
+		if err := ms.ApplySnapshot(&raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{
+			Index: proto.Uint64(rs.Truncated.Index), Term: proto.Uint64(rs.Truncated.Term), ConfState: as.ConfState,
+		}}); err != nil {
+			return nil, err
+		}
 	}
 	if rs.HardState != nil {
 		if err := ms.SetHardState(rs.HardState); err != nil {

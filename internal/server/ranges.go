@@ -138,3 +138,58 @@ func (n *Node) repairIndex(ctx context.Context, led []*concordpb.RangeDescriptor
 	n.router.Learn(stale...)
 	return n.indexRanges(ctx, stale...)
 }
+
+// adoptAttempts and adoptEvery bound how long a node looks for the ranges
+// split off a span its replica lost to a snapshot.
+const (
+	adoptAttempts = 30
+	adoptEvery    = time.Second
+)
+
+// adoptRanges creates, uninitialized, this node's replicas of the ranges
+// that hold keys of lost (a span one of its replicas gave up when a
+// snapshot showed it had missed splits): their leaders then send them
+// snapshots. It runs until every such range is here or it gives up, and
+// is started by replica.Config.OnSpanLost.
+func (n *Node) adoptRanges(lost keys.Span) {
+	defer n.wg.Done()
+	for attempt := 0; attempt < adoptAttempts; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-n.stop:
+				return
+			case <-time.After(adoptEvery):
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), adoptEvery)
+		err := n.router.Refresh(ctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		ranges, err := n.router.Ranges(context.Background())
+		if err != nil {
+			continue
+		}
+		covered := lost.Start
+		for _, d := range ranges {
+			if bytes.Compare(d.GetEndKey(), lost.Start) <= 0 || bytes.Compare(d.GetStartKey(), lost.End) >= 0 {
+				continue
+			}
+			if bytes.Compare(d.GetStartKey(), covered) <= 0 && bytes.Compare(d.GetEndKey(), covered) > 0 {
+				covered = d.GetEndKey()
+			}
+			for _, rd := range d.GetReplicas() {
+				if rd.GetNodeId() == n.ident.NodeID {
+					if err := n.store.AddUninitialized(d.GetRangeId()); err != nil {
+						n.log.Warn("cannot create a replica for a range split off while this node was behind", "range", d.GetRangeId(), "err", err)
+					}
+				}
+			}
+		}
+		if bytes.Compare(covered, lost.End) >= 0 {
+			return
+		}
+	}
+	n.log.Warn("the meta range does not index every range of a span this node missed splits of", "span", lost.String())
+}

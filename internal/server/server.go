@@ -152,6 +152,11 @@ func Start(cfg Config) (_ *Node, err error) {
 		n.log.Warn("UNSAFE: --unsafe-no-read-lease is on: linearizable reads may be stale")
 	}
 	rcfg.Signal = func() {} // replaced by store.New
+	rcfg.OnSpanLost = func(rangeID uint64, lost keys.Span) {
+		n.log.Info("a snapshot showed splits this node missed; looking for their ranges", "range", rangeID, "span", lost.String())
+		n.wg.Add(1)
+		go n.adoptRanges(lost)
+	}
 	rcfg.Metrics = n.tel.metrics
 	n.store, err = store.New(rcfg, nil)
 	if err != nil {

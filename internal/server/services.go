@@ -174,7 +174,7 @@ func (b backend) HashKV(ctx context.Context, rev int64) (etcdapi.HashKV, error) 
 	h := crc32.NewIEEE()
 	found := false
 	for _, r := range b.n.store.Replicas() {
-		if r.RangeID == store.MetaRangeID {
+		if r.RangeID == store.MetaRangeID || r.Uninitialized() {
 			continue
 		}
 		sum, hashRev, compactRev, err := r.HashKV(rev)

@@ -169,3 +169,54 @@ func TestSplitServesReadsAcrossRanges(t *testing.T) {
 	}
 	t.Logf("%s", fmt.Sprint(r1, r2, r3))
 }
+
+// A node down while its range splits, and behind far enough that the
+// splitting range's log no longer holds the split, catches up on that
+// range by snapshot (which shows the lost span), creates the new range's
+// replica uninitialized, and receives the new range by snapshot too: the
+// new range keeps three replicas and its quorum when another node fails.
+func TestNodeThatMissedASplitGetsTheNewRange(t *testing.T) {
+	c := startCluster(t, 3, func(_ int, cfg *Config) { cfg.RaftLogTruncateEntries = 5 })
+	clis := []*clientv3.Client{client(t, c, 0), client(t, c, 1), client(t, c, 2)}
+	putRetry(t, clis[0], "k/a", "before")
+	putRetry(t, clis[0], "k/x", "before")
+	c.StopNode(2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, right, err := c.Node(0).Split(ctx, []byte("k/m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ { // past the left range's log bound
+		putRetry(t, clis[0], fmt.Sprintf("k/a%02d", i), "left")
+		putRetry(t, clis[1], fmt.Sprintf("k/x%02d", i), "right")
+	}
+	if err := c.RestartNode(2); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := c.Node(2).Store().Replica(right.GetRangeId())
+		if r != nil && !r.Uninitialized() && r.Status().Applied > 10 {
+			// It came as a snapshot, not from a split applied here.
+			if n := r.Status().SnapshotsApplied; n == 0 {
+				t.Fatalf("node 3's replica of range %d was made without a snapshot", right.GetRangeId())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node 3 never got range %d (replica %v)", right.GetRangeId(), r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.StopNode(0)
+	putRetry(t, clis[1], "k/x99", "needs node 3")
+	resp := get(t, clis[2], "k/x", clientv3.WithPrefix(), clientv3.WithSerializable())
+	if len(resp.Kvs) != 32 {
+		t.Fatalf("node 3 serves %d keys of the new range, want 32", len(resp.Kvs))
+	}
+	resp = get(t, clis[2], "k/a", clientv3.WithPrefix())
+	if len(resp.Kvs) != 31 {
+		t.Fatalf("node 3 reads %d keys of the left range, want 31", len(resp.Kvs))
+	}
+}

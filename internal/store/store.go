@@ -188,6 +188,37 @@ func (s *Store) campaignNew(r *replica.Replica) {
 	}
 }
 
+// AddUninitialized creates a replica of rangeID that knows nothing of its
+// range yet (replica.Uninitialized) and waits for its leader's snapshot,
+// unless this node holds one already. It is how a node that missed a split
+// (its replica of the splitting range caught up by snapshot, past the
+// split) comes to hold the new range: the descriptor is kept so that it
+// survives a restart.
+func (s *Store) AddUninitialized(rangeID uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.mu.replicas[rangeID]; ok {
+		return nil
+	}
+	d := replica.Uninitialized(rangeID)
+	b := s.engine.NewBatch()
+	defer b.Close()
+	if err := b.PutLocalDescriptor(d); err != nil {
+		return err
+	}
+	if err := b.Commit(true /* sync */); err != nil {
+		return err
+	}
+	r, err := replica.Load(s.cfg, d)
+	if err != nil {
+		return err
+	}
+	s.mu.replicas[rangeID] = r
+	s.log.Info("created an uninitialized replica to receive a snapshot", "range", rangeID)
+	s.signal()
+	return nil
+}
+
 // Replica returns the replica of rangeID, or nil.
 func (s *Store) Replica(rangeID uint64) *replica.Replica {
 	s.mu.RLock()
