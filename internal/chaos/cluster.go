@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/concorddb/concord/internal/concordpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -172,6 +173,23 @@ func (c *Cluster) probe(ctx context.Context, i int) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	_, err = cli.Get(ctx, "chaos/probe")
+	return err
+}
+
+// splitTimeout bounds one split of the split-range fault.
+const splitTimeout = 10 * time.Second
+
+// Split asks node i to split the range holding key so that a range starts
+// at key (concord range split).
+func (c *Cluster) Split(ctx context.Context, i int, key string) error {
+	cli, err := newClient(c.ClientAddr(i))
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, splitTimeout)
+	defer cancel()
+	_, err = concordpb.NewAdminClient(cli.ActiveConnection()).SplitRange(ctx, &concordpb.SplitRangeRequest{Key: []byte(key)})
 	return err
 }
 

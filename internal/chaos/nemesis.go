@@ -25,6 +25,7 @@ const (
 	FaultPartitionBridge = "partition-bridge"  // two sides that only one node (the bridge) sees both of
 	FaultClockJump       = "clock-jump"        // jump a random node's wall clock by up to ±2 min, back after the hold
 	FaultClockJumpLeader = "clock-jump-leader" // the same on the leader (the TSO's node)
+	FaultSplitRange      = "split-range"       // split the range holding a key in use there, through a random node
 )
 
 // faultGroups are the names --nemesis accepts besides single faults.
@@ -33,14 +34,15 @@ var faultGroups = map[string][]string{
 	"pause":     {FaultPauseNode, FaultPauseLeader},
 	"partition": {FaultPartitionNode, FaultPartitionLeader, FaultPartitionHalves, FaultPartitionBridge},
 	"clock":     {FaultClockJump, FaultClockJumpLeader},
+	"split":     {FaultSplitRange},
 	"all": {FaultKillNode, FaultKillLeader, FaultPauseNode, FaultPauseLeader,
 		FaultPartitionNode, FaultPartitionLeader, FaultPartitionHalves, FaultPartitionBridge,
-		FaultClockJump, FaultClockJumpLeader},
+		FaultClockJump, FaultClockJumpLeader, FaultSplitRange},
 	"none": nil,
 }
 
 // ParseNemesis expands a comma-separated list of faults and groups (kill,
-// pause, partition, all, none) into distinct fault names, in a fixed
+// pause, partition, clock, split, all, none) into distinct fault names, in a fixed
 // order so a seed means the same schedule however the list is written.
 func ParseNemesis(spec string) ([]string, error) {
 	set := map[string]bool{}
@@ -56,7 +58,7 @@ func ParseNemesis(spec string) ([]string, error) {
 			continue
 		}
 		if !contains(faultGroups["all"], f) {
-			return nil, fmt.Errorf("chaos: unknown fault %q (want kill, pause, partition, all, none or one of %s)", f, strings.Join(faultGroups["all"], ", "))
+			return nil, fmt.Errorf("chaos: unknown fault %q (want kill, pause, partition, clock, split, all, none or one of %s)", f, strings.Join(faultGroups["all"], ", "))
 		}
 		set[f] = true
 	}
@@ -176,6 +178,9 @@ type nemesis struct {
 	w    *Network
 	t0   time.Time
 	logf func(string, ...any)
+	// splitKey names the key a split-range fault splits at, from its
+	// pick: one the clients use at the moment.
+	splitKey func(pick uint64) string
 
 	mu struct {
 		sync.Mutex
@@ -286,6 +291,11 @@ func (nm *nemesis) inject(ctx context.Context, f Fault) {
 			nm.set(func() { nm.mu.paused[target] = false })
 			return err
 		}
+	case FaultSplitRange:
+		key := nm.splitKey(f.Pick)
+		ev.Desc = fmt.Sprintf("at %q through n%d", key, target+1)
+		err = nm.c.Split(ctx, target, key)
+		heal = func() error { return nil } // a split stays
 	case FaultClockJump, FaultClockJumpLeader:
 		d := ClockJump(f.Pick)
 		ev.Desc = fmt.Sprintf("n%d %+v", target+1, d)

@@ -188,6 +188,11 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	t0 := time.Now()
 	deadline := t0.Add(cfg.Duration)
 	nm := newNemesis(c, w, t0, logf)
+	nm.splitKey = func(pick uint64) string {
+		// A key of the current epoch (see client.key), of either workload.
+		epoch := int64(time.Since(t0) / cfg.KeyLifetime)
+		return fmt.Sprintf("chaos/%s/%d/%d", []string{"r", "a"}[pick%2], epoch, (pick/2)%uint64(cfg.Keys))
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
