@@ -13,8 +13,7 @@ import (
 	"github.com/concorddb/concord/internal/concordpb"
 )
 
-// kvServer is etcd's KV service over a Backend. RangeStream is left to
-// UnimplementedKVServer: clientv3 uses it only when asked (GetStream).
+// kvServer is etcd's KV service over a Backend (RangeStream: rangestream.go).
 type kvServer struct {
 	pb.UnimplementedKVServer
 	b   Backend

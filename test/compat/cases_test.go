@@ -56,6 +56,9 @@ func report(t *testing.T, differs string, diffs []diff) {
 type group struct {
 	setup []step
 	cases []tcase
+	// splits are the keys Concord's range is split at after setup (with
+	// -compat.split); nil means groupSplitKeys.
+	splits []string
 }
 
 func runGroup(t *testing.T, g group) {
@@ -72,7 +75,11 @@ func runGroup(t *testing.T, g group) {
 	}
 	if *splitGroups {
 		// Every read case of the group now crosses ranges on Concord.
-		for _, k := range groupSplitKeys {
+		splits := g.splits
+		if splits == nil {
+			splits = groupSplitKeys
+		}
+		for _, k := range splits {
 			splitConcord(t, prefix+k)
 		}
 	}

@@ -36,13 +36,11 @@ func atStep(i int) rev {
 }
 
 // future is far above the newest revision the run has seen: a revision no
-// write will reach for a long time, on either system (2^40 is 2^22 ms of
-// Concord's commit timestamps, over an hour).
+// write will reach for a long time, on either system.
 var future = rev{name: "future", at: func(x *exec) int64 { return x.newest + 1<<40 }}
 
-// next is one above the newest revision the run has seen: etcd's next
-// revision, but, as Concord's revisions are not consecutive, a point in time
-// between two of its revisions.
+// next is one above the newest revision the run has seen: the next
+// revision, a future one on both systems until someone writes.
 var next = rev{name: "newest+1", at: func(x *exec) int64 { return x.newest + 1 }}
 
 // lit is a literal revision (0, negative, ...): the same number on both.
@@ -285,5 +283,37 @@ func rawPut(desc string, build func(x *exec) *pb.PutRequest) step {
 			return nil, err
 		}
 		return resp, err
+	}}
+}
+
+// streamResult is what a RangeStream answered: its chunks in order.
+type streamResult struct{ chunks []*pb.RangeResponse }
+
+// stream reads key with etcd 3.7's RangeStream (clientv3's GetStream) and
+// records every chunk.
+func stream(key string, o ...opt) step {
+	names := ""
+	for _, x := range o {
+		names += " " + x.name
+	}
+	return step{desc: fmt.Sprintf("stream %q%s", key, names), raw: func(ctx context.Context, x *exec) (any, error) {
+		var opts []clientv3.OpOption
+		for _, oo := range o {
+			opts = append(opts, oo.f(x))
+		}
+		ch, err := x.sys.cli.GetStream(ctx, x.k(key), opts...)
+		if err != nil {
+			return nil, err
+		}
+		out := streamResult{}
+		for c := range ch {
+			if err := c.Err(); err != nil {
+				return nil, err
+			}
+			if c.RangeResponse != nil {
+				out.chunks = append(out.chunks, c.RangeResponse)
+			}
+		}
+		return out, nil
 	}}
 }

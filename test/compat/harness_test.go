@@ -135,6 +135,10 @@ func topRevision(resp any) int64 {
 		return r.GetHeader().GetRevision()
 	case *pb.TxnResponse:
 		return r.GetHeader().GetRevision()
+	case streamResult:
+		if len(r.chunks) > 0 {
+			return r.chunks[len(r.chunks)-1].GetHeader().GetRevision()
+		}
 	}
 	return 0
 }
@@ -266,6 +270,18 @@ func (f formatter) resp(b *strings.Builder, resp any) {
 			}
 		}
 		b.WriteString("]")
+	case streamResult:
+		b.WriteString("stream")
+		for _, c := range r.chunks {
+			b.WriteString(" [")
+			if c.GetHeader() != nil {
+				f.header(b, c.GetHeader())
+				fmt.Fprintf(b, " count=%d more=%v ", c.GetCount(), c.GetMore())
+			}
+			b.WriteString("kvs=")
+			f.kvs(b, c.GetKvs())
+			b.WriteString("]")
+		}
 	case nil:
 		b.WriteString("no response")
 	default:

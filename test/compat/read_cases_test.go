@@ -2,6 +2,7 @@ package compat
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -124,4 +125,30 @@ func TestSort(t *testing.T) {
 		}
 	}
 	runGroup(t, group{setup: fixture(), cases: cases})
+}
+
+// TestRangeStream compares etcd 3.7's streaming Range chunk by chunk: the
+// chunks' kvs (the first holds 10 keys, then each doubles while small),
+// and the last chunk's header, count and more; with Concord's keys split
+// over four ranges.
+func TestRangeStream(t *testing.T) {
+	var setup []step
+	for i := 0; i < 60; i++ {
+		setup = append(setup, put(fmt.Sprintf("s%03d", i), fmt.Sprint(i)).as(fmt.Sprintf("s%d", i)))
+	}
+	setup = append(setup, del("s007"), put("s003", "again"))
+	var cases []tcase
+	for _, o := range [][]opt{
+		{withPrefix}, {withPrefix, withLimit(5)}, {withPrefix, withLimit(25)}, {withPrefix, withLimit(100)},
+		{withPrefix, withCountOnly}, {withPrefix, withKeysOnly}, {withFromKey}, {withPrefix, withRev(at("s30"))},
+		{withPrefix, withSort(clientv3.SortByKey, clientv3.SortDescend)}, {withPrefix, withSort(clientv3.SortByValue, clientv3.SortAscend)},
+		{withPrefix, withMinMod(at("s10"))},
+	} {
+		key := "s"
+		if len(o) == 1 && o[0].name == withFromKey.name {
+			key = "s030"
+		}
+		cases = append(cases, tcase{name: strings.TrimSpace(optNames(o)), steps: steps(stream(key, o...))})
+	}
+	runGroup(t, group{setup: setup, cases: cases, splits: []string{"s010", "s025", "s040"}})
 }
