@@ -23,14 +23,14 @@ func chaosCmd() *cobra.Command {
 		Long: `chaos starts --nodes concord processes, each in its own network namespace on a
 bridge it creates, runs --clients etcd clients (each pinned to one node) with
 the chosen workloads while the nemesis kills, pauses and partitions nodes
-(and splits ranges),
+(and splits and merges ranges),
 then checks the recorded history with porcupine, key by key. It exits
 non-zero on a linearizability violation or a node crash, and writes the
 history, the node logs and (on a violation) porcupine's visualisation to --out.
 Needs root, iproute2 and iptables. Faults: kill, pause, partition, clock,
 split, all, none, or single ones: kill-node, kill-leader, pause-node,
 pause-leader, partition-node, partition-leader, partition-halves,
-partition-bridge, clock-jump, clock-jump-leader, split-range.`,
+partition-bridge, clock-jump, clock-jump-leader, split-range, merge-range.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error

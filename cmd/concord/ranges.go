@@ -23,7 +23,7 @@ func rangeCmd() *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "range",
-		Short: "List and split the ranges the keyspace is made of",
+		Short: "List, split and merge the ranges the keyspace is made of",
 	}
 	cmd.PersistentFlags().StringSliceVar(&endpoints, "endpoints", []string{"127.0.0.1:2379"}, "client endpoints of any nodes of the cluster")
 	cmd.PersistentFlags().DurationVar(&timeout, "command-timeout", 10*time.Second, "how long the command may take")
@@ -80,7 +80,23 @@ func rangeCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(list, split)
+	merge := &cobra.Command{
+		Use:   "merge KEY",
+		Short: "Merge the range that starts at KEY into its left neighbour (every replica of it must be up)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return admin(cmd, func(ctx context.Context, c concordpb.AdminClient) error {
+				resp, err := c.MergeRange(ctx, &concordpb.MergeRangeRequest{Key: []byte(args[0])})
+				if err != nil {
+					return err
+				}
+				m := resp.GetMerged()
+				fmt.Fprintf(cmd.OutOrStdout(), "merged into range %d [%s, %s)\n", m.GetRangeId(), showKey(m.GetStartKey(), false), showKey(m.GetEndKey(), true))
+				return nil
+			})
+		},
+	}
+	cmd.AddCommand(list, split, merge)
 	return cmd
 }
 

@@ -59,4 +59,15 @@ func TestRangeSplitAndList(t *testing.T) {
 	if _, err := runRange(t, "list", ep, "-w", "yaml"); err == nil {
 		t.Fatal("-w yaml accepted")
 	}
+	out, err = runRange(t, "merge", "users/m", ep)
+	if err != nil || !strings.Contains(out, "merged into range 2 [<start>, <end>)") {
+		t.Fatalf("merge: %q %v", out, err)
+	}
+	if _, err := runRange(t, "merge", "users/m", ep); err == nil {
+		t.Fatal("a merge at a key that starts no range was accepted")
+	}
+	out, err = runRange(t, "list", ep)
+	if err != nil || strings.Count(out, "\n") != 2 {
+		t.Fatalf("after the merge: %q %v", out, err)
+	}
 }

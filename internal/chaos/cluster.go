@@ -193,6 +193,30 @@ func (c *Cluster) Split(ctx context.Context, i int, key string) error {
 	return err
 }
 
+// Merge asks node i to merge one of the cluster's ranges, picked by pick
+// among those that have a left neighbour, into that neighbour, and returns
+// the key the merged range started at ("" if there was none to merge).
+func (c *Cluster) Merge(ctx context.Context, i int, pick uint64) (string, error) {
+	cli, err := newClient(c.ClientAddr(i))
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, splitTimeout)
+	defer cancel()
+	admin := concordpb.NewAdminClient(cli.ActiveConnection())
+	resp, err := admin.Ranges(ctx, &concordpb.RangesRequest{})
+	if err != nil {
+		return "", err
+	}
+	if len(resp.GetRanges()) < 2 {
+		return "", nil
+	}
+	right := resp.GetRanges()[1+int(pick%uint64(len(resp.GetRanges())-1))]
+	_, err = admin.MergeRange(ctx, &concordpb.MergeRangeRequest{Key: right.GetStartKey()})
+	return string(right.GetStartKey()), err
+}
+
 // Start starts node i (again), keeping its data.
 func (c *Cluster) Start(i int) error {
 	c.mu.Lock()

@@ -26,6 +26,7 @@ const (
 	FaultClockJump       = "clock-jump"        // jump a random node's wall clock by up to ±2 min, back after the hold
 	FaultClockJumpLeader = "clock-jump-leader" // the same on the leader (the TSO's node)
 	FaultSplitRange      = "split-range"       // split the range holding a key in use there, through a random node
+	FaultMergeRange      = "merge-range"       // merge a random range into its left neighbour, through a random node
 )
 
 // faultGroups are the names --nemesis accepts besides single faults.
@@ -34,10 +35,10 @@ var faultGroups = map[string][]string{
 	"pause":     {FaultPauseNode, FaultPauseLeader},
 	"partition": {FaultPartitionNode, FaultPartitionLeader, FaultPartitionHalves, FaultPartitionBridge},
 	"clock":     {FaultClockJump, FaultClockJumpLeader},
-	"split":     {FaultSplitRange},
+	"split":     {FaultSplitRange, FaultMergeRange},
 	"all": {FaultKillNode, FaultKillLeader, FaultPauseNode, FaultPauseLeader,
 		FaultPartitionNode, FaultPartitionLeader, FaultPartitionHalves, FaultPartitionBridge,
-		FaultClockJump, FaultClockJumpLeader, FaultSplitRange},
+		FaultClockJump, FaultClockJumpLeader, FaultSplitRange, FaultMergeRange},
 	"none": nil,
 }
 
@@ -296,6 +297,11 @@ func (nm *nemesis) inject(ctx context.Context, f Fault) {
 		ev.Desc = fmt.Sprintf("at %q through n%d", key, target+1)
 		err = nm.c.Split(ctx, target, key)
 		heal = func() error { return nil } // a split stays
+	case FaultMergeRange:
+		var key string
+		key, err = nm.c.Merge(ctx, target, f.Pick)
+		ev.Desc = fmt.Sprintf("at %q through n%d", key, target+1)
+		heal = func() error { return nil }
 	case FaultClockJump, FaultClockJumpLeader:
 		d := ClockJump(f.Pick)
 		ev.Desc = fmt.Sprintf("n%d %+v", target+1, d)

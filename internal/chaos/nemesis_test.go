@@ -18,10 +18,10 @@ func TestParseNemesis(t *testing.T) {
 	if got, err := ParseNemesis("none"); err != nil || len(got) != 0 {
 		t.Fatalf("none: %v %v", got, err)
 	}
-	if got, _ := ParseNemesis("all"); len(got) != 11 {
+	if got, _ := ParseNemesis("all"); len(got) != 12 {
 		t.Fatalf("all: %v", got)
 	}
-	if got, err := ParseNemesis("split"); err != nil || !reflect.DeepEqual(got, []string{FaultSplitRange}) {
+	if got, err := ParseNemesis("split"); err != nil || !reflect.DeepEqual(got, []string{FaultSplitRange, FaultMergeRange}) {
 		t.Fatalf("split: %v %v", got, err)
 	}
 	if _, err := ParseNemesis("kill,flood"); err == nil {

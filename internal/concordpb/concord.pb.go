@@ -2237,6 +2237,8 @@ type Command struct {
 	Sys           *SysRequest     `protobuf:"bytes,5,opt,name=sys,proto3" json:"sys,omitempty"`
 	Compact       *CompactRequest `protobuf:"bytes,6,opt,name=compact,proto3" json:"compact,omitempty"`
 	Split         *SplitTrigger   `protobuf:"bytes,7,opt,name=split,proto3" json:"split,omitempty"`
+	Freeze        *FreezeRequest  `protobuf:"bytes,8,opt,name=freeze,proto3" json:"freeze,omitempty"`
+	Merge         *MergeTrigger   `protobuf:"bytes,9,opt,name=merge,proto3" json:"merge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2320,6 +2322,167 @@ func (x *Command) GetSplit() *SplitTrigger {
 	return nil
 }
 
+func (x *Command) GetFreeze() *FreezeRequest {
+	if x != nil {
+		return x.Freeze
+	}
+	return nil
+}
+
+func (x *Command) GetMerge() *MergeTrigger {
+	if x != nil {
+		return x.Merge
+	}
+	return nil
+}
+
+// FreezeRequest freezes a range for a merge into its left neighbour: once
+// applied, the range takes no more writes, so its data is final on every
+// replica that applied it. thaw undoes it (a merge that could not finish).
+type FreezeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Thaw          bool                   `protobuf:"varint,1,opt,name=thaw,proto3" json:"thaw,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreezeRequest) Reset() {
+	*x = FreezeRequest{}
+	mi := &file_concord_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreezeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreezeRequest) ProtoMessage() {}
+
+func (x *FreezeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreezeRequest.ProtoReflect.Descriptor instead.
+func (*FreezeRequest) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *FreezeRequest) GetThaw() bool {
+	if x != nil {
+		return x.Thaw
+	}
+	return false
+}
+
+// MergeRequest asks the left neighbour's leader to take over right, a
+// frozen range that every replica has frozen.
+type MergeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Right         *RangeDescriptor       `protobuf:"bytes,1,opt,name=right,proto3" json:"right,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MergeRequest) Reset() {
+	*x = MergeRequest{}
+	mi := &file_concord_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeRequest) ProtoMessage() {}
+
+func (x *MergeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeRequest.ProtoReflect.Descriptor instead.
+func (*MergeRequest) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *MergeRequest) GetRight() *RangeDescriptor {
+	if x != nil {
+		return x.Right
+	}
+	return nil
+}
+
+// MergeTrigger is a merge as it applies on the left range: left is its new
+// descriptor (its span and right's), right the range it takes over.
+type MergeTrigger struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Left          *RangeDescriptor       `protobuf:"bytes,1,opt,name=left,proto3" json:"left,omitempty"`
+	Right         *RangeDescriptor       `protobuf:"bytes,2,opt,name=right,proto3" json:"right,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MergeTrigger) Reset() {
+	*x = MergeTrigger{}
+	mi := &file_concord_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeTrigger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeTrigger) ProtoMessage() {}
+
+func (x *MergeTrigger) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeTrigger.ProtoReflect.Descriptor instead.
+func (*MergeTrigger) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *MergeTrigger) GetLeft() *RangeDescriptor {
+	if x != nil {
+		return x.Left
+	}
+	return nil
+}
+
+func (x *MergeTrigger) GetRight() *RangeDescriptor {
+	if x != nil {
+		return x.Right
+	}
+	return nil
+}
+
 // SplitRequest asks a range's leader to split the range at split_key, a
 // global key strictly inside it: the range keeps [start, split_key) and a
 // new range, new_range_id, takes [split_key, end) on the same replicas.
@@ -2333,7 +2496,7 @@ type SplitRequest struct {
 
 func (x *SplitRequest) Reset() {
 	*x = SplitRequest{}
-	mi := &file_concord_proto_msgTypes[26]
+	mi := &file_concord_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2508,7 @@ func (x *SplitRequest) String() string {
 func (*SplitRequest) ProtoMessage() {}
 
 func (x *SplitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[26]
+	mi := &file_concord_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2521,7 @@ func (x *SplitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRequest.ProtoReflect.Descriptor instead.
 func (*SplitRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{26}
+	return file_concord_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SplitRequest) GetSplitKey() []byte {
@@ -2388,7 +2551,7 @@ type SplitTrigger struct {
 
 func (x *SplitTrigger) Reset() {
 	*x = SplitTrigger{}
-	mi := &file_concord_proto_msgTypes[27]
+	mi := &file_concord_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2563,7 @@ func (x *SplitTrigger) String() string {
 func (*SplitTrigger) ProtoMessage() {}
 
 func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[27]
+	mi := &file_concord_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2576,7 @@ func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitTrigger.ProtoReflect.Descriptor instead.
 func (*SplitTrigger) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{27}
+	return file_concord_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SplitTrigger) GetLeft() *RangeDescriptor {
@@ -2441,7 +2604,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_concord_proto_msgTypes[28]
+	mi := &file_concord_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2453,7 +2616,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[28]
+	mi := &file_concord_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2466,7 +2629,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{28}
+	return file_concord_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -2499,6 +2662,8 @@ type BatchRequest struct {
 	Sys     *SysRequest            `protobuf:"bytes,3,opt,name=sys,proto3" json:"sys,omitempty"`
 	Compact *CompactRequest        `protobuf:"bytes,4,opt,name=compact,proto3" json:"compact,omitempty"`
 	Split   *SplitRequest          `protobuf:"bytes,5,opt,name=split,proto3" json:"split,omitempty"`
+	Freeze  *FreezeRequest         `protobuf:"bytes,7,opt,name=freeze,proto3" json:"freeze,omitempty"`
+	Merge   *MergeRequest          `protobuf:"bytes,8,opt,name=merge,proto3" json:"merge,omitempty"`
 	// read_revision, for a read, is the cluster revision it is served at
 	// (a router read over several ranges, or at a revision above this
 	// range's newest): the range first waits until every write it numbered
@@ -2510,7 +2675,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_concord_proto_msgTypes[29]
+	mi := &file_concord_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2522,7 +2687,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[29]
+	mi := &file_concord_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2535,7 +2700,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{29}
+	return file_concord_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BatchRequest) GetRangeId() uint64 {
@@ -2573,6 +2738,20 @@ func (x *BatchRequest) GetSplit() *SplitRequest {
 	return nil
 }
 
+func (x *BatchRequest) GetFreeze() *FreezeRequest {
+	if x != nil {
+		return x.Freeze
+	}
+	return nil
+}
+
+func (x *BatchRequest) GetMerge() *MergeRequest {
+	if x != nil {
+		return x.Merge
+	}
+	return nil
+}
+
 func (x *BatchRequest) GetReadRevision() int64 {
 	if x != nil {
 		return x.ReadRevision
@@ -2590,15 +2769,17 @@ type BatchResponse struct {
 	RaftTerm uint64 `protobuf:"varint,4,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
 	Error    *Error `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
 	// descriptors, for a split, are the left and right ranges' new
-	// descriptors.
-	Descriptors   []*RangeDescriptor `protobuf:"bytes,6,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
+	// descriptors; for a merge, the left range's.
+	Descriptors []*RangeDescriptor `protobuf:"bytes,6,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
+	// applied_index, for a freeze, is the log index it applied at.
+	AppliedIndex  uint64 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_concord_proto_msgTypes[30]
+	mi := &file_concord_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2791,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[30]
+	mi := &file_concord_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2804,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{30}
+	return file_concord_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BatchResponse) GetResp() *ResponseOp {
@@ -2668,6 +2849,13 @@ func (x *BatchResponse) GetDescriptors() []*RangeDescriptor {
 	return nil
 }
 
+func (x *BatchResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 type ReplicaDescriptor struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -2677,7 +2865,7 @@ type ReplicaDescriptor struct {
 
 func (x *ReplicaDescriptor) Reset() {
 	*x = ReplicaDescriptor{}
-	mi := &file_concord_proto_msgTypes[31]
+	mi := &file_concord_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +2877,7 @@ func (x *ReplicaDescriptor) String() string {
 func (*ReplicaDescriptor) ProtoMessage() {}
 
 func (x *ReplicaDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[31]
+	mi := &file_concord_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +2890,7 @@ func (x *ReplicaDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDescriptor.ProtoReflect.Descriptor instead.
 func (*ReplicaDescriptor) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{31}
+	return file_concord_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReplicaDescriptor) GetNodeId() uint64 {
@@ -2726,7 +2914,7 @@ type RangeDescriptor struct {
 
 func (x *RangeDescriptor) Reset() {
 	*x = RangeDescriptor{}
-	mi := &file_concord_proto_msgTypes[32]
+	mi := &file_concord_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +2926,7 @@ func (x *RangeDescriptor) String() string {
 func (*RangeDescriptor) ProtoMessage() {}
 
 func (x *RangeDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[32]
+	mi := &file_concord_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +2939,7 @@ func (x *RangeDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeDescriptor.ProtoReflect.Descriptor instead.
 func (*RangeDescriptor) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{32}
+	return file_concord_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RangeDescriptor) GetRangeId() uint64 {
@@ -2809,7 +2997,7 @@ type NodeRecord struct {
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_concord_proto_msgTypes[33]
+	mi := &file_concord_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2821,7 +3009,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[33]
+	mi := &file_concord_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2834,7 +3022,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{33}
+	return file_concord_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *NodeRecord) GetNodeId() uint64 {
@@ -2896,7 +3084,7 @@ type RaftMessage struct {
 
 func (x *RaftMessage) Reset() {
 	*x = RaftMessage{}
-	mi := &file_concord_proto_msgTypes[34]
+	mi := &file_concord_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2908,7 +3096,7 @@ func (x *RaftMessage) String() string {
 func (*RaftMessage) ProtoMessage() {}
 
 func (x *RaftMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[34]
+	mi := &file_concord_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2921,7 +3109,7 @@ func (x *RaftMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMessage.ProtoReflect.Descriptor instead.
 func (*RaftMessage) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{34}
+	return file_concord_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RaftMessage) GetRangeId() uint64 {
@@ -2955,7 +3143,7 @@ type RaftBatch struct {
 
 func (x *RaftBatch) Reset() {
 	*x = RaftBatch{}
-	mi := &file_concord_proto_msgTypes[35]
+	mi := &file_concord_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2967,7 +3155,7 @@ func (x *RaftBatch) String() string {
 func (*RaftBatch) ProtoMessage() {}
 
 func (x *RaftBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[35]
+	mi := &file_concord_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2980,7 +3168,7 @@ func (x *RaftBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
 func (*RaftBatch) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{35}
+	return file_concord_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RaftBatch) GetClusterId() uint64 {
@@ -3026,7 +3214,7 @@ type RaftAck struct {
 
 func (x *RaftAck) Reset() {
 	*x = RaftAck{}
-	mi := &file_concord_proto_msgTypes[36]
+	mi := &file_concord_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3038,7 +3226,7 @@ func (x *RaftAck) String() string {
 func (*RaftAck) ProtoMessage() {}
 
 func (x *RaftAck) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[36]
+	mi := &file_concord_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3051,7 +3239,7 @@ func (x *RaftAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftAck.ProtoReflect.Descriptor instead.
 func (*RaftAck) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{36}
+	return file_concord_proto_rawDescGZIP(), []int{39}
 }
 
 type TimestampRequest struct {
@@ -3063,7 +3251,7 @@ type TimestampRequest struct {
 
 func (x *TimestampRequest) Reset() {
 	*x = TimestampRequest{}
-	mi := &file_concord_proto_msgTypes[37]
+	mi := &file_concord_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3263,7 @@ func (x *TimestampRequest) String() string {
 func (*TimestampRequest) ProtoMessage() {}
 
 func (x *TimestampRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[37]
+	mi := &file_concord_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3276,7 @@ func (x *TimestampRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimestampRequest.ProtoReflect.Descriptor instead.
 func (*TimestampRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{37}
+	return file_concord_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TimestampRequest) GetCount() uint32 {
@@ -3110,7 +3298,7 @@ type TimestampResponse struct {
 
 func (x *TimestampResponse) Reset() {
 	*x = TimestampResponse{}
-	mi := &file_concord_proto_msgTypes[38]
+	mi := &file_concord_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3122,7 +3310,7 @@ func (x *TimestampResponse) String() string {
 func (*TimestampResponse) ProtoMessage() {}
 
 func (x *TimestampResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[38]
+	mi := &file_concord_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3135,7 +3323,7 @@ func (x *TimestampResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimestampResponse.ProtoReflect.Descriptor instead.
 func (*TimestampResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{38}
+	return file_concord_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TimestampResponse) GetFirst() int64 {
@@ -3168,7 +3356,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_concord_proto_msgTypes[39]
+	mi := &file_concord_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3180,7 +3368,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[39]
+	mi := &file_concord_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3193,7 +3381,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{39}
+	return file_concord_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *JoinRequest) GetNode() *NodeRecord {
@@ -3215,7 +3403,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_concord_proto_msgTypes[40]
+	mi := &file_concord_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3227,7 +3415,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[40]
+	mi := &file_concord_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3240,7 +3428,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{40}
+	return file_concord_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *JoinResponse) GetClusterId() uint64 {
@@ -3283,7 +3471,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_concord_proto_msgTypes[41]
+	mi := &file_concord_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3295,7 +3483,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[41]
+	mi := &file_concord_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3308,7 +3496,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{41}
+	return file_concord_proto_rawDescGZIP(), []int{44}
 }
 
 type MembersResponse struct {
@@ -3323,7 +3511,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_concord_proto_msgTypes[42]
+	mi := &file_concord_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3335,7 +3523,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[42]
+	mi := &file_concord_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3348,7 +3536,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{42}
+	return file_concord_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MembersResponse) GetClusterId() uint64 {
@@ -3387,7 +3575,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_concord_proto_msgTypes[43]
+	mi := &file_concord_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3399,7 +3587,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[43]
+	mi := &file_concord_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3412,7 +3600,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{43}
+	return file_concord_proto_rawDescGZIP(), []int{46}
 }
 
 type NodeStatusResponse struct {
@@ -3427,7 +3615,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_concord_proto_msgTypes[44]
+	mi := &file_concord_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3439,7 +3627,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[44]
+	mi := &file_concord_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3452,7 +3640,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{44}
+	return file_concord_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *NodeStatusResponse) GetNodeId() uint64 {
@@ -3489,7 +3677,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_concord_proto_msgTypes[45]
+	mi := &file_concord_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3501,7 +3689,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[45]
+	mi := &file_concord_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3514,7 +3702,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{45}
+	return file_concord_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReplicaStatus) GetRangeId() uint64 {
@@ -3572,7 +3760,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_concord_proto_msgTypes[46]
+	mi := &file_concord_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3584,7 +3772,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[46]
+	mi := &file_concord_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3597,7 +3785,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{46}
+	return file_concord_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ForwardRequest) GetId() uint64 {
@@ -3639,7 +3827,7 @@ type ForwardBatch struct {
 
 func (x *ForwardBatch) Reset() {
 	*x = ForwardBatch{}
-	mi := &file_concord_proto_msgTypes[47]
+	mi := &file_concord_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3651,7 +3839,7 @@ func (x *ForwardBatch) String() string {
 func (*ForwardBatch) ProtoMessage() {}
 
 func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[47]
+	mi := &file_concord_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3664,7 +3852,7 @@ func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardBatch.ProtoReflect.Descriptor instead.
 func (*ForwardBatch) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{47}
+	return file_concord_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ForwardBatch) GetReqs() []*ForwardRequest {
@@ -3685,7 +3873,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_concord_proto_msgTypes[48]
+	mi := &file_concord_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3697,7 +3885,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[48]
+	mi := &file_concord_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3710,7 +3898,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{48}
+	return file_concord_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ForwardResponse) GetId() uint64 {
@@ -3738,7 +3926,7 @@ type ForwardResponses struct {
 
 func (x *ForwardResponses) Reset() {
 	*x = ForwardResponses{}
-	mi := &file_concord_proto_msgTypes[49]
+	mi := &file_concord_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3750,7 +3938,7 @@ func (x *ForwardResponses) String() string {
 func (*ForwardResponses) ProtoMessage() {}
 
 func (x *ForwardResponses) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[49]
+	mi := &file_concord_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3763,7 +3951,7 @@ func (x *ForwardResponses) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponses.ProtoReflect.Descriptor instead.
 func (*ForwardResponses) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{49}
+	return file_concord_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ForwardResponses) GetResps() []*ForwardResponse {
@@ -3781,7 +3969,7 @@ type RangesRequest struct {
 
 func (x *RangesRequest) Reset() {
 	*x = RangesRequest{}
-	mi := &file_concord_proto_msgTypes[50]
+	mi := &file_concord_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3793,7 +3981,7 @@ func (x *RangesRequest) String() string {
 func (*RangesRequest) ProtoMessage() {}
 
 func (x *RangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[50]
+	mi := &file_concord_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3806,7 +3994,7 @@ func (x *RangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
 func (*RangesRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{50}
+	return file_concord_proto_rawDescGZIP(), []int{53}
 }
 
 // RangeInfo describes one user range for operators, in etcd keys.
@@ -3831,7 +4019,7 @@ type RangeInfo struct {
 
 func (x *RangeInfo) Reset() {
 	*x = RangeInfo{}
-	mi := &file_concord_proto_msgTypes[51]
+	mi := &file_concord_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3843,7 +4031,7 @@ func (x *RangeInfo) String() string {
 func (*RangeInfo) ProtoMessage() {}
 
 func (x *RangeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[51]
+	mi := &file_concord_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3856,7 +4044,7 @@ func (x *RangeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeInfo.ProtoReflect.Descriptor instead.
 func (*RangeInfo) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{51}
+	return file_concord_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RangeInfo) GetRangeId() uint64 {
@@ -3917,7 +4105,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_concord_proto_msgTypes[52]
+	mi := &file_concord_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3929,7 +4117,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[52]
+	mi := &file_concord_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3942,7 +4130,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{52}
+	return file_concord_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RangesResponse) GetRanges() []*RangeInfo {
@@ -3962,7 +4150,7 @@ type SplitRangeRequest struct {
 
 func (x *SplitRangeRequest) Reset() {
 	*x = SplitRangeRequest{}
-	mi := &file_concord_proto_msgTypes[53]
+	mi := &file_concord_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3974,7 +4162,7 @@ func (x *SplitRangeRequest) String() string {
 func (*SplitRangeRequest) ProtoMessage() {}
 
 func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[53]
+	mi := &file_concord_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3987,12 +4175,102 @@ func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
 func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{53}
+	return file_concord_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SplitRangeRequest) GetKey() []byte {
 	if x != nil {
 		return x.Key
+	}
+	return nil
+}
+
+type MergeRangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the etcd key the range to merge into its left neighbour starts
+	// at.
+	Key           []byte `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MergeRangeRequest) Reset() {
+	*x = MergeRangeRequest{}
+	mi := &file_concord_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeRangeRequest) ProtoMessage() {}
+
+func (x *MergeRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeRangeRequest.ProtoReflect.Descriptor instead.
+func (*MergeRangeRequest) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *MergeRangeRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type MergeRangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Merged        *RangeInfo             `protobuf:"bytes,1,opt,name=merged,proto3" json:"merged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MergeRangeResponse) Reset() {
+	*x = MergeRangeResponse{}
+	mi := &file_concord_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeRangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeRangeResponse) ProtoMessage() {}
+
+func (x *MergeRangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeRangeResponse.ProtoReflect.Descriptor instead.
+func (*MergeRangeResponse) Descriptor() ([]byte, []int) {
+	return file_concord_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *MergeRangeResponse) GetMerged() *RangeInfo {
+	if x != nil {
+		return x.Merged
 	}
 	return nil
 }
@@ -4008,7 +4286,7 @@ type SplitRangeResponse struct {
 
 func (x *SplitRangeResponse) Reset() {
 	*x = SplitRangeResponse{}
-	mi := &file_concord_proto_msgTypes[54]
+	mi := &file_concord_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4020,7 +4298,7 @@ func (x *SplitRangeResponse) String() string {
 func (*SplitRangeResponse) ProtoMessage() {}
 
 func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_proto_msgTypes[54]
+	mi := &file_concord_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4033,7 +4311,7 @@ func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
 func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
-	return file_concord_proto_rawDescGZIP(), []int{54}
+	return file_concord_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SplitRangeResponse) GetLeft() *RangeInfo {
@@ -4186,7 +4464,7 @@ const file_concord_proto_rawDesc = "" +
 	"\vSysResponse\x12\"\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x10.concordpb.SysKVR\x03kvs\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value\x12)\n" +
-	"\x04node\x18\x03 \x01(\v2\x15.concordpb.NodeRecordR\x04node\"\xf8\x01\n" +
+	"\x04node\x18\x03 \x01(\v2\x15.concordpb.NodeRecordR\x04node\"\xd9\x02\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
 	"\bproposer\x18\x02 \x01(\x04R\bproposer\x12\x0e\n" +
@@ -4194,7 +4472,16 @@ const file_concord_proto_rawDesc = "" +
 	"\x02op\x18\x04 \x01(\v2\x14.concordpb.RequestOpR\x02op\x12'\n" +
 	"\x03sys\x18\x05 \x01(\v2\x15.concordpb.SysRequestR\x03sys\x123\n" +
 	"\acompact\x18\x06 \x01(\v2\x19.concordpb.CompactRequestR\acompact\x12-\n" +
-	"\x05split\x18\a \x01(\v2\x17.concordpb.SplitTriggerR\x05split\"M\n" +
+	"\x05split\x18\a \x01(\v2\x17.concordpb.SplitTriggerR\x05split\x120\n" +
+	"\x06freeze\x18\b \x01(\v2\x18.concordpb.FreezeRequestR\x06freeze\x12-\n" +
+	"\x05merge\x18\t \x01(\v2\x17.concordpb.MergeTriggerR\x05merge\"#\n" +
+	"\rFreezeRequest\x12\x12\n" +
+	"\x04thaw\x18\x01 \x01(\bR\x04thaw\"@\n" +
+	"\fMergeRequest\x120\n" +
+	"\x05right\x18\x01 \x01(\v2\x1a.concordpb.RangeDescriptorR\x05right\"p\n" +
+	"\fMergeTrigger\x12.\n" +
+	"\x04left\x18\x01 \x01(\v2\x1a.concordpb.RangeDescriptorR\x04left\x120\n" +
+	"\x05right\x18\x02 \x01(\v2\x1a.concordpb.RangeDescriptorR\x05right\"M\n" +
 	"\fSplitRequest\x12\x1b\n" +
 	"\tsplit_key\x18\x01 \x01(\fR\bsplitKey\x12 \n" +
 	"\fnew_range_id\x18\x02 \x01(\x04R\n" +
@@ -4206,21 +4493,24 @@ const file_concord_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.concordpb.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
 	"\vleader_hint\x18\x03 \x01(\x04R\n" +
-	"leaderHint\"\x81\x02\n" +
+	"leaderHint\"\xe2\x02\n" +
 	"\fBatchRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12$\n" +
 	"\x02op\x18\x02 \x01(\v2\x14.concordpb.RequestOpR\x02op\x12'\n" +
 	"\x03sys\x18\x03 \x01(\v2\x15.concordpb.SysRequestR\x03sys\x123\n" +
 	"\acompact\x18\x04 \x01(\v2\x19.concordpb.CompactRequestR\acompact\x12-\n" +
-	"\x05split\x18\x05 \x01(\v2\x17.concordpb.SplitRequestR\x05split\x12#\n" +
-	"\rread_revision\x18\x06 \x01(\x03R\freadRevision\"\x83\x02\n" +
+	"\x05split\x18\x05 \x01(\v2\x17.concordpb.SplitRequestR\x05split\x120\n" +
+	"\x06freeze\x18\a \x01(\v2\x18.concordpb.FreezeRequestR\x06freeze\x12-\n" +
+	"\x05merge\x18\b \x01(\v2\x17.concordpb.MergeRequestR\x05merge\x12#\n" +
+	"\rread_revision\x18\x06 \x01(\x03R\freadRevision\"\xa8\x02\n" +
 	"\rBatchResponse\x12)\n" +
 	"\x04resp\x18\x01 \x01(\v2\x15.concordpb.ResponseOpR\x04resp\x12(\n" +
 	"\x03sys\x18\x02 \x01(\v2\x16.concordpb.SysResponseR\x03sys\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x1b\n" +
 	"\traft_term\x18\x04 \x01(\x04R\braftTerm\x12&\n" +
 	"\x05error\x18\x05 \x01(\v2\x10.concordpb.ErrorR\x05error\x12<\n" +
-	"\vdescriptors\x18\x06 \x03(\v2\x1a.concordpb.RangeDescriptorR\vdescriptors\",\n" +
+	"\vdescriptors\x18\x06 \x03(\v2\x1a.concordpb.RangeDescriptorR\vdescriptors\x12#\n" +
+	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\",\n" +
 	"\x11ReplicaDescriptor\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\"\xbc\x01\n" +
 	"\x0fRangeDescriptor\x12\x19\n" +
@@ -4317,7 +4607,11 @@ const file_concord_proto_rawDesc = "" +
 	"\x0eRangesResponse\x12,\n" +
 	"\x06ranges\x18\x01 \x03(\v2\x14.concordpb.RangeInfoR\x06ranges\"%\n" +
 	"\x11SplitRangeRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\"j\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"%\n" +
+	"\x11MergeRangeRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"B\n" +
+	"\x12MergeRangeResponse\x12,\n" +
+	"\x06merged\x18\x01 \x01(\v2\x14.concordpb.RangeInfoR\x06merged\"j\n" +
 	"\x12SplitRangeResponse\x12(\n" +
 	"\x04left\x18\x01 \x01(\v2\x14.concordpb.RangeInfoR\x04left\x12*\n" +
 	"\x05right\x18\x02 \x01(\v2\x14.concordpb.RangeInfoR\x05right*=\n" +
@@ -4373,11 +4667,13 @@ const file_concord_proto_rawDesc = "" +
 	"\x04Join\x12\x16.concordpb.JoinRequest\x1a\x17.concordpb.JoinResponse\x12I\n" +
 	"\n" +
 	"NodeStatus\x12\x1c.concordpb.NodeStatusRequest\x1a\x1d.concordpb.NodeStatusResponse\x12@\n" +
-	"\aMembers\x12\x19.concordpb.MembersRequest\x1a\x1a.concordpb.MembersResponse2\x91\x01\n" +
+	"\aMembers\x12\x19.concordpb.MembersRequest\x1a\x1a.concordpb.MembersResponse2\xdc\x01\n" +
 	"\x05Admin\x12=\n" +
 	"\x06Ranges\x12\x18.concordpb.RangesRequest\x1a\x19.concordpb.RangesResponse\x12I\n" +
 	"\n" +
-	"SplitRange\x12\x1c.concordpb.SplitRangeRequest\x1a\x1d.concordpb.SplitRangeResponseB1Z/github.com/concorddb/concord/internal/concordpbb\x06proto3"
+	"SplitRange\x12\x1c.concordpb.SplitRangeRequest\x1a\x1d.concordpb.SplitRangeResponse\x12I\n" +
+	"\n" +
+	"MergeRange\x12\x1c.concordpb.MergeRangeRequest\x1a\x1d.concordpb.MergeRangeResponseB1Z/github.com/concorddb/concord/internal/concordpbb\x06proto3"
 
 var (
 	file_concord_proto_rawDescOnce sync.Once
@@ -4392,7 +4688,7 @@ func file_concord_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_concord_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_concord_proto_goTypes = []any{
 	(SortOrder)(0),              // 0: concordpb.SortOrder
 	(SortTarget)(0),             // 1: concordpb.SortTarget
@@ -4425,37 +4721,42 @@ var file_concord_proto_goTypes = []any{
 	(*SysKV)(nil),               // 28: concordpb.SysKV
 	(*SysResponse)(nil),         // 29: concordpb.SysResponse
 	(*Command)(nil),             // 30: concordpb.Command
-	(*SplitRequest)(nil),        // 31: concordpb.SplitRequest
-	(*SplitTrigger)(nil),        // 32: concordpb.SplitTrigger
-	(*Error)(nil),               // 33: concordpb.Error
-	(*BatchRequest)(nil),        // 34: concordpb.BatchRequest
-	(*BatchResponse)(nil),       // 35: concordpb.BatchResponse
-	(*ReplicaDescriptor)(nil),   // 36: concordpb.ReplicaDescriptor
-	(*RangeDescriptor)(nil),     // 37: concordpb.RangeDescriptor
-	(*NodeRecord)(nil),          // 38: concordpb.NodeRecord
-	(*RaftMessage)(nil),         // 39: concordpb.RaftMessage
-	(*RaftBatch)(nil),           // 40: concordpb.RaftBatch
-	(*RaftAck)(nil),             // 41: concordpb.RaftAck
-	(*TimestampRequest)(nil),    // 42: concordpb.TimestampRequest
-	(*TimestampResponse)(nil),   // 43: concordpb.TimestampResponse
-	(*JoinRequest)(nil),         // 44: concordpb.JoinRequest
-	(*JoinResponse)(nil),        // 45: concordpb.JoinResponse
-	(*MembersRequest)(nil),      // 46: concordpb.MembersRequest
-	(*MembersResponse)(nil),     // 47: concordpb.MembersResponse
-	(*NodeStatusRequest)(nil),   // 48: concordpb.NodeStatusRequest
-	(*NodeStatusResponse)(nil),  // 49: concordpb.NodeStatusResponse
-	(*ReplicaStatus)(nil),       // 50: concordpb.ReplicaStatus
-	(*ForwardRequest)(nil),      // 51: concordpb.ForwardRequest
-	(*ForwardBatch)(nil),        // 52: concordpb.ForwardBatch
-	(*ForwardResponse)(nil),     // 53: concordpb.ForwardResponse
-	(*ForwardResponses)(nil),    // 54: concordpb.ForwardResponses
-	(*RangesRequest)(nil),       // 55: concordpb.RangesRequest
-	(*RangeInfo)(nil),           // 56: concordpb.RangeInfo
-	(*RangesResponse)(nil),      // 57: concordpb.RangesResponse
-	(*SplitRangeRequest)(nil),   // 58: concordpb.SplitRangeRequest
-	(*SplitRangeResponse)(nil),  // 59: concordpb.SplitRangeResponse
-	nil,                         // 60: concordpb.ForwardRequest.TraceEntry
-	(*raftpb.Message)(nil),      // 61: raftpb.Message
+	(*FreezeRequest)(nil),       // 31: concordpb.FreezeRequest
+	(*MergeRequest)(nil),        // 32: concordpb.MergeRequest
+	(*MergeTrigger)(nil),        // 33: concordpb.MergeTrigger
+	(*SplitRequest)(nil),        // 34: concordpb.SplitRequest
+	(*SplitTrigger)(nil),        // 35: concordpb.SplitTrigger
+	(*Error)(nil),               // 36: concordpb.Error
+	(*BatchRequest)(nil),        // 37: concordpb.BatchRequest
+	(*BatchResponse)(nil),       // 38: concordpb.BatchResponse
+	(*ReplicaDescriptor)(nil),   // 39: concordpb.ReplicaDescriptor
+	(*RangeDescriptor)(nil),     // 40: concordpb.RangeDescriptor
+	(*NodeRecord)(nil),          // 41: concordpb.NodeRecord
+	(*RaftMessage)(nil),         // 42: concordpb.RaftMessage
+	(*RaftBatch)(nil),           // 43: concordpb.RaftBatch
+	(*RaftAck)(nil),             // 44: concordpb.RaftAck
+	(*TimestampRequest)(nil),    // 45: concordpb.TimestampRequest
+	(*TimestampResponse)(nil),   // 46: concordpb.TimestampResponse
+	(*JoinRequest)(nil),         // 47: concordpb.JoinRequest
+	(*JoinResponse)(nil),        // 48: concordpb.JoinResponse
+	(*MembersRequest)(nil),      // 49: concordpb.MembersRequest
+	(*MembersResponse)(nil),     // 50: concordpb.MembersResponse
+	(*NodeStatusRequest)(nil),   // 51: concordpb.NodeStatusRequest
+	(*NodeStatusResponse)(nil),  // 52: concordpb.NodeStatusResponse
+	(*ReplicaStatus)(nil),       // 53: concordpb.ReplicaStatus
+	(*ForwardRequest)(nil),      // 54: concordpb.ForwardRequest
+	(*ForwardBatch)(nil),        // 55: concordpb.ForwardBatch
+	(*ForwardResponse)(nil),     // 56: concordpb.ForwardResponse
+	(*ForwardResponses)(nil),    // 57: concordpb.ForwardResponses
+	(*RangesRequest)(nil),       // 58: concordpb.RangesRequest
+	(*RangeInfo)(nil),           // 59: concordpb.RangeInfo
+	(*RangesResponse)(nil),      // 60: concordpb.RangesResponse
+	(*SplitRangeRequest)(nil),   // 61: concordpb.SplitRangeRequest
+	(*MergeRangeRequest)(nil),   // 62: concordpb.MergeRangeRequest
+	(*MergeRangeResponse)(nil),  // 63: concordpb.MergeRangeResponse
+	(*SplitRangeResponse)(nil),  // 64: concordpb.SplitRangeResponse
+	nil,                         // 65: concordpb.ForwardRequest.TraceEntry
+	(*raftpb.Message)(nil),      // 66: raftpb.Message
 }
 var file_concord_proto_depIdxs = []int32{
 	0,  // 0: concordpb.RangeRequest.sort_order:type_name -> concordpb.SortOrder
@@ -4477,7 +4778,7 @@ var file_concord_proto_depIdxs = []int32{
 	13, // 16: concordpb.TxnRequest.success:type_name -> concordpb.RequestOp
 	13, // 17: concordpb.TxnRequest.failure:type_name -> concordpb.RequestOp
 	14, // 18: concordpb.TxnResponse.responses:type_name -> concordpb.ResponseOp
-	38, // 19: concordpb.SysAddNode.node:type_name -> concordpb.NodeRecord
+	41, // 19: concordpb.SysAddNode.node:type_name -> concordpb.NodeRecord
 	18, // 20: concordpb.SysRequest.get:type_name -> concordpb.SysGet
 	19, // 21: concordpb.SysRequest.scan:type_name -> concordpb.SysScan
 	20, // 22: concordpb.SysRequest.put:type_name -> concordpb.SysPut
@@ -4487,63 +4788,73 @@ var file_concord_proto_depIdxs = []int32{
 	24, // 26: concordpb.SysRequest.change_node:type_name -> concordpb.SysChangeNode
 	26, // 27: concordpb.SysRequest.alloc_range_id:type_name -> concordpb.SysAllocRangeID
 	27, // 28: concordpb.SysRequest.update_ranges:type_name -> concordpb.SysUpdateRanges
-	37, // 29: concordpb.SysUpdateRanges.descriptors:type_name -> concordpb.RangeDescriptor
+	40, // 29: concordpb.SysUpdateRanges.descriptors:type_name -> concordpb.RangeDescriptor
 	28, // 30: concordpb.SysResponse.kvs:type_name -> concordpb.SysKV
-	38, // 31: concordpb.SysResponse.node:type_name -> concordpb.NodeRecord
+	41, // 31: concordpb.SysResponse.node:type_name -> concordpb.NodeRecord
 	13, // 32: concordpb.Command.op:type_name -> concordpb.RequestOp
 	25, // 33: concordpb.Command.sys:type_name -> concordpb.SysRequest
 	17, // 34: concordpb.Command.compact:type_name -> concordpb.CompactRequest
-	32, // 35: concordpb.Command.split:type_name -> concordpb.SplitTrigger
-	37, // 36: concordpb.SplitTrigger.left:type_name -> concordpb.RangeDescriptor
-	37, // 37: concordpb.SplitTrigger.right:type_name -> concordpb.RangeDescriptor
-	4,  // 38: concordpb.Error.code:type_name -> concordpb.ErrorCode
-	13, // 39: concordpb.BatchRequest.op:type_name -> concordpb.RequestOp
-	25, // 40: concordpb.BatchRequest.sys:type_name -> concordpb.SysRequest
-	17, // 41: concordpb.BatchRequest.compact:type_name -> concordpb.CompactRequest
-	31, // 42: concordpb.BatchRequest.split:type_name -> concordpb.SplitRequest
-	14, // 43: concordpb.BatchResponse.resp:type_name -> concordpb.ResponseOp
-	29, // 44: concordpb.BatchResponse.sys:type_name -> concordpb.SysResponse
-	33, // 45: concordpb.BatchResponse.error:type_name -> concordpb.Error
-	37, // 46: concordpb.BatchResponse.descriptors:type_name -> concordpb.RangeDescriptor
-	36, // 47: concordpb.RangeDescriptor.replicas:type_name -> concordpb.ReplicaDescriptor
-	61, // 48: concordpb.RaftMessage.msg:type_name -> raftpb.Message
-	39, // 49: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
-	33, // 50: concordpb.TimestampResponse.error:type_name -> concordpb.Error
-	38, // 51: concordpb.JoinRequest.node:type_name -> concordpb.NodeRecord
-	38, // 52: concordpb.JoinResponse.nodes:type_name -> concordpb.NodeRecord
-	37, // 53: concordpb.JoinResponse.meta:type_name -> concordpb.RangeDescriptor
-	38, // 54: concordpb.MembersResponse.nodes:type_name -> concordpb.NodeRecord
-	37, // 55: concordpb.MembersResponse.meta:type_name -> concordpb.RangeDescriptor
-	50, // 56: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	34, // 57: concordpb.ForwardRequest.req:type_name -> concordpb.BatchRequest
-	60, // 58: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
-	51, // 59: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
-	35, // 60: concordpb.ForwardResponse.resp:type_name -> concordpb.BatchResponse
-	53, // 61: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
-	56, // 62: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
-	56, // 63: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
-	56, // 64: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
-	40, // 65: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
-	52, // 66: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
-	42, // 67: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
-	44, // 68: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
-	48, // 69: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
-	46, // 70: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
-	55, // 71: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
-	58, // 72: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
-	41, // 73: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	54, // 74: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
-	43, // 75: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	45, // 76: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	49, // 77: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	47, // 78: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
-	57, // 79: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
-	59, // 80: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
-	73, // [73:81] is the sub-list for method output_type
-	65, // [65:73] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	35, // 35: concordpb.Command.split:type_name -> concordpb.SplitTrigger
+	31, // 36: concordpb.Command.freeze:type_name -> concordpb.FreezeRequest
+	33, // 37: concordpb.Command.merge:type_name -> concordpb.MergeTrigger
+	40, // 38: concordpb.MergeRequest.right:type_name -> concordpb.RangeDescriptor
+	40, // 39: concordpb.MergeTrigger.left:type_name -> concordpb.RangeDescriptor
+	40, // 40: concordpb.MergeTrigger.right:type_name -> concordpb.RangeDescriptor
+	40, // 41: concordpb.SplitTrigger.left:type_name -> concordpb.RangeDescriptor
+	40, // 42: concordpb.SplitTrigger.right:type_name -> concordpb.RangeDescriptor
+	4,  // 43: concordpb.Error.code:type_name -> concordpb.ErrorCode
+	13, // 44: concordpb.BatchRequest.op:type_name -> concordpb.RequestOp
+	25, // 45: concordpb.BatchRequest.sys:type_name -> concordpb.SysRequest
+	17, // 46: concordpb.BatchRequest.compact:type_name -> concordpb.CompactRequest
+	34, // 47: concordpb.BatchRequest.split:type_name -> concordpb.SplitRequest
+	31, // 48: concordpb.BatchRequest.freeze:type_name -> concordpb.FreezeRequest
+	32, // 49: concordpb.BatchRequest.merge:type_name -> concordpb.MergeRequest
+	14, // 50: concordpb.BatchResponse.resp:type_name -> concordpb.ResponseOp
+	29, // 51: concordpb.BatchResponse.sys:type_name -> concordpb.SysResponse
+	36, // 52: concordpb.BatchResponse.error:type_name -> concordpb.Error
+	40, // 53: concordpb.BatchResponse.descriptors:type_name -> concordpb.RangeDescriptor
+	39, // 54: concordpb.RangeDescriptor.replicas:type_name -> concordpb.ReplicaDescriptor
+	66, // 55: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	42, // 56: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
+	36, // 57: concordpb.TimestampResponse.error:type_name -> concordpb.Error
+	41, // 58: concordpb.JoinRequest.node:type_name -> concordpb.NodeRecord
+	41, // 59: concordpb.JoinResponse.nodes:type_name -> concordpb.NodeRecord
+	40, // 60: concordpb.JoinResponse.meta:type_name -> concordpb.RangeDescriptor
+	41, // 61: concordpb.MembersResponse.nodes:type_name -> concordpb.NodeRecord
+	40, // 62: concordpb.MembersResponse.meta:type_name -> concordpb.RangeDescriptor
+	53, // 63: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
+	37, // 64: concordpb.ForwardRequest.req:type_name -> concordpb.BatchRequest
+	65, // 65: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
+	54, // 66: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
+	38, // 67: concordpb.ForwardResponse.resp:type_name -> concordpb.BatchResponse
+	56, // 68: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
+	59, // 69: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
+	59, // 70: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
+	59, // 71: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
+	59, // 72: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
+	43, // 73: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
+	55, // 74: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
+	45, // 75: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
+	47, // 76: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
+	51, // 77: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
+	49, // 78: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
+	58, // 79: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
+	61, // 80: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
+	62, // 81: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
+	44, // 82: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	57, // 83: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
+	46, // 84: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	48, // 85: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	52, // 86: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	50, // 87: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
+	60, // 88: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
+	64, // 89: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
+	63, // 90: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
+	82, // [82:91] is the sub-list for method output_type
+	73, // [73:82] is the sub-list for method input_type
+	73, // [73:73] is the sub-list for extension type_name
+	73, // [73:73] is the sub-list for extension extendee
+	0,  // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_concord_proto_init() }
@@ -4587,7 +4898,7 @@ func file_concord_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_proto_rawDesc), len(file_concord_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   56,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

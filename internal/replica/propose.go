@@ -24,9 +24,10 @@ type pendingWrite struct {
 	ctx  context.Context
 	req  *concordpb.BatchRequest
 	done chan result // buffered(1)
-	// split is the trigger of a split request (req.Split), built from the
-	// descriptor at proposal time.
+	// split and merge are the triggers of a split or merge request, built
+	// from the descriptor at proposal time.
 	split *concordpb.SplitTrigger
+	merge *concordpb.MergeTrigger
 }
 
 // Write replicates a write (a Put, DeleteRange or writing Txn in req.Op, or
@@ -46,7 +47,7 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 	}
 	r.mu.Unlock()
 	pw := &pendingWrite{ctx: ctx, req: req, done: make(chan result, 1)}
-	if req.GetSys() != nil || req.GetCompact() != nil || req.GetSplit() != nil {
+	if req.GetSys() != nil || req.GetCompact() != nil || req.GetSplit() != nil || req.GetFreeze() != nil || req.GetMerge() != nil {
 		// System writes, compactions and splits carry no revision: propose
 		// them directly. A split is in flight over the span it gives away,
 		// so writes there wait for it and are then refused as outside the
@@ -61,6 +62,18 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 			}
 			pw.split = trig
 			fps = [][]keys.Span{{{Start: trig.GetRight().GetStartKey(), End: trig.GetRight().GetEndKey()}}}
+		}
+		if req.GetFreeze() != nil {
+			// Writes wait for the freeze and are then refused.
+			fps = [][]keys.Span{{r.spanLocked()}}
+		}
+		if mr := req.GetMerge(); mr != nil {
+			trig, err := r.mergeTriggerLocked(mr)
+			if err != nil {
+				r.mu.Unlock()
+				return nil, err
+			}
+			pw.merge = trig
 		}
 		offered, err := r.proposeLocked([]*pendingWrite{pw}, 0, fps)
 		r.mu.Unlock()
@@ -168,6 +181,13 @@ func (r *Replica) classify(batch []*pendingWrite) (n int, writers []*pendingWrit
 	seq := r.dropSeq.Load()
 	r.mu.Lock()
 	term, span, as := r.mu.term, r.spanLocked(), r.mu.applied
+	if as.Frozen {
+		r.mu.Unlock()
+		for _, pw := range batch {
+			pw.done <- result{err: errFrozen(r.RangeID)}
+		}
+		return len(batch), nil, nil
+	}
 	footprints := make([][]keys.Span, 0, len(batch))
 	for _, pw := range batch {
 		fp := eval.Footprint(pw.req.GetOp())
@@ -375,7 +395,7 @@ func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64, fps [][]ke
 			ts += int64(i)
 		}
 		id := r.mu.nextID + 1 + uint64(i)
-		cmd := &concordpb.Command{Id: id, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact(), Split: pw.split}
+		cmd := &concordpb.Command{Id: id, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact(), Split: pw.split, Freeze: pw.req.GetFreeze(), Merge: pw.merge}
 		start := len(buf)
 		var err error
 		if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, cmd); err != nil {
@@ -416,6 +436,9 @@ func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64, fps [][]ke
 // evalCommand applies one command into b. On error nothing of it may be
 // kept: the caller discards b.
 func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span keys.Span, as *storage.AppliedState) result {
+	if cmd.GetOp() != nil && as.Frozen {
+		return result{err: errFrozen(r.RangeID)}
+	}
 	if cmd.GetTs() != 0 && cmd.GetTs() <= as.MaxTS {
 		return result{err: concordpb.Errorf(concordpb.ErrorCode_RETRY, "replica: range %d: command timestamp %d not above applied %d", r.RangeID, cmd.GetTs(), as.MaxTS)}
 	}
@@ -433,6 +456,12 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span key
 		return r.evalCompact(b, span, cmd.GetCompact(), as)
 	case cmd.GetSplit() != nil:
 		return r.evalSplit(b, span, cmd.GetSplit(), as)
+	case cmd.GetFreeze() != nil:
+		as.Frozen = !cmd.GetFreeze().GetThaw()
+		r.log.Info("frozen for a merge", "frozen", as.Frozen, "index", as.Index)
+		return result{resp: &concordpb.BatchResponse{Revision: max(as.MaxTS, 1), AppliedIndex: as.Index}}
+	case cmd.GetMerge() != nil:
+		return r.evalMerge(b, span, cmd.GetMerge(), as)
 	case cmd.GetSys() != nil:
 		resp, err := evalSysWrite(b, span, cmd.GetSys())
 		if err != nil {
@@ -527,4 +556,77 @@ func (r *Replica) evalSplit(b *storage.Batch, span keys.Span, t *concordpb.Split
 	}
 	r.log.Info("split", "at", fmt.Sprintf("%q", right.GetStartKey()), "new_range", right.GetRangeId())
 	return result{resp: &concordpb.BatchResponse{Revision: max(as.MaxTS, 1), Descriptors: []*concordpb.RangeDescriptor{left, right}}}
+}
+
+// errFrozen refuses a write to a range frozen for a merge: retryable, and
+// the range is gone once the merge applies (the router then finds its left
+// neighbour).
+func errFrozen(rangeID uint64) error {
+	return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d is frozen for a merge", rangeID)
+}
+
+// mergeTriggerLocked builds the trigger that merges mr's right range into
+// this one. Errors: KEY_MISMATCH if right does not start where this range
+// ends (a stale descriptor), INVALID_ARGUMENT if their replicas differ.
+func (r *Replica) mergeTriggerLocked(mr *concordpb.MergeRequest) (*concordpb.MergeTrigger, error) {
+	d, right := r.mu.desc, mr.GetRight()
+	if !bytes.Equal(right.GetStartKey(), d.GetEndKey()) || right.GetRangeId() == r.RangeID {
+		return nil, concordpb.Errorf(concordpb.ErrorCode_KEY_MISMATCH, "replica: range %d %v does not end where range %d starts", r.RangeID, r.spanLocked(), right.GetRangeId())
+	}
+	if !sameNodes(d, right) {
+		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: ranges %d and %d have different replicas; only ranges on the same nodes merge", r.RangeID, right.GetRangeId())
+	}
+	left := proto.CloneOf(d)
+	left.EndKey = append([]byte(nil), right.GetEndKey()...)
+	left.Generation = max(d.GetGeneration(), right.GetGeneration()) + 1
+	return &concordpb.MergeTrigger{Left: left, Right: proto.CloneOf(right)}, nil
+}
+
+func sameNodes(a, b *concordpb.RangeDescriptor) bool {
+	if len(a.GetReplicas()) != len(b.GetReplicas()) {
+		return false
+	}
+	in := map[uint64]bool{}
+	for _, rd := range a.GetReplicas() {
+		in[rd.GetNodeId()] = true
+	}
+	for _, rd := range b.GetReplicas() {
+		if !in[rd.GetNodeId()] {
+			return false
+		}
+	}
+	return true
+}
+
+// evalMerge applies a merge trigger into b: the range widens over right's
+// span, takes right's newest and compacted revisions where higher, and
+// right's range-local state (log, Raft and applied state, descriptor) is
+// deleted; right's data, already in this node's engine, becomes this
+// range's. Right must be frozen here: the merge is proposed only once
+// every replica of right applied its freeze, so its data is final.
+func (r *Replica) evalMerge(b *storage.Batch, span keys.Span, t *concordpb.MergeTrigger, as *storage.AppliedState) result {
+	left, right := t.GetLeft(), t.GetRight()
+	r.mu.Lock()
+	gen := r.mu.desc.GetGeneration()
+	r.mu.Unlock()
+	if left.GetGeneration() <= gen || !bytes.Equal(left.GetStartKey(), span.Start) || !bytes.Equal(right.GetStartKey(), span.End) {
+		return result{err: concordpb.Errorf(concordpb.ErrorCode_RETRY, "replica: range %d %v (generation %d): stale merge %v", r.RangeID, span, gen, t)}
+	}
+	ras, err := storage.LoadAppliedState(b, right.GetRangeId())
+	if err != nil {
+		return result{err: err}
+	}
+	if !ras.Frozen {
+		panic(fmt.Sprintf("replica: range %d: merging range %d, which is not frozen on node %d (applied %d)", r.RangeID, right.GetRangeId(), r.cfg.NodeID, ras.Index))
+	}
+	if err := b.PutLocalDescriptor(left); err != nil {
+		return result{err: err}
+	}
+	if err := b.ClearRangeLocal(right.GetRangeId()); err != nil {
+		return result{err: err}
+	}
+	as.MaxTS = max(as.MaxTS, ras.MaxTS)
+	as.CompactedRev = max(as.CompactedRev, ras.CompactedRev)
+	r.log.Info("merged", "range", right.GetRangeId(), "span", fmt.Sprintf("[%q, %q)", left.GetStartKey(), left.GetEndKey()))
+	return result{resp: &concordpb.BatchResponse{Revision: max(as.MaxTS, 1), Descriptors: []*concordpb.RangeDescriptor{left}}}
 }

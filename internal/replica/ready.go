@@ -95,37 +95,43 @@ func (r *Replica) Persist(b *storage.Batch, rd *raft.Ready) error {
 // AfterPersist makes what Persist wrote visible to Raft. Call it after the
 // store's batch is durable and before sending rd.Messages.
 func (r *Replica) AfterPersist(rd *raft.Ready) error {
-	lost, err := r.afterPersist(rd)
+	lost, gained, err := r.afterPersist(rd)
 	if err == nil && len(lost.End) > 0 && r.cfg.OnSpanLost != nil {
 		r.cfg.OnSpanLost(r.RangeID, lost)
+	}
+	if err == nil && len(gained.End) > 0 && r.cfg.OnSpanGained != nil {
+		r.cfg.OnSpanGained(r.RangeID, gained)
 	}
 	return err
 }
 
-func (r *Replica) afterPersist(rd *raft.Ready) (lost keys.Span, _ error) {
+func (r *Replica) afterPersist(rd *raft.Ready) (lost, gained keys.Span, _ error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		md := rd.Snapshot.GetMetadata()
 		// The data now lives in the engine; Raft only needs the metadata.
 		if err := r.mu.storage.ApplySnapshot(&raftpb.Snapshot{Metadata: md}); err != nil {
-			return lost, fmt.Errorf("replica: range %d: %w", r.RangeID, err)
+			return lost, gained, fmt.Errorf("replica: range %d: %w", r.RangeID, err)
 		}
 		as, err := storage.LoadAppliedState(r.cfg.Engine, r.RangeID)
 		if err != nil {
-			return lost, err
+			return lost, gained, err
 		}
 		// The snapshot carries the range's descriptor: a replica that
 		// missed a split takes its new span with the data, and the split
 		// off ranges must come to this node some other way.
 		desc, ok, err := storage.LoadLocalDescriptor(r.cfg.Engine, r.RangeID)
 		if err != nil {
-			return lost, err
+			return lost, gained, err
 		}
 		if ok {
 			old := r.mu.desc
 			if !IsUninitialized(old) && bytes.Compare(desc.GetEndKey(), old.GetEndKey()) < 0 {
 				lost = keys.Span{Start: desc.GetEndKey(), End: old.GetEndKey()}
+			}
+			if !IsUninitialized(old) && bytes.Compare(desc.GetEndKey(), old.GetEndKey()) > 0 {
+				gained = keys.Span{Start: old.GetEndKey(), End: desc.GetEndKey()}
 			}
 			r.mu.desc = desc
 		}
@@ -143,14 +149,14 @@ func (r *Replica) afterPersist(rd *raft.Ready) (lost keys.Span, _ error) {
 		r.mu.lease.notifyAppliedLocked()
 	}
 	if err := r.mu.storage.Append(rd.Entries); err != nil {
-		return lost, fmt.Errorf("replica: range %d: %w", r.RangeID, err)
+		return lost, gained, fmt.Errorf("replica: range %d: %w", r.RangeID, err)
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		if err := r.mu.storage.SetHardState(rd.HardState); err != nil {
-			return lost, err
+			return lost, gained, err
 		}
 	}
-	return lost, nil
+	return lost, gained, nil
 }
 
 // Advance completes rd.
@@ -186,6 +192,7 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	var done []applied
 	var logBytes uint64
 	var splits []*concordpb.SplitTrigger
+	var merges []*concordpb.MergeTrigger
 	resolved := int64(0) // the newest revision of a command applied here
 	drops := false       // see dropSeq
 	b := r.cfg.Engine.NewBatch()
@@ -217,6 +224,10 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 			splits = append(splits, t)
 			span = keys.Span{Start: t.GetLeft().GetStartKey(), End: t.GetLeft().GetEndKey()}
 		}
+		if t := cmd.GetMerge(); t != nil && res.err == nil {
+			merges = append(merges, t)
+			span = keys.Span{Start: t.GetLeft().GetStartKey(), End: t.GetLeft().GetEndKey()}
+		}
 		as = next
 		logBytes += uint64(len(ent.GetData()))
 		done = append(done, a)
@@ -238,6 +249,9 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	r.mu.applied = as
 	r.mu.resolvedTS = max(r.mu.resolvedTS, resolved, as.MaxTS)
 	for _, t := range splits {
+		r.mu.desc = t.GetLeft()
+	}
+	for _, t := range merges {
 		r.mu.desc = t.GetLeft()
 	}
 	leads := r.leadsLocked()
@@ -268,6 +282,11 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	for _, t := range splits {
 		if r.cfg.OnSplit != nil {
 			r.cfg.OnSplit(t.GetLeft(), t.GetRight(), leads)
+		}
+	}
+	for _, t := range merges {
+		if r.cfg.OnMerge != nil {
+			r.cfg.OnMerge(t.GetLeft(), t.GetRight())
 		}
 	}
 	return nil

@@ -51,7 +51,16 @@ type Config struct {
 	// missed splits, whose new ranges this node must create, uninitialized,
 	// to receive their own snapshots. It must not block. Nil: ignored.
 	OnSpanLost func(rangeID uint64, lost keys.Span)
-	Logger     *slog.Logger
+	// OnMerge is called, from Apply, once a merge this replica applied is
+	// durable: the store drops its replica of right, whose range-local
+	// state the merge deleted. Nil: ignored.
+	OnMerge func(left, right *concordpb.RangeDescriptor)
+	// OnSpanGained is called when a snapshot leaves the range with more
+	// than it had (gained): it missed merges, and the store drops its
+	// replicas of the ranges merged away, whose data the snapshot
+	// replaced. It must not block. Nil: ignored.
+	OnSpanGained func(rangeID uint64, gained keys.Span)
+	Logger       *slog.Logger
 	// Metrics receives the node's Raft and storage observations and makes
 	// its spans; nil observes nothing.
 	Metrics *telemetry.Metrics
@@ -390,6 +399,8 @@ type Status struct {
 	// LeaderSeen is whether this replica has known a leader of its range
 	// since it was loaded.
 	LeaderSeen bool
+	// Frozen is set while the range is frozen for a merge.
+	Frozen bool
 	// Truncated is the index the log was last truncated to (or covered
 	// by a snapshot), and AppliedLogBytes the data size of the entries
 	// applied since: the log a truncation to the applied index would
@@ -414,6 +425,7 @@ func (r *Replica) Status() Status {
 		SnapshotsApplied: r.mu.snapshotsApplied,
 		LeaderSeen:       r.mu.leaderSeen,
 		PendingProposals: len(r.mu.proposals),
+		Frozen:           r.mu.applied.Frozen,
 		Truncated:        r.mu.truncated.Index,
 		AppliedLogBytes:  r.mu.appliedLogBytes,
 	}

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -241,6 +242,23 @@ func changeNode(b *storage.Batch, span keys.Span, c *concordpb.SysChangeNode) (*
 	return &concordpb.SysResponse{Node: rec}, putNode(b, rec)
 }
 
+// overlappedByNewer reports whether another range's recorded descriptor
+// overlaps d with a higher generation: d is older than a merge that took
+// its keys.
+func overlappedByNewer(r storage.Reader, d *concordpb.RangeDescriptor) (bool, error) {
+	descs, err := rangeDescriptors(r)
+	if err != nil {
+		return false, err
+	}
+	for _, o := range descs {
+		if o.GetRangeId() != d.GetRangeId() && o.GetGeneration() > d.GetGeneration() &&
+			bytes.Compare(o.GetStartKey(), d.GetEndKey()) < 0 && bytes.Compare(d.GetStartKey(), o.GetEndKey()) < 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // rangeDescriptors reads every range descriptor of the meta range.
 func rangeDescriptors(r storage.Reader) ([]*concordpb.RangeDescriptor, error) {
 	var out []*concordpb.RangeDescriptor
@@ -306,6 +324,11 @@ func updateRanges(b *storage.Batch, span keys.Span, descs []*concordpb.RangeDesc
 			if cur.GetGeneration() >= d.GetGeneration() {
 				continue
 			}
+		}
+		if newer, err := overlappedByNewer(b, d); err != nil {
+			return nil, err
+		} else if newer {
+			continue // a range merged away, indexed late
 		}
 		data, err := proto.MarshalOptions{Deterministic: true}.Marshal(d)
 		if err != nil {

@@ -353,6 +353,29 @@ func (r *Router) Split(ctx context.Context, key []byte, newRangeID uint64) (left
 	return ds[0], ds[1], nil
 }
 
+// Freeze freezes the range desc (thaw: unfreezes it) for a merge, and
+// returns the log index the freeze applied at.
+func (r *Router) Freeze(ctx context.Context, desc *concordpb.RangeDescriptor, thaw bool) (uint64, error) {
+	resp, err := r.send(ctx, keys.Span{Start: desc.GetStartKey(), End: desc.GetEndKey()}, &concordpb.BatchRequest{Freeze: &concordpb.FreezeRequest{Thaw: thaw}}, true /* write */)
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetAppliedIndex(), nil
+}
+
+// Merge asks the leader of the range that ends where right starts to take
+// right over, and returns its new descriptor.
+func (r *Router) Merge(ctx context.Context, left, right *concordpb.RangeDescriptor) (*concordpb.RangeDescriptor, error) {
+	resp, err := r.send(ctx, keys.Span{Start: left.GetStartKey(), End: left.GetEndKey()}, &concordpb.BatchRequest{Merge: &concordpb.MergeRequest{Right: right}}, true /* write */)
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.GetDescriptors()) != 1 {
+		return nil, fmt.Errorf("router: merge answered %d descriptors, want 1", len(resp.GetDescriptors()))
+	}
+	return resp.GetDescriptors()[0], nil
+}
+
 // Learn records descriptors in the range cache. A descriptor replaces the
 // cached ranges it overlaps (or of its id), unless one of them is newer (a
 // higher generation): then it is stale and dropped. A split gives both
@@ -787,6 +810,7 @@ func (r *Router) refresh(ctx context.Context) error {
 		ranges = append(ranges, d)
 	}
 	sort.Slice(ranges, func(i, j int) bool { return bytes.Compare(ranges[i].GetStartKey(), ranges[j].GetStartKey()) < 0 })
+	ranges = dropOverlapped(ranges)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.mu.ranges = ranges
@@ -795,6 +819,27 @@ func (r *Router) refresh(ctx context.Context) error {
 	}
 	r.refreshOK = n
 	return nil
+}
+
+// dropOverlapped removes from ranges (sorted by start key) every descriptor
+// that overlaps one of a higher generation: the index can hold a range
+// merged away next to the range that took it until the merge is recorded.
+func dropOverlapped(ranges []*concordpb.RangeDescriptor) []*concordpb.RangeDescriptor {
+	out := ranges[:0:0]
+	for _, d := range ranges {
+		newer := false
+		for _, o := range ranges {
+			if o != d && o.GetGeneration() > d.GetGeneration() &&
+				bytes.Compare(o.GetStartKey(), d.GetEndKey()) < 0 && bytes.Compare(d.GetStartKey(), o.GetEndKey()) < 0 {
+				newer = true
+				break
+			}
+		}
+		if !newer {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // endSpan ends span, marking it failed with err if err is not nil.

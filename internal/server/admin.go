@@ -47,6 +47,16 @@ func (a adminService) SplitRange(ctx context.Context, req *concordpb.SplitRangeR
 	return out, nil
 }
 
+// MergeRange merges the range starting at the request's key into its left
+// neighbour.
+func (a adminService) MergeRange(ctx context.Context, req *concordpb.MergeRangeRequest) (*concordpb.MergeRangeResponse, error) {
+	merged, err := a.n.Merge(ctx, req.GetKey())
+	if err != nil {
+		return nil, etcdapi.GRPCError(err)
+	}
+	return &concordpb.MergeRangeResponse{Merged: a.n.rangeInfo(merged)}, nil
+}
+
 // rangeInfo describes d as this node sees it: the leader as its replica of
 // d knows it (or as the router last found it) and the size on its disk.
 func (n *Node) rangeInfo(d *concordpb.RangeDescriptor) *concordpb.RangeInfo {

@@ -95,7 +95,9 @@ func (n *Node) runRangeRepair() {
 		}
 		var led []*concordpb.RangeDescriptor
 		for _, r := range n.store.Replicas() {
-			if r.RangeID != store.MetaRangeID && r.Status().IsLeader {
+			// A frozen range is being merged away: indexing it again would
+			// undo the merge's record.
+			if st := r.Status(); r.RangeID != store.MetaRangeID && st.IsLeader && !st.Frozen {
 				led = append(led, r.Descriptor())
 			}
 		}
@@ -192,4 +194,109 @@ func (n *Node) adoptRanges(lost keys.Span) {
 		}
 	}
 	n.log.Warn("the meta range does not index every range of a span this node missed splits of", "span", lost.String())
+}
+
+// mergeFreezeWait bounds how long a merge waits for every replica of the
+// right range to apply its freeze before it thaws the range and gives up.
+const mergeFreezeWait = 10 * time.Second
+
+// Merge merges the range that starts at the etcd key key into its left
+// neighbour (CockroachDB's subsume): it freezes the right range, waits
+// until every replica of it has applied the freeze (its data is then final
+// on every node, where the left range's replica takes it over in place),
+// proposes the merge on the left range, and records the result in the
+// meta range. A replica that does not confirm in time (its node is down)
+// makes it thaw the range and fail: nothing merged. It returns the merged
+// range's descriptor.
+func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescriptor, error) {
+	if err := n.router.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	ranges, err := n.router.Ranges(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gkey := keys.User(key)
+	var left, right *concordpb.RangeDescriptor
+	for _, d := range ranges {
+		if bytes.Equal(d.GetStartKey(), gkey) {
+			right = d
+		}
+		if bytes.Equal(d.GetEndKey(), gkey) {
+			left = d
+		}
+	}
+	if right == nil || left == nil {
+		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "concord: no range starts at %q after another: nothing to merge", key)
+	}
+	index, err := n.router.Freeze(ctx, right, false /* thaw */)
+	if err != nil {
+		return nil, fmt.Errorf("concord: freeze range %d: %w", right.GetRangeId(), err)
+	}
+	if err := n.waitApplied(ctx, right, index); err != nil {
+		if _, terr := n.router.Freeze(context.Background(), right, true /* thaw */); terr != nil {
+			n.log.Error("a merge that failed left its range frozen", "range", right.GetRangeId(), "err", terr)
+		}
+		return nil, fmt.Errorf("concord: merge range %d into %d: %w", right.GetRangeId(), left.GetRangeId(), err)
+	}
+	merged, err := n.router.Merge(ctx, left, right)
+	if err != nil {
+		return nil, fmt.Errorf("concord: merge range %d into %d: %w", right.GetRangeId(), left.GetRangeId(), err)
+	}
+	n.router.Learn(merged)
+	if err := n.indexRanges(ctx, merged); err == nil {
+		_, err = n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_Delete{Delete: &concordpb.SysDelete{Key: keys.Range(right.GetRangeId())}}})
+		if err != nil {
+			n.log.Warn("merged; the meta range still lists the merged-away range", "range", right.GetRangeId(), "err", err)
+		}
+	} else {
+		n.log.Warn("merged; the meta range's index is updated later", "range", merged.GetRangeId(), "err", err)
+	}
+	n.log.Info("merged range", "range", right.GetRangeId(), "into", merged.GetRangeId())
+	return merged, nil
+}
+
+// waitApplied waits until every replica of d has applied index, asking
+// each node (this one directly) for its replicas' positions.
+func (n *Node) waitApplied(ctx context.Context, d *concordpb.RangeDescriptor, index uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, mergeFreezeWait)
+	defer cancel()
+	for _, rd := range d.GetReplicas() {
+		for {
+			applied, err := n.appliedOn(ctx, rd.GetNodeId(), d.GetRangeId())
+			if err == nil && applied >= index {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("node %d did not confirm it applied the freeze (index %d) in %v: %v", rd.GetNodeId(), index, mergeFreezeWait, err)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// appliedOn returns how far node's replica of rangeID has applied.
+func (n *Node) appliedOn(ctx context.Context, node, rangeID uint64) (uint64, error) {
+	if node == n.ident.NodeID {
+		if r := n.store.Replica(rangeID); r != nil {
+			return r.Status().Applied, nil
+		}
+		return 0, fmt.Errorf("no replica of range %d here", rangeID)
+	}
+	conn, err := n.transport.Conn(ctx, node)
+	if err != nil {
+		return 0, err
+	}
+	st, err := concordpb.NewPeerClient(conn).NodeStatus(ctx, &concordpb.NodeStatusRequest{})
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range st.GetReplicas() {
+		if r.GetRangeId() == rangeID {
+			return r.GetApplied(), nil
+		}
+	}
+	return 0, fmt.Errorf("node %d holds no replica of range %d", node, rangeID)
 }

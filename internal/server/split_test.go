@@ -220,3 +220,75 @@ func TestNodeThatMissedASplitGetsTheNewRange(t *testing.T) {
 		t.Fatalf("node 3 reads %d keys of the left range, want 31", len(resp.Kvs))
 	}
 }
+
+// Two ranges merge back into one: the left range takes the right one's
+// keys and history in place, writes and reads go on over the whole span,
+// revisions stay dense, and the merge survives a full restart. With a
+// replica of the right range down, the merge is refused and changes
+// nothing.
+func TestMergeTakesOverTheRightRange(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	clis := []*clientv3.Client{client(t, c, 0), client(t, c, 1), client(t, c, 2)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, _, err := c.Node(0).Split(ctx, []byte("k/m")); err != nil {
+		t.Fatal(err)
+	}
+	putRetry(t, clis[0], "k/a", "1")
+	old := putRetry(t, clis[1], "k/x", "1")
+	putRetry(t, clis[1], "k/x", "2")
+
+	// A replica down: refused, the right range thawed and writable.
+	c.StopNode(2)
+	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+	_, err := c.Node(0).Merge(short, []byte("k/m"))
+	cancelShort()
+	if err == nil || !strings.Contains(err.Error(), "did not confirm") {
+		t.Fatalf("merge with a replica down: %v", err)
+	}
+	putRetry(t, clis[0], "k/y", "after a refused merge")
+	if n := userRanges(t, c, 0); n != 2 {
+		t.Fatalf("%d user ranges after a refused merge, want 2", n)
+	}
+	if err := c.RestartNode(2); err != nil {
+		t.Fatal(err)
+	}
+
+	merged, err := c.Node(1).Merge(ctx, []byte("k/m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := userRanges(t, c, 2); n != 1 || len(merged.GetEndKey()) != 1 {
+		t.Fatalf("%d user ranges after the merge (merged %v), want 1", n, merged)
+	}
+	r1 := putRetry(t, clis[2], "k/z", "after")
+	r2 := putRetry(t, clis[0], "k/b", "after")
+	if r2 != r1+1 {
+		t.Fatalf("revisions %d, %d after the merge: not dense", r1, r2)
+	}
+	for i, cli := range clis {
+		resp := get(t, cli, "k/", clientv3.WithPrefix())
+		if keysOf(resp) != "k/a,k/b,k/x,k/y,k/z" {
+			t.Fatalf("node %d reads %q after the merge", i+1, keysOf(resp))
+		}
+	}
+	// The right range's history came along.
+	if resp := get(t, clis[1], "k/x", clientv3.WithRev(old)); len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "1" {
+		t.Fatalf("k/x at revision %d after the merge: %v", old, resp.Kvs)
+	}
+	c.Stop()
+	for i := range c.cfgs {
+		if err := c.RestartNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clis = []*clientv3.Client{client(t, c, 0), client(t, c, 1), client(t, c, 2)}
+	for i := range clis {
+		if n := len(c.Node(i).Store().Replicas()); n != 2 {
+			t.Fatalf("node %d holds %d replicas after a restart, want 2 (meta and the merged range)", i+1, n)
+		}
+		if resp := get(t, clis[i], "k/", clientv3.WithPrefix(), clientv3.WithSerializable()); len(resp.Kvs) != 5 {
+			t.Fatalf("node %d: %d keys after a restart", i+1, len(resp.Kvs))
+		}
+	}
+}

@@ -51,6 +51,7 @@ func FuzzAppliedState(f *testing.F) {
 		{},
 		{Index: 1, Term: 1, MaxTS: -1, CompactedRev: 3},
 		{Index: 10, Term: 2, ConfState: &raftpb.ConfState{Voters: []uint64{1, 2}, Learners: []uint64{3}}, MaxTS: 1 << 50},
+		{Index: 12, Term: 3, MaxTS: 7, Frozen: true},
 	} {
 		b, err := encodeAppliedState(s)
 		if err != nil {
@@ -69,7 +70,7 @@ func FuzzAppliedState(f *testing.F) {
 		}
 		s2, err := decodeAppliedState(re)
 		if err != nil || s2.Index != s.Index || s2.Term != s.Term || s2.MaxTS != s.MaxTS ||
-			s2.CompactedRev != s.CompactedRev || !proto.Equal(s2.ConfState, s.ConfState) {
+			s2.CompactedRev != s.CompactedRev || s2.Frozen != s.Frozen || !proto.Equal(s2.ConfState, s.ConfState) {
 			t.Fatalf("round trip of %x: %+v -> %+v, %v", b, s, s2, err)
 		}
 	})

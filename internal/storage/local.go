@@ -107,6 +107,17 @@ func (b *Batch) DestroyReplica(rangeID uint64, span keys.Span) error {
 	return b.clearSpan(span)
 }
 
+// ClearRangeLocal deletes every range-local key of rangeID (log, hard,
+// truncated and applied state, descriptor) and keeps its data: a merge
+// hands the data to the left neighbour.
+func (b *Batch) ClearRangeLocal(rangeID uint64) error {
+	lower, upper := rangeLocalSpan(rangeID)
+	if err := b.b.DeleteRange(lower, upper, nil); err != nil {
+		return fmt.Errorf("storage: range %d: clear range-local state: %w", rangeID, err)
+	}
+	return nil
+}
+
 // clearSpan deletes all system and MVCC data in span.
 func (b *Batch) clearSpan(span keys.Span) error {
 	lower, upper := sysSpan(span)

@@ -165,17 +165,29 @@ type AppliedState struct {
 	MaxTS int64
 	// CompactedRev is the revision the range's history was compacted at.
 	CompactedRev int64
+	// Frozen is set once the range applied a freeze for a merge into its
+	// left neighbour: it takes no more writes (its data is final) until it
+	// is merged or thawed.
+	Frozen bool
 }
 
 // appliedStateVersion is the first byte of an encoded AppliedState, so the
-// format can grow.
-const appliedStateVersion byte = 1
+// format can grow. Version 2 adds a flags byte after it (appliedFrozen);
+// a state without flags is written as version 1.
+const (
+	appliedStateVersion  byte = 1
+	appliedStateVersion2 byte = 2
+	appliedFrozen        byte = 1 << 0
+)
 
-// encodeAppliedState: version byte, uvarint Index, uvarint Term, varint
-// MaxTS, varint CompactedRev, then the ConfState protobuf (absent if nil:
-// presence is a flag byte).
+// encodeAppliedState: version byte, (version 2: flags byte,) uvarint
+// Index, uvarint Term, varint MaxTS, varint CompactedRev, then the
+// ConfState protobuf (absent if nil: presence is a flag byte).
 func encodeAppliedState(s AppliedState) ([]byte, error) {
 	out := []byte{appliedStateVersion}
+	if s.Frozen {
+		out = []byte{appliedStateVersion2, appliedFrozen}
+	}
 	out = binary.AppendUvarint(out, s.Index)
 	out = binary.AppendUvarint(out, s.Term)
 	out = binary.AppendVarint(out, s.MaxTS)
@@ -193,10 +205,15 @@ func encodeAppliedState(s AppliedState) ([]byte, error) {
 
 func decodeAppliedState(b []byte) (AppliedState, error) {
 	var s AppliedState
-	if len(b) == 0 || b[0] != appliedStateVersion {
-		return s, fmt.Errorf("%w: bad applied state version", ErrCorrupt)
+	switch {
+	case len(b) >= 2 && b[0] == appliedStateVersion2 && b[1] == appliedFrozen:
+		s.Frozen = true
+		b = b[2:]
+	case len(b) > 0 && b[0] == appliedStateVersion:
+		b = b[1:]
+	default:
+		return s, fmt.Errorf("%w: bad applied state version or flags", ErrCorrupt)
 	}
-	b = b[1:]
 	var n int
 	if s.Index, n = binary.Uvarint(b); n <= 0 {
 		return s, fmt.Errorf("%w: bad applied index", ErrCorrupt)

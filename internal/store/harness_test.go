@@ -39,6 +39,8 @@ import (
 //	                             (range=N: through its replica of range N;
 //	                             no node: through the leader, once elected)
 //	split node=1 key=m id=3      node 1's replica splits its range at m into range 3
+//	freeze key=m                 the range starting at m freezes (a merge's first step)
+//	merge key=m                  the frozen range starting at m merges into its left neighbour
 //	partition node=3             cut node 3 off (its messages are dropped)
 //	heal                         restore every link
 //	stop node=3 / start node=3   stop a node's store; start it again from its disk
@@ -317,6 +319,18 @@ func (h *harness) write(r *replica.Replica, req *concordpb.BatchRequest) (*conco
 	return nil, nil
 }
 
+// leftOf returns node's replica descriptor of the range that ends where
+// right starts.
+func (h *harness) leftOf(node uint64, right *concordpb.RangeDescriptor) *concordpb.RangeDescriptor {
+	for _, r := range h.nodes[node].store.Replicas() {
+		if d := r.Descriptor(); string(d.GetEndKey()) == string(right.GetStartKey()) {
+			return d
+		}
+	}
+	h.t.Fatalf("node %d holds no range left of range %d", node, right.GetRangeId())
+	return nil
+}
+
 // leaderOf returns the running node whose replica of the range holding key
 // leads, ticking until one does.
 func (h *harness) leaderOf(key []byte) uint64 {
@@ -483,6 +497,34 @@ func TestStoreHarness(t *testing.T) {
 				h.awaitLeader(ds[1].GetRangeId())
 				return fmt.Sprintf("ok: range %d [%s, %s), range %d [%s, %s)\n", ds[0].GetRangeId(), showKey(ds[0].GetStartKey()), showKey(ds[0].GetEndKey()),
 					ds[1].GetRangeId(), showKey(ds[1].GetStartKey()), showKey(ds[1].GetEndKey()))
+			case "freeze":
+				// Freeze the range starting at key through its leader and
+				// wait until every running replica applied it (what a
+				// merge does first).
+				td.ScanArgs(t, "key", &key)
+				node = h.leaderOf([]byte(key))
+				r := h.holding(node, []byte(key))
+				resp, err := h.write(r, &concordpb.BatchRequest{RangeId: r.RangeID, Freeze: &concordpb.FreezeRequest{}})
+				if err != nil {
+					return fmt.Sprintf("error: %v\n", err)
+				}
+				h.stabilize()
+				return fmt.Sprintf("ok: range %d frozen at index %d\n", r.RangeID, resp.GetAppliedIndex())
+			case "merge":
+				// Merge the (frozen) range starting at key into its left
+				// neighbour, through the left range's leader.
+				td.ScanArgs(t, "key", &key)
+				node = h.leaderOf([]byte(key))
+				right := h.holding(node, []byte(key)).Descriptor()
+				left := h.leftOf(node, right)
+				lnode := h.leaderOf(keys.StripUser(left.GetStartKey()))
+				r := h.nodes[lnode].store.Replica(left.GetRangeId())
+				resp, err := h.write(r, &concordpb.BatchRequest{RangeId: r.RangeID, Merge: &concordpb.MergeRequest{Right: right}})
+				if err != nil {
+					return fmt.Sprintf("error: %v\n", err)
+				}
+				d := resp.GetDescriptors()[0]
+				return fmt.Sprintf("ok: range %d [%s, %s) gen %d\n", d.GetRangeId(), showKey(d.GetStartKey()), showKey(d.GetEndKey()), d.GetGeneration())
 			case "partition":
 				td.ScanArgs(t, "node", &node)
 				h.mu.Lock()

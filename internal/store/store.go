@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
 	"go.etcd.io/raft/v3"
@@ -82,6 +83,8 @@ func New(cfg replica.Config, sender Sender) (*Store, error) {
 	}
 	cfg.Signal = s.signal
 	cfg.OnSplit = s.onSplit
+	cfg.OnMerge = s.onMerge
+	cfg.OnSpanGained = s.onSpanGained
 	s.cfg = cfg
 	s.mu.replicas = make(map[uint64]*replica.Replica)
 	descs, err := storage.LoadLocalDescriptors(cfg.Engine)
@@ -184,6 +187,50 @@ func (s *Store) campaignNew(r *replica.Replica) {
 		case <-s.stop:
 			return
 		case <-time.After(splitCampaignEvery):
+		}
+	}
+}
+
+// onMerge drops the replica of a range merged into its left neighbour;
+// the merge already deleted its range-local state.
+func (s *Store) onMerge(_, right *concordpb.RangeDescriptor) {
+	s.drop(right.GetRangeId(), false /* clear: done by the merge */)
+}
+
+// onSpanGained drops the replicas of the ranges inside gained: a snapshot
+// showed that the range it came with had merged them while this node was
+// behind, and replaced their data. Their range-local state goes too.
+func (s *Store) onSpanGained(rangeID uint64, gained keys.Span) {
+	for _, r := range s.Replicas() {
+		d := r.Descriptor()
+		if r.RangeID == rangeID || replica.IsUninitialized(d) || !gained.ContainsSpan(keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}) {
+			continue
+		}
+		s.log.Info("dropping a replica of a range merged away while this node was behind", "range", r.RangeID, "into", rangeID)
+		s.drop(r.RangeID, true /* clear */)
+	}
+}
+
+// drop stops and forgets the replica of rangeID, deleting its range-local
+// state first if clear.
+func (s *Store) drop(rangeID uint64, clear bool) {
+	s.mu.Lock()
+	r := s.mu.replicas[rangeID]
+	delete(s.mu.replicas, rangeID)
+	s.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.Stop()
+	if !clear {
+		return
+	}
+	b := s.engine.NewBatch()
+	defer b.Close()
+	if err := b.ClearRangeLocal(rangeID); err == nil {
+		err = b.Commit(true /* sync: a leftover descriptor would load the replica again at restart */)
+		if err != nil {
+			s.log.Warn("range-local state of a dropped replica not cleared", "range", rangeID, "err", err)
 		}
 	}
 }
