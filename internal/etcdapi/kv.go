@@ -26,6 +26,11 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	if err := checkRangeRequest(r); err != nil {
 		return nil, err
 	}
+	return s.rangeOnce(ctx, r)
+}
+
+// rangeOnce serves a checked RangeRequest.
+func (s *kvServer) rangeOnce(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	resp, h, err := s.do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: toRangeRequest(r)}})
 	if err != nil {
 		return nil, err

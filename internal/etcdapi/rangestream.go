@@ -8,8 +8,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/concorddb/concord/internal/concordpb"
 )
 
 // RangeStream answers etcd 3.7's streaming Range as etcd does: the keys in
@@ -31,17 +29,7 @@ func (s *kvServer) RangeStream(r *pb.RangeRequest, rs pb.KV_RangeStreamServer) e
 	}
 	ctx := rs.Context()
 	req := proto.CloneOf(r)
-	rangeAt := func(req *pb.RangeRequest) (*pb.RangeResponse, error) {
-		resp, h, err := s.do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: toRangeRequest(req)}})
-		if err != nil {
-			return nil, err
-		}
-		rr, ok := resp.GetResponse().(*concordpb.ResponseOp_Range)
-		if !ok {
-			return nil, mismatch("Range", resp)
-		}
-		return fromRangeResponse(rr.Range, header(s.cfg, h)), nil
-	}
+	rangeAt := func(req *pb.RangeRequest) (*pb.RangeResponse, error) { return s.rangeOnce(ctx, req) }
 	if req.CountOnly {
 		resp, err := rangeAt(req)
 		if err != nil {

@@ -25,6 +25,18 @@ func putN(t *testing.T, cli *clientv3.Client, prefix string, n int, into map[str
 	}
 }
 
+// restartAll stops every node of c and starts them again, one after the
+// other, on their data.
+func restartAll(t *testing.T, c *LocalCluster) {
+	t.Helper()
+	c.Stop()
+	for i := range c.cfgs {
+		if err := c.RestartNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // readsAll waits until node i serves every key of want, both linearizably
 // and from its own replica (serializable), and fails the test if it does
 // not within 30 s.

@@ -85,12 +85,7 @@ func TestRevisionsAreDenseAsEtcds(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A full restart continues above every revision.
-	c.Stop()
-	for i := range c.cfgs {
-		if err := c.RestartNode(i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	restartAll(t, c)
 	clis = []*clientv3.Client{client(t, c, 0), client(t, c, 1), client(t, c, 2)}
 	for i, cli := range clis {
 		if got := headerRev(t, cli); got != rev {

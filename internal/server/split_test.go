@@ -151,12 +151,7 @@ func TestSplitServesReadsAcrossRanges(t *testing.T) {
 	if err := c.RestartNode(2); err != nil {
 		t.Fatal(err)
 	}
-	c.Stop()
-	for i := range c.cfgs {
-		if err := c.RestartNode(i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	restartAll(t, c)
 	clis = []*clientv3.Client{client(t, c, 0), client(t, c, 1), client(t, c, 2)}
 	for i, cli := range clis {
 		resp := get(t, cli, "k/", clientv3.WithPrefix())
@@ -276,12 +271,7 @@ func TestMergeTakesOverTheRightRange(t *testing.T) {
 	if resp := get(t, clis[1], "k/x", clientv3.WithRev(old)); len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "1" {
 		t.Fatalf("k/x at revision %d after the merge: %v", old, resp.Kvs)
 	}
-	c.Stop()
-	for i := range c.cfgs {
-		if err := c.RestartNode(i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	restartAll(t, c)
 	clis = []*clientv3.Client{client(t, c, 0), client(t, c, 1), client(t, c, 2)}
 	for i := range clis {
 		if n := len(c.Node(i).Store().Replicas()); n != 2 {
