@@ -57,6 +57,15 @@ type Config struct {
 	// saves a disk read per write. Memory is taken only as blocks are read.
 	CacheBytes int64
 
+	// RangeMaxBytes splits a range whose data grows past it (0: never by
+	// itself; concord range split still works). Off by default until a
+	// txn or delete across ranges is atomic: a split could otherwise make
+	// an application's txns fail with CROSS_RANGE.
+	RangeMaxBytes int64
+	// RangeMinBytes merges a range smaller than it into its left
+	// neighbour when that one is small too (0: never by itself).
+	RangeMinBytes int64
+
 	// RaftLogTruncateEntries bounds each range's Raft log (default 10000
 	// entries); a follower further behind catches up by snapshot.
 	RaftLogTruncateEntries uint64

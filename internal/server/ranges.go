@@ -8,6 +8,8 @@ import (
 
 	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/replica"
+	"github.com/concorddb/concord/internal/storage"
 	"github.com/concorddb/concord/internal/store"
 	"google.golang.org/protobuf/proto"
 )
@@ -299,4 +301,95 @@ func (n *Node) appliedOn(ctx context.Context, node, rangeID uint64) (uint64, err
 		}
 	}
 	return 0, fmt.Errorf("node %d holds no replica of range %d", node, rangeID)
+}
+
+// sizeCheckInterval is how often a node checks the sizes of the ranges it
+// leads against --range-max-bytes and --range-min-bytes.
+var sizeCheckInterval = 10 * time.Second
+
+// exactBelowBytes: a range the storage engine estimates below this is
+// measured exactly (by reading it), since the estimate counts only data
+// already flushed to tables, and a small range may live in memtables.
+const exactBelowBytes = 64 << 20
+
+// runSizeQueue splits the ranges this node leads that grew past
+// --range-max-bytes at their middle key by bytes, and merges a range below
+// --range-min-bytes into its left neighbour when both are that small and
+// their sum stays under the maximum.
+func (n *Node) runSizeQueue() {
+	defer n.wg.Done()
+	t := time.NewTicker(sizeCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), sizeCheckInterval)
+		n.checkSizes(ctx)
+		cancel()
+	}
+}
+
+func (n *Node) checkSizes(ctx context.Context) {
+	for _, r := range n.store.Replicas() {
+		st := r.Status()
+		d := r.Descriptor()
+		if r.RangeID == store.MetaRangeID || !st.IsLeader || st.Frozen || replica.IsUninitialized(d) {
+			continue
+		}
+		span := keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}
+		size, err := n.rangeBytes(span)
+		if err != nil {
+			n.log.Warn("range size unknown", "range", r.RangeID, "err", err)
+			continue
+		}
+		switch {
+		case n.cfg.RangeMaxBytes > 0 && size > n.cfg.RangeMaxBytes:
+			mid, err := storage.MVCCMidKey(n.engine, span)
+			if err != nil || mid == nil {
+				continue
+			}
+			if _, _, err := n.Split(ctx, keys.StripUser(mid)); err != nil {
+				n.log.Warn("size split failed", "range", r.RangeID, "bytes", size, "err", err)
+				continue
+			}
+			n.log.Info("split a range past --range-max-bytes", "range", r.RangeID, "bytes", size, "at", fmt.Sprintf("%q", keys.StripUser(mid)))
+		case n.cfg.RangeMinBytes > 0 && size < n.cfg.RangeMinBytes:
+			n.maybeMergeRight(ctx, d, size)
+		}
+	}
+}
+
+// maybeMergeRight merges the range right of d into d when this node holds
+// a replica of it to measure, it is below --range-min-bytes too, and the
+// two together stay under --range-max-bytes.
+func (n *Node) maybeMergeRight(ctx context.Context, d *concordpb.RangeDescriptor, size int64) {
+	for _, r := range n.store.Replicas() {
+		rd := r.Descriptor()
+		if replica.IsUninitialized(rd) || !bytes.Equal(rd.GetStartKey(), d.GetEndKey()) || r.Status().Frozen {
+			continue
+		}
+		rsize, err := n.rangeBytes(keys.Span{Start: rd.GetStartKey(), End: rd.GetEndKey()})
+		if err != nil || rsize >= n.cfg.RangeMinBytes || (n.cfg.RangeMaxBytes > 0 && size+rsize >= n.cfg.RangeMaxBytes) {
+			return
+		}
+		if _, err := n.Merge(ctx, keys.StripUser(rd.GetStartKey())); err != nil {
+			n.log.Warn("size merge failed", "range", rd.GetRangeId(), "into", d.GetRangeId(), "err", err)
+			return
+		}
+		n.log.Info("merged a range below --range-min-bytes", "range", rd.GetRangeId(), "into", d.GetRangeId(), "bytes", size+rsize)
+		return
+	}
+}
+
+// rangeBytes is the size of span's data on this node: the engine's
+// estimate, or an exact count where the estimate is small.
+func (n *Node) rangeBytes(span keys.Span) (int64, error) {
+	est, err := n.engine.ApproximateBytes(span)
+	if err != nil || est >= exactBelowBytes {
+		return est, err
+	}
+	return storage.MVCCBytes(n.engine, span)
 }

@@ -222,6 +222,10 @@ func Start(cfg Config) (_ *Node, err error) {
 	n.wg.Add(2)
 	go n.runAddressRefresh()
 	go n.runRangeRepair()
+	if cfg.RangeMaxBytes > 0 || cfg.RangeMinBytes > 0 {
+		n.wg.Add(1)
+		go n.runSizeQueue()
+	}
 	if !n.joined {
 		// A node that joined in this start registered its URLs through
 		// Join already; registering again later could undo a

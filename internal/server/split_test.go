@@ -282,3 +282,53 @@ func TestMergeTakesOverTheRightRange(t *testing.T) {
 		}
 	}
 }
+
+// With --range-max-bytes a range that grows past it splits by itself at
+// its middle key, and with --range-min-bytes ranges that shrink merge back.
+func TestRangesSplitAndMergeBySize(t *testing.T) {
+	defer func(d time.Duration) { sizeCheckInterval = d }(sizeCheckInterval)
+	sizeCheckInterval = 100 * time.Millisecond
+	c := startCluster(t, 3, func(_ int, cfg *Config) { cfg.RangeMaxBytes, cfg.RangeMinBytes = 16<<10, 2<<10 })
+	cli := client(t, c, 0)
+	val := strings.Repeat("v", 1000)
+	for i := 0; i < 64; i++ {
+		putRetry(t, cli, fmt.Sprintf("big/%03d", i), val)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for userRanges(t, c, 0) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("64 KB in a cluster splitting at 16 KB: still %d ranges", userRanges(t, c, 0))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if resp := get(t, cli, "big/", clientv3.WithPrefix(), clientv3.WithCountOnly()); resp.Count != 64 {
+		t.Fatalf("after size splits: %d keys", resp.Count)
+	}
+	split := userRanges(t, c, 0)
+	// Delete nearly everything and compact the history away: the ranges
+	// shrink below the minimum and merge back.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var last int64
+	for i := 1; i < 64; i++ {
+		resp, err := cli.Delete(ctx, fmt.Sprintf("big/%03d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = resp.Header.Revision
+	}
+	if _, err := cli.Compact(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for userRanges(t, c, 0) > 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after deletes and a compaction: still %d ranges", userRanges(t, c, 0))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if resp := get(t, cli, "big/", clientv3.WithPrefix()); len(resp.Kvs) != 1 || string(resp.Kvs[0].Key) != "big/000" {
+		t.Fatalf("after size merges: %v", resp.Kvs)
+	}
+	t.Logf("64 KB split into %d ranges; deleted and compacted, they merged back into 1", split)
+}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/keys"
 )
 
 // dirDigest hashes every file's name, size, mode, mtime and contents under
@@ -179,5 +180,40 @@ func TestIdentKeepsNameAndToken(t *testing.T) {
 	// The ids-only form older data dirs hold still reads.
 	if id, err := decodeIdent(make([]byte, 16)); err != nil || id != (Ident{}) {
 		t.Fatalf("16-byte ident = %+v, %v", id, err)
+	}
+}
+
+func TestMVCCMidKey(t *testing.T) {
+	e := openMem(t)
+	span := keys.Span{Start: []byte("\x02"), End: []byte("\x03")}
+	if mid, err := MVCCMidKey(e, span); err != nil || mid != nil {
+		t.Fatalf("empty span: %q %v", mid, err)
+	}
+	write(t, e, func(b *Batch) error { return put("\x02a", 1, 1, 1, "v")(b) })
+	if mid, err := MVCCMidKey(e, span); err != nil || mid != nil {
+		t.Fatalf("one key: %q %v", mid, err)
+	}
+	write(t, e, func(b *Batch) error {
+		for i, k := range []string{"b", "c", "d", "e", "f", "g", "h", "i", "j"} {
+			if err := put("\x02"+k, int64(i+2), int64(i+2), 1, "v")(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if mid, err := MVCCMidKey(e, span); err != nil || string(mid) != "\x02f" {
+		t.Fatalf("ten keys of one size: mid %q, %v; want \\x02f", mid, err)
+	}
+	// Versions count: many versions of a weigh a as much as all the rest.
+	write(t, e, func(b *Batch) error {
+		for rev := int64(20); rev < 30; rev++ {
+			if err := put("\x02a", rev, 1, rev-18, "v")(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if mid, err := MVCCMidKey(e, span); err != nil || string(mid) != "\x02b" {
+		t.Fatalf("a with eleven versions: mid %q, %v; want \\x02b", mid, err)
 	}
 }

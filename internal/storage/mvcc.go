@@ -217,3 +217,56 @@ func MVCCCompact(b *Batch, span keys.Span, rev int64) (err error) {
 	}
 	return it.Error()
 }
+
+// MVCCMidKey returns the global key that halves the MVCC data of span by
+// bytes (every version of every key counted): the first key at which the
+// versions before it hold at least half, so that a split there leaves
+// about as much on each side. It returns nil if span holds fewer than two
+// keys (no key strictly inside splits it), and reads all of span's
+// versions once.
+func MVCCMidKey(r Reader, span keys.Span) (mid []byte, err error) {
+	lower, upper := mvccSpan(span)
+	it, err := newIter(r, lower, upper)
+	if err != nil {
+		return nil, err
+	}
+	defer closeIter(it, &err)
+	var total int64
+	for valid := it.First(); valid; valid = it.Next() {
+		total += int64(len(it.Key()) + len(it.Value()))
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	var seen int64
+	var prev []byte
+	for valid := it.First(); valid; valid = it.Next() {
+		key, _, _, err := decodeMVCCKey(it.Key())
+		if err != nil {
+			return nil, err
+		}
+		if prev != nil && !bytes.Equal(key, prev) && seen*2 >= total {
+			return append([]byte(nil), key...), nil
+		}
+		if prev == nil || !bytes.Equal(key, prev) {
+			prev = append(prev[:0], key...)
+		}
+		seen += int64(len(it.Key()) + len(it.Value()))
+	}
+	return nil, it.Error()
+}
+
+// MVCCBytes counts the bytes of span's MVCC data (keys and values of every
+// version), reading all of it.
+func MVCCBytes(r Reader, span keys.Span) (total int64, err error) {
+	lower, upper := mvccSpan(span)
+	it, err := newIter(r, lower, upper)
+	if err != nil {
+		return 0, err
+	}
+	defer closeIter(it, &err)
+	for valid := it.First(); valid; valid = it.Next() {
+		total += int64(len(it.Key()) + len(it.Value()))
+	}
+	return total, it.Error()
+}
