@@ -20,7 +20,7 @@ import (
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func startCluster(t *testing.T, n int, tune func(i int, c *Config)) *LocalCluster {
+func startCluster(t testing.TB, n int, tune func(i int, c *Config)) *LocalCluster {
 	t.Helper()
 	c, err := StartLocalCluster(n, t.TempDir(), LocalOptions{Logger: quietLogger(), Tune: tune})
 	if err != nil {
@@ -31,7 +31,7 @@ func startCluster(t *testing.T, n int, tune func(i int, c *Config)) *LocalCluste
 }
 
 // client returns an etcd client pinned to node i.
-func client(t *testing.T, c *LocalCluster, i int) *clientv3.Client {
+func client(t testing.TB, c *LocalCluster, i int) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{c.ClientAddrs()[i]},
@@ -47,7 +47,7 @@ func client(t *testing.T, c *LocalCluster, i int) *clientv3.Client {
 
 // putRetry writes until it succeeds or the deadline passes: what a client
 // does across a failover.
-func putRetry(t *testing.T, cli *clientv3.Client, key, val string) int64 {
+func putRetry(t testing.TB, cli *clientv3.Client, key, val string) int64 {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -64,7 +64,7 @@ func putRetry(t *testing.T, cli *clientv3.Client, key, val string) int64 {
 	}
 }
 
-func get(t *testing.T, cli *clientv3.Client, key string, opts ...clientv3.OpOption) *clientv3.GetResponse {
+func get(t testing.TB, cli *clientv3.Client, key string, opts ...clientv3.OpOption) *clientv3.GetResponse {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {

@@ -187,6 +187,7 @@ func Start(cfg Config) (_ *Node, err error) {
 
 		UnsafeLocalReads: cfg.UnsafeNoReadLease,
 		Metrics:          n.tel.metrics,
+		Current:          n.tsoClient.Current,
 	})
 	if err != nil {
 		return nil, err

@@ -23,6 +23,10 @@ type Client struct {
 		sync.Mutex
 		queue   []*waiter
 		running bool
+		// current holds the callers of Current waiting for the next call,
+		// currentRunning whether one is out.
+		current        []*waiter
+		currentRunning bool
 	}
 }
 
@@ -36,13 +40,49 @@ type waiter struct {
 // NewClient creates a Client over fetch.
 func NewClient(fetch FetchFunc) *Client { return &Client{fetch: fetch} }
 
-// Current returns the cluster's newest revision (see Oracle.Current). It
-// is one call to the Oracle: a call that began earlier might not reflect
-// every write acknowledged before this one was asked for.
+// Current returns the cluster's newest revision (see Oracle.Current).
+// Concurrent callers share calls to the Oracle, but a caller is answered
+// only by a call that began after it asked, so that the answer reflects
+// every write acknowledged before it asked: callers that arrive while a
+// call is out wait for the next one.
 func (c *Client) Current(ctx context.Context) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
-	defer cancel()
-	return c.fetch(ctx, 0)
+	w := &waiter{done: make(chan struct{})}
+	c.mu.Lock()
+	c.mu.current = append(c.mu.current, w)
+	if !c.mu.currentRunning {
+		c.mu.currentRunning = true
+		go c.runCurrent()
+	}
+	c.mu.Unlock()
+	select {
+	case <-w.done:
+		return w.first, w.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// runCurrent answers the queued Current callers, one Oracle call per
+// round, until none waits; one goroutine at a time.
+func (c *Client) runCurrent() {
+	for {
+		c.mu.Lock()
+		q := c.mu.current
+		c.mu.current = nil
+		if len(q) == 0 {
+			c.mu.currentRunning = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+		cur, err := c.fetch(ctx, 0)
+		cancel()
+		for _, w := range q {
+			w.first, w.err = cur, err
+			close(w.done)
+		}
+	}
 }
 
 // Next implements replica.Revisions.

@@ -131,3 +131,43 @@ func TestClientCoalescesAndIsUnique(t *testing.T) {
 		t.Fatalf("%d oracle calls for %d requests: no coalescing", calls.Load(), workers*per)
 	}
 }
+
+// Concurrent Current callers share Oracle calls, but each is answered by a
+// call that began after it asked: it sees every revision handed out
+// before.
+func TestClientCurrentIsFreshAndShared(t *testing.T) {
+	o, _ := New(Config{Window: &memWindow{}})
+	var calls atomic.Int64
+	c := NewClient(func(ctx context.Context, n int) (int64, error) {
+		if n == 0 {
+			calls.Add(1)
+			time.Sleep(time.Millisecond)
+			return o.Current(ctx, 1)
+		}
+		return o.Next(ctx, n, 1)
+	})
+	const workers, per = 16, 30
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < per; j++ {
+				first, err := c.Next(context.Background(), 1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				cur, err := c.Current(context.Background())
+				if err != nil || cur < first {
+					t.Errorf("Current %d after revision %d was handed out (%v)", cur, first, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := calls.Load(); n >= workers*per {
+		t.Fatalf("%d oracle calls for %d Current calls: none shared", n, workers*per)
+	}
+}
