@@ -2594,10 +2594,14 @@ func (x *SplitTrigger) GetRight() *RangeDescriptor {
 }
 
 type Error struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=concordpb.ErrorCode" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	LeaderHint    uint64                 `protobuf:"varint,3,opt,name=leader_hint,json=leaderHint,proto3" json:"leader_hint,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Code       ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=concordpb.ErrorCode" json:"code,omitempty"`
+	Message    string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	LeaderHint uint64                 `protobuf:"varint,3,opt,name=leader_hint,json=leaderHint,proto3" json:"leader_hint,omitempty"`
+	// descriptors, with KEY_MISMATCH, are the answering range's descriptor
+	// and that of the range it last split off: a router corrects its cache
+	// from them without reading the meta range.
+	Descriptors   []*RangeDescriptor `protobuf:"bytes,4,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2651,6 +2655,13 @@ func (x *Error) GetLeaderHint() uint64 {
 		return x.LeaderHint
 	}
 	return 0
+}
+
+func (x *Error) GetDescriptors() []*RangeDescriptor {
+	if x != nil {
+		return x.Descriptors
+	}
+	return nil
 }
 
 // BatchRequest is one request for one range, forwarded by a gateway to the
@@ -4488,12 +4499,13 @@ const file_concord_proto_rawDesc = "" +
 	"newRangeId\"p\n" +
 	"\fSplitTrigger\x12.\n" +
 	"\x04left\x18\x01 \x01(\v2\x1a.concordpb.RangeDescriptorR\x04left\x120\n" +
-	"\x05right\x18\x02 \x01(\v2\x1a.concordpb.RangeDescriptorR\x05right\"l\n" +
+	"\x05right\x18\x02 \x01(\v2\x1a.concordpb.RangeDescriptorR\x05right\"\xaa\x01\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.concordpb.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
 	"\vleader_hint\x18\x03 \x01(\x04R\n" +
-	"leaderHint\"\xe2\x02\n" +
+	"leaderHint\x12<\n" +
+	"\vdescriptors\x18\x04 \x03(\v2\x1a.concordpb.RangeDescriptorR\vdescriptors\"\xe2\x02\n" +
 	"\fBatchRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12$\n" +
 	"\x02op\x18\x02 \x01(\v2\x14.concordpb.RequestOpR\x02op\x12'\n" +
@@ -4803,58 +4815,59 @@ var file_concord_proto_depIdxs = []int32{
 	40, // 41: concordpb.SplitTrigger.left:type_name -> concordpb.RangeDescriptor
 	40, // 42: concordpb.SplitTrigger.right:type_name -> concordpb.RangeDescriptor
 	4,  // 43: concordpb.Error.code:type_name -> concordpb.ErrorCode
-	13, // 44: concordpb.BatchRequest.op:type_name -> concordpb.RequestOp
-	25, // 45: concordpb.BatchRequest.sys:type_name -> concordpb.SysRequest
-	17, // 46: concordpb.BatchRequest.compact:type_name -> concordpb.CompactRequest
-	34, // 47: concordpb.BatchRequest.split:type_name -> concordpb.SplitRequest
-	31, // 48: concordpb.BatchRequest.freeze:type_name -> concordpb.FreezeRequest
-	32, // 49: concordpb.BatchRequest.merge:type_name -> concordpb.MergeRequest
-	14, // 50: concordpb.BatchResponse.resp:type_name -> concordpb.ResponseOp
-	29, // 51: concordpb.BatchResponse.sys:type_name -> concordpb.SysResponse
-	36, // 52: concordpb.BatchResponse.error:type_name -> concordpb.Error
-	40, // 53: concordpb.BatchResponse.descriptors:type_name -> concordpb.RangeDescriptor
-	39, // 54: concordpb.RangeDescriptor.replicas:type_name -> concordpb.ReplicaDescriptor
-	66, // 55: concordpb.RaftMessage.msg:type_name -> raftpb.Message
-	42, // 56: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
-	36, // 57: concordpb.TimestampResponse.error:type_name -> concordpb.Error
-	41, // 58: concordpb.JoinRequest.node:type_name -> concordpb.NodeRecord
-	41, // 59: concordpb.JoinResponse.nodes:type_name -> concordpb.NodeRecord
-	40, // 60: concordpb.JoinResponse.meta:type_name -> concordpb.RangeDescriptor
-	41, // 61: concordpb.MembersResponse.nodes:type_name -> concordpb.NodeRecord
-	40, // 62: concordpb.MembersResponse.meta:type_name -> concordpb.RangeDescriptor
-	53, // 63: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	37, // 64: concordpb.ForwardRequest.req:type_name -> concordpb.BatchRequest
-	65, // 65: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
-	54, // 66: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
-	38, // 67: concordpb.ForwardResponse.resp:type_name -> concordpb.BatchResponse
-	56, // 68: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
-	59, // 69: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
-	59, // 70: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
-	59, // 71: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
-	59, // 72: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
-	43, // 73: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
-	55, // 74: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
-	45, // 75: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
-	47, // 76: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
-	51, // 77: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
-	49, // 78: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
-	58, // 79: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
-	61, // 80: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
-	62, // 81: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
-	44, // 82: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	57, // 83: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
-	46, // 84: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	48, // 85: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	52, // 86: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	50, // 87: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
-	60, // 88: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
-	64, // 89: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
-	63, // 90: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
-	82, // [82:91] is the sub-list for method output_type
-	73, // [73:82] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	40, // 44: concordpb.Error.descriptors:type_name -> concordpb.RangeDescriptor
+	13, // 45: concordpb.BatchRequest.op:type_name -> concordpb.RequestOp
+	25, // 46: concordpb.BatchRequest.sys:type_name -> concordpb.SysRequest
+	17, // 47: concordpb.BatchRequest.compact:type_name -> concordpb.CompactRequest
+	34, // 48: concordpb.BatchRequest.split:type_name -> concordpb.SplitRequest
+	31, // 49: concordpb.BatchRequest.freeze:type_name -> concordpb.FreezeRequest
+	32, // 50: concordpb.BatchRequest.merge:type_name -> concordpb.MergeRequest
+	14, // 51: concordpb.BatchResponse.resp:type_name -> concordpb.ResponseOp
+	29, // 52: concordpb.BatchResponse.sys:type_name -> concordpb.SysResponse
+	36, // 53: concordpb.BatchResponse.error:type_name -> concordpb.Error
+	40, // 54: concordpb.BatchResponse.descriptors:type_name -> concordpb.RangeDescriptor
+	39, // 55: concordpb.RangeDescriptor.replicas:type_name -> concordpb.ReplicaDescriptor
+	66, // 56: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	42, // 57: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
+	36, // 58: concordpb.TimestampResponse.error:type_name -> concordpb.Error
+	41, // 59: concordpb.JoinRequest.node:type_name -> concordpb.NodeRecord
+	41, // 60: concordpb.JoinResponse.nodes:type_name -> concordpb.NodeRecord
+	40, // 61: concordpb.JoinResponse.meta:type_name -> concordpb.RangeDescriptor
+	41, // 62: concordpb.MembersResponse.nodes:type_name -> concordpb.NodeRecord
+	40, // 63: concordpb.MembersResponse.meta:type_name -> concordpb.RangeDescriptor
+	53, // 64: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
+	37, // 65: concordpb.ForwardRequest.req:type_name -> concordpb.BatchRequest
+	65, // 66: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
+	54, // 67: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
+	38, // 68: concordpb.ForwardResponse.resp:type_name -> concordpb.BatchResponse
+	56, // 69: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
+	59, // 70: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
+	59, // 71: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
+	59, // 72: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
+	59, // 73: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
+	43, // 74: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
+	55, // 75: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
+	45, // 76: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
+	47, // 77: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
+	51, // 78: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
+	49, // 79: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
+	58, // 80: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
+	61, // 81: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
+	62, // 82: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
+	44, // 83: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	57, // 84: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
+	46, // 85: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	48, // 86: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	52, // 87: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	50, // 88: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
+	60, // 89: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
+	64, // 90: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
+	63, // 91: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
+	83, // [83:92] is the sub-list for method output_type
+	74, // [74:83] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_concord_proto_init() }

@@ -249,7 +249,7 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	r.mu.applied = as
 	r.mu.resolvedTS = max(r.mu.resolvedTS, resolved, as.MaxTS)
 	for _, t := range splits {
-		r.mu.desc = t.GetLeft()
+		r.mu.desc, r.mu.splitOff = t.GetLeft(), t.GetRight()
 	}
 	for _, t := range merges {
 		r.mu.desc = t.GetLeft()

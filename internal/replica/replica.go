@@ -265,6 +265,9 @@ type Replica struct {
 		lease    lease
 		// snapshotsApplied counts snapshots received since Load.
 		snapshotsApplied int
+		// splitOff is the descriptor of the range this replica last split
+		// off, as the split made it (nil if none since Load).
+		splitOff *concordpb.RangeDescriptor
 	}
 }
 
@@ -373,6 +376,19 @@ func (r *Replica) Stop() {
 		delete(r.mu.proposals, id)
 	}
 	r.mu.lease.failWaitersLocked(concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID))
+}
+
+// Neighbourhood returns the range's descriptor and, if it split since it
+// was loaded, the descriptor of the range it last split off, as the split
+// made it: what a router that sent keys here by a stale descriptor needs.
+// The caller must not modify them.
+func (r *Replica) Neighbourhood() []*concordpb.RangeDescriptor {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.splitOff == nil {
+		return []*concordpb.RangeDescriptor{r.mu.desc}
+	}
+	return []*concordpb.RangeDescriptor{r.mu.desc, r.mu.splitOff}
 }
 
 // Descriptor returns the range's descriptor. The caller must not modify it.

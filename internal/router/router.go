@@ -493,7 +493,19 @@ func (r *Router) send(ctx context.Context, span keys.Span, req *concordpb.BatchR
 			return err
 		})
 		if c := concordpb.CodeOf(err); c == concordpb.ErrorCode_KEY_MISMATCH || c == concordpb.ErrorCode_RANGE_NOT_FOUND {
-			// The descriptor itself is stale: reload and route again.
+			// The descriptor itself is stale: learn the range's own (and
+			// the one it split off) from the answer, or reload the index,
+			// and route again.
+			var e *concordpb.Error
+			if errors.As(err, &e) && len(e.GetDescriptors()) > 0 {
+				r.Learn(e.GetDescriptors()...)
+				if d, ok := r.cached(span); ok && d != nil && d.GetRangeId() != desc.GetRangeId() {
+					if ctx.Err() != nil {
+						return nil, err
+					}
+					continue
+				}
+			}
 			if rerr := r.refresh(ctx); rerr != nil {
 				return nil, err
 			}

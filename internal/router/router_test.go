@@ -317,3 +317,32 @@ func TestConcurrentColdLookupsShareTheScan(t *testing.T) {
 		t.Fatalf("%d concurrent cold requests made %d meta scans, want at most 2", n, scans)
 	}
 }
+
+// A range that answers KEY_MISMATCH names itself and the range it split
+// off: the router re-routes from that, without reading the meta range.
+func TestKeyMismatchCarriesTheNewDescriptors(t *testing.T) {
+	left := &concordpb.RangeDescriptor{RangeId: 2, StartKey: keys.UserSpan.Start, EndKey: keys.User([]byte("m")), Replicas: userDesc.Replicas, Generation: 2}
+	right := &concordpb.RangeDescriptor{RangeId: 3, StartKey: keys.User([]byte("m")), EndKey: keys.UserSpan.End, Replicas: userDesc.Replicas, Generation: 2}
+	r, servers := harness(t, map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error){
+		1: func(_ int, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+			if req.GetRangeId() == 2 {
+				return &concordpb.BatchResponse{Error: &concordpb.Error{Code: concordpb.ErrorCode_KEY_MISMATCH, Descriptors: []*concordpb.RangeDescriptor{left, right}}}, nil
+			}
+			return &concordpb.BatchResponse{Resp: &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Range{Range: &concordpb.RangeResponse{}}}, Revision: 7}, nil
+		},
+	})
+	r.mu.Lock()
+	r.mu.ranges = []*concordpb.RangeDescriptor{userDesc} // the range before its split
+	r.mu.Unlock()
+	r.setLeader(2, 1)
+	r.setLeader(3, 1)
+	if _, h, err := r.Do(context.Background(), get("x")); err != nil || h.Revision != 7 {
+		t.Fatalf("read after a split: %v %v", h, err)
+	}
+	if n := servers[1].count(); n != 2 {
+		t.Fatalf("node 1 saw %d calls, want 2 (the stale range, then the new one; no meta scan)", n)
+	}
+	if rs, _ := r.Ranges(context.Background()); len(rs) != 2 || rs[1].GetRangeId() != 3 {
+		t.Fatalf("cached ranges after the answer: %v", rs)
+	}
+}

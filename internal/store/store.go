@@ -31,6 +31,7 @@ import (
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
 	"go.etcd.io/raft/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 // Sender delivers Raft messages to other nodes. Send must not block; the
@@ -540,10 +541,21 @@ func (s *Store) Execute(ctx context.Context, req *concordpb.BatchRequest) (*conc
 	if r == nil {
 		return nil, concordpb.Errorf(concordpb.ErrorCode_RANGE_NOT_FOUND, "store: node %d holds no replica of range %d", s.nodeID, req.GetRangeId())
 	}
+	var resp *concordpb.BatchResponse
+	var err error
 	if isRead(req) {
-		return r.Read(ctx, req)
+		resp, err = r.Read(ctx, req)
+	} else {
+		resp, err = r.Write(ctx, req)
 	}
-	return r.Write(ctx, req)
+	var e *concordpb.Error
+	if errors.As(err, &e) && e.GetCode() == concordpb.ErrorCode_KEY_MISMATCH && !replica.IsUninitialized(r.Descriptor()) {
+		// Tell the router where the keys went.
+		e = proto.CloneOf(e)
+		e.Descriptors = r.Neighbourhood()
+		err = e
+	}
+	return resp, err
 }
 
 func isRead(req *concordpb.BatchRequest) bool {
