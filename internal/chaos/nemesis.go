@@ -26,7 +26,7 @@ const (
 	FaultClockJump       = "clock-jump"        // jump a random node's wall clock by up to ±2 min, back after the hold
 	FaultClockJumpLeader = "clock-jump-leader" // the same on the leader (the TSO's node)
 	FaultSplitRange      = "split-range"       // split the range holding a key in use there, through a random node
-	FaultMergeRange      = "merge-range"       // merge a random range into its left neighbour, through a random node
+	FaultMergeRange      = "merge-range"       // merge a random range into its left neighbour, through a random node (split if there is one range)
 )
 
 // faultGroups are the names --nemesis accepts besides single faults.
@@ -301,6 +301,13 @@ func (nm *nemesis) inject(ctx context.Context, f Fault) {
 		var key string
 		key, err = nm.c.Merge(ctx, target, f.Pick)
 		ev.Desc = fmt.Sprintf("at %q through n%d", key, target+1)
+		if err == nil && key == "" {
+			// One range only: split instead, so that a later merge has
+			// something to merge.
+			key = nm.splitKey(f.Pick)
+			ev.Desc = fmt.Sprintf("nothing to merge: split at %q through n%d", key, target+1)
+			err = nm.c.Split(ctx, target, key)
+		}
 		heal = func() error { return nil }
 	case FaultClockJump, FaultClockJumpLeader:
 		d := ClockJump(f.Pick)
