@@ -1389,7 +1389,8 @@ type CompactRequest struct {
 	Revision int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
 	// cluster_checked marks a revision the router checked against the
 	// cluster's newest (not this range's): it may be above the range's
-	// newest write without being a future revision.
+	// newest write without being a future revision, and clamp does not
+	// lower it to that write, so every range compacts at one revision.
 	ClusterChecked bool `protobuf:"varint,4,opt,name=cluster_checked,json=clusterChecked,proto3" json:"cluster_checked,omitempty"`
 	// clamp compacts at min(revision, the range's newest revision) and makes
 	// a revision at or below the last compaction a no-op instead of an error

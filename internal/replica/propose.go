@@ -478,7 +478,9 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span key
 func (r *Replica) evalCompact(b *storage.Batch, span keys.Span, req *concordpb.CompactRequest, as *storage.AppliedState) result {
 	rev := req.GetRevision()
 	if req.GetClamp() {
-		rev = min(rev, as.MaxTS)
+		if !req.GetClusterChecked() {
+			rev = min(rev, as.MaxTS)
+		}
 		if rev <= as.CompactedRev {
 			return result{resp: &concordpb.BatchResponse{Revision: max(as.MaxTS, 1)}}
 		}

@@ -259,17 +259,23 @@ func (r *Router) Compact(ctx context.Context, req *concordpb.CompactRequest) (He
 	if err != nil {
 		return Header{}, err
 	}
-	if !req.GetClamp() && len(ranges) > 1 {
+	if len(ranges) > 1 {
 		// An idle range's newest write is below the cluster's: judge the
-		// revision against the cluster, once, for every range.
+		// revision against the cluster, once, so that every range compacts
+		// at the same revision (an automatic, clamped one at most at the
+		// cluster's newest).
 		cur, err := r.CurrentRevision(ctx)
 		if err != nil {
 			return Header{}, err
 		}
-		if req.GetRevision() > cur {
+		rev := req.GetRevision()
+		switch {
+		case rev > cur && !req.GetClamp():
 			return Header{}, concordpb.Errorf(concordpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
+		case rev > cur:
+			rev = cur
 		}
-		req = &concordpb.CompactRequest{Revision: req.GetRevision(), ClusterChecked: true}
+		req = &concordpb.CompactRequest{Revision: rev, Clamp: req.GetClamp(), ClusterChecked: true}
 	}
 	var h Header
 	for _, d := range ranges {

@@ -131,6 +131,18 @@ func TestSplitServesReadsAcrossRanges(t *testing.T) {
 		t.Fatalf("read of an idle range at the cluster's newest revision: %v", resp.Kvs)
 	}
 
+	// Compact compacts every range at one revision: an idle range too
+	// refuses a read below it, as etcd would.
+	if _, err := clis[0].Compact(ctx, r2); err != nil {
+		t.Fatalf("compact across ranges at %d: %v", r2, err)
+	}
+	if _, err := clis[1].Get(ctx, "k/a", clientv3.WithRev(r1)); err == nil || !strings.Contains(err.Error(), "compacted") {
+		t.Fatalf("read of an idle range below the compaction: %v", err)
+	}
+	if resp := get(t, clis[1], "k/", clientv3.WithPrefix(), clientv3.WithRev(r2)); len(resp.Kvs) != 26 {
+		t.Fatalf("read at the compaction revision: %d keys", len(resp.Kvs))
+	}
+
 	// A txn or delete across ranges fails whole, naming the ranges.
 	_, err := clis[0].Txn(ctx).Then(clientv3.OpPut("k/a", "1"), clientv3.OpPut("k/z", "1")).Commit()
 	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "span ranges") {
