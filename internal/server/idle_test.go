@@ -1,0 +1,51 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestIdleCostOfManyRanges measures what idle ranges cost: it splits a
+// 3-node in-process cluster into CONCORD_IDLE_RANGES ranges, waits for them
+// to settle, and reports the process's CPU over 10 idle seconds and its Go
+// heap. Skipped unless the variable is set (it takes minutes for
+// thousands):
+//
+//	CONCORD_IDLE_RANGES=1000 go test ./internal/server -run TestIdleCostOfManyRanges -v -timeout 30m
+func TestIdleCostOfManyRanges(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("CONCORD_IDLE_RANGES"))
+	if n < 2 {
+		t.Skip("set CONCORD_IDLE_RANGES to the number of ranges to measure")
+	}
+	c := startCluster(t, 3, nil)
+	ctx := context.Background()
+	start := time.Now()
+	for i := 1; i < n; i++ {
+		if _, _, err := c.Node(0).Split(ctx, []byte(fmt.Sprintf("idle/%06d", i))); err != nil {
+			t.Fatalf("split %d: %v", i, err)
+		}
+	}
+	t.Logf("%d ranges made in %v", n, time.Since(start).Round(time.Second))
+	time.Sleep(5 * time.Second)
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	before, t0 := cpu(), time.Now()
+	time.Sleep(10 * time.Second)
+	used, wall := cpu()-before, time.Since(t0)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("%d ranges on 3 in-process nodes, idle: %.2f cores (%.1f%% of one core per node), Go heap %d MiB, %d goroutines",
+		n, used.Seconds()/wall.Seconds(), 100*used.Seconds()/wall.Seconds()/3, ms.HeapInuse>>20, runtime.NumGoroutine())
+}
