@@ -41,7 +41,7 @@ func rangeCmd() *cobra.Command {
 	var format string
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "Print every range: id, span (etcd keys), replicas, leaseholder, generation, approximate size",
+		Short: "Print every range: id, span (etcd keys), replicas, leaseholder, generation, size in bytes, keys, recent QPS",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "table" && format != "json" {
@@ -115,21 +115,27 @@ func showKey(k []byte, end bool) string {
 
 func writeRangesTable(w io.Writer, ranges []*concordpb.RangeInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RANGE\tSTART\tEND\tREPLICAS\tLEASEHOLDER\tGENERATION\tAPPROX BYTES")
+	fmt.Fprintln(tw, "RANGE\tSTART\tEND\tREPLICAS\tLEASEHOLDER\tGENERATION\tBYTES\tKEYS\tQPS")
 	for _, r := range ranges {
 		reps := make([]string, len(r.GetReplicas()))
 		for i, id := range r.GetReplicas() {
 			reps[i] = strconv.FormatUint(id, 10)
 		}
-		lh, size := "?", "?"
+		lh, size, nkeys, qps := "?", "?", "?", "?"
 		if r.GetLeaseholder() != 0 {
 			lh = strconv.FormatUint(r.GetLeaseholder(), 10)
 		}
 		if r.GetApproximateBytes() >= 0 {
 			size = strconv.FormatInt(r.GetApproximateBytes(), 10)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", r.GetRangeId(), showKey(r.GetStartKey(), false), showKey(r.GetEndKey(), true),
-			strings.Join(reps, ","), lh, r.GetGeneration(), size)
+		if r.GetKeys() >= 0 {
+			nkeys = strconv.FormatInt(r.GetKeys(), 10)
+		}
+		if r.GetQps() >= 0 {
+			qps = strconv.FormatFloat(r.GetQps(), 'f', 1, 64)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.GetRangeId(), showKey(r.GetStartKey(), false), showKey(r.GetEndKey(), true),
+			strings.Join(reps, ","), lh, r.GetGeneration(), size, nkeys, qps)
 	}
 	return tw.Flush()
 }
@@ -145,13 +151,15 @@ type rangeJSON struct {
 	Leaseholder      uint64   `json:"leaseholder"`
 	Generation       uint64   `json:"generation"`
 	ApproximateBytes int64    `json:"approximate_bytes"`
+	Keys             int64    `json:"keys"`
+	QPS              float64  `json:"qps"`
 }
 
 func writeRangesJSON(w io.Writer, ranges []*concordpb.RangeInfo) error {
 	out := make([]rangeJSON, len(ranges))
 	for i, r := range ranges {
 		out[i] = rangeJSON{RangeID: r.GetRangeId(), StartKey: string(r.GetStartKey()), EndKey: string(r.GetEndKey()), Replicas: r.GetReplicas(),
-			Leaseholder: r.GetLeaseholder(), Generation: r.GetGeneration(), ApproximateBytes: r.GetApproximateBytes()}
+			Leaseholder: r.GetLeaseholder(), Generation: r.GetGeneration(), ApproximateBytes: r.GetApproximateBytes(), Keys: r.GetKeys(), QPS: r.GetQps()}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

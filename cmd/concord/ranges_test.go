@@ -2,11 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/concorddb/concord/internal/server"
 )
@@ -30,6 +35,16 @@ func TestRangeSplitAndList(t *testing.T) {
 	}
 	defer c.Stop()
 	ep := "--endpoints=" + strings.Join(c.ClientAddrs(), ",")
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.ClientAddrs(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	for _, k := range []string{"users/a", "users/b", "users/x"} {
+		if _, err := cli.Put(context.Background(), k, "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	out, err := runRange(t, "split", "users/m", ep)
 	if err != nil || !strings.Contains(out, `split range 2 at "users/m": new range 3`) {
 		t.Fatalf("split: %q %v", out, err)
@@ -49,7 +64,8 @@ func TestRangeSplitAndList(t *testing.T) {
 		t.Fatalf("%v in %s", err, out)
 	}
 	if len(got.Ranges) != 2 || got.Ranges[0].StartKey != "" || got.Ranges[0].EndKey != "users/m" ||
-		got.Ranges[1].StartKey != "users/m" || got.Ranges[1].EndKey != "" || len(got.Ranges[1].Replicas) != 3 {
+		got.Ranges[1].StartKey != "users/m" || got.Ranges[1].EndKey != "" || len(got.Ranges[1].Replicas) != 3 ||
+		got.Ranges[0].Keys != 2 || got.Ranges[1].Keys != 1 || got.Ranges[0].ApproximateBytes <= 0 || got.Ranges[0].Leaseholder == 0 || got.Ranges[0].QPS < 0 {
 		t.Fatalf("ranges after the split: %+v", got.Ranges)
 	}
 	out, err = runRange(t, "list", ep)

@@ -3677,12 +3677,15 @@ func (x *NodeStatusResponse) GetReplicas() []*ReplicaStatus {
 }
 
 type ReplicaStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
-	Leader        uint64                 `protobuf:"varint,2,opt,name=leader,proto3" json:"leader,omitempty"`
-	Term          uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
-	Commit        uint64                 `protobuf:"varint,4,opt,name=commit,proto3" json:"commit,omitempty"`
-	Applied       uint64                 `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Leader  uint64                 `protobuf:"varint,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term    uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	Commit  uint64                 `protobuf:"varint,4,opt,name=commit,proto3" json:"commit,omitempty"`
+	Applied uint64                 `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
+	// qps is the requests per second the replica served over the last ten
+	// seconds.
+	Qps           float64 `protobuf:"fixed64,6,opt,name=qps,proto3" json:"qps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3748,6 +3751,13 @@ func (x *ReplicaStatus) GetCommit() uint64 {
 func (x *ReplicaStatus) GetApplied() uint64 {
 	if x != nil {
 		return x.Applied
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetQps() float64 {
+	if x != nil {
+		return x.Qps
 	}
 	return 0
 }
@@ -4025,8 +4035,13 @@ type RangeInfo struct {
 	// storage engine of a node that holds it (-1 if the answering node holds
 	// no replica).
 	ApproximateBytes int64 `protobuf:"varint,7,opt,name=approximate_bytes,json=approximateBytes,proto3" json:"approximate_bytes,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// keys counts the range's live keys (-1: unknown here); qps is its
+	// requests per second over the last ten seconds as its leaseholder
+	// counts them (-1: unknown).
+	Keys          int64   `protobuf:"varint,8,opt,name=keys,proto3" json:"keys,omitempty"`
+	Qps           float64 `protobuf:"fixed64,9,opt,name=qps,proto3" json:"qps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RangeInfo) Reset() {
@@ -4104,6 +4119,20 @@ func (x *RangeInfo) GetLeaseholder() uint64 {
 func (x *RangeInfo) GetApproximateBytes() int64 {
 	if x != nil {
 		return x.ApproximateBytes
+	}
+	return 0
+}
+
+func (x *RangeInfo) GetKeys() int64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *RangeInfo) GetQps() float64 {
+	if x != nil {
+		return x.Qps
 	}
 	return 0
 }
@@ -4583,13 +4612,14 @@ const file_concord_proto_rawDesc = "" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\"\n" +
 	"\rdb_size_bytes\x18\x02 \x01(\x03R\vdbSizeBytes\x124\n" +
-	"\breplicas\x18\x03 \x03(\v2\x18.concordpb.ReplicaStatusR\breplicas\"\x88\x01\n" +
+	"\breplicas\x18\x03 \x03(\v2\x18.concordpb.ReplicaStatusR\breplicas\"\x9a\x01\n" +
 	"\rReplicaStatus\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\x04R\x06leader\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x16\n" +
 	"\x06commit\x18\x04 \x01(\x04R\x06commit\x12\x18\n" +
-	"\aapplied\x18\x05 \x01(\x04R\aapplied\"\xe8\x01\n" +
+	"\aapplied\x18\x05 \x01(\x04R\aapplied\x12\x10\n" +
+	"\x03qps\x18\x06 \x01(\x01R\x03qps\"\xe8\x01\n" +
 	"\x0eForwardRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12)\n" +
 	"\x03req\x18\x02 \x01(\v2\x17.concordpb.BatchRequestR\x03req\x12%\n" +
@@ -4606,7 +4636,7 @@ const file_concord_proto_rawDesc = "" +
 	"\x04resp\x18\x02 \x01(\v2\x18.concordpb.BatchResponseR\x04resp\"D\n" +
 	"\x10ForwardResponses\x120\n" +
 	"\x05resps\x18\x01 \x03(\v2\x1a.concordpb.ForwardResponseR\x05resps\"\x0f\n" +
-	"\rRangesRequest\"\xe7\x01\n" +
+	"\rRangesRequest\"\x8d\x02\n" +
 	"\tRangeInfo\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
 	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x17\n" +
@@ -4616,7 +4646,9 @@ const file_concord_proto_rawDesc = "" +
 	"generation\x18\x05 \x01(\x04R\n" +
 	"generation\x12 \n" +
 	"\vleaseholder\x18\x06 \x01(\x04R\vleaseholder\x12+\n" +
-	"\x11approximate_bytes\x18\a \x01(\x03R\x10approximateBytes\">\n" +
+	"\x11approximate_bytes\x18\a \x01(\x03R\x10approximateBytes\x12\x12\n" +
+	"\x04keys\x18\b \x01(\x03R\x04keys\x12\x10\n" +
+	"\x03qps\x18\t \x01(\x01R\x03qps\">\n" +
 	"\x0eRangesResponse\x12,\n" +
 	"\x06ranges\x18\x01 \x03(\v2\x14.concordpb.RangeInfoR\x06ranges\"%\n" +
 	"\x11SplitRangeRequest\x12\x10\n" +

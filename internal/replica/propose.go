@@ -39,6 +39,7 @@ type pendingWrite struct {
 func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *concordpb.BatchResponse, err error) {
 	ctx, span := r.startSpan(ctx, "replica.Write")
 	defer func() { endSpan(span, err) }()
+	r.qps.add(r.cfg.Now())
 	r.mu.Lock()
 	if !r.leadsLocked() {
 		err := r.notLeaderLocked()

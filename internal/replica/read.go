@@ -15,6 +15,7 @@ import (
 // lease.go). The read sees one consistent state: the applied state it
 // reports, read at that revision.
 func (r *Replica) Read(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	r.qps.add(r.cfg.Now())
 	if r.Uninitialized() {
 		return nil, concordpb.Errorf(concordpb.ErrorCode_RANGE_NOT_FOUND, "replica: range %d here waits for its first snapshot", r.RangeID)
 	}
@@ -139,4 +140,18 @@ func (r *Replica) Uninitialized() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return IsUninitialized(r.mu.desc)
+}
+
+// CountKeys counts the range's live keys as this replica has applied them
+// (it reads every key).
+func (r *Replica) CountKeys() (int64, error) {
+	r.mu.Lock()
+	span, as := r.spanLocked(), r.mu.applied
+	r.mu.Unlock()
+	var n int64
+	err := storage.MVCCScan(r.cfg.Engine, span, max(as.MaxTS, 1), func(*concordpb.KeyValue) error {
+		n++
+		return nil
+	})
+	return n, err
 }

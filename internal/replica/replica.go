@@ -211,6 +211,10 @@ type Replica struct {
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 
+	// qps counts the requests this replica served, for the range's recent
+	// rate (Status.QPS).
+	qps rateCounter
+
 	// dropSeq is a sequence lock over changes that may remove MVCC versions
 	// from the engine: a compaction's apply and a snapshot's install. It is
 	// odd from before such a change reaches the engine until mu.applied
@@ -417,6 +421,9 @@ type Status struct {
 	LeaderSeen bool
 	// Frozen is set while the range is frozen for a merge.
 	Frozen bool
+	// QPS is the requests per second this replica served over the last
+	// ten seconds (the leaseholder serves nearly all of a range's).
+	QPS float64
 	// Truncated is the index the log was last truncated to (or covered
 	// by a snapshot), and AppliedLogBytes the data size of the entries
 	// applied since: the log a truncation to the applied index would
@@ -442,6 +449,7 @@ func (r *Replica) Status() Status {
 		LeaderSeen:       r.mu.leaderSeen,
 		PendingProposals: len(r.mu.proposals),
 		Frozen:           r.mu.applied.Frozen,
+		QPS:              r.qps.rate(r.cfg.Now()),
 		Truncated:        r.mu.truncated.Index,
 		AppliedLogBytes:  r.mu.appliedLogBytes,
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync"
 
 	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/etcdapi"
@@ -18,7 +19,9 @@ type adminService struct {
 
 var _ concordpb.AdminServer = adminService{}
 
-// Ranges lists every user range, read from the meta range.
+// Ranges lists every user range, read from the meta range, with each
+// range's leader and recent QPS as its nodes report them (a node that does
+// not answer in time is left out).
 func (a adminService) Ranges(ctx context.Context, _ *concordpb.RangesRequest) (*concordpb.RangesResponse, error) {
 	if err := a.n.router.Refresh(ctx); err != nil {
 		return nil, etcdapi.GRPCError(err)
@@ -27,11 +30,60 @@ func (a adminService) Ranges(ctx context.Context, _ *concordpb.RangesRequest) (*
 	if err != nil {
 		return nil, etcdapi.GRPCError(err)
 	}
+	statuses := a.n.replicaStatuses(ctx, descs)
 	out := &concordpb.RangesResponse{}
 	for _, d := range descs {
-		out.Ranges = append(out.Ranges, a.n.rangeInfo(d))
+		info := a.n.rangeInfo(d)
+		if st, ok := statuses[d.GetRangeId()]; ok {
+			info.Leaseholder, info.Qps = st.GetLeader(), st.GetQps()
+		}
+		out.Ranges = append(out.Ranges, info)
 	}
 	return out, nil
+}
+
+// replicaStatuses asks every node holding a replica of descs for its
+// replicas' status and returns, per range, its leader's own report (or
+// any replica's when the leader did not answer).
+func (n *Node) replicaStatuses(ctx context.Context, descs []*concordpb.RangeDescriptor) map[uint64]*concordpb.ReplicaStatus {
+	nodes := map[uint64]bool{}
+	for _, d := range descs {
+		for _, r := range d.GetReplicas() {
+			nodes[r.GetNodeId()] = true
+		}
+	}
+	byNode := map[uint64]*concordpb.NodeStatusResponse{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for id := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+			defer cancel()
+			st, err := n.nodeStatus(ctx, id)
+			if err == nil {
+				mu.Lock()
+				byNode[id] = st
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	out := map[uint64]*concordpb.ReplicaStatus{}
+	leads := map[uint64]bool{} // out[range] is its leader's own report
+	for id, st := range byNode {
+		for _, r := range st.GetReplicas() {
+			if leads[r.GetRangeId()] {
+				continue
+			}
+			if _, ok := out[r.GetRangeId()]; !ok || r.GetLeader() == id {
+				out[r.GetRangeId()] = r
+				leads[r.GetRangeId()] = r.GetLeader() == id
+			}
+		}
+	}
+	return out
 }
 
 // SplitRange splits the range holding the request's key there.
@@ -71,12 +123,21 @@ func (n *Node) rangeInfo(d *concordpb.RangeDescriptor) *concordpb.RangeInfo {
 	for _, r := range d.GetReplicas() {
 		info.Replicas = append(info.Replicas, r.GetNodeId())
 	}
-	if r := n.store.Replica(d.GetRangeId()); r != nil && d.GetRangeId() != store.MetaRangeID {
-		if l := r.Status().Leader; l != 0 {
-			info.Leaseholder = l
+	info.Keys, info.Qps = -1, -1
+	if r := n.store.Replica(d.GetRangeId()); r != nil && d.GetRangeId() != store.MetaRangeID && !r.Uninitialized() {
+		st := r.Status()
+		if st.Leader != 0 {
+			info.Leaseholder = st.Leader
 		}
-		if b, err := n.engine.ApproximateBytes(keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}); err == nil {
+		if st.IsLeader {
+			info.Qps = st.QPS
+		}
+		span := keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}
+		if b, err := n.rangeBytes(span); err == nil {
 			info.ApproximateBytes = b
+		}
+		if k, err := r.CountKeys(); err == nil {
+			info.Keys = k
 		}
 	}
 	return info

@@ -287,11 +287,7 @@ func (n *Node) appliedOn(ctx context.Context, node, rangeID uint64) (uint64, err
 		}
 		return 0, fmt.Errorf("no replica of range %d here", rangeID)
 	}
-	conn, err := n.transport.Conn(ctx, node)
-	if err != nil {
-		return 0, err
-	}
-	st, err := concordpb.NewPeerClient(conn).NodeStatus(ctx, &concordpb.NodeStatusRequest{})
+	st, err := n.nodeStatus(ctx, node)
 	if err != nil {
 		return 0, err
 	}

@@ -61,7 +61,7 @@ func (s *peerService) NodeStatus(ctx context.Context, _ *concordpb.NodeStatusReq
 	out := &concordpb.NodeStatusResponse{NodeId: s.n.ident.NodeID, DbSizeBytes: s.n.engine.DiskUsageBytes()}
 	for _, r := range s.n.store.Replicas() {
 		st := r.Status()
-		out.Replicas = append(out.Replicas, &concordpb.ReplicaStatus{RangeId: st.RangeID, Leader: st.Leader, Term: st.Term, Commit: st.Commit, Applied: st.Applied})
+		out.Replicas = append(out.Replicas, &concordpb.ReplicaStatus{RangeId: st.RangeID, Leader: st.Leader, Term: st.Term, Commit: st.Commit, Applied: st.Applied, Qps: st.QPS})
 	}
 	return out, nil
 }
