@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb"
@@ -83,10 +84,8 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 		}
 		r.cfg.Signal()
 	} else {
-		select {
-		case r.writes <- pw:
-		default:
-			return nil, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d has %d writes queued", r.RangeID, cap(r.writes))
+		if !r.writes.push(pw) {
+			return nil, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d has %d writes queued", r.RangeID, r.writes.max)
 		}
 	}
 	select {
@@ -106,21 +105,14 @@ func (r *Replica) runProposer() {
 	defer r.wg.Done()
 	batch := make([]*pendingWrite, 0, r.cfg.MaxProposalBatch)
 	for {
-		batch = batch[:0]
-		select {
-		case <-r.stopped:
-			return
-		case pw := <-r.writes:
-			batch = append(batch, pw)
-		}
-	drain:
-		for len(batch) < r.cfg.MaxProposalBatch {
+		batch = r.writes.take(batch[:0], r.cfg.MaxProposalBatch)
+		if len(batch) == 0 {
 			select {
-			case pw := <-r.writes:
-				batch = append(batch, pw)
-			default:
-				break drain
+			case <-r.stopped:
+				return
+			case <-r.writes.wake:
 			}
+			continue
 		}
 		live := batch[:0]
 		for _, pw := range batch {
@@ -130,6 +122,48 @@ func (r *Replica) runProposer() {
 		}
 		r.proposeWrites(live)
 	}
+}
+
+// writeQueue holds the writes waiting for the proposer, at most max. It
+// takes memory only for what it holds: a replica of an idle range (there
+// may be thousands on a node) keeps none, where a buffered channel of the
+// same bound would keep max pointers each.
+type writeQueue struct {
+	max  int
+	wake chan struct{} // capacity 1: the proposer has work
+	mu   sync.Mutex
+	// Invariant: len(items) <= max.
+	items []*pendingWrite
+}
+
+// push queues pw and wakes the proposer; false if the queue is full.
+func (q *writeQueue) push(pw *pendingWrite) bool {
+	q.mu.Lock()
+	if len(q.items) >= q.max {
+		q.mu.Unlock()
+		return false
+	}
+	q.items = append(q.items, pw)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take moves up to n queued writes, oldest first, into out.
+func (q *writeQueue) take(out []*pendingWrite, n int) []*pendingWrite {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k := min(n, len(q.items))
+	out = append(out, q.items[:k]...)
+	clear(q.items[:k])
+	q.items = q.items[k:]
+	if len(q.items) == 0 {
+		q.items = nil // let the backing array go
+	}
+	return out
 }
 
 // proposeWrites takes writes in arrival order and decides which of them

@@ -200,7 +200,7 @@ type Replica struct {
 	log     *slog.Logger
 
 	// writes feeds the proposer goroutine. Bounded by cfg.MaxQueuedWrites.
-	writes chan *pendingWrite
+	writes writeQueue
 	// idx remembers the newest version of written keys for the apply path
 	// (nil when cfg.KeyIndexSize is 0). Reset when a snapshot replaces the
 	// range's state.
@@ -311,7 +311,7 @@ func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
 		RangeID: id,
 		cfg:     cfg,
 		log:     cfg.Logger.With("range", id),
-		writes:  make(chan *pendingWrite, cfg.MaxQueuedWrites),
+		writes:  writeQueue{max: cfg.MaxQueuedWrites, wake: make(chan struct{}, 1)},
 		idx:     newIndex(cfg.KeyIndexSize),
 		stopped: make(chan struct{}),
 	}
