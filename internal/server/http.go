@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/telemetry"
 	"github.com/concorddb/concord/internal/ui"
 )
@@ -85,6 +86,16 @@ type rangeView struct {
 	Applied map[string]uint64 `json:"applied"`
 }
 
+// showSpanKey shows a user range's boundary to people: the etcd key,
+// quoted with escapes where not printable, or edge for the start or end of
+// the user keyspace.
+func showSpanKey(k []byte, edge string) string {
+	if e := etcdKey(k); len(e) > 0 {
+		return strconv.Quote(string(e))
+	}
+	return edge
+}
+
 // pollCluster builds the cluster view from every known node's NodeStatus.
 func (n *Node) pollCluster() clusterView {
 	view := clusterView{Self: n.ident.NodeID, Time: time.Now(), Demo: n.cfg.Demo != nil}
@@ -115,7 +126,10 @@ func (n *Node) pollCluster() clusterView {
 	}
 	ranges := map[uint64]*rangeView{}
 	for _, d := range n.descriptors() {
-		rv := &rangeView{ID: d.GetRangeId(), Start: fmt.Sprintf("%q", d.GetStartKey()), End: fmt.Sprintf("%q", d.GetEndKey()), Applied: map[string]uint64{}}
+		rv := &rangeView{ID: d.GetRangeId(), Start: showSpanKey(d.GetStartKey(), "<start>"), End: showSpanKey(d.GetEndKey(), "<end>"), Applied: map[string]uint64{}}
+		if keys.MetaSpan.Contains(d.GetStartKey()) {
+			rv.Start, rv.End = "(meta range)", ""
+		}
 		for _, rd := range d.GetReplicas() {
 			rv.Replicas = append(rv.Replicas, rd.GetNodeId())
 		}

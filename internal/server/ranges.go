@@ -11,6 +11,7 @@ import (
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
 	"github.com/concorddb/concord/internal/store"
+	"github.com/concorddb/concord/internal/telemetry"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -69,6 +70,8 @@ func (n *Node) Split(ctx context.Context, key []byte) (left, right *concordpb.Ra
 		n.log.Warn("split applied; the meta range's index is updated later", "left", left.GetRangeId(), "right", right.GetRangeId(), "err", err)
 	}
 	n.log.Info("split range", "range", left.GetRangeId(), "at", fmt.Sprintf("%q", key), "new_range", right.GetRangeId())
+	n.tel.metrics.Events().Add(telemetry.Event{Kind: telemetry.EventSplit, Range: left.GetRangeId(), Node: n.ident.NodeID,
+		Message: fmt.Sprintf("range %d split at %q: new range %d", left.GetRangeId(), key, right.GetRangeId())})
 	return left, right, nil
 }
 
@@ -255,6 +258,8 @@ func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescripto
 		n.log.Warn("merged; the meta range's index is updated later", "range", merged.GetRangeId(), "err", err)
 	}
 	n.log.Info("merged range", "range", right.GetRangeId(), "into", merged.GetRangeId())
+	n.tel.metrics.Events().Add(telemetry.Event{Kind: telemetry.EventMerge, Range: merged.GetRangeId(), Node: n.ident.NodeID,
+		Message: fmt.Sprintf("range %d (from %q) merged into range %d", right.GetRangeId(), key, merged.GetRangeId())})
 	return merged, nil
 }
 

@@ -246,3 +246,33 @@ func describe(spans tracetest.SpanStubs) string {
 	}
 	return b.String()
 }
+
+// The dashboard's API shows ranges by their etcd keys, and its events
+// show splits and merges.
+func TestDashboardShowsSplitsAndMerges(t *testing.T) {
+	c := startHTTPCluster(t, 3, LocalOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, _, err := c.Node(0).Split(ctx, []byte("users/m")); err != nil {
+		t.Fatal(err)
+	}
+	// The view is rebuilt every second.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := httpGet(t, c.HTTPURLs()[0]+"/api/cluster")
+		if code == http.StatusOK && strings.Contains(body, `"start":"\"users/m\""`) && strings.Contains(body, `"end":"\u003cend\u003e"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/api/cluster after a split: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := c.Node(0).Merge(ctx, []byte("users/m")); err != nil {
+		t.Fatal(err)
+	}
+	code, body := httpGet(t, c.HTTPURLs()[0]+"/api/events")
+	if code != http.StatusOK || !strings.Contains(body, `"kind":"split"`) || !strings.Contains(body, `"kind":"merge"`) {
+		t.Fatalf("/api/events after a split and a merge: %d %s", code, body)
+	}
+}

@@ -16,6 +16,8 @@ const (
 	EventNodeUp   = "node-up"   // a peer answered again
 	EventNodeDown = "node-down" // a peer stopped answering
 	EventFault    = "fault"     // a fault injected from the dashboard
+	EventSplit    = "split"     // a range split (on the node that split it)
+	EventMerge    = "merge"     // a range merged into its left neighbour
 )
 
 // Event is one thing that happened on a node, as the dashboard lists it.
