@@ -98,6 +98,7 @@ func startCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxTxnOps, "max-txn-ops", cfg.MaxTxnOps, "maximum number of operations permitted in a transaction")
 	f.IntVar(&cfg.ReplicationFactor, "replication-factor", cfg.ReplicationFactor, "replicas per range (Concord)")
 	f.Int64Var(&cfg.RangeMaxBytes, "range-max-bytes", 0, "split a range whose data grows past this many bytes, at its middle key (0: only concord range split splits; off by default until txns across ranges are atomic, then 512 MiB as CockroachDB's)")
+	f.Float64Var(&cfg.RangeSplitQPS, "range-split-qps", 0, "split a range that serves more requests per second than this for ten seconds, at the median of its recent request keys (0: never; CockroachDB splits at 2500)")
 	f.Int64Var(&cfg.RangeMinBytes, "range-min-bytes", 0, "merge a range smaller than this into its left neighbour when that one is small too and the two stay under --range-max-bytes (0: never by itself)")
 	f.StringVar(&cfg.AutoCompactionMode, "auto-compaction-mode", "periodic", "interpret auto-compaction-retention as a period (periodic) or a number of writes to keep per range (revision)")
 	f.StringVar(&cfg.AutoCompactionRetention, "auto-compaction-retention", "0", "auto compaction retention: periodic: a duration (30m) or hours (1); revision: writes to keep; 0 disables")

@@ -41,6 +41,7 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 	ctx, span := r.startSpan(ctx, "replica.Write")
 	defer func() { endSpan(span, err) }()
 	r.qps.add(r.cfg.Now())
+	r.loadKeys.maybeAdd(requestKey(req))
 	r.mu.Lock()
 	if !r.leadsLocked() {
 		err := r.notLeaderLocked()

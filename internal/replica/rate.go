@@ -1,8 +1,14 @@
 package replica
 
 import (
+	"bytes"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/keys"
 )
 
 // rateWindow is how far back a replica's recent request rate looks.
@@ -44,4 +50,67 @@ func (c *rateCounter) rate(now time.Time) float64 {
 	}
 	c.mu.Unlock()
 	return float64(total) / rateWindow
+}
+
+// keySampleEvery and keySamples: one request in keySampleEvery has its
+// first key recorded, and the last keySamples recorded are kept, for the
+// key that halves the range's recent load (LoadSplitKey).
+const (
+	keySampleEvery = 8
+	keySamples     = 128
+)
+
+// keySampler keeps recent request keys (global keys) of a range.
+type keySampler struct {
+	seen atomic.Uint64
+	mu   sync.Mutex
+	keys [keySamples][]byte
+	n    int // how many of keys are set
+	next int // where the next sample goes
+}
+
+// maybeAdd records key for one request in keySampleEvery.
+func (s *keySampler) maybeAdd(key []byte) {
+	if len(key) == 0 || s.seen.Add(1)%keySampleEvery != 0 {
+		return
+	}
+	k := keys.User(key)
+	s.mu.Lock()
+	s.keys[s.next] = k
+	s.next = (s.next + 1) % keySamples
+	s.n = min(s.n+1, keySamples)
+	s.mu.Unlock()
+}
+
+// median returns the middle of the recorded keys, or nil with fewer than
+// minSamples of them.
+func (s *keySampler) median(minSamples int) []byte {
+	s.mu.Lock()
+	if s.n < minSamples {
+		s.mu.Unlock()
+		return nil
+	}
+	ks := make([][]byte, s.n)
+	copy(ks, s.keys[:s.n])
+	s.mu.Unlock()
+	slices.SortFunc(ks, bytes.Compare)
+	return ks[len(ks)/2]
+}
+
+// requestKey is the first key a request names (nil for none).
+func requestKey(req *concordpb.BatchRequest) []byte {
+	op := req.GetOp()
+	switch {
+	case op.GetRange() != nil:
+		return op.GetRange().GetKey()
+	case op.GetPut() != nil:
+		return op.GetPut().GetKey()
+	case op.GetDeleteRange() != nil:
+		return op.GetDeleteRange().GetKey()
+	case op.GetTxn() != nil:
+		if cs := op.GetTxn().GetCompare(); len(cs) > 0 {
+			return cs[0].GetKey()
+		}
+	}
+	return nil
 }

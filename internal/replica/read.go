@@ -16,6 +16,7 @@ import (
 // reports, read at that revision.
 func (r *Replica) Read(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
 	r.qps.add(r.cfg.Now())
+	r.loadKeys.maybeAdd(requestKey(req))
 	if r.Uninitialized() {
 		return nil, concordpb.Errorf(concordpb.ErrorCode_RANGE_NOT_FOUND, "replica: range %d here waits for its first snapshot", r.RangeID)
 	}

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -212,8 +213,9 @@ type Replica struct {
 	wg       sync.WaitGroup
 
 	// qps counts the requests this replica served, for the range's recent
-	// rate (Status.QPS).
-	qps rateCounter
+	// rate (Status.QPS); loadKeys samples their keys (LoadSplitKey).
+	qps      rateCounter
+	loadKeys keySampler
 
 	// dropSeq is a sequence lock over changes that may remove MVCC versions
 	// from the engine: a compaction's apply and a snapshot's install. It is
@@ -393,6 +395,19 @@ func (r *Replica) Neighbourhood() []*concordpb.RangeDescriptor {
 		return []*concordpb.RangeDescriptor{r.mu.desc}
 	}
 	return []*concordpb.RangeDescriptor{r.mu.desc, r.mu.splitOff}
+}
+
+// LoadSplitKey returns the key that splits the range's recent requests in
+// half (the median of sampled request keys, a global key), or nil if too
+// few were sampled or the median does not lie strictly inside the range.
+func (r *Replica) LoadSplitKey() []byte {
+	k := r.loadKeys.median(keySamples / 4)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if k == nil || bytes.Equal(k, r.mu.desc.GetStartKey()) || !r.spanLocked().Contains(k) {
+		return nil
+	}
+	return k
 }
 
 // Descriptor returns the range's descriptor. The caller must not modify it.

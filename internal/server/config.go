@@ -65,6 +65,12 @@ type Config struct {
 	// RangeMinBytes merges a range smaller than it into its left
 	// neighbour when that one is small too (0: never by itself).
 	RangeMinBytes int64
+	// RangeSplitQPS splits a range whose leaseholder served more requests
+	// per second than this over two checks in a row (at least ten
+	// seconds), at the median of its recent request keys (0: never; off
+	// by default for the same reason as RangeMaxBytes; CockroachDB's is
+	// 2500).
+	RangeSplitQPS float64
 
 	// RaftLogTruncateEntries bounds each range's Raft log (default 10000
 	// entries); a follower further behind catches up by snapshot.

@@ -314,13 +314,16 @@ var sizeCheckInterval = 10 * time.Second
 const exactBelowBytes = 64 << 20
 
 // runSizeQueue splits the ranges this node leads that grew past
-// --range-max-bytes at their middle key by bytes, and merges a range below
-// --range-min-bytes into its left neighbour when both are that small and
-// their sum stays under the maximum.
+// --range-max-bytes at their middle key by bytes, or that served more
+// than --range-split-qps at two checks in a row at the median of their
+// recent request keys, and merges a range below --range-min-bytes into its
+// left neighbour when both are that small and their sum stays under the
+// maximum.
 func (n *Node) runSizeQueue() {
 	defer n.wg.Done()
 	t := time.NewTicker(sizeCheckInterval)
 	defer t.Stop()
+	hot := map[uint64]int{} // checks in a row each range was over --range-split-qps
 	for {
 		select {
 		case <-n.stop:
@@ -328,17 +331,38 @@ func (n *Node) runSizeQueue() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), sizeCheckInterval)
-		n.checkSizes(ctx)
+		n.checkSizes(ctx, hot)
 		cancel()
 	}
 }
 
-func (n *Node) checkSizes(ctx context.Context) {
+// loadSplitChecks is how many checks in a row a range must be over
+// --range-split-qps before it splits by load: its rate is the last ten
+// seconds', so two checks ten seconds apart mean a sustained load.
+const loadSplitChecks = 2
+
+func (n *Node) checkSizes(ctx context.Context, hot map[uint64]int) {
 	for _, r := range n.store.Replicas() {
 		st := r.Status()
 		d := r.Descriptor()
 		if r.RangeID == store.MetaRangeID || !st.IsLeader || st.Frozen || replica.IsUninitialized(d) {
+			delete(hot, r.RangeID)
 			continue
+		}
+		if n.cfg.RangeSplitQPS > 0 {
+			if st.QPS <= n.cfg.RangeSplitQPS {
+				delete(hot, r.RangeID)
+			} else if hot[r.RangeID]++; hot[r.RangeID] >= loadSplitChecks {
+				delete(hot, r.RangeID)
+				if k := r.LoadSplitKey(); k != nil {
+					if _, _, err := n.Split(ctx, keys.StripUser(k)); err != nil {
+						n.log.Warn("load split failed", "range", r.RangeID, "qps", st.QPS, "err", err)
+					} else {
+						n.log.Info("split a range past --range-split-qps", "range", r.RangeID, "qps", st.QPS, "at", fmt.Sprintf("%q", keys.StripUser(k)))
+					}
+					continue
+				}
+			}
 		}
 		span := keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}
 		size, err := n.rangeBytes(span)

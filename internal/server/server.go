@@ -223,7 +223,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	n.wg.Add(2)
 	go n.runAddressRefresh()
 	go n.runRangeRepair()
-	if cfg.RangeMaxBytes > 0 || cfg.RangeMinBytes > 0 {
+	if cfg.RangeMaxBytes > 0 || cfg.RangeMinBytes > 0 || cfg.RangeSplitQPS > 0 {
 		n.wg.Add(1)
 		go n.runSizeQueue()
 	}

@@ -351,3 +351,34 @@ func TestRangesSplitAndMergeBySize(t *testing.T) {
 	}
 	t.Logf("64 KB split into %d ranges; deleted and compacted, they merged back into 1", split)
 }
+
+// With --range-split-qps a range under sustained load splits by itself at
+// the median of its recent request keys.
+func TestHotRangeSplitsByLoad(t *testing.T) {
+	defer func(d time.Duration) { sizeCheckInterval = d }(sizeCheckInterval)
+	sizeCheckInterval = 500 * time.Millisecond
+	c := startCluster(t, 3, func(_ int, cfg *Config) { cfg.RangeSplitQPS = 20 })
+	cli := client(t, c, 0)
+	for i := 0; i < 100; i++ {
+		putRetry(t, cli, fmt.Sprintf("hot/%03d", i), "v")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; userRanges(t, c, 0) < 2; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("a range under load never split")
+		}
+		get(t, cli, fmt.Sprintf("hot/%03d", i%100))
+	}
+	resp := get(t, cli, "hot/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if resp.Count != 100 {
+		t.Fatalf("after a load split: %d keys", resp.Count)
+	}
+	rs, err := c.Node(0).Router().Ranges(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The load is spread over hot/000..hot/099: the split is in the middle.
+	if at := string(rs[1].GetStartKey()[1:]); at < "hot/020" || at > "hot/080" {
+		t.Fatalf("load split at %q, not near the middle of the load", at)
+	}
+}
