@@ -83,3 +83,23 @@ func TestTransferGivesUpTheLease(t *testing.T) {
 		t.Fatalf("leader handing over: %v, want NOT_LEADER at once", err)
 	}
 }
+
+// SIGTERM (Shutdown) of the node that hands out revisions settles its
+// window first: the next leader continues at the next revision, no gap;
+// a crash (Stop) would skip the rest of the window.
+func TestShutdownOfTheTSONodeLeavesNoGap(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cli := client(t, c, 0)
+	last := putRetry(t, cli, "k", "1")
+	li := leaderOf(t, c, store.MetaRangeID)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	c.Node(li).Shutdown(ctx)
+	cancel()
+	c.mu.Lock()
+	c.nodes[li] = nil
+	c.mu.Unlock()
+	next := putRetry(t, client(t, c, (li+1)%3), "k", "2")
+	if next != last+1 {
+		t.Fatalf("after a graceful hand-over of the TSO, revision %d follows %d", next, last)
+	}
+}
