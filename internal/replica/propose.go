@@ -316,22 +316,9 @@ func (r *Replica) classify(batch []*pendingWrite) (n int, writers []*pendingWrit
 // UNAVAILABLE when pw's caller gives up first (pw was never proposed).
 func (r *Replica) waitNotInFlight(pw *pendingWrite) error {
 	fp := eval.Footprint(pw.req.GetOp())
-	for {
-		r.mu.Lock()
-		if !r.leadsLocked() || !r.mu.inflight.overlaps(fp) {
-			r.mu.Unlock()
-			return nil
-		}
-		ch := r.mu.lease.appliedChLocked()
-		r.mu.Unlock()
-		select {
-		case <-ch:
-		case <-pw.ctx.Done():
-			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: %v waiting for a conflicting write to apply", r.RangeID, pw.ctx.Err())
-		case <-r.stopped:
-			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
-		}
-	}
+	return r.waitApplying(pw.ctx, "a conflicting write to apply", func() (bool, error) {
+		return !r.leadsLocked() || !r.mu.inflight.overlaps(fp), nil
+	})
 }
 
 // maxProposeRetries bounds how often the proposer offers Raft a batch it

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/concorddb/concord/internal/concordpb"
 	"github.com/concorddb/concord/internal/eval"
@@ -108,27 +109,36 @@ func (r *Replica) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err
 // meanwhile (the writes of its term may then never resolve here),
 // UNAVAILABLE when ctx ends first.
 func (r *Replica) waitRevision(ctx context.Context, rev int64) error {
-	for {
-		r.mu.Lock()
+	return r.waitApplying(ctx, fmt.Sprintf("writes at or below revision %d", rev), func() (bool, error) {
 		if !r.leadsLocked() {
-			err := r.notLeaderLocked()
-			r.mu.Unlock()
-			return err
+			return true, r.notLeaderLocked()
 		}
 		var proposed int64 // the newest revision this term may still apply
 		if r.mu.lastProposedTerm == r.mu.term {
 			proposed = r.mu.lastProposedTS
 		}
-		if !r.mu.drawing && r.mu.resolvedTS >= min(rev, proposed) {
+		return !r.mu.drawing && r.mu.resolvedTS >= min(rev, proposed), nil
+	})
+}
+
+// waitApplying waits until done, called with mu held, reports true (with
+// its error), checking it again each time the applied index moves or
+// leadership is lost. Errors: done's, or UNAVAILABLE naming what it waited
+// for when ctx ends or the replica stops first.
+func (r *Replica) waitApplying(ctx context.Context, what string, done func() (bool, error)) error {
+	for {
+		r.mu.Lock()
+		ok, err := done()
+		if ok {
 			r.mu.Unlock()
-			return nil
+			return err
 		}
 		ch := r.mu.lease.appliedChLocked()
 		r.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: %v waiting for writes at or below revision %d", r.RangeID, ctx.Err(), rev)
+			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: %v waiting for %s", r.RangeID, ctx.Err(), what)
 		case <-r.stopped:
 			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
 		}

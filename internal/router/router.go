@@ -166,7 +166,8 @@ func (r *Router) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.Re
 }
 
 func (r *Router) doOnce(ctx context.Context, op *concordpb.RequestOp, span keys.Span) (*concordpb.ResponseOp, Header, error) {
-	if concordpb.IsReadOnly(op) && bytes.Compare(span.Start, span.End) < 0 {
+	if d, ok := r.cached(span); (!ok || d == nil) && concordpb.IsReadOnly(op) && bytes.Compare(span.Start, span.End) < 0 {
+		// No cached range holds every key: it may take several.
 		descs, err := r.lookupAll(ctx, span)
 		if err != nil {
 			return nil, Header{}, err
