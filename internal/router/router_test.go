@@ -346,3 +346,15 @@ func TestKeyMismatchCarriesTheNewDescriptors(t *testing.T) {
 		t.Fatalf("cached ranges after the answer: %v", rs)
 	}
 }
+
+// A range merged away but still in the index next to the range that took
+// it over is dropped from the cache: every key has one range.
+func TestRefreshDropsRangesOverlappedByNewerOnes(t *testing.T) {
+	merged := &concordpb.RangeDescriptor{RangeId: 2, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Generation: 3}
+	gone := &concordpb.RangeDescriptor{RangeId: 3, StartKey: keys.User([]byte("m")), EndKey: keys.UserSpan.End, Generation: 2}
+	other := &concordpb.RangeDescriptor{RangeId: 4, StartKey: keys.UserSpan.End, EndKey: append(keys.UserSpan.End, 1), Generation: 1}
+	got := dropOverlapped([]*concordpb.RangeDescriptor{merged, gone, other})
+	if len(got) != 2 || got[0] != merged || got[1] != other {
+		t.Fatalf("dropOverlapped kept %v", got)
+	}
+}

@@ -1,0 +1,76 @@
+package replica
+
+import (
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/storage"
+)
+
+// The meta range's index keeps only newer descriptors: a split's two sides
+// replace the range they came from, and a late update of a range merged
+// away (overlapped by a newer descriptor) is refused, so it cannot come
+// back into the index.
+func TestUpdateRangesKeepsOnlyNewerDescriptors(t *testing.T) {
+	e, err := storage.Open("db", storage.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	reps := []*concordpb.ReplicaDescriptor{{NodeId: 1}}
+	desc := func(id uint64, start, end string, gen uint64) *concordpb.RangeDescriptor {
+		s, en := keys.UserSpan.Start, keys.UserSpan.End
+		if start != "" {
+			s = keys.User([]byte(start))
+		}
+		if end != "" {
+			en = keys.User([]byte(end))
+		}
+		return &concordpb.RangeDescriptor{RangeId: id, StartKey: s, EndKey: en, Replicas: reps, Generation: gen}
+	}
+	update := func(ds ...*concordpb.RangeDescriptor) int64 {
+		t.Helper()
+		b := e.NewBatch()
+		defer b.Close()
+		resp, err := updateRanges(b, keys.MetaSpan, ds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(false); err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetValue()
+	}
+	if n := update(desc(2, "", "", 1)); n != 1 {
+		t.Fatalf("first descriptor: recorded %d", n)
+	}
+	if n := update(desc(2, "", "m", 2), desc(3, "m", "", 2)); n != 2 {
+		t.Fatalf("a split's two sides: recorded %d, want 2", n)
+	}
+	if n := update(desc(2, "", "m", 2)); n != 0 {
+		t.Fatalf("the same generation again: recorded %d, want 0", n)
+	}
+	// Range 2 takes range 3 over (a merge), then range 3's leader, late,
+	// indexes its old descriptor again.
+	if n := update(desc(2, "", "", 3)); n != 1 {
+		t.Fatalf("the merged range: recorded %d", n)
+	}
+	b := e.NewBatch()
+	if err := b.SysDelete(keys.Range(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if n := update(desc(3, "m", "", 2)); n != 0 {
+		t.Fatalf("a range merged away, indexed late: recorded %d, want 0", n)
+	}
+	ds, err := rangeDescriptors(e)
+	if err != nil || len(ds) != 1 || ds[0].GetGeneration() != 3 {
+		t.Fatalf("index after all: %v %v", ds, err)
+	}
+}
