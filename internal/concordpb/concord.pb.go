@@ -3087,9 +3087,13 @@ func (x *NodeRecord) GetGeneration() uint64 {
 }
 
 type RaftMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
-	Msg           *raftpb.Message        `protobuf:"bytes,2,opt,name=msg,proto3" json:"msg,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Msg     *raftpb.Message        `protobuf:"bytes,2,opt,name=msg,proto3" json:"msg,omitempty"`
+	// quiesce marks a heartbeat by which an idle leader tells a caught-up
+	// follower to stop ticking (quiescence): neither sends anything for the
+	// range until a request or any other message wakes it.
+	Quiesce       bool `protobuf:"varint,3,opt,name=quiesce,proto3" json:"quiesce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3136,6 +3140,13 @@ func (x *RaftMessage) GetMsg() *raftpb.Message {
 		return x.Msg
 	}
 	return nil
+}
+
+func (x *RaftMessage) GetQuiesce() bool {
+	if x != nil {
+		return x.Quiesce
+	}
+	return false
 }
 
 // RaftBatch carries every Raft message of one Ready round from one node to
@@ -4575,10 +4586,11 @@ const file_concord_proto_rawDesc = "" +
 	"is_learner\x18\x06 \x01(\bR\tisLearner\x12\x1e\n" +
 	"\n" +
 	"generation\x18\a \x01(\x04R\n" +
-	"generation\"K\n" +
+	"generation\"e\n" +
 	"\vRaftMessage\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12!\n" +
-	"\x03msg\x18\x02 \x01(\v2\x0f.raftpb.MessageR\x03msg\"\xa9\x01\n" +
+	"\x03msg\x18\x02 \x01(\v2\x0f.raftpb.MessageR\x03msg\x12\x18\n" +
+	"\aquiesce\x18\x03 \x01(\bR\aquiesce\"\xa9\x01\n" +
 	"\tRaftBatch\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x1b\n" +

@@ -6,16 +6,17 @@ import (
 	"github.com/concorddb/concord/internal/concordpb"
 )
 
-// Index remembers, for one range, the metadata of the newest version of
-// keys that were written (create and mod revision, version, lease, live or
+// Index remembers, for one range or for all of a node's ranges (keys are
+// global, and ranges on a node are disjoint), the metadata of the newest
+// version of keys that were written (create and mod revision, version, lease, live or
 // deleted), so that a Put need not read its key's previous version from the
 // engine: etcd keeps all of this in memory (its treeIndex), and without it
 // every write pays a disk read. The engine stays the truth: a key the index
 // does not know is read from it, and a Put that needs the previous value
 // (prev_kv, ignore_value, ignore_lease) always reads it.
 //
-// The replica that owns an Index passes it to every write it applies, in
-// log order, and calls Reset when its state is replaced (a snapshot). It is
+// The replicas that share an Index pass it every write they apply, in log
+// order, and call Reset when one's state is replaced (a snapshot). It is
 // safe for concurrent use, though only the apply path uses it.
 type Index struct {
 	mu struct {

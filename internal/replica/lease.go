@@ -185,7 +185,7 @@ func (r *Replica) waitLease(ctx context.Context) error {
 			r.maybeRenewLeaseLocked()
 		}
 		r.mu.Unlock()
-		r.cfg.Signal()
+		r.signal()
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -220,9 +220,10 @@ func (r *Replica) TransferLeadership(ctx context.Context) error {
 	}
 	r.mu.lease.disabled = true
 	r.mu.lease.resetLocked(r.notLeaderLocked())
+	r.wakeLocked()
 	r.mu.rn.TransferLeader(target)
 	r.mu.Unlock()
-	r.cfg.Signal()
+	r.signal()
 	r.log.Info("transferring leadership", "to", target)
 	t := time.NewTicker(r.cfg.TickInterval / 4)
 	defer t.Stop()

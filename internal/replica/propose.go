@@ -42,6 +42,7 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 	defer func() { endSpan(span, err) }()
 	r.qps.add(r.cfg.Now())
 	r.loadKeys.maybeAdd(requestKey(req))
+	r.touch()
 	r.mu.Lock()
 	if !r.leadsLocked() {
 		err := r.notLeaderLocked()
@@ -83,9 +84,14 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 		for _, pw := range offered {
 			pw.done <- result{err: err}
 		}
-		r.cfg.Signal()
+		r.signal()
 	} else {
-		if !r.writes.push(pw) {
+		if !r.writes.push(pw, func() { r.wg.Add(1); go r.runProposer() }) {
+			select {
+			case <-r.stopped:
+				return nil, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
+			default:
+			}
 			return nil, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d has %d writes queued", r.RangeID, r.writes.max)
 		}
 	}
@@ -99,21 +105,22 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 	}
 }
 
-// runProposer numbers and proposes queued writes. One goroutine per
-// replica, so one TSO call at a time per range: every batch's revisions are
-// above the previous batch's, and log order is revision order.
+// runProposer numbers and proposes queued writes, and exits once the queue
+// is empty (push starts it again). At most one runs per replica, so one
+// TSO call at a time per range: every batch's revisions are above the
+// previous batch's, and log order is revision order.
 func (r *Replica) runProposer() {
 	defer r.wg.Done()
-	batch := make([]*pendingWrite, 0, r.cfg.MaxProposalBatch)
+	batch := make([]*pendingWrite, 0, min(r.cfg.MaxProposalBatch, 64))
 	for {
-		batch = r.writes.take(batch[:0], r.cfg.MaxProposalBatch)
+		batch = r.writes.takeOrExit(batch[:0], r.cfg.MaxProposalBatch)
 		if len(batch) == 0 {
-			select {
-			case <-r.stopped:
-				return
-			case <-r.writes.wake:
-			}
-			continue
+			return
+		}
+		select {
+		case <-r.stopped:
+			return
+		default:
 		}
 		live := batch[:0]
 		for _, pw := range batch {
@@ -126,38 +133,45 @@ func (r *Replica) runProposer() {
 }
 
 // writeQueue holds the writes waiting for the proposer, at most max. It
-// takes memory only for what it holds: a replica of an idle range (there
-// may be thousands on a node) keeps none, where a buffered channel of the
-// same bound would keep max pointers each.
+// takes memory only for what it holds, and the proposer goroutine runs
+// only while it holds something: a replica of an idle range (there may be
+// thousands on a node) keeps neither.
 type writeQueue struct {
-	max  int
-	wake chan struct{} // capacity 1: the proposer has work
-	mu   sync.Mutex
+	max int
+	mu  sync.Mutex
 	// Invariant: len(items) <= max.
 	items []*pendingWrite
+	// running is set while a proposer goroutine runs; closed once the
+	// replica stops (nothing more is queued).
+	running, closed bool
 }
 
-// push queues pw and wakes the proposer; false if the queue is full.
-func (q *writeQueue) push(pw *pendingWrite) bool {
+// push queues pw and starts the proposer if none runs (start, called with
+// q.mu held, must start it); false if the queue is full or closed.
+func (q *writeQueue) push(pw *pendingWrite, start func()) bool {
 	q.mu.Lock()
-	if len(q.items) >= q.max {
-		q.mu.Unlock()
+	defer q.mu.Unlock()
+	if len(q.items) >= q.max || q.closed {
 		return false
 	}
 	q.items = append(q.items, pw)
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if !q.running {
+		q.running = true
+		start()
 	}
 	return true
 }
 
-// take moves up to n queued writes, oldest first, into out.
-func (q *writeQueue) take(out []*pendingWrite, n int) []*pendingWrite {
+// takeOrExit moves up to n queued writes, oldest first, into out. If there
+// are none it marks the proposer stopped, which must then exit.
+func (q *writeQueue) takeOrExit(out []*pendingWrite, n int) []*pendingWrite {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	k := min(n, len(q.items))
+	if k == 0 {
+		q.running = false
+		return out
+	}
 	out = append(out, q.items[:k]...)
 	clear(q.items[:k])
 	q.items = q.items[k:]
@@ -165,6 +179,20 @@ func (q *writeQueue) take(out []*pendingWrite, n int) []*pendingWrite {
 		q.items = nil // let the backing array go
 	}
 	return out
+}
+
+// len is the number of queued writes.
+func (q *writeQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// close refuses every later push.
+func (q *writeQueue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
 }
 
 // proposeWrites takes writes in arrival order and decides which of them
@@ -366,7 +394,7 @@ func (r *Replica) proposeWriters(writers []*pendingWrite, fps [][]keys.Span) {
 			r.mu.lastProposedTS = first + int64(len(writers)) - 1
 			r.mu.lastProposedTerm = r.mu.term
 			r.mu.Unlock()
-			r.cfg.Signal()
+			r.signal()
 			return
 		}
 		retry := attempt < maxProposeRetries && r.leadsLocked() && r.mu.rn.BasicStatus().LeadTransferee == 0
@@ -380,7 +408,7 @@ func (r *Replica) proposeWriters(writers []*pendingWrite, fps [][]keys.Span) {
 		}
 		// Raft holds too much uncommitted data: offer the batch again, with
 		// its revisions, once some of it has applied.
-		r.cfg.Signal()
+		r.signal()
 		select {
 		case <-ch:
 		case <-time.After(100 * time.Millisecond):

@@ -22,6 +22,7 @@ func (r *Replica) Read(ctx context.Context, req *concordpb.BatchRequest) (*conco
 		return nil, concordpb.Errorf(concordpb.ErrorCode_RANGE_NOT_FOUND, "replica: range %d here waits for its first snapshot", r.RangeID)
 	}
 	if !req.GetOp().GetRange().GetSerializable() && !r.cfg.UnsafeNoReadLease {
+		r.touch()
 		if err := r.waitLease(ctx); err != nil {
 			return nil, err
 		}

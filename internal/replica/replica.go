@@ -40,8 +40,18 @@ type Config struct {
 	Engine *storage.Engine
 	// Revisions is the TSO client that numbers writes.
 	Revisions Revisions
-	// Signal wakes the store's Ready loop; it must not block.
-	Signal func()
+	// Signal tells the store's Ready loop that the replica of rangeID may
+	// have a Ready; it must not block.
+	Signal func(rangeID uint64)
+	// SetAwake is called, with the replica's mutex held, when the replica
+	// quiesces (awake false: it stops ticking until woken) or wakes up
+	// (true). The store ticks only awake replicas. A replica starts awake.
+	// It must not block or call into the replica. Nil: ignored.
+	SetAwake func(r *Replica, awake bool)
+	// Index, if set, is the key index every replica of the node shares
+	// (bounded by KeyIndexSize keys for the whole node); nil gives each
+	// replica its own.
+	Index *eval.Index
 	// OnSplit is called, from Apply, once a split this replica applied is
 	// durable: the store creates the right-hand range's replica. leads
 	// tells whether this replica led the splitting range then. Nil: no
@@ -86,9 +96,14 @@ type Config struct {
 	// MaxProposalBatch bounds how many queued writes one proposal takes
 	// (and so one TSO call numbers).
 	MaxProposalBatch int
-	// KeyIndexSize bounds the keys each replica's eval.Index remembers
-	// (roughly 100 bytes each); 0 turns the index off.
+	// KeyIndexSize bounds the keys the eval.Index remembers (roughly 100
+	// bytes each): the node's shared Index, or each replica's own when
+	// Index is nil; 0 turns the index off.
 	KeyIndexSize int
+	// QuiesceTicks is how many ticks a leader waits without a request
+	// before it quiesces its range, once every replica has everything
+	// (see quiesce.go); 0 never quiesces.
+	QuiesceTicks int
 	// Now reads the clock used for leases; nil means time.Now. A test-only
 	// clock offset is applied here.
 	Now func() time.Time
@@ -111,6 +126,7 @@ func DefaultConfig() Config {
 		MaxQueuedWrites:    10000,
 		MaxProposalBatch:   1024,
 		KeyIndexSize:       1 << 19,
+		QuiesceTicks:       10,
 	}
 }
 
@@ -200,7 +216,9 @@ type Replica struct {
 	cfg     Config
 	log     *slog.Logger
 
-	// writes feeds the proposer goroutine. Bounded by cfg.MaxQueuedWrites.
+	// writes feeds the proposer goroutine, which runs only while writes
+	// are queued (a node may hold thousands of idle replicas). Bounded by
+	// cfg.MaxQueuedWrites.
 	writes writeQueue
 	// idx remembers the newest version of written keys for the apply path
 	// (nil when cfg.KeyIndexSize is 0). Reset when a snapshot replaces the
@@ -210,7 +228,15 @@ type Replica struct {
 	// stopped is closed by Stop; the proposer exits on it.
 	stopped  chan struct{}
 	stopOnce sync.Once
-	wg       sync.WaitGroup
+	// wg counts the running proposer (0 or 1); Add is called with
+	// writes.mu held and never after writes.close.
+	wg sync.WaitGroup
+
+	// quiesced is set while the replica does not tick (see quiesce.go);
+	// written with mu held, read without it. active is set by every request
+	// and cleared by each tick: a leader quiesces only after QuiesceTicks
+	// ticks without one.
+	quiesced, active atomic.Bool
 
 	// qps counts the requests this replica served, for the range's recent
 	// rate (Status.QPS); loadKeys samples their keys (LoadSplitKey).
@@ -274,6 +300,8 @@ type Replica struct {
 		// splitOff is the descriptor of the range this replica last split
 		// off, as the split made it (nil if none since Load).
 		splitOff *concordpb.RangeDescriptor
+		// idleTicks counts the ticks since the last request (see active).
+		idleTicks int
 	}
 }
 
@@ -313,8 +341,8 @@ func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
 		RangeID: id,
 		cfg:     cfg,
 		log:     cfg.Logger.With("range", id),
-		writes:  writeQueue{max: cfg.MaxQueuedWrites, wake: make(chan struct{}, 1)},
-		idx:     newIndex(cfg.KeyIndexSize),
+		writes:  writeQueue{max: cfg.MaxQueuedWrites},
+		idx:     cfg.Index,
 		stopped: make(chan struct{}),
 	}
 	ms := raft.NewMemoryStorage()
@@ -365,15 +393,19 @@ func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
 		return nil, fmt.Errorf("replica: range %d: %w", id, err)
 	}
 	r.mu.rn = rn
-	r.wg.Add(1)
-	go r.runProposer()
+	if r.idx == nil {
+		r.idx = newIndex(cfg.KeyIndexSize)
+	}
 	return r, nil
 }
 
 // Stop ends the proposer and fails every waiting client. Safe to call more
 // than once.
 func (r *Replica) Stop() {
-	r.stopOnce.Do(func() { close(r.stopped) })
+	r.stopOnce.Do(func() {
+		close(r.stopped)
+		r.writes.close()
+	})
 	r.wg.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -471,19 +503,37 @@ func (r *Replica) Status() Status {
 }
 
 // Tick advances the replica's logical clock by one tick and renews the
-// leader lease when due.
-func (r *Replica) Tick() {
+// leader lease when due. An idle leader whose followers have everything
+// quiesces instead: it returns the quiesce heartbeats the store must send
+// (see quiesce.go). A quiesced replica ignores ticks.
+func (r *Replica) Tick() (quiesce []*raftpb.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.quiesced.Load() {
+		return nil
+	}
+	if r.active.Swap(false) {
+		r.mu.idleTicks = 0
+	} else {
+		r.mu.idleTicks++
+	}
+	if msgs := r.maybeQuiesceLocked(); msgs != nil {
+		return msgs
+	}
 	r.mu.rn.Tick()
 	r.maybeRenewLeaseLocked()
+	return nil
 }
 
 // Step feeds a message from a peer into Raft. Messages for another Raft id
-// or stale ones are dropped by Raft itself.
+// or stale ones are dropped by Raft itself. Any message wakes a quiesced
+// replica, except a heartbeat's answer to a quiesced leader.
 func (r *Replica) Step(m *raftpb.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.quiesced.Load() && m.GetType() != raftpb.MsgHeartbeatResp {
+		r.wakeLocked()
+	}
 	if err := r.mu.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 		r.log.Debug("step failed", "type", m.GetType().String(), "from", m.GetFrom(), "err", err)
 	}
@@ -493,6 +543,10 @@ func (r *Replica) Step(m *raftpb.Message) {
 func (r *Replica) ReportUnreachable(peer uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if peer == r.mu.leader {
+		// The leader may be gone: tick, so that an election can follow.
+		r.wakeLocked()
+	}
 	r.mu.rn.ReportUnreachable(peer)
 }
 
@@ -512,6 +566,7 @@ func (r *Replica) ReportSnapshot(peer uint64, ok bool) {
 func (r *Replica) Campaign() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.wakeLocked()
 	_ = r.mu.rn.Campaign()
 }
 

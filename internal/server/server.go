@@ -151,7 +151,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	if cfg.UnsafeNoReadLease {
 		n.log.Warn("UNSAFE: --unsafe-no-read-lease is on: linearizable reads may be stale")
 	}
-	rcfg.Signal = func() {} // replaced by store.New
+	rcfg.Signal = func(uint64) {} // replaced by store.New
 	rcfg.OnSpanLost = func(rangeID uint64, lost keys.Span) {
 		n.log.Info("a snapshot showed splits this node missed; looking for their ranges", "range", rangeID, "span", lost.String())
 		n.wg.Add(1)

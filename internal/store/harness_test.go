@@ -46,6 +46,9 @@ import (
 //	stop node=3 / start node=3   stop a node's store; start it again from its disk
 //	ranges                       every node's replicas: span, leader, applied revision
 //	scan node=3                  the user keys node 3's replicas hold, as of now
+//	get node=2 key=a             a linearizable read of a through node 2's replica
+//	awake                        which replicas tick and which are quiesced
+//	messages                     the Raft messages delivered since last asked
 //
 // Outcomes, not message traces, are what the scripts check: Raft's message
 // interleaving depends on goroutine timing, its results do not.
@@ -68,6 +71,9 @@ type harness struct {
 	nodes map[uint64]*hnode
 	// ids are the nodes' ids, in order.
 	ids []uint64
+	// delivered counts the Raft messages delivered since the script last
+	// asked (messages).
+	delivered int
 }
 
 type sent struct {
@@ -168,7 +174,7 @@ func (h *harness) start(id uint64) {
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg.TickInterval = tickInterval
 	cfg.Now = h.now
-	cfg.Signal = func() {}
+	cfg.Signal = func(uint64) {}
 	cfg.LogTruncateEntries = 5 // small, so a node that is behind needs a snapshot
 	cfg.OnSpanLost = func(_ uint64, lost keys.Span) { h.adopt(id, lost) }
 	s, err := New(cfg, hsender{h: h, from: id})
@@ -247,6 +253,7 @@ func (h *harness) round() bool {
 			continue
 		}
 		to.store.HandleRaftBatch(&concordpb.RaftBatch{ClusterId: 1, FromNode: m.from, ToNode: m.to, Msgs: m.msgs})
+		h.delivered += len(m.msgs)
 		busy = true
 	}
 	return busy
@@ -269,9 +276,7 @@ func (h *harness) tick(n int) {
 		h.mu.Unlock()
 		for _, id := range h.ids {
 			if s := h.nodes[id].store; s != nil {
-				for _, r := range s.Replicas() {
-					r.Tick()
-				}
+				s.tick()
 			}
 		}
 		h.stabilize()
@@ -294,13 +299,19 @@ func (h *harness) holding(id uint64, key []byte) *replica.Replica {
 // write sends req through r's write path and drives the cluster until it
 // answers (ticking now and then, so leases and elections move).
 func (h *harness) write(r *replica.Replica, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	return h.drive(func() (*concordpb.BatchResponse, error) { return r.Write(context.Background(), req) })
+}
+
+// drive runs call (a write or a read) and drives the cluster until it
+// answers, ticking now and then.
+func (h *harness) drive(call func() (*concordpb.BatchResponse, error)) (*concordpb.BatchResponse, error) {
 	type answer struct {
 		resp *concordpb.BatchResponse
 		err  error
 	}
 	done := make(chan answer, 1)
 	go func() {
-		resp, err := r.Write(context.Background(), req)
+		resp, err := call()
 		done <- answer{resp, err}
 	}()
 	for i := 0; i < 200; i++ {
@@ -315,7 +326,7 @@ func (h *harness) write(r *replica.Replica, req *concordpb.BatchRequest) (*conco
 			h.tick(1)
 		}
 	}
-	h.t.Fatal("harness: the write never answered")
+	h.t.Fatal("harness: the request never answered")
 	return nil, nil
 }
 
@@ -392,6 +403,32 @@ func (h *harness) ranges() string {
 			}
 			fmt.Fprintf(&b, "node %d: range %d [%s, %s) gen %d leader %d\n", id, d.GetRangeId(), showKey(d.GetStartKey()), showKey(d.GetEndKey()), d.GetGeneration(), st.Leader)
 		}
+	}
+	return b.String()
+}
+
+// awakeReplicas lists, per node, which replicas tick and which are
+// quiesced.
+func (h *harness) awakeReplicas() string {
+	var b strings.Builder
+	for _, id := range h.ids {
+		s := h.nodes[id].store
+		if s == nil {
+			fmt.Fprintf(&b, "node %d: stopped\n", id)
+			continue
+		}
+		var awake, quiet []string
+		for _, r := range s.Replicas() {
+			if r.Quiesced() {
+				quiet = append(quiet, fmt.Sprint(r.RangeID))
+			} else {
+				awake = append(awake, fmt.Sprint(r.RangeID))
+			}
+		}
+		if len(awake) != s.Awake() {
+			h.t.Fatalf("node %d: %d replicas awake, the store ticks %d", id, len(awake), s.Awake())
+		}
+		fmt.Fprintf(&b, "node %d: awake [%s] quiesced [%s]\n", id, strings.Join(awake, " "), strings.Join(quiet, " "))
 	}
 	return b.String()
 }
@@ -546,6 +583,28 @@ func TestStoreHarness(t *testing.T) {
 				return ""
 			case "ranges":
 				return h.ranges()
+			case "awake":
+				return h.awakeReplicas()
+			case "messages":
+				out := fmt.Sprintf("%d delivered\n", h.delivered)
+				h.delivered = 0
+				return out
+			case "get":
+				// A linearizable read of key through node's replica.
+				td.ScanArgs(t, "node", &node)
+				td.ScanArgs(t, "key", &key)
+				r := h.holding(node, []byte(key))
+				resp, err := h.drive(func() (*concordpb.BatchResponse, error) {
+					return r.Read(context.Background(), &concordpb.BatchRequest{RangeId: r.RangeID, Op: &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte(key)}}}})
+				})
+				if err != nil {
+					return fmt.Sprintf("error: %v\n", err)
+				}
+				var out []string
+				for _, kv := range resp.GetResp().GetRange().GetKvs() {
+					out = append(out, fmt.Sprintf("%s=%s@%d", kv.GetKey(), kv.GetValue(), kv.GetModRevision()))
+				}
+				return fmt.Sprintf("%s (range %d)\n", strings.Join(out, " "), r.RangeID)
 			case "scan":
 				td.ScanArgs(t, "node", &node)
 				return h.scan(node)

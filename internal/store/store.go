@@ -11,9 +11,12 @@
 //     transport, so nothing is acknowledged before it is durable;
 //  4. applies their committed entries and advances them.
 //
-// A ticker goroutine ticks every replica each TickInterval. Incoming Raft
-// messages are stepped into their replica on the transport's goroutine and
-// wake the loop.
+// A round visits only the replicas that signalled work since the last one
+// (a message, a tick, a proposal, an apply), and the ticker goroutine
+// ticks only the replicas that are awake each TickInterval: idle ranges
+// quiesce (see replica/quiesce.go), so a node with thousands of idle
+// ranges spends nothing on them. Incoming Raft messages are stepped into
+// their replica on the transport's goroutine and wake the loop.
 package store
 
 import (
@@ -27,6 +30,7 @@ import (
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
@@ -59,6 +63,21 @@ type Store struct {
 		// replicas by range id. Lock order: Store.mu before Replica.mu.
 		replicas map[uint64]*replica.Replica
 	}
+	// pending holds the ids of the replicas that may have a Ready: the
+	// next round visits them. A leaf lock: nothing else is taken under it.
+	pending struct {
+		sync.Mutex
+		ids map[uint64]struct{}
+	}
+	// awake holds the replicas that tick (not quiesced). A leaf lock,
+	// taken with a replica's mu held (replica.Config.SetAwake).
+	awake struct {
+		sync.Mutex
+		m map[uint64]*replica.Replica
+	}
+	// tickBuf is the ticker's scratch list; only the ticking goroutine
+	// uses it.
+	tickBuf []*replica.Replica
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -82,12 +101,20 @@ func New(cfg replica.Config, sender Sender) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	cfg.Signal = s.signal
+	cfg.Signal = s.signalRange
+	cfg.SetAwake = s.setAwake
+	if cfg.Index == nil && cfg.KeyIndexSize > 0 {
+		// One index for the node: its bound holds however many ranges
+		// the node has.
+		cfg.Index = eval.NewIndex(cfg.KeyIndexSize)
+	}
 	cfg.OnSplit = s.onSplit
 	cfg.OnMerge = s.onMerge
 	cfg.OnSpanGained = s.onSpanGained
 	s.cfg = cfg
 	s.mu.replicas = make(map[uint64]*replica.Replica)
+	s.pending.ids = make(map[uint64]struct{})
+	s.awake.m = make(map[uint64]*replica.Replica)
 	descs, err := storage.LoadLocalDescriptors(cfg.Engine)
 	if err != nil {
 		return nil, err
@@ -99,6 +126,7 @@ func New(cfg replica.Config, sender Sender) (*Store, error) {
 			return nil, err
 		}
 		s.mu.replicas[d.GetRangeId()] = r
+		s.added(r)
 	}
 	return s, nil
 }
@@ -142,6 +170,46 @@ func (s *Store) signal() {
 	}
 }
 
+// signalRange marks the replica of rangeID for the next round and wakes
+// the loop (replica.Config.Signal).
+func (s *Store) signalRange(rangeID uint64) {
+	s.markPending(rangeID)
+	s.signal()
+}
+
+func (s *Store) markPending(rangeID uint64) {
+	s.pending.Lock()
+	s.pending.ids[rangeID] = struct{}{}
+	s.pending.Unlock()
+}
+
+// setAwake keeps the set of ticking replicas (replica.Config.SetAwake).
+func (s *Store) setAwake(r *replica.Replica, awake bool) {
+	s.awake.Lock()
+	defer s.awake.Unlock()
+	if awake {
+		s.awake.m[r.RangeID] = r
+	} else {
+		delete(s.awake.m, r.RangeID)
+	}
+}
+
+// added registers a replica just loaded: it starts awake, and its first
+// round may have work.
+func (s *Store) added(r *replica.Replica) {
+	if !r.Quiesced() {
+		s.setAwake(r, true)
+	}
+	s.markPending(r.RangeID)
+}
+
+// Awake returns how many replicas tick (are not quiesced).
+func (s *Store) Awake() int {
+	s.awake.Lock()
+	defer s.awake.Unlock()
+	return len(s.awake.m)
+}
+
 // onSplit creates the replica of a range that a split made here (see
 // replica.Config.OnSplit). The left side's leader campaigns for the new
 // range at once, so that it has a leader without an election timeout and
@@ -160,6 +228,7 @@ func (s *Store) onSplit(_, right *concordpb.RangeDescriptor, leads bool) {
 		panic(fmt.Sprintf("store: node %d: split created range %d, which is already here", s.nodeID, right.GetRangeId()))
 	}
 	s.mu.replicas[right.GetRangeId()] = r
+	s.added(r)
 	s.mu.Unlock()
 	if leads {
 		s.wg.Add(1)
@@ -183,7 +252,7 @@ func (s *Store) campaignNew(r *replica.Replica) {
 			return
 		}
 		r.Campaign()
-		s.signal()
+		s.signalRange(r.RangeID)
 		select {
 		case <-s.stop:
 			return
@@ -223,6 +292,11 @@ func (s *Store) drop(rangeID uint64, clear bool) {
 		return
 	}
 	r.Stop()
+	s.awake.Lock()
+	if s.awake.m[rangeID] == r {
+		delete(s.awake.m, rangeID)
+	}
+	s.awake.Unlock()
 	if !clear {
 		return
 	}
@@ -262,6 +336,7 @@ func (s *Store) AddUninitialized(rangeID uint64) error {
 		return err
 	}
 	s.mu.replicas[rangeID] = r
+	s.added(r)
 	s.log.Info("created an uninitialized replica to receive a snapshot", "range", rangeID)
 	s.signal()
 	return nil
@@ -296,11 +371,41 @@ func (s *Store) runTicker() {
 			return
 		case <-t.C:
 		}
-		for _, r := range s.Replicas() {
-			r.Tick()
-		}
-		s.signal()
+		s.tick()
 	}
+}
+
+// tick ticks every awake replica, sends the quiesce heartbeats of those
+// that quiesce, batched per node, and wakes the Ready loop for them all.
+func (s *Store) tick() {
+	s.awake.Lock()
+	rs := s.tickBuf[:0]
+	for _, r := range s.awake.m {
+		rs = append(rs, r)
+	}
+	s.awake.Unlock()
+	// In range order, so that the store harness replays alike.
+	sort.Slice(rs, func(i, j int) bool { return rs[i].RangeID < rs[j].RangeID })
+	var out map[uint64][]*concordpb.RaftMessage
+	s.pending.Lock()
+	for _, r := range rs {
+		s.pending.ids[r.RangeID] = struct{}{}
+	}
+	s.pending.Unlock()
+	for _, r := range rs {
+		for _, m := range r.Tick() {
+			if out == nil {
+				out = make(map[uint64][]*concordpb.RaftMessage)
+			}
+			out[m.GetTo()] = append(out[m.GetTo()], &concordpb.RaftMessage{RangeId: r.RangeID, Msg: m, Quiesce: true})
+		}
+	}
+	clear(rs)
+	s.tickBuf = rs[:0]
+	for to, msgs := range out {
+		s.sender.Send(to, msgs)
+	}
+	s.signal()
 }
 
 func (s *Store) runReadyLoop() {
@@ -355,7 +460,7 @@ const maxApplyRounds = 64
 func (s *Store) processReady() error {
 	var readies []readyReplica
 	snapshot := false
-	for _, r := range s.Replicas() {
+	for _, r := range s.takePending() {
 		if rd, leader, ok := r.Ready(); ok {
 			readies = append(readies, readyReplica{r, rd, leader})
 			snapshot = snapshot || !raft.IsEmptySnap(rd.Snapshot)
@@ -423,8 +528,39 @@ func (s *Store) processReady() error {
 		}
 	}
 	// Advance may have left more work (entries that became committed).
+	s.pending.Lock()
+	for i := range readies {
+		s.pending.ids[readies[i].r.RangeID] = struct{}{}
+	}
+	s.pending.Unlock()
 	s.signal()
 	return nil
+}
+
+// takePending empties the pending set and returns its replicas, in range
+// order (so that the store harness replays alike).
+func (s *Store) takePending() []*replica.Replica {
+	s.pending.Lock()
+	if len(s.pending.ids) == 0 {
+		s.pending.Unlock()
+		return nil
+	}
+	ids := make([]uint64, 0, len(s.pending.ids))
+	for id := range s.pending.ids {
+		ids = append(ids, id)
+	}
+	clear(s.pending.ids)
+	s.pending.Unlock()
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	out := make([]*replica.Replica, 0, len(ids))
+	s.mu.RLock()
+	for _, id := range ids {
+		if r := s.mu.replicas[id]; r != nil {
+			out = append(out, r)
+		}
+	}
+	s.mu.RUnlock()
+	return out
 }
 
 // followTSO is called when this node's meta replica has just become leader,
@@ -441,6 +577,7 @@ func (s *Store) followTSO(meta *replica.Replica) {
 	for _, r := range s.Replicas() {
 		if r != meta && !r.Status().LeaderSeen {
 			r.Campaign()
+			s.markPending(r.RangeID)
 		}
 	}
 }
@@ -485,7 +622,10 @@ func (s *Store) runApplier() {
 				// The engine refused a write: the node's state is unknown.
 				panic(fmt.Sprintf("store: node %d: apply: %v", s.nodeID, err))
 			}
+			// An apply may leave Raft work (a configuration change).
+			s.markPending(rr.r.RangeID)
 		}
+		s.signal()
 	}
 }
 
@@ -511,7 +651,12 @@ func (s *Store) HandleRaftBatch(b *concordpb.RaftBatch) {
 		if r == nil {
 			continue
 		}
-		r.Step(m.GetMsg())
+		if m.GetQuiesce() {
+			r.StepQuiesce(m.GetMsg())
+		} else {
+			r.Step(m.GetMsg())
+		}
+		s.markPending(m.GetRangeId())
 	}
 	s.signal()
 }
@@ -522,14 +667,17 @@ func (s *Store) ReportUnreachable(to uint64) {
 	for _, r := range s.Replicas() {
 		if r.HasPeer(to) {
 			r.ReportUnreachable(to)
+			s.markPending(r.RangeID)
 		}
 	}
+	s.signal()
 }
 
 // ReportSnapshot reports a snapshot's delivery to the range's Raft.
 func (s *Store) ReportSnapshot(rangeID, to uint64, ok bool) {
 	if r := s.Replica(rangeID); r != nil {
 		r.ReportSnapshot(to, ok)
+		s.markPending(rangeID)
 	}
 	s.signal()
 }
@@ -617,7 +765,7 @@ const (
 func (s *Store) Campaign(rangeID uint64) {
 	if r := s.Replica(rangeID); r != nil {
 		r.Campaign()
-		s.signal()
+		s.signalRange(rangeID)
 	}
 }
 
