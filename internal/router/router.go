@@ -483,6 +483,7 @@ func (r *Router) send(ctx context.Context, span keys.Span, req *concordpb.BatchR
 	ctx, cancel := r.withTimeout(ctx)
 	defer cancel()
 	var out *concordpb.BatchResponse
+	followed := false // a KEY_MISMATCH's descriptors were followed
 	for round := 0; ; round++ {
 		desc, err := r.lookup(ctx, span)
 		if err != nil {
@@ -502,9 +503,13 @@ func (r *Router) send(ctx context.Context, span keys.Span, req *concordpb.BatchR
 		if c := concordpb.CodeOf(err); c == concordpb.ErrorCode_KEY_MISMATCH || c == concordpb.ErrorCode_RANGE_NOT_FOUND {
 			// The descriptor itself is stale: learn the range's own (and
 			// the one it split off) from the answer, or reload the index,
-			// and route again.
+			// and route again. The answer is followed once: a cache that
+			// missed several splits in a row would otherwise walk them
+			// one range at a time (each split-off range having split
+			// again), so a second mismatch reloads the index instead.
 			var e *concordpb.Error
-			if errors.As(err, &e) && len(e.GetDescriptors()) > 0 {
+			if errors.As(err, &e) && len(e.GetDescriptors()) > 0 && !followed {
+				followed = true
 				r.Learn(e.GetDescriptors()...)
 				if d, ok := r.cached(span); ok && d != nil && d.GetRangeId() != desc.GetRangeId() {
 					if ctx.Err() != nil {

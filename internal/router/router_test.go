@@ -87,10 +87,19 @@ var userDesc = &concordpb.RangeDescriptor{
 // harness starts scripted Peer servers for nodes 1..3; node 1 also serves
 // the meta range, whose scan returns userDesc.
 func harness(t *testing.T, answers map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error)) (*Router, map[uint64]*scripted) {
+	return harnessIndex(t, answers, userDesc)
+}
+
+// harnessIndex is harness with a meta range index of the given ranges.
+func harnessIndex(t *testing.T, answers map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error), index ...*concordpb.RangeDescriptor) (*Router, map[uint64]*scripted) {
 	t.Helper()
-	descData, err := proto.Marshal(userDesc)
-	if err != nil {
-		t.Fatal(err)
+	var kvs []*concordpb.SysKV
+	for _, d := range index {
+		data, err := proto.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kvs = append(kvs, &concordpb.SysKV{Key: keys.Range(d.GetRangeId()), Value: data})
 	}
 	conns := map[uint64]*grpc.ClientConn{}
 	servers := map[uint64]*scripted{}
@@ -103,7 +112,7 @@ func harness(t *testing.T, answers map[uint64]func(int, *concordpb.BatchRequest)
 		}
 		s := &scripted{answer: func(n int, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
 			if req.GetSys().GetScan() != nil {
-				return &concordpb.BatchResponse{Sys: &concordpb.SysResponse{Kvs: []*concordpb.SysKV{{Key: keys.Range(2), Value: descData}}}}, nil
+				return &concordpb.BatchResponse{Sys: &concordpb.SysResponse{Kvs: kvs}}, nil
 			}
 			return answer(n, req)
 		}}
@@ -344,6 +353,52 @@ func TestKeyMismatchCarriesTheNewDescriptors(t *testing.T) {
 	}
 	if rs, _ := r.Ranges(context.Background()); len(rs) != 2 || rs[1].GetRangeId() != 3 {
 		t.Fatalf("cached ranges after the answer: %v", rs)
+	}
+}
+
+// A router that missed a chain of splits (each split-off range split
+// again) follows one KEY_MISMATCH answer, then reloads the index instead of
+// walking the chain one range at a time (each hop would also wake an idle
+// range).
+func TestKeyMismatchChainReloadsTheIndex(t *testing.T) {
+	var chain []*concordpb.RangeDescriptor
+	bounds := []string{"", "b", "c", "d", "e", "f"}
+	for i, b := range bounds {
+		d := &concordpb.RangeDescriptor{RangeId: uint64(2 + i), StartKey: keys.User([]byte(b)), EndKey: keys.UserSpan.End, Replicas: userDesc.Replicas, Generation: 2}
+		if i == 0 {
+			d.StartKey = keys.UserSpan.Start
+		}
+		if i+1 < len(bounds) {
+			d.EndKey = keys.User([]byte(bounds[i+1]))
+		}
+		chain = append(chain, d)
+	}
+	hops := 0
+	r, _ := harnessIndex(t, map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error){
+		1: func(_ int, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+			id := req.GetRangeId()
+			if id == 7 { // the range [f, end) holds the key
+				return &concordpb.BatchResponse{Resp: &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Range{Range: &concordpb.RangeResponse{}}}, Revision: 9}, nil
+			}
+			hops++
+			// The range as it is, and the one it split off as the split
+			// made it (reaching to the end).
+			made := proto.CloneOf(chain[id-1])
+			made.EndKey = keys.UserSpan.End
+			return &concordpb.BatchResponse{Error: &concordpb.Error{Code: concordpb.ErrorCode_KEY_MISMATCH, Descriptors: []*concordpb.RangeDescriptor{chain[id-2], made}}}, nil
+		},
+	}, chain...)
+	r.mu.Lock()
+	r.mu.ranges = []*concordpb.RangeDescriptor{userDesc} // before every split
+	r.mu.Unlock()
+	for id := uint64(2); id <= 7; id++ {
+		r.setLeader(id, 1)
+	}
+	if _, h, err := r.Do(context.Background(), get("x")); err != nil || h.Revision != 9 {
+		t.Fatalf("read after five splits: %v %v", h, err)
+	}
+	if hops != 2 {
+		t.Fatalf("%d stale ranges asked, want 2 (the cached one, the one its answer named; then the index)", hops)
 	}
 }
 

@@ -46,6 +46,10 @@ func TestIdleCostOfManyRanges(t *testing.T) {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	t.Logf("%d ranges on 3 in-process nodes, idle: %.2f cores (%.1f%% of one core per node), Go heap %d MiB, %d goroutines",
-		n, used.Seconds()/wall.Seconds(), 100*used.Seconds()/wall.Seconds()/3, ms.HeapInuse>>20, runtime.NumGoroutine())
+	awake := 0
+	for i := range c.Size() {
+		awake += c.Node(i).store.Awake()
+	}
+	t.Logf("%d ranges on 3 in-process nodes, idle: %.3f cores (%.2f%% of one core per node), Go heap %d MiB (%.1f KiB per replica), %d goroutines, %d of %d replicas awake",
+		n, used.Seconds()/wall.Seconds(), 100*used.Seconds()/wall.Seconds()/3, ms.HeapInuse>>20, float64(ms.HeapInuse)/1024/float64(3*n), runtime.NumGoroutine(), awake, 3*n)
 }
