@@ -3591,7 +3591,10 @@ func (x *MembersResponse) GetMeta() *RangeDescriptor {
 }
 
 type NodeStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// summary asks for the counts only, without the per-replica states: what
+	// a liveness poll needs, at a cost that does not grow with the ranges.
+	Summary       bool `protobuf:"varint,1,opt,name=summary,proto3" json:"summary,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3626,12 +3629,25 @@ func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
 	return file_concord_proto_rawDescGZIP(), []int{46}
 }
 
+func (x *NodeStatusRequest) GetSummary() bool {
+	if x != nil {
+		return x.Summary
+	}
+	return false
+}
+
 type NodeStatusResponse struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	NodeId      uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	DbSizeBytes int64                  `protobuf:"varint,2,opt,name=db_size_bytes,json=dbSizeBytes,proto3" json:"db_size_bytes,omitempty"`
-	// Per replica raft state, in range id order.
-	Replicas      []*ReplicaStatus `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// Per replica raft state, in range id order (none if summary was asked).
+	Replicas []*ReplicaStatus `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// replica_count is how many replicas the node holds, leader_count how
+	// many of them lead their range, awake_count how many tick (are not
+	// quiesced).
+	ReplicaCount  uint64 `protobuf:"varint,4,opt,name=replica_count,json=replicaCount,proto3" json:"replica_count,omitempty"`
+	LeaderCount   uint64 `protobuf:"varint,5,opt,name=leader_count,json=leaderCount,proto3" json:"leader_count,omitempty"`
+	AwakeCount    uint64 `protobuf:"varint,6,opt,name=awake_count,json=awakeCount,proto3" json:"awake_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3685,6 +3701,27 @@ func (x *NodeStatusResponse) GetReplicas() []*ReplicaStatus {
 		return x.Replicas
 	}
 	return nil
+}
+
+func (x *NodeStatusResponse) GetReplicaCount() uint64 {
+	if x != nil {
+		return x.ReplicaCount
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetLeaderCount() uint64 {
+	if x != nil {
+		return x.LeaderCount
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetAwakeCount() uint64 {
+	if x != nil {
+		return x.AwakeCount
+	}
+	return 0
 }
 
 type ReplicaStatus struct {
@@ -4619,12 +4656,17 @@ const file_concord_proto_rawDesc = "" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12+\n" +
 	"\x05nodes\x18\x03 \x03(\v2\x15.concordpb.NodeRecordR\x05nodes\x12.\n" +
-	"\x04meta\x18\x04 \x01(\v2\x1a.concordpb.RangeDescriptorR\x04meta\"\x13\n" +
-	"\x11NodeStatusRequest\"\x87\x01\n" +
+	"\x04meta\x18\x04 \x01(\v2\x1a.concordpb.RangeDescriptorR\x04meta\"-\n" +
+	"\x11NodeStatusRequest\x12\x18\n" +
+	"\asummary\x18\x01 \x01(\bR\asummary\"\xf0\x01\n" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\"\n" +
 	"\rdb_size_bytes\x18\x02 \x01(\x03R\vdbSizeBytes\x124\n" +
-	"\breplicas\x18\x03 \x03(\v2\x18.concordpb.ReplicaStatusR\breplicas\"\x9a\x01\n" +
+	"\breplicas\x18\x03 \x03(\v2\x18.concordpb.ReplicaStatusR\breplicas\x12#\n" +
+	"\rreplica_count\x18\x04 \x01(\x04R\freplicaCount\x12!\n" +
+	"\fleader_count\x18\x05 \x01(\x04R\vleaderCount\x12\x1f\n" +
+	"\vawake_count\x18\x06 \x01(\x04R\n" +
+	"awakeCount\"\x9a\x01\n" +
 	"\rReplicaStatus\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\x04R\x06leader\x12\x12\n" +

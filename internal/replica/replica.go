@@ -603,3 +603,11 @@ func newIndex(size int) *eval.Index {
 	}
 	return eval.NewIndex(size)
 }
+
+// Leads reports whether this replica led its range as of the last Ready
+// (cheap: no Raft status is built).
+func (r *Replica) Leads() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.leadsLocked()
+}

@@ -102,7 +102,10 @@ func (n *Node) runRangeRepair() {
 		for _, r := range n.store.Replicas() {
 			// A frozen range is being merged away: indexing it again would
 			// undo the merge's record.
-			if st := r.Status(); r.RangeID != store.MetaRangeID && st.IsLeader && !st.Frozen {
+			if r.RangeID == store.MetaRangeID || !r.Leads() {
+				continue
+			}
+			if st := r.Status(); st.IsLeader && !st.Frozen {
 				led = append(led, r.Descriptor())
 			}
 		}

@@ -57,8 +57,13 @@ func (s *peerService) Join(ctx context.Context, req *concordpb.JoinRequest) (*co
 	}, nil
 }
 
-func (s *peerService) NodeStatus(ctx context.Context, _ *concordpb.NodeStatusRequest) (*concordpb.NodeStatusResponse, error) {
-	out := &concordpb.NodeStatusResponse{NodeId: s.n.ident.NodeID, DbSizeBytes: s.n.engine.DiskUsageBytes()}
+func (s *peerService) NodeStatus(ctx context.Context, req *concordpb.NodeStatusRequest) (*concordpb.NodeStatusResponse, error) {
+	out := &concordpb.NodeStatusResponse{NodeId: s.n.ident.NodeID, DbSizeBytes: s.n.engine.DiskUsageBytes(), AwakeCount: uint64(s.n.store.Awake())}
+	replicas, leaders := s.n.store.Count()
+	out.ReplicaCount, out.LeaderCount = uint64(replicas), uint64(leaders)
+	if req.GetSummary() {
+		return out, nil
+	}
 	for _, r := range s.n.store.Replicas() {
 		st := r.Status()
 		out.Replicas = append(out.Replicas, &concordpb.ReplicaStatus{RangeId: st.RangeID, Leader: st.Leader, Term: st.Term, Commit: st.Commit, Applied: st.Applied, Qps: st.QPS})

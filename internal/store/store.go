@@ -35,6 +35,7 @@ import (
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -78,6 +79,20 @@ type Store struct {
 	// tickBuf is the ticker's scratch list; only the ticking goroutine
 	// uses it.
 	tickBuf []*replica.Replica
+	// early holds the latest messages for ranges this node does not hold
+	// yet, by range id: a range that a split creates here is created when
+	// this node applies the split, and its leader (elected by the nodes
+	// that applied it first) may have written to it already. Its messages
+	// are handed to the replica as soon as it exists, instead of waiting
+	// for the leader's next heartbeat (a tick). Without them a range split
+	// again and again at its end (a bulk load in key order) reaches a
+	// follower one split per tick. A leaf lock. Bounded: maxEarlyRanges
+	// ranges, maxEarlyMsgs messages each; entries older than earlyMaxAge
+	// make room.
+	early struct {
+		sync.Mutex
+		m map[uint64][]earlyMsg
+	}
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -230,6 +245,7 @@ func (s *Store) onSplit(_, right *concordpb.RangeDescriptor, leads bool) {
 	s.mu.replicas[right.GetRangeId()] = r
 	s.added(r)
 	s.mu.Unlock()
+	s.deliverEarly(r)
 	if leads {
 		s.wg.Add(1)
 		go s.campaignNew(r)
@@ -338,6 +354,7 @@ func (s *Store) AddUninitialized(rangeID uint64) error {
 	s.mu.replicas[rangeID] = r
 	s.added(r)
 	s.log.Info("created an uninitialized replica to receive a snapshot", "range", rangeID)
+	s.deliverEarly(r)
 	s.signal()
 	return nil
 }
@@ -347,6 +364,19 @@ func (s *Store) Replica(rangeID uint64) *replica.Replica {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.mu.replicas[rangeID]
+}
+
+// Count returns how many replicas the node holds and how many of them
+// lead their range, without building a list.
+func (s *Store) Count() (replicas, leaders int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, r := range s.mu.replicas {
+		if r.Leads() {
+			leaders++
+		}
+	}
+	return len(s.mu.replicas), leaders
 }
 
 // Replicas returns every replica, by range id.
@@ -429,6 +459,69 @@ func (s *Store) runReadyLoop() {
 // errStopping ends the Ready loop mid-round when the store stops; the
 // replicas' Readies are then never advanced, which is fine as they stop too.
 var errStopping = errors.New("store: stopping")
+
+// The bounds of Store.early.
+const (
+	maxEarlyRanges = 1024
+	maxEarlyMsgs   = 8
+	earlyMaxAge    = 2 * time.Second
+)
+
+type earlyMsg struct {
+	msg *raftpb.Message
+	at  time.Time
+}
+
+// keepEarly keeps m, for range rangeID that this node does not hold.
+func (s *Store) keepEarly(rangeID uint64, m *raftpb.Message) {
+	now := s.now()
+	s.early.Lock()
+	defer s.early.Unlock()
+	if s.early.m == nil {
+		s.early.m = make(map[uint64][]earlyMsg)
+	}
+	q, ok := s.early.m[rangeID]
+	if !ok && len(s.early.m) >= maxEarlyRanges {
+		for id, q := range s.early.m {
+			if now.Sub(q[len(q)-1].at) > earlyMaxAge {
+				delete(s.early.m, id)
+			}
+		}
+		if len(s.early.m) >= maxEarlyRanges {
+			return
+		}
+	}
+	if len(q) >= maxEarlyMsgs {
+		q = append(q[:0], q[1:]...)
+	}
+	s.early.m[rangeID] = append(q, earlyMsg{msg: m, at: now})
+}
+
+// deliverEarly steps the kept messages of r's range into r, which was just
+// created here. Messages older than earlyMaxAge are dropped: Raft would
+// ignore most of them, and the leader has sent newer ones since.
+func (s *Store) deliverEarly(r *replica.Replica) {
+	s.early.Lock()
+	q := s.early.m[r.RangeID]
+	delete(s.early.m, r.RangeID)
+	s.early.Unlock()
+	now := s.now()
+	for _, e := range q {
+		if now.Sub(e.at) <= earlyMaxAge {
+			r.Step(e.msg)
+		}
+	}
+	if len(q) > 0 {
+		s.signalRange(r.RangeID)
+	}
+}
+
+func (s *Store) now() time.Time {
+	if s.cfg.Now != nil {
+		return s.cfg.Now()
+	}
+	return time.Now()
+}
 
 type readyReplica struct {
 	r      *replica.Replica
@@ -644,11 +737,15 @@ func (s *Store) waitApplied() {
 }
 
 // HandleRaftBatch steps every message of a batch into its replica.
-// Messages for ranges this node does not hold are dropped.
+// Messages for ranges this node does not hold are kept a while (see
+// Store.early), for a replica a split is about to create here.
 func (s *Store) HandleRaftBatch(b *concordpb.RaftBatch) {
 	for _, m := range b.GetMsgs() {
 		r := s.Replica(m.GetRangeId())
 		if r == nil {
+			if !m.GetQuiesce() {
+				s.keepEarly(m.GetRangeId(), m.GetMsg())
+			}
 			continue
 		}
 		if m.GetQuiesce() {
