@@ -40,6 +40,10 @@ var (
 //	context.DeadlineExceeded          ErrGRPCTimeout
 //	context.Canceled                  ErrGRPCCanceled
 //	gRPC status Unavailable           kept (a peer could not be reached)
+//	gRPC status ResourceExhausted     kept (a bound on the path was full;
+//	                                  the message names it, and nothing was
+//	                                  applied: etcd's own overload answer,
+//	                                  "too many requests", has this code)
 //	anything else                     codes.Unknown, the message (as etcd)
 //
 // Unavailable is the one code clientv3 retries, and only for reads; so only
@@ -88,7 +92,7 @@ func toGRPCError(err error) error {
 	case errors.Is(err, context.Canceled):
 		return rpctypes.ErrGRPCCanceled
 	}
-	if s, ok := status.FromError(err); ok && s.Code() == codes.Unavailable {
+	if s, ok := status.FromError(err); ok && (s.Code() == codes.Unavailable || s.Code() == codes.ResourceExhausted) {
 		return s.Err()
 	}
 	return status.Error(codes.Unknown, err.Error())

@@ -36,14 +36,31 @@ type testCluster struct {
 
 func start(t *testing.T, cfg Config) *testCluster {
 	t.Helper()
+	fake := newFakeBackend()
+	addr := serve(t, cfg, fake)
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{addr},
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return &testCluster{fake: fake, cli: cli, raw: dialRaw(t, addr)}
+}
+
+// serve serves b on a loopback port until the test ends and returns its
+// address.
+func serve(t *testing.T, cfg Config, b Backend) string {
+	t.Helper()
 	cfg.ClusterID, cfg.MemberID = testClusterID, testMemberID
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer(ServerOptions(cfg)...)
-	fake := newFakeBackend()
-	Register(srv, fake, cfg)
+	Register(srv, b, cfg)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	t.Cleanup(func() {
@@ -52,22 +69,18 @@ func start(t *testing.T, cfg Config) *testCluster {
 			t.Errorf("serve: %v", err)
 		}
 	})
+	return lis.Addr().String()
+}
 
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{lis.Addr().String()},
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close() })
-	raw, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dialRaw returns a raw gRPC connection (no clientv3 retries) to addr.
+func dialRaw(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	raw, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = raw.Close() })
-	return &testCluster{fake: fake, cli: cli, raw: raw}
+	return raw
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -335,6 +348,9 @@ func TestBackendErrors(t *testing.T) {
 		{concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "x"), rpctypes.ErrGRPCTimeout},
 		{concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found"), rpctypes.ErrGRPCKeyNotFound},
 		{context.DeadlineExceeded, rpctypes.ErrGRPCTimeout},
+		// A bound on the path was full: the client sees which.
+		{status.Error(codes.ResourceExhausted, "router: forward stream to node 2 full: 8192 requests await answers (bound maxForwardPending)"),
+			status.Error(codes.ResourceExhausted, "router: forward stream to node 2 full: 8192 requests await answers (bound maxForwardPending)")},
 	} {
 		t.Run(tt.err.Error(), func(t *testing.T) {
 			tc.fake.setErr(tt.err)
@@ -343,6 +359,70 @@ func TestBackendErrors(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// heldBackend holds every Do of key "held" until release is closed, saying
+// on entered that one arrived; other keys pass.
+type heldBackend struct {
+	*fakeBackend
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h heldBackend) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, Header, error) {
+	if string(op.GetPut().GetKey()) == "held" {
+		h.entered <- struct{}{}
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return nil, Header{}, ctx.Err()
+		}
+	}
+	return h.fakeBackend.Do(ctx, op)
+}
+
+// A connection holds at most MaxConcurrentStreams calls in flight on the
+// server; a call past them waits in the client (here until its deadline)
+// and never reaches the backend, and calls go through again once the held
+// ones end.
+func TestMaxConcurrentStreams(t *testing.T) {
+	const bound = 2
+	held := heldBackend{newFakeBackend(), make(chan struct{}, bound+1), make(chan struct{})}
+	kv := pb.NewKVClient(dialRaw(t, serve(t, Config{MaxConcurrentStreams: bound}, held)))
+	// The first call brings the server's stream bound to the client.
+	if _, err := kv.Put(testCtx(t), &pb.PutRequest{Key: []byte("k")}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, bound)
+	for range bound {
+		go func() {
+			_, err := kv.Put(testCtx(t), &pb.PutRequest{Key: []byte("held")})
+			done <- err
+		}()
+	}
+	for range bound {
+		<-held.entered
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	_, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("k")})
+	cancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a call past the stream bound: %v, want it to wait out its deadline", err)
+	}
+	if _, calls := held.last(); calls != 1 {
+		t.Fatalf("the backend served %d calls, want 1 (the held ones wait, the one past the bound never arrives)", calls)
+	}
+	close(held.release)
+	for range bound {
+		if err := <-done; err != nil {
+			t.Fatalf("a held call: %v", err)
+		}
+	}
+	for range 2 * bound {
+		if _, err := kv.Put(testCtx(t), &pb.PutRequest{Key: []byte("k")}); err != nil {
+			t.Fatalf("a call after the held ones ended: %v", err)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -149,6 +150,7 @@ func TestFromTxnResponse(t *testing.T) {
 
 func TestToGRPCError(t *testing.T) {
 	grpcUnavailable := status.Error(codes.Unavailable, "connection refused")
+	grpcFull := status.Error(codes.ResourceExhausted, "router: forward stream to node 2 full")
 	for _, tt := range []struct {
 		in       error
 		code     codes.Code
@@ -173,6 +175,8 @@ func TestToGRPCError(t *testing.T) {
 		{fmt.Errorf("wait: %w", context.DeadlineExceeded), codes.Unavailable, "etcdserver: request timed out", rpctypes.ErrTimeout},
 		{context.Canceled, codes.Canceled, "etcdserver: request canceled", nil},
 		{grpcUnavailable, codes.Unavailable, "connection refused", nil},
+		{grpcFull, codes.ResourceExhausted, "router: forward stream to node 2 full", nil},
+		{fmt.Errorf("gateway: %w", grpcFull), codes.ResourceExhausted, "gateway: rpc error: code = ResourceExhausted desc = router: forward stream to node 2 full", nil},
 		{errors.New("disk on fire"), codes.Unknown, "disk on fire", nil},
 	} {
 		t.Run(tt.in.Error(), func(t *testing.T) {
@@ -190,7 +194,7 @@ func TestToGRPCError(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	c := Config{}.withDefaults()
-	if c.MaxRequestBytes != 1572864 || c.MaxTxnOps != 128 || c.Version != DefaultVersion {
+	if c.MaxRequestBytes != 1572864 || c.MaxTxnOps != 128 || c.Version != DefaultVersion || c.MaxConcurrentStreams != math.MaxUint32 {
 		t.Fatalf("defaults %+v", c)
 	}
 	for _, bad := range []Config{{MaxRequestBytes: -1}, {MaxTxnOps: -1}, {MaxRequestBytes: 1 << 31}} {

@@ -38,6 +38,23 @@ const maxForwardBatch = 64
 // (and so its goroutines and buffered responses for them).
 const maxForwardInFlight = 4096
 
+// maxForwardPending bounds the calls a gateway's stream to one node holds
+// awaiting their answers, queued or sent: twice what the serving node runs
+// at once (maxForwardInFlight), so that node always has a full set of
+// requests behind the ones it runs. Past it the node is not keeping up
+// with this gateway, and another call would only wait out its deadline in
+// a queue that grows with the load: it is refused at once instead
+// (errFull, ResourceExhausted to the client), before it was sent, so a
+// write may be retried.
+const maxForwardPending = 2 * maxForwardInFlight
+
+// maxForwardQueued bounds the calls a gateway's stream holds that were not
+// yet handed to Send, counting those whose callers gave up (each stays
+// until the send loop passes over it), so callers that time out while Send
+// is held back by a slow node cannot fill the queue behind the pending
+// bound. It is maxForwardPending: a queue of live calls never exceeds it.
+const maxForwardQueued = maxForwardPending
+
 // forwardWorkerIdle is how long a serving goroutine waits for another
 // forwarded request before it exits.
 const forwardWorkerIdle = time.Second
@@ -52,11 +69,16 @@ type forwarder struct {
 	// streams holds the live stream to each node; a broken stream removes
 	// itself, and the next request opens a new one.
 	streams map[uint64]*fwdStream
+
+	// maxPending and maxQueued are each stream's bounds (maxForwardPending
+	// and maxForwardQueued; tests lower them).
+	maxPending, maxQueued int
 }
 
 func newForwarder() *forwarder {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &forwarder{ctx: ctx, cancel: cancel, streams: make(map[uint64]*fwdStream)}
+	return &forwarder{ctx: ctx, cancel: cancel, streams: make(map[uint64]*fwdStream),
+		maxPending: maxForwardPending, maxQueued: maxForwardQueued}
 }
 
 // stream returns the live stream to node over cc, opening one if there is
@@ -131,9 +153,12 @@ type fwdStream struct {
 	mu struct {
 		sync.Mutex
 		nextID uint64
-		// queue holds the calls not yet handed to Send, in arrival order.
+		// queue holds the calls not yet handed to Send, in arrival order,
+		// and those of them whose callers gave up.
+		// Invariant: len(queue) <= f.maxQueued.
 		queue []*fwdCall
 		// pending holds every call awaiting its response, queued or sent.
+		// Invariant: len(pending) <= f.maxPending.
 		pending map[uint64]*fwdCall
 		// err is why the stream broke; once set no call is added.
 		err error
@@ -154,6 +179,9 @@ type fwdCall struct {
 }
 
 // call forwards req and waits for its response, ctx's end, or the stream's.
+// It fails with errUnreachable if req was not sent (the stream broke first,
+// or ctx ended while req was queued), and with errFull, at once, if the
+// stream holds as many calls as its bounds allow.
 func (s *fwdStream) call(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
 	fr := &concordpb.ForwardRequest{Req: req}
 	if dl, ok := ctx.Deadline(); ok {
@@ -169,6 +197,14 @@ func (s *fwdStream) call(ctx context.Context, req *concordpb.BatchRequest) (*con
 	if err := s.mu.err; err != nil {
 		s.mu.Unlock()
 		return nil, errUnreachable{err}
+	}
+	if n := len(s.mu.pending); n >= s.f.maxPending {
+		s.mu.Unlock()
+		return nil, &errFull{fmt.Sprintf("router: forward stream to node %d full: %d requests await answers (bound maxForwardPending); node %d is not keeping up, retry later", s.node, n, s.node)}
+	}
+	if n := len(s.mu.queue); n >= s.f.maxQueued {
+		s.mu.Unlock()
+		return nil, &errFull{fmt.Sprintf("router: forward stream to node %d full: %d requests wait to be sent (bound maxForwardQueued); node %d is not keeping up, retry later", s.node, n, s.node)}
 	}
 	s.mu.nextID++
 	fr.Id = s.mu.nextID
@@ -343,6 +379,9 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 	// flight and shrinks when idle: a goroutine that served one request
 	// keeps the stack it grew on the way through the store for the next,
 	// where a goroutine per request would grow a fresh stack every time.
+	// work is unbuffered and every request holds a slot from before it is
+	// handed over until its answer is sent, so the goroutines, the requests
+	// and the answers in ready are all bounded by maxForwardInFlight.
 	work := make(chan *concordpb.ForwardRequest)
 	worker := func(fr *concordpb.ForwardRequest) {
 		run(fr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -313,4 +314,208 @@ func TestForwardBoundsAnswersNotSentBack(t *testing.T) {
 	}
 	cancel()
 	<-served
+}
+
+// gatedStream is a Forward client stream that sends nothing until gate is
+// closed (the first Send says so on sending, then blocks), as a node that
+// stopped reading holds a gateway's stream back; once open, it answers
+// every request with its id as the revision.
+type gatedStream struct {
+	grpc.ClientStream
+	ctx     context.Context
+	sending chan struct{} // capacity 1
+	gate    chan struct{}
+	resps   chan *concordpb.ForwardResponses
+}
+
+func newGatedStream(ctx context.Context) *gatedStream {
+	return &gatedStream{ctx: ctx, sending: make(chan struct{}, 1), gate: make(chan struct{}), resps: make(chan *concordpb.ForwardResponses, 1)}
+}
+
+func (g *gatedStream) Send(b *concordpb.ForwardBatch) error {
+	select {
+	case g.sending <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.gate:
+	case <-g.ctx.Done():
+		return g.ctx.Err()
+	}
+	out := &concordpb.ForwardResponses{}
+	for _, fr := range b.GetReqs() {
+		out.Resps = append(out.Resps, &concordpb.ForwardResponse{Id: fr.GetId(), Resp: &concordpb.BatchResponse{Revision: int64(fr.GetId())}})
+	}
+	select {
+	case g.resps <- out:
+		return nil
+	case <-g.ctx.Done():
+		return g.ctx.Err()
+	}
+}
+
+func (g *gatedStream) Recv() (*concordpb.ForwardResponses, error) {
+	select {
+	case r := <-g.resps:
+		return r, nil
+	case <-g.ctx.Done():
+		return nil, g.ctx.Err()
+	}
+}
+
+// gatedStreamTo starts a stream over a gatedStream on a forwarder with the
+// bounds given.
+func gatedStreamTo(t *testing.T, maxPending, maxQueued int) (*fwdStream, *gatedStream) {
+	t.Helper()
+	f := newForwarder()
+	t.Cleanup(f.cancel)
+	f.maxPending, f.maxQueued = maxPending, maxQueued
+	ctx, cancel := context.WithCancel(f.ctx)
+	st := newGatedStream(ctx)
+	return f.start(ctx, cancel, 7, nil, st), st
+}
+
+// sizes returns how many calls s holds pending and queued.
+func (s *fwdStream) sizes() (pending, queued int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mu.pending), len(s.mu.queue)
+}
+
+// waitSizes waits until s holds pending and queued calls (queued -1: any
+// number).
+func waitSizes(t *testing.T, s *fwdStream, pending, queued int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, q := s.sizes()
+		if p == pending && (q == queued || queued < 0) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream holds %d pending, %d queued calls; want %d, %d", p, q, pending, queued)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// wantFull checks that err is the refusal of a full stream: ResourceExhausted,
+// naming the bound and the node.
+func wantFull(t *testing.T, err error, bound string) {
+	t.Helper()
+	var full *errFull
+	if !errors.As(err, &full) {
+		t.Fatalf("a call on a full stream: %v, want errFull", err)
+	}
+	s, _ := status.FromError(err)
+	if s.Code() != codes.ResourceExhausted || !strings.Contains(s.Message(), bound) || !strings.Contains(s.Message(), "node 7") {
+		t.Fatalf("a call on a full stream: %v, want ResourceExhausted naming %s and node 7", s, bound)
+	}
+}
+
+// A stream holds at most maxPending calls awaiting answers: the next one is
+// refused at once with ResourceExhausted, the ones it holds are all
+// answered once the node reads again, and later calls go through.
+func TestForwardBoundsPendingCalls(t *testing.T) {
+	const bound = 8
+	s, st := gatedStreamTo(t, bound, bound)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type answer struct {
+		rev int64
+		err error
+	}
+	answers := make(chan answer, bound)
+	for range bound {
+		go func() {
+			resp, err := s.call(ctx, &concordpb.BatchRequest{Op: put("a")})
+			answers <- answer{resp.GetRevision(), err}
+		}()
+	}
+	<-st.sending
+	waitSizes(t, s, bound, -1) // the first Send took some, the rest are queued
+	_, err := s.call(ctx, &concordpb.BatchRequest{Op: put("b")})
+	wantFull(t, err, fmt.Sprintf("%d requests await answers (bound maxForwardPending)", bound))
+
+	close(st.gate)
+	seen := map[int64]bool{}
+	for range bound {
+		a := <-answers
+		if a.err != nil || a.rev < 1 || a.rev > bound || seen[a.rev] {
+			t.Fatalf("a call held by the full stream answered %d, %v", a.rev, a.err)
+		}
+		seen[a.rev] = true
+	}
+	waitSizes(t, s, 0, 0)
+	for i := range 2 * bound {
+		if resp, err := s.call(ctx, &concordpb.BatchRequest{Op: put("c")}); err != nil || resp.GetRevision() != int64(bound+1+i) {
+			t.Fatalf("call %d after the stream drained: %v, %v", i, resp, err)
+		}
+	}
+}
+
+// Callers that give up while their calls wait to be sent leave them in the
+// queue until the send loop passes over them, and those count against
+// maxQueued: once it is reached calls are refused, until the queue drains.
+func TestForwardBoundsQueuedCalls(t *testing.T) {
+	const bound = 4
+	s, st := gatedStreamTo(t, 100, bound)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.call(ctx, &concordpb.BatchRequest{Op: put("a")})
+		first <- err
+	}()
+	<-st.sending // the first call is in Send, which blocks
+	gone, giveUp := context.WithCancel(context.Background())
+	giveUp()
+	var ue errUnreachable
+	for i := range bound {
+		if _, err := s.call(gone, &concordpb.BatchRequest{Op: put("b")}); !errors.As(err, &ue) {
+			t.Fatalf("call %d, given up before it was sent: %v, want unreachable", i, err)
+		}
+	}
+	waitSizes(t, s, 1, bound)
+	_, err := s.call(ctx, &concordpb.BatchRequest{Op: put("c")})
+	wantFull(t, err, fmt.Sprintf("%d requests wait to be sent (bound maxForwardQueued)", bound))
+
+	close(st.gate)
+	if err := <-first; err != nil {
+		t.Fatalf("the call in Send: %v", err)
+	}
+	waitSizes(t, s, 0, 0)
+	for i := range 2 * bound {
+		if _, err := s.call(ctx, &concordpb.BatchRequest{Op: put("d")}); err != nil {
+			t.Fatalf("call %d after the queue drained: %v", i, err)
+		}
+	}
+}
+
+// The router surfaces a full stream at once, as ResourceExhausted, without
+// retrying on other nodes, and serves requests again once there is room.
+func TestRouterSurfacesAFullForwardStream(t *testing.T) {
+	r, servers := harness(t, map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error){
+		1: func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) { return ok(5) },
+	})
+	if _, _, err := r.Do(context.Background(), put("a")); err != nil {
+		t.Fatal(err)
+	}
+	before := servers[1].count() + servers[2].count() + servers[3].count()
+	r.fwd.maxPending = 0 // every stream is full
+	start := time.Now()
+	_, _, err := r.Do(context.Background(), put("b"))
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "maxForwardPending") {
+		t.Fatalf("a write through a full stream: %v, want ResourceExhausted naming maxForwardPending", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the refusal took %v; want it at once", d)
+	}
+	if after := servers[1].count() + servers[2].count() + servers[3].count(); after != before {
+		t.Fatalf("%d requests reached the nodes while every stream was full", after-before)
+	}
+	r.fwd.maxPending = maxForwardPending
+	if _, h, err := r.Do(context.Background(), put("c")); err != nil || h.Revision != 5 {
+		t.Fatalf("a write once the stream has room: %v, %v", h, err)
+	}
 }

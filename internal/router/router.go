@@ -13,7 +13,8 @@
 //     (the connection broke after sending, the deadline passed while it was
 //     in flight) surfaces as AMBIGUOUS and is never retried;
 //   - request errors (COMPACTED, FUTURE_REV, INVALID_ARGUMENT, ...) surface
-//     at once.
+//     at once, and so does a request refused because a bound on its path
+//     was full (a gRPC ResourceExhausted status; nothing was sent).
 //
 // Requests for ranges led elsewhere travel on one Peer.Forward stream per
 // node, many per message; the package owns both ends of that protocol
@@ -584,6 +585,18 @@ type errUnreachable struct{ err error }
 func (e errUnreachable) Error() string { return "router: node unreachable: " + e.err.Error() }
 func (e errUnreachable) Unwrap() error { return e.err }
 
+// errFull is a request refused because a bound on its path was reached
+// (the message names it and its value). The request was not sent, so even
+// a write may be retried; the router surfaces it at once rather than add
+// to the load, and gRPC reports it as codes.ResourceExhausted, as etcd
+// reports its own overload ("etcdserver: too many requests").
+type errFull struct{ msg string }
+
+func (e *errFull) Error() string { return e.msg }
+
+// GRPCStatus makes the error a gRPC status for status.FromError.
+func (e *errFull) GRPCStatus() *status.Status { return status.New(codes.ResourceExhausted, e.msg) }
+
 // retry calls fn on the range's replicas, leader first, until it succeeds,
 // fails for good, or ctx ends.
 func (r *Router) retry(ctx context.Context, desc *concordpb.RangeDescriptor, write bool, fn func(ctx context.Context, node uint64) error) error {
@@ -596,6 +609,10 @@ func (r *Router) retry(ctx context.Context, desc *concordpb.RangeDescriptor, wri
 		if err == nil {
 			r.setLeader(desc.GetRangeId(), node)
 			return nil
+		}
+		var full *errFull
+		if errors.As(err, &full) {
+			return err
 		}
 		lastErr = err
 		r.cfg.Metrics.ObserveRouterRetry(concordpb.CodeOf(err).String())

@@ -208,6 +208,8 @@ func Start(cfg Config) (_ *Node, err error) {
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		MaxTxnOps:       cfg.MaxTxnOps,
 		Version:         EtcdVersion,
+
+		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
 	}
 	n.clientServer = grpc.NewServer(append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...)...)
 	etcdapi.Register(n.clientServer, backend{n}, ecfg)

@@ -93,14 +93,28 @@ func validateBatch(b *concordpb.RaftBatch, clusterID, nodeID uint64) error {
 	return nil
 }
 
+// MaxPeerStreams bounds the streams (calls in flight) one connection to the
+// peer port may have open at once; gRPC's own default is no bound. A peer
+// node keeps one Raft stream and one Forward stream open, makes at most two
+// TSO calls at a time (tso.Client coalesces them) and a status call or a
+// snapshot now and then; what a Forward stream carries is bounded apart
+// (router's maxForwardInFlight). So a node needs a handful, and 1024
+// leaves room many times over while a misbehaving peer cannot hold
+// unbounded server goroutines and buffers. A call past it waits in the
+// caller under its deadline (HTTP/2 stream quota): it is not refused, and
+// the streams already open carry on.
+const MaxPeerStreams = 1024
+
 // ServerOptions returns the options the peer grpc.Server must be built with:
-// message size limits that let a snapshot through, a handshake timeout,
-// keepalive parameters and their enforcement, and interceptors that refuse Peer RPCs from another
+// message size limits that let a snapshot through, at most MaxPeerStreams
+// streams per connection, a handshake timeout, keepalive parameters and
+// their enforcement, and interceptors that refuse Peer RPCs from another
 // cluster. Callers may add their own options after these.
 func (t *Transport) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMsgBytes),
 		grpc.MaxSendMsgSize(MaxMsgBytes),
+		grpc.MaxConcurrentStreams(MaxPeerStreams),
 		// A connection must finish its handshake this fast, so clients that
 		// open sockets and say nothing do not pile up.
 		grpc.ConnectionTimeout(connectTimeout),

@@ -806,3 +806,46 @@ func TestBackoff(t *testing.T) {
 		t.Fatalf("delays %v", seen)
 	}
 }
+
+// A connection to the peer port holds at most MaxPeerStreams streams: one
+// past them waits in the caller (here until its deadline) while the open
+// ones carry on, and opens once one of them ends.
+func TestPeerStreamsBounded(t *testing.T) {
+	bk := newBook()
+	startNode(t, bk, 1, 1, nil)
+	b := startNode(t, bk, 1, 2, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cc, err := b.tr.Conn(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := concordpb.NewPeerClient(cc)
+	// The first call brings the server's stream bound to the client.
+	if _, err := peer.NodeStatus(ctx, &concordpb.NodeStatusRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	cancels := make([]context.CancelFunc, 0, MaxPeerStreams)
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	for i := range MaxPeerStreams {
+		sctx, c := context.WithCancel(ctx)
+		cancels = append(cancels, c)
+		if _, err := peer.Raft(sctx); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	waitCtx, waitCancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err = peer.NodeStatus(waitCtx, &concordpb.NodeStatusRequest{})
+	waitCancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a call past %d open streams: %v, want it to wait out its deadline", MaxPeerStreams, err)
+	}
+	cancels[0]() // one stream ends
+	if _, err := peer.NodeStatus(ctx, &concordpb.NodeStatusRequest{}); err != nil {
+		t.Fatalf("a call once a stream ended: %v", err)
+	}
+}
