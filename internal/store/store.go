@@ -92,6 +92,8 @@ type Store struct {
 	early struct {
 		sync.Mutex
 		m map[uint64][]earlyMsg
+		// purged is when old entries were last dropped to make room.
+		purged time.Time
 	}
 
 	stop chan struct{}
@@ -481,15 +483,19 @@ func (s *Store) keepEarly(rangeID uint64, m *raftpb.Message) {
 		s.early.m = make(map[uint64][]earlyMsg)
 	}
 	q, ok := s.early.m[rangeID]
-	if !ok && len(s.early.m) >= maxEarlyRanges {
+	if !ok && len(s.early.m) >= maxEarlyRanges && now.Sub(s.early.purged) > earlyMaxAge/4 {
+		// Full: make room by dropping what is old, at most four times
+		// per earlyMaxAge (a flood of messages for unknown ranges must
+		// not cost a scan each).
+		s.early.purged = now
 		for id, q := range s.early.m {
 			if now.Sub(q[len(q)-1].at) > earlyMaxAge {
 				delete(s.early.m, id)
 			}
 		}
-		if len(s.early.m) >= maxEarlyRanges {
-			return
-		}
+	}
+	if !ok && len(s.early.m) >= maxEarlyRanges {
+		return
 	}
 	if len(q) >= maxEarlyMsgs {
 		q = append(q[:0], q[1:]...)
