@@ -2868,9 +2868,15 @@ func (x *BatchResponse) GetAppliedIndex() uint64 {
 	return 0
 }
 
+// ReplicaDescriptor is one replica of a range: the node that holds it and
+// its id in the range's Raft group. Replica ids are the range's own, apart
+// from node ids: a replica moved to another node gets a new id, so Raft
+// never mistakes the new replica for the old one. A descriptor written
+// before replica ids existed has replica_id 0, which stands for node_id.
 type ReplicaDescriptor struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ReplicaId     uint64                 `protobuf:"varint,2,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2912,14 +2918,25 @@ func (x *ReplicaDescriptor) GetNodeId() uint64 {
 	return 0
 }
 
+func (x *ReplicaDescriptor) GetReplicaId() uint64 {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return 0
+}
+
 type RangeDescriptor struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
 	// [start_key, end_key) in the global keyspace (see internal/keys).
-	StartKey      []byte               `protobuf:"bytes,2,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
-	EndKey        []byte               `protobuf:"bytes,3,opt,name=end_key,json=endKey,proto3" json:"end_key,omitempty"`
-	Replicas      []*ReplicaDescriptor `protobuf:"bytes,4,rep,name=replicas,proto3" json:"replicas,omitempty"`
-	Generation    uint64               `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	StartKey   []byte               `protobuf:"bytes,2,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	EndKey     []byte               `protobuf:"bytes,3,opt,name=end_key,json=endKey,proto3" json:"end_key,omitempty"`
+	Replicas   []*ReplicaDescriptor `protobuf:"bytes,4,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	Generation uint64               `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	// next_replica_id is the id the range's next new replica gets; never
+	// reused. A split gives the right-hand range the left's replica ids and
+	// next_replica_id.
+	NextReplicaId uint64 `protobuf:"varint,6,opt,name=next_replica_id,json=nextReplicaId,proto3" json:"next_replica_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2985,6 +3002,13 @@ func (x *RangeDescriptor) GetReplicas() []*ReplicaDescriptor {
 func (x *RangeDescriptor) GetGeneration() uint64 {
 	if x != nil {
 		return x.Generation
+	}
+	return 0
+}
+
+func (x *RangeDescriptor) GetNextReplicaId() uint64 {
+	if x != nil {
+		return x.NextReplicaId
 	}
 	return 0
 }
@@ -4600,9 +4624,11 @@ const file_concord_proto_rawDesc = "" +
 	"\traft_term\x18\x04 \x01(\x04R\braftTerm\x12&\n" +
 	"\x05error\x18\x05 \x01(\v2\x10.concordpb.ErrorR\x05error\x12<\n" +
 	"\vdescriptors\x18\x06 \x03(\v2\x1a.concordpb.RangeDescriptorR\vdescriptors\x12#\n" +
-	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\",\n" +
+	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\"K\n" +
 	"\x11ReplicaDescriptor\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\"\xbc\x01\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x02 \x01(\x04R\treplicaId\"\xe4\x01\n" +
 	"\x0fRangeDescriptor\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
 	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x17\n" +
@@ -4610,7 +4636,8 @@ const file_concord_proto_rawDesc = "" +
 	"\breplicas\x18\x04 \x03(\v2\x1c.concordpb.ReplicaDescriptorR\breplicas\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
-	"generation\"\xd1\x01\n" +
+	"generation\x12&\n" +
+	"\x0fnext_replica_id\x18\x06 \x01(\x04R\rnextReplicaId\"\xd1\x01\n" +
 	"\n" +
 	"NodeRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +

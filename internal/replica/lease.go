@@ -139,7 +139,7 @@ func (r *Replica) handleReadStatesLocked(rss []raft.ReadState) {
 			continue
 		}
 		delete(l.probes, seq)
-		if r.mu.leader != r.cfg.NodeID || l.disabled {
+		if !r.leadsLocked() || l.disabled {
 			continue
 		}
 		if l.term != r.mu.term {
@@ -162,7 +162,7 @@ func (r *Replica) handleReadStatesLocked(rss []raft.ReadState) {
 func (r *Replica) waitLease(ctx context.Context) error {
 	for {
 		r.mu.Lock()
-		if r.mu.leader != r.cfg.NodeID || r.mu.lease.disabled {
+		if !r.leadsLocked() || r.mu.lease.disabled {
 			err := r.notLeaderLocked()
 			r.mu.Unlock()
 			return err
@@ -210,7 +210,7 @@ func (r *Replica) TransferLeadership(ctx context.Context) error {
 	}
 	var target, best uint64
 	for id, pr := range st.Progress {
-		if id != r.cfg.NodeID && !pr.IsLearner && pr.Match >= best {
+		if id != r.replicaID && !pr.IsLearner && pr.Match >= best {
 			target, best = id, pr.Match
 		}
 	}
@@ -231,7 +231,7 @@ func (r *Replica) TransferLeadership(ctx context.Context) error {
 		r.mu.Lock()
 		lead := r.mu.leader
 		r.mu.Unlock()
-		if lead != r.cfg.NodeID && lead != 0 {
+		if lead != r.replicaID && lead != 0 {
 			return nil
 		}
 		select {

@@ -467,7 +467,7 @@ func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64, fps [][]ke
 	if len(ents) == 0 {
 		return nil, nil
 	}
-	if err := r.mu.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(r.cfg.NodeID), Entries: ents}); err != nil {
+	if err := r.mu.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(r.replicaID), Entries: ents}); err != nil {
 		// Dropped (no leader, transfer, or too much uncommitted data):
 		// definitely not in the log.
 		r.cfg.Metrics.ObserveProposalDropped()
@@ -573,11 +573,14 @@ func (r *Replica) splitTriggerLocked(sr *concordpb.SplitRequest) (*concordpb.Spl
 	left.EndKey = append([]byte(nil), key...)
 	left.Generation++
 	right := &concordpb.RangeDescriptor{
-		RangeId:    sr.GetNewRangeId(),
-		StartKey:   append([]byte(nil), key...),
-		EndKey:     append([]byte(nil), d.GetEndKey()...),
-		Replicas:   proto.CloneOf(d).GetReplicas(),
-		Generation: left.GetGeneration(),
+		RangeId:  sr.GetNewRangeId(),
+		StartKey: append([]byte(nil), key...),
+		EndKey:   append([]byte(nil), d.GetEndKey()...),
+		// The same replicas, with the same ids: they are the same Raft
+		// peers, on the same nodes, in a new group.
+		Replicas:      proto.CloneOf(d).GetReplicas(),
+		Generation:    left.GetGeneration(),
+		NextReplicaId: d.GetNextReplicaId(),
 	}
 	return &concordpb.SplitTrigger{Left: left, Right: right}, nil
 }
@@ -632,6 +635,7 @@ func (r *Replica) mergeTriggerLocked(mr *concordpb.MergeRequest) (*concordpb.Mer
 	left := proto.CloneOf(d)
 	left.EndKey = append([]byte(nil), right.GetEndKey()...)
 	left.Generation = max(d.GetGeneration(), right.GetGeneration()) + 1
+	left.NextReplicaId = max(d.GetNextReplicaId(), right.GetNextReplicaId())
 	return &concordpb.MergeTrigger{Left: left, Right: proto.CloneOf(right)}, nil
 }
 
@@ -663,7 +667,10 @@ func (r *Replica) evalMerge(b *storage.Batch, span keys.Span, t *concordpb.Merge
 	gen := r.mu.desc.GetGeneration()
 	r.mu.Unlock()
 	if left.GetGeneration() <= gen || !bytes.Equal(left.GetStartKey(), span.Start) || !bytes.Equal(right.GetStartKey(), span.End) {
-		return result{err: concordpb.Errorf(concordpb.ErrorCode_RETRY, "replica: range %d %v (generation %d): stale merge %v", r.RangeID, span, gen, t)}
+		// Definitive, not RETRY: the same merge never applies later (the
+		// left range changed since it was made, perhaps by this very
+		// merge, proposed twice).
+		return result{err: concordpb.Errorf(concordpb.ErrorCode_FAILED_PRECONDITION, "replica: range %d %v (generation %d): stale merge %v", r.RangeID, span, gen, t)}
 	}
 	ras, err := storage.LoadAppliedState(b, right.GetRangeId())
 	if err != nil {

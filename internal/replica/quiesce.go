@@ -58,7 +58,7 @@ func (r *Replica) maybeQuiesceLocked() []*raftpb.Message {
 	caughtUp := true
 	var followers []uint64
 	r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
-		if id == r.cfg.NodeID {
+		if id == r.replicaID {
 			return
 		}
 		caughtUp = caughtUp && pr.Match == last
@@ -71,7 +71,7 @@ func (r *Replica) maybeQuiesceLocked() []*raftpb.Message {
 	msgs := make([]*raftpb.Message, 0, max(len(followers), 1))
 	for _, id := range followers {
 		msgs = append(msgs, &raftpb.Message{
-			Type: raftpb.MsgHeartbeat.Enum(), To: new(id), From: new(r.cfg.NodeID),
+			Type: raftpb.MsgHeartbeat.Enum(), To: new(id), From: new(r.replicaID),
 			Term: new(term), Commit: new(commit),
 		})
 	}
@@ -89,6 +89,9 @@ func (r *Replica) maybeQuiesceLocked() []*raftpb.Message {
 func (r *Replica) StepQuiesce(m *raftpb.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if m.GetTo() != r.replicaID {
+		return
+	}
 	if err := r.mu.rn.Step(m); err != nil {
 		return
 	}

@@ -39,10 +39,10 @@ func (r *Replica) Ready() (rd raft.Ready, leader, ok bool) {
 func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
 	isLeader := ss.RaftState == raft.StateLeader
 	if ss.Lead != r.mu.leader {
-		r.log.Info("leader changed", "leader", ss.Lead, "previous", r.mu.leader, "term", r.mu.term)
+		r.log.Info("leader changed", "leader", r.nodeOfLocked(ss.Lead), "previous", r.nodeOfLocked(r.mu.leader), "replica", ss.Lead, "term", r.mu.term)
 		r.mu.leader = ss.Lead
 		r.mu.leaderSeen = r.mu.leaderSeen || ss.Lead != 0
-		r.cfg.Metrics.LeaderChanged(r.RangeID, ss.Lead, r.mu.term)
+		r.cfg.Metrics.LeaderChanged(r.RangeID, r.nodeOfLocked(ss.Lead), r.mu.term)
 	}
 	if !isLeader {
 		r.mu.lease.resetLocked(r.notLeaderLocked())
@@ -133,7 +133,7 @@ func (r *Replica) afterPersist(rd *raft.Ready) (lost, gained keys.Span, _ error)
 			if !IsUninitialized(old) && bytes.Compare(desc.GetEndKey(), old.GetEndKey()) > 0 {
 				gained = keys.Span{Start: old.GetEndKey(), End: desc.GetEndKey()}
 			}
-			r.mu.desc = desc
+			r.setDescLocked(desc)
 		}
 		r.mu.applied = as
 		r.mu.resolvedTS = max(r.mu.resolvedTS, as.MaxTS)
@@ -249,10 +249,11 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	r.mu.applied = as
 	r.mu.resolvedTS = max(r.mu.resolvedTS, resolved, as.MaxTS)
 	for _, t := range splits {
-		r.mu.desc, r.mu.splitOff = t.GetLeft(), t.GetRight()
+		r.setDescLocked(t.GetLeft())
+		r.mu.splitOff = t.GetRight()
 	}
 	for _, t := range merges {
-		r.mu.desc = t.GetLeft()
+		r.setDescLocked(t.GetLeft())
 	}
 	leads := r.leadsLocked()
 	r.mu.appliedLogBytes += logBytes

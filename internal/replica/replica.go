@@ -174,7 +174,7 @@ const (
 func Bootstrap(b *storage.Batch, desc *concordpb.RangeDescriptor) error {
 	cs := &raftpb.ConfState{}
 	for _, r := range desc.GetReplicas() {
-		cs.Voters = append(cs.Voters, r.GetNodeId())
+		cs.Voters = append(cs.Voters, r.ID())
 	}
 	return bootstrapState(b, desc, storage.AppliedState{ConfState: cs})
 }
@@ -198,10 +198,11 @@ func bootstrapState(b *storage.Batch, desc *concordpb.RangeDescriptor, as storag
 
 // Uninitialized returns the descriptor of a replica this node holds of
 // rangeID but knows nothing of yet: no span, no log; its leader sends it a
-// snapshot, which brings the descriptor. Load makes such a replica from it;
+// snapshot, which brings the descriptor. It names only this replica (on
+// node, with replicaID: its Raft id). Load makes such a replica from it;
 // PutLocalDescriptor keeps it over a restart.
-func Uninitialized(rangeID uint64) *concordpb.RangeDescriptor {
-	return &concordpb.RangeDescriptor{RangeId: rangeID}
+func Uninitialized(rangeID, node, replicaID uint64) *concordpb.RangeDescriptor {
+	return &concordpb.RangeDescriptor{RangeId: rangeID, Replicas: []*concordpb.ReplicaDescriptor{{NodeId: node, ReplicaId: replicaID}}}
 }
 
 // IsUninitialized reports whether d describes a replica waiting for its
@@ -213,8 +214,22 @@ func IsUninitialized(d *concordpb.RangeDescriptor) bool { return len(d.GetEndKey
 // Persist, AfterPersist, Apply and Advance.
 type Replica struct {
 	RangeID uint64
-	cfg     Config
-	log     *slog.Logger
+	// replicaID is this replica's id in the range's Raft group (from its
+	// descriptor; see concordpb.ReplicaDescriptor). It never changes: a
+	// replica moved here again is a new Replica.
+	replicaID uint64
+	// desc mirrors mu.desc for readers that must not take mu (the store
+	// maps a message's replica id to a node with it).
+	desc atomic.Pointer[concordpb.RangeDescriptor]
+	// learned maps the replica ids of peers that the descriptor does not
+	// name to their nodes, as their messages showed (an uninitialized
+	// replica knows no peer until then). A leaf lock.
+	learned struct {
+		sync.Mutex
+		nodes map[uint64]uint64
+	}
+	cfg Config
+	log *slog.Logger
 
 	// writes feeds the proposer goroutine, which runs only while writes
 	// are queued (a node may hold thousands of idle replicas). Bounded by
@@ -364,7 +379,11 @@ func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
 		return nil, err
 	}
 	r.mu.storage = &raftStorage{MemoryStorage: ms, engine: cfg.Engine, rangeID: id, span: r.spanLocked}
-	r.mu.desc = desc
+	r.setDescLocked(desc)
+	r.replicaID = cfg.NodeID // a descriptor without this node: none better
+	if rd := desc.ReplicaOn(cfg.NodeID); rd != nil {
+		r.replicaID = rd.ID()
+	}
 	r.mu.applied = as
 	r.mu.truncated = rs.Truncated
 	r.mu.lastProposedTS = as.MaxTS
@@ -374,7 +393,7 @@ func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
 	// and applied after it never matches a new proposal.
 	r.mu.nextID = uint64(time.Now().UnixNano())
 	rn, err := raft.NewRawNode(&raft.Config{
-		ID:                        cfg.NodeID,
+		ID:                        r.replicaID,
 		ElectionTick:              cfg.ElectionTicks,
 		HeartbeatTick:             cfg.HeartbeatTicks,
 		Storage:                   r.mu.storage,
@@ -485,7 +504,7 @@ func (r *Replica) Status() Status {
 	bs := r.mu.rn.BasicStatus()
 	return Status{
 		RangeID:    r.RangeID,
-		Leader:     bs.Lead,
+		Leader:     r.nodeOfLocked(bs.Lead),
 		Term:       bs.HardState.GetTerm(),
 		Commit:     bs.HardState.GetCommit(),
 		Applied:    r.mu.applied.Index,
@@ -531,6 +550,9 @@ func (r *Replica) Tick() (quiesce []*raftpb.Message) {
 func (r *Replica) Step(m *raftpb.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if m.GetTo() != r.replicaID {
+		return // for a replica this one is not (one removed, or a stale id)
+	}
 	if r.quiesced.Load() && m.GetType() != raftpb.MsgHeartbeatResp {
 		r.wakeLocked()
 	}
@@ -543,11 +565,15 @@ func (r *Replica) Step(m *raftpb.Message) {
 func (r *Replica) ReportUnreachable(peer uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if peer == r.mu.leader {
+	rd := r.mu.desc.ReplicaOn(peer)
+	if rd == nil {
+		return
+	}
+	if rd.ID() == r.mu.leader {
 		// The leader may be gone: tick, so that an election can follow.
 		r.wakeLocked()
 	}
-	r.mu.rn.ReportUnreachable(peer)
+	r.mu.rn.ReportUnreachable(rd.ID())
 }
 
 // ReportSnapshot tells Raft whether a snapshot reached peer.
@@ -558,7 +584,9 @@ func (r *Replica) ReportSnapshot(peer uint64, ok bool) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.mu.rn.ReportSnapshot(peer, status)
+	if rd := r.mu.desc.ReplicaOn(peer); rd != nil {
+		r.mu.rn.ReportSnapshot(rd.ID(), status)
+	}
 }
 
 // Campaign makes this replica try to become leader (used at bootstrap to
@@ -587,11 +615,55 @@ func (r *Replica) HasPeer(node uint64) bool {
 // moment: a proposal then is dropped by Raft (UNAVAILABLE, retried) and a
 // lease probe goes unanswered, so the lag is safe, and it avoids
 // BasicStatus, which allocates, on every write.
-func (r *Replica) leadsLocked() bool { return r.mu.leader == r.cfg.NodeID }
+func (r *Replica) leadsLocked() bool { return r.mu.leader == r.replicaID }
+
+// ReplicaID returns this replica's id in its range's Raft group.
+func (r *Replica) ReplicaID() uint64 { return r.replicaID }
+
+// NodeOf returns the node that holds the range's replica id (0 if the
+// descriptor has none). Safe without the replica's lock.
+func (r *Replica) NodeOf(replicaID uint64) uint64 {
+	if n := r.desc.Load().NodeOf(replicaID); n != 0 {
+		return n
+	}
+	r.learned.Lock()
+	defer r.learned.Unlock()
+	return r.learned.nodes[replicaID]
+}
+
+// LearnPeer records that the range's replica replicaID is on node, when
+// the descriptor does not say (see NodeOf): a message from it came from
+// that node.
+func (r *Replica) LearnPeer(replicaID, node uint64) {
+	if replicaID == 0 || r.desc.Load().NodeOf(replicaID) != 0 {
+		return
+	}
+	r.learned.Lock()
+	defer r.learned.Unlock()
+	if r.learned.nodes == nil {
+		r.learned.nodes = make(map[uint64]uint64)
+	}
+	if len(r.learned.nodes) < 16 { // a range has a handful of replicas
+		r.learned.nodes[replicaID] = node
+	}
+}
+
+func (r *Replica) nodeOfLocked(replicaID uint64) uint64 {
+	if replicaID == 0 {
+		return 0
+	}
+	return r.mu.desc.NodeOf(replicaID)
+}
+
+// setDescLocked replaces the range's descriptor.
+func (r *Replica) setDescLocked(d *concordpb.RangeDescriptor) {
+	r.mu.desc = d
+	r.desc.Store(d)
+}
 
 func (r *Replica) notLeaderLocked() *concordpb.Error {
-	hint := r.mu.leader
-	if hint == r.cfg.NodeID {
+	hint := r.nodeOfLocked(r.mu.leader)
+	if r.leadsLocked() {
 		hint = 0
 	}
 	return &concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER, Message: fmt.Sprintf("replica: node %d is not the leader of range %d", r.cfg.NodeID, r.RangeID), LeaderHint: hint}

@@ -279,14 +279,23 @@ func (r *Router) Compact(ctx context.Context, req *concordpb.CompactRequest) (He
 		}
 		req = &concordpb.CompactRequest{Revision: rev, Clamp: req.GetClamp(), ClusterChecked: true}
 	}
+	// Walk the keyspace range by range, each found by its first key, so
+	// that a range that splits or merges meanwhile is still compacted
+	// whole (a compaction applies to the whole range that gets it, and
+	// compacting a part twice does nothing more).
 	var h Header
-	for _, d := range ranges {
-		span := keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}
+	for cur := keys.UserSpan.Start; bytes.Compare(cur, keys.UserSpan.End) < 0; {
+		span := keys.Span{Start: cur, End: append(append([]byte(nil), cur...), 0)}
 		resp, err := r.send(ctx, span, &concordpb.BatchRequest{Compact: req}, true /* write */)
 		if err != nil {
 			return Header{}, err
 		}
 		h = Header{Revision: resp.GetRevision(), RaftTerm: resp.GetRaftTerm()}
+		d, err := r.lookup(ctx, span)
+		if err != nil {
+			return Header{}, err
+		}
+		cur = d.GetEndKey()
 	}
 	return h, nil
 }
@@ -373,6 +382,24 @@ func (r *Router) Freeze(ctx context.Context, desc *concordpb.RangeDescriptor, th
 		return 0, err
 	}
 	return resp.GetAppliedIndex(), nil
+}
+
+// Holds reports whether the range of desc (its range id) holds key, a
+// global key, as its leaseholder has applied it: a linearizable read there,
+// which the range refuses (KEY_MISMATCH) for a key outside it.
+func (r *Router) Holds(ctx context.Context, desc *concordpb.RangeDescriptor, key []byte) (bool, error) {
+	req := &concordpb.BatchRequest{RangeId: desc.GetRangeId(), Op: &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: keys.StripUser(key), CountOnly: true}}}}
+	err := r.retry(ctx, desc, false, func(ctx context.Context, node uint64) error {
+		_, err := r.sendTo(ctx, node, req)
+		return err
+	})
+	switch concordpb.CodeOf(err) {
+	case concordpb.ErrorCode_OK:
+		return err == nil, err
+	case concordpb.ErrorCode_KEY_MISMATCH:
+		return false, nil
+	}
+	return false, err
 }
 
 // Merge asks the leader of the range that ends where right starts to take

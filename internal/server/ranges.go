@@ -191,7 +191,7 @@ func (n *Node) adoptRanges(lost keys.Span) {
 			}
 			for _, rd := range d.GetReplicas() {
 				if rd.GetNodeId() == n.ident.NodeID {
-					if err := n.store.AddUninitialized(d.GetRangeId()); err != nil {
+					if err := n.store.AddUninitialized(d.GetRangeId(), rd.ID()); err != nil {
 						n.log.Warn("cannot create a replica for a range split off while this node was behind", "range", d.GetRangeId(), "err", err)
 					}
 				}
@@ -237,18 +237,51 @@ func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescripto
 	if right == nil || left == nil {
 		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "concord: no range starts at %q after another: nothing to merge", key)
 	}
-	index, err := n.router.Freeze(ctx, right, false /* thaw */)
+	// From the freeze on, the merge is driven to an end, merged or thawed,
+	// whatever the caller's deadline: a range left frozen refuses every
+	// write. A step whose outcome is unknown (AMBIGUOUS) is proposed
+	// again until one answers for sure; a later proposal applies after an
+	// earlier one, so its answer tells what the earlier one did.
+	bg, cancel := context.WithTimeout(context.Background(), mergeSettle)
+	defer cancel()
+	var index uint64
+	err = settle(bg, func(ctx context.Context) (err error) {
+		index, err = n.router.Freeze(ctx, right, false /* thaw */)
+		return err
+	})
 	if err != nil {
+		if concordpb.CodeOf(err) == concordpb.ErrorCode_AMBIGUOUS {
+			n.thaw(bg, right)
+		}
 		return nil, fmt.Errorf("concord: freeze range %d: %w", right.GetRangeId(), err)
 	}
-	if err := n.waitApplied(ctx, right, index); err != nil {
-		if _, terr := n.router.Freeze(context.Background(), right, true /* thaw */); terr != nil {
-			n.log.Error("a merge that failed left its range frozen", "range", right.GetRangeId(), "err", terr)
-		}
+	if err := n.waitApplied(bg, right, index); err != nil {
+		n.thaw(bg, right)
 		return nil, fmt.Errorf("concord: merge range %d into %d: %w", right.GetRangeId(), left.GetRangeId(), err)
 	}
-	merged, err := n.router.Merge(ctx, left, right)
+	var merged *concordpb.RangeDescriptor
+	attempts := 0
+	err = settle(bg, func(ctx context.Context) (err error) {
+		attempts++
+		merged, err = n.router.Merge(ctx, left, right)
+		return err
+	})
+	if err != nil && attempts > 1 && concordpb.CodeOf(err) == concordpb.ErrorCode_FAILED_PRECONDITION {
+		// An earlier attempt may have merged (the left range moved on):
+		// the left range holds right's keys if so.
+		if ok, herr := n.router.Holds(bg, left, right.GetStartKey()); herr == nil && ok {
+			merged, err = n.mergedDescriptor(bg, left)
+		}
+	}
 	if err != nil {
+		switch ok, herr := n.router.Holds(bg, left, right.GetStartKey()); {
+		case concordpb.CodeOf(err) == concordpb.ErrorCode_AMBIGUOUS:
+			// Still unknown: a thaw could apply before the merge, which
+			// needs the range frozen. It stays frozen, and says so.
+			n.log.Error("a merge's outcome is unknown; its right range stays frozen", "range", right.GetRangeId(), "into", left.GetRangeId(), "err", err)
+		case herr == nil && !ok:
+			n.thaw(bg, right)
+		}
 		return nil, fmt.Errorf("concord: merge range %d into %d: %w", right.GetRangeId(), left.GetRangeId(), err)
 	}
 	n.router.Learn(merged)
@@ -264,6 +297,59 @@ func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescripto
 	n.tel.metrics.Events().Add(telemetry.Event{Kind: telemetry.EventMerge, Range: merged.GetRangeId(), Node: n.ident.NodeID,
 		Message: fmt.Sprintf("range %d (from %q) merged into range %d", right.GetRangeId(), key, merged.GetRangeId())})
 	return merged, nil
+}
+
+// mergeSettle bounds how long a merge keeps at a step whose outcome is
+// unknown, and the thaw of a merge that failed.
+const mergeSettle = 30 * time.Second
+
+// settle runs op until it answers anything but AMBIGUOUS or ctx ends.
+func settle(ctx context.Context, op func(context.Context) error) error {
+	for {
+		err := op(ctx)
+		if concordpb.CodeOf(err) != concordpb.ErrorCode_AMBIGUOUS || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// thaw unfreezes right after a merge that did not happen.
+func (n *Node) thaw(ctx context.Context, right *concordpb.RangeDescriptor) {
+	err := settle(ctx, func(ctx context.Context) error {
+		_, err := n.router.Freeze(ctx, right, true /* thaw */)
+		return err
+	})
+	if err != nil {
+		n.log.Error("a merge that failed left its range frozen", "range", right.GetRangeId(), "err", err)
+	}
+}
+
+// mergedDescriptor returns the descriptor of the range left became, from
+// the meta range or, before it is indexed there, from left's replica here.
+func (n *Node) mergedDescriptor(ctx context.Context, left *concordpb.RangeDescriptor) (*concordpb.RangeDescriptor, error) {
+	if r := n.store.Replica(left.GetRangeId()); r != nil {
+		if d := r.Descriptor(); d.GetGeneration() > left.GetGeneration() {
+			return d, nil
+		}
+	}
+	if err := n.router.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	rs, err := n.router.Ranges(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range rs {
+		if d.GetRangeId() == left.GetRangeId() {
+			return d, nil
+		}
+	}
+	return nil, fmt.Errorf("concord: range %d merged, but no descriptor of it is known", left.GetRangeId())
 }
 
 // waitApplied waits until every replica of d has applied index, asking
@@ -311,6 +397,10 @@ func (n *Node) appliedOn(ctx context.Context, node, rangeID uint64) (uint64, err
 // leads against --range-max-bytes and --range-min-bytes.
 var sizeCheckInterval = 10 * time.Second
 
+// sizeOpTimeout bounds one round of size checks with the splits and merges
+// it makes.
+const sizeOpTimeout = 30 * time.Second
+
 // exactBelowBytes: a range the storage engine estimates below this is
 // measured exactly (by reading it), since the estimate counts only data
 // already flushed to tables, and a small range may live in memtables.
@@ -333,7 +423,7 @@ func (n *Node) runSizeQueue() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), sizeCheckInterval)
+		ctx, cancel := context.WithTimeout(context.Background(), sizeOpTimeout)
 		n.checkSizes(ctx, hot)
 		cancel()
 	}

@@ -454,10 +454,13 @@ func (n *Node) bootstrap(members []member) (*concordpb.RangeDescriptor, error) {
 	rf := min(n.cfg.ReplicationFactor, len(members))
 	var reps []*concordpb.ReplicaDescriptor
 	for i := 0; i < rf; i++ {
-		reps = append(reps, &concordpb.ReplicaDescriptor{NodeId: uint64(i + 1)})
+		// Replica ids are the range's own (as CockroachDB's, 1 to n at
+		// bootstrap); they match node ids only here, at the start.
+		reps = append(reps, &concordpb.ReplicaDescriptor{NodeId: uint64(i + 1), ReplicaId: uint64(i + 1)})
 	}
-	meta := &concordpb.RangeDescriptor{RangeId: store.MetaRangeID, StartKey: keys.MetaSpan.Start, EndKey: keys.MetaSpan.End, Replicas: reps, Generation: 1}
-	user := &concordpb.RangeDescriptor{RangeId: store.UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1}
+	next := uint64(rf + 1)
+	meta := &concordpb.RangeDescriptor{RangeId: store.MetaRangeID, StartKey: keys.MetaSpan.Start, EndKey: keys.MetaSpan.End, Replicas: reps, Generation: 1, NextReplicaId: next}
+	user := &concordpb.RangeDescriptor{RangeId: store.UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1, NextReplicaId: next}
 	sys := map[string][]byte{}
 	for _, d := range []*concordpb.RangeDescriptor{meta, user} {
 		data, err := proto.Marshal(d)

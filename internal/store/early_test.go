@@ -18,7 +18,7 @@ func TestMessagesForARangeNotHereYetAreDelivered(t *testing.T) {
 	s := h.nodes[2].store
 	hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(uint64(1)), To: new(uint64(2)), Term: new(uint64(5))}
 	s.HandleRaftBatch(&concordpb.RaftBatch{ClusterId: 1, FromNode: 1, ToNode: 2, Msgs: []*concordpb.RaftMessage{{RangeId: 9, Msg: hb}}})
-	if err := s.AddUninitialized(9); err != nil {
+	if err := s.AddUninitialized(9, 2); err != nil {
 		t.Fatal(err)
 	}
 	if st := s.Replica(9).Status(); st.Term != 5 {

@@ -137,9 +137,11 @@ func (h *harness) now() time.Time {
 func (h *harness) bootstrap(n int) {
 	var reps []*concordpb.ReplicaDescriptor
 	for i := 1; i <= n; i++ {
-		reps = append(reps, &concordpb.ReplicaDescriptor{NodeId: uint64(i)})
+		// Replica ids unlike the node ids (node 1 holds replica 10+n, ...),
+		// so that every script checks the two are never confused.
+		reps = append(reps, &concordpb.ReplicaDescriptor{NodeId: uint64(i), ReplicaId: uint64(10 + n + 1 - i)})
 	}
-	user := &concordpb.RangeDescriptor{RangeId: UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1}
+	user := &concordpb.RangeDescriptor{RangeId: UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1, NextReplicaId: uint64(11 + n)}
 	for i := 1; i <= n; i++ {
 		id := uint64(i)
 		nd := &hnode{id: id, fs: vfs.NewMem()}
@@ -212,7 +214,7 @@ func (h *harness) adopt(id uint64, lost keys.Span) {
 			}
 			for _, rd := range d.GetReplicas() {
 				if rd.GetNodeId() == id {
-					if err := h.nodes[id].store.AddUninitialized(d.GetRangeId()); err != nil {
+					if err := h.nodes[id].store.AddUninitialized(d.GetRangeId(), rd.ID()); err != nil {
 						h.t.Errorf("adopt range %d on node %d: %v", d.GetRangeId(), id, err)
 					}
 				}

@@ -330,17 +330,18 @@ func (s *Store) drop(rangeID uint64, clear bool) {
 
 // AddUninitialized creates a replica of rangeID that knows nothing of its
 // range yet (replica.Uninitialized) and waits for its leader's snapshot,
-// unless this node holds one already. It is how a node that missed a split
+// unless this node holds one already; replicaID is its id in the range's
+// Raft group, from the range's descriptor. It is how a node that missed a split
 // (its replica of the splitting range caught up by snapshot, past the
 // split) comes to hold the new range: the descriptor is kept so that it
 // survives a restart.
-func (s *Store) AddUninitialized(rangeID uint64) error {
+func (s *Store) AddUninitialized(rangeID, replicaID uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.mu.replicas[rangeID]; ok {
 		return nil
 	}
-	d := replica.Uninitialized(rangeID)
+	d := replica.Uninitialized(rangeID, s.nodeID, replicaID)
 	b := s.engine.NewBatch()
 	defer b.Close()
 	if err := b.PutLocalDescriptor(d); err != nil {
@@ -429,7 +430,9 @@ func (s *Store) tick() {
 			if out == nil {
 				out = make(map[uint64][]*concordpb.RaftMessage)
 			}
-			out[m.GetTo()] = append(out[m.GetTo()], &concordpb.RaftMessage{RangeId: r.RangeID, Msg: m, Quiesce: true})
+			if to := r.NodeOf(m.GetTo()); to != 0 {
+				out[to] = append(out[to], &concordpb.RaftMessage{RangeId: r.RangeID, Msg: m, Quiesce: true})
+			}
 		}
 	}
 	clear(rs)
@@ -470,12 +473,13 @@ const (
 )
 
 type earlyMsg struct {
-	msg *raftpb.Message
-	at  time.Time
+	msg  *raftpb.Message
+	from uint64 // the sending node
+	at   time.Time
 }
 
 // keepEarly keeps m, for range rangeID that this node does not hold.
-func (s *Store) keepEarly(rangeID uint64, m *raftpb.Message) {
+func (s *Store) keepEarly(rangeID, from uint64, m *raftpb.Message) {
 	now := s.now()
 	s.early.Lock()
 	defer s.early.Unlock()
@@ -500,7 +504,7 @@ func (s *Store) keepEarly(rangeID uint64, m *raftpb.Message) {
 	if len(q) >= maxEarlyMsgs {
 		q = append(q[:0], q[1:]...)
 	}
-	s.early.m[rangeID] = append(q, earlyMsg{msg: m, at: now})
+	s.early.m[rangeID] = append(q, earlyMsg{msg: m, from: from, at: now})
 }
 
 // deliverEarly steps the kept messages of r's range into r, which was just
@@ -514,6 +518,7 @@ func (s *Store) deliverEarly(r *replica.Replica) {
 	now := s.now()
 	for _, e := range q {
 		if now.Sub(e.at) <= earlyMaxAge {
+			r.LearnPeer(e.msg.GetFrom(), e.from)
 			r.Step(e.msg)
 		}
 	}
@@ -691,7 +696,13 @@ func (s *Store) send(readies []readyReplica, leaders bool) {
 			continue
 		}
 		for _, m := range rr.rd.Messages {
-			out[m.GetTo()] = append(out[m.GetTo()], &concordpb.RaftMessage{RangeId: rr.r.RangeID, Msg: m})
+			to := rr.r.NodeOf(m.GetTo())
+			if to == 0 {
+				// A peer the descriptor does not name (yet): it
+				// cannot be reached.
+				continue
+			}
+			out[to] = append(out[to], &concordpb.RaftMessage{RangeId: rr.r.RangeID, Msg: m})
 		}
 	}
 	for to, msgs := range out {
@@ -750,10 +761,11 @@ func (s *Store) HandleRaftBatch(b *concordpb.RaftBatch) {
 		r := s.Replica(m.GetRangeId())
 		if r == nil {
 			if !m.GetQuiesce() {
-				s.keepEarly(m.GetRangeId(), m.GetMsg())
+				s.keepEarly(m.GetRangeId(), b.GetFromNode(), m.GetMsg())
 			}
 			continue
 		}
+		r.LearnPeer(m.GetMsg().GetFrom(), b.GetFromNode())
 		if m.GetQuiesce() {
 			r.StepQuiesce(m.GetMsg())
 		} else {
