@@ -12,7 +12,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 )
 
 // Header is what the Backend knows about a response, for etcd's
@@ -41,7 +43,7 @@ type Status struct {
 // Backend is what the gateway needs from the node. Implementations must be
 // safe for concurrent use: every gRPC call runs on its own goroutine.
 //
-// Errors are *concordpb.Error (translated by code, see toGRPCError), context
+// Errors are *kvpb.Error (translated by code, see toGRPCError), context
 // errors, or anything else (reported as codes.Unknown with its message, as
 // etcd does for errors it has no mapping for; a gRPC status with
 // codes.Unavailable keeps its code so clients retry reads, and one with
@@ -51,9 +53,9 @@ type Backend interface {
 	// Do serves a Range, Put, DeleteRange or Txn on user keys and returns a
 	// ResponseOp of the same kind. The request is validated and the caller
 	// does not modify it afterwards; the backend owns the returned response.
-	Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, Header, error)
+	Do(ctx context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, Header, error)
 	// Members lists the cluster's nodes.
-	Members(ctx context.Context) ([]*concordpb.NodeRecord, error)
+	Members(ctx context.Context) ([]*metapb.NodeRecord, error)
 	// Status reports this node's view.
 	Status(ctx context.Context) (Status, error)
 	// Compact discards the MVCC history superseded at rev, cluster-wide.
@@ -71,8 +73,8 @@ type Backend interface {
 	// with one of peerURLs); ChangeMember updates its peer URLs, promotes
 	// or removes it (SysChangeNode's rules). Both return the changed
 	// member's record.
-	AddMember(ctx context.Context, peerURLs []string, learner bool) (*concordpb.NodeRecord, error)
-	ChangeMember(ctx context.Context, change *concordpb.SysChangeNode) (*concordpb.NodeRecord, error)
+	AddMember(ctx context.Context, peerURLs []string, learner bool) (*metapb.NodeRecord, error)
+	ChangeMember(ctx context.Context, change *cmdpb.SysChangeNode) (*metapb.NodeRecord, error)
 }
 
 // HashKV is a member's hash of its key-value history.

@@ -18,7 +18,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 )
 
 const (
@@ -169,7 +170,7 @@ func TestPutGetDelete(t *testing.T) {
 		t.Fatalf("delete prefix: %v", del)
 	}
 	last, _ := tc.fake.last()
-	want := &concordpb.RequestOp{Request: &concordpb.RequestOp_DeleteRange{DeleteRange: &concordpb.DeleteRangeRequest{
+	want := &kvpb.RequestOp{Request: &kvpb.RequestOp_DeleteRange{DeleteRange: &kvpb.DeleteRangeRequest{
 		Key: []byte("b/"), RangeEnd: []byte("b0"), PrevKv: true,
 	}}}
 	if !proto.Equal(last, want) {
@@ -198,9 +199,9 @@ func TestRangeOptionsReachBackend(t *testing.T) {
 		t.Fatalf("response %v", resp)
 	}
 	last, _ := tc.fake.last()
-	want := &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{
+	want := &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{
 		Key: []byte("k"), RangeEnd: []byte("l"), Limit: 2, Revision: 4,
-		SortOrder: concordpb.SortOrder_SORT_DESCEND, SortTarget: concordpb.SortTarget_SORT_BY_MOD,
+		SortOrder: kvpb.SortOrder_SORT_DESCEND, SortTarget: kvpb.SortTarget_SORT_BY_MOD,
 		Serializable: true, KeysOnly: true,
 		MinModRevision: 2, MaxModRevision: 9, MinCreateRevision: 3, MaxCreateRevision: 8,
 	}}}
@@ -270,13 +271,13 @@ func TestTxn(t *testing.T) {
 	if len(txn.GetCompare()) != 5 {
 		t.Fatalf("compares: %v", txn)
 	}
-	wantCmp := &concordpb.Compare{Result: concordpb.CompareResult_COMPARE_EQUAL, Target: concordpb.CompareTarget_COMPARE_VALUE,
-		Key: []byte("a"), TargetUnion: &concordpb.Compare_Value{Value: []byte("1")}}
+	wantCmp := &kvpb.Compare{Result: kvpb.CompareResult_COMPARE_EQUAL, Target: kvpb.CompareTarget_COMPARE_VALUE,
+		Key: []byte("a"), TargetUnion: &kvpb.Compare_Value{Value: []byte("1")}}
 	if !proto.Equal(txn.Compare[0], wantCmp) {
 		t.Fatalf("compare 0: %v", txn.Compare[0])
 	}
-	wantLease := &concordpb.Compare{Result: concordpb.CompareResult_COMPARE_NOT_EQUAL, Target: concordpb.CompareTarget_COMPARE_LEASE,
-		Key: []byte("a"), TargetUnion: &concordpb.Compare_Lease{Lease: 0}}
+	wantLease := &kvpb.Compare{Result: kvpb.CompareResult_COMPARE_NOT_EQUAL, Target: kvpb.CompareTarget_COMPARE_LEASE,
+		Key: []byte("a"), TargetUnion: &kvpb.Compare_Lease{Lease: 0}}
 	if !proto.Equal(txn.Compare[4], wantLease) {
 		t.Fatalf("compare 4: %v", txn.Compare[4])
 	}
@@ -342,11 +343,11 @@ func TestBackendErrors(t *testing.T) {
 		err  error
 		want error
 	}{
-		{concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "not leader"), rpctypes.ErrGRPCNoLeader},
-		{concordpb.Errorf(concordpb.ErrorCode_COMPACTED, "compacted"), rpctypes.ErrGRPCCompacted},
-		{concordpb.Errorf(concordpb.ErrorCode_LEASE_NOT_FOUND, "x"), rpctypes.ErrGRPCLeaseNotFound},
-		{concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "x"), rpctypes.ErrGRPCTimeout},
-		{concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found"), rpctypes.ErrGRPCKeyNotFound},
+		{kvpb.Errorf(kvpb.ErrorCode_NOT_LEADER, "not leader"), rpctypes.ErrGRPCNoLeader},
+		{kvpb.Errorf(kvpb.ErrorCode_COMPACTED, "compacted"), rpctypes.ErrGRPCCompacted},
+		{kvpb.Errorf(kvpb.ErrorCode_LEASE_NOT_FOUND, "x"), rpctypes.ErrGRPCLeaseNotFound},
+		{kvpb.Errorf(kvpb.ErrorCode_AMBIGUOUS, "x"), rpctypes.ErrGRPCTimeout},
+		{kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found"), rpctypes.ErrGRPCKeyNotFound},
 		{context.DeadlineExceeded, rpctypes.ErrGRPCTimeout},
 		// A bound on the path was full: the client sees which.
 		{status.Error(codes.ResourceExhausted, "router: forward stream to node 2 full: 8192 requests await answers (bound maxForwardPending)"),
@@ -370,7 +371,7 @@ type heldBackend struct {
 	release chan struct{}
 }
 
-func (h heldBackend) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, Header, error) {
+func (h heldBackend) Do(ctx context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, Header, error) {
 	if string(op.GetPut().GetKey()) == "held" {
 		h.entered <- struct{}{}
 		select {
@@ -432,7 +433,7 @@ func TestMaxConcurrentStreams(t *testing.T) {
 // either error.
 func TestNoLeader(t *testing.T) {
 	tc := start(t, Config{})
-	tc.fake.setErr(&concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER, LeaderHint: 3})
+	tc.fake.setErr(&kvpb.Error{Code: kvpb.ErrorCode_NOT_LEADER, LeaderHint: 3})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -468,7 +469,7 @@ func TestStatusAndMembers(t *testing.T) {
 	ctx := testCtx(t)
 	tc.fake.mu.Lock()
 	tc.fake.mu.status = Status{Leader: 3, RaftTerm: 9, RaftIndex: 100, RaftAppliedIndex: 99, DBSize: 4096, DBSizeInUse: 2048, IsLearner: true}
-	tc.fake.mu.members = []*concordpb.NodeRecord{
+	tc.fake.mu.members = []*metapb.NodeRecord{
 		{NodeId: 1, Name: "n1", PeerUrls: []string{"http://10.0.0.1:2380"}, ClientUrls: []string{"http://10.0.0.1:2379"}, HttpUrl: "http://10.0.0.1:8080"},
 		{NodeId: 3, Name: "n3", PeerUrls: []string{"http://10.0.0.3:2380"}, ClientUrls: []string{"http://10.0.0.3:2379", "http://n3:2379"}},
 	}

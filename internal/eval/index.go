@@ -3,7 +3,7 @@ package eval
 import (
 	"sync"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 )
 
 // Index remembers, for one range or for all of a node's ranges (keys are
@@ -61,7 +61,7 @@ func (x *Index) Len() int {
 
 // get returns the newest version of the global key (nil if deleted) and
 // whether the index knows the key.
-func (x *Index) get(key []byte) (*concordpb.KeyValue, bool) {
+func (x *Index) get(key []byte) (*kvpb.KeyValue, bool) {
 	if x == nil {
 		return nil, false
 	}
@@ -71,7 +71,7 @@ func (x *Index) get(key []byte) (*concordpb.KeyValue, bool) {
 	if !ok || !e.live {
 		return nil, ok
 	}
-	return &concordpb.KeyValue{Key: key, CreateRevision: e.create, ModRevision: e.mod, Version: e.ver, Lease: e.lease}, true
+	return &kvpb.KeyValue{Key: key, CreateRevision: e.create, ModRevision: e.mod, Version: e.ver, Lease: e.lease}, true
 }
 
 func (x *Index) set(key []byte, e indexEntry) {
@@ -86,7 +86,7 @@ func (x *Index) set(key []byte, e indexEntry) {
 	x.mu.m[string(key)] = e
 }
 
-func (x *Index) put(kv *concordpb.KeyValue) {
+func (x *Index) put(kv *kvpb.KeyValue) {
 	x.set(kv.GetKey(), indexEntry{live: true, create: kv.GetCreateRevision(), mod: kv.GetModRevision(), ver: kv.GetVersion(), lease: kv.GetLease()})
 }
 

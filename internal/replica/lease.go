@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"go.etcd.io/raft/v3"
 )
 
@@ -178,7 +178,7 @@ func (r *Replica) waitLease(ctx context.Context) error {
 		} else {
 			if len(l.waiters) >= maxLeaseWaiters {
 				r.mu.Unlock()
-				return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: too many reads waiting for a lease", r.RangeID)
+				return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: too many reads waiting for a lease", r.RangeID)
 			}
 			ch = make(chan struct{})
 			l.waiters = append(l.waiters, ch)
@@ -189,9 +189,9 @@ func (r *Replica) waitLease(ctx context.Context) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: no lease: %v", r.RangeID, ctx.Err())
+			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: no lease: %v", r.RangeID, ctx.Err())
 		case <-r.stopped:
-			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
+			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
 		}
 	}
 }
@@ -216,7 +216,7 @@ func (r *Replica) TransferLeadership(ctx context.Context) error {
 	}
 	if target == 0 {
 		r.mu.Unlock()
-		return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d has no follower to lead", r.RangeID)
+		return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d has no follower to lead", r.RangeID)
 	}
 	r.mu.lease.disabled = true
 	r.mu.lease.resetLocked(r.notLeaderLocked())
@@ -236,7 +236,7 @@ func (r *Replica) TransferLeadership(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: leadership transfer to %d: %v", r.RangeID, target, ctx.Err())
+			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: leadership transfer to %d: %v", r.RangeID, target, ctx.Err())
 		case <-t.C:
 		}
 	}

@@ -10,7 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
@@ -56,7 +58,7 @@ type Config struct {
 	// durable: the store creates the right-hand range's replica. leads
 	// tells whether this replica led the splitting range then. Nil: no
 	// splits expected (tests of a single range).
-	OnSplit func(left, right *concordpb.RangeDescriptor, leads bool)
+	OnSplit func(left, right *metapb.RangeDescriptor, leads bool)
 	// OnSpanLost is called when a snapshot leaves the range with less than
 	// it had (lost, a span this replica no longer holds): the replica
 	// missed splits, whose new ranges this node must create, uninitialized,
@@ -65,7 +67,7 @@ type Config struct {
 	// OnMerge is called, from Apply, once a merge this replica applied is
 	// durable: the store drops its replica of right, whose range-local
 	// state the merge deleted. Nil: ignored.
-	OnMerge func(left, right *concordpb.RangeDescriptor)
+	OnMerge func(left, right *metapb.RangeDescriptor)
 	// OnSpanGained is called when a snapshot leaves the range with more
 	// than it had (gained): it missed merges, and the store drops its
 	// replicas of the ranges merged away, whose data the snapshot
@@ -171,7 +173,7 @@ const (
 // a truncated log at initialIndex and an applied state whose voters are the
 // descriptor's replicas. Every initial replica writes the same state, so they
 // start identical without a snapshot.
-func Bootstrap(b *storage.Batch, desc *concordpb.RangeDescriptor) error {
+func Bootstrap(b *storage.Batch, desc *metapb.RangeDescriptor) error {
 	cs := &raftpb.ConfState{}
 	for _, r := range desc.GetReplicas() {
 		cs.Voters = append(cs.Voters, r.ID())
@@ -182,7 +184,7 @@ func Bootstrap(b *storage.Batch, desc *concordpb.RangeDescriptor) error {
 // bootstrapState writes a range's initial state into b: its descriptor, a
 // truncated log at initialIndex and as (its ConfState, newest and compacted
 // revisions) applied at initialIndex.
-func bootstrapState(b *storage.Batch, desc *concordpb.RangeDescriptor, as storage.AppliedState) error {
+func bootstrapState(b *storage.Batch, desc *metapb.RangeDescriptor, as storage.AppliedState) error {
 	if err := b.PutLocalDescriptor(desc); err != nil {
 		return err
 	}
@@ -201,13 +203,13 @@ func bootstrapState(b *storage.Batch, desc *concordpb.RangeDescriptor, as storag
 // snapshot, which brings the descriptor. It names only this replica (on
 // node, with replicaID: its Raft id). Load makes such a replica from it;
 // PutLocalDescriptor keeps it over a restart.
-func Uninitialized(rangeID, node, replicaID uint64) *concordpb.RangeDescriptor {
-	return &concordpb.RangeDescriptor{RangeId: rangeID, Replicas: []*concordpb.ReplicaDescriptor{{NodeId: node, ReplicaId: replicaID}}}
+func Uninitialized(rangeID, node, replicaID uint64) *metapb.RangeDescriptor {
+	return &metapb.RangeDescriptor{RangeId: rangeID, Replicas: []*metapb.ReplicaDescriptor{{NodeId: node, ReplicaId: replicaID}}}
 }
 
 // IsUninitialized reports whether d describes a replica waiting for its
 // first snapshot (see Uninitialized).
-func IsUninitialized(d *concordpb.RangeDescriptor) bool { return len(d.GetEndKey()) == 0 }
+func IsUninitialized(d *metapb.RangeDescriptor) bool { return len(d.GetEndKey()) == 0 }
 
 // Replica is one node's copy of one range. Its methods are safe for
 // concurrent use; the store's Ready loop is the only caller of Ready,
@@ -215,12 +217,12 @@ func IsUninitialized(d *concordpb.RangeDescriptor) bool { return len(d.GetEndKey
 type Replica struct {
 	RangeID uint64
 	// replicaID is this replica's id in the range's Raft group (from its
-	// descriptor; see concordpb.ReplicaDescriptor). It never changes: a
+	// descriptor; see metapb.ReplicaDescriptor). It never changes: a
 	// replica moved here again is a new Replica.
 	replicaID uint64
 	// desc mirrors mu.desc for readers that must not take mu (the store
 	// maps a message's replica id to a node with it).
-	desc atomic.Pointer[concordpb.RangeDescriptor]
+	desc atomic.Pointer[metapb.RangeDescriptor]
 	// learned maps the replica ids of peers that the descriptor does not
 	// name to their nodes, as their messages showed (an uninitialized
 	// replica knows no peer until then). A leaf lock.
@@ -274,7 +276,7 @@ type Replica struct {
 		sync.Mutex
 		rn      *raft.RawNode
 		storage *raftStorage
-		desc    *concordpb.RangeDescriptor
+		desc    *metapb.RangeDescriptor
 		// applied mirrors the engine's applied state after each Apply.
 		// Invariant: applied.Index <= the Raft commit index.
 		applied storage.AppliedState
@@ -314,7 +316,7 @@ type Replica struct {
 		snapshotsApplied int
 		// splitOff is the descriptor of the range this replica last split
 		// off, as the split made it (nil if none since Load).
-		splitOff *concordpb.RangeDescriptor
+		splitOff *metapb.RangeDescriptor
 		// idleTicks counts the ticks since the last request (see active).
 		idleTicks int
 	}
@@ -331,12 +333,12 @@ type proposal struct {
 }
 
 type result struct {
-	resp *concordpb.BatchResponse
+	resp *cmdpb.BatchResponse
 	err  error
 }
 
 // Load creates the replica of desc from the state stored in the engine.
-func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
+func Load(cfg Config, desc *metapb.RangeDescriptor) (*Replica, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -429,23 +431,23 @@ func (r *Replica) Stop() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, p := range r.mu.proposals {
-		p.done <- result{err: concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "replica: range %d stopped with the write in flight", r.RangeID)}
+		p.done <- result{err: kvpb.Errorf(kvpb.ErrorCode_AMBIGUOUS, "replica: range %d stopped with the write in flight", r.RangeID)}
 		delete(r.mu.proposals, id)
 	}
-	r.mu.lease.failWaitersLocked(concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID))
+	r.mu.lease.failWaitersLocked(kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID))
 }
 
 // Neighbourhood returns the range's descriptor and, if it split since it
 // was loaded, the descriptor of the range it last split off, as the split
 // made it: what a router that sent keys here by a stale descriptor needs.
 // The caller must not modify them.
-func (r *Replica) Neighbourhood() []*concordpb.RangeDescriptor {
+func (r *Replica) Neighbourhood() []*metapb.RangeDescriptor {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.splitOff == nil {
-		return []*concordpb.RangeDescriptor{r.mu.desc}
+		return []*metapb.RangeDescriptor{r.mu.desc}
 	}
-	return []*concordpb.RangeDescriptor{r.mu.desc, r.mu.splitOff}
+	return []*metapb.RangeDescriptor{r.mu.desc, r.mu.splitOff}
 }
 
 // LoadSplitKey returns the key that splits the range's recent requests in
@@ -462,7 +464,7 @@ func (r *Replica) LoadSplitKey() []byte {
 }
 
 // Descriptor returns the range's descriptor. The caller must not modify it.
-func (r *Replica) Descriptor() *concordpb.RangeDescriptor {
+func (r *Replica) Descriptor() *metapb.RangeDescriptor {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.mu.desc
@@ -656,17 +658,17 @@ func (r *Replica) nodeOfLocked(replicaID uint64) uint64 {
 }
 
 // setDescLocked replaces the range's descriptor.
-func (r *Replica) setDescLocked(d *concordpb.RangeDescriptor) {
+func (r *Replica) setDescLocked(d *metapb.RangeDescriptor) {
 	r.mu.desc = d
 	r.desc.Store(d)
 }
 
-func (r *Replica) notLeaderLocked() *concordpb.Error {
+func (r *Replica) notLeaderLocked() *kvpb.Error {
 	hint := r.nodeOfLocked(r.mu.leader)
 	if r.leadsLocked() {
 		hint = 0
 	}
-	return &concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER, Message: fmt.Sprintf("replica: node %d is not the leader of range %d", r.cfg.NodeID, r.RangeID), LeaderHint: hint}
+	return &kvpb.Error{Code: kvpb.ErrorCode_NOT_LEADER, Message: fmt.Sprintf("replica: node %d is not the leader of range %d", r.cfg.NodeID, r.RangeID), LeaderHint: hint}
 }
 
 func newIndex(size int) *eval.Index {

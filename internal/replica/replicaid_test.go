@@ -6,7 +6,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 )
@@ -22,13 +22,13 @@ func (noRevisions) Current(context.Context) (int64, error)   { return 0, context
 func TestReplicaIDsComeFromTheDescriptor(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		reps     []*concordpb.ReplicaDescriptor
+		reps     []*metapb.ReplicaDescriptor
 		wantID   uint64
 		peerID   uint64
 		peerNode uint64
 	}{
-		{"replica ids", []*concordpb.ReplicaDescriptor{{NodeId: 1, ReplicaId: 7}, {NodeId: 2, ReplicaId: 4}}, 4, 7, 1},
-		{"legacy", []*concordpb.ReplicaDescriptor{{NodeId: 1}, {NodeId: 2}}, 2, 1, 1},
+		{"replica ids", []*metapb.ReplicaDescriptor{{NodeId: 1, ReplicaId: 7}, {NodeId: 2, ReplicaId: 4}}, 4, 7, 1},
+		{"legacy", []*metapb.ReplicaDescriptor{{NodeId: 1}, {NodeId: 2}}, 2, 1, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, err := storage.Open("db", storage.Options{FS: vfs.NewMem()})
@@ -36,7 +36,7 @@ func TestReplicaIDsComeFromTheDescriptor(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer e.Close()
-			d := &concordpb.RangeDescriptor{RangeId: 2, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: tc.reps, Generation: 1}
+			d := &metapb.RangeDescriptor{RangeId: 2, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: tc.reps, Generation: 1}
 			b := e.NewBatch()
 			if err := Bootstrap(b, d); err != nil {
 				t.Fatal(err)

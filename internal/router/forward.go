@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/telemetry"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -101,7 +103,7 @@ func (f *forwarder) stream(node uint64, cc *grpc.ClientConn) (*fwdStream, error)
 	}
 	ctx, cancel := context.WithCancel(f.ctx)
 	expired := time.AfterFunc(readyWait, cancel)
-	st, err := concordpb.NewPeerClient(cc).Forward(ctx)
+	st, err := rpcpb.NewPeerClient(cc).Forward(ctx)
 	if !expired.Stop() && err == nil {
 		err = fmt.Errorf("router: opening a forward stream to node %d took over %v", node, readyWait)
 	}
@@ -122,7 +124,7 @@ func (f *forwarder) stream(node uint64, cc *grpc.ClientConn) (*fwdStream, error)
 
 // start runs the loops of a new stream st to node; cancel ends ctx, which
 // st runs under.
-func (f *forwarder) start(ctx context.Context, cancel context.CancelFunc, node uint64, cc *grpc.ClientConn, st concordpb.Peer_ForwardClient) *fwdStream {
+func (f *forwarder) start(ctx context.Context, cancel context.CancelFunc, node uint64, cc *grpc.ClientConn, st rpcpb.Peer_ForwardClient) *fwdStream {
 	s := &fwdStream{f: f, node: node, cc: cc, stream: st, cancel: cancel, wake: make(chan struct{}, 1)}
 	s.mu.pending = make(map[uint64]*fwdCall)
 	go s.sendLoop(ctx)
@@ -145,7 +147,7 @@ type fwdStream struct {
 	f      *forwarder
 	node   uint64
 	cc     *grpc.ClientConn
-	stream concordpb.Peer_ForwardClient
+	stream rpcpb.Peer_ForwardClient
 	cancel context.CancelFunc
 	// wake tells the send loop that the queue is not empty (capacity 1).
 	wake chan struct{}
@@ -168,9 +170,9 @@ type fwdStream struct {
 // fwdCall is one forwarded request. resp and err are set before done is
 // closed; sent and dropped are guarded by the stream's mu.
 type fwdCall struct {
-	req  *concordpb.ForwardRequest
+	req  *rpcpb.ForwardRequest
 	done chan struct{}
-	resp *concordpb.BatchResponse
+	resp *cmdpb.BatchResponse
 	err  error
 	// sent is set when the request is handed to Send.
 	sent bool
@@ -182,8 +184,8 @@ type fwdCall struct {
 // It fails with errUnreachable if req was not sent (the stream broke first,
 // or ctx ended while req was queued), and with errFull, at once, if the
 // stream holds as many calls as its bounds allow.
-func (s *fwdStream) call(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
-	fr := &concordpb.ForwardRequest{Req: req}
+func (s *fwdStream) call(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
+	fr := &rpcpb.ForwardRequest{Req: req}
 	if dl, ok := ctx.Deadline(); ok {
 		fr.TimeoutMicros = max(1, time.Until(dl).Microseconds())
 	}
@@ -242,7 +244,7 @@ func (s *fwdStream) call(ctx context.Context, req *concordpb.BatchRequest) (*con
 // sendLoop sends the queued calls, up to maxForwardBatch per message, until
 // the stream breaks or ctx ends.
 func (s *fwdStream) sendLoop(ctx context.Context) {
-	var batch concordpb.ForwardBatch
+	var batch rpcpb.ForwardBatch
 	for {
 		select {
 		case <-s.wake:
@@ -331,24 +333,24 @@ func (s *fwdStream) fail(err error) {
 }
 
 // Executor serves one request for a range held on this node.
-type Executor func(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error)
+type Executor func(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error)
 
 // ServeForward serves one gateway's Forward stream: every request runs on
 // its own goroutine through exec under the deadline it carries, and the
 // responses ready whenever the stream is free to send go back in one
 // message. It returns when the stream ends. m (may be nil) continues the
 // callers' traces.
-func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemetry.Metrics) error {
+func ServeForward(stream rpcpb.Peer_ForwardServer, exec Executor, m *telemetry.Metrics) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	var (
 		mu    sync.Mutex
-		ready []*concordpb.ForwardResponse
+		ready []*rpcpb.ForwardResponse
 		wake  = make(chan struct{}, 1)
 	)
-	answer := func(id uint64, resp *concordpb.BatchResponse) {
+	answer := func(id uint64, resp *cmdpb.BatchResponse) {
 		mu.Lock()
-		ready = append(ready, &concordpb.ForwardResponse{Id: id, Resp: resp})
+		ready = append(ready, &rpcpb.ForwardResponse{Id: id, Resp: resp})
 		mu.Unlock()
 		select {
 		case wake <- struct{}{}:
@@ -356,7 +358,7 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 		}
 	}
 	slots := make(chan struct{}, maxForwardInFlight)
-	run := func(fr *concordpb.ForwardRequest) {
+	run := func(fr *rpcpb.ForwardRequest) {
 		rctx := ctx
 		if len(fr.GetTrace()) > 0 {
 			rctx = telemetry.Propagator.Extract(rctx, propagation.MapCarrier(fr.GetTrace()))
@@ -371,7 +373,7 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 		}
 		resp, err := exec(rctx, fr.GetReq())
 		if err != nil {
-			resp = &concordpb.BatchResponse{Error: concordpb.AsError(err)}
+			resp = &cmdpb.BatchResponse{Error: kvpb.AsError(err)}
 		}
 		answer(fr.GetId(), resp) // its slot is freed once the answer is sent
 	}
@@ -382,8 +384,8 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 	// work is unbuffered and every request holds a slot from before it is
 	// handed over until its answer is sent, so the goroutines, the requests
 	// and the answers in ready are all bounded by maxForwardInFlight.
-	work := make(chan *concordpb.ForwardRequest)
-	worker := func(fr *concordpb.ForwardRequest) {
+	work := make(chan *rpcpb.ForwardRequest)
+	worker := func(fr *rpcpb.ForwardRequest) {
 		run(fr)
 		idle := time.NewTimer(forwardWorkerIdle)
 		defer idle.Stop()
@@ -427,7 +429,7 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 		}
 	}()
 
-	var out concordpb.ForwardResponses
+	var out rpcpb.ForwardResponses
 	for {
 		select {
 		case <-wake:

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,8 +21,8 @@ import (
 // Many requests in flight on one stream each get their own answer.
 func TestForwardManyConcurrentRequests(t *testing.T) {
 	var puts atomic.Int64
-	r, _ := harness(t, map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error){
-		1: func(_ int, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	r, _ := harness(t, map[uint64]func(int, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error){
+		1: func(_ int, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
 			puts.Add(1)
 			// The revision echoes the key, so a mixed-up answer shows.
 			var n int64
@@ -74,38 +76,38 @@ func forwardTo(t testing.TB, exec Executor) *fwdStream {
 }
 
 type execPeer struct {
-	concordpb.UnimplementedPeerServer
+	rpcpb.UnimplementedPeerServer
 	exec Executor
 }
 
-func (p execPeer) Forward(stream concordpb.Peer_ForwardServer) error {
+func (p execPeer) Forward(stream rpcpb.Peer_ForwardServer) error {
 	return ServeForward(stream, p.exec, nil)
 }
 
 // The serving node runs a request under the deadline its caller had.
 func TestForwardCarriesTheDeadline(t *testing.T) {
 	var left atomic.Int64
-	s := forwardTo(t, func(ctx context.Context, _ *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	s := forwardTo(t, func(ctx context.Context, _ *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
 		dl, has := ctx.Deadline()
 		if !has {
-			return nil, concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "no deadline")
+			return nil, kvpb.Errorf(kvpb.ErrorCode_INTERNAL, "no deadline")
 		}
 		left.Store(int64(time.Until(dl)))
 		return ok(1)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	if _, err := s.call(ctx, &concordpb.BatchRequest{Op: get("k")}); err != nil {
+	if _, err := s.call(ctx, &cmdpb.BatchRequest{Op: get("k")}); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Duration(left.Load()); d <= 2*time.Second || d > 3*time.Second {
 		t.Fatalf("the server saw %v left of a 3 s deadline", d)
 	}
 	// A structured error travels back as itself.
-	s2 := forwardTo(t, func(context.Context, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "not here")
+	s2 := forwardTo(t, func(context.Context, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
+		return nil, kvpb.Errorf(kvpb.ErrorCode_NOT_LEADER, "not here")
 	})
-	if _, err := s2.call(ctx, &concordpb.BatchRequest{Op: get("k")}); concordpb.CodeOf(err) != concordpb.ErrorCode_NOT_LEADER {
+	if _, err := s2.call(ctx, &cmdpb.BatchRequest{Op: get("k")}); kvpb.CodeOf(err) != kvpb.ErrorCode_NOT_LEADER {
 		t.Fatalf("got %v, want NOT_LEADER", err)
 	}
 }
@@ -114,8 +116,8 @@ func TestForwardCarriesTheDeadline(t *testing.T) {
 // new stream and succeeds.
 func TestForwardStreamBreaksAndReopens(t *testing.T) {
 	var broken atomic.Bool
-	r, servers := harness(t, map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error){
-		1: func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	r, servers := harness(t, map[uint64]func(int, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error){
+		1: func(int, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
 			if broken.CompareAndSwap(false, true) {
 				return nil, status.Error(codes.Unavailable, "connection reset")
 			}
@@ -123,7 +125,7 @@ func TestForwardStreamBreaksAndReopens(t *testing.T) {
 		},
 	})
 	r.setLeader(2, 1)
-	if _, _, err := r.Do(context.Background(), put("a")); concordpb.CodeOf(err) != concordpb.ErrorCode_AMBIGUOUS {
+	if _, _, err := r.Do(context.Background(), put("a")); kvpb.CodeOf(err) != kvpb.ErrorCode_AMBIGUOUS {
 		t.Fatalf("write on a stream that broke under it: %v, want AMBIGUOUS", err)
 	}
 	r.setLeader(2, 1)
@@ -144,7 +146,7 @@ type blockedSend struct {
 	release chan struct{}
 }
 
-func (b *blockedSend) Send(*concordpb.ForwardBatch) error {
+func (b *blockedSend) Send(*rpcpb.ForwardBatch) error {
 	b.sending <- struct{}{}
 	select {
 	case <-b.release:
@@ -154,7 +156,7 @@ func (b *blockedSend) Send(*concordpb.ForwardBatch) error {
 	}
 }
 
-func (b *blockedSend) Recv() (*concordpb.ForwardResponses, error) {
+func (b *blockedSend) Recv() (*rpcpb.ForwardResponses, error) {
 	<-b.ctx.Done()
 	return nil, b.ctx.Err()
 }
@@ -171,19 +173,19 @@ func TestForwardGivingUpBeforeAndAfterSending(t *testing.T) {
 	sentCtx, cancelSent := context.WithCancel(context.Background())
 	sentErr := make(chan error, 1)
 	go func() {
-		_, err := s.call(sentCtx, &concordpb.BatchRequest{Op: put("a")})
+		_, err := s.call(sentCtx, &cmdpb.BatchRequest{Op: put("a")})
 		sentErr <- err
 	}()
 	<-st.sending // the first request is in Send, which blocks
 
 	queuedCtx, cancelQueued := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancelQueued()
-	_, err := s.call(queuedCtx, &concordpb.BatchRequest{Op: put("b")})
+	_, err := s.call(queuedCtx, &cmdpb.BatchRequest{Op: put("b")})
 	var ue errUnreachable
 	if !errors.As(err, &ue) {
 		t.Fatalf("a call that expired in the queue: %v, want unreachable", err)
 	}
-	if got := timeoutErr(true, err, queuedCtx.Err()); concordpb.CodeOf(got) != concordpb.ErrorCode_UNAVAILABLE {
+	if got := timeoutErr(true, err, queuedCtx.Err()); kvpb.CodeOf(got) != kvpb.ErrorCode_UNAVAILABLE {
 		t.Fatalf("its write surfaces as %v, want UNAVAILABLE", got)
 	}
 
@@ -192,11 +194,11 @@ func TestForwardGivingUpBeforeAndAfterSending(t *testing.T) {
 	if errors.As(err, &ue) {
 		t.Fatalf("a call cancelled after it was handed to Send: %v, want a maybe-sent error", err)
 	}
-	if got := timeoutErr(true, err, sentCtx.Err()); concordpb.CodeOf(got) != concordpb.ErrorCode_AMBIGUOUS {
+	if got := timeoutErr(true, err, sentCtx.Err()); kvpb.CodeOf(got) != kvpb.ErrorCode_AMBIGUOUS {
 		t.Fatalf("its write surfaces as %v, want AMBIGUOUS", got)
 	}
 	close(st.release) // Send fails: the stream breaks
-	if _, err := s.call(context.Background(), &concordpb.BatchRequest{Op: put("c")}); !errors.As(err, &ue) {
+	if _, err := s.call(context.Background(), &cmdpb.BatchRequest{Op: put("c")}); !errors.As(err, &ue) {
 		t.Fatalf("a call on a broken stream: %v, want unreachable", err)
 	}
 }
@@ -206,7 +208,7 @@ func TestForwardGivingUpBeforeAndAfterSending(t *testing.T) {
 func TestForwardBoundsRequestsInFlight(t *testing.T) {
 	var running, most atomic.Int64
 	release := make(chan struct{})
-	s := forwardTo(t, func(ctx context.Context, _ *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+	s := forwardTo(t, func(ctx context.Context, _ *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
 		n := running.Add(1)
 		for {
 			m := most.Load()
@@ -228,7 +230,7 @@ func TestForwardBoundsRequestsInFlight(t *testing.T) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			if _, err := s.call(ctx, &concordpb.BatchRequest{Op: get("k")}); err != nil {
+			if _, err := s.call(ctx, &cmdpb.BatchRequest{Op: get("k")}); err != nil {
 				errs <- err
 			}
 		})
@@ -254,12 +256,12 @@ func TestForwardBoundsRequestsInFlight(t *testing.T) {
 type stuckGateway struct {
 	grpc.ServerStream
 	ctx  context.Context
-	reqs chan *concordpb.ForwardBatch
+	reqs chan *rpcpb.ForwardBatch
 }
 
 func (g *stuckGateway) Context() context.Context { return g.ctx }
 
-func (g *stuckGateway) Recv() (*concordpb.ForwardBatch, error) {
+func (g *stuckGateway) Recv() (*rpcpb.ForwardBatch, error) {
 	select {
 	case b := <-g.reqs:
 		return b, nil
@@ -268,7 +270,7 @@ func (g *stuckGateway) Recv() (*concordpb.ForwardBatch, error) {
 	}
 }
 
-func (g *stuckGateway) Send(*concordpb.ForwardResponses) error {
+func (g *stuckGateway) Send(*rpcpb.ForwardResponses) error {
 	<-g.ctx.Done()
 	return g.ctx.Err()
 }
@@ -279,11 +281,11 @@ func (g *stuckGateway) Send(*concordpb.ForwardResponses) error {
 func TestForwardBoundsAnswersNotSentBack(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	g := &stuckGateway{ctx: ctx, reqs: make(chan *concordpb.ForwardBatch)}
+	g := &stuckGateway{ctx: ctx, reqs: make(chan *rpcpb.ForwardBatch)}
 	var ran atomic.Int64
 	served := make(chan error, 1)
 	go func() {
-		served <- ServeForward(g, func(context.Context, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+		served <- ServeForward(g, func(context.Context, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
 			ran.Add(1)
 			return ok(1)
 		}, nil)
@@ -291,7 +293,7 @@ func TestForwardBoundsAnswersNotSentBack(t *testing.T) {
 	const requests = maxForwardInFlight + 200
 	go func() {
 		for id := uint64(1); id <= requests; id++ {
-			b := &concordpb.ForwardBatch{Reqs: []*concordpb.ForwardRequest{{Id: id, Req: &concordpb.BatchRequest{Op: get("k")}}}}
+			b := &rpcpb.ForwardBatch{Reqs: []*rpcpb.ForwardRequest{{Id: id, Req: &cmdpb.BatchRequest{Op: get("k")}}}}
 			select {
 			case g.reqs <- b:
 			case <-ctx.Done():
@@ -325,14 +327,14 @@ type gatedStream struct {
 	ctx     context.Context
 	sending chan struct{} // capacity 1
 	gate    chan struct{}
-	resps   chan *concordpb.ForwardResponses
+	resps   chan *rpcpb.ForwardResponses
 }
 
 func newGatedStream(ctx context.Context) *gatedStream {
-	return &gatedStream{ctx: ctx, sending: make(chan struct{}, 1), gate: make(chan struct{}), resps: make(chan *concordpb.ForwardResponses, 1)}
+	return &gatedStream{ctx: ctx, sending: make(chan struct{}, 1), gate: make(chan struct{}), resps: make(chan *rpcpb.ForwardResponses, 1)}
 }
 
-func (g *gatedStream) Send(b *concordpb.ForwardBatch) error {
+func (g *gatedStream) Send(b *rpcpb.ForwardBatch) error {
 	select {
 	case g.sending <- struct{}{}:
 	default:
@@ -342,9 +344,9 @@ func (g *gatedStream) Send(b *concordpb.ForwardBatch) error {
 	case <-g.ctx.Done():
 		return g.ctx.Err()
 	}
-	out := &concordpb.ForwardResponses{}
+	out := &rpcpb.ForwardResponses{}
 	for _, fr := range b.GetReqs() {
-		out.Resps = append(out.Resps, &concordpb.ForwardResponse{Id: fr.GetId(), Resp: &concordpb.BatchResponse{Revision: int64(fr.GetId())}})
+		out.Resps = append(out.Resps, &rpcpb.ForwardResponse{Id: fr.GetId(), Resp: &cmdpb.BatchResponse{Revision: int64(fr.GetId())}})
 	}
 	select {
 	case g.resps <- out:
@@ -354,7 +356,7 @@ func (g *gatedStream) Send(b *concordpb.ForwardBatch) error {
 	}
 }
 
-func (g *gatedStream) Recv() (*concordpb.ForwardResponses, error) {
+func (g *gatedStream) Recv() (*rpcpb.ForwardResponses, error) {
 	select {
 	case r := <-g.resps:
 		return r, nil
@@ -428,13 +430,13 @@ func TestForwardBoundsPendingCalls(t *testing.T) {
 	answers := make(chan answer, bound)
 	for range bound {
 		go func() {
-			resp, err := s.call(ctx, &concordpb.BatchRequest{Op: put("a")})
+			resp, err := s.call(ctx, &cmdpb.BatchRequest{Op: put("a")})
 			answers <- answer{resp.GetRevision(), err}
 		}()
 	}
 	<-st.sending
 	waitSizes(t, s, bound, -1) // the first Send took some, the rest are queued
-	_, err := s.call(ctx, &concordpb.BatchRequest{Op: put("b")})
+	_, err := s.call(ctx, &cmdpb.BatchRequest{Op: put("b")})
 	wantFull(t, err, fmt.Sprintf("%d requests await answers (bound maxForwardPending)", bound))
 
 	close(st.gate)
@@ -448,7 +450,7 @@ func TestForwardBoundsPendingCalls(t *testing.T) {
 	}
 	waitSizes(t, s, 0, 0)
 	for i := range 2 * bound {
-		if resp, err := s.call(ctx, &concordpb.BatchRequest{Op: put("c")}); err != nil || resp.GetRevision() != int64(bound+1+i) {
+		if resp, err := s.call(ctx, &cmdpb.BatchRequest{Op: put("c")}); err != nil || resp.GetRevision() != int64(bound+1+i) {
 			t.Fatalf("call %d after the stream drained: %v, %v", i, resp, err)
 		}
 	}
@@ -464,7 +466,7 @@ func TestForwardBoundsQueuedCalls(t *testing.T) {
 	defer cancel()
 	first := make(chan error, 1)
 	go func() {
-		_, err := s.call(ctx, &concordpb.BatchRequest{Op: put("a")})
+		_, err := s.call(ctx, &cmdpb.BatchRequest{Op: put("a")})
 		first <- err
 	}()
 	<-st.sending // the first call is in Send, which blocks
@@ -472,12 +474,12 @@ func TestForwardBoundsQueuedCalls(t *testing.T) {
 	giveUp()
 	var ue errUnreachable
 	for i := range bound {
-		if _, err := s.call(gone, &concordpb.BatchRequest{Op: put("b")}); !errors.As(err, &ue) {
+		if _, err := s.call(gone, &cmdpb.BatchRequest{Op: put("b")}); !errors.As(err, &ue) {
 			t.Fatalf("call %d, given up before it was sent: %v, want unreachable", i, err)
 		}
 	}
 	waitSizes(t, s, 1, bound)
-	_, err := s.call(ctx, &concordpb.BatchRequest{Op: put("c")})
+	_, err := s.call(ctx, &cmdpb.BatchRequest{Op: put("c")})
 	wantFull(t, err, fmt.Sprintf("%d requests wait to be sent (bound maxForwardQueued)", bound))
 
 	close(st.gate)
@@ -486,7 +488,7 @@ func TestForwardBoundsQueuedCalls(t *testing.T) {
 	}
 	waitSizes(t, s, 0, 0)
 	for i := range 2 * bound {
-		if _, err := s.call(ctx, &concordpb.BatchRequest{Op: put("d")}); err != nil {
+		if _, err := s.call(ctx, &cmdpb.BatchRequest{Op: put("d")}); err != nil {
 			t.Fatalf("call %d after the queue drained: %v", i, err)
 		}
 	}
@@ -495,8 +497,8 @@ func TestForwardBoundsQueuedCalls(t *testing.T) {
 // The router surfaces a full stream at once, as ResourceExhausted, without
 // retrying on other nodes, and serves requests again once there is room.
 func TestRouterSurfacesAFullForwardStream(t *testing.T) {
-	r, servers := harness(t, map[uint64]func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error){
-		1: func(int, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) { return ok(5) },
+	r, servers := harness(t, map[uint64]func(int, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error){
+		1: func(int, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) { return ok(5) },
 	})
 	if _, _, err := r.Do(context.Background(), put("a")); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/telemetry"
 	"github.com/concorddb/concord/internal/ui"
@@ -103,13 +104,13 @@ func showSpanKey(k []byte, edge string) string {
 func (n *Node) pollCluster(withRanges bool) clusterView {
 	view := clusterView{Self: n.ident.NodeID, Time: time.Now(), Demo: n.cfg.Demo != nil}
 	n.addrs.RLock()
-	recs := make([]*concordpb.NodeRecord, 0, len(n.addrs.nodes))
+	recs := make([]*metapb.NodeRecord, 0, len(n.addrs.nodes))
 	for _, r := range n.addrs.nodes {
 		recs = append(recs, r)
 	}
 	n.addrs.RUnlock()
 	sort.Slice(recs, func(i, j int) bool { return recs[i].GetNodeId() < recs[j].GetNodeId() })
-	statuses := make([]*concordpb.NodeStatusResponse, len(recs))
+	statuses := make([]*rpcpb.NodeStatusResponse, len(recs))
 	var wg sync.WaitGroup
 	for i, rec := range recs {
 		wg.Add(1)
@@ -128,7 +129,7 @@ func (n *Node) pollCluster(withRanges bool) clusterView {
 		demo = n.cfg.Demo.DemoNodes()
 	}
 	ranges := map[uint64]*rangeView{}
-	var descs []*concordpb.RangeDescriptor
+	var descs []*metapb.RangeDescriptor
 	if withRanges {
 		descs = n.descriptors()
 	}
@@ -182,8 +183,8 @@ func (n *Node) pollCluster(withRanges bool) clusterView {
 
 // descriptors returns the meta range's and the cached user ranges'
 // descriptors.
-func (n *Node) descriptors() []*concordpb.RangeDescriptor {
-	out := []*concordpb.RangeDescriptor{n.router.MetaDescriptor()}
+func (n *Node) descriptors() []*metapb.RangeDescriptor {
+	out := []*metapb.RangeDescriptor{n.router.MetaDescriptor()}
 	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
 	defer cancel()
 	if rs, err := n.router.Ranges(ctx); err == nil {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
@@ -30,12 +32,12 @@ import (
 // at key, and returns the two ranges' descriptors. A key that already
 // starts a range changes nothing and returns that range as right (left
 // nil).
-func (n *Node) Split(ctx context.Context, key []byte) (left, right *concordpb.RangeDescriptor, err error) {
+func (n *Node) Split(ctx context.Context, key []byte) (left, right *metapb.RangeDescriptor, err error) {
 	if len(key) == 0 {
-		return nil, nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "concord: cannot split at the empty key: it starts the keyspace")
+		return nil, nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "concord: cannot split at the empty key: it starts the keyspace")
 	}
 	gkey := keys.User(key)
-	boundary := func() (*concordpb.RangeDescriptor, error) {
+	boundary := func() (*metapb.RangeDescriptor, error) {
 		if err := n.router.Refresh(ctx); err != nil {
 			return nil, err
 		}
@@ -53,7 +55,7 @@ func (n *Node) Split(ctx context.Context, key []byte) (left, right *concordpb.Ra
 	if d, err := boundary(); err != nil || d != nil {
 		return nil, d, err
 	}
-	resp, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_AllocRangeId{AllocRangeId: &concordpb.SysAllocRangeID{}}})
+	resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_AllocRangeId{AllocRangeId: &cmdpb.SysAllocRangeID{}}})
 	if err != nil {
 		return nil, nil, fmt.Errorf("concord: allocate a range id: %w", err)
 	}
@@ -76,8 +78,8 @@ func (n *Node) Split(ctx context.Context, key []byte) (left, right *concordpb.Ra
 }
 
 // indexRanges records descriptors in the meta range (where newer).
-func (n *Node) indexRanges(ctx context.Context, descs ...*concordpb.RangeDescriptor) error {
-	_, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_UpdateRanges{UpdateRanges: &concordpb.SysUpdateRanges{Descriptors: descs}}})
+func (n *Node) indexRanges(ctx context.Context, descs ...*metapb.RangeDescriptor) error {
+	_, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_UpdateRanges{UpdateRanges: &cmdpb.SysUpdateRanges{Descriptors: descs}}})
 	return err
 }
 
@@ -98,7 +100,7 @@ func (n *Node) runRangeRepair() {
 			return
 		case <-t.C:
 		}
-		var led []*concordpb.RangeDescriptor
+		var led []*metapb.RangeDescriptor
 		for _, r := range n.store.Replicas() {
 			// A frozen range is being merged away: indexing it again would
 			// undo the merge's record.
@@ -121,21 +123,21 @@ func (n *Node) runRangeRepair() {
 }
 
 // repairIndex records the descriptors of led whose meta entry is older.
-func (n *Node) repairIndex(ctx context.Context, led []*concordpb.RangeDescriptor) error {
+func (n *Node) repairIndex(ctx context.Context, led []*metapb.RangeDescriptor) error {
 	s := keys.RangeSpan()
-	resp, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_Scan{Scan: &concordpb.SysScan{Start: s.Start, End: s.End}}})
+	resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Scan{Scan: &cmdpb.SysScan{Start: s.Start, End: s.End}}})
 	if err != nil {
 		return err
 	}
 	gens := make(map[uint64]uint64, len(resp.GetKvs()))
 	for _, kv := range resp.GetKvs() {
-		d := &concordpb.RangeDescriptor{}
+		d := &metapb.RangeDescriptor{}
 		if err := proto.Unmarshal(kv.GetValue(), d); err != nil {
 			return fmt.Errorf("server: bad range descriptor %q: %w", kv.GetKey(), err)
 		}
 		gens[d.GetRangeId()] = d.GetGeneration()
 	}
-	var stale []*concordpb.RangeDescriptor
+	var stale []*metapb.RangeDescriptor
 	for _, d := range led {
 		if g, ok := gens[d.GetRangeId()]; !ok || g < d.GetGeneration() {
 			stale = append(stale, d)
@@ -216,7 +218,7 @@ const mergeFreezeWait = 10 * time.Second
 // meta range. A replica that does not confirm in time (its node is down)
 // makes it thaw the range and fail: nothing merged. It returns the merged
 // range's descriptor.
-func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescriptor, error) {
+func (n *Node) Merge(ctx context.Context, key []byte) (*metapb.RangeDescriptor, error) {
 	if err := n.router.Refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -225,7 +227,7 @@ func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescripto
 		return nil, err
 	}
 	gkey := keys.User(key)
-	var left, right *concordpb.RangeDescriptor
+	var left, right *metapb.RangeDescriptor
 	for _, d := range ranges {
 		if bytes.Equal(d.GetStartKey(), gkey) {
 			right = d
@@ -235,7 +237,7 @@ func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescripto
 		}
 	}
 	if right == nil || left == nil {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "concord: no range starts at %q after another: nothing to merge", key)
+		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "concord: no range starts at %q after another: nothing to merge", key)
 	}
 	// From the freeze on, the merge is driven to an end, merged or thawed,
 	// whatever the caller's deadline: a range left frozen refuses every
@@ -250,7 +252,7 @@ func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescripto
 		return err
 	})
 	if err != nil {
-		if concordpb.CodeOf(err) == concordpb.ErrorCode_AMBIGUOUS {
+		if kvpb.CodeOf(err) == kvpb.ErrorCode_AMBIGUOUS {
 			n.thaw(bg, right)
 		}
 		return nil, fmt.Errorf("concord: freeze range %d: %w", right.GetRangeId(), err)
@@ -259,14 +261,14 @@ func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescripto
 		n.thaw(bg, right)
 		return nil, fmt.Errorf("concord: merge range %d into %d: %w", right.GetRangeId(), left.GetRangeId(), err)
 	}
-	var merged *concordpb.RangeDescriptor
+	var merged *metapb.RangeDescriptor
 	attempts := 0
 	err = settle(bg, func(ctx context.Context) (err error) {
 		attempts++
 		merged, err = n.router.Merge(ctx, left, right)
 		return err
 	})
-	if err != nil && attempts > 1 && concordpb.CodeOf(err) == concordpb.ErrorCode_FAILED_PRECONDITION {
+	if err != nil && attempts > 1 && kvpb.CodeOf(err) == kvpb.ErrorCode_FAILED_PRECONDITION {
 		// An earlier attempt may have merged (the left range moved on):
 		// the left range holds right's keys if so.
 		if ok, herr := n.router.Holds(bg, left, right.GetStartKey()); herr == nil && ok {
@@ -275,7 +277,7 @@ func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescripto
 	}
 	if err != nil {
 		switch ok, herr := n.router.Holds(bg, left, right.GetStartKey()); {
-		case concordpb.CodeOf(err) == concordpb.ErrorCode_AMBIGUOUS:
+		case kvpb.CodeOf(err) == kvpb.ErrorCode_AMBIGUOUS:
 			// Still unknown: a thaw could apply before the merge, which
 			// needs the range frozen. It stays frozen, and says so.
 			n.log.Error("a merge's outcome is unknown; its right range stays frozen", "range", right.GetRangeId(), "into", left.GetRangeId(), "err", err)
@@ -286,7 +288,7 @@ func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescripto
 	}
 	n.router.Learn(merged)
 	if err := n.indexRanges(ctx, merged); err == nil {
-		_, err = n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_Delete{Delete: &concordpb.SysDelete{Key: keys.Range(right.GetRangeId())}}})
+		_, err = n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Delete{Delete: &cmdpb.SysDelete{Key: keys.Range(right.GetRangeId())}}})
 		if err != nil {
 			n.log.Warn("merged; the meta range still lists the merged-away range", "range", right.GetRangeId(), "err", err)
 		}
@@ -307,7 +309,7 @@ const mergeSettle = 30 * time.Second
 func settle(ctx context.Context, op func(context.Context) error) error {
 	for {
 		err := op(ctx)
-		if concordpb.CodeOf(err) != concordpb.ErrorCode_AMBIGUOUS || ctx.Err() != nil {
+		if kvpb.CodeOf(err) != kvpb.ErrorCode_AMBIGUOUS || ctx.Err() != nil {
 			return err
 		}
 		select {
@@ -319,7 +321,7 @@ func settle(ctx context.Context, op func(context.Context) error) error {
 }
 
 // thaw unfreezes right after a merge that did not happen.
-func (n *Node) thaw(ctx context.Context, right *concordpb.RangeDescriptor) {
+func (n *Node) thaw(ctx context.Context, right *metapb.RangeDescriptor) {
 	err := settle(ctx, func(ctx context.Context) error {
 		_, err := n.router.Freeze(ctx, right, true /* thaw */)
 		return err
@@ -331,7 +333,7 @@ func (n *Node) thaw(ctx context.Context, right *concordpb.RangeDescriptor) {
 
 // mergedDescriptor returns the descriptor of the range left became, from
 // the meta range or, before it is indexed there, from left's replica here.
-func (n *Node) mergedDescriptor(ctx context.Context, left *concordpb.RangeDescriptor) (*concordpb.RangeDescriptor, error) {
+func (n *Node) mergedDescriptor(ctx context.Context, left *metapb.RangeDescriptor) (*metapb.RangeDescriptor, error) {
 	if r := n.store.Replica(left.GetRangeId()); r != nil {
 		if d := r.Descriptor(); d.GetGeneration() > left.GetGeneration() {
 			return d, nil
@@ -354,7 +356,7 @@ func (n *Node) mergedDescriptor(ctx context.Context, left *concordpb.RangeDescri
 
 // waitApplied waits until every replica of d has applied index, asking
 // each node (this one directly) for its replicas' positions.
-func (n *Node) waitApplied(ctx context.Context, d *concordpb.RangeDescriptor, index uint64) error {
+func (n *Node) waitApplied(ctx context.Context, d *metapb.RangeDescriptor, index uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, mergeFreezeWait)
 	defer cancel()
 	for _, rd := range d.GetReplicas() {
@@ -483,7 +485,7 @@ func (n *Node) checkSizes(ctx context.Context, hot map[uint64]int) {
 // maybeMergeRight merges the range right of d into d when this node holds
 // a replica of it to measure, it is below --range-min-bytes too, and the
 // two together stay under --range-max-bytes.
-func (n *Node) maybeMergeRight(ctx context.Context, d *concordpb.RangeDescriptor, size int64) {
+func (n *Node) maybeMergeRight(ctx context.Context, d *metapb.RangeDescriptor, size int64) {
 	for _, r := range n.store.Replicas() {
 		rd := r.Descriptor()
 		if replica.IsUninitialized(rd) || !bytes.Equal(rd.GetStartKey(), d.GetEndKey()) || r.Status().Frozen {

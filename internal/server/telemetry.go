@@ -14,7 +14,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/stats"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/telemetry"
 )
 
@@ -248,14 +248,14 @@ func (n *Node) sample() telemetry.NodeSample {
 }
 
 // nodeStatus asks node id for its NodeStatus (this node answers itself).
-func (n *Node) nodeStatus(ctx context.Context, id uint64) (*concordpb.NodeStatusResponse, error) {
+func (n *Node) nodeStatus(ctx context.Context, id uint64) (*rpcpb.NodeStatusResponse, error) {
 	return n.nodeStatusOf(ctx, id, false)
 }
 
 // nodeStatusOf asks node id for its status; summary leaves out the
 // per-replica states.
-func (n *Node) nodeStatusOf(ctx context.Context, id uint64, summary bool) (*concordpb.NodeStatusResponse, error) {
-	req := &concordpb.NodeStatusRequest{Summary: summary}
+func (n *Node) nodeStatusOf(ctx context.Context, id uint64, summary bool) (*rpcpb.NodeStatusResponse, error) {
+	req := &rpcpb.NodeStatusRequest{Summary: summary}
 	if id == n.ident.NodeID {
 		return (&peerService{n: n}).NodeStatus(ctx, req)
 	}
@@ -263,5 +263,5 @@ func (n *Node) nodeStatusOf(ctx context.Context, id uint64, summary bool) (*conc
 	if err != nil {
 		return nil, err
 	}
-	return concordpb.NewPeerClient(conn).NodeStatus(ctx, req)
+	return rpcpb.NewPeerClient(conn).NodeStatus(ctx, req)
 }

@@ -3,7 +3,7 @@ package store
 import (
 	"testing"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -17,7 +17,7 @@ func TestMessagesForARangeNotHereYetAreDelivered(t *testing.T) {
 	h.bootstrap(3)
 	s := h.nodes[2].store
 	hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(uint64(1)), To: new(uint64(2)), Term: new(uint64(5))}
-	s.HandleRaftBatch(&concordpb.RaftBatch{ClusterId: 1, FromNode: 1, ToNode: 2, Msgs: []*concordpb.RaftMessage{{RangeId: 9, Msg: hb}}})
+	s.HandleRaftBatch(&rpcpb.RaftBatch{ClusterId: 1, FromNode: 1, ToNode: 2, Msgs: []*rpcpb.RaftMessage{{RangeId: 9, Msg: hb}}})
 	if err := s.AddUninitialized(9, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestMessagesForARangeNotHereYetAreDelivered(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("%d ranges' messages still kept", n)
 	}
-	s.HandleRaftBatch(&concordpb.RaftBatch{ClusterId: 1, FromNode: 1, ToNode: 2, Msgs: []*concordpb.RaftMessage{{RangeId: 10, Msg: hb, Quiesce: true}}})
+	s.HandleRaftBatch(&rpcpb.RaftBatch{ClusterId: 1, FromNode: 1, ToNode: 2, Msgs: []*rpcpb.RaftMessage{{RangeId: 10, Msg: hb, Quiesce: true}}})
 	s.early.Lock()
 	n = len(s.early.m)
 	s.early.Unlock()
@@ -50,7 +50,7 @@ func TestMessagesKeptForUnknownRangesAreBounded(t *testing.T) {
 	hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(5))}
 	for id := uint64(100); id < 100+3*maxEarlyRanges; id++ {
 		for range 2 * maxEarlyMsgs {
-			s.HandleRaftBatch(&concordpb.RaftBatch{Msgs: []*concordpb.RaftMessage{{RangeId: id, Msg: hb}}})
+			s.HandleRaftBatch(&rpcpb.RaftBatch{Msgs: []*rpcpb.RaftMessage{{RangeId: id, Msg: hb}}})
 		}
 	}
 	s.early.Lock()

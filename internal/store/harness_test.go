@@ -14,7 +14,10 @@ import (
 	"github.com/cockroachdb/datadriven"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
@@ -78,7 +81,7 @@ type harness struct {
 
 type sent struct {
 	from, to uint64
-	msgs     []*concordpb.RaftMessage
+	msgs     []*rpcpb.RaftMessage
 }
 
 type hnode struct {
@@ -114,7 +117,7 @@ type hsender struct {
 	from uint64
 }
 
-func (s hsender) Send(to uint64, msgs []*concordpb.RaftMessage) {
+func (s hsender) Send(to uint64, msgs []*rpcpb.RaftMessage) {
 	s.h.mu.Lock()
 	defer s.h.mu.Unlock()
 	s.h.mu.queue = append(s.h.mu.queue, sent{from: s.from, to: to, msgs: msgs})
@@ -135,13 +138,13 @@ func (h *harness) now() time.Time {
 }
 
 func (h *harness) bootstrap(n int) {
-	var reps []*concordpb.ReplicaDescriptor
+	var reps []*metapb.ReplicaDescriptor
 	for i := 1; i <= n; i++ {
 		// Replica ids unlike the node ids (node 1 holds replica 10+n, ...),
 		// so that every script checks the two are never confused.
-		reps = append(reps, &concordpb.ReplicaDescriptor{NodeId: uint64(i), ReplicaId: uint64(10 + n + 1 - i)})
+		reps = append(reps, &metapb.ReplicaDescriptor{NodeId: uint64(i), ReplicaId: uint64(10 + n + 1 - i)})
 	}
-	user := &concordpb.RangeDescriptor{RangeId: UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1, NextReplicaId: uint64(11 + n)}
+	user := &metapb.RangeDescriptor{RangeId: UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1, NextReplicaId: uint64(11 + n)}
 	for i := 1; i <= n; i++ {
 		id := uint64(i)
 		nd := &hnode{id: id, fs: vfs.NewMem()}
@@ -149,7 +152,7 @@ func (h *harness) bootstrap(n int) {
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		if err := Bootstrap(e, storage.Ident{ClusterID: 1, NodeID: id}, []*concordpb.RangeDescriptor{user}, nil); err != nil {
+		if err := Bootstrap(e, storage.Ident{ClusterID: 1, NodeID: id}, []*metapb.RangeDescriptor{user}, nil); err != nil {
 			h.t.Fatal(err)
 		}
 		if err := e.Close(); err != nil {
@@ -254,7 +257,7 @@ func (h *harness) round() bool {
 		if cut[m.from] || cut[m.to] || to == nil || to.store == nil {
 			continue
 		}
-		to.store.HandleRaftBatch(&concordpb.RaftBatch{ClusterId: 1, FromNode: m.from, ToNode: m.to, Msgs: m.msgs})
+		to.store.HandleRaftBatch(&rpcpb.RaftBatch{ClusterId: 1, FromNode: m.from, ToNode: m.to, Msgs: m.msgs})
 		h.delivered += len(m.msgs)
 		busy = true
 	}
@@ -300,15 +303,15 @@ func (h *harness) holding(id uint64, key []byte) *replica.Replica {
 
 // write sends req through r's write path and drives the cluster until it
 // answers (ticking now and then, so leases and elections move).
-func (h *harness) write(r *replica.Replica, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
-	return h.drive(func() (*concordpb.BatchResponse, error) { return r.Write(context.Background(), req) })
+func (h *harness) write(r *replica.Replica, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
+	return h.drive(func() (*cmdpb.BatchResponse, error) { return r.Write(context.Background(), req) })
 }
 
 // drive runs call (a write or a read) and drives the cluster until it
 // answers, ticking now and then.
-func (h *harness) drive(call func() (*concordpb.BatchResponse, error)) (*concordpb.BatchResponse, error) {
+func (h *harness) drive(call func() (*cmdpb.BatchResponse, error)) (*cmdpb.BatchResponse, error) {
 	type answer struct {
-		resp *concordpb.BatchResponse
+		resp *cmdpb.BatchResponse
 		err  error
 	}
 	done := make(chan answer, 1)
@@ -334,7 +337,7 @@ func (h *harness) drive(call func() (*concordpb.BatchResponse, error)) (*concord
 
 // leftOf returns node's replica descriptor of the range that ends where
 // right starts.
-func (h *harness) leftOf(node uint64, right *concordpb.RangeDescriptor) *concordpb.RangeDescriptor {
+func (h *harness) leftOf(node uint64, right *metapb.RangeDescriptor) *metapb.RangeDescriptor {
 	for _, r := range h.nodes[node].store.Replicas() {
 		if d := r.Descriptor(); string(d.GetEndKey()) == string(right.GetStartKey()) {
 			return d
@@ -452,7 +455,7 @@ func (h *harness) scan(id uint64) string {
 		if replica.IsUninitialized(d) {
 			continue
 		}
-		op := &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{
+		op := &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{
 			Key: keys.StripUser(d.GetStartKey()), RangeEnd: []byte{0}, Serializable: true}}}
 		if len(d.GetStartKey()) == 1 {
 			op.GetRange().Key = []byte{0}
@@ -460,7 +463,7 @@ func (h *harness) scan(id uint64) string {
 		if string(d.GetEndKey()) != string(keys.UserSpan.End) {
 			op.GetRange().RangeEnd = keys.StripUser(d.GetEndKey())
 		}
-		resp, err := r.Read(context.Background(), &concordpb.BatchRequest{RangeId: d.GetRangeId(), Op: op})
+		resp, err := r.Read(context.Background(), &cmdpb.BatchRequest{RangeId: d.GetRangeId(), Op: op})
 		if err != nil {
 			out = append(out, fmt.Sprintf("range %d: %v", d.GetRangeId(), err))
 			continue
@@ -518,7 +521,7 @@ func TestStoreHarness(t *testing.T) {
 					// Through the replica of that range, whatever it holds.
 					r = h.nodes[node].store.Replica(rangeID)
 				}
-				resp, err := h.write(r, &concordpb.BatchRequest{RangeId: r.RangeID, Op: &concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{Key: []byte(key), Value: []byte(value)}}}})
+				resp, err := h.write(r, &cmdpb.BatchRequest{RangeId: r.RangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{Key: []byte(key), Value: []byte(value)}}}})
 				if err != nil {
 					return fmt.Sprintf("error: %v\n", err)
 				}
@@ -528,7 +531,7 @@ func TestStoreHarness(t *testing.T) {
 				td.ScanArgs(t, "key", &key)
 				td.ScanArgs(t, "id", &rangeID)
 				r := h.holding(node, []byte(key))
-				resp, err := h.write(r, &concordpb.BatchRequest{RangeId: r.RangeID, Split: &concordpb.SplitRequest{SplitKey: keys.User([]byte(key)), NewRangeId: rangeID}})
+				resp, err := h.write(r, &cmdpb.BatchRequest{RangeId: r.RangeID, Split: &cmdpb.SplitRequest{SplitKey: keys.User([]byte(key)), NewRangeId: rangeID}})
 				if err != nil {
 					return fmt.Sprintf("error: %v\n", err)
 				}
@@ -543,7 +546,7 @@ func TestStoreHarness(t *testing.T) {
 				td.ScanArgs(t, "key", &key)
 				node = h.leaderOf([]byte(key))
 				r := h.holding(node, []byte(key))
-				resp, err := h.write(r, &concordpb.BatchRequest{RangeId: r.RangeID, Freeze: &concordpb.FreezeRequest{}})
+				resp, err := h.write(r, &cmdpb.BatchRequest{RangeId: r.RangeID, Freeze: &cmdpb.FreezeRequest{}})
 				if err != nil {
 					return fmt.Sprintf("error: %v\n", err)
 				}
@@ -558,7 +561,7 @@ func TestStoreHarness(t *testing.T) {
 				left := h.leftOf(node, right)
 				lnode := h.leaderOf(keys.StripUser(left.GetStartKey()))
 				r := h.nodes[lnode].store.Replica(left.GetRangeId())
-				resp, err := h.write(r, &concordpb.BatchRequest{RangeId: r.RangeID, Merge: &concordpb.MergeRequest{Right: right}})
+				resp, err := h.write(r, &cmdpb.BatchRequest{RangeId: r.RangeID, Merge: &cmdpb.MergeRequest{Right: right}})
 				if err != nil {
 					return fmt.Sprintf("error: %v\n", err)
 				}
@@ -596,8 +599,8 @@ func TestStoreHarness(t *testing.T) {
 				td.ScanArgs(t, "node", &node)
 				td.ScanArgs(t, "key", &key)
 				r := h.holding(node, []byte(key))
-				resp, err := h.drive(func() (*concordpb.BatchResponse, error) {
-					return r.Read(context.Background(), &concordpb.BatchRequest{RangeId: r.RangeID, Op: &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte(key)}}}})
+				resp, err := h.drive(func() (*cmdpb.BatchResponse, error) {
+					return r.Read(context.Background(), &cmdpb.BatchRequest{RangeId: r.RangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte(key)}}}})
 				})
 				if err != nil {
 					return fmt.Sprintf("error: %v\n", err)

@@ -29,7 +29,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/replica"
@@ -42,7 +45,7 @@ import (
 // Sender delivers Raft messages to other nodes. Send must not block; the
 // callee owns msgs.
 type Sender interface {
-	Send(to uint64, msgs []*concordpb.RaftMessage)
+	Send(to uint64, msgs []*rpcpb.RaftMessage)
 }
 
 // Store is one node's set of replicas.
@@ -231,7 +234,7 @@ func (s *Store) Awake() int {
 // replica.Config.OnSplit). The left side's leader campaigns for the new
 // range at once, so that it has a leader without an election timeout and
 // on the same node as its neighbour; the other replicas wait to be asked.
-func (s *Store) onSplit(_, right *concordpb.RangeDescriptor, leads bool) {
+func (s *Store) onSplit(_, right *metapb.RangeDescriptor, leads bool) {
 	r, err := replica.Load(s.cfg, right)
 	if err != nil {
 		// Its state is in the engine with the split: not loading it would
@@ -281,7 +284,7 @@ func (s *Store) campaignNew(r *replica.Replica) {
 
 // onMerge drops the replica of a range merged into its left neighbour;
 // the merge already deleted its range-local state.
-func (s *Store) onMerge(_, right *concordpb.RangeDescriptor) {
+func (s *Store) onMerge(_, right *metapb.RangeDescriptor) {
 	s.drop(right.GetRangeId(), false /* clear: done by the merge */)
 }
 
@@ -419,7 +422,7 @@ func (s *Store) tick() {
 	s.awake.Unlock()
 	// In range order, so that the store harness replays alike.
 	sort.Slice(rs, func(i, j int) bool { return rs[i].RangeID < rs[j].RangeID })
-	var out map[uint64][]*concordpb.RaftMessage
+	var out map[uint64][]*rpcpb.RaftMessage
 	s.pending.Lock()
 	for _, r := range rs {
 		s.pending.ids[r.RangeID] = struct{}{}
@@ -428,10 +431,10 @@ func (s *Store) tick() {
 	for _, r := range rs {
 		for _, m := range r.Tick() {
 			if out == nil {
-				out = make(map[uint64][]*concordpb.RaftMessage)
+				out = make(map[uint64][]*rpcpb.RaftMessage)
 			}
 			if to := r.NodeOf(m.GetTo()); to != 0 {
-				out[to] = append(out[to], &concordpb.RaftMessage{RangeId: r.RangeID, Msg: m, Quiesce: true})
+				out[to] = append(out[to], &rpcpb.RaftMessage{RangeId: r.RangeID, Msg: m, Quiesce: true})
 			}
 		}
 	}
@@ -689,7 +692,7 @@ func (s *Store) followTSO(meta *replica.Replica) {
 // send hands the messages of the leaders' (or the others') Readies to the
 // transport, batched per destination node.
 func (s *Store) send(readies []readyReplica, leaders bool) {
-	out := make(map[uint64][]*concordpb.RaftMessage)
+	out := make(map[uint64][]*rpcpb.RaftMessage)
 	for i := range readies {
 		rr := &readies[i]
 		if rr.leader != leaders {
@@ -702,7 +705,7 @@ func (s *Store) send(readies []readyReplica, leaders bool) {
 				// cannot be reached.
 				continue
 			}
-			out[to] = append(out[to], &concordpb.RaftMessage{RangeId: rr.r.RangeID, Msg: m})
+			out[to] = append(out[to], &rpcpb.RaftMessage{RangeId: rr.r.RangeID, Msg: m})
 		}
 	}
 	for to, msgs := range out {
@@ -756,7 +759,7 @@ func (s *Store) waitApplied() {
 // HandleRaftBatch steps every message of a batch into its replica.
 // Messages for ranges this node does not hold are kept a while (see
 // Store.early), for a replica a split is about to create here.
-func (s *Store) HandleRaftBatch(b *concordpb.RaftBatch) {
+func (s *Store) HandleRaftBatch(b *rpcpb.RaftBatch) {
 	for _, m := range b.GetMsgs() {
 		r := s.Replica(m.GetRangeId())
 		if r == nil {
@@ -799,20 +802,20 @@ func (s *Store) ReportSnapshot(rangeID, to uint64, ok bool) {
 
 // Execute serves a BatchRequest for a range held here: reads through the
 // replica's read path, writes through Raft.
-func (s *Store) Execute(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+func (s *Store) Execute(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
 	r := s.Replica(req.GetRangeId())
 	if r == nil {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_RANGE_NOT_FOUND, "store: node %d holds no replica of range %d", s.nodeID, req.GetRangeId())
+		return nil, kvpb.Errorf(kvpb.ErrorCode_RANGE_NOT_FOUND, "store: node %d holds no replica of range %d", s.nodeID, req.GetRangeId())
 	}
-	var resp *concordpb.BatchResponse
+	var resp *cmdpb.BatchResponse
 	var err error
 	if isRead(req) {
 		resp, err = r.Read(ctx, req)
 	} else {
 		resp, err = r.Write(ctx, req)
 	}
-	var e *concordpb.Error
-	if errors.As(err, &e) && e.GetCode() == concordpb.ErrorCode_KEY_MISMATCH && !replica.IsUninitialized(r.Descriptor()) {
+	var e *kvpb.Error
+	if errors.As(err, &e) && e.GetCode() == kvpb.ErrorCode_KEY_MISMATCH && !replica.IsUninitialized(r.Descriptor()) {
 		// Tell the router where the keys went.
 		e = proto.CloneOf(e)
 		e.Descriptors = r.Neighbourhood()
@@ -821,11 +824,11 @@ func (s *Store) Execute(ctx context.Context, req *concordpb.BatchRequest) (*conc
 	return resp, err
 }
 
-func isRead(req *concordpb.BatchRequest) bool {
+func isRead(req *cmdpb.BatchRequest) bool {
 	if req.GetSys() != nil {
 		return replica.IsSysRead(req.GetSys())
 	}
-	return concordpb.IsReadOnly(req.GetOp())
+	return kvpb.IsReadOnly(req.GetOp())
 }
 
 // Stats are the store's counters.
@@ -841,7 +844,7 @@ func (s *Store) Stats() Stats {
 // Bootstrap writes the initial state of ranges into a fresh engine, with the
 // given system values preloaded into the meta range (range descriptors and
 // node records). Every initial node calls it with identical arguments.
-func Bootstrap(e *storage.Engine, ident storage.Ident, descs []*concordpb.RangeDescriptor, sys map[string][]byte) error {
+func Bootstrap(e *storage.Engine, ident storage.Ident, descs []*metapb.RangeDescriptor, sys map[string][]byte) error {
 	b := e.NewBatch()
 	defer b.Close()
 	if err := b.PutIdent(ident); err != nil {

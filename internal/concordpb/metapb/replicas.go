@@ -1,4 +1,4 @@
-package concordpb
+package metapb
 
 // ID returns the replica's id in its range's Raft group: replica_id, or
 // node_id for a descriptor written before replica ids existed.
