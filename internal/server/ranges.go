@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
@@ -37,23 +38,33 @@ func (n *Node) Split(ctx context.Context, key []byte) (left, right *metapb.Range
 		return nil, nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "concord: cannot split at the empty key: it starts the keyspace")
 	}
 	gkey := keys.User(key)
-	boundary := func() (*metapb.RangeDescriptor, error) {
-		if err := n.router.Refresh(ctx); err != nil {
-			return nil, err
+	// boundary returns the range that starts at key, if one does, as the
+	// router's cache has it (refreshed from the meta range if fresh).
+	boundary := func(fresh bool) (*metapb.RangeDescriptor, error) {
+		if fresh {
+			if err := n.router.Refresh(ctx); err != nil {
+				return nil, err
+			}
 		}
 		ranges, err := n.router.Ranges(ctx)
 		if err != nil {
 			return nil, err
 		}
-		for _, d := range ranges {
-			if bytes.Equal(d.GetStartKey(), gkey) {
-				return d, nil
-			}
+		i := sort.Search(len(ranges), func(i int) bool { return bytes.Compare(ranges[i].GetStartKey(), gkey) >= 0 })
+		if i < len(ranges) && bytes.Equal(ranges[i].GetStartKey(), gkey) {
+			return ranges[i], nil
 		}
 		return nil, nil
 	}
-	if d, err := boundary(); err != nil || d != nil {
-		return nil, d, err
+	// The cache decides whether to try (reading the whole index for each
+	// split made splitting N ranges cost N squared); a boundary it shows
+	// is checked against the meta range, as it may have merged away since.
+	if d, err := boundary(false); err != nil {
+		return nil, nil, err
+	} else if d != nil {
+		if d, err := boundary(true); err != nil || d != nil {
+			return nil, d, err
+		}
 	}
 	resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_AllocRangeId{AllocRangeId: &cmdpb.SysAllocRangeID{}}})
 	if err != nil {
@@ -62,7 +73,7 @@ func (n *Node) Split(ctx context.Context, key []byte) (left, right *metapb.Range
 	left, right, err = n.router.Split(ctx, gkey, uint64(resp.GetValue()))
 	if err != nil {
 		// Split by someone else since the cache was read: not an error.
-		if d, berr := boundary(); berr == nil && d != nil {
+		if d, berr := boundary(true); berr == nil && d != nil {
 			return nil, d, nil
 		}
 		return nil, nil, err
