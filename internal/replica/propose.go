@@ -12,6 +12,7 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/meta"
 	"github.com/concorddb/concord/internal/storage"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.opentelemetry.io/otel/trace"
@@ -516,7 +517,7 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *cmdpb.Command, span keys.Sp
 	case cmd.GetMerge() != nil:
 		return r.evalMerge(b, span, cmd.GetMerge(), as)
 	case cmd.GetSys() != nil:
-		resp, err := evalSysWrite(b, span, cmd.GetSys())
+		resp, err := meta.EvalWrite(b, span, cmd.GetSys())
 		if err != nil {
 			return result{err: err}
 		}

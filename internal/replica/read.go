@@ -8,6 +8,7 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/meta"
 	"github.com/concorddb/concord/internal/storage"
 )
 
@@ -66,7 +67,7 @@ func (r *Replica) readAt(rd storage.Reader, span keys.Span, term uint64, as stor
 	out := &cmdpb.BatchResponse{Revision: max(current, 1), RaftTerm: term}
 	var err error
 	if req.GetSys() != nil {
-		out.Sys, err = evalSysRead(rd, span, req.GetSys())
+		out.Sys, err = meta.EvalRead(rd, span, req.GetSys())
 	} else {
 		out.Resp, err = eval.ReadOp(rd, span, req.GetOp(), current, as.CompactedRev)
 	}

@@ -39,6 +39,7 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/meta"
 	"github.com/concorddb/concord/internal/telemetry"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
@@ -874,26 +875,16 @@ func (r *Router) refresh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("router: load range descriptors: %w", err)
 	}
-	var ranges []*metapb.RangeDescriptor
-	var meta *metapb.RangeDescriptor
-	for _, kv := range resp.GetKvs() {
-		d := &metapb.RangeDescriptor{}
-		if err := proto.Unmarshal(kv.GetValue(), d); err != nil {
-			return fmt.Errorf("router: bad range descriptor at %q: %w", kv.GetKey(), err)
-		}
-		if keys.MetaSpan.Contains(d.GetStartKey()) {
-			meta = d
-			continue
-		}
-		ranges = append(ranges, d)
+	metaRange, ranges, err := meta.DecodeRanges(resp.GetKvs())
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
 	}
-	sort.Slice(ranges, func(i, j int) bool { return bytes.Compare(ranges[i].GetStartKey(), ranges[j].GetStartKey()) < 0 })
 	ranges = dropOverlapped(ranges)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.mu.ranges = ranges
-	if meta != nil {
-		r.mu.meta = meta
+	if metaRange != nil {
+		r.mu.meta = metaRange
 	}
 	r.refreshOK = n
 	return nil

@@ -8,7 +8,7 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/etcdapi"
 	"github.com/concorddb/concord/internal/keys"
-	"github.com/concorddb/concord/internal/store"
+	"github.com/concorddb/concord/internal/meta"
 )
 
 // adminService serves rpcpb.Admin on the client port: the ranges of
@@ -125,7 +125,7 @@ func (n *Node) rangeInfo(d *metapb.RangeDescriptor) *rpcpb.RangeInfo {
 		info.Replicas = append(info.Replicas, r.GetNodeId())
 	}
 	info.Keys, info.Qps = -1, -1
-	if r := n.store.Replica(d.GetRangeId()); r != nil && d.GetRangeId() != store.MetaRangeID && !r.Uninitialized() {
+	if r := n.store.Replica(d.GetRangeId()); r != nil && d.GetRangeId() != meta.MetaRangeID && !r.Uninitialized() {
 		st := r.Status()
 		if st.Leader != 0 {
 			info.Leaseholder = st.Leader

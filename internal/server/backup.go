@@ -11,8 +11,8 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/meta"
 	"github.com/concorddb/concord/internal/storage"
-	"github.com/concorddb/concord/internal/store"
 )
 
 // backupPageKeys is how many keys one read of a backup fetches.
@@ -114,8 +114,8 @@ func (n *Node) restore(f io.Reader, info backup.Info) error {
 		return err
 	}
 	for _, d := range descs {
-		holdsUser = holdsUser || d.GetRangeId() == store.UserRangeID
-		holdsMeta = holdsMeta || d.GetRangeId() == store.MetaRangeID
+		holdsUser = holdsUser || d.GetRangeId() == meta.UserRangeID
+		holdsMeta = holdsMeta || d.GetRangeId() == meta.MetaRangeID
 	}
 	if holdsUser {
 		if _, err := backup.Read(f, func(kv *kvpb.KeyValue) error {
@@ -124,12 +124,12 @@ func (n *Node) restore(f io.Reader, info backup.Info) error {
 		}); err != nil {
 			return err
 		}
-		as, err := storage.LoadAppliedState(n.engine, store.UserRangeID)
+		as, err := storage.LoadAppliedState(n.engine, meta.UserRangeID)
 		if err != nil {
 			return err
 		}
 		as.MaxTS = max(info.MaxRevision, info.Revision)
-		if err := b.PutAppliedState(store.UserRangeID, as); err != nil {
+		if err := b.PutAppliedState(meta.UserRangeID, as); err != nil {
 			return err
 		}
 	}

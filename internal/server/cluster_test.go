@@ -12,7 +12,7 @@ import (
 
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
-	"github.com/concorddb/concord/internal/store"
+	"github.com/concorddb/concord/internal/meta"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -146,7 +146,7 @@ func leaderOf(t *testing.T, c *LocalCluster, rangeID uint64) int {
 func TestLeaderFailover(t *testing.T) {
 	c := startCluster(t, 3, nil)
 	putRetry(t, client(t, c, 0), "before", "1")
-	leader := leaderOf(t, c, store.UserRangeID)
+	leader := leaderOf(t, c, meta.UserRangeID)
 	c.StopNode(leader)
 	start := time.Now()
 	// Any surviving node keeps accepting writes once a new leader is up.
@@ -158,7 +158,7 @@ func TestLeaderFailover(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("writes resumed only after %v", took)
 	}
-	newLeader := leaderOf(t, c, store.UserRangeID)
+	newLeader := leaderOf(t, c, meta.UserRangeID)
 	if newLeader == leader {
 		t.Fatalf("stopped node %d still leads", leader)
 	}
@@ -208,7 +208,7 @@ func TestDownNodeCatchesUp(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := startCluster(t, 3, func(_ int, cfg *Config) { cfg.RaftLogTruncateEntries = tc.truncate })
 			putRetry(t, client(t, c, 0), "warmup", "x")
-			down := (leaderOf(t, c, store.UserRangeID) + 1) % 3
+			down := (leaderOf(t, c, meta.UserRangeID) + 1) % 3
 			c.StopNode(down)
 			cli := client(t, c, (down+1)%3)
 			const writes = 1000
@@ -231,7 +231,7 @@ func TestDownNodeCatchesUp(t *testing.T) {
 				// Caught up: the data is there and Raft knows it (a
 				// snapshot's data is visible a moment before the replica
 				// has finished installing it).
-				st := c.Node(down).Store().Replica(store.UserRangeID).Status()
+				st := c.Node(down).Store().Replica(meta.UserRangeID).Status()
 				if resp.Count == writes && st.Applied >= writes {
 					break
 				}
@@ -240,10 +240,10 @@ func TestDownNodeCatchesUp(t *testing.T) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			snaps := c.Node(down).Store().Replica(store.UserRangeID).Status().SnapshotsApplied
+			snaps := c.Node(down).Store().Replica(meta.UserRangeID).Status().SnapshotsApplied
 			if wantSnap := tc.truncate < writes; (snaps > 0) != wantSnap {
 				for i := 0; i < 3; i++ {
-					t.Logf("node %d: %+v", i+1, c.Node(i).Store().Replica(store.UserRangeID).Status())
+					t.Logf("node %d: %+v", i+1, c.Node(i).Store().Replica(meta.UserRangeID).Status())
 				}
 				t.Fatalf("restarted node %d applied %d snapshots; want a snapshot: %v", down+1, snaps, wantSnap)
 			}
@@ -272,7 +272,7 @@ func TestBulkLoadKeepsTheRaftLogSmall(t *testing.T) {
 		}
 	}
 	for i := 0; i < 3; i++ {
-		st := c.Node(i).Store().Replica(store.UserRangeID).Status()
+		st := c.Node(i).Store().Replica(meta.UserRangeID).Status()
 		// One entry past the limit triggers a truncation.
 		if st.AppliedLogBytes > uint64(limit+perTxn*(len(value)+64)) || st.Truncated == 0 {
 			t.Errorf("node %d: %d bytes applied past truncation index %d; want at most ~%d", i+1, st.AppliedLogBytes, st.Truncated, limit)
@@ -388,7 +388,7 @@ func isolate(c *LocalCluster, id uint64, cut bool) {
 func TestIsolatedLeaderServesNoStaleReads(t *testing.T) {
 	c := startCluster(t, 3, nil)
 	putRetry(t, client(t, c, 0), "x", "old")
-	li := leaderOf(t, c, store.UserRangeID)
+	li := leaderOf(t, c, meta.UserRangeID)
 	old := c.Node(li)
 	isolate(c, old.ID(), true)
 	// The majority elects a new leader and takes a new write.
@@ -398,7 +398,7 @@ func TestIsolatedLeaderServesNoStaleReads(t *testing.T) {
 	// old value: its lease has lapsed, so it refuses.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	resp, err := old.Store().Execute(ctx, &cmdpb.BatchRequest{RangeId: store.UserRangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte("x")}}}})
+	resp, err := old.Store().Execute(ctx, &cmdpb.BatchRequest{RangeId: meta.UserRangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte("x")}}}})
 	if err == nil {
 		t.Fatalf("isolated old leader served a linearizable read: %v", resp)
 	}
@@ -408,7 +408,7 @@ func TestIsolatedLeaderServesNoStaleReads(t *testing.T) {
 	// Writes proposed to it fail too, without being applied anywhere.
 	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer wcancel()
-	if _, err := old.Store().Execute(wctx, &cmdpb.BatchRequest{RangeId: store.UserRangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{Key: []byte("x"), Value: []byte("minority")}}}}); err == nil {
+	if _, err := old.Store().Execute(wctx, &cmdpb.BatchRequest{RangeId: meta.UserRangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{Key: []byte("x"), Value: []byte("minority")}}}}); err == nil {
 		t.Fatal("isolated old leader acknowledged a write")
 	}
 	// Healed, it catches up with the majority.
@@ -638,7 +638,7 @@ func TestNewClusterLeadsFromTheTSONode(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("first write took %v", took)
 	}
-	meta, user := leaderOf(t, c, store.MetaRangeID), leaderOf(t, c, store.UserRangeID)
+	meta, user := leaderOf(t, c, meta.MetaRangeID), leaderOf(t, c, meta.UserRangeID)
 	if meta != 0 || user != 0 {
 		t.Fatalf("meta range led by node %d, user range by node %d; want both on node 1", meta+1, user+1)
 	}

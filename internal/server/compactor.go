@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
-	"github.com/concorddb/concord/internal/store"
+	"github.com/concorddb/concord/internal/meta"
 )
 
 // Automatic compaction, as etcd's --auto-compaction-mode:
@@ -140,7 +140,7 @@ func (n *Node) runCompactor(p compactionPolicy) {
 			return
 		case <-t.C:
 		}
-		r := n.store.Replica(store.MetaRangeID)
+		r := n.store.Replica(meta.MetaRangeID)
 		if r == nil || !r.Status().IsLeader {
 			index.samples, compacted = index.samples[:0], 0
 			continue

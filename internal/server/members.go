@@ -19,8 +19,8 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/meta"
 	"github.com/concorddb/concord/internal/storage"
-	"github.com/concorddb/concord/internal/store"
 	"github.com/concorddb/concord/internal/transport"
 )
 
@@ -371,7 +371,7 @@ func (n *Node) localMeta() *metapb.RangeDescriptor {
 		return nil
 	}
 	for _, d := range descs {
-		if d.GetRangeId() == store.MetaRangeID {
+		if d.GetRangeId() == meta.MetaRangeID {
 			return d
 		}
 	}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/concorddb/concord/internal/keys"
-	"github.com/concorddb/concord/internal/store"
+	"github.com/concorddb/concord/internal/meta"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -42,7 +42,7 @@ func TestIdleRangesQuiesce(t *testing.T) {
 		for i := range c.Size() {
 			for _, r := range c.Node(i).store.Replicas() {
 				d := r.Descriptor()
-				if r.Quiesced() || r.RangeID == store.MetaRangeID || (keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}).Contains(health) {
+				if r.Quiesced() || r.RangeID == meta.MetaRangeID || (keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}).Contains(health) {
 					continue
 				}
 				out = append(out, fmt.Sprintf("node %d range %d", i+1, r.RangeID))

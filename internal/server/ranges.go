@@ -11,11 +11,10 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/meta"
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
-	"github.com/concorddb/concord/internal/store"
 	"github.com/concorddb/concord/internal/telemetry"
-	"google.golang.org/protobuf/proto"
 )
 
 // Ranges split at run time. The splitting range's own descriptors (every
@@ -115,7 +114,7 @@ func (n *Node) runRangeRepair() {
 		for _, r := range n.store.Replicas() {
 			// A frozen range is being merged away: indexing it again would
 			// undo the merge's record.
-			if r.RangeID == store.MetaRangeID || !r.Leads() {
+			if r.RangeID == meta.MetaRangeID || !r.Leads() {
 				continue
 			}
 			if st := r.Status(); st.IsLeader && !st.Frozen {
@@ -140,12 +139,12 @@ func (n *Node) repairIndex(ctx context.Context, led []*metapb.RangeDescriptor) e
 	if err != nil {
 		return err
 	}
-	gens := make(map[uint64]uint64, len(resp.GetKvs()))
-	for _, kv := range resp.GetKvs() {
-		d := &metapb.RangeDescriptor{}
-		if err := proto.Unmarshal(kv.GetValue(), d); err != nil {
-			return fmt.Errorf("server: bad range descriptor %q: %w", kv.GetKey(), err)
-		}
+	_, indexed, err := meta.DecodeRanges(resp.GetKvs())
+	if err != nil {
+		return err
+	}
+	gens := make(map[uint64]uint64, len(indexed))
+	for _, d := range indexed {
 		gens[d.GetRangeId()] = d.GetGeneration()
 	}
 	var stale []*metapb.RangeDescriptor
@@ -451,7 +450,7 @@ func (n *Node) checkSizes(ctx context.Context, hot map[uint64]int) {
 	for _, r := range n.store.Replicas() {
 		st := r.Status()
 		d := r.Descriptor()
-		if r.RangeID == store.MetaRangeID || !st.IsLeader || st.Frozen || replica.IsUninitialized(d) {
+		if r.RangeID == meta.MetaRangeID || !st.IsLeader || st.Frozen || replica.IsUninitialized(d) {
 			delete(hot, r.RangeID)
 			continue
 		}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concorddb/concord/internal/store"
+	"github.com/concorddb/concord/internal/meta"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -74,7 +74,7 @@ func TestRevisionsAreDenseAsEtcds(t *testing.T) {
 	// A failover of the user range's leader and of the TSO may skip
 	// numbers, never reuse or reorder them.
 	last := want
-	leader := leaderOf(t, c, store.UserRangeID)
+	leader := leaderOf(t, c, meta.UserRangeID)
 	c.StopNode(leader)
 	other := (leader + 1) % 3
 	rev := putRetry(t, clis[other], "k", "failover")

@@ -9,7 +9,6 @@ package server
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +25,7 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/etcdapi"
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/meta"
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/router"
 	"github.com/concorddb/concord/internal/storage"
@@ -288,7 +288,7 @@ func (n *Node) serve(s *grpc.Server, l net.Listener) {
 // clients see a leader change, not an election timeout), bounded by ctx,
 // then stops.
 func (n *Node) Shutdown(ctx context.Context) {
-	if r := n.store.Replica(store.MetaRangeID); r != nil {
+	if r := n.store.Replica(meta.MetaRangeID); r != nil {
 		if st := r.Status(); st.IsLeader {
 			// The next TSO leader continues from the next revision, with
 			// no gap.
@@ -411,9 +411,13 @@ func (n *Node) bootstrapOrJoin() (*metapb.RangeDescriptor, error) {
 // that every initial member writes identical state (each node adds its
 // client URLs once the cluster runs, registerSelf).
 func initialRecords(members []member) []*metapb.NodeRecord {
-	out := make([]*metapb.NodeRecord, len(members))
+	return meta.Records(metaMembers(members))
+}
+
+func metaMembers(members []member) []meta.Member {
+	out := make([]meta.Member, len(members))
 	for i, m := range members {
-		out[i] = &metapb.NodeRecord{NodeId: uint64(i + 1), Name: m.name, PeerUrls: []string{m.peerURL}, Generation: 1}
+		out[i] = meta.Member{Name: m.name, PeerURL: m.peerURL}
 	}
 	return out
 }
@@ -426,15 +430,15 @@ func initialRecords(members []member) []*metapb.NodeRecord {
 // while the meta range has no leader.
 func (n *Node) electFirst() {
 	defer n.wg.Done()
-	meta := n.store.Replica(store.MetaRangeID)
-	if meta == nil {
+	mr := n.store.Replica(meta.MetaRangeID)
+	if mr == nil {
 		return
 	}
 	for range 10 {
-		if meta.Status().Leader != 0 {
+		if mr.Status().Leader != 0 {
 			return
 		}
-		n.store.Campaign(store.MetaRangeID)
+		n.store.Campaign(meta.MetaRangeID)
 		select {
 		case <-n.stop:
 			return
@@ -454,39 +458,17 @@ func (n *Node) bootstrap(members []member) (*metapb.RangeDescriptor, error) {
 	}
 	n.ident = storage.Ident{ClusterID: clusterID(n.cfg.InitialClusterToken, members), NodeID: self, Name: n.cfg.Name, Token: n.cfg.InitialClusterToken}
 	rf := min(n.cfg.ReplicationFactor, len(members))
-	var reps []*metapb.ReplicaDescriptor
-	for i := 0; i < rf; i++ {
-		// Replica ids are the range's own (as CockroachDB's, 1 to n at
-		// bootstrap); they match node ids only here, at the start.
-		reps = append(reps, &metapb.ReplicaDescriptor{NodeId: uint64(i + 1), ReplicaId: uint64(i + 1)})
-	}
-	next := uint64(rf + 1)
-	meta := &metapb.RangeDescriptor{RangeId: store.MetaRangeID, StartKey: keys.MetaSpan.Start, EndKey: keys.MetaSpan.End, Replicas: reps, Generation: 1, NextReplicaId: next}
-	user := &metapb.RangeDescriptor{RangeId: store.UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1, NextReplicaId: next}
-	sys := map[string][]byte{}
-	for _, d := range []*metapb.RangeDescriptor{meta, user} {
-		data, err := proto.Marshal(d)
-		if err != nil {
-			return nil, err
-		}
-		sys[string(keys.Range(d.GetRangeId()))] = data
-	}
-	recs := initialRecords(members)
-	for _, rec := range recs {
-		data, err := proto.Marshal(rec)
-		if err != nil {
-			return nil, err
-		}
-		sys[string(keys.Node(rec.GetNodeId()))] = data
-	}
-	sys[string(keys.NodeSeq)] = binary.BigEndian.AppendUint64(nil, uint64(len(members)))
-	if err := store.Bootstrap(n.engine, n.ident, []*metapb.RangeDescriptor{meta, user}, sys); err != nil {
+	init, err := meta.Bootstrap(metaMembers(members), rf)
+	if err != nil {
 		return nil, err
 	}
-	n.learnNodes(recs, false /* authoritative */)
+	if err := store.Bootstrap(n.engine, n.ident, init.Ranges, init.Sys); err != nil {
+		return nil, err
+	}
+	n.learnNodes(init.Records, false /* authoritative */)
 	n.bootstrapped = true
 	n.log.Info("bootstrapped cluster", "node", self, "members", len(members), "replication", rf)
-	return meta, nil
+	return init.Ranges[0], nil
 }
 
 // joinTimeout bounds the whole join attempt over every listed peer.

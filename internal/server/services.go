@@ -13,8 +13,8 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/etcdapi"
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/meta"
 	"github.com/concorddb/concord/internal/router"
-	"github.com/concorddb/concord/internal/store"
 	"github.com/concorddb/concord/internal/tso"
 )
 
@@ -91,7 +91,7 @@ func (l local) Timestamp(ctx context.Context, n int) (int64, error) {
 // valid lease: count consecutive new revisions, or with count 0 the
 // cluster's newest.
 func (n *Node) localTimestamp(ctx context.Context, count int) (int64, error) {
-	r := n.store.Replica(store.MetaRangeID)
+	r := n.store.Replica(meta.MetaRangeID)
 	if r == nil {
 		return 0, kvpb.Errorf(kvpb.ErrorCode_NOT_LEADER, "server: node %d holds no meta replica", n.ident.NodeID)
 	}
@@ -122,11 +122,11 @@ type metaWindow struct{ n *Node }
 var _ tso.Window = metaWindow{}
 
 func (w metaWindow) Load(ctx context.Context) (int64, error) {
-	r := w.n.store.Replica(store.MetaRangeID)
+	r := w.n.store.Replica(meta.MetaRangeID)
 	if r == nil {
 		return 0, kvpb.Errorf(kvpb.ErrorCode_NOT_LEADER, "server: no meta replica")
 	}
-	resp, err := r.Read(ctx, &cmdpb.BatchRequest{RangeId: store.MetaRangeID, Sys: &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Get{Get: &cmdpb.SysGet{Key: keys.TSOWindow}}}})
+	resp, err := r.Read(ctx, &cmdpb.BatchRequest{RangeId: meta.MetaRangeID, Sys: &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Get{Get: &cmdpb.SysGet{Key: keys.TSOWindow}}}})
 	if err != nil {
 		return 0, err
 	}
@@ -149,11 +149,11 @@ func (w metaWindow) Settle(ctx context.Context, limit int64) (int64, error) {
 }
 
 func (w metaWindow) write(ctx context.Context, a *cmdpb.SysAdvance) (int64, error) {
-	r := w.n.store.Replica(store.MetaRangeID)
+	r := w.n.store.Replica(meta.MetaRangeID)
 	if r == nil {
 		return 0, kvpb.Errorf(kvpb.ErrorCode_NOT_LEADER, "server: no meta replica")
 	}
-	resp, err := r.Write(ctx, &cmdpb.BatchRequest{RangeId: store.MetaRangeID, Sys: &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Advance{Advance: a}}})
+	resp, err := r.Write(ctx, &cmdpb.BatchRequest{RangeId: meta.MetaRangeID, Sys: &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Advance{Advance: a}}})
 	if err != nil {
 		return 0, err
 	}
@@ -182,7 +182,7 @@ func (b backend) HashKV(ctx context.Context, rev int64) (etcdapi.HashKV, error) 
 	h := crc32.NewIEEE()
 	found := false
 	for _, r := range b.n.store.Replicas() {
-		if r.RangeID == store.MetaRangeID || r.Uninitialized() {
+		if r.RangeID == meta.MetaRangeID || r.Uninitialized() {
 			continue
 		}
 		sum, hashRev, compactRev, err := r.HashKV(rev)
@@ -245,7 +245,7 @@ func (b backend) Status(ctx context.Context) (etcdapi.Status, error) {
 	reps := n.store.Replicas()
 	for _, r := range reps {
 		st := r.Status()
-		if r.RangeID == store.MetaRangeID || out.RaftTerm == 0 {
+		if r.RangeID == meta.MetaRangeID || out.RaftTerm == 0 {
 			out.Leader, out.RaftTerm, out.RaftIndex, out.RaftAppliedIndex = st.Leader, st.Term, st.Commit, st.Applied
 		}
 	}
@@ -253,7 +253,7 @@ func (b backend) Status(ctx context.Context) (etcdapi.Status, error) {
 		// A gateway-only node: find the meta leader by asking for a
 		// timestamp through the router.
 		if _, err := n.router.Timestamp(ctx, 1); err == nil {
-			out.Leader = n.router.Leader(store.MetaRangeID)
+			out.Leader = n.router.Leader(meta.MetaRangeID)
 		}
 		out.IsLearner = false
 	}

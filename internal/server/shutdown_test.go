@@ -7,7 +7,7 @@ import (
 
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
-	"github.com/concorddb/concord/internal/store"
+	"github.com/concorddb/concord/internal/meta"
 )
 
 // With a 10 s election timeout, only a leadership transfer can produce a
@@ -17,13 +17,13 @@ func TestShutdownHandsOverLeadership(t *testing.T) {
 		cfg.HeartbeatInterval = 100 * time.Millisecond
 		cfg.ElectionTimeout = 10 * time.Second
 	})
-	for _, id := range []uint64{store.MetaRangeID, store.UserRangeID} {
+	for _, id := range []uint64{meta.MetaRangeID, meta.UserRangeID} {
 		c.Node(0).Store().Campaign(id)
 	}
 	cli := client(t, c, 2)
 	putRetry(t, cli, "before", "1")
-	li := leaderOf(t, c, store.UserRangeID)
-	oldTerm := c.Node(li).Store().Replica(store.UserRangeID).Status().Term
+	li := leaderOf(t, c, meta.UserRangeID)
+	oldTerm := c.Node(li).Store().Replica(meta.UserRangeID).Status().Term
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	start := time.Now()
@@ -35,7 +35,7 @@ func TestShutdownHandsOverLeadership(t *testing.T) {
 	c.mu.Unlock()
 
 	other := (li + 1) % 3
-	st := c.Node(other).Store().Replica(store.UserRangeID).Status()
+	st := c.Node(other).Store().Replica(meta.UserRangeID).Status()
 	if st.Leader == 0 || st.Leader == n.ID() {
 		t.Fatalf("after shutdown node %d sees leader %d", other+1, st.Leader)
 	}
@@ -61,10 +61,10 @@ func TestShutdownHandsOverLeadership(t *testing.T) {
 func TestTransferGivesUpTheLease(t *testing.T) {
 	c := startCluster(t, 3, nil)
 	putRetry(t, client(t, c, 0), "k", "v")
-	li := leaderOf(t, c, store.UserRangeID)
+	li := leaderOf(t, c, meta.UserRangeID)
 	n := c.Node(li)
-	r := n.Store().Replica(store.UserRangeID)
-	read := &cmdpb.BatchRequest{RangeId: store.UserRangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte("k")}}}}
+	r := n.Store().Replica(meta.UserRangeID)
+	read := &cmdpb.BatchRequest{RangeId: meta.UserRangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte("k")}}}}
 	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer rcancel()
 	if _, err := n.Store().Execute(rctx, read); err != nil {
@@ -92,7 +92,7 @@ func TestShutdownOfTheTSONodeLeavesNoGap(t *testing.T) {
 	c := startCluster(t, 3, nil)
 	cli := client(t, c, 0)
 	last := putRetry(t, cli, "k", "1")
-	li := leaderOf(t, c, store.MetaRangeID)
+	li := leaderOf(t, c, meta.MetaRangeID)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	c.Node(li).Shutdown(ctx)
 	cancel()

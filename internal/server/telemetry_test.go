@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concorddb/concord/internal/store"
+	"github.com/concorddb/concord/internal/meta"
 	"github.com/concorddb/concord/internal/telemetry"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -168,7 +168,7 @@ func TestOneWriteIsOneTraceAcrossTwoNodes(t *testing.T) {
 		tp := telemetry.NewTracerProvider(sdktrace.NewSimpleSpanProcessor(exp), telemetry.TracingOptions{SamplingRatio: 1, NodeName: cfg.Name})
 		cfg.TracerProvider = tp
 	})
-	li := leaderOf(t, c, store.UserRangeID)
+	li := leaderOf(t, c, meta.UserRangeID)
 	gw := (li + 1) % 3
 	cli := client(t, c, gw)
 	putRetry(t, cli, "warm", "up")

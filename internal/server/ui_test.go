@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/concorddb/concord/internal/store"
+	"github.com/concorddb/concord/internal/meta"
 )
 
 // chromium returns the path of a headless-capable Chromium or Chrome.
@@ -32,7 +31,7 @@ func TestDashboardFailoverInBrowser(t *testing.T) {
 	}
 	c := startHTTPCluster(t, 3, LocalOptions{Faults: true})
 	putRetry(t, client(t, c, 0), "k", "v")
-	li := leaderOf(t, c, store.UserRangeID)
+	li := leaderOf(t, c, meta.UserRangeID)
 	leader := li + 1
 	page := c.HTTPURLs()[(li+1)%3] + "/"
 

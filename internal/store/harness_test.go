@@ -19,6 +19,7 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/meta"
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
 )
@@ -144,7 +145,7 @@ func (h *harness) bootstrap(n int) {
 		// so that every script checks the two are never confused.
 		reps = append(reps, &metapb.ReplicaDescriptor{NodeId: uint64(i), ReplicaId: uint64(10 + n + 1 - i)})
 	}
-	user := &metapb.RangeDescriptor{RangeId: UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1, NextReplicaId: uint64(11 + n)}
+	user := &metapb.RangeDescriptor{RangeId: meta.UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1, NextReplicaId: uint64(11 + n)}
 	for i := 1; i <= n; i++ {
 		id := uint64(i)
 		nd := &hnode{id: id, fs: vfs.NewMem()}

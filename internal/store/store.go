@@ -35,6 +35,7 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/meta"
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
 	"go.etcd.io/raft/v3"
@@ -630,7 +631,7 @@ func (s *Store) processReady() error {
 	}
 	for i := range readies {
 		rr := &readies[i]
-		if rr.r.RangeID == MetaRangeID && rr.rd.SoftState != nil && rr.rd.SoftState.RaftState == raft.StateLeader {
+		if rr.r.RangeID == meta.MetaRangeID && rr.rd.SoftState != nil && rr.rd.SoftState.RaftState == raft.StateLeader {
 			s.followTSO(rr.r)
 		}
 	}
@@ -826,7 +827,7 @@ func (s *Store) Execute(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.Ba
 
 func isRead(req *cmdpb.BatchRequest) bool {
 	if req.GetSys() != nil {
-		return replica.IsSysRead(req.GetSys())
+		return meta.IsRead(req.GetSys())
 	}
 	return kvpb.IsReadOnly(req.GetOp())
 }
@@ -861,7 +862,7 @@ func Bootstrap(e *storage.Engine, ident storage.Ident, descs []*metapb.RangeDesc
 		if err := replica.Bootstrap(b, d); err != nil {
 			return err
 		}
-		if d.GetRangeId() == MetaRangeID {
+		if d.GetRangeId() == meta.MetaRangeID {
 			for k, v := range sys {
 				if err := b.SysPut([]byte(k), v); err != nil {
 					return err
@@ -871,13 +872,6 @@ func Bootstrap(e *storage.Engine, ident storage.Ident, descs []*metapb.RangeDesc
 	}
 	return b.Commit(true /* sync */)
 }
-
-// MetaRangeID is the id of the meta range; UserRangeID of the first user
-// range.
-const (
-	MetaRangeID uint64 = 1
-	UserRangeID uint64 = 2
-)
 
 // Campaign asks the replica of rangeID to campaign (bootstrap speed-up).
 func (s *Store) Campaign(rangeID uint64) {

@@ -1,4 +1,4 @@
-package replica
+package meta
 
 import (
 	"bytes"
@@ -17,17 +17,19 @@ import (
 
 func checkSysKey(span keys.Span, key []byte) error {
 	if !keys.MetaSpan.Contains(key) || !span.Contains(key) {
-		return kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: system key %q outside range %v", key, span)
+		return kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "meta: system key %q outside range %v", key, span)
 	}
 	return nil
 }
 
-// IsSysRead reports whether a system request only reads.
-func IsSysRead(req *cmdpb.SysRequest) bool {
+// IsRead reports whether a system request only reads.
+func IsRead(req *cmdpb.SysRequest) bool {
 	return req.GetGet() != nil || req.GetScan() != nil
 }
 
-func evalSysRead(r storage.Reader, span keys.Span, req *cmdpb.SysRequest) (*cmdpb.SysResponse, error) {
+// EvalRead serves a system read (Get, Scan) of the meta range, whose span
+// is span, from r.
+func EvalRead(r storage.Reader, span keys.Span, req *cmdpb.SysRequest) (*cmdpb.SysResponse, error) {
 	switch {
 	case req.GetGet() != nil:
 		key := req.GetGet().GetKey()
@@ -42,7 +44,7 @@ func evalSysRead(r storage.Reader, span keys.Span, req *cmdpb.SysRequest) (*cmdp
 	case req.GetScan() != nil:
 		s := keys.Span{Start: req.GetScan().GetStart(), End: req.GetScan().GetEnd()}
 		if !span.ContainsSpan(s) {
-			return nil, kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: scan %v outside range %v", s, span)
+			return nil, kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "meta: scan %v outside range %v", s, span)
 		}
 		out := &cmdpb.SysResponse{}
 		err := storage.SysScan(r, s, func(k, v []byte) error {
@@ -51,10 +53,12 @@ func evalSysRead(r storage.Reader, span keys.Span, req *cmdpb.SysRequest) (*cmdp
 		})
 		return out, err
 	}
-	return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: not a system read")
+	return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "meta: not a system read")
 }
 
-func evalSysWrite(b *storage.Batch, span keys.Span, req *cmdpb.SysRequest) (*cmdpb.SysResponse, error) {
+// EvalWrite applies a system write to the meta range, whose span is span,
+// into b. On error nothing of it may be kept: the caller discards b.
+func EvalWrite(b *storage.Batch, span keys.Span, req *cmdpb.SysRequest) (*cmdpb.SysResponse, error) {
 	switch {
 	case req.GetPut() != nil:
 		p := req.GetPut()
@@ -93,7 +97,7 @@ func evalSysWrite(b *storage.Batch, span keys.Span, req *cmdpb.SysRequest) (*cmd
 	case req.GetUpdateRanges() != nil:
 		return updateRanges(b, span, req.GetUpdateRanges().GetDescriptors())
 	}
-	return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: not a system write")
+	return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "meta: not a system write")
 }
 
 // sysInt reads a big-endian int64 system value (0 if absent).
@@ -103,7 +107,7 @@ func sysInt(r storage.Reader, key []byte) (int64, error) {
 		return 0, err
 	}
 	if len(v) != 8 {
-		return 0, fmt.Errorf("replica: system value %q has %d bytes, want 8", key, len(v))
+		return 0, fmt.Errorf("meta: system value %q has %d bytes, want 8", key, len(v))
 	}
 	return int64(binary.BigEndian.Uint64(v)), nil
 }
@@ -151,7 +155,7 @@ func addNode(b *storage.Batch, span keys.Span, n *metapb.NodeRecord) (*cmdpb.Sys
 		return nil, err
 	}
 	if n.GetName() == "" && len(n.GetPeerUrls()) == 0 {
-		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: a node needs a name or peer URLs")
+		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "meta: a node needs a name or peer URLs")
 	}
 	recs, err := nodeRecords(b)
 	if err != nil {
@@ -267,7 +271,7 @@ func rangeDescriptors(r storage.Reader) ([]*metapb.RangeDescriptor, error) {
 	err := storage.SysScan(r, keys.RangeSpan(), func(k, v []byte) error {
 		d := &metapb.RangeDescriptor{}
 		if err := proto.Unmarshal(v, d); err != nil {
-			return fmt.Errorf("replica: range descriptor %q: %w", k, err)
+			return fmt.Errorf("meta: range descriptor %q: %w", k, err)
 		}
 		out = append(out, d)
 		return nil
@@ -312,7 +316,7 @@ func updateRanges(b *storage.Batch, span keys.Span, descs []*metapb.RangeDescrip
 			return nil, err
 		}
 		if d.GetRangeId() == 0 || len(d.GetReplicas()) == 0 {
-			return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: descriptor %v has no id or no replicas", d)
+			return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "meta: descriptor %v has no id or no replicas", d)
 		}
 		v, ok, err := storage.SysGet(b, key)
 		if err != nil {
@@ -321,7 +325,7 @@ func updateRanges(b *storage.Batch, span keys.Span, descs []*metapb.RangeDescrip
 		if ok {
 			cur := &metapb.RangeDescriptor{}
 			if err := proto.Unmarshal(v, cur); err != nil {
-				return nil, fmt.Errorf("replica: range descriptor %q: %w", key, err)
+				return nil, fmt.Errorf("meta: range descriptor %q: %w", key, err)
 			}
 			if cur.GetGeneration() >= d.GetGeneration() {
 				continue
