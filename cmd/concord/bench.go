@@ -110,7 +110,7 @@ func (bf *benchFlags) run(cmd *cobra.Command, w bench.Workload) error {
 	ctx, stop := benchContext(cmd)
 	defer stop()
 	if bf.localCluster > 0 {
-		lc, dir, err := bf.startLocal("", nil)
+		lc, dir, err := bf.startLocal("", nil, false /* http */)
 		if dir != "" {
 			defer os.RemoveAll(dir)
 		}
@@ -157,10 +157,11 @@ func (bf *benchFlags) run(cmd *cobra.Command, w bench.Workload) error {
 
 // startLocal starts --local-cluster's in-process Concord cluster with its
 // data in a new directory under parent (the system temp dir if empty),
-// each node's config adjusted by tune if it is not nil. The caller stops
+// each node's config adjusted by tune if it is not nil, and with an HTTP
+// port (metrics) on each node if http is set. The caller stops
 // the cluster and then removes the directory, which it gets back even
 // when the start failed.
-func (bf *benchFlags) startLocal(parent string, tune func(i int, c *server.Config)) (*server.LocalCluster, string, error) {
+func (bf *benchFlags) startLocal(parent string, tune func(i int, c *server.Config), http bool) (*server.LocalCluster, string, error) {
 	dir, err := os.MkdirTemp(parent, "concord-bench-")
 	if err != nil {
 		return nil, "", err
@@ -168,6 +169,7 @@ func (bf *benchFlags) startLocal(parent string, tune func(i int, c *server.Confi
 	lc, err := server.StartLocalCluster(bf.localCluster, dir, server.LocalOptions{
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Tune:   tune,
+		HTTP:   http,
 	})
 	return lc, dir, err
 }

@@ -123,7 +123,9 @@ func (lf *loadFlags) run(cmd *cobra.Command, bf *benchFlags) error {
 	var dataDir string // the local cluster's, whose disk is probed
 	switch {
 	case bf.localCluster > 0:
-		lc, dir, err := bf.startLocal(lf.dataDir, func(_ int, c *server.Config) { c.RangeMaxBytes = int64(lf.rangeMaxBytes) })
+		// The nodes' metrics (the storage engine's level-0 files and
+		// compactions among them) show what binds a long load.
+		lc, dir, err := bf.startLocal(lf.dataDir, func(_ int, c *server.Config) { c.RangeMaxBytes = int64(lf.rangeMaxBytes) }, true /* http */)
 		if dir != "" {
 			defer os.RemoveAll(dir)
 		}
@@ -131,6 +133,11 @@ func (lf *loadFlags) run(cmd *cobra.Command, bf *benchFlags) error {
 			return err
 		}
 		defer lc.Stop()
+		if !bf.quiet {
+			for i := range lc.Size() {
+				fmt.Fprintf(os.Stderr, "node %d: metrics at http://%s/metrics, data in %s\n", i+1, lc.Node(i).HTTPAddr(), dir)
+			}
+		}
 		cfg.Endpoints, dataDir = lc.ClientAddrs(), dir
 	case lf.localEtcd > 0:
 		dir, err := os.MkdirTemp(lf.dataDir, "concord-bench-etcd-")
