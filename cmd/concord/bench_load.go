@@ -25,17 +25,21 @@ import (
 
 // Load defaults. defaultLoadValueBytes: 64 KiB values make gigabytes out
 // of a few hundred thousand keys, so the load measures the storage, not
-// the per-request cost. defaultRangeMaxBytes: a range splits past 512 MiB
-// into two of about 256 MiB, so 10 GiB ends as 20 to 40 ranges: enough
-// to spread the leaseholders over three nodes, few enough that the
-// checks and splits of the size queue (one pass every 10 s) keep up.
+// the per-request cost. defaultRangeMaxBytes: a range splits past 128 MiB
+// into two of about 64 MiB, so 10 GiB ends as 80 to 160 ranges. Not 512
+// MiB (CockroachDB's): a Raft snapshot is a whole range built in memory
+// (storage.ExportRange), and each range's Raft log keeps only 4 MiB, 64
+// puts of 64 KiB, so with 512 MiB ranges a follower a second behind
+// needs one, and a 10 GiB load at 512 MiB ran the process to 20 GiB of
+// RSS (BENCHMARKS.md, "10 GiB load"); more ranges also spread the writes
+// over more logs, each then covering more seconds of lag.
 // defaultMinFreeDisk stops a local load well before the disk is full,
 // which would take the machine's other users down with it.
 const (
 	defaultLoadValueBytes = 64 << 10
 	defaultLoadBytes      = 1 << 30
 	defaultFirstCheck     = 100 << 20
-	defaultRangeMaxBytes  = 512 << 20
+	defaultRangeMaxBytes  = 128 << 20
 	defaultMinFreeDisk    = 10 << 30
 	defaultEtcdQuota      = 2 << 30 // etcd's own default --quota-backend-bytes
 )
@@ -162,7 +166,7 @@ func (lf *loadFlags) run(cmd *cobra.Command, bf *benchFlags) error {
 	if dataDir != "" && lf.minFreeDisk > 0 {
 		cfg.Guard = func() error { return checkFreeDisk(dataDir, int64(lf.minFreeDisk)) }
 	}
-	probe, closeProbe, err := newLoadProbe(cfg.Endpoints, dataDir, cfg.DialTimeout, cfg.Timeout)
+	probe, closeProbe, err := newLoadProbe(cfg.Endpoints, dataDir, cfg.DialTimeout)
 	if err != nil {
 		return err
 	}
@@ -202,11 +206,15 @@ func (lf *loadFlags) run(cmd *cobra.Command, bf *benchFlags) error {
 	return rep.WriteText(out)
 }
 
+// probeTimeout bounds the probe's Admin.Ranges call: under a heavy load
+// it took more than 10 s on this 2-core machine.
+const probeTimeout = time.Minute
+
 // newLoadProbe returns the load's probe: the disk used under dataDir (if
 // set) and the number of ranges, which only Concord's Admin service
 // answers (etcd says Unimplemented, and the count is left out). The
 // caller calls the returned close once the load is done.
-func newLoadProbe(endpoints []string, dataDir string, dialTimeout, timeout time.Duration) (func(context.Context) bench.Probe, func(), error) {
+func newLoadProbe(endpoints []string, dataDir string, dialTimeout time.Duration) (func(context.Context) bench.Probe, func(), error) {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: dialTimeout, Logger: zap.NewNop()})
 	if err != nil {
 		return nil, nil, err
@@ -221,7 +229,7 @@ func newLoadProbe(endpoints []string, dataDir string, dialTimeout, timeout time.
 				fmt.Fprintln(os.Stderr, "concord bench load: disk usage:", err)
 			}
 		}
-		rctx, cancel := context.WithTimeout(ctx, timeout)
+		rctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		defer cancel()
 		if resp, err := admin.Ranges(rctx, &concordpb.RangesRequest{}); err == nil {
 			p.Ranges = len(resp.GetRanges())
