@@ -203,7 +203,8 @@ func (c *LoadConfig) Validate() error {
 		return fmt.Errorf("bench: %d-byte keys cannot name twice the keys of %s of %d-byte values; use a larger --key-size",
 			c.KeySize, FormatBytes(c.Bytes), c.ValueSize)
 	}
-	return nil
+	_, err := planCheckpoints(c.Bytes, c.Checkpoints, int64(c.KeySize+c.ValueSize))
+	return err
 }
 
 // keyPermutation maps the i-th key written to its key index, a bijection
@@ -296,18 +297,18 @@ func (l *loader) keyName(i int) string {
 // The order of things: for each checkpoint, load (Clients workers put new
 // keys until the checkpoint's bytes are written), then measure puts that
 // overwrite loaded keys for Measure, then linearizable gets of them for
-// Measure, then Probe. Loading stops early when the server refuses writes for lack of
-// space (the bytes loaded then are recorded), when MaxDuration has passed
-// or when Guard objects; a last checkpoint is then measured where the load
-// got to, so what the cluster still does (reads at etcd's quota) is in the
-// report. Last, the cluster's alarms are listed.
+// Measure, then Probe. Loading stops early when the server refuses writes
+// for lack of space (the bytes loaded then are recorded), when MaxDuration
+// has passed or when Guard objects; a last checkpoint is then measured
+// where the load got to, so what the cluster still does (reads at etcd's
+// quota) is in the report. Last, the cluster's alarms are listed.
 func Load(ctx context.Context, cfg LoadConfig, progress io.Writer) (*LoadReport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	plan, err := planCheckpoints(cfg.Bytes, cfg.Checkpoints, int64(cfg.KeySize+cfg.ValueSize))
 	if err != nil {
-		return nil, err
+		return nil, err // Validate planned them already
 	}
 	clis, err := connect(ctx, &cfg.Config)
 	if err != nil {

@@ -50,13 +50,14 @@ func TestLoadConfigValidate(t *testing.T) {
 		t.Fatalf("10GiB of 64KiB values with 8-byte keys: %v", err)
 	}
 	for name, mutate := range map[string]func(c *LoadConfig){
-		"no bytes":       func(c *LoadConfig) { c.Bytes = 0 },
-		"no measure":     func(c *LoadConfig) { c.Measure = 0 },
-		"no max":         func(c *LoadConfig) { c.MaxDuration = 0 },
-		"empty values":   func(c *LoadConfig) { c.ValueSize = 0 },
-		"keys too short": func(c *LoadConfig) { c.KeySize = 4 }, // 10^4 keys < 2 x 163840
-		"keys too long":  func(c *LoadConfig) { c.KeySize = 20 },
-		"no endpoints":   func(c *LoadConfig) { c.Endpoints = nil },
+		"no bytes":                func(c *LoadConfig) { c.Bytes = 0 },
+		"no measure":              func(c *LoadConfig) { c.Measure = 0 },
+		"no max":                  func(c *LoadConfig) { c.MaxDuration = 0 },
+		"empty values":            func(c *LoadConfig) { c.ValueSize = 0 },
+		"keys too short":          func(c *LoadConfig) { c.KeySize = 4 }, // 10^4 keys < 2 x 163840
+		"keys too long":           func(c *LoadConfig) { c.KeySize = 20 },
+		"no endpoints":            func(c *LoadConfig) { c.Endpoints = nil },
+		"checkpoint past --bytes": func(c *LoadConfig) { c.Checkpoints = []int64{11 << 30} },
 	} {
 		c := ok
 		mutate(&c)
