@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -27,7 +27,7 @@ func rangeCmd() *cobra.Command {
 	}
 	cmd.PersistentFlags().StringSliceVar(&endpoints, "endpoints", []string{"127.0.0.1:2379"}, "client endpoints of any nodes of the cluster")
 	cmd.PersistentFlags().DurationVar(&timeout, "command-timeout", 10*time.Second, "how long the command may take")
-	admin := func(cmd *cobra.Command, f func(ctx context.Context, c concordpb.AdminClient) error) error {
+	admin := func(cmd *cobra.Command, f func(ctx context.Context, c rpcpb.AdminClient) error) error {
 		cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 		if err != nil {
 			return err
@@ -35,7 +35,7 @@ func rangeCmd() *cobra.Command {
 		defer cli.Close()
 		ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 		defer cancel()
-		return f(ctx, concordpb.NewAdminClient(cli.ActiveConnection()))
+		return f(ctx, rpcpb.NewAdminClient(cli.ActiveConnection()))
 	}
 
 	var format string
@@ -47,8 +47,8 @@ func rangeCmd() *cobra.Command {
 			if format != "table" && format != "json" {
 				return fmt.Errorf("-w must be table or json, not %q", format)
 			}
-			return admin(cmd, func(ctx context.Context, c concordpb.AdminClient) error {
-				resp, err := c.Ranges(ctx, &concordpb.RangesRequest{})
+			return admin(cmd, func(ctx context.Context, c rpcpb.AdminClient) error {
+				resp, err := c.Ranges(ctx, &rpcpb.RangesRequest{})
 				if err != nil {
 					return err
 				}
@@ -66,8 +66,8 @@ func rangeCmd() *cobra.Command {
 		Short: "Split the range holding KEY so that a new range starts at KEY (nothing happens if one already does)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return admin(cmd, func(ctx context.Context, c concordpb.AdminClient) error {
-				resp, err := c.SplitRange(ctx, &concordpb.SplitRangeRequest{Key: []byte(args[0])})
+			return admin(cmd, func(ctx context.Context, c rpcpb.AdminClient) error {
+				resp, err := c.SplitRange(ctx, &rpcpb.SplitRangeRequest{Key: []byte(args[0])})
 				if err != nil {
 					return err
 				}
@@ -85,8 +85,8 @@ func rangeCmd() *cobra.Command {
 		Short: "Merge the range that starts at KEY into its left neighbour (every replica of it must be up)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return admin(cmd, func(ctx context.Context, c concordpb.AdminClient) error {
-				resp, err := c.MergeRange(ctx, &concordpb.MergeRangeRequest{Key: []byte(args[0])})
+			return admin(cmd, func(ctx context.Context, c rpcpb.AdminClient) error {
+				resp, err := c.MergeRange(ctx, &rpcpb.MergeRangeRequest{Key: []byte(args[0])})
 				if err != nil {
 					return err
 				}
@@ -113,7 +113,7 @@ func showKey(k []byte, end bool) string {
 	return strconv.Quote(string(k))
 }
 
-func writeRangesTable(w io.Writer, ranges []*concordpb.RangeInfo) error {
+func writeRangesTable(w io.Writer, ranges []*rpcpb.RangeInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RANGE\tSTART\tEND\tREPLICAS\tLEASEHOLDER\tGENERATION\tBYTES\tKEYS\tQPS")
 	for _, r := range ranges {
@@ -155,7 +155,7 @@ type rangeJSON struct {
 	QPS              float64  `json:"qps"`
 }
 
-func writeRangesJSON(w io.Writer, ranges []*concordpb.RangeInfo) error {
+func writeRangesJSON(w io.Writer, ranges []*rpcpb.RangeInfo) error {
 	out := make([]rangeJSON, len(ranges))
 	for i, r := range ranges {
 		out[i] = rangeJSON{RangeID: r.GetRangeId(), StartKey: string(r.GetStartKey()), EndKey: string(r.GetEndKey()), Replicas: r.GetReplicas(),

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/concorddb/concord/internal/backup"
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/server"
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -86,7 +86,7 @@ func verifyBackup(path string) (backup.Info, error) {
 		return backup.Info{}, err
 	}
 	defer f.Close()
-	return backup.Read(f, func(*concordpb.KeyValue) error { return nil })
+	return backup.Read(f, func(*kvpb.KeyValue) error { return nil })
 }
 
 func snapshotStatusCmd() *cobra.Command {

@@ -30,7 +30,7 @@ import (
 	"hash"
 	"io"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -74,7 +74,7 @@ func (w *Writer) write(b []byte) error {
 
 // Add appends one key-value pair; keys must come in strictly ascending
 // order.
-func (w *Writer) Add(kv *concordpb.KeyValue) error {
+func (w *Writer) Add(kv *kvpb.KeyValue) error {
 	if w.n > 0 && bytes.Compare(kv.GetKey(), w.lastKey) <= 0 {
 		return fmt.Errorf("backup: key %q after %q: keys must ascend", kv.GetKey(), w.lastKey)
 	}
@@ -126,7 +126,7 @@ type Info struct {
 // Read parses a backup, calling fn for each record in order, and verifies
 // the checksum at the end. If it returns an error, whatever fn received
 // must be discarded.
-func Read(r io.Reader, fn func(kv *concordpb.KeyValue) error) (Info, error) {
+func Read(r io.Reader, fn func(kv *kvpb.KeyValue) error) (Info, error) {
 	var info Info
 	raw := bufio.NewReader(r)
 	br := &hashingReader{r: raw, h: sha256.New()}
@@ -160,7 +160,7 @@ func Read(r io.Reader, fn func(kv *concordpb.KeyValue) error) (Info, error) {
 		if _, err := io.ReadFull(br, data); err != nil {
 			return info, fmt.Errorf("%w: record: %v", ErrCorrupt, err)
 		}
-		kv := &concordpb.KeyValue{}
+		kv := &kvpb.KeyValue{}
 		if err := proto.Unmarshal(data, kv); err != nil {
 			return info, fmt.Errorf("%w: record: %v", ErrCorrupt, err)
 		}

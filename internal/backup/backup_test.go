@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -18,7 +18,7 @@ func sample(t testing.TB, n int) []byte {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
-		kv := &concordpb.KeyValue{Key: []byte(fmt.Sprintf("k%03d", i)), Value: []byte("v"), CreateRevision: int64(10 + i), ModRevision: int64(20 + i), Version: 2}
+		kv := &kvpb.KeyValue{Key: []byte(fmt.Sprintf("k%03d", i)), Value: []byte("v"), CreateRevision: int64(10 + i), ModRevision: int64(20 + i), Version: 2}
 		if err := w.Add(kv); err != nil {
 			t.Fatal(err)
 		}
@@ -31,8 +31,8 @@ func sample(t testing.TB, n int) []byte {
 
 func TestRoundTrip(t *testing.T) {
 	data := sample(t, 50)
-	var got []*concordpb.KeyValue
-	info, err := Read(bytes.NewReader(data), func(kv *concordpb.KeyValue) error {
+	var got []*kvpb.KeyValue
+	info, err := Read(bytes.NewReader(data), func(kv *kvpb.KeyValue) error {
 		got = append(got, kv)
 		return nil
 	})
@@ -52,23 +52,23 @@ func TestEveryCorruptionIsCaught(t *testing.T) {
 	for i := range data {
 		bad := bytes.Clone(data)
 		bad[i] ^= 0x40
-		if _, err := Read(bytes.NewReader(bad), func(*concordpb.KeyValue) error { return nil }); err == nil {
+		if _, err := Read(bytes.NewReader(bad), func(*kvpb.KeyValue) error { return nil }); err == nil {
 			t.Fatalf("flipping byte %d went unnoticed", i)
 		}
 	}
 	for n := 0; n < len(data); n++ {
-		if _, err := Read(bytes.NewReader(data[:n]), func(*concordpb.KeyValue) error { return nil }); !errors.Is(err, ErrCorrupt) {
+		if _, err := Read(bytes.NewReader(data[:n]), func(*kvpb.KeyValue) error { return nil }); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("truncated to %d bytes: %v", n, err)
 		}
 	}
-	if _, err := Read(bytes.NewReader(append(bytes.Clone(data), 0)), func(*concordpb.KeyValue) error { return nil }); err == nil {
+	if _, err := Read(bytes.NewReader(append(bytes.Clone(data), 0)), func(*kvpb.KeyValue) error { return nil }); err == nil {
 		t.Fatal("trailing garbage accepted")
 	}
 }
 
 func TestWriterRefusesDisorder(t *testing.T) {
 	w, _ := NewWriter(&bytes.Buffer{}, 1)
-	kv := &concordpb.KeyValue{Key: []byte("b"), CreateRevision: 1, ModRevision: 1, Version: 1}
+	kv := &kvpb.KeyValue{Key: []byte("b"), CreateRevision: 1, ModRevision: 1, Version: 1}
 	if err := w.Add(kv); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var n int64
-		info, err := Read(bytes.NewReader(data), func(*concordpb.KeyValue) error { n++; return nil })
+		info, err := Read(bytes.NewReader(data), func(*kvpb.KeyValue) error { n++; return nil })
 		if err == nil && info.Keys != n {
 			t.Fatalf("info says %d keys, callback saw %d", info.Keys, n)
 		}

@@ -43,10 +43,12 @@ func (h *Histogram) Count() int64 { return h.h.TotalCount() }
 
 // Summary returns the count, mean, percentiles and max.
 func (h *Histogram) Summary() Latency {
-	ms := func(us int64) float64 { return float64(us) / 1000 }
 	if h.Count() == 0 {
 		return Latency{}
 	}
+	// The histogram reports a bucket's upper end, which can lie above the
+	// largest latency recorded (kept exactly): no percentile exceeds it.
+	ms := func(us int64) float64 { return float64(min(us, h.max.Microseconds())) / 1000 }
 	return Latency{
 		Count:  h.Count(),
 		AvgMs:  h.h.Mean() / 1000,

@@ -48,3 +48,15 @@ func TestHistogramMergeAndClamp(t *testing.T) {
 		t.Fatal("empty histogram has a non-zero summary")
 	}
 }
+
+// A percentile never reads above the largest latency recorded, though the
+// histogram's buckets round up (149.834 ms lands in a bucket ending at
+// 149.887 ms).
+func TestPercentilesNeverExceedTheMax(t *testing.T) {
+	h := NewHistogram()
+	h.Record(149834 * time.Microsecond)
+	l := h.Summary()
+	if !(l.P50Ms <= l.P99Ms && l.P99Ms <= l.P999Ms && l.P999Ms <= l.MaxMs) {
+		t.Fatalf("percentiles above the max: %+v", l)
+	}
+}

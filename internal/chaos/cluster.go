@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -189,7 +189,7 @@ func (c *Cluster) Split(ctx context.Context, i int, key string) error {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, splitTimeout)
 	defer cancel()
-	_, err = concordpb.NewAdminClient(cli.ActiveConnection()).SplitRange(ctx, &concordpb.SplitRangeRequest{Key: []byte(key)})
+	_, err = rpcpb.NewAdminClient(cli.ActiveConnection()).SplitRange(ctx, &rpcpb.SplitRangeRequest{Key: []byte(key)})
 	return err
 }
 
@@ -204,8 +204,8 @@ func (c *Cluster) Merge(ctx context.Context, i int, pick uint64) (string, error)
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, splitTimeout)
 	defer cancel()
-	admin := concordpb.NewAdminClient(cli.ActiveConnection())
-	resp, err := admin.Ranges(ctx, &concordpb.RangesRequest{})
+	admin := rpcpb.NewAdminClient(cli.ActiveConnection())
+	resp, err := admin.Ranges(ctx, &rpcpb.RangesRequest{})
 	if err != nil {
 		return "", err
 	}
@@ -213,7 +213,7 @@ func (c *Cluster) Merge(ctx context.Context, i int, pick uint64) (string, error)
 		return "", nil
 	}
 	right := resp.GetRanges()[1+int(pick%uint64(len(resp.GetRanges())-1))]
-	_, err = admin.MergeRange(ctx, &concordpb.MergeRangeRequest{Key: right.GetStartKey()})
+	_, err = admin.MergeRange(ctx, &rpcpb.MergeRangeRequest{Key: right.GetStartKey()})
 	return string(right.GetStartKey()), err
 }
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"net/url"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -60,7 +60,7 @@ func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 
 // MemberRemove removes a member that holds no replicas.
 func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	if _, err := s.b.ChangeMember(ctx, &concordpb.SysChangeNode{NodeId: r.GetID(), Remove: true}); err != nil {
+	if _, err := s.b.ChangeMember(ctx, &cmdpb.SysChangeNode{NodeId: r.GetID(), Remove: true}); err != nil {
 		return nil, toGRPCError(err)
 	}
 	members, err := s.members(ctx)
@@ -75,7 +75,7 @@ func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequ
 	if len(r.GetPeerURLs()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "etcdserver: member update needs peer URLs")
 	}
-	if _, err := s.b.ChangeMember(ctx, &concordpb.SysChangeNode{NodeId: r.GetID(), PeerUrls: r.GetPeerURLs()}); err != nil {
+	if _, err := s.b.ChangeMember(ctx, &cmdpb.SysChangeNode{NodeId: r.GetID(), PeerUrls: r.GetPeerURLs()}); err != nil {
 		return nil, toGRPCError(err)
 	}
 	members, err := s.members(ctx)
@@ -87,7 +87,7 @@ func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequ
 
 // MemberPromote turns a learner member into a voting one.
 func (s *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	if _, err := s.b.ChangeMember(ctx, &concordpb.SysChangeNode{NodeId: r.GetID(), Promote: true}); err != nil {
+	if _, err := s.b.ChangeMember(ctx, &cmdpb.SysChangeNode{NodeId: r.GetID(), Promote: true}); err != nil {
 		return nil, toGRPCError(err)
 	}
 	members, err := s.members(ctx)

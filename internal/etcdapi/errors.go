@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 )
 
 // Errors this package answers with itself, for what Concord does not serve
@@ -40,6 +40,10 @@ var (
 //	context.DeadlineExceeded          ErrGRPCTimeout
 //	context.Canceled                  ErrGRPCCanceled
 //	gRPC status Unavailable           kept (a peer could not be reached)
+//	gRPC status ResourceExhausted     kept (a bound on the path was full;
+//	                                  the message names it, and nothing was
+//	                                  applied: etcd's own overload answer,
+//	                                  "too many requests", has this code)
 //	anything else                     codes.Unknown, the message (as etcd)
 //
 // Unavailable is the one code clientv3 retries, and only for reads; so only
@@ -47,36 +51,36 @@ var (
 // etcd's timeout error, which is what etcd itself returns when it cannot tell
 // whether a write happened.
 func toGRPCError(err error) error {
-	var ce *concordpb.Error
+	var ce *kvpb.Error
 	if errors.As(err, &ce) {
 		switch ce.GetCode() {
-		case concordpb.ErrorCode_COMPACTED:
+		case kvpb.ErrorCode_COMPACTED:
 			return rpctypes.ErrGRPCCompacted
-		case concordpb.ErrorCode_FUTURE_REV:
+		case kvpb.ErrorCode_FUTURE_REV:
 			return rpctypes.ErrGRPCFutureRev
-		case concordpb.ErrorCode_DUPLICATE_KEY:
+		case kvpb.ErrorCode_DUPLICATE_KEY:
 			return rpctypes.ErrGRPCDuplicateKey
-		case concordpb.ErrorCode_LEASE_NOT_FOUND:
+		case kvpb.ErrorCode_LEASE_NOT_FOUND:
 			return rpctypes.ErrGRPCLeaseNotFound
-		case concordpb.ErrorCode_TOO_MANY_OPS:
+		case kvpb.ErrorCode_TOO_MANY_OPS:
 			return rpctypes.ErrGRPCTooManyOps
-		case concordpb.ErrorCode_INVALID_ARGUMENT:
+		case kvpb.ErrorCode_INVALID_ARGUMENT:
 			return status.Error(codes.InvalidArgument, ce.Error())
-		case concordpb.ErrorCode_NOT_LEADER, concordpb.ErrorCode_UNAVAILABLE:
+		case kvpb.ErrorCode_NOT_LEADER, kvpb.ErrorCode_UNAVAILABLE:
 			return rpctypes.ErrGRPCNoLeader
-		case concordpb.ErrorCode_AMBIGUOUS:
+		case kvpb.ErrorCode_AMBIGUOUS:
 			return rpctypes.ErrGRPCTimeout
-		case concordpb.ErrorCode_CROSS_RANGE:
+		case kvpb.ErrorCode_CROSS_RANGE:
 			return status.Error(codes.Unimplemented, ce.Error())
-		case concordpb.ErrorCode_RANGE_NOT_FOUND, concordpb.ErrorCode_KEY_MISMATCH, concordpb.ErrorCode_RETRY:
+		case kvpb.ErrorCode_RANGE_NOT_FOUND, kvpb.ErrorCode_KEY_MISMATCH, kvpb.ErrorCode_RETRY:
 			return status.Error(codes.Unavailable, ce.Error())
-		case concordpb.ErrorCode_MEMBER_NOT_FOUND:
+		case kvpb.ErrorCode_MEMBER_NOT_FOUND:
 			return rpctypes.ErrGRPCMemberNotFound
-		case concordpb.ErrorCode_MEMBER_NOT_LEARNER:
+		case kvpb.ErrorCode_MEMBER_NOT_LEARNER:
 			return rpctypes.ErrGRPCMemberNotLearner
-		case concordpb.ErrorCode_PEER_URL_EXISTS:
+		case kvpb.ErrorCode_PEER_URL_EXISTS:
 			return rpctypes.ErrGRPCPeerURLExist
-		case concordpb.ErrorCode_FAILED_PRECONDITION:
+		case kvpb.ErrorCode_FAILED_PRECONDITION:
 			return status.Error(codes.FailedPrecondition, ce.Error())
 		default:
 			return status.Error(codes.Internal, ce.Error())
@@ -88,7 +92,7 @@ func toGRPCError(err error) error {
 	case errors.Is(err, context.Canceled):
 		return rpctypes.ErrGRPCCanceled
 	}
-	if s, ok := status.FromError(err); ok && s.Code() == codes.Unavailable {
+	if s, ok := status.FromError(err); ok && (s.Code() == codes.Unavailable || s.Code() == codes.ResourceExhausted) {
 		return s.Err()
 	}
 	return status.Error(codes.Unknown, err.Error())

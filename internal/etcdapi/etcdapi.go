@@ -12,7 +12,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 )
 
 // Header is what the Backend knows about a response, for etcd's
@@ -41,17 +43,19 @@ type Status struct {
 // Backend is what the gateway needs from the node. Implementations must be
 // safe for concurrent use: every gRPC call runs on its own goroutine.
 //
-// Errors are *concordpb.Error (translated by code, see toGRPCError), context
+// Errors are *kvpb.Error (translated by code, see toGRPCError), context
 // errors, or anything else (reported as codes.Unknown with its message, as
 // etcd does for errors it has no mapping for; a gRPC status with
-// codes.Unavailable keeps its code so clients retry reads).
+// codes.Unavailable keeps its code so clients retry reads, and one with
+// codes.ResourceExhausted, a bound on the request path that was full, keeps
+// its code and message so clients know to back off).
 type Backend interface {
 	// Do serves a Range, Put, DeleteRange or Txn on user keys and returns a
 	// ResponseOp of the same kind. The request is validated and the caller
 	// does not modify it afterwards; the backend owns the returned response.
-	Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, Header, error)
+	Do(ctx context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, Header, error)
 	// Members lists the cluster's nodes.
-	Members(ctx context.Context) ([]*concordpb.NodeRecord, error)
+	Members(ctx context.Context) ([]*metapb.NodeRecord, error)
 	// Status reports this node's view.
 	Status(ctx context.Context) (Status, error)
 	// Compact discards the MVCC history superseded at rev, cluster-wide.
@@ -69,8 +73,8 @@ type Backend interface {
 	// with one of peerURLs); ChangeMember updates its peer URLs, promotes
 	// or removes it (SysChangeNode's rules). Both return the changed
 	// member's record.
-	AddMember(ctx context.Context, peerURLs []string, learner bool) (*concordpb.NodeRecord, error)
-	ChangeMember(ctx context.Context, change *concordpb.SysChangeNode) (*concordpb.NodeRecord, error)
+	AddMember(ctx context.Context, peerURLs []string, learner bool) (*metapb.NodeRecord, error)
+	ChangeMember(ctx context.Context, change *cmdpb.SysChangeNode) (*metapb.NodeRecord, error)
 }
 
 // HashKV is a member's hash of its key-value history.
@@ -92,6 +96,11 @@ const (
 	// and clientv3 feature checks read it, so it names the etcd release whose
 	// API we serve, not Concord's own version.
 	DefaultVersion = "3.7.0"
+	// DefaultMaxConcurrentStreams is etcd's --max-concurrent-streams
+	// default: no bound on the calls one client connection has in flight.
+	// clientv3 carries every call of a Client (and its watches) over one
+	// connection, so a bound here is a bound on each client's concurrency.
+	DefaultMaxConcurrentStreams = math.MaxUint32
 
 	// grpcOverheadBytes is the headroom etcd adds to MaxRequestBytes for the
 	// gRPC receive limit, so a slightly too large request reaches the handler
@@ -115,6 +124,13 @@ type Config struct {
 	MaxTxnOps int
 	// Version is reported in Status.
 	Version string
+	// MaxConcurrentStreams bounds the streams (calls in flight) each client
+	// connection may have open at once, etcd's --max-concurrent-streams
+	// (DefaultMaxConcurrentStreams if 0). A call past it is not refused: it
+	// waits in the client, under its deadline, until one of the
+	// connection's calls ends (HTTP/2 stream quota), so the server holds at
+	// most this many calls per connection.
+	MaxConcurrentStreams uint32
 }
 
 // Validate reports a config that cannot work.
@@ -142,6 +158,9 @@ func (c Config) withDefaults() Config {
 	if c.Version == "" {
 		c.Version = DefaultVersion
 	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
 	return c
 }
 
@@ -168,14 +187,15 @@ func Register(s *grpc.Server, b Backend, cfg Config) {
 
 // ServerOptions returns the grpc.ServerOptions etcd uses for its client
 // port: a receive limit of MaxRequestBytes plus etcd's gRPC overhead, an
-// unbounded send size and stream count, and etcd's keepalive defaults. It
+// unbounded send size, MaxConcurrentStreams streams per connection (by
+// default unbounded, as etcd's), and etcd's keepalive defaults. It
 // panics if cfg does not Validate.
 func ServerOptions(cfg Config) []grpc.ServerOption {
 	cfg = mustComplete(cfg)
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
-		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             keepAliveMinTime,
 			PermitWithoutStream: false,

@@ -11,7 +11,9 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/etcdapi"
 )
 
@@ -19,18 +21,18 @@ import (
 // Backend is the node's router.
 type oneKey struct{}
 
-func (oneKey) Do(_ context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, etcdapi.Header, error) {
+func (oneKey) Do(_ context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, etcdapi.Header, error) {
 	if op.GetRange() == nil {
-		return nil, etcdapi.Header{}, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "read-only example")
+		return nil, etcdapi.Header{}, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "read-only example")
 	}
-	kv := &concordpb.KeyValue{Key: []byte("hello"), Value: []byte("world"), CreateRevision: 2, ModRevision: 2, Version: 1}
-	return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Range{Range: &concordpb.RangeResponse{
-		Kvs: []*concordpb.KeyValue{kv}, Count: 1,
+	kv := &kvpb.KeyValue{Key: []byte("hello"), Value: []byte("world"), CreateRevision: 2, ModRevision: 2, Version: 1}
+	return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Range{Range: &kvpb.RangeResponse{
+		Kvs: []*kvpb.KeyValue{kv}, Count: 1,
 	}}}, etcdapi.Header{Revision: 2, RaftTerm: 1}, nil
 }
 
-func (oneKey) Members(context.Context) ([]*concordpb.NodeRecord, error) {
-	return []*concordpb.NodeRecord{{NodeId: 1, Name: "n1"}}, nil
+func (oneKey) Members(context.Context) ([]*metapb.NodeRecord, error) {
+	return []*metapb.NodeRecord{{NodeId: 1, Name: "n1"}}, nil
 }
 
 func (oneKey) Compact(context.Context, int64) (etcdapi.Header, error) {
@@ -81,10 +83,10 @@ func ExampleRegister() {
 
 func (oneKey) Snapshot(context.Context, io.Writer) error { return nil }
 
-func (oneKey) AddMember(context.Context, []string, bool) (*concordpb.NodeRecord, error) {
-	return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "no members here")
+func (oneKey) AddMember(context.Context, []string, bool) (*metapb.NodeRecord, error) {
+	return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "no members here")
 }
 
-func (oneKey) ChangeMember(context.Context, *concordpb.SysChangeNode) (*concordpb.NodeRecord, error) {
-	return nil, concordpb.Errorf(concordpb.ErrorCode_MEMBER_NOT_FOUND, "etcdserver: member not found")
+func (oneKey) ChangeMember(context.Context, *cmdpb.SysChangeNode) (*metapb.NodeRecord, error) {
+	return nil, kvpb.Errorf(kvpb.ErrorCode_MEMBER_NOT_FOUND, "etcdserver: member not found")
 }

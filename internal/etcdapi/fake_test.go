@@ -9,7 +9,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 )
 
 // fakeBackend is an in-memory Backend with enough etcd semantics to check
@@ -20,11 +22,11 @@ type fakeBackend struct {
 	mu struct {
 		sync.Mutex
 		rev     int64
-		kvs     map[string]*concordpb.KeyValue
-		last    *concordpb.RequestOp
+		kvs     map[string]*kvpb.KeyValue
+		last    *kvpb.RequestOp
 		calls   int
 		err     error // returned by Do when set
-		members []*concordpb.NodeRecord
+		members []*metapb.NodeRecord
 		status  Status
 	}
 }
@@ -34,7 +36,7 @@ const fakeRaftTerm = 7
 func newFakeBackend() *fakeBackend {
 	f := &fakeBackend{}
 	f.mu.rev = 1 // etcd starts at revision 1
-	f.mu.kvs = make(map[string]*concordpb.KeyValue)
+	f.mu.kvs = make(map[string]*kvpb.KeyValue)
 	return f
 }
 
@@ -44,16 +46,16 @@ func (f *fakeBackend) setErr(err error) {
 	f.mu.err = err
 }
 
-func (f *fakeBackend) last() (*concordpb.RequestOp, int) {
+func (f *fakeBackend) last() (*kvpb.RequestOp, int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.mu.last, f.mu.calls
 }
 
-func (f *fakeBackend) Do(_ context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, Header, error) {
+func (f *fakeBackend) Do(_ context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, Header, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.mu.last = proto.Clone(op).(*concordpb.RequestOp)
+	f.mu.last = proto.Clone(op).(*kvpb.RequestOp)
 	f.mu.calls++
 	if f.mu.err != nil {
 		return nil, Header{}, f.mu.err
@@ -67,7 +69,7 @@ func (f *fakeBackend) Do(_ context.Context, op *concordpb.RequestOp) (*concordpb
 	return resp, Header{Revision: f.mu.rev, RaftTerm: fakeRaftTerm}, nil
 }
 
-func (f *fakeBackend) Members(context.Context) ([]*concordpb.NodeRecord, error) {
+func (f *fakeBackend) Members(context.Context) ([]*metapb.NodeRecord, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.mu.members, f.mu.err
@@ -77,13 +79,13 @@ func (f *fakeBackend) Compact(_ context.Context, rev int64) (Header, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if rev > f.mu.rev {
-		return Header{}, concordpb.Errorf(concordpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
+		return Header{}, kvpb.Errorf(kvpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
 	}
 	return Header{Revision: f.mu.rev, RaftTerm: fakeRaftTerm}, f.mu.err
 }
 
 func (f *fakeBackend) HashKV(context.Context, int64) (HashKV, error) {
-	return HashKV{}, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "fake: no hash")
+	return HashKV{}, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "fake: no hash")
 }
 
 func (f *fakeBackend) Defragment(context.Context) error { return nil }
@@ -94,21 +96,21 @@ func (f *fakeBackend) Status(context.Context) (Status, error) {
 	return f.mu.status, f.mu.err
 }
 
-func (f *fakeBackend) applyLocked(op *concordpb.RequestOp, rev int64, wrote *bool) *concordpb.ResponseOp {
+func (f *fakeBackend) applyLocked(op *kvpb.RequestOp, rev int64, wrote *bool) *kvpb.ResponseOp {
 	switch v := op.GetRequest().(type) {
-	case *concordpb.RequestOp_Range:
-		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Range{Range: f.rangeLocked(v.Range)}}
-	case *concordpb.RequestOp_Put:
+	case *kvpb.RequestOp_Range:
+		return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Range{Range: f.rangeLocked(v.Range)}}
+	case *kvpb.RequestOp_Put:
 		*wrote = true
-		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Put{Put: f.putLocked(v.Put, rev)}}
-	case *concordpb.RequestOp_DeleteRange:
+		return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Put{Put: f.putLocked(v.Put, rev)}}
+	case *kvpb.RequestOp_DeleteRange:
 		r := f.deleteLocked(v.DeleteRange)
 		if r.Deleted > 0 {
 			*wrote = true
 		}
-		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_DeleteRange{DeleteRange: r}}
-	case *concordpb.RequestOp_Txn:
-		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Txn{Txn: f.txnLocked(v.Txn, rev, wrote)}}
+		return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_DeleteRange{DeleteRange: r}}
+	case *kvpb.RequestOp_Txn:
+		return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Txn{Txn: f.txnLocked(v.Txn, rev, wrote)}}
 	}
 	panic("fake: empty op")
 }
@@ -137,12 +139,12 @@ func (f *fakeBackend) keysLocked(key, end []byte) []string {
 	return out
 }
 
-func (f *fakeBackend) rangeLocked(r *concordpb.RangeRequest) *concordpb.RangeResponse {
+func (f *fakeBackend) rangeLocked(r *kvpb.RangeRequest) *kvpb.RangeResponse {
 	keys := f.keysLocked(r.Key, r.RangeEnd)
-	if r.SortOrder == concordpb.SortOrder_SORT_DESCEND {
+	if r.SortOrder == kvpb.SortOrder_SORT_DESCEND {
 		sort.Sort(sort.Reverse(sort.StringSlice(keys)))
 	}
-	resp := &concordpb.RangeResponse{Count: int64(len(keys))}
+	resp := &kvpb.RangeResponse{Count: int64(len(keys))}
 	if r.CountOnly {
 		return resp
 	}
@@ -151,7 +153,7 @@ func (f *fakeBackend) rangeLocked(r *concordpb.RangeRequest) *concordpb.RangeRes
 		resp.More = true
 	}
 	for _, k := range keys {
-		kv := proto.Clone(f.mu.kvs[k]).(*concordpb.KeyValue)
+		kv := proto.Clone(f.mu.kvs[k]).(*kvpb.KeyValue)
 		if r.KeysOnly {
 			kv.Value = nil
 		}
@@ -160,13 +162,13 @@ func (f *fakeBackend) rangeLocked(r *concordpb.RangeRequest) *concordpb.RangeRes
 	return resp
 }
 
-func (f *fakeBackend) putLocked(p *concordpb.PutRequest, rev int64) *concordpb.PutResponse {
-	resp := &concordpb.PutResponse{}
+func (f *fakeBackend) putLocked(p *kvpb.PutRequest, rev int64) *kvpb.PutResponse {
+	resp := &kvpb.PutResponse{}
 	prev := f.mu.kvs[string(p.Key)]
 	if p.PrevKv && prev != nil {
-		resp.PrevKv = proto.Clone(prev).(*concordpb.KeyValue)
+		resp.PrevKv = proto.Clone(prev).(*kvpb.KeyValue)
 	}
-	kv := &concordpb.KeyValue{Key: p.Key, Value: p.Value, Lease: p.Lease, CreateRevision: rev, ModRevision: rev, Version: 1}
+	kv := &kvpb.KeyValue{Key: p.Key, Value: p.Value, Lease: p.Lease, CreateRevision: rev, ModRevision: rev, Version: 1}
 	if prev != nil {
 		kv.CreateRevision = prev.CreateRevision
 		kv.Version = prev.Version + 1
@@ -181,8 +183,8 @@ func (f *fakeBackend) putLocked(p *concordpb.PutRequest, rev int64) *concordpb.P
 	return resp
 }
 
-func (f *fakeBackend) deleteLocked(d *concordpb.DeleteRangeRequest) *concordpb.DeleteRangeResponse {
-	resp := &concordpb.DeleteRangeResponse{}
+func (f *fakeBackend) deleteLocked(d *kvpb.DeleteRangeRequest) *kvpb.DeleteRangeResponse {
+	resp := &kvpb.DeleteRangeResponse{}
 	for _, k := range f.keysLocked(d.Key, d.RangeEnd) {
 		if d.PrevKv {
 			resp.PrevKvs = append(resp.PrevKvs, f.mu.kvs[k])
@@ -193,7 +195,7 @@ func (f *fakeBackend) deleteLocked(d *concordpb.DeleteRangeRequest) *concordpb.D
 	return resp
 }
 
-func (f *fakeBackend) txnLocked(t *concordpb.TxnRequest, rev int64, wrote *bool) *concordpb.TxnResponse {
+func (f *fakeBackend) txnLocked(t *kvpb.TxnRequest, rev int64, wrote *bool) *kvpb.TxnResponse {
 	ok := true
 	for _, c := range t.Compare {
 		ok = ok && f.compareLocked(c)
@@ -202,7 +204,7 @@ func (f *fakeBackend) txnLocked(t *concordpb.TxnRequest, rev int64, wrote *bool)
 	if !ok {
 		ops = t.Failure
 	}
-	resp := &concordpb.TxnResponse{Succeeded: ok}
+	resp := &kvpb.TxnResponse{Succeeded: ok}
 	for _, op := range ops {
 		resp.Responses = append(resp.Responses, f.applyLocked(op, rev, wrote))
 	}
@@ -210,32 +212,32 @@ func (f *fakeBackend) txnLocked(t *concordpb.TxnRequest, rev int64, wrote *bool)
 }
 
 // compareLocked evaluates a compare on its key alone (range_end ignored).
-func (f *fakeBackend) compareLocked(c *concordpb.Compare) bool {
+func (f *fakeBackend) compareLocked(c *kvpb.Compare) bool {
 	kv := f.mu.kvs[string(c.Key)]
 	if kv == nil {
-		kv = &concordpb.KeyValue{}
+		kv = &kvpb.KeyValue{}
 	}
 	var r int
 	switch c.Target {
-	case concordpb.CompareTarget_COMPARE_VERSION:
+	case kvpb.CompareTarget_COMPARE_VERSION:
 		r = cmpInt(kv.Version, c.GetVersion())
-	case concordpb.CompareTarget_COMPARE_CREATE:
+	case kvpb.CompareTarget_COMPARE_CREATE:
 		r = cmpInt(kv.CreateRevision, c.GetCreateRevision())
-	case concordpb.CompareTarget_COMPARE_MOD:
+	case kvpb.CompareTarget_COMPARE_MOD:
 		r = cmpInt(kv.ModRevision, c.GetModRevision())
-	case concordpb.CompareTarget_COMPARE_VALUE:
+	case kvpb.CompareTarget_COMPARE_VALUE:
 		r = bytes.Compare(kv.Value, c.GetValue())
-	case concordpb.CompareTarget_COMPARE_LEASE:
+	case kvpb.CompareTarget_COMPARE_LEASE:
 		r = cmpInt(kv.Lease, c.GetLease())
 	}
 	switch c.Result {
-	case concordpb.CompareResult_COMPARE_EQUAL:
+	case kvpb.CompareResult_COMPARE_EQUAL:
 		return r == 0
-	case concordpb.CompareResult_COMPARE_NOT_EQUAL:
+	case kvpb.CompareResult_COMPARE_NOT_EQUAL:
 		return r != 0
-	case concordpb.CompareResult_COMPARE_GREATER:
+	case kvpb.CompareResult_COMPARE_GREATER:
 		return r > 0
-	case concordpb.CompareResult_COMPARE_LESS:
+	case kvpb.CompareResult_COMPARE_LESS:
 		return r < 0
 	}
 	return false
@@ -253,10 +255,10 @@ func cmpInt(a, b int64) int {
 
 func (f *fakeBackend) Snapshot(context.Context, io.Writer) error { return nil }
 
-func (f *fakeBackend) AddMember(context.Context, []string, bool) (*concordpb.NodeRecord, error) {
-	return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "no members here")
+func (f *fakeBackend) AddMember(context.Context, []string, bool) (*metapb.NodeRecord, error) {
+	return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "no members here")
 }
 
-func (f *fakeBackend) ChangeMember(context.Context, *concordpb.SysChangeNode) (*concordpb.NodeRecord, error) {
-	return nil, concordpb.Errorf(concordpb.ErrorCode_MEMBER_NOT_FOUND, "etcdserver: member not found")
+func (f *fakeBackend) ChangeMember(context.Context, *cmdpb.SysChangeNode) (*metapb.NodeRecord, error) {
+	return nil, kvpb.Errorf(kvpb.ErrorCode_MEMBER_NOT_FOUND, "etcdserver: member not found")
 }

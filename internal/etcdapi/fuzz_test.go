@@ -6,7 +6,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 )
 
 // FuzzTranslateTxn feeds arbitrary bytes through what a Txn call does before
@@ -49,7 +49,7 @@ func FuzzTranslateTxn(f *testing.F) {
 
 // sameShape reports whether a and b have the same compares and ops, kind for
 // kind, at every level.
-func sameShape(a *pb.TxnRequest, b *concordpb.TxnRequest) bool {
+func sameShape(a *pb.TxnRequest, b *kvpb.TxnRequest) bool {
 	if len(a.Compare) != len(b.Compare) || len(a.Success) != len(b.Success) || len(a.Failure) != len(b.Failure) {
 		return false
 	}
@@ -60,7 +60,7 @@ func sameShape(a *pb.TxnRequest, b *concordpb.TxnRequest) bool {
 	}
 	pairs := append(append([][2]any{}, zipOps(a.Success, b.Success)...), zipOps(a.Failure, b.Failure)...)
 	for _, p := range pairs {
-		x, y := p[0].(*pb.RequestOp), p[1].(*concordpb.RequestOp)
+		x, y := p[0].(*pb.RequestOp), p[1].(*kvpb.RequestOp)
 		switch v := x.Request.(type) {
 		case *pb.RequestOp_RequestRange:
 			if string(v.RequestRange.GetKey()) != string(y.GetRange().GetKey()) {
@@ -83,7 +83,7 @@ func sameShape(a *pb.TxnRequest, b *concordpb.TxnRequest) bool {
 	return true
 }
 
-func zipOps(a []*pb.RequestOp, b []*concordpb.RequestOp) [][2]any {
+func zipOps(a []*pb.RequestOp, b []*kvpb.RequestOp) [][2]any {
 	out := make([][2]any, len(a))
 	for i := range a {
 		out[i] = [2]any{a[i], b[i]}
@@ -93,20 +93,20 @@ func zipOps(a []*pb.RequestOp, b []*concordpb.RequestOp) [][2]any {
 
 // responseFor builds a response of the shape a backend would answer r with,
 // taking the success branch at every level.
-func responseFor(r *concordpb.TxnRequest) *concordpb.TxnResponse {
-	resp := &concordpb.TxnResponse{Succeeded: true}
+func responseFor(r *kvpb.TxnRequest) *kvpb.TxnResponse {
+	resp := &kvpb.TxnResponse{Succeeded: true}
 	for _, op := range r.Success {
-		var o *concordpb.ResponseOp
+		var o *kvpb.ResponseOp
 		switch v := op.Request.(type) {
-		case *concordpb.RequestOp_Range:
-			o = &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Range{Range: &concordpb.RangeResponse{
-				Kvs: []*concordpb.KeyValue{{Key: v.Range.Key}}}}}
-		case *concordpb.RequestOp_Put:
-			o = &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Put{Put: &concordpb.PutResponse{}}}
-		case *concordpb.RequestOp_DeleteRange:
-			o = &concordpb.ResponseOp{Response: &concordpb.ResponseOp_DeleteRange{DeleteRange: &concordpb.DeleteRangeResponse{}}}
-		case *concordpb.RequestOp_Txn:
-			o = &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Txn{Txn: responseFor(v.Txn)}}
+		case *kvpb.RequestOp_Range:
+			o = &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Range{Range: &kvpb.RangeResponse{
+				Kvs: []*kvpb.KeyValue{{Key: v.Range.Key}}}}}
+		case *kvpb.RequestOp_Put:
+			o = &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Put{Put: &kvpb.PutResponse{}}}
+		case *kvpb.RequestOp_DeleteRange:
+			o = &kvpb.ResponseOp{Response: &kvpb.ResponseOp_DeleteRange{DeleteRange: &kvpb.DeleteRangeResponse{}}}
+		case *kvpb.RequestOp_Txn:
+			o = &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Txn{Txn: responseFor(v.Txn)}}
 		}
 		resp.Responses = append(resp.Responses, o)
 	}

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 )
 
 // kvServer is etcd's KV service over a Backend (RangeStream: rangestream.go).
@@ -31,11 +31,11 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 
 // rangeOnce serves a checked RangeRequest.
 func (s *kvServer) rangeOnce(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
-	resp, h, err := s.do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: toRangeRequest(r)}})
+	resp, h, err := s.do(ctx, &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: toRangeRequest(r)}})
 	if err != nil {
 		return nil, err
 	}
-	rr, ok := resp.GetResponse().(*concordpb.ResponseOp_Range)
+	rr, ok := resp.GetResponse().(*kvpb.ResponseOp_Range)
 	if !ok {
 		return nil, mismatch("Range", resp)
 	}
@@ -49,11 +49,11 @@ func (s *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	if err := s.checkSize(r); err != nil {
 		return nil, err
 	}
-	resp, h, err := s.do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: toPutRequest(r)}})
+	resp, h, err := s.do(ctx, &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: toPutRequest(r)}})
 	if err != nil {
 		return nil, err
 	}
-	pr, ok := resp.GetResponse().(*concordpb.ResponseOp_Put)
+	pr, ok := resp.GetResponse().(*kvpb.ResponseOp_Put)
 	if !ok {
 		return nil, mismatch("Put", resp)
 	}
@@ -67,11 +67,11 @@ func (s *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 	if err := s.checkSize(r); err != nil {
 		return nil, err
 	}
-	resp, h, err := s.do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_DeleteRange{DeleteRange: toDeleteRangeRequest(r)}})
+	resp, h, err := s.do(ctx, &kvpb.RequestOp{Request: &kvpb.RequestOp_DeleteRange{DeleteRange: toDeleteRangeRequest(r)}})
 	if err != nil {
 		return nil, err
 	}
-	dr, ok := resp.GetResponse().(*concordpb.ResponseOp_DeleteRange)
+	dr, ok := resp.GetResponse().(*kvpb.ResponseOp_DeleteRange)
 	if !ok {
 		return nil, mismatch("DeleteRange", resp)
 	}
@@ -87,11 +87,11 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 			return nil, err
 		}
 	}
-	resp, h, err := s.do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_Txn{Txn: toTxnRequest(r)}})
+	resp, h, err := s.do(ctx, &kvpb.RequestOp{Request: &kvpb.RequestOp_Txn{Txn: toTxnRequest(r)}})
 	if err != nil {
 		return nil, err
 	}
-	tr, ok := resp.GetResponse().(*concordpb.ResponseOp_Txn)
+	tr, ok := resp.GetResponse().(*kvpb.ResponseOp_Txn)
 	if !ok {
 		return nil, mismatch("Txn", resp)
 	}
@@ -114,7 +114,7 @@ func (s *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 }
 
 // do calls the backend and translates its error.
-func (s *kvServer) do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, Header, error) {
+func (s *kvServer) do(ctx context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, Header, error) {
 	resp, h, err := s.b.Do(ctx, op)
 	if err != nil {
 		return nil, Header{}, toGRPCError(err)
@@ -133,6 +133,6 @@ func (s *kvServer) checkSize(m proto.Message) error {
 
 // mismatch reports a backend that answered with the wrong kind of response:
 // a bug below this layer, surfaced rather than papered over.
-func mismatch(want string, got *concordpb.ResponseOp) error {
+func mismatch(want string, got *kvpb.ResponseOp) error {
 	return status.Error(codes.Internal, fmt.Sprintf("concord: backend answered a %s with %T", want, got.GetResponse()))
 }

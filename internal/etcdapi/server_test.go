@@ -18,7 +18,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 )
 
 const (
@@ -36,14 +37,31 @@ type testCluster struct {
 
 func start(t *testing.T, cfg Config) *testCluster {
 	t.Helper()
+	fake := newFakeBackend()
+	addr := serve(t, cfg, fake)
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{addr},
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return &testCluster{fake: fake, cli: cli, raw: dialRaw(t, addr)}
+}
+
+// serve serves b on a loopback port until the test ends and returns its
+// address.
+func serve(t *testing.T, cfg Config, b Backend) string {
+	t.Helper()
 	cfg.ClusterID, cfg.MemberID = testClusterID, testMemberID
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer(ServerOptions(cfg)...)
-	fake := newFakeBackend()
-	Register(srv, fake, cfg)
+	Register(srv, b, cfg)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	t.Cleanup(func() {
@@ -52,22 +70,18 @@ func start(t *testing.T, cfg Config) *testCluster {
 			t.Errorf("serve: %v", err)
 		}
 	})
+	return lis.Addr().String()
+}
 
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{lis.Addr().String()},
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close() })
-	raw, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dialRaw returns a raw gRPC connection (no clientv3 retries) to addr.
+func dialRaw(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	raw, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = raw.Close() })
-	return &testCluster{fake: fake, cli: cli, raw: raw}
+	return raw
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -156,7 +170,7 @@ func TestPutGetDelete(t *testing.T) {
 		t.Fatalf("delete prefix: %v", del)
 	}
 	last, _ := tc.fake.last()
-	want := &concordpb.RequestOp{Request: &concordpb.RequestOp_DeleteRange{DeleteRange: &concordpb.DeleteRangeRequest{
+	want := &kvpb.RequestOp{Request: &kvpb.RequestOp_DeleteRange{DeleteRange: &kvpb.DeleteRangeRequest{
 		Key: []byte("b/"), RangeEnd: []byte("b0"), PrevKv: true,
 	}}}
 	if !proto.Equal(last, want) {
@@ -185,9 +199,9 @@ func TestRangeOptionsReachBackend(t *testing.T) {
 		t.Fatalf("response %v", resp)
 	}
 	last, _ := tc.fake.last()
-	want := &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{
+	want := &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{
 		Key: []byte("k"), RangeEnd: []byte("l"), Limit: 2, Revision: 4,
-		SortOrder: concordpb.SortOrder_SORT_DESCEND, SortTarget: concordpb.SortTarget_SORT_BY_MOD,
+		SortOrder: kvpb.SortOrder_SORT_DESCEND, SortTarget: kvpb.SortTarget_SORT_BY_MOD,
 		Serializable: true, KeysOnly: true,
 		MinModRevision: 2, MaxModRevision: 9, MinCreateRevision: 3, MaxCreateRevision: 8,
 	}}}
@@ -257,13 +271,13 @@ func TestTxn(t *testing.T) {
 	if len(txn.GetCompare()) != 5 {
 		t.Fatalf("compares: %v", txn)
 	}
-	wantCmp := &concordpb.Compare{Result: concordpb.CompareResult_COMPARE_EQUAL, Target: concordpb.CompareTarget_COMPARE_VALUE,
-		Key: []byte("a"), TargetUnion: &concordpb.Compare_Value{Value: []byte("1")}}
+	wantCmp := &kvpb.Compare{Result: kvpb.CompareResult_COMPARE_EQUAL, Target: kvpb.CompareTarget_COMPARE_VALUE,
+		Key: []byte("a"), TargetUnion: &kvpb.Compare_Value{Value: []byte("1")}}
 	if !proto.Equal(txn.Compare[0], wantCmp) {
 		t.Fatalf("compare 0: %v", txn.Compare[0])
 	}
-	wantLease := &concordpb.Compare{Result: concordpb.CompareResult_COMPARE_NOT_EQUAL, Target: concordpb.CompareTarget_COMPARE_LEASE,
-		Key: []byte("a"), TargetUnion: &concordpb.Compare_Lease{Lease: 0}}
+	wantLease := &kvpb.Compare{Result: kvpb.CompareResult_COMPARE_NOT_EQUAL, Target: kvpb.CompareTarget_COMPARE_LEASE,
+		Key: []byte("a"), TargetUnion: &kvpb.Compare_Lease{Lease: 0}}
 	if !proto.Equal(txn.Compare[4], wantLease) {
 		t.Fatalf("compare 4: %v", txn.Compare[4])
 	}
@@ -329,12 +343,15 @@ func TestBackendErrors(t *testing.T) {
 		err  error
 		want error
 	}{
-		{concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "not leader"), rpctypes.ErrGRPCNoLeader},
-		{concordpb.Errorf(concordpb.ErrorCode_COMPACTED, "compacted"), rpctypes.ErrGRPCCompacted},
-		{concordpb.Errorf(concordpb.ErrorCode_LEASE_NOT_FOUND, "x"), rpctypes.ErrGRPCLeaseNotFound},
-		{concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "x"), rpctypes.ErrGRPCTimeout},
-		{concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found"), rpctypes.ErrGRPCKeyNotFound},
+		{kvpb.Errorf(kvpb.ErrorCode_NOT_LEADER, "not leader"), rpctypes.ErrGRPCNoLeader},
+		{kvpb.Errorf(kvpb.ErrorCode_COMPACTED, "compacted"), rpctypes.ErrGRPCCompacted},
+		{kvpb.Errorf(kvpb.ErrorCode_LEASE_NOT_FOUND, "x"), rpctypes.ErrGRPCLeaseNotFound},
+		{kvpb.Errorf(kvpb.ErrorCode_AMBIGUOUS, "x"), rpctypes.ErrGRPCTimeout},
+		{kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found"), rpctypes.ErrGRPCKeyNotFound},
 		{context.DeadlineExceeded, rpctypes.ErrGRPCTimeout},
+		// A bound on the path was full: the client sees which.
+		{status.Error(codes.ResourceExhausted, "router: forward stream to node 2 full: 8192 requests await answers (bound maxForwardPending)"),
+			status.Error(codes.ResourceExhausted, "router: forward stream to node 2 full: 8192 requests await answers (bound maxForwardPending)")},
 	} {
 		t.Run(tt.err.Error(), func(t *testing.T) {
 			tc.fake.setErr(tt.err)
@@ -346,13 +363,77 @@ func TestBackendErrors(t *testing.T) {
 	}
 }
 
+// heldBackend holds every Do of key "held" until release is closed, saying
+// on entered that one arrived; other keys pass.
+type heldBackend struct {
+	*fakeBackend
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h heldBackend) Do(ctx context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, Header, error) {
+	if string(op.GetPut().GetKey()) == "held" {
+		h.entered <- struct{}{}
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return nil, Header{}, ctx.Err()
+		}
+	}
+	return h.fakeBackend.Do(ctx, op)
+}
+
+// A connection holds at most MaxConcurrentStreams calls in flight on the
+// server; a call past them waits in the client (here until its deadline)
+// and never reaches the backend, and calls go through again once the held
+// ones end.
+func TestMaxConcurrentStreams(t *testing.T) {
+	const bound = 2
+	held := heldBackend{newFakeBackend(), make(chan struct{}, bound+1), make(chan struct{})}
+	kv := pb.NewKVClient(dialRaw(t, serve(t, Config{MaxConcurrentStreams: bound}, held)))
+	// The first call brings the server's stream bound to the client.
+	if _, err := kv.Put(testCtx(t), &pb.PutRequest{Key: []byte("k")}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, bound)
+	for range bound {
+		go func() {
+			_, err := kv.Put(testCtx(t), &pb.PutRequest{Key: []byte("held")})
+			done <- err
+		}()
+	}
+	for range bound {
+		<-held.entered
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	_, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("k")})
+	cancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a call past the stream bound: %v, want it to wait out its deadline", err)
+	}
+	if _, calls := held.last(); calls != 1 {
+		t.Fatalf("the backend served %d calls, want 1 (the held ones wait, the one past the bound never arrives)", calls)
+	}
+	close(held.release)
+	for range bound {
+		if err := <-done; err != nil {
+			t.Fatalf("a held call: %v", err)
+		}
+	}
+	for range 2 * bound {
+		if _, err := kv.Put(testCtx(t), &pb.PutRequest{Key: []byte("k")}); err != nil {
+			t.Fatalf("a call after the held ones ended: %v", err)
+		}
+	}
+}
+
 // TestNoLeader checks what clientv3 users see when the backend has no
 // leader. clientv3 does not retry a Put that reached the server; it does
 // retry a Get on Unavailable until its context ends, so a Get may end with
 // either error.
 func TestNoLeader(t *testing.T) {
 	tc := start(t, Config{})
-	tc.fake.setErr(&concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER, LeaderHint: 3})
+	tc.fake.setErr(&kvpb.Error{Code: kvpb.ErrorCode_NOT_LEADER, LeaderHint: 3})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -388,7 +469,7 @@ func TestStatusAndMembers(t *testing.T) {
 	ctx := testCtx(t)
 	tc.fake.mu.Lock()
 	tc.fake.mu.status = Status{Leader: 3, RaftTerm: 9, RaftIndex: 100, RaftAppliedIndex: 99, DBSize: 4096, DBSizeInUse: 2048, IsLearner: true}
-	tc.fake.mu.members = []*concordpb.NodeRecord{
+	tc.fake.mu.members = []*metapb.NodeRecord{
 		{NodeId: 1, Name: "n1", PeerUrls: []string{"http://10.0.0.1:2380"}, ClientUrls: []string{"http://10.0.0.1:2379"}, HttpUrl: "http://10.0.0.1:8080"},
 		{NodeId: 3, Name: "n3", PeerUrls: []string{"http://10.0.0.3:2380"}, ClientUrls: []string{"http://10.0.0.3:2379", "http://n3:2379"}},
 	}

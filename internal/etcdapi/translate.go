@@ -6,7 +6,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 )
 
 // This file holds the pure translations between etcd's wire types and
@@ -21,29 +22,29 @@ import (
 
 // toRequestOp translates one op. An op with no request translates to an
 // empty RequestOp (validation rejects it before translation).
-func toRequestOp(r *pb.RequestOp) *concordpb.RequestOp {
+func toRequestOp(r *pb.RequestOp) *kvpb.RequestOp {
 	switch v := r.GetRequest().(type) {
 	case *pb.RequestOp_RequestRange:
-		return &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: toRangeRequest(v.RequestRange)}}
+		return &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: toRangeRequest(v.RequestRange)}}
 	case *pb.RequestOp_RequestPut:
-		return &concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: toPutRequest(v.RequestPut)}}
+		return &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: toPutRequest(v.RequestPut)}}
 	case *pb.RequestOp_RequestDeleteRange:
-		return &concordpb.RequestOp{Request: &concordpb.RequestOp_DeleteRange{DeleteRange: toDeleteRangeRequest(v.RequestDeleteRange)}}
+		return &kvpb.RequestOp{Request: &kvpb.RequestOp_DeleteRange{DeleteRange: toDeleteRangeRequest(v.RequestDeleteRange)}}
 	case *pb.RequestOp_RequestTxn:
-		return &concordpb.RequestOp{Request: &concordpb.RequestOp_Txn{Txn: toTxnRequest(v.RequestTxn)}}
+		return &kvpb.RequestOp{Request: &kvpb.RequestOp_Txn{Txn: toTxnRequest(v.RequestTxn)}}
 	default:
-		return &concordpb.RequestOp{}
+		return &kvpb.RequestOp{}
 	}
 }
 
-func toRangeRequest(r *pb.RangeRequest) *concordpb.RangeRequest {
-	return &concordpb.RangeRequest{
+func toRangeRequest(r *pb.RangeRequest) *kvpb.RangeRequest {
+	return &kvpb.RangeRequest{
 		Key:               r.GetKey(),
 		RangeEnd:          r.GetRangeEnd(),
 		Limit:             r.GetLimit(),
 		Revision:          r.GetRevision(),
-		SortOrder:         concordpb.SortOrder(r.GetSortOrder()),
-		SortTarget:        concordpb.SortTarget(r.GetSortTarget()),
+		SortOrder:         kvpb.SortOrder(r.GetSortOrder()),
+		SortTarget:        kvpb.SortTarget(r.GetSortTarget()),
 		Serializable:      r.GetSerializable(),
 		KeysOnly:          r.GetKeysOnly(),
 		CountOnly:         r.GetCountOnly(),
@@ -54,8 +55,8 @@ func toRangeRequest(r *pb.RangeRequest) *concordpb.RangeRequest {
 	}
 }
 
-func toPutRequest(r *pb.PutRequest) *concordpb.PutRequest {
-	return &concordpb.PutRequest{
+func toPutRequest(r *pb.PutRequest) *kvpb.PutRequest {
+	return &kvpb.PutRequest{
 		Key:         r.GetKey(),
 		Value:       r.GetValue(),
 		Lease:       r.GetLease(),
@@ -65,19 +66,19 @@ func toPutRequest(r *pb.PutRequest) *concordpb.PutRequest {
 	}
 }
 
-func toDeleteRangeRequest(r *pb.DeleteRangeRequest) *concordpb.DeleteRangeRequest {
-	return &concordpb.DeleteRangeRequest{
+func toDeleteRangeRequest(r *pb.DeleteRangeRequest) *kvpb.DeleteRangeRequest {
+	return &kvpb.DeleteRangeRequest{
 		Key:      r.GetKey(),
 		RangeEnd: r.GetRangeEnd(),
 		PrevKv:   r.GetPrevKv(),
 	}
 }
 
-func toTxnRequest(r *pb.TxnRequest) *concordpb.TxnRequest {
-	out := &concordpb.TxnRequest{
-		Compare: make([]*concordpb.Compare, len(r.GetCompare())),
-		Success: make([]*concordpb.RequestOp, len(r.GetSuccess())),
-		Failure: make([]*concordpb.RequestOp, len(r.GetFailure())),
+func toTxnRequest(r *pb.TxnRequest) *kvpb.TxnRequest {
+	out := &kvpb.TxnRequest{
+		Compare: make([]*kvpb.Compare, len(r.GetCompare())),
+		Success: make([]*kvpb.RequestOp, len(r.GetSuccess())),
+		Failure: make([]*kvpb.RequestOp, len(r.GetFailure())),
 	}
 	for i, c := range r.GetCompare() {
 		out.Compare[i] = toCompare(c)
@@ -91,10 +92,10 @@ func toTxnRequest(r *pb.TxnRequest) *concordpb.TxnRequest {
 	return out
 }
 
-func toCompare(c *pb.Compare) *concordpb.Compare {
-	out := &concordpb.Compare{
-		Result:   concordpb.CompareResult(c.GetResult()),
-		Target:   concordpb.CompareTarget(c.GetTarget()),
+func toCompare(c *pb.Compare) *kvpb.Compare {
+	out := &kvpb.Compare{
+		Result:   kvpb.CompareResult(c.GetResult()),
+		Target:   kvpb.CompareTarget(c.GetTarget()),
 		Key:      c.GetKey(),
 		RangeEnd: c.GetRangeEnd(),
 	}
@@ -103,21 +104,21 @@ func toCompare(c *pb.Compare) *concordpb.Compare {
 	// backend, which sees exactly what the client sent.
 	switch u := c.GetTargetUnion().(type) {
 	case *pb.Compare_Version:
-		out.TargetUnion = &concordpb.Compare_Version{Version: u.Version}
+		out.TargetUnion = &kvpb.Compare_Version{Version: u.Version}
 	case *pb.Compare_CreateRevision:
-		out.TargetUnion = &concordpb.Compare_CreateRevision{CreateRevision: u.CreateRevision}
+		out.TargetUnion = &kvpb.Compare_CreateRevision{CreateRevision: u.CreateRevision}
 	case *pb.Compare_ModRevision:
-		out.TargetUnion = &concordpb.Compare_ModRevision{ModRevision: u.ModRevision}
+		out.TargetUnion = &kvpb.Compare_ModRevision{ModRevision: u.ModRevision}
 	case *pb.Compare_Value:
-		out.TargetUnion = &concordpb.Compare_Value{Value: u.Value}
+		out.TargetUnion = &kvpb.Compare_Value{Value: u.Value}
 	case *pb.Compare_Lease:
-		out.TargetUnion = &concordpb.Compare_Lease{Lease: u.Lease}
+		out.TargetUnion = &kvpb.Compare_Lease{Lease: u.Lease}
 	}
 	return out
 }
 
 // fromKeyValue translates a key-value; nil stays nil (an absent prev_kv).
-func fromKeyValue(kv *concordpb.KeyValue) *mvccpb.KeyValue {
+func fromKeyValue(kv *kvpb.KeyValue) *mvccpb.KeyValue {
 	if kv == nil {
 		return nil
 	}
@@ -131,7 +132,7 @@ func fromKeyValue(kv *concordpb.KeyValue) *mvccpb.KeyValue {
 	}
 }
 
-func fromKeyValues(kvs []*concordpb.KeyValue) []*mvccpb.KeyValue {
+func fromKeyValues(kvs []*kvpb.KeyValue) []*mvccpb.KeyValue {
 	if len(kvs) == 0 {
 		return nil
 	}
@@ -145,7 +146,7 @@ func fromKeyValues(kvs []*concordpb.KeyValue) []*mvccpb.KeyValue {
 // The from*Response functions take the header to put on the response: the
 // full one at the top level, a revision-only one inside a txn (as etcd).
 
-func fromRangeResponse(r *concordpb.RangeResponse, h *pb.ResponseHeader) *pb.RangeResponse {
+func fromRangeResponse(r *kvpb.RangeResponse, h *pb.ResponseHeader) *pb.RangeResponse {
 	return &pb.RangeResponse{
 		Header: h,
 		Kvs:    fromKeyValues(r.GetKvs()),
@@ -154,11 +155,11 @@ func fromRangeResponse(r *concordpb.RangeResponse, h *pb.ResponseHeader) *pb.Ran
 	}
 }
 
-func fromPutResponse(r *concordpb.PutResponse, h *pb.ResponseHeader) *pb.PutResponse {
+func fromPutResponse(r *kvpb.PutResponse, h *pb.ResponseHeader) *pb.PutResponse {
 	return &pb.PutResponse{Header: h, PrevKv: fromKeyValue(r.GetPrevKv())}
 }
 
-func fromDeleteRangeResponse(r *concordpb.DeleteRangeResponse, h *pb.ResponseHeader) *pb.DeleteRangeResponse {
+func fromDeleteRangeResponse(r *kvpb.DeleteRangeResponse, h *pb.ResponseHeader) *pb.DeleteRangeResponse {
 	return &pb.DeleteRangeResponse{
 		Header:  h,
 		Deleted: r.GetDeleted(),
@@ -171,7 +172,7 @@ func fromDeleteRangeResponse(r *concordpb.DeleteRangeResponse, h *pb.ResponseHea
 // an empty header (revision 0), as etcd's apply does: etcd sets the revision
 // of the top-level txn only. It fails if an op in the response is empty: that
 // is a backend bug, not something to pass on.
-func fromTxnResponse(r *concordpb.TxnResponse, h *pb.ResponseHeader, rev int64) (*pb.TxnResponse, error) {
+func fromTxnResponse(r *kvpb.TxnResponse, h *pb.ResponseHeader, rev int64) (*pb.TxnResponse, error) {
 	out := &pb.TxnResponse{
 		Header:    h,
 		Succeeded: r.GetSucceeded(),
@@ -188,7 +189,7 @@ func fromTxnResponse(r *concordpb.TxnResponse, h *pb.ResponseHeader, rev int64) 
 }
 
 // fromResponseOp translates one op of a txn response.
-func fromResponseOp(r *concordpb.ResponseOp, rev int64) (*pb.ResponseOp, error) {
+func fromResponseOp(r *kvpb.ResponseOp, rev int64) (*pb.ResponseOp, error) {
 	h := func() *pb.ResponseHeader {
 		if r.GetHeaderRevision() != 0 {
 			return &pb.ResponseHeader{Revision: r.GetHeaderRevision()}
@@ -196,13 +197,13 @@ func fromResponseOp(r *concordpb.ResponseOp, rev int64) (*pb.ResponseOp, error) 
 		return &pb.ResponseHeader{Revision: rev}
 	}
 	switch v := r.GetResponse().(type) {
-	case *concordpb.ResponseOp_Range:
+	case *kvpb.ResponseOp_Range:
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: fromRangeResponse(v.Range, h())}}, nil
-	case *concordpb.ResponseOp_Put:
+	case *kvpb.ResponseOp_Put:
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponsePut{ResponsePut: fromPutResponse(v.Put, h())}}, nil
-	case *concordpb.ResponseOp_DeleteRange:
+	case *kvpb.ResponseOp_DeleteRange:
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: fromDeleteRangeResponse(v.DeleteRange, h())}}, nil
-	case *concordpb.ResponseOp_Txn:
+	case *kvpb.ResponseOp_Txn:
 		t, err := fromTxnResponse(v.Txn, &pb.ResponseHeader{}, rev)
 		if err != nil {
 			return nil, err
@@ -215,7 +216,7 @@ func fromResponseOp(r *concordpb.ResponseOp, rev int64) (*pb.ResponseOp, error) 
 
 // fromNodeRecord translates a node record into an etcd member. Concord has
 // no learners at the node level (learners are per range replica).
-func fromNodeRecord(n *concordpb.NodeRecord) *pb.Member {
+func fromNodeRecord(n *metapb.NodeRecord) *pb.Member {
 	return &pb.Member{
 		ID:         n.GetNodeId(),
 		Name:       n.GetName(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -13,7 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 )
 
 // TestEnumsMatch pins the assumption translate.go converts enums by value on:
@@ -23,10 +24,10 @@ func TestEnumsMatch(t *testing.T) {
 		etcd, concord map[int32]string
 		prefix        string
 	}{
-		{pb.RangeRequest_SortOrder_name, concordpb.SortOrder_name, "SORT_"},
-		{pb.RangeRequest_SortTarget_name, concordpb.SortTarget_name, "SORT_BY_"},
-		{pb.Compare_CompareResult_name, concordpb.CompareResult_name, "COMPARE_"},
-		{pb.Compare_CompareTarget_name, concordpb.CompareTarget_name, "COMPARE_"},
+		{pb.RangeRequest_SortOrder_name, kvpb.SortOrder_name, "SORT_"},
+		{pb.RangeRequest_SortTarget_name, kvpb.SortTarget_name, "SORT_BY_"},
+		{pb.Compare_CompareResult_name, kvpb.CompareResult_name, "COMPARE_"},
+		{pb.Compare_CompareTarget_name, kvpb.CompareTarget_name, "COMPARE_"},
 	} {
 		if len(tt.etcd) != len(tt.concord) {
 			t.Fatalf("%v vs %v", tt.etcd, tt.concord)
@@ -50,26 +51,26 @@ func TestToRequestOp(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		in   *pb.RequestOp
-		want *concordpb.RequestOp
+		want *kvpb.RequestOp
 	}{
-		{"empty", &pb.RequestOp{}, &concordpb.RequestOp{}},
-		{"nil", nil, &concordpb.RequestOp{}},
+		{"empty", &pb.RequestOp{}, &kvpb.RequestOp{}},
+		{"nil", nil, &kvpb.RequestOp{}},
 		{"range", &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: full}},
-			&concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{
+			&kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{
 				Key: []byte("a"), RangeEnd: []byte("b"), Limit: 1, Revision: 2,
-				SortOrder: concordpb.SortOrder_SORT_DESCEND, SortTarget: concordpb.SortTarget_SORT_BY_VALUE,
+				SortOrder: kvpb.SortOrder_SORT_DESCEND, SortTarget: kvpb.SortTarget_SORT_BY_VALUE,
 				Serializable: true, KeysOnly: true, CountOnly: true,
 				MinModRevision: 3, MaxModRevision: 4, MinCreateRevision: 5, MaxCreateRevision: 6,
 			}}}},
 		{"nil range", &pb.RequestOp{Request: &pb.RequestOp_RequestRange{}},
-			&concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{}}}},
+			&kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{}}}},
 		{"put", &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{
 			Key: []byte("k"), Value: []byte("v"), Lease: 7, PrevKv: true, IgnoreValue: true, IgnoreLease: true}}},
-			&concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{
+			&kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{
 				Key: []byte("k"), Value: []byte("v"), Lease: 7, PrevKv: true, IgnoreValue: true, IgnoreLease: true}}}},
 		{"delete", &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{
 			Key: []byte("k"), RangeEnd: []byte{0}, PrevKv: true}}},
-			&concordpb.RequestOp{Request: &concordpb.RequestOp_DeleteRange{DeleteRange: &concordpb.DeleteRangeRequest{
+			&kvpb.RequestOp{Request: &kvpb.RequestOp_DeleteRange{DeleteRange: &kvpb.DeleteRangeRequest{
 				Key: []byte("k"), RangeEnd: []byte{0}, PrevKv: true}}}},
 		{"txn", &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{
 			Compare: []*pb.Compare{
@@ -85,20 +86,20 @@ func TestToRequestOp(t *testing.T) {
 			}}}},
 			Failure: []*pb.RequestOp{{}},
 		}}},
-			&concordpb.RequestOp{Request: &concordpb.RequestOp_Txn{Txn: &concordpb.TxnRequest{
-				Compare: []*concordpb.Compare{
-					{Result: concordpb.CompareResult_COMPARE_GREATER, Target: concordpb.CompareTarget_COMPARE_VERSION, Key: []byte("a"), RangeEnd: []byte("b"), TargetUnion: &concordpb.Compare_Version{Version: 1}},
-					{Result: concordpb.CompareResult_COMPARE_LESS, Target: concordpb.CompareTarget_COMPARE_CREATE, Key: []byte("a"), TargetUnion: &concordpb.Compare_CreateRevision{CreateRevision: 2}},
-					{Result: concordpb.CompareResult_COMPARE_NOT_EQUAL, Target: concordpb.CompareTarget_COMPARE_MOD, Key: []byte("a"), TargetUnion: &concordpb.Compare_ModRevision{ModRevision: 3}},
-					{Target: concordpb.CompareTarget_COMPARE_VALUE, Key: []byte("a"), TargetUnion: &concordpb.Compare_Value{Value: []byte("x")}},
-					{Target: concordpb.CompareTarget_COMPARE_LEASE, Key: []byte("a"), TargetUnion: &concordpb.Compare_Lease{Lease: 4}},
-					{Target: concordpb.CompareTarget_COMPARE_VALUE, Key: []byte("a")},
+			&kvpb.RequestOp{Request: &kvpb.RequestOp_Txn{Txn: &kvpb.TxnRequest{
+				Compare: []*kvpb.Compare{
+					{Result: kvpb.CompareResult_COMPARE_GREATER, Target: kvpb.CompareTarget_COMPARE_VERSION, Key: []byte("a"), RangeEnd: []byte("b"), TargetUnion: &kvpb.Compare_Version{Version: 1}},
+					{Result: kvpb.CompareResult_COMPARE_LESS, Target: kvpb.CompareTarget_COMPARE_CREATE, Key: []byte("a"), TargetUnion: &kvpb.Compare_CreateRevision{CreateRevision: 2}},
+					{Result: kvpb.CompareResult_COMPARE_NOT_EQUAL, Target: kvpb.CompareTarget_COMPARE_MOD, Key: []byte("a"), TargetUnion: &kvpb.Compare_ModRevision{ModRevision: 3}},
+					{Target: kvpb.CompareTarget_COMPARE_VALUE, Key: []byte("a"), TargetUnion: &kvpb.Compare_Value{Value: []byte("x")}},
+					{Target: kvpb.CompareTarget_COMPARE_LEASE, Key: []byte("a"), TargetUnion: &kvpb.Compare_Lease{Lease: 4}},
+					{Target: kvpb.CompareTarget_COMPARE_VALUE, Key: []byte("a")},
 				},
-				Success: []*concordpb.RequestOp{{Request: &concordpb.RequestOp_Txn{Txn: &concordpb.TxnRequest{
-					Compare: []*concordpb.Compare{}, Success: []*concordpb.RequestOp{},
-					Failure: []*concordpb.RequestOp{{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{Key: []byte("n")}}}},
+				Success: []*kvpb.RequestOp{{Request: &kvpb.RequestOp_Txn{Txn: &kvpb.TxnRequest{
+					Compare: []*kvpb.Compare{}, Success: []*kvpb.RequestOp{},
+					Failure: []*kvpb.RequestOp{{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{Key: []byte("n")}}}},
 				}}}},
-				Failure: []*concordpb.RequestOp{{}},
+				Failure: []*kvpb.RequestOp{{}},
 			}}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,15 +111,15 @@ func TestToRequestOp(t *testing.T) {
 }
 
 func TestFromTxnResponse(t *testing.T) {
-	kv := &concordpb.KeyValue{Key: []byte("k"), Value: []byte("v"), CreateRevision: 1, ModRevision: 2, Version: 3, Lease: 4}
+	kv := &kvpb.KeyValue{Key: []byte("k"), Value: []byte("v"), CreateRevision: 1, ModRevision: 2, Version: 3, Lease: 4}
 	ekv := &mvccpb.KeyValue{Key: []byte("k"), Value: []byte("v"), CreateRevision: 1, ModRevision: 2, Version: 3, Lease: 4}
-	in := &concordpb.TxnResponse{Succeeded: true, Responses: []*concordpb.ResponseOp{
-		{Response: &concordpb.ResponseOp_Range{Range: &concordpb.RangeResponse{Kvs: []*concordpb.KeyValue{kv}, More: true, Count: 5}}},
-		{Response: &concordpb.ResponseOp_Put{Put: &concordpb.PutResponse{PrevKv: kv}}},
-		{Response: &concordpb.ResponseOp_Put{Put: &concordpb.PutResponse{}}},
-		{Response: &concordpb.ResponseOp_DeleteRange{DeleteRange: &concordpb.DeleteRangeResponse{Deleted: 1, PrevKvs: []*concordpb.KeyValue{kv}}}},
-		{Response: &concordpb.ResponseOp_Txn{Txn: &concordpb.TxnResponse{Responses: []*concordpb.ResponseOp{
-			{Response: &concordpb.ResponseOp_Put{Put: &concordpb.PutResponse{}}},
+	in := &kvpb.TxnResponse{Succeeded: true, Responses: []*kvpb.ResponseOp{
+		{Response: &kvpb.ResponseOp_Range{Range: &kvpb.RangeResponse{Kvs: []*kvpb.KeyValue{kv}, More: true, Count: 5}}},
+		{Response: &kvpb.ResponseOp_Put{Put: &kvpb.PutResponse{PrevKv: kv}}},
+		{Response: &kvpb.ResponseOp_Put{Put: &kvpb.PutResponse{}}},
+		{Response: &kvpb.ResponseOp_DeleteRange{DeleteRange: &kvpb.DeleteRangeResponse{Deleted: 1, PrevKvs: []*kvpb.KeyValue{kv}}}},
+		{Response: &kvpb.ResponseOp_Txn{Txn: &kvpb.TxnResponse{Responses: []*kvpb.ResponseOp{
+			{Response: &kvpb.ResponseOp_Put{Put: &kvpb.PutResponse{}}},
 		}}}},
 	}}
 	top := &pb.ResponseHeader{ClusterId: 1, MemberId: 2, Revision: 9, RaftTerm: 3}
@@ -141,7 +142,7 @@ func TestFromTxnResponse(t *testing.T) {
 		t.Fatalf("got  %v\nwant %v", got, want)
 	}
 
-	in.Responses[4].GetTxn().Responses = append(in.Responses[4].GetTxn().Responses, &concordpb.ResponseOp{})
+	in.Responses[4].GetTxn().Responses = append(in.Responses[4].GetTxn().Responses, &kvpb.ResponseOp{})
 	if _, err := fromTxnResponse(in, top, 9); err == nil {
 		t.Fatal("empty nested response op accepted")
 	}
@@ -149,30 +150,33 @@ func TestFromTxnResponse(t *testing.T) {
 
 func TestToGRPCError(t *testing.T) {
 	grpcUnavailable := status.Error(codes.Unavailable, "connection refused")
+	grpcFull := status.Error(codes.ResourceExhausted, "router: forward stream to node 2 full")
 	for _, tt := range []struct {
 		in       error
 		code     codes.Code
 		message  string
 		sentinel error // the clientv3 error it must become, if any
 	}{
-		{concordpb.Errorf(concordpb.ErrorCode_COMPACTED, "x"), codes.OutOfRange, "etcdserver: mvcc: required revision has been compacted", rpctypes.ErrCompacted},
-		{concordpb.Errorf(concordpb.ErrorCode_FUTURE_REV, "x"), codes.OutOfRange, "etcdserver: mvcc: required revision is a future revision", rpctypes.ErrFutureRev},
-		{concordpb.Errorf(concordpb.ErrorCode_DUPLICATE_KEY, "x"), codes.InvalidArgument, "etcdserver: duplicate key given in txn request", rpctypes.ErrDuplicateKey},
-		{concordpb.Errorf(concordpb.ErrorCode_LEASE_NOT_FOUND, "x"), codes.NotFound, "etcdserver: requested lease not found", rpctypes.ErrLeaseNotFound},
-		{concordpb.Errorf(concordpb.ErrorCode_TOO_MANY_OPS, "x"), codes.InvalidArgument, "etcdserver: too many operations in txn request", rpctypes.ErrTooManyOps},
-		{concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found"), codes.InvalidArgument, "etcdserver: key not found", rpctypes.ErrKeyNotFound},
-		{concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "bad thing"), codes.InvalidArgument, "bad thing", nil},
-		{concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "x"), codes.Unavailable, "etcdserver: no leader", rpctypes.ErrNoLeader},
-		{concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "x"), codes.Unavailable, "etcdserver: no leader", rpctypes.ErrNoLeader},
-		{concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "x"), codes.Unavailable, "etcdserver: request timed out", rpctypes.ErrTimeout},
-		{concordpb.Errorf(concordpb.ErrorCode_CROSS_RANGE, "txn spans ranges"), codes.Unimplemented, "txn spans ranges", nil},
-		{concordpb.Errorf(concordpb.ErrorCode_RETRY, "lost race"), codes.Unavailable, "lost race", nil},
-		{&concordpb.Error{Code: concordpb.ErrorCode_KEY_MISMATCH}, codes.Unavailable, "concord: KEY_MISMATCH", nil},
-		{concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "boom"), codes.Internal, "boom", nil},
-		{fmt.Errorf("router: %w", concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "x")), codes.Unavailable, "etcdserver: no leader", rpctypes.ErrNoLeader},
+		{kvpb.Errorf(kvpb.ErrorCode_COMPACTED, "x"), codes.OutOfRange, "etcdserver: mvcc: required revision has been compacted", rpctypes.ErrCompacted},
+		{kvpb.Errorf(kvpb.ErrorCode_FUTURE_REV, "x"), codes.OutOfRange, "etcdserver: mvcc: required revision is a future revision", rpctypes.ErrFutureRev},
+		{kvpb.Errorf(kvpb.ErrorCode_DUPLICATE_KEY, "x"), codes.InvalidArgument, "etcdserver: duplicate key given in txn request", rpctypes.ErrDuplicateKey},
+		{kvpb.Errorf(kvpb.ErrorCode_LEASE_NOT_FOUND, "x"), codes.NotFound, "etcdserver: requested lease not found", rpctypes.ErrLeaseNotFound},
+		{kvpb.Errorf(kvpb.ErrorCode_TOO_MANY_OPS, "x"), codes.InvalidArgument, "etcdserver: too many operations in txn request", rpctypes.ErrTooManyOps},
+		{kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found"), codes.InvalidArgument, "etcdserver: key not found", rpctypes.ErrKeyNotFound},
+		{kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "bad thing"), codes.InvalidArgument, "bad thing", nil},
+		{kvpb.Errorf(kvpb.ErrorCode_NOT_LEADER, "x"), codes.Unavailable, "etcdserver: no leader", rpctypes.ErrNoLeader},
+		{kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "x"), codes.Unavailable, "etcdserver: no leader", rpctypes.ErrNoLeader},
+		{kvpb.Errorf(kvpb.ErrorCode_AMBIGUOUS, "x"), codes.Unavailable, "etcdserver: request timed out", rpctypes.ErrTimeout},
+		{kvpb.Errorf(kvpb.ErrorCode_CROSS_RANGE, "txn spans ranges"), codes.Unimplemented, "txn spans ranges", nil},
+		{kvpb.Errorf(kvpb.ErrorCode_RETRY, "lost race"), codes.Unavailable, "lost race", nil},
+		{&kvpb.Error{Code: kvpb.ErrorCode_KEY_MISMATCH}, codes.Unavailable, "concord: KEY_MISMATCH", nil},
+		{kvpb.Errorf(kvpb.ErrorCode_INTERNAL, "boom"), codes.Internal, "boom", nil},
+		{fmt.Errorf("router: %w", kvpb.Errorf(kvpb.ErrorCode_NOT_LEADER, "x")), codes.Unavailable, "etcdserver: no leader", rpctypes.ErrNoLeader},
 		{fmt.Errorf("wait: %w", context.DeadlineExceeded), codes.Unavailable, "etcdserver: request timed out", rpctypes.ErrTimeout},
 		{context.Canceled, codes.Canceled, "etcdserver: request canceled", nil},
 		{grpcUnavailable, codes.Unavailable, "connection refused", nil},
+		{grpcFull, codes.ResourceExhausted, "router: forward stream to node 2 full", nil},
+		{fmt.Errorf("gateway: %w", grpcFull), codes.ResourceExhausted, "gateway: rpc error: code = ResourceExhausted desc = router: forward stream to node 2 full", nil},
 		{errors.New("disk on fire"), codes.Unknown, "disk on fire", nil},
 	} {
 		t.Run(tt.in.Error(), func(t *testing.T) {
@@ -190,7 +194,7 @@ func TestToGRPCError(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	c := Config{}.withDefaults()
-	if c.MaxRequestBytes != 1572864 || c.MaxTxnOps != 128 || c.Version != DefaultVersion {
+	if c.MaxRequestBytes != 1572864 || c.MaxTxnOps != 128 || c.Version != DefaultVersion || c.MaxConcurrentStreams != math.MaxUint32 {
 		t.Fatalf("defaults %+v", c)
 	}
 	for _, bad := range []Config{{MaxRequestBytes: -1}, {MaxTxnOps: -1}, {MaxRequestBytes: 1 << 31}} {

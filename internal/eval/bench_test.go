@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 )
@@ -28,7 +28,7 @@ func BenchmarkReadOneKey(b *testing.B) {
 		defer batch.Close()
 		for i := from; i < to; i++ {
 			rev++
-			if err := batch.MVCCPut(&concordpb.KeyValue{Key: keys.User(fmt.Appendf(nil, "k%07d", i%nKeys)), ModRevision: rev, CreateRevision: rev, Version: 1, Value: value}); err != nil {
+			if err := batch.MVCCPut(&kvpb.KeyValue{Key: keys.User(fmt.Appendf(nil, "k%07d", i%nKeys)), ModRevision: rev, CreateRevision: rev, Version: 1, Value: value}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -42,7 +42,7 @@ func BenchmarkReadOneKey(b *testing.B) {
 	}
 	write(nKeys, nKeys+10_000)
 	for i := 0; b.Loop(); i++ {
-		resp, err := Read(e, keys.UserSpan, &concordpb.RangeRequest{Key: fmt.Appendf(nil, "k%07d", (i*7919)%nKeys)}, rev, 0)
+		resp, err := Read(e, keys.UserSpan, &kvpb.RangeRequest{Key: fmt.Appendf(nil, "k%07d", (i*7919)%nKeys)}, rev, 0)
 		if err != nil || len(resp.GetKvs()) != 1 {
 			b.Fatal(resp, err)
 		}

@@ -16,7 +16,7 @@
 //  3. The ops run in order at the single revision ts; reads inside the txn
 //     see the txn's earlier writes.
 //
-// Errors are *concordpb.Error with etcd's messages, or storage errors (which
+// Errors are *kvpb.Error with etcd's messages, or storage errors (which
 // leave the batch in an unknown state: the caller must discard it).
 package eval
 
@@ -24,37 +24,37 @@ import (
 	"bytes"
 	"sort"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 )
 
 // etcd's error messages, which clients match on.
 var (
-	errFutureRev = concordpb.Errorf(concordpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
-	errCompacted = concordpb.Errorf(concordpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")
-	errNoLease   = concordpb.Errorf(concordpb.ErrorCode_LEASE_NOT_FOUND, "lease not found")
-	errNoKey     = concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found")
+	errFutureRev = kvpb.Errorf(kvpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
+	errCompacted = kvpb.Errorf(kvpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")
+	errNoLease   = kvpb.Errorf(kvpb.ErrorCode_LEASE_NOT_FOUND, "lease not found")
+	errNoKey     = kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found")
 )
 
 // IsReadOnly reports whether op only reads: a Range, or a Txn whose branches
 // (recursively) hold only Ranges. Such ops go to ReadOp, not through Raft.
-func IsReadOnly(op *concordpb.RequestOp) bool { return concordpb.IsReadOnly(op) }
+func IsReadOnly(op *kvpb.RequestOp) bool { return kvpb.IsReadOnly(op) }
 
 // Write evaluates a write (Put, DeleteRange or Txn) at revision ts into b.
 // span is the range's span of global keys; an op with any key outside it
 // fails with KEY_MISMATCH. It returns the response and whether anything was
-// written. On a *concordpb.Error nothing was written to b. Ranges inside a
+// written. On a *kvpb.Error nothing was written to b. Ranges inside a
 // Txn are checked as if the range's history was never compacted; callers
 // that compact use WriteCompacted.
-func Write(b *storage.Batch, span keys.Span, ts int64, op *concordpb.RequestOp) (resp *concordpb.ResponseOp, wrote bool, err error) {
+func Write(b *storage.Batch, span keys.Span, ts int64, op *kvpb.RequestOp) (resp *kvpb.ResponseOp, wrote bool, err error) {
 	return WriteCompacted(b, span, ts, 0, op)
 }
 
 // WriteCompacted is Write for a range whose history is compacted at
 // compacted: a Range inside the Txn at a revision below it fails with
 // COMPACTED, as in etcd.
-func WriteCompacted(b *storage.Batch, span keys.Span, ts, compacted int64, op *concordpb.RequestOp) (resp *concordpb.ResponseOp, wrote bool, err error) {
+func WriteCompacted(b *storage.Batch, span keys.Span, ts, compacted int64, op *kvpb.RequestOp) (resp *kvpb.ResponseOp, wrote bool, err error) {
 	return WriteFrom(b, span, ts, ts-1, compacted, op)
 }
 
@@ -62,16 +62,16 @@ func WriteCompacted(b *storage.Batch, span keys.Span, ts, compacted int64, op *c
 // write is prev: as in etcd, a Range inside the txn at a revision above prev
 // is a future revision until the txn first writes, and ops before that first
 // write report prev in their header (ResponseOp.header_revision).
-func WriteFrom(b *storage.Batch, span keys.Span, ts, prev, compacted int64, op *concordpb.RequestOp) (resp *concordpb.ResponseOp, wrote bool, err error) {
+func WriteFrom(b *storage.Batch, span keys.Span, ts, prev, compacted int64, op *kvpb.RequestOp) (resp *kvpb.ResponseOp, wrote bool, err error) {
 	return WriteIndexed(b, span, ts, prev, compacted, nil, op)
 }
 
 // WriteIndexed is WriteFrom with the range's Index (nil: none), which it
 // consults for a Put's previous version and keeps up to date with every
 // write.
-func WriteIndexed(b *storage.Batch, span keys.Span, ts, prev, compacted int64, idx *Index, op *concordpb.RequestOp) (resp *concordpb.ResponseOp, wrote bool, err error) {
+func WriteIndexed(b *storage.Batch, span keys.Span, ts, prev, compacted int64, idx *Index, op *kvpb.RequestOp) (resp *kvpb.ResponseOp, wrote bool, err error) {
 	if ts <= 0 || prev >= ts {
-		return nil, false, concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "eval: write at revision %d after %d", ts, prev)
+		return nil, false, kvpb.Errorf(kvpb.ErrorCode_INTERNAL, "eval: write at revision %d after %d", ts, prev)
 	}
 	e := &evaluator{r: b, b: b, span: span, ts: ts, prev: max(prev, 1), current: prev, compacted: compacted, readRev: ts, idx: idx}
 	resp, err = e.evaluate(op)
@@ -84,8 +84,8 @@ func WriteIndexed(b *storage.Batch, span keys.Span, ts, prev, compacted int64, i
 // Read evaluates a RangeRequest against r. current is the range's newest
 // applied revision (what revision 0 reads), compacted its compacted
 // revision.
-func Read(r storage.Reader, span keys.Span, req *concordpb.RangeRequest, current, compacted int64) (*concordpb.RangeResponse, error) {
-	resp, err := ReadOp(r, span, &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: req}}, current, compacted)
+func Read(r storage.Reader, span keys.Span, req *kvpb.RangeRequest, current, compacted int64) (*kvpb.RangeResponse, error) {
+	resp, err := ReadOp(r, span, &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: req}}, current, compacted)
 	if err != nil {
 		return nil, err
 	}
@@ -94,9 +94,9 @@ func Read(r storage.Reader, span keys.Span, req *concordpb.RangeRequest, current
 
 // ReadOp evaluates a Range or a read-only Txn (see IsReadOnly) against r,
 // like Read.
-func ReadOp(r storage.Reader, span keys.Span, op *concordpb.RequestOp, current, compacted int64) (*concordpb.ResponseOp, error) {
+func ReadOp(r storage.Reader, span keys.Span, op *kvpb.RequestOp, current, compacted int64) (*kvpb.ResponseOp, error) {
 	if !IsReadOnly(op) {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "eval: ReadOp of an op that writes")
+		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "eval: ReadOp of an op that writes")
 	}
 	e := &evaluator{r: r, span: span, current: current, compacted: compacted, readRev: current}
 	return e.evaluate(op)
@@ -127,9 +127,9 @@ type evaluator struct {
 }
 
 // evaluate runs the three steps of the package doc.
-func (e *evaluator) evaluate(op *concordpb.RequestOp) (*concordpb.ResponseOp, error) {
+func (e *evaluator) evaluate(op *kvpb.RequestOp) (*kvpb.ResponseOp, error) {
 	if op.GetRequest() == nil {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "eval: empty request")
+		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "eval: empty request")
 	}
 	if err := e.checkSpan(op); err != nil {
 		return nil, err
@@ -160,7 +160,7 @@ func (p *path) pop() bool {
 	return b
 }
 
-func branch(t *concordpb.TxnRequest, succeeded bool) []*concordpb.RequestOp {
+func branch(t *kvpb.TxnRequest, succeeded bool) []*kvpb.RequestOp {
 	if succeeded {
 		return t.GetSuccess()
 	}
@@ -169,28 +169,28 @@ func branch(t *concordpb.TxnRequest, succeeded bool) []*concordpb.RequestOp {
 
 // checkSpan fails with KEY_MISMATCH if any key of op (compares and both
 // branches of txns included) lies outside the range's span.
-func (e *evaluator) checkSpan(op *concordpb.RequestOp) error {
+func (e *evaluator) checkSpan(op *kvpb.RequestOp) error {
 	check := func(key, end []byte) error {
 		s := keys.UserSpanOf(key, end)
 		if !e.span.ContainsSpan(s) {
-			return concordpb.Errorf(concordpb.ErrorCode_KEY_MISMATCH, "eval: keys %s outside the range %s", s, e.span)
+			return kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "eval: keys %s outside the range %s", s, e.span)
 		}
 		return nil
 	}
 	switch req := op.GetRequest().(type) {
-	case *concordpb.RequestOp_Range:
+	case *kvpb.RequestOp_Range:
 		return check(req.Range.GetKey(), req.Range.GetRangeEnd())
-	case *concordpb.RequestOp_Put:
+	case *kvpb.RequestOp_Put:
 		return check(req.Put.GetKey(), nil)
-	case *concordpb.RequestOp_DeleteRange:
+	case *kvpb.RequestOp_DeleteRange:
 		return check(req.DeleteRange.GetKey(), req.DeleteRange.GetRangeEnd())
-	case *concordpb.RequestOp_Txn:
+	case *kvpb.RequestOp_Txn:
 		for _, c := range req.Txn.GetCompare() {
 			if err := check(c.GetKey(), c.GetRangeEnd()); err != nil {
 				return err
 			}
 		}
-		for _, ops := range [][]*concordpb.RequestOp{req.Txn.GetSuccess(), req.Txn.GetFailure()} {
+		for _, ops := range [][]*kvpb.RequestOp{req.Txn.GetSuccess(), req.Txn.GetFailure()} {
 			for _, o := range ops {
 				if err := e.checkSpan(o); err != nil {
 					return err
@@ -203,7 +203,7 @@ func (e *evaluator) checkSpan(op *concordpb.RequestOp) error {
 
 // comparePath evaluates the compares of op's txns on the taken branches,
 // against the state before op, appending each txn's outcome to p.
-func (e *evaluator) comparePath(op *concordpb.RequestOp, p *path) error {
+func (e *evaluator) comparePath(op *kvpb.RequestOp, p *path) error {
 	t := op.GetTxn()
 	if t == nil {
 		return nil
@@ -230,10 +230,10 @@ func (e *evaluator) comparePath(op *concordpb.RequestOp, p *path) error {
 // compare evaluates one Compare with etcd's rule: with no key in its range, a
 // VALUE compare is false and the others compare against zero values;
 // otherwise every key must satisfy it.
-func (e *evaluator) compare(c *concordpb.Compare) (bool, error) {
+func (e *evaluator) compare(c *kvpb.Compare) (bool, error) {
 	result := true
 	n := 0
-	err := storage.MVCCScan(e.r, keys.UserSpanOf(c.GetKey(), c.GetRangeEnd()), e.readRev, func(kv *concordpb.KeyValue) error {
+	err := storage.MVCCScan(e.r, keys.UserSpanOf(c.GetKey(), c.GetRangeEnd()), e.readRev, func(kv *kvpb.KeyValue) error {
 		n++
 		if !compareKV(c, kv) {
 			result = false
@@ -245,39 +245,39 @@ func (e *evaluator) compare(c *concordpb.Compare) (bool, error) {
 		return false, err
 	}
 	if n == 0 {
-		if c.GetTarget() == concordpb.CompareTarget_COMPARE_VALUE {
+		if c.GetTarget() == kvpb.CompareTarget_COMPARE_VALUE {
 			return false, nil
 		}
-		return compareKV(c, &concordpb.KeyValue{}), nil
+		return compareKV(c, &kvpb.KeyValue{}), nil
 	}
 	return result, nil
 }
 
 // errStop stops a scan early; it never leaves this package.
-var errStop = concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "eval: stop")
+var errStop = kvpb.Errorf(kvpb.ErrorCode_INTERNAL, "eval: stop")
 
-func compareKV(c *concordpb.Compare, kv *concordpb.KeyValue) bool {
+func compareKV(c *kvpb.Compare, kv *kvpb.KeyValue) bool {
 	var result int
 	switch c.GetTarget() {
-	case concordpb.CompareTarget_COMPARE_VALUE:
+	case kvpb.CompareTarget_COMPARE_VALUE:
 		result = bytes.Compare(kv.GetValue(), c.GetValue())
-	case concordpb.CompareTarget_COMPARE_CREATE:
+	case kvpb.CompareTarget_COMPARE_CREATE:
 		result = compareInt64(kv.GetCreateRevision(), c.GetCreateRevision())
-	case concordpb.CompareTarget_COMPARE_MOD:
+	case kvpb.CompareTarget_COMPARE_MOD:
 		result = compareInt64(kv.GetModRevision(), c.GetModRevision())
-	case concordpb.CompareTarget_COMPARE_VERSION:
+	case kvpb.CompareTarget_COMPARE_VERSION:
 		result = compareInt64(kv.GetVersion(), c.GetVersion())
-	case concordpb.CompareTarget_COMPARE_LEASE:
+	case kvpb.CompareTarget_COMPARE_LEASE:
 		result = compareInt64(kv.GetLease(), c.GetLease())
 	}
 	switch c.GetResult() {
-	case concordpb.CompareResult_COMPARE_EQUAL:
+	case kvpb.CompareResult_COMPARE_EQUAL:
 		return result == 0
-	case concordpb.CompareResult_COMPARE_NOT_EQUAL:
+	case kvpb.CompareResult_COMPARE_NOT_EQUAL:
 		return result != 0
-	case concordpb.CompareResult_COMPARE_GREATER:
+	case kvpb.CompareResult_COMPARE_GREATER:
 		return result > 0
-	case concordpb.CompareResult_COMPARE_LESS:
+	case kvpb.CompareResult_COMPARE_LESS:
 		return result < 0
 	}
 	return true
@@ -302,11 +302,11 @@ type effect struct {
 
 // check validates every op on the path (step 2), so that exec cannot fail
 // with a request error after it has written.
-func (e *evaluator) check(op *concordpb.RequestOp, p *path, effects *[]effect) error {
+func (e *evaluator) check(op *kvpb.RequestOp, p *path, effects *[]effect) error {
 	switch req := op.GetRequest().(type) {
-	case *concordpb.RequestOp_Range:
+	case *kvpb.RequestOp_Range:
 		return e.checkRevision(req.Range.GetRevision())
-	case *concordpb.RequestOp_Put:
+	case *kvpb.RequestOp_Put:
 		put := req.Put
 		if put.GetLease() != 0 {
 			return errNoLease
@@ -322,9 +322,9 @@ func (e *evaluator) check(op *concordpb.RequestOp, p *path, effects *[]effect) e
 			}
 		}
 		*effects = append(*effects, effect{span: keys.Span{Start: key}, put: true})
-	case *concordpb.RequestOp_DeleteRange:
+	case *kvpb.RequestOp_DeleteRange:
 		*effects = append(*effects, effect{span: keys.UserSpanOf(req.DeleteRange.GetKey(), req.DeleteRange.GetRangeEnd())})
-	case *concordpb.RequestOp_Txn:
+	case *kvpb.RequestOp_Txn:
 		for _, o := range branch(req.Txn, p.pop()) {
 			if err := e.check(o, p, effects); err != nil {
 				return err
@@ -362,21 +362,21 @@ func (e *evaluator) existsAfter(key []byte, effects []effect) (bool, error) {
 }
 
 // exec runs op (step 3).
-func (e *evaluator) exec(op *concordpb.RequestOp, p *path) (*concordpb.ResponseOp, error) {
+func (e *evaluator) exec(op *kvpb.RequestOp, p *path) (*kvpb.ResponseOp, error) {
 	switch req := op.GetRequest().(type) {
-	case *concordpb.RequestOp_Range:
+	case *kvpb.RequestOp_Range:
 		r, err := e.rangeOp(req.Range)
-		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Range{Range: r}}, err
-	case *concordpb.RequestOp_Put:
+		return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Range{Range: r}}, err
+	case *kvpb.RequestOp_Put:
 		r, err := e.put(req.Put)
-		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Put{Put: r}}, err
-	case *concordpb.RequestOp_DeleteRange:
+		return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Put{Put: r}}, err
+	case *kvpb.RequestOp_DeleteRange:
 		r, err := e.deleteRange(req.DeleteRange)
-		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_DeleteRange{DeleteRange: r}}, err
-	case *concordpb.RequestOp_Txn:
+		return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_DeleteRange{DeleteRange: r}}, err
+	case *kvpb.RequestOp_Txn:
 		succeeded := p.pop()
 		ops := branch(req.Txn, succeeded)
-		r := &concordpb.TxnResponse{Succeeded: succeeded, Responses: make([]*concordpb.ResponseOp, 0, len(ops))}
+		r := &kvpb.TxnResponse{Succeeded: succeeded, Responses: make([]*kvpb.ResponseOp, 0, len(ops))}
 		for _, o := range ops {
 			resp, err := e.exec(o, p)
 			if err != nil {
@@ -390,16 +390,16 @@ func (e *evaluator) exec(op *concordpb.RequestOp, p *path) (*concordpb.ResponseO
 			}
 			r.Responses = append(r.Responses, resp)
 		}
-		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Txn{Txn: r}}, nil
+		return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Txn{Txn: r}}, nil
 	}
 	// An empty op inside a txn: etcd answers it with an empty response.
-	return &concordpb.ResponseOp{}, nil
+	return &kvpb.ResponseOp{}, nil
 }
 
-func (e *evaluator) put(req *concordpb.PutRequest) (*concordpb.PutResponse, error) {
+func (e *evaluator) put(req *kvpb.PutRequest) (*kvpb.PutResponse, error) {
 	key := keys.User(req.GetKey())
 	// The index answers unless the previous value itself is needed.
-	prev, known := (*concordpb.KeyValue)(nil), false
+	prev, known := (*kvpb.KeyValue)(nil), false
 	if !req.GetPrevKv() && !req.GetIgnoreValue() && !req.GetIgnoreLease() {
 		prev, known = e.idx.get(key)
 	}
@@ -409,14 +409,14 @@ func (e *evaluator) put(req *concordpb.PutRequest) (*concordpb.PutResponse, erro
 			return nil, err
 		}
 	}
-	kv := &concordpb.KeyValue{Key: key, Value: req.GetValue(), Lease: req.GetLease(), ModRevision: e.ts, CreateRevision: e.ts, Version: 1}
+	kv := &kvpb.KeyValue{Key: key, Value: req.GetValue(), Lease: req.GetLease(), ModRevision: e.ts, CreateRevision: e.ts, Version: 1}
 	if prev != nil {
 		kv.CreateRevision, kv.Version = prev.GetCreateRevision(), prev.GetVersion()+1
 	}
 	if req.GetIgnoreValue() || req.GetIgnoreLease() {
 		if prev == nil {
 			// check guarantees the key exists; reaching here is a bug.
-			return nil, concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "eval: ignore_value put of missing key %q", req.GetKey())
+			return nil, kvpb.Errorf(kvpb.ErrorCode_INTERNAL, "eval: ignore_value put of missing key %q", req.GetKey())
 		}
 		if req.GetIgnoreValue() {
 			kv.Value = prev.GetValue()
@@ -430,16 +430,16 @@ func (e *evaluator) put(req *concordpb.PutRequest) (*concordpb.PutResponse, erro
 	}
 	e.idx.put(kv)
 	e.wrote, e.current = true, e.ts
-	resp := &concordpb.PutResponse{}
+	resp := &kvpb.PutResponse{}
 	if req.GetPrevKv() && prev != nil {
 		resp.PrevKv = userKV(prev)
 	}
 	return resp, nil
 }
 
-func (e *evaluator) deleteRange(req *concordpb.DeleteRangeRequest) (*concordpb.DeleteRangeResponse, error) {
-	var live []*concordpb.KeyValue
-	err := storage.MVCCScan(e.r, keys.UserSpanOf(req.GetKey(), req.GetRangeEnd()), e.readRev, func(kv *concordpb.KeyValue) error {
+func (e *evaluator) deleteRange(req *kvpb.DeleteRangeRequest) (*kvpb.DeleteRangeResponse, error) {
+	var live []*kvpb.KeyValue
+	err := storage.MVCCScan(e.r, keys.UserSpanOf(req.GetKey(), req.GetRangeEnd()), e.readRev, func(kv *kvpb.KeyValue) error {
 		if !req.GetPrevKv() {
 			kv.Value = nil
 		}
@@ -449,7 +449,7 @@ func (e *evaluator) deleteRange(req *concordpb.DeleteRangeRequest) (*concordpb.D
 	if err != nil {
 		return nil, err
 	}
-	resp := &concordpb.DeleteRangeResponse{Deleted: int64(len(live))}
+	resp := &kvpb.DeleteRangeResponse{Deleted: int64(len(live))}
 	for _, kv := range live {
 		if err := e.b.MVCCDelete(kv.GetKey(), e.ts); err != nil {
 			return nil, err
@@ -464,7 +464,7 @@ func (e *evaluator) deleteRange(req *concordpb.DeleteRangeRequest) (*concordpb.D
 }
 
 // userKV strips the global prefix from kv's key, in place.
-func userKV(kv *concordpb.KeyValue) *concordpb.KeyValue {
+func userKV(kv *kvpb.KeyValue) *kvpb.KeyValue {
 	kv.Key = keys.StripUser(kv.GetKey())
 	return kv
 }
@@ -472,15 +472,15 @@ func userKV(kv *concordpb.KeyValue) *concordpb.KeyValue {
 // rangeOp evaluates a RangeRequest already validated by check, as etcd's
 // executeRange: fetch (limit+1 when results need no sorting or filtering),
 // count every match, filter by revisions, sort, truncate to limit.
-func (e *evaluator) rangeOp(req *concordpb.RangeRequest) (*concordpb.RangeResponse, error) {
+func (e *evaluator) rangeOp(req *kvpb.RangeRequest) (*kvpb.RangeResponse, error) {
 	rev := req.GetRevision()
 	if rev <= 0 {
 		rev = e.readRev
 	}
 	fetch := rangeLimit(req)
-	var kvs []*concordpb.KeyValue
+	var kvs []*kvpb.KeyValue
 	var count int64
-	collect := func(kv *concordpb.KeyValue) error {
+	collect := func(kv *kvpb.KeyValue) error {
 		count++
 		if req.GetCountOnly() || (fetch > 0 && int64(len(kvs)) >= fetch) {
 			return nil
@@ -493,7 +493,7 @@ func (e *evaluator) rangeOp(req *concordpb.RangeRequest) (*concordpb.RangeRespon
 	if len(req.GetRangeEnd()) == 0 {
 		// One key: a prefix seek, which skips the tables whose bloom
 		// filters rule the key out, instead of a scan that opens them all.
-		var kv *concordpb.KeyValue
+		var kv *kvpb.KeyValue
 		if kv, err = storage.MVCCGet(e.r, span.Start, rev); err == nil && kv != nil {
 			err = collect(kv)
 		}
@@ -505,7 +505,7 @@ func (e *evaluator) rangeOp(req *concordpb.RangeRequest) (*concordpb.RangeRespon
 	}
 	kvs = filterKVs(kvs, req)
 	sortKVs(kvs, req)
-	resp := &concordpb.RangeResponse{Count: count}
+	resp := &kvpb.RangeResponse{Count: count}
 	if l := req.GetLimit(); l > 0 && int64(len(kvs)) > l {
 		kvs = kvs[:l]
 		resp.More = true
@@ -515,7 +515,7 @@ func (e *evaluator) rangeOp(req *concordpb.RangeRequest) (*concordpb.RangeRespon
 			kv.Value = nil
 			// etcd serves keys_only from its index, which has no leases,
 			// unless it must read values to sort by them.
-			if req.GetSortTarget() != concordpb.SortTarget_SORT_BY_VALUE {
+			if req.GetSortTarget() != kvpb.SortTarget_SORT_BY_VALUE {
 				kv.Lease = 0
 			}
 		}
@@ -526,7 +526,7 @@ func (e *evaluator) rangeOp(req *concordpb.RangeRequest) (*concordpb.RangeRespon
 
 // rangeLimit is how many kvs to fetch: 0 for all, when they must be sorted
 // or filtered first; otherwise one more than the limit, to know "more".
-func rangeLimit(req *concordpb.RangeRequest) int64 {
+func rangeLimit(req *kvpb.RangeRequest) int64 {
 	if !isDefaultOrdering(req.GetSortTarget(), req.GetSortOrder()) || hasRevisionFilters(req) {
 		return 0
 	}
@@ -538,17 +538,17 @@ func rangeLimit(req *concordpb.RangeRequest) int64 {
 
 // isDefaultOrdering: results come in ascending key order, so no sort is
 // needed for no order or ascending by key.
-func isDefaultOrdering(target concordpb.SortTarget, order concordpb.SortOrder) bool {
-	return order == concordpb.SortOrder_SORT_NONE ||
-		(target == concordpb.SortTarget_SORT_BY_KEY && order == concordpb.SortOrder_SORT_ASCEND)
+func isDefaultOrdering(target kvpb.SortTarget, order kvpb.SortOrder) bool {
+	return order == kvpb.SortOrder_SORT_NONE ||
+		(target == kvpb.SortTarget_SORT_BY_KEY && order == kvpb.SortOrder_SORT_ASCEND)
 }
 
-func hasRevisionFilters(req *concordpb.RangeRequest) bool {
+func hasRevisionFilters(req *kvpb.RangeRequest) bool {
 	return req.GetMinModRevision() != 0 || req.GetMaxModRevision() != 0 ||
 		req.GetMinCreateRevision() != 0 || req.GetMaxCreateRevision() != 0
 }
 
-func filterKVs(kvs []*concordpb.KeyValue, req *concordpb.RangeRequest) []*concordpb.KeyValue {
+func filterKVs(kvs []*kvpb.KeyValue, req *kvpb.RangeRequest) []*kvpb.KeyValue {
 	if !hasRevisionFilters(req) {
 		return kvs
 	}
@@ -568,28 +568,28 @@ func filterKVs(kvs []*concordpb.KeyValue, req *concordpb.RangeRequest) []*concor
 
 // sortKVs sorts like etcd: SORT_NONE with a target other than the key means
 // ascending. The sort is stable, so ties stay in key order.
-func sortKVs(kvs []*concordpb.KeyValue, req *concordpb.RangeRequest) {
+func sortKVs(kvs []*kvpb.KeyValue, req *kvpb.RangeRequest) {
 	order, target := req.GetSortOrder(), req.GetSortTarget()
-	if target != concordpb.SortTarget_SORT_BY_KEY && order == concordpb.SortOrder_SORT_NONE {
-		order = concordpb.SortOrder_SORT_ASCEND
+	if target != kvpb.SortTarget_SORT_BY_KEY && order == kvpb.SortOrder_SORT_NONE {
+		order = kvpb.SortOrder_SORT_ASCEND
 	}
 	if isDefaultOrdering(target, order) {
 		return
 	}
-	cmp := func(a, b *concordpb.KeyValue) int {
+	cmp := func(a, b *kvpb.KeyValue) int {
 		switch target {
-		case concordpb.SortTarget_SORT_BY_VERSION:
+		case kvpb.SortTarget_SORT_BY_VERSION:
 			return compareInt64(a.GetVersion(), b.GetVersion())
-		case concordpb.SortTarget_SORT_BY_CREATE:
+		case kvpb.SortTarget_SORT_BY_CREATE:
 			return compareInt64(a.GetCreateRevision(), b.GetCreateRevision())
-		case concordpb.SortTarget_SORT_BY_MOD:
+		case kvpb.SortTarget_SORT_BY_MOD:
 			return compareInt64(a.GetModRevision(), b.GetModRevision())
-		case concordpb.SortTarget_SORT_BY_VALUE:
+		case kvpb.SortTarget_SORT_BY_VALUE:
 			return bytes.Compare(a.GetValue(), b.GetValue())
 		}
 		return bytes.Compare(a.GetKey(), b.GetKey())
 	}
-	descend := order == concordpb.SortOrder_SORT_DESCEND
+	descend := order == kvpb.SortOrder_SORT_DESCEND
 	sort.SliceStable(kvs, func(i, j int) bool {
 		if descend {
 			return cmp(kvs[i], kvs[j]) > 0

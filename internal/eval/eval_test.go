@@ -8,7 +8,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 )
@@ -32,7 +32,7 @@ func newEnv(t testing.TB) *env {
 }
 
 // write applies op at the next revision; on error nothing may be written.
-func (v *env) write(op *concordpb.RequestOp) (*concordpb.ResponseOp, bool, error) {
+func (v *env) write(op *kvpb.RequestOp) (*kvpb.ResponseOp, bool, error) {
 	v.t.Helper()
 	b := v.e.NewBatch()
 	defer b.Close()
@@ -53,7 +53,7 @@ func (v *env) write(op *concordpb.RequestOp) (*concordpb.ResponseOp, bool, error
 	return resp, wrote, nil
 }
 
-func (v *env) mustWrite(op *concordpb.RequestOp) *concordpb.ResponseOp {
+func (v *env) mustWrite(op *kvpb.RequestOp) *kvpb.ResponseOp {
 	v.t.Helper()
 	resp, _, err := v.write(op)
 	if err != nil {
@@ -62,32 +62,32 @@ func (v *env) mustWrite(op *concordpb.RequestOp) *concordpb.ResponseOp {
 	return resp
 }
 
-func (v *env) read(req *concordpb.RangeRequest) (*concordpb.RangeResponse, error) {
+func (v *env) read(req *kvpb.RangeRequest) (*kvpb.RangeResponse, error) {
 	return Read(v.e, v.span, req, v.rev, v.compacted)
 }
 
-func putOp(k, val string) *concordpb.RequestOp {
-	return &concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{Key: []byte(k), Value: []byte(val)}}}
+func putOp(k, val string) *kvpb.RequestOp {
+	return &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{Key: []byte(k), Value: []byte(val)}}}
 }
 
-func putReq(p *concordpb.PutRequest) *concordpb.RequestOp {
-	return &concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: p}}
+func putReq(p *kvpb.PutRequest) *kvpb.RequestOp {
+	return &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: p}}
 }
 
-func delOp(k, end string, prev bool) *concordpb.RequestOp {
-	return &concordpb.RequestOp{Request: &concordpb.RequestOp_DeleteRange{DeleteRange: &concordpb.DeleteRangeRequest{Key: []byte(k), RangeEnd: bytesOrNil(end), PrevKv: prev}}}
+func delOp(k, end string, prev bool) *kvpb.RequestOp {
+	return &kvpb.RequestOp{Request: &kvpb.RequestOp_DeleteRange{DeleteRange: &kvpb.DeleteRangeRequest{Key: []byte(k), RangeEnd: bytesOrNil(end), PrevKv: prev}}}
 }
 
-func rangeOp(r *concordpb.RangeRequest) *concordpb.RequestOp {
-	return &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: r}}
+func rangeOp(r *kvpb.RangeRequest) *kvpb.RequestOp {
+	return &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: r}}
 }
 
-func getOp(k, end string) *concordpb.RequestOp {
-	return rangeOp(&concordpb.RangeRequest{Key: []byte(k), RangeEnd: bytesOrNil(end)})
+func getOp(k, end string) *kvpb.RequestOp {
+	return rangeOp(&kvpb.RangeRequest{Key: []byte(k), RangeEnd: bytesOrNil(end)})
 }
 
-func txnOp(cmps []*concordpb.Compare, succ, fail []*concordpb.RequestOp) *concordpb.RequestOp {
-	return &concordpb.RequestOp{Request: &concordpb.RequestOp_Txn{Txn: &concordpb.TxnRequest{Compare: cmps, Success: succ, Failure: fail}}}
+func txnOp(cmps []*kvpb.Compare, succ, fail []*kvpb.RequestOp) *kvpb.RequestOp {
+	return &kvpb.RequestOp{Request: &kvpb.RequestOp_Txn{Txn: &kvpb.TxnRequest{Compare: cmps, Success: succ, Failure: fail}}}
 }
 
 func bytesOrNil(s string) []byte {
@@ -98,7 +98,7 @@ func bytesOrNil(s string) []byte {
 }
 
 // kvs renders kvs as "key=value@mod/create/version".
-func kvs(list []*concordpb.KeyValue) string {
+func kvs(list []*kvpb.KeyValue) string {
 	var out []string
 	for _, kv := range list {
 		out = append(out, fmt.Sprintf("%s=%s@%d/%d/%d", kv.GetKey(), kv.GetValue(), kv.GetModRevision(), kv.GetCreateRevision(), kv.GetVersion()))
@@ -106,50 +106,50 @@ func kvs(list []*concordpb.KeyValue) string {
 	return strings.Join(out, " ")
 }
 
-func wantCode(t *testing.T, err error, code concordpb.ErrorCode, msg string) {
+func wantCode(t *testing.T, err error, code kvpb.ErrorCode, msg string) {
 	t.Helper()
-	if concordpb.CodeOf(err) != code || (msg != "" && err.Error() != msg) {
-		t.Fatalf("err = %v (code %v), want %v %q", err, concordpb.CodeOf(err), code, msg)
+	if kvpb.CodeOf(err) != code || (msg != "" && err.Error() != msg) {
+		t.Fatalf("err = %v (code %v), want %v %q", err, kvpb.CodeOf(err), code, msg)
 	}
 }
 
 func TestPut(t *testing.T) {
 	v := newEnv(t)
-	v.mustWrite(putOp("a", "1"))                                                                           // rev 1
-	resp := v.mustWrite(putReq(&concordpb.PutRequest{Key: []byte("a"), Value: []byte("2"), PrevKv: true})) // rev 2
-	if got := kvs([]*concordpb.KeyValue{resp.GetPut().GetPrevKv()}); got != "a=1@1/1/1" {
+	v.mustWrite(putOp("a", "1"))                                                                      // rev 1
+	resp := v.mustWrite(putReq(&kvpb.PutRequest{Key: []byte("a"), Value: []byte("2"), PrevKv: true})) // rev 2
+	if got := kvs([]*kvpb.KeyValue{resp.GetPut().GetPrevKv()}); got != "a=1@1/1/1" {
 		t.Fatalf("prev_kv = %s", got)
 	}
-	r, _ := v.read(&concordpb.RangeRequest{Key: []byte("a")})
+	r, _ := v.read(&kvpb.RangeRequest{Key: []byte("a")})
 	if got := kvs(r.Kvs); got != "a=2@2/1/2" {
 		t.Fatalf("after second put: %s", got)
 	}
 	// ignore_value keeps the value, takes a new revision and version.
-	v.mustWrite(putReq(&concordpb.PutRequest{Key: []byte("a"), IgnoreValue: true})) // rev 3
-	r, _ = v.read(&concordpb.RangeRequest{Key: []byte("a")})
+	v.mustWrite(putReq(&kvpb.PutRequest{Key: []byte("a"), IgnoreValue: true})) // rev 3
+	r, _ = v.read(&kvpb.RangeRequest{Key: []byte("a")})
 	if got := kvs(r.Kvs); got != "a=2@3/1/3" {
 		t.Fatalf("after ignore_value: %s", got)
 	}
-	v.mustWrite(putReq(&concordpb.PutRequest{Key: []byte("a"), Value: []byte("4"), IgnoreLease: true}))   // rev 4
-	v.mustWrite(delOp("a", "", false))                                                                    // rev 5
-	resp = v.mustWrite(putReq(&concordpb.PutRequest{Key: []byte("a"), Value: []byte("6"), PrevKv: true})) // rev 6
+	v.mustWrite(putReq(&kvpb.PutRequest{Key: []byte("a"), Value: []byte("4"), IgnoreLease: true}))   // rev 4
+	v.mustWrite(delOp("a", "", false))                                                               // rev 5
+	resp = v.mustWrite(putReq(&kvpb.PutRequest{Key: []byte("a"), Value: []byte("6"), PrevKv: true})) // rev 6
 	if resp.GetPut().GetPrevKv() != nil {
 		t.Fatalf("prev_kv of a deleted key: %v", resp.GetPut().GetPrevKv())
 	}
-	r, _ = v.read(&concordpb.RangeRequest{Key: []byte("a")})
+	r, _ = v.read(&kvpb.RangeRequest{Key: []byte("a")})
 	if got := kvs(r.Kvs); got != "a=6@6/6/1" {
 		t.Fatalf("recreated key: %s", got)
 	}
-	_, _, err := v.write(putReq(&concordpb.PutRequest{Key: []byte("missing"), IgnoreValue: true}))
-	wantCode(t, err, concordpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found")
-	_, _, err = v.write(putReq(&concordpb.PutRequest{Key: []byte("missing"), IgnoreLease: true}))
-	wantCode(t, err, concordpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found")
-	_, _, err = v.write(putReq(&concordpb.PutRequest{Key: []byte("a"), Lease: 7}))
-	wantCode(t, err, concordpb.ErrorCode_LEASE_NOT_FOUND, "lease not found")
+	_, _, err := v.write(putReq(&kvpb.PutRequest{Key: []byte("missing"), IgnoreValue: true}))
+	wantCode(t, err, kvpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found")
+	_, _, err = v.write(putReq(&kvpb.PutRequest{Key: []byte("missing"), IgnoreLease: true}))
+	wantCode(t, err, kvpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found")
+	_, _, err = v.write(putReq(&kvpb.PutRequest{Key: []byte("a"), Lease: 7}))
+	wantCode(t, err, kvpb.ErrorCode_LEASE_NOT_FOUND, "lease not found")
 	// The key mismatch check uses the range's span.
 	v.span = keys.UserSpanOf([]byte("b"), []byte("c"))
 	_, _, err = v.write(putOp("a", "x"))
-	wantCode(t, err, concordpb.ErrorCode_KEY_MISMATCH, "")
+	wantCode(t, err, kvpb.ErrorCode_KEY_MISMATCH, "")
 }
 
 func TestDeleteRange(t *testing.T) {
@@ -178,7 +178,7 @@ func TestDeleteRange(t *testing.T) {
 			if d.Deleted != tc.deleted || int64(len(d.PrevKvs)) != tc.deleted || wrote != (tc.deleted > 0) {
 				t.Fatalf("deleted %d, prev_kvs %s, wrote %v", d.Deleted, kvs(d.PrevKvs), wrote)
 			}
-			r, err := v.read(&concordpb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, KeysOnly: true})
+			r, err := v.read(&kvpb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, KeysOnly: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -208,48 +208,48 @@ func TestRange(t *testing.T) {
 	v.mustWrite(putOp("d", "w"))       // 4
 	v.mustWrite(putOp("b", "y2"))      // 5
 	v.mustWrite(delOp("d", "", false)) // 6
-	all := func(r *concordpb.RangeRequest) *concordpb.RangeRequest {
+	all := func(r *kvpb.RangeRequest) *kvpb.RangeRequest {
 		r.Key, r.RangeEnd = []byte("a"), []byte("\x00")
 		return r
 	}
 	for _, tc := range []struct {
 		name  string
-		req   *concordpb.RangeRequest
+		req   *kvpb.RangeRequest
 		want  string
 		count int64
 		more  bool
-		code  concordpb.ErrorCode
+		code  kvpb.ErrorCode
 	}{
-		{name: "single", req: &concordpb.RangeRequest{Key: []byte("b")}, want: "b=y2@5/2/2", count: 1},
-		{name: "single missing", req: &concordpb.RangeRequest{Key: []byte("bb")}, count: 0},
-		{name: "deleted", req: &concordpb.RangeRequest{Key: []byte("d")}, count: 0},
-		{name: "prefix range", req: &concordpb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("c")}, want: "a=z@1/1/1 b=y2@5/2/2", count: 2},
-		{name: "from key", req: all(&concordpb.RangeRequest{}), want: "a=z@1/1/1 b=y2@5/2/2 c=x@3/3/1", count: 3},
-		{name: "at revision", req: all(&concordpb.RangeRequest{Revision: 4}), want: "a=z@1/1/1 b=y@2/2/1 c=x@3/3/1 d=w@4/4/1", count: 4},
-		{name: "revision between", req: all(&concordpb.RangeRequest{Revision: 2}), want: "a=z@1/1/1 b=y@2/2/1", count: 2},
-		{name: "current revision", req: all(&concordpb.RangeRequest{Revision: 6}), want: "a=z@1/1/1 b=y2@5/2/2 c=x@3/3/1", count: 3},
-		{name: "future", req: all(&concordpb.RangeRequest{Revision: 7}), code: concordpb.ErrorCode_FUTURE_REV},
+		{name: "single", req: &kvpb.RangeRequest{Key: []byte("b")}, want: "b=y2@5/2/2", count: 1},
+		{name: "single missing", req: &kvpb.RangeRequest{Key: []byte("bb")}, count: 0},
+		{name: "deleted", req: &kvpb.RangeRequest{Key: []byte("d")}, count: 0},
+		{name: "prefix range", req: &kvpb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("c")}, want: "a=z@1/1/1 b=y2@5/2/2", count: 2},
+		{name: "from key", req: all(&kvpb.RangeRequest{}), want: "a=z@1/1/1 b=y2@5/2/2 c=x@3/3/1", count: 3},
+		{name: "at revision", req: all(&kvpb.RangeRequest{Revision: 4}), want: "a=z@1/1/1 b=y@2/2/1 c=x@3/3/1 d=w@4/4/1", count: 4},
+		{name: "revision between", req: all(&kvpb.RangeRequest{Revision: 2}), want: "a=z@1/1/1 b=y@2/2/1", count: 2},
+		{name: "current revision", req: all(&kvpb.RangeRequest{Revision: 6}), want: "a=z@1/1/1 b=y2@5/2/2 c=x@3/3/1", count: 3},
+		{name: "future", req: all(&kvpb.RangeRequest{Revision: 7}), code: kvpb.ErrorCode_FUTURE_REV},
 		// etcd reads the current revision for any revision <= 0.
-		{name: "negative revision", req: all(&concordpb.RangeRequest{Revision: -1}), want: "a=z@1/1/1 b=y2@5/2/2 c=x@3/3/1", count: 3},
-		{name: "limit", req: all(&concordpb.RangeRequest{Limit: 2}), want: "a=z@1/1/1 b=y2@5/2/2", count: 3, more: true},
-		{name: "limit exact", req: all(&concordpb.RangeRequest{Limit: 3}), want: "a=z@1/1/1 b=y2@5/2/2 c=x@3/3/1", count: 3},
-		{name: "count only", req: all(&concordpb.RangeRequest{CountOnly: true, Limit: 1}), count: 3},
-		{name: "keys only", req: all(&concordpb.RangeRequest{KeysOnly: true, Limit: 1}), want: "a=@1/1/1", count: 3, more: true},
-		{name: "descend by key", req: all(&concordpb.RangeRequest{SortOrder: concordpb.SortOrder_SORT_DESCEND}), want: "c=x@3/3/1 b=y2@5/2/2 a=z@1/1/1", count: 3},
-		{name: "descend by key limit", req: all(&concordpb.RangeRequest{SortOrder: concordpb.SortOrder_SORT_DESCEND, Limit: 1}), want: "c=x@3/3/1", count: 3, more: true},
-		{name: "none by value ascends", req: all(&concordpb.RangeRequest{SortTarget: concordpb.SortTarget_SORT_BY_VALUE}), want: "c=x@3/3/1 b=y2@5/2/2 a=z@1/1/1", count: 3},
-		{name: "ascend by mod", req: all(&concordpb.RangeRequest{SortOrder: concordpb.SortOrder_SORT_ASCEND, SortTarget: concordpb.SortTarget_SORT_BY_MOD}), want: "a=z@1/1/1 c=x@3/3/1 b=y2@5/2/2", count: 3},
-		{name: "descend by create", req: all(&concordpb.RangeRequest{SortOrder: concordpb.SortOrder_SORT_DESCEND, SortTarget: concordpb.SortTarget_SORT_BY_CREATE}), want: "c=x@3/3/1 b=y2@5/2/2 a=z@1/1/1", count: 3},
-		{name: "descend by version ties in key order", req: all(&concordpb.RangeRequest{SortOrder: concordpb.SortOrder_SORT_DESCEND, SortTarget: concordpb.SortTarget_SORT_BY_VERSION}), want: "b=y2@5/2/2 a=z@1/1/1 c=x@3/3/1", count: 3},
-		{name: "min mod", req: all(&concordpb.RangeRequest{MinModRevision: 3}), want: "b=y2@5/2/2 c=x@3/3/1", count: 3},
-		{name: "max mod", req: all(&concordpb.RangeRequest{MaxModRevision: 3}), want: "a=z@1/1/1 c=x@3/3/1", count: 3},
-		{name: "min create", req: all(&concordpb.RangeRequest{MinCreateRevision: 2}), want: "b=y2@5/2/2 c=x@3/3/1", count: 3},
-		{name: "max create limit", req: all(&concordpb.RangeRequest{MaxCreateRevision: 2, Limit: 1}), want: "a=z@1/1/1", count: 3, more: true},
-		{name: "empty interval", req: &concordpb.RangeRequest{Key: []byte("c"), RangeEnd: []byte("a")}, count: 0},
+		{name: "negative revision", req: all(&kvpb.RangeRequest{Revision: -1}), want: "a=z@1/1/1 b=y2@5/2/2 c=x@3/3/1", count: 3},
+		{name: "limit", req: all(&kvpb.RangeRequest{Limit: 2}), want: "a=z@1/1/1 b=y2@5/2/2", count: 3, more: true},
+		{name: "limit exact", req: all(&kvpb.RangeRequest{Limit: 3}), want: "a=z@1/1/1 b=y2@5/2/2 c=x@3/3/1", count: 3},
+		{name: "count only", req: all(&kvpb.RangeRequest{CountOnly: true, Limit: 1}), count: 3},
+		{name: "keys only", req: all(&kvpb.RangeRequest{KeysOnly: true, Limit: 1}), want: "a=@1/1/1", count: 3, more: true},
+		{name: "descend by key", req: all(&kvpb.RangeRequest{SortOrder: kvpb.SortOrder_SORT_DESCEND}), want: "c=x@3/3/1 b=y2@5/2/2 a=z@1/1/1", count: 3},
+		{name: "descend by key limit", req: all(&kvpb.RangeRequest{SortOrder: kvpb.SortOrder_SORT_DESCEND, Limit: 1}), want: "c=x@3/3/1", count: 3, more: true},
+		{name: "none by value ascends", req: all(&kvpb.RangeRequest{SortTarget: kvpb.SortTarget_SORT_BY_VALUE}), want: "c=x@3/3/1 b=y2@5/2/2 a=z@1/1/1", count: 3},
+		{name: "ascend by mod", req: all(&kvpb.RangeRequest{SortOrder: kvpb.SortOrder_SORT_ASCEND, SortTarget: kvpb.SortTarget_SORT_BY_MOD}), want: "a=z@1/1/1 c=x@3/3/1 b=y2@5/2/2", count: 3},
+		{name: "descend by create", req: all(&kvpb.RangeRequest{SortOrder: kvpb.SortOrder_SORT_DESCEND, SortTarget: kvpb.SortTarget_SORT_BY_CREATE}), want: "c=x@3/3/1 b=y2@5/2/2 a=z@1/1/1", count: 3},
+		{name: "descend by version ties in key order", req: all(&kvpb.RangeRequest{SortOrder: kvpb.SortOrder_SORT_DESCEND, SortTarget: kvpb.SortTarget_SORT_BY_VERSION}), want: "b=y2@5/2/2 a=z@1/1/1 c=x@3/3/1", count: 3},
+		{name: "min mod", req: all(&kvpb.RangeRequest{MinModRevision: 3}), want: "b=y2@5/2/2 c=x@3/3/1", count: 3},
+		{name: "max mod", req: all(&kvpb.RangeRequest{MaxModRevision: 3}), want: "a=z@1/1/1 c=x@3/3/1", count: 3},
+		{name: "min create", req: all(&kvpb.RangeRequest{MinCreateRevision: 2}), want: "b=y2@5/2/2 c=x@3/3/1", count: 3},
+		{name: "max create limit", req: all(&kvpb.RangeRequest{MaxCreateRevision: 2, Limit: 1}), want: "a=z@1/1/1", count: 3, more: true},
+		{name: "empty interval", req: &kvpb.RangeRequest{Key: []byte("c"), RangeEnd: []byte("a")}, count: 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := v.read(tc.req)
-			if tc.code != concordpb.ErrorCode_OK {
+			if tc.code != kvpb.ErrorCode_OK {
 				wantCode(t, err, tc.code, "")
 				return
 			}
@@ -271,51 +271,51 @@ func TestRange(t *testing.T) {
 	}
 	b.Close()
 	v.compacted = 4
-	_, err := v.read(all(&concordpb.RangeRequest{Revision: 3}))
-	wantCode(t, err, concordpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")
-	_, err = v.read(all(&concordpb.RangeRequest{Revision: 7}))
-	wantCode(t, err, concordpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
-	if r, err := v.read(all(&concordpb.RangeRequest{Revision: 4})); err != nil || r.Count != 4 {
+	_, err := v.read(all(&kvpb.RangeRequest{Revision: 3}))
+	wantCode(t, err, kvpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")
+	_, err = v.read(all(&kvpb.RangeRequest{Revision: 7}))
+	wantCode(t, err, kvpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
+	if r, err := v.read(all(&kvpb.RangeRequest{Revision: 4})); err != nil || r.Count != 4 {
 		t.Fatalf("read at the compacted revision: %v %v", r, err)
 	}
 	// A txn's Range below the compacted revision fails, and writes nothing.
-	_, _, err = v.write(txnOp(nil, []*concordpb.RequestOp{putOp("x", "1"), rangeOp(&concordpb.RangeRequest{Key: []byte("a"), Revision: 2})}, nil))
-	wantCode(t, err, concordpb.ErrorCode_COMPACTED, "")
+	_, _, err = v.write(txnOp(nil, []*kvpb.RequestOp{putOp("x", "1"), rangeOp(&kvpb.RangeRequest{Key: []byte("a"), Revision: 2})}, nil))
+	wantCode(t, err, kvpb.ErrorCode_COMPACTED, "")
 }
 
-func cmp(key string, target concordpb.CompareTarget, result concordpb.CompareResult, val any) *concordpb.Compare {
-	c := &concordpb.Compare{Key: []byte(key), Target: target, Result: result}
+func cmp(key string, target kvpb.CompareTarget, result kvpb.CompareResult, val any) *kvpb.Compare {
+	c := &kvpb.Compare{Key: []byte(key), Target: target, Result: result}
 	switch target {
-	case concordpb.CompareTarget_COMPARE_VALUE:
-		c.TargetUnion = &concordpb.Compare_Value{Value: []byte(val.(string))}
-	case concordpb.CompareTarget_COMPARE_VERSION:
-		c.TargetUnion = &concordpb.Compare_Version{Version: int64(val.(int))}
-	case concordpb.CompareTarget_COMPARE_CREATE:
-		c.TargetUnion = &concordpb.Compare_CreateRevision{CreateRevision: int64(val.(int))}
-	case concordpb.CompareTarget_COMPARE_MOD:
-		c.TargetUnion = &concordpb.Compare_ModRevision{ModRevision: int64(val.(int))}
-	case concordpb.CompareTarget_COMPARE_LEASE:
-		c.TargetUnion = &concordpb.Compare_Lease{Lease: int64(val.(int))}
+	case kvpb.CompareTarget_COMPARE_VALUE:
+		c.TargetUnion = &kvpb.Compare_Value{Value: []byte(val.(string))}
+	case kvpb.CompareTarget_COMPARE_VERSION:
+		c.TargetUnion = &kvpb.Compare_Version{Version: int64(val.(int))}
+	case kvpb.CompareTarget_COMPARE_CREATE:
+		c.TargetUnion = &kvpb.Compare_CreateRevision{CreateRevision: int64(val.(int))}
+	case kvpb.CompareTarget_COMPARE_MOD:
+		c.TargetUnion = &kvpb.Compare_ModRevision{ModRevision: int64(val.(int))}
+	case kvpb.CompareTarget_COMPARE_LEASE:
+		c.TargetUnion = &kvpb.Compare_Lease{Lease: int64(val.(int))}
 	}
 	return c
 }
 
-func withEnd(c *concordpb.Compare, end string) *concordpb.Compare {
+func withEnd(c *kvpb.Compare, end string) *kvpb.Compare {
 	c.RangeEnd = []byte(end)
 	return c
 }
 
 func TestTxnCompare(t *testing.T) {
 	const (
-		VALUE   = concordpb.CompareTarget_COMPARE_VALUE
-		VERSION = concordpb.CompareTarget_COMPARE_VERSION
-		CREATE  = concordpb.CompareTarget_COMPARE_CREATE
-		MOD     = concordpb.CompareTarget_COMPARE_MOD
-		LEASE   = concordpb.CompareTarget_COMPARE_LEASE
-		EQ      = concordpb.CompareResult_COMPARE_EQUAL
-		NE      = concordpb.CompareResult_COMPARE_NOT_EQUAL
-		GT      = concordpb.CompareResult_COMPARE_GREATER
-		LT      = concordpb.CompareResult_COMPARE_LESS
+		VALUE   = kvpb.CompareTarget_COMPARE_VALUE
+		VERSION = kvpb.CompareTarget_COMPARE_VERSION
+		CREATE  = kvpb.CompareTarget_COMPARE_CREATE
+		MOD     = kvpb.CompareTarget_COMPARE_MOD
+		LEASE   = kvpb.CompareTarget_COMPARE_LEASE
+		EQ      = kvpb.CompareResult_COMPARE_EQUAL
+		NE      = kvpb.CompareResult_COMPARE_NOT_EQUAL
+		GT      = kvpb.CompareResult_COMPARE_GREATER
+		LT      = kvpb.CompareResult_COMPARE_LESS
 	)
 	v := newEnv(t)
 	v.mustWrite(putOp("a", "1")) // 1
@@ -323,34 +323,34 @@ func TestTxnCompare(t *testing.T) {
 	v.mustWrite(putOp("a", "3")) // 3: a version 2, create 1, mod 3
 	for _, tc := range []struct {
 		name string
-		cmps []*concordpb.Compare
+		cmps []*kvpb.Compare
 		want bool
 	}{
 		{"no compares", nil, true},
-		{"value eq", []*concordpb.Compare{cmp("a", VALUE, EQ, "3")}, true},
-		{"value ne", []*concordpb.Compare{cmp("a", VALUE, NE, "3")}, false},
-		{"value gt", []*concordpb.Compare{cmp("a", VALUE, GT, "2")}, true},
-		{"value lt", []*concordpb.Compare{cmp("a", VALUE, LT, "2")}, false},
-		{"value of missing key is false", []*concordpb.Compare{cmp("zz", VALUE, NE, "x")}, false},
-		{"version", []*concordpb.Compare{cmp("a", VERSION, EQ, 2)}, true},
-		{"create", []*concordpb.Compare{cmp("a", CREATE, EQ, 1)}, true},
-		{"mod", []*concordpb.Compare{cmp("a", MOD, GT, 2)}, true},
-		{"lease", []*concordpb.Compare{cmp("a", LEASE, EQ, 0)}, true},
-		{"missing key version 0", []*concordpb.Compare{cmp("zz", VERSION, EQ, 0)}, true},
-		{"missing key create 0", []*concordpb.Compare{cmp("zz", CREATE, EQ, 0)}, true},
-		{"missing key mod lt", []*concordpb.Compare{cmp("zz", MOD, LT, 1)}, true},
-		{"all must hold", []*concordpb.Compare{cmp("a", VERSION, EQ, 2), cmp("b", VERSION, EQ, 2)}, false},
-		{"range all satisfy", []*concordpb.Compare{withEnd(cmp("a", VERSION, GT, 0), "c")}, true},
-		{"range one fails", []*concordpb.Compare{withEnd(cmp("a", VERSION, EQ, 2), "c")}, false},
-		{"range from key", []*concordpb.Compare{withEnd(cmp("a", MOD, LT, 4), "\x00")}, true},
-		{"empty range value", []*concordpb.Compare{withEnd(cmp("x", VALUE, EQ, ""), "y")}, false},
-		{"empty range create", []*concordpb.Compare{withEnd(cmp("x", CREATE, EQ, 0), "y")}, true},
-		{"target union mismatch compares to 0", []*concordpb.Compare{{Key: []byte("a"), Target: MOD, Result: GT, TargetUnion: &concordpb.Compare_Version{Version: 100}}}, true},
+		{"value eq", []*kvpb.Compare{cmp("a", VALUE, EQ, "3")}, true},
+		{"value ne", []*kvpb.Compare{cmp("a", VALUE, NE, "3")}, false},
+		{"value gt", []*kvpb.Compare{cmp("a", VALUE, GT, "2")}, true},
+		{"value lt", []*kvpb.Compare{cmp("a", VALUE, LT, "2")}, false},
+		{"value of missing key is false", []*kvpb.Compare{cmp("zz", VALUE, NE, "x")}, false},
+		{"version", []*kvpb.Compare{cmp("a", VERSION, EQ, 2)}, true},
+		{"create", []*kvpb.Compare{cmp("a", CREATE, EQ, 1)}, true},
+		{"mod", []*kvpb.Compare{cmp("a", MOD, GT, 2)}, true},
+		{"lease", []*kvpb.Compare{cmp("a", LEASE, EQ, 0)}, true},
+		{"missing key version 0", []*kvpb.Compare{cmp("zz", VERSION, EQ, 0)}, true},
+		{"missing key create 0", []*kvpb.Compare{cmp("zz", CREATE, EQ, 0)}, true},
+		{"missing key mod lt", []*kvpb.Compare{cmp("zz", MOD, LT, 1)}, true},
+		{"all must hold", []*kvpb.Compare{cmp("a", VERSION, EQ, 2), cmp("b", VERSION, EQ, 2)}, false},
+		{"range all satisfy", []*kvpb.Compare{withEnd(cmp("a", VERSION, GT, 0), "c")}, true},
+		{"range one fails", []*kvpb.Compare{withEnd(cmp("a", VERSION, EQ, 2), "c")}, false},
+		{"range from key", []*kvpb.Compare{withEnd(cmp("a", MOD, LT, 4), "\x00")}, true},
+		{"empty range value", []*kvpb.Compare{withEnd(cmp("x", VALUE, EQ, ""), "y")}, false},
+		{"empty range create", []*kvpb.Compare{withEnd(cmp("x", CREATE, EQ, 0), "y")}, true},
+		{"target union mismatch compares to 0", []*kvpb.Compare{{Key: []byte("a"), Target: MOD, Result: GT, TargetUnion: &kvpb.Compare_Version{Version: 100}}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			op := txnOp(tc.cmps, []*concordpb.RequestOp{getOp("a", "")}, []*concordpb.RequestOp{getOp("b", "")})
+			op := txnOp(tc.cmps, []*kvpb.RequestOp{getOp("a", "")}, []*kvpb.RequestOp{getOp("b", "")})
 			for _, read := range []bool{true, false} {
-				var resp *concordpb.ResponseOp
+				var resp *kvpb.ResponseOp
 				var err error
 				if read {
 					resp, err = ReadOp(v.e, v.span, op, v.rev, 0)
@@ -377,16 +377,16 @@ func TestTxnWrites(t *testing.T) {
 	// Every op runs at one revision; reads see earlier writes of the txn;
 	// compares of nested txns see the state before the txn.
 	resp := v.mustWrite(txnOp(
-		[]*concordpb.Compare{cmp("a", concordpb.CompareTarget_COMPARE_VALUE, concordpb.CompareResult_COMPARE_EQUAL, "1")},
-		[]*concordpb.RequestOp{
+		[]*kvpb.Compare{cmp("a", kvpb.CompareTarget_COMPARE_VALUE, kvpb.CompareResult_COMPARE_EQUAL, "1")},
+		[]*kvpb.RequestOp{
 			putOp("a", "2"),
 			putOp("b", "new"),
-			putReq(&concordpb.PutRequest{Key: []byte("a"), Value: []byte("3"), PrevKv: true}),
+			putReq(&kvpb.PutRequest{Key: []byte("a"), Value: []byte("3"), PrevKv: true}),
 			getOp("a", "c"),
 			delOp("k", "", true),
-			txnOp([]*concordpb.Compare{cmp("a", concordpb.CompareTarget_COMPARE_VALUE, concordpb.CompareResult_COMPARE_EQUAL, "1")},
-				[]*concordpb.RequestOp{putOp("nested", "yes")},
-				[]*concordpb.RequestOp{putOp("nested", "no")}),
+			txnOp([]*kvpb.Compare{cmp("a", kvpb.CompareTarget_COMPARE_VALUE, kvpb.CompareResult_COMPARE_EQUAL, "1")},
+				[]*kvpb.RequestOp{putOp("nested", "yes")},
+				[]*kvpb.RequestOp{putOp("nested", "no")}),
 			getOp("k", ""),
 		},
 		nil)) // rev 3
@@ -394,7 +394,7 @@ func TestTxnWrites(t *testing.T) {
 	if !tr.Succeeded || len(tr.Responses) != 7 {
 		t.Fatalf("txn: %v", tr)
 	}
-	if got := kvs([]*concordpb.KeyValue{tr.Responses[2].GetPut().PrevKv}); got != "a=2@3/1/2" {
+	if got := kvs([]*kvpb.KeyValue{tr.Responses[2].GetPut().PrevKv}); got != "a=2@3/1/2" {
 		t.Fatalf("prev_kv inside txn: %s", got)
 	}
 	if got := kvs(tr.Responses[3].GetRange().Kvs); got != "a=3@3/1/3 b=new@3/3/1" {
@@ -409,41 +409,41 @@ func TestTxnWrites(t *testing.T) {
 	if r := tr.Responses[6].GetRange(); r.Count != 0 {
 		t.Fatalf("deleted key visible later in txn: %v", r)
 	}
-	r, _ := v.read(&concordpb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}})
+	r, _ := v.read(&kvpb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}})
 	if got := kvs(r.Kvs); got != "a=3@3/1/3 b=new@3/3/1 nested=yes@3/3/1" {
 		t.Fatalf("after txn: %s", got)
 	}
 	// Failure branch; a read-only branch writes nothing.
-	resp, wrote, err := v.write(txnOp([]*concordpb.Compare{cmp("a", concordpb.CompareTarget_COMPARE_VERSION, concordpb.CompareResult_COMPARE_EQUAL, 1)},
-		[]*concordpb.RequestOp{putOp("a", "x")}, []*concordpb.RequestOp{getOp("a", "")}))
+	resp, wrote, err := v.write(txnOp([]*kvpb.Compare{cmp("a", kvpb.CompareTarget_COMPARE_VERSION, kvpb.CompareResult_COMPARE_EQUAL, 1)},
+		[]*kvpb.RequestOp{putOp("a", "x")}, []*kvpb.RequestOp{getOp("a", "")}))
 	if err != nil || wrote || resp.GetTxn().Succeeded || kvs(resp.GetTxn().Responses[0].GetRange().Kvs) != "a=3@3/1/3" {
 		t.Fatalf("failure branch: %v %v %v", resp, wrote, err)
 	}
 	// Errors anywhere on the taken path write nothing, even after writes.
 	for _, tc := range []struct {
 		name string
-		op   *concordpb.RequestOp
-		code concordpb.ErrorCode
+		op   *kvpb.RequestOp
+		code kvpb.ErrorCode
 	}{
-		{"lease", txnOp(nil, []*concordpb.RequestOp{putOp("z", "1"), putReq(&concordpb.PutRequest{Key: []byte("a"), Lease: 1})}, nil), concordpb.ErrorCode_LEASE_NOT_FOUND},
-		{"ignore_value after delete", txnOp(nil, []*concordpb.RequestOp{delOp("a", "", false), putReq(&concordpb.PutRequest{Key: []byte("a"), IgnoreValue: true})}, nil), concordpb.ErrorCode_INVALID_ARGUMENT},
-		{"ignore_value after range delete", txnOp(nil, []*concordpb.RequestOp{delOp("a", "b", false), putReq(&concordpb.PutRequest{Key: []byte("a"), IgnoreLease: true})}, nil), concordpb.ErrorCode_INVALID_ARGUMENT},
-		{"future range", txnOp(nil, []*concordpb.RequestOp{putOp("z", "1"), rangeOp(&concordpb.RangeRequest{Key: []byte("a"), Revision: v.rev + 1})}, nil), concordpb.ErrorCode_FUTURE_REV},
-		{"nested", txnOp(nil, []*concordpb.RequestOp{putOp("z", "1"), txnOp(nil, nil, nil), txnOp(nil, []*concordpb.RequestOp{putReq(&concordpb.PutRequest{Key: []byte("none"), IgnoreValue: true})}, nil)}, nil), concordpb.ErrorCode_INVALID_ARGUMENT},
-		{"key outside span in untaken branch", txnOp(nil, nil, []*concordpb.RequestOp{rangeOp(&concordpb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}})}), concordpb.ErrorCode_KEY_MISMATCH},
+		{"lease", txnOp(nil, []*kvpb.RequestOp{putOp("z", "1"), putReq(&kvpb.PutRequest{Key: []byte("a"), Lease: 1})}, nil), kvpb.ErrorCode_LEASE_NOT_FOUND},
+		{"ignore_value after delete", txnOp(nil, []*kvpb.RequestOp{delOp("a", "", false), putReq(&kvpb.PutRequest{Key: []byte("a"), IgnoreValue: true})}, nil), kvpb.ErrorCode_INVALID_ARGUMENT},
+		{"ignore_value after range delete", txnOp(nil, []*kvpb.RequestOp{delOp("a", "b", false), putReq(&kvpb.PutRequest{Key: []byte("a"), IgnoreLease: true})}, nil), kvpb.ErrorCode_INVALID_ARGUMENT},
+		{"future range", txnOp(nil, []*kvpb.RequestOp{putOp("z", "1"), rangeOp(&kvpb.RangeRequest{Key: []byte("a"), Revision: v.rev + 1})}, nil), kvpb.ErrorCode_FUTURE_REV},
+		{"nested", txnOp(nil, []*kvpb.RequestOp{putOp("z", "1"), txnOp(nil, nil, nil), txnOp(nil, []*kvpb.RequestOp{putReq(&kvpb.PutRequest{Key: []byte("none"), IgnoreValue: true})}, nil)}, nil), kvpb.ErrorCode_INVALID_ARGUMENT},
+		{"key outside span in untaken branch", txnOp(nil, nil, []*kvpb.RequestOp{rangeOp(&kvpb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}})}), kvpb.ErrorCode_KEY_MISMATCH},
 	} {
-		if tc.code == concordpb.ErrorCode_KEY_MISMATCH {
+		if tc.code == kvpb.ErrorCode_KEY_MISMATCH {
 			v.span = keys.UserSpanOf([]byte("a"), []byte("zz"))
 		}
 		_, _, err := v.write(tc.op)
-		if concordpb.CodeOf(err) != tc.code {
+		if kvpb.CodeOf(err) != tc.code {
 			t.Fatalf("%s: err %v, want %v", tc.name, err, tc.code)
 		}
 	}
 	// ignore_value on a key put earlier in the same txn is fine.
 	v.span = keys.UserSpan
-	v.mustWrite(txnOp(nil, []*concordpb.RequestOp{putOp("fresh", "v"), putReq(&concordpb.PutRequest{Key: []byte("fresh"), IgnoreValue: true})}, nil))
-	r, _ = v.read(&concordpb.RangeRequest{Key: []byte("fresh")})
+	v.mustWrite(txnOp(nil, []*kvpb.RequestOp{putOp("fresh", "v"), putReq(&kvpb.PutRequest{Key: []byte("fresh"), IgnoreValue: true})}, nil))
+	r, _ = v.read(&kvpb.RangeRequest{Key: []byte("fresh")})
 	if got := kvs(r.Kvs); got != fmt.Sprintf("fresh=v@%d/%d/2", v.rev, v.rev) {
 		t.Fatalf("put twice in one txn: %s", got)
 	}
@@ -451,22 +451,22 @@ func TestTxnWrites(t *testing.T) {
 
 func TestIsReadOnly(t *testing.T) {
 	for _, tc := range []struct {
-		op   *concordpb.RequestOp
+		op   *kvpb.RequestOp
 		want bool
 	}{
 		{getOp("a", ""), true},
 		{putOp("a", ""), false},
 		{delOp("a", "", false), false},
 		{txnOp(nil, nil, nil), true},
-		{txnOp(nil, []*concordpb.RequestOp{getOp("a", "")}, []*concordpb.RequestOp{txnOp(nil, []*concordpb.RequestOp{getOp("b", "")}, nil)}), true},
-		{txnOp(nil, []*concordpb.RequestOp{getOp("a", "")}, []*concordpb.RequestOp{txnOp(nil, nil, []*concordpb.RequestOp{putOp("b", "")})}), false},
+		{txnOp(nil, []*kvpb.RequestOp{getOp("a", "")}, []*kvpb.RequestOp{txnOp(nil, []*kvpb.RequestOp{getOp("b", "")}, nil)}), true},
+		{txnOp(nil, []*kvpb.RequestOp{getOp("a", "")}, []*kvpb.RequestOp{txnOp(nil, nil, []*kvpb.RequestOp{putOp("b", "")})}), false},
 	} {
 		if got := IsReadOnly(tc.op); got != tc.want {
 			t.Errorf("IsReadOnly(%v) = %v", tc.op, got)
 		}
 	}
 	v := newEnv(t)
-	if _, err := ReadOp(v.e, v.span, putOp("a", "1"), 0, 0); concordpb.CodeOf(err) != concordpb.ErrorCode_INVALID_ARGUMENT {
+	if _, err := ReadOp(v.e, v.span, putOp("a", "1"), 0, 0); kvpb.CodeOf(err) != kvpb.ErrorCode_INVALID_ARGUMENT {
 		t.Fatalf("ReadOp of a put: %v", err)
 	}
 }
@@ -482,16 +482,16 @@ func TestIndexAgreesWithEngine(t *testing.T) {
 		rng := rand.New(rand.NewSource(7))
 		for ts := int64(1); ts <= 600; ts++ {
 			k := []byte(fmt.Sprintf("k%d", rng.Intn(20)))
-			var op *concordpb.RequestOp
+			var op *kvpb.RequestOp
 			switch rng.Intn(4) {
 			case 0:
-				op = &concordpb.RequestOp{Request: &concordpb.RequestOp_DeleteRange{DeleteRange: &concordpb.DeleteRangeRequest{Key: k}}}
+				op = &kvpb.RequestOp{Request: &kvpb.RequestOp_DeleteRange{DeleteRange: &kvpb.DeleteRangeRequest{Key: k}}}
 			case 1:
-				op = &concordpb.RequestOp{Request: &concordpb.RequestOp_Txn{Txn: &concordpb.TxnRequest{
-					Success: []*concordpb.RequestOp{{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{Key: k, Value: []byte("t")}}}},
+				op = &kvpb.RequestOp{Request: &kvpb.RequestOp_Txn{Txn: &kvpb.TxnRequest{
+					Success: []*kvpb.RequestOp{{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{Key: k, Value: []byte("t")}}}},
 				}}}
 			default:
-				op = &concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{Key: k, Value: []byte(fmt.Sprint(ts)), PrevKv: rng.Intn(3) == 0}}}
+				op = &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{Key: k, Value: []byte(fmt.Sprint(ts)), PrevKv: rng.Intn(3) == 0}}}
 			}
 			if ts == 300 {
 				idx.Reset()
@@ -507,7 +507,7 @@ func TestIndexAgreesWithEngine(t *testing.T) {
 			b.Close()
 			out = append(out, resp.String())
 		}
-		all, err := Read(e, span, &concordpb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}, 600, 0)
+		all, err := Read(e, span, &kvpb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}, 600, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

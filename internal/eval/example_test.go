@@ -5,7 +5,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
@@ -21,7 +21,7 @@ func Example() {
 	// The apply loop: each command at its revision, in one batch.
 	b := e.NewBatch()
 	for ts, v := range []string{"one", "two"} {
-		put := &concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{Key: []byte("k"), Value: []byte(v)}}}
+		put := &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{Key: []byte("k"), Value: []byte(v)}}}
 		if _, _, err := eval.Write(b, keys.UserSpan, int64(ts+1), put); err != nil {
 			panic(err)
 		}
@@ -31,7 +31,7 @@ func Example() {
 	}
 	b.Close()
 
-	resp, err := eval.Read(e, keys.UserSpan, &concordpb.RangeRequest{Key: []byte("k")}, 2 /* current */, 0 /* compacted */)
+	resp, err := eval.Read(e, keys.UserSpan, &kvpb.RangeRequest{Key: []byte("k")}, 2 /* current */, 0 /* compacted */)
 	if err != nil {
 		panic(err)
 	}

@@ -1,7 +1,7 @@
 package eval
 
 import (
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/keys"
 )
 
@@ -10,22 +10,22 @@ import (
 // keys.UserSpanOf maps them (a single key is a span with an empty End). Two
 // writes whose footprints do not overlap commute: each evaluates the same
 // whichever applies first.
-func Footprint(op *concordpb.RequestOp) []keys.Span {
+func Footprint(op *kvpb.RequestOp) []keys.Span {
 	var out []keys.Span
-	var walk func(op *concordpb.RequestOp)
-	walk = func(op *concordpb.RequestOp) {
+	var walk func(op *kvpb.RequestOp)
+	walk = func(op *kvpb.RequestOp) {
 		switch req := op.GetRequest().(type) {
-		case *concordpb.RequestOp_Range:
+		case *kvpb.RequestOp_Range:
 			out = append(out, keys.UserSpanOf(req.Range.GetKey(), req.Range.GetRangeEnd()))
-		case *concordpb.RequestOp_Put:
+		case *kvpb.RequestOp_Put:
 			out = append(out, keys.UserSpanOf(req.Put.GetKey(), nil))
-		case *concordpb.RequestOp_DeleteRange:
+		case *kvpb.RequestOp_DeleteRange:
 			out = append(out, keys.UserSpanOf(req.DeleteRange.GetKey(), req.DeleteRange.GetRangeEnd()))
-		case *concordpb.RequestOp_Txn:
+		case *kvpb.RequestOp_Txn:
 			for _, c := range req.Txn.GetCompare() {
 				out = append(out, keys.UserSpanOf(c.GetKey(), c.GetRangeEnd()))
 			}
-			for _, ops := range [][]*concordpb.RequestOp{req.Txn.GetSuccess(), req.Txn.GetFailure()} {
+			for _, ops := range [][]*kvpb.RequestOp{req.Txn.GetSuccess(), req.Txn.GetFailure()} {
 				for _, o := range ops {
 					walk(o)
 				}
@@ -41,7 +41,7 @@ func Footprint(op *concordpb.RequestOp) []keys.Span {
 // lease and neither ignore_value nor ignore_lease. Anything else may write
 // nothing or fail, which only an evaluation against the range's state
 // tells.
-func AlwaysWrites(op *concordpb.RequestOp) bool {
+func AlwaysWrites(op *kvpb.RequestOp) bool {
 	p := op.GetPut()
 	return p != nil && p.GetLease() == 0 && !p.GetIgnoreValue() && !p.GetIgnoreLease() && len(p.GetKey()) > 0
 }

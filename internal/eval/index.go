@@ -3,19 +3,20 @@ package eval
 import (
 	"sync"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 )
 
-// Index remembers, for one range, the metadata of the newest version of
-// keys that were written (create and mod revision, version, lease, live or
+// Index remembers, for one range or for all of a node's ranges (keys are
+// global, and ranges on a node are disjoint), the metadata of the newest
+// version of keys that were written (create and mod revision, version, lease, live or
 // deleted), so that a Put need not read its key's previous version from the
 // engine: etcd keeps all of this in memory (its treeIndex), and without it
 // every write pays a disk read. The engine stays the truth: a key the index
 // does not know is read from it, and a Put that needs the previous value
 // (prev_kv, ignore_value, ignore_lease) always reads it.
 //
-// The replica that owns an Index passes it to every write it applies, in
-// log order, and calls Reset when its state is replaced (a snapshot). It is
+// The replicas that share an Index pass it every write they apply, in log
+// order, and call Reset when one's state is replaced (a snapshot). It is
 // safe for concurrent use, though only the apply path uses it.
 type Index struct {
 	mu struct {
@@ -60,7 +61,7 @@ func (x *Index) Len() int {
 
 // get returns the newest version of the global key (nil if deleted) and
 // whether the index knows the key.
-func (x *Index) get(key []byte) (*concordpb.KeyValue, bool) {
+func (x *Index) get(key []byte) (*kvpb.KeyValue, bool) {
 	if x == nil {
 		return nil, false
 	}
@@ -70,7 +71,7 @@ func (x *Index) get(key []byte) (*concordpb.KeyValue, bool) {
 	if !ok || !e.live {
 		return nil, ok
 	}
-	return &concordpb.KeyValue{Key: key, CreateRevision: e.create, ModRevision: e.mod, Version: e.ver, Lease: e.lease}, true
+	return &kvpb.KeyValue{Key: key, CreateRevision: e.create, ModRevision: e.mod, Version: e.ver, Lease: e.lease}, true
 }
 
 func (x *Index) set(key []byte, e indexEntry) {
@@ -85,7 +86,7 @@ func (x *Index) set(key []byte, e indexEntry) {
 	x.mu.m[string(key)] = e
 }
 
-func (x *Index) put(kv *concordpb.KeyValue) {
+func (x *Index) put(kv *kvpb.KeyValue) {
 	x.set(kv.GetKey(), indexEntry{live: true, create: kv.GetCreateRevision(), mod: kv.GetModRevision(), ver: kv.GetVersion(), lease: kv.GetLease()})
 }
 

@@ -3,7 +3,7 @@ package eval
 import (
 	"bytes"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/keys"
 )
 
@@ -18,7 +18,7 @@ import (
 // it only to count (a part past the limit still counts toward count). A
 // part whose sort needs values (SORT_BY_VALUE with keys_only) returns them,
 // and MergeRanges drops them after sorting.
-func SplitRange(req *concordpb.RangeRequest, part keys.Span, rev, fetch int64, countOnly bool) *concordpb.RangeRequest {
+func SplitRange(req *kvpb.RangeRequest, part keys.Span, rev, fetch int64, countOnly bool) *kvpb.RangeRequest {
 	span := keys.UserSpanOf(req.GetKey(), req.GetRangeEnd())
 	start, end := span.Start, span.End
 	if bytes.Compare(part.Start, start) > 0 {
@@ -27,12 +27,12 @@ func SplitRange(req *concordpb.RangeRequest, part keys.Span, rev, fetch int64, c
 	if bytes.Compare(part.End, end) < 0 {
 		end = part.End
 	}
-	out := &concordpb.RangeRequest{
+	out := &kvpb.RangeRequest{
 		Key:               keys.StripUser(start),
 		RangeEnd:          userEnd(end),
 		Limit:             fetch,
 		Revision:          rev,
-		KeysOnly:          req.GetKeysOnly() && req.GetSortTarget() != concordpb.SortTarget_SORT_BY_VALUE,
+		KeysOnly:          req.GetKeysOnly() && req.GetSortTarget() != kvpb.SortTarget_SORT_BY_VALUE,
 		CountOnly:         req.GetCountOnly() || countOnly,
 		MinModRevision:    req.GetMinModRevision(),
 		MaxModRevision:    req.GetMaxModRevision(),
@@ -56,7 +56,7 @@ func userEnd(end []byte) []byte {
 // far, and whether the parts after it need only count: with results that
 // need no sorting or filtering, one more than the limit overall (to know
 // "more"); otherwise every kv.
-func PartFetch(req *concordpb.RangeRequest, have int) (fetch int64, countOnly bool) {
+func PartFetch(req *kvpb.RangeRequest, have int) (fetch int64, countOnly bool) {
 	f := rangeLimit(req)
 	if f <= 0 { // no limit (etcd reads a negative limit as none)
 		return 0, false
@@ -70,9 +70,9 @@ func PartFetch(req *concordpb.RangeRequest, have int) (fetch int64, countOnly bo
 // MergeRanges merges the answers of req's parts, given in key order, into
 // req's answer: counts add up, kvs are sorted and cut to the limit as
 // rangeOp does for one range.
-func MergeRanges(req *concordpb.RangeRequest, parts []*concordpb.RangeResponse) *concordpb.RangeResponse {
-	resp := &concordpb.RangeResponse{}
-	var kvs []*concordpb.KeyValue
+func MergeRanges(req *kvpb.RangeRequest, parts []*kvpb.RangeResponse) *kvpb.RangeResponse {
+	resp := &kvpb.RangeResponse{}
+	var kvs []*kvpb.KeyValue
 	for _, p := range parts {
 		resp.Count += p.GetCount()
 		kvs = append(kvs, p.GetKvs()...)
@@ -82,7 +82,7 @@ func MergeRanges(req *concordpb.RangeRequest, parts []*concordpb.RangeResponse) 
 		kvs = kvs[:l]
 		resp.More = true
 	}
-	if req.GetKeysOnly() && req.GetSortTarget() == concordpb.SortTarget_SORT_BY_VALUE {
+	if req.GetKeysOnly() && req.GetSortTarget() == kvpb.SortTarget_SORT_BY_VALUE {
 		for _, kv := range kvs {
 			kv.Value = nil
 		}
@@ -95,9 +95,9 @@ func MergeRanges(req *concordpb.RangeRequest, parts []*concordpb.RangeResponse) 
 // as of the txn's revision, with etcd's rule (as a txn on one range does):
 // with no key, a VALUE compare is false and the others compare against zero
 // values; otherwise every key must satisfy it.
-func CompareKVs(c *concordpb.Compare, kvs []*concordpb.KeyValue) bool {
+func CompareKVs(c *kvpb.Compare, kvs []*kvpb.KeyValue) bool {
 	if len(kvs) == 0 {
-		return c.GetTarget() != concordpb.CompareTarget_COMPARE_VALUE && compareKV(c, &concordpb.KeyValue{})
+		return c.GetTarget() != kvpb.CompareTarget_COMPARE_VALUE && compareKV(c, &kvpb.KeyValue{})
 	}
 	for _, kv := range kvs {
 		if !compareKV(c, kv) {

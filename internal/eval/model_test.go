@@ -6,19 +6,19 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 )
 
 // model is a reference etcd keyspace: live keys only, plus a snapshot of the
 // keyspace after every revision for reads in the past.
 type model struct {
-	live    map[string]*concordpb.KeyValue
-	history []map[string]*concordpb.KeyValue // history[rev-1]
+	live    map[string]*kvpb.KeyValue
+	history []map[string]*kvpb.KeyValue // history[rev-1]
 }
 
-func (m *model) put(k, val string, rev int64) *concordpb.KeyValue {
+func (m *model) put(k, val string, rev int64) *kvpb.KeyValue {
 	prev := m.live[k]
-	kv := &concordpb.KeyValue{Key: []byte(k), Value: []byte(val), ModRevision: rev, CreateRevision: rev, Version: 1}
+	kv := &kvpb.KeyValue{Key: []byte(k), Value: []byte(val), ModRevision: rev, CreateRevision: rev, Version: 1}
 	if prev != nil {
 		kv.CreateRevision, kv.Version = prev.CreateRevision, prev.Version+1
 	}
@@ -38,15 +38,15 @@ func (m *model) deleteRange(from, to string) int64 {
 }
 
 func (m *model) commit() {
-	snap := map[string]*concordpb.KeyValue{}
+	snap := map[string]*kvpb.KeyValue{}
 	for k, v := range m.live {
 		snap[k] = v
 	}
 	m.history = append(m.history, snap)
 }
 
-func (m *model) dump(state map[string]*concordpb.KeyValue) string {
-	var list []*concordpb.KeyValue
+func (m *model) dump(state map[string]*kvpb.KeyValue) string {
+	var list []*kvpb.KeyValue
 	for _, kv := range state {
 		list = append(list, kv)
 	}
@@ -61,16 +61,16 @@ func TestRandomAgainstModel(t *testing.T) {
 	for seed := int64(1); seed <= 5; seed++ {
 		rng := rand.New(rand.NewSource(seed))
 		v := newEnv(t)
-		m := &model{live: map[string]*concordpb.KeyValue{}}
+		m := &model{live: map[string]*kvpb.KeyValue{}}
 		key := func() string { return string(rune('a' + rng.Intn(8))) }
 		for step := 0; step < 200; step++ {
 			rev := v.rev + 1
 			switch rng.Intn(3) {
 			case 0:
 				k, val := key(), fmt.Sprint(rng.Intn(100))
-				resp := v.mustWrite(putReq(&concordpb.PutRequest{Key: []byte(k), Value: []byte(val), PrevKv: true}))
+				resp := v.mustWrite(putReq(&kvpb.PutRequest{Key: []byte(k), Value: []byte(val), PrevKv: true}))
 				prev := m.put(k, val, rev)
-				if got, want := kvs([]*concordpb.KeyValue{resp.GetPut().GetPrevKv()}), kvs([]*concordpb.KeyValue{prev}); prev != nil && got != want {
+				if got, want := kvs([]*kvpb.KeyValue{resp.GetPut().GetPrevKv()}), kvs([]*kvpb.KeyValue{prev}); prev != nil && got != want {
 					t.Fatalf("seed %d step %d: prev_kv %s, want %s", seed, step, got, want)
 				}
 			case 1:
@@ -87,9 +87,9 @@ func TestRandomAgainstModel(t *testing.T) {
 				k, k2 := key(), key()
 				ver := int64(rng.Intn(3))
 				resp := v.mustWrite(txnOp(
-					[]*concordpb.Compare{cmp(k, concordpb.CompareTarget_COMPARE_VERSION, concordpb.CompareResult_COMPARE_EQUAL, int(ver))},
-					[]*concordpb.RequestOp{putOp(k2, "t"), delOp(k, "", false)},
-					[]*concordpb.RequestOp{putOp(k, "f")}))
+					[]*kvpb.Compare{cmp(k, kvpb.CompareTarget_COMPARE_VERSION, kvpb.CompareResult_COMPARE_EQUAL, int(ver))},
+					[]*kvpb.RequestOp{putOp(k2, "t"), delOp(k, "", false)},
+					[]*kvpb.RequestOp{putOp(k, "f")}))
 				var cur int64
 				if kv := m.live[k]; kv != nil {
 					cur = kv.Version
@@ -111,7 +111,7 @@ func TestRandomAgainstModel(t *testing.T) {
 			}
 			at := int64(rng.Intn(int(v.rev))) + 1
 			for _, rev := range []int64{0, at} {
-				r, err := v.read(&concordpb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: rev})
+				r, err := v.read(&kvpb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: rev})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -105,3 +105,6 @@ func (f *inflight) clear() {
 	clear(f.wide)
 	clear(f.byID)
 }
+
+// empty reports whether no write is in flight.
+func (f *inflight) empty() bool { return len(f.byID) == 0 }

@@ -3,26 +3,26 @@ package replica
 import (
 	"testing"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
 )
 
-func putOp(k string) *concordpb.RequestOp {
-	return &concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{Key: []byte(k), Value: []byte("v")}}}
+func putOp(k string) *kvpb.RequestOp {
+	return &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{Key: []byte(k), Value: []byte("v")}}}
 }
 
-func delOp(k, end string) *concordpb.RequestOp {
-	return &concordpb.RequestOp{Request: &concordpb.RequestOp_DeleteRange{DeleteRange: &concordpb.DeleteRangeRequest{Key: []byte(k), RangeEnd: []byte(end)}}}
+func delOp(k, end string) *kvpb.RequestOp {
+	return &kvpb.RequestOp{Request: &kvpb.RequestOp_DeleteRange{DeleteRange: &kvpb.DeleteRangeRequest{Key: []byte(k), RangeEnd: []byte(end)}}}
 }
 
 // casOp is a txn comparing cmp's value and putting put (the else branch
 // reads get).
-func casOp(cmp, put, get string) *concordpb.RequestOp {
-	return &concordpb.RequestOp{Request: &concordpb.RequestOp_Txn{Txn: &concordpb.TxnRequest{
-		Compare: []*concordpb.Compare{{Key: []byte(cmp), Target: concordpb.CompareTarget_COMPARE_VALUE, TargetUnion: &concordpb.Compare_Value{Value: []byte("x")}}},
-		Success: []*concordpb.RequestOp{putOp(put)},
-		Failure: []*concordpb.RequestOp{{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte(get)}}}},
+func casOp(cmp, put, get string) *kvpb.RequestOp {
+	return &kvpb.RequestOp{Request: &kvpb.RequestOp_Txn{Txn: &kvpb.TxnRequest{
+		Compare: []*kvpb.Compare{{Key: []byte(cmp), Target: kvpb.CompareTarget_COMPARE_VALUE, TargetUnion: &kvpb.Compare_Value{Value: []byte("x")}}},
+		Success: []*kvpb.RequestOp{putOp(put)},
+		Failure: []*kvpb.RequestOp{{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte(get)}}}},
 	}}}
 }
 
@@ -35,7 +35,7 @@ func TestInflightOverlap(t *testing.T) {
 	f.add(2, eval.Footprint(delOp("m", "p")))
 	f.add(3, eval.Footprint(putOp("a"))) // a second write of the same key
 	cases := []struct {
-		op   *concordpb.RequestOp
+		op   *kvpb.RequestOp
 		want bool
 	}{
 		{putOp("a"), true},

@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"go.etcd.io/raft/v3"
 )
 
@@ -139,7 +139,7 @@ func (r *Replica) handleReadStatesLocked(rss []raft.ReadState) {
 			continue
 		}
 		delete(l.probes, seq)
-		if r.mu.leader != r.cfg.NodeID || l.disabled {
+		if !r.leadsLocked() || l.disabled {
 			continue
 		}
 		if l.term != r.mu.term {
@@ -162,7 +162,7 @@ func (r *Replica) handleReadStatesLocked(rss []raft.ReadState) {
 func (r *Replica) waitLease(ctx context.Context) error {
 	for {
 		r.mu.Lock()
-		if r.mu.leader != r.cfg.NodeID || r.mu.lease.disabled {
+		if !r.leadsLocked() || r.mu.lease.disabled {
 			err := r.notLeaderLocked()
 			r.mu.Unlock()
 			return err
@@ -178,20 +178,20 @@ func (r *Replica) waitLease(ctx context.Context) error {
 		} else {
 			if len(l.waiters) >= maxLeaseWaiters {
 				r.mu.Unlock()
-				return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: too many reads waiting for a lease", r.RangeID)
+				return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: too many reads waiting for a lease", r.RangeID)
 			}
 			ch = make(chan struct{})
 			l.waiters = append(l.waiters, ch)
 			r.maybeRenewLeaseLocked()
 		}
 		r.mu.Unlock()
-		r.cfg.Signal()
+		r.signal()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: no lease: %v", r.RangeID, ctx.Err())
+			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: no lease: %v", r.RangeID, ctx.Err())
 		case <-r.stopped:
-			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
+			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
 		}
 	}
 }
@@ -210,19 +210,20 @@ func (r *Replica) TransferLeadership(ctx context.Context) error {
 	}
 	var target, best uint64
 	for id, pr := range st.Progress {
-		if id != r.cfg.NodeID && !pr.IsLearner && pr.Match >= best {
+		if id != r.replicaID && !pr.IsLearner && pr.Match >= best {
 			target, best = id, pr.Match
 		}
 	}
 	if target == 0 {
 		r.mu.Unlock()
-		return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d has no follower to lead", r.RangeID)
+		return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d has no follower to lead", r.RangeID)
 	}
 	r.mu.lease.disabled = true
 	r.mu.lease.resetLocked(r.notLeaderLocked())
+	r.wakeLocked()
 	r.mu.rn.TransferLeader(target)
 	r.mu.Unlock()
-	r.cfg.Signal()
+	r.signal()
 	r.log.Info("transferring leadership", "to", target)
 	t := time.NewTicker(r.cfg.TickInterval / 4)
 	defer t.Stop()
@@ -230,12 +231,12 @@ func (r *Replica) TransferLeadership(ctx context.Context) error {
 		r.mu.Lock()
 		lead := r.mu.leader
 		r.mu.Unlock()
-		if lead != r.cfg.NodeID && lead != 0 {
+		if lead != r.replicaID && lead != 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: leadership transfer to %d: %v", r.RangeID, target, ctx.Err())
+			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: leadership transfer to %d: %v", r.RangeID, target, ctx.Err())
 		case <-t.C:
 		}
 	}

@@ -7,7 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
@@ -23,12 +25,12 @@ const tsoTimeout = 3 * time.Second
 // pendingWrite is a client write waiting for the proposer.
 type pendingWrite struct {
 	ctx  context.Context
-	req  *concordpb.BatchRequest
+	req  *cmdpb.BatchRequest
 	done chan result // buffered(1)
 	// split and merge are the triggers of a split or merge request, built
 	// from the descriptor at proposal time.
-	split *concordpb.SplitTrigger
-	merge *concordpb.MergeTrigger
+	split *cmdpb.SplitTrigger
+	merge *cmdpb.MergeTrigger
 }
 
 // Write replicates a write (a Put, DeleteRange or writing Txn in req.Op, or
@@ -37,11 +39,12 @@ type pendingWrite struct {
 // Errors: NOT_LEADER (with a hint) and UNAVAILABLE mean the write was not
 // proposed and may be retried anywhere; AMBIGUOUS means it may have been
 // applied; RETRY means it lost a timestamp race and was not applied.
-func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *concordpb.BatchResponse, err error) {
+func (r *Replica) Write(ctx context.Context, req *cmdpb.BatchRequest) (_ *cmdpb.BatchResponse, err error) {
 	ctx, span := r.startSpan(ctx, "replica.Write")
 	defer func() { endSpan(span, err) }()
 	r.qps.add(r.cfg.Now())
 	r.loadKeys.maybeAdd(requestKey(req))
+	r.touch()
 	r.mu.Lock()
 	if !r.leadsLocked() {
 		err := r.notLeaderLocked()
@@ -83,37 +86,43 @@ func (r *Replica) Write(ctx context.Context, req *concordpb.BatchRequest) (_ *co
 		for _, pw := range offered {
 			pw.done <- result{err: err}
 		}
-		r.cfg.Signal()
+		r.signal()
 	} else {
-		if !r.writes.push(pw) {
-			return nil, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d has %d writes queued", r.RangeID, r.writes.max)
+		if !r.writes.push(pw, func() { r.wg.Add(1); go r.runProposer() }) {
+			select {
+			case <-r.stopped:
+				return nil, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
+			default:
+			}
+			return nil, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d has %d writes queued", r.RangeID, r.writes.max)
 		}
 	}
 	select {
 	case res := <-pw.done:
 		return res.resp, res.err
 	case <-ctx.Done():
-		return nil, concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "replica: range %d: %v with the write in flight", r.RangeID, ctx.Err())
+		return nil, kvpb.Errorf(kvpb.ErrorCode_AMBIGUOUS, "replica: range %d: %v with the write in flight", r.RangeID, ctx.Err())
 	case <-r.stopped:
-		return nil, concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "replica: range %d stopped with the write in flight", r.RangeID)
+		return nil, kvpb.Errorf(kvpb.ErrorCode_AMBIGUOUS, "replica: range %d stopped with the write in flight", r.RangeID)
 	}
 }
 
-// runProposer numbers and proposes queued writes. One goroutine per
-// replica, so one TSO call at a time per range: every batch's revisions are
-// above the previous batch's, and log order is revision order.
+// runProposer numbers and proposes queued writes, and exits once the queue
+// is empty (push starts it again). At most one runs per replica, so one
+// TSO call at a time per range: every batch's revisions are above the
+// previous batch's, and log order is revision order.
 func (r *Replica) runProposer() {
 	defer r.wg.Done()
-	batch := make([]*pendingWrite, 0, r.cfg.MaxProposalBatch)
+	batch := make([]*pendingWrite, 0, min(r.cfg.MaxProposalBatch, 64))
 	for {
-		batch = r.writes.take(batch[:0], r.cfg.MaxProposalBatch)
+		batch = r.writes.takeOrExit(batch[:0], r.cfg.MaxProposalBatch)
 		if len(batch) == 0 {
-			select {
-			case <-r.stopped:
-				return
-			case <-r.writes.wake:
-			}
-			continue
+			return
+		}
+		select {
+		case <-r.stopped:
+			return
+		default:
 		}
 		live := batch[:0]
 		for _, pw := range batch {
@@ -126,38 +135,45 @@ func (r *Replica) runProposer() {
 }
 
 // writeQueue holds the writes waiting for the proposer, at most max. It
-// takes memory only for what it holds: a replica of an idle range (there
-// may be thousands on a node) keeps none, where a buffered channel of the
-// same bound would keep max pointers each.
+// takes memory only for what it holds, and the proposer goroutine runs
+// only while it holds something: a replica of an idle range (there may be
+// thousands on a node) keeps neither.
 type writeQueue struct {
-	max  int
-	wake chan struct{} // capacity 1: the proposer has work
-	mu   sync.Mutex
+	max int
+	mu  sync.Mutex
 	// Invariant: len(items) <= max.
 	items []*pendingWrite
+	// running is set while a proposer goroutine runs; closed once the
+	// replica stops (nothing more is queued).
+	running, closed bool
 }
 
-// push queues pw and wakes the proposer; false if the queue is full.
-func (q *writeQueue) push(pw *pendingWrite) bool {
+// push queues pw and starts the proposer if none runs (start, called with
+// q.mu held, must start it); false if the queue is full or closed.
+func (q *writeQueue) push(pw *pendingWrite, start func()) bool {
 	q.mu.Lock()
-	if len(q.items) >= q.max {
-		q.mu.Unlock()
+	defer q.mu.Unlock()
+	if len(q.items) >= q.max || q.closed {
 		return false
 	}
 	q.items = append(q.items, pw)
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if !q.running {
+		q.running = true
+		start()
 	}
 	return true
 }
 
-// take moves up to n queued writes, oldest first, into out.
-func (q *writeQueue) take(out []*pendingWrite, n int) []*pendingWrite {
+// takeOrExit moves up to n queued writes, oldest first, into out. If there
+// are none it marks the proposer stopped, which must then exit.
+func (q *writeQueue) takeOrExit(out []*pendingWrite, n int) []*pendingWrite {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	k := min(n, len(q.items))
+	if k == 0 {
+		q.running = false
+		return out
+	}
 	out = append(out, q.items[:k]...)
 	clear(q.items[:k])
 	q.items = q.items[k:]
@@ -165,6 +181,20 @@ func (q *writeQueue) take(out []*pendingWrite, n int) []*pendingWrite {
 		q.items = nil // let the backing array go
 	}
 	return out
+}
+
+// len is the number of queued writes.
+func (q *writeQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// close refuses every later push.
+func (q *writeQueue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
 }
 
 // proposeWrites takes writes in arrival order and decides which of them
@@ -267,18 +297,18 @@ func (r *Replica) classify(batch []*pendingWrite) (n int, writers []*pendingWrit
 		}
 		resp, wrote, err := eval.WriteFrom(scratch, span, as.MaxTS+1, as.MaxTS, as.CompactedRev, op)
 		switch {
-		case err != nil && concordpb.CodeOf(err) == concordpb.ErrorCode_OK:
+		case err != nil && kvpb.CodeOf(err) == kvpb.ErrorCode_OK:
 			// An engine error: the scratch batch is in an unknown state.
 			scratch.Close()
 			scratch = nil
-			answers = append(answers, answer{pw, result{err: concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: evaluate: %v", r.RangeID, err)}})
+			answers = append(answers, answer{pw, result{err: kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: evaluate: %v", r.RangeID, err)}})
 		case err != nil:
 			answers = append(answers, answer{pw, result{err: err}})
 		case wrote:
 			writers, fps = append(writers, pw), append(fps, fp)
 			pass.add(uint64(i), fp)
 		default:
-			answers = append(answers, answer{pw, result{resp: &concordpb.BatchResponse{Resp: resp, Revision: max(as.MaxTS, 1), RaftTerm: term}}})
+			answers = append(answers, answer{pw, result{resp: &cmdpb.BatchResponse{Resp: resp, Revision: max(as.MaxTS, 1), RaftTerm: term}}})
 		}
 	}
 	if len(answers) == 0 {
@@ -302,7 +332,7 @@ func (r *Replica) classify(batch []*pendingWrite) (n int, writers []*pendingWrit
 	for _, a := range answers {
 		switch {
 		case err != nil && a.res.err == nil:
-			a.res = result{err: concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: no current revision: %v", r.RangeID, err)}
+			a.res = result{err: kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: no current revision: %v", r.RangeID, err)}
 		case a.res.resp != nil:
 			a.res.resp.Revision = max(a.res.resp.GetRevision(), cur)
 		}
@@ -344,7 +374,7 @@ func (r *Replica) proposeWriters(writers []*pendingWrite, fps [][]keys.Span) {
 	first, err := r.cfg.Revisions.Next(ctx, len(writers))
 	cancel()
 	if err != nil {
-		e := concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: no revision: %v", r.RangeID, err)
+		e := kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: no revision: %v", r.RangeID, err)
 		for _, pw := range writers {
 			pw.done <- result{err: e}
 		}
@@ -355,7 +385,7 @@ func (r *Replica) proposeWriters(writers []*pendingWrite, fps [][]keys.Span) {
 		if first <= r.mu.lastProposedTS {
 			// Only a deposed TSO leader can hand out such a revision.
 			r.mu.Unlock()
-			e := concordpb.Errorf(concordpb.ErrorCode_RETRY, "replica: range %d: revision %d not above %d", r.RangeID, first, r.mu.lastProposedTS)
+			e := kvpb.Errorf(kvpb.ErrorCode_RETRY, "replica: range %d: revision %d not above %d", r.RangeID, first, r.mu.lastProposedTS)
 			for _, pw := range writers {
 				pw.done <- result{err: e}
 			}
@@ -366,7 +396,7 @@ func (r *Replica) proposeWriters(writers []*pendingWrite, fps [][]keys.Span) {
 			r.mu.lastProposedTS = first + int64(len(writers)) - 1
 			r.mu.lastProposedTerm = r.mu.term
 			r.mu.Unlock()
-			r.cfg.Signal()
+			r.signal()
 			return
 		}
 		retry := attempt < maxProposeRetries && r.leadsLocked() && r.mu.rn.BasicStatus().LeadTransferee == 0
@@ -380,7 +410,7 @@ func (r *Replica) proposeWriters(writers []*pendingWrite, fps [][]keys.Span) {
 		}
 		// Raft holds too much uncommitted data: offer the batch again, with
 		// its revisions, once some of it has applied.
-		r.cfg.Signal()
+		r.signal()
 		select {
 		case <-ch:
 		case <-time.After(100 * time.Millisecond):
@@ -418,12 +448,12 @@ func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64, fps [][]ke
 			ts += int64(i)
 		}
 		id := r.mu.nextID + 1 + uint64(i)
-		cmd := &concordpb.Command{Id: id, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact(), Split: pw.split, Freeze: pw.req.GetFreeze(), Merge: pw.merge}
+		cmd := &cmdpb.Command{Id: id, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact(), Split: pw.split, Freeze: pw.req.GetFreeze(), Merge: pw.merge}
 		start := len(buf)
 		var err error
 		if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, cmd); err != nil {
 			buf = buf[:start]
-			pw.done <- result{err: concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: encode command: %v", err)}
+			pw.done <- result{err: kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: encode command: %v", err)}
 			continue
 		}
 		// Full slice expressions: an entry's data never grows into the
@@ -439,11 +469,11 @@ func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64, fps [][]ke
 	if len(ents) == 0 {
 		return nil, nil
 	}
-	if err := r.mu.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(r.cfg.NodeID), Entries: ents}); err != nil {
+	if err := r.mu.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(r.replicaID), Entries: ents}); err != nil {
 		// Dropped (no leader, transfer, or too much uncommitted data):
 		// definitely not in the log.
 		r.cfg.Metrics.ObserveProposalDropped()
-		return kept, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: proposal dropped: %v", r.RangeID, err)
+		return kept, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: proposal dropped: %v", r.RangeID, err)
 	}
 	r.cfg.Metrics.ObserveProposals(len(kept))
 	now := time.Now()
@@ -458,12 +488,12 @@ func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64, fps [][]ke
 
 // evalCommand applies one command into b. On error nothing of it may be
 // kept: the caller discards b.
-func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span keys.Span, as *storage.AppliedState) result {
+func (r *Replica) evalCommand(b *storage.Batch, cmd *cmdpb.Command, span keys.Span, as *storage.AppliedState) result {
 	if cmd.GetOp() != nil && as.Frozen {
 		return result{err: errFrozen(r.RangeID)}
 	}
 	if cmd.GetTs() != 0 && cmd.GetTs() <= as.MaxTS {
-		return result{err: concordpb.Errorf(concordpb.ErrorCode_RETRY, "replica: range %d: command timestamp %d not above applied %d", r.RangeID, cmd.GetTs(), as.MaxTS)}
+		return result{err: kvpb.Errorf(kvpb.ErrorCode_RETRY, "replica: range %d: command timestamp %d not above applied %d", r.RangeID, cmd.GetTs(), as.MaxTS)}
 	}
 	switch {
 	case cmd.GetOp() != nil:
@@ -474,7 +504,7 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span key
 		if wrote {
 			as.MaxTS = cmd.GetTs()
 		}
-		return result{resp: &concordpb.BatchResponse{Resp: resp, Revision: max(as.MaxTS, 1)}}
+		return result{resp: &cmdpb.BatchResponse{Resp: resp, Revision: max(as.MaxTS, 1)}}
 	case cmd.GetCompact() != nil:
 		return r.evalCompact(b, span, cmd.GetCompact(), as)
 	case cmd.GetSplit() != nil:
@@ -482,7 +512,7 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span key
 	case cmd.GetFreeze() != nil:
 		as.Frozen = !cmd.GetFreeze().GetThaw()
 		r.log.Info("frozen for a merge", "frozen", as.Frozen, "index", as.Index)
-		return result{resp: &concordpb.BatchResponse{Revision: max(as.MaxTS, 1), AppliedIndex: as.Index}}
+		return result{resp: &cmdpb.BatchResponse{Revision: max(as.MaxTS, 1), AppliedIndex: as.Index}}
 	case cmd.GetMerge() != nil:
 		return r.evalMerge(b, span, cmd.GetMerge(), as)
 	case cmd.GetSys() != nil:
@@ -490,29 +520,29 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *concordpb.Command, span key
 		if err != nil {
 			return result{err: err}
 		}
-		return result{resp: &concordpb.BatchResponse{Sys: resp, Revision: max(as.MaxTS, 1)}}
+		return result{resp: &cmdpb.BatchResponse{Sys: resp, Revision: max(as.MaxTS, 1)}}
 	}
-	return result{err: concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: empty command")}
+	return result{err: kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: empty command")}
 }
 
 // evalCompact discards the range's MVCC history superseded at the request's
 // revision, with etcd's rules: it must be above the last compaction and not
 // above the range's newest revision (unless clamped, see CompactRequest).
-func (r *Replica) evalCompact(b *storage.Batch, span keys.Span, req *concordpb.CompactRequest, as *storage.AppliedState) result {
+func (r *Replica) evalCompact(b *storage.Batch, span keys.Span, req *kvpb.CompactRequest, as *storage.AppliedState) result {
 	rev := req.GetRevision()
 	if req.GetClamp() {
 		if !req.GetClusterChecked() {
 			rev = min(rev, as.MaxTS)
 		}
 		if rev <= as.CompactedRev {
-			return result{resp: &concordpb.BatchResponse{Revision: max(as.MaxTS, 1)}}
+			return result{resp: &cmdpb.BatchResponse{Revision: max(as.MaxTS, 1)}}
 		}
 	}
 	switch {
 	case rev <= as.CompactedRev:
-		return result{err: concordpb.Errorf(concordpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")}
+		return result{err: kvpb.Errorf(kvpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")}
 	case rev > max(as.MaxTS, 1) && !req.GetClusterChecked():
-		return result{err: concordpb.Errorf(concordpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")}
+		return result{err: kvpb.Errorf(kvpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")}
 	}
 	if keys.UserSpan.ContainsSpan(span) {
 		if err := storage.MVCCCompact(b, span, rev); err != nil {
@@ -521,37 +551,40 @@ func (r *Replica) evalCompact(b *storage.Batch, span keys.Span, req *concordpb.C
 	}
 	as.CompactedRev = rev
 	r.log.Info("compacted", "revision", rev)
-	return result{resp: &concordpb.BatchResponse{Revision: max(as.MaxTS, 1)}}
+	return result{resp: &cmdpb.BatchResponse{Revision: max(as.MaxTS, 1)}}
 }
 
 // splitTriggerLocked builds the trigger that splits the range at sr's key,
 // from its descriptor now. Errors: INVALID_ARGUMENT for a key that is not a
 // user key strictly inside the range, or a bad new range id.
-func (r *Replica) splitTriggerLocked(sr *concordpb.SplitRequest) (*concordpb.SplitTrigger, error) {
+func (r *Replica) splitTriggerLocked(sr *cmdpb.SplitRequest) (*cmdpb.SplitTrigger, error) {
 	d := r.mu.desc
 	key := sr.GetSplitKey()
 	switch {
 	case !keys.IsUser(key) || !keys.IsUser(d.GetStartKey()):
-		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: cannot split range %d %v at %q: only user ranges split, at user keys", r.RangeID, r.spanLocked(), key)
+		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: cannot split range %d %v at %q: only user ranges split, at user keys", r.RangeID, r.spanLocked(), key)
 	case bytes.Equal(key, d.GetStartKey()):
-		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: %q already starts range %d", key, r.RangeID)
+		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: %q already starts range %d", key, r.RangeID)
 	case !r.spanLocked().Contains(key):
-		return nil, concordpb.Errorf(concordpb.ErrorCode_KEY_MISMATCH, "replica: split key %q outside range %d %v", key, r.RangeID, r.spanLocked())
+		return nil, kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: split key %q outside range %d %v", key, r.RangeID, r.spanLocked())
 	}
 	if id := sr.GetNewRangeId(); id == 0 || id == r.RangeID {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: cannot split range %d into range id %d", r.RangeID, id)
+		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: cannot split range %d into range id %d", r.RangeID, id)
 	}
 	left := proto.CloneOf(d)
 	left.EndKey = append([]byte(nil), key...)
 	left.Generation++
-	right := &concordpb.RangeDescriptor{
-		RangeId:    sr.GetNewRangeId(),
-		StartKey:   append([]byte(nil), key...),
-		EndKey:     append([]byte(nil), d.GetEndKey()...),
-		Replicas:   proto.CloneOf(d).GetReplicas(),
-		Generation: left.GetGeneration(),
+	right := &metapb.RangeDescriptor{
+		RangeId:  sr.GetNewRangeId(),
+		StartKey: append([]byte(nil), key...),
+		EndKey:   append([]byte(nil), d.GetEndKey()...),
+		// The same replicas, with the same ids: they are the same Raft
+		// peers, on the same nodes, in a new group.
+		Replicas:      proto.CloneOf(d).GetReplicas(),
+		Generation:    left.GetGeneration(),
+		NextReplicaId: d.GetNextReplicaId(),
 	}
-	return &concordpb.SplitTrigger{Left: left, Right: right}, nil
+	return &cmdpb.SplitTrigger{Left: left, Right: right}, nil
 }
 
 // evalSplit applies a split trigger into b: the range's descriptor shrinks
@@ -561,17 +594,17 @@ func (r *Replica) splitTriggerLocked(sr *concordpb.SplitRequest) (*concordpb.Spl
 // right side's MVCC data is already in the engine: one engine holds every
 // range of the node, so a split moves no data. The caller updates the
 // in-memory descriptor and creates the right replica once b commits.
-func (r *Replica) evalSplit(b *storage.Batch, span keys.Span, t *concordpb.SplitTrigger, as *storage.AppliedState) result {
+func (r *Replica) evalSplit(b *storage.Batch, span keys.Span, t *cmdpb.SplitTrigger, as *storage.AppliedState) result {
 	r.mu.Lock()
 	gen := r.mu.desc.GetGeneration()
 	r.mu.Unlock()
 	left, right := t.GetLeft(), t.GetRight()
 	switch {
 	case left.GetGeneration() != gen+1:
-		return result{err: concordpb.Errorf(concordpb.ErrorCode_RETRY, "replica: range %d: split for generation %d, the range is at %d", r.RangeID, left.GetGeneration()-1, gen)}
+		return result{err: kvpb.Errorf(kvpb.ErrorCode_RETRY, "replica: range %d: split for generation %d, the range is at %d", r.RangeID, left.GetGeneration()-1, gen)}
 	case left.GetRangeId() != r.RangeID || !bytes.Equal(left.GetStartKey(), span.Start) || !bytes.Equal(right.GetEndKey(), span.End) ||
 		!bytes.Equal(left.GetEndKey(), right.GetStartKey()) || !span.Contains(right.GetStartKey()) || bytes.Equal(right.GetStartKey(), span.Start):
-		return result{err: concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "replica: range %d %v: malformed split %v", r.RangeID, span, t)}
+		return result{err: kvpb.Errorf(kvpb.ErrorCode_INTERNAL, "replica: range %d %v: malformed split %v", r.RangeID, span, t)}
 	}
 	if err := b.PutLocalDescriptor(left); err != nil {
 		return result{err: err}
@@ -580,34 +613,35 @@ func (r *Replica) evalSplit(b *storage.Batch, span keys.Span, t *concordpb.Split
 		return result{err: err}
 	}
 	r.log.Info("split", "at", fmt.Sprintf("%q", right.GetStartKey()), "new_range", right.GetRangeId())
-	return result{resp: &concordpb.BatchResponse{Revision: max(as.MaxTS, 1), Descriptors: []*concordpb.RangeDescriptor{left, right}}}
+	return result{resp: &cmdpb.BatchResponse{Revision: max(as.MaxTS, 1), Descriptors: []*metapb.RangeDescriptor{left, right}}}
 }
 
 // errFrozen refuses a write to a range frozen for a merge: retryable, and
 // the range is gone once the merge applies (the router then finds its left
 // neighbour).
 func errFrozen(rangeID uint64) error {
-	return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d is frozen for a merge", rangeID)
+	return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d is frozen for a merge", rangeID)
 }
 
 // mergeTriggerLocked builds the trigger that merges mr's right range into
 // this one. Errors: KEY_MISMATCH if right does not start where this range
 // ends (a stale descriptor), INVALID_ARGUMENT if their replicas differ.
-func (r *Replica) mergeTriggerLocked(mr *concordpb.MergeRequest) (*concordpb.MergeTrigger, error) {
+func (r *Replica) mergeTriggerLocked(mr *cmdpb.MergeRequest) (*cmdpb.MergeTrigger, error) {
 	d, right := r.mu.desc, mr.GetRight()
 	if !bytes.Equal(right.GetStartKey(), d.GetEndKey()) || right.GetRangeId() == r.RangeID {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_KEY_MISMATCH, "replica: range %d %v does not end where range %d starts", r.RangeID, r.spanLocked(), right.GetRangeId())
+		return nil, kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: range %d %v does not end where range %d starts", r.RangeID, r.spanLocked(), right.GetRangeId())
 	}
 	if !sameNodes(d, right) {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: ranges %d and %d have different replicas; only ranges on the same nodes merge", r.RangeID, right.GetRangeId())
+		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: ranges %d and %d have different replicas; only ranges on the same nodes merge", r.RangeID, right.GetRangeId())
 	}
 	left := proto.CloneOf(d)
 	left.EndKey = append([]byte(nil), right.GetEndKey()...)
 	left.Generation = max(d.GetGeneration(), right.GetGeneration()) + 1
-	return &concordpb.MergeTrigger{Left: left, Right: proto.CloneOf(right)}, nil
+	left.NextReplicaId = max(d.GetNextReplicaId(), right.GetNextReplicaId())
+	return &cmdpb.MergeTrigger{Left: left, Right: proto.CloneOf(right)}, nil
 }
 
-func sameNodes(a, b *concordpb.RangeDescriptor) bool {
+func sameNodes(a, b *metapb.RangeDescriptor) bool {
 	if len(a.GetReplicas()) != len(b.GetReplicas()) {
 		return false
 	}
@@ -629,13 +663,16 @@ func sameNodes(a, b *concordpb.RangeDescriptor) bool {
 // deleted; right's data, already in this node's engine, becomes this
 // range's. Right must be frozen here: the merge is proposed only once
 // every replica of right applied its freeze, so its data is final.
-func (r *Replica) evalMerge(b *storage.Batch, span keys.Span, t *concordpb.MergeTrigger, as *storage.AppliedState) result {
+func (r *Replica) evalMerge(b *storage.Batch, span keys.Span, t *cmdpb.MergeTrigger, as *storage.AppliedState) result {
 	left, right := t.GetLeft(), t.GetRight()
 	r.mu.Lock()
 	gen := r.mu.desc.GetGeneration()
 	r.mu.Unlock()
 	if left.GetGeneration() <= gen || !bytes.Equal(left.GetStartKey(), span.Start) || !bytes.Equal(right.GetStartKey(), span.End) {
-		return result{err: concordpb.Errorf(concordpb.ErrorCode_RETRY, "replica: range %d %v (generation %d): stale merge %v", r.RangeID, span, gen, t)}
+		// Definitive, not RETRY: the same merge never applies later (the
+		// left range changed since it was made, perhaps by this very
+		// merge, proposed twice).
+		return result{err: kvpb.Errorf(kvpb.ErrorCode_FAILED_PRECONDITION, "replica: range %d %v (generation %d): stale merge %v", r.RangeID, span, gen, t)}
 	}
 	ras, err := storage.LoadAppliedState(b, right.GetRangeId())
 	if err != nil {
@@ -653,5 +690,5 @@ func (r *Replica) evalMerge(b *storage.Batch, span keys.Span, t *concordpb.Merge
 	as.MaxTS = max(as.MaxTS, ras.MaxTS)
 	as.CompactedRev = max(as.CompactedRev, ras.CompactedRev)
 	r.log.Info("merged", "range", right.GetRangeId(), "span", fmt.Sprintf("[%q, %q)", left.GetStartKey(), left.GetEndKey()))
-	return result{resp: &concordpb.BatchResponse{Revision: max(as.MaxTS, 1), Descriptors: []*concordpb.RangeDescriptor{left}}}
+	return result{resp: &cmdpb.BatchResponse{Revision: max(as.MaxTS, 1), Descriptors: []*metapb.RangeDescriptor{left}}}
 }

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
 	"github.com/concorddb/concord/internal/keys"
 )
 
@@ -98,7 +98,7 @@ func (s *keySampler) median(minSamples int) []byte {
 }
 
 // requestKey is the first key a request names (nil for none).
-func requestKey(req *concordpb.BatchRequest) []byte {
+func requestKey(req *cmdpb.BatchRequest) []byte {
 	op := req.GetOp()
 	switch {
 	case op.GetRange() != nil:

@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
@@ -15,13 +16,14 @@ import (
 // is; everything else is linearizable and needs the leader lease (see
 // lease.go). The read sees one consistent state: the applied state it
 // reports, read at that revision.
-func (r *Replica) Read(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+func (r *Replica) Read(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
 	r.qps.add(r.cfg.Now())
 	r.loadKeys.maybeAdd(requestKey(req))
 	if r.Uninitialized() {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_RANGE_NOT_FOUND, "replica: range %d here waits for its first snapshot", r.RangeID)
+		return nil, kvpb.Errorf(kvpb.ErrorCode_RANGE_NOT_FOUND, "replica: range %d here waits for its first snapshot", r.RangeID)
 	}
 	if !req.GetOp().GetRange().GetSerializable() && !r.cfg.UnsafeNoReadLease {
+		r.touch()
 		if err := r.waitLease(ctx); err != nil {
 			return nil, err
 		}
@@ -56,12 +58,12 @@ func (r *Replica) Read(ctx context.Context, req *concordpb.BatchRequest) (*conco
 
 // readAt serves req from rd, whose state includes everything applied up to
 // as (and perhaps more, at higher revisions).
-func (r *Replica) readAt(rd storage.Reader, span keys.Span, term uint64, as storage.AppliedState, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+func (r *Replica) readAt(rd storage.Reader, span keys.Span, term uint64, as storage.AppliedState, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
 	// A read at a cluster revision above this range's newest write reads
 	// the range as it is: waitRevision made sure nothing below it is still
 	// to come.
 	current := max(as.MaxTS, req.GetReadRevision())
-	out := &concordpb.BatchResponse{Revision: max(current, 1), RaftTerm: term}
+	out := &cmdpb.BatchResponse{Revision: max(current, 1), RaftTerm: term}
 	var err error
 	if req.GetSys() != nil {
 		out.Sys, err = evalSysRead(rd, span, req.GetSys())
@@ -93,9 +95,9 @@ func (r *Replica) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err
 	}
 	switch {
 	case rev > 0 && rev < as.CompactedRev:
-		return 0, 0, 0, concordpb.Errorf(concordpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")
+		return 0, 0, 0, kvpb.Errorf(kvpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")
 	case rev > max(as.MaxTS, 1):
-		return 0, 0, 0, concordpb.Errorf(concordpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
+		return 0, 0, 0, kvpb.Errorf(kvpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
 	}
 	hash, err = storage.MVCCHash(snap, span, rev)
 	return hash, rev, as.CompactedRev, err
@@ -138,9 +140,9 @@ func (r *Replica) waitApplying(ctx context.Context, what string, done func() (bo
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d: %v waiting for %s", r.RangeID, ctx.Err(), what)
+			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: %v waiting for %s", r.RangeID, ctx.Err(), what)
 		case <-r.stopped:
-			return concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
+			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
 		}
 	}
 }
@@ -160,7 +162,7 @@ func (r *Replica) CountKeys() (int64, error) {
 	span, as := r.spanLocked(), r.mu.applied
 	r.mu.Unlock()
 	var n int64
-	err := storage.MVCCScan(r.cfg.Engine, span, max(as.MaxTS, 1), func(*concordpb.KeyValue) error {
+	err := storage.MVCCScan(r.cfg.Engine, span, max(as.MaxTS, 1), func(*kvpb.KeyValue) error {
 		n++
 		return nil
 	})

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 	"go.etcd.io/raft/v3"
@@ -39,10 +40,10 @@ func (r *Replica) Ready() (rd raft.Ready, leader, ok bool) {
 func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
 	isLeader := ss.RaftState == raft.StateLeader
 	if ss.Lead != r.mu.leader {
-		r.log.Info("leader changed", "leader", ss.Lead, "previous", r.mu.leader, "term", r.mu.term)
+		r.log.Info("leader changed", "leader", r.nodeOfLocked(ss.Lead), "previous", r.nodeOfLocked(r.mu.leader), "replica", ss.Lead, "term", r.mu.term)
 		r.mu.leader = ss.Lead
 		r.mu.leaderSeen = r.mu.leaderSeen || ss.Lead != 0
-		r.cfg.Metrics.LeaderChanged(r.RangeID, ss.Lead, r.mu.term)
+		r.cfg.Metrics.LeaderChanged(r.RangeID, r.nodeOfLocked(ss.Lead), r.mu.term)
 	}
 	if !isLeader {
 		r.mu.lease.resetLocked(r.notLeaderLocked())
@@ -51,7 +52,7 @@ func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
 		// Commands proposed in a term we no longer lead may still commit
 		// under the new leader, or may be lost: their clients cannot know.
 		for id, p := range r.mu.proposals {
-			p.done <- result{err: concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "replica: leadership of range %d lost with the write in flight", r.RangeID)}
+			p.done <- result{err: kvpb.Errorf(kvpb.ErrorCode_AMBIGUOUS, "replica: leadership of range %d lost with the write in flight", r.RangeID)}
 			delete(r.mu.proposals, id)
 		}
 	}
@@ -133,7 +134,7 @@ func (r *Replica) afterPersist(rd *raft.Ready) (lost, gained keys.Span, _ error)
 			if !IsUninitialized(old) && bytes.Compare(desc.GetEndKey(), old.GetEndKey()) > 0 {
 				gained = keys.Span{Start: old.GetEndKey(), End: desc.GetEndKey()}
 			}
-			r.mu.desc = desc
+			r.setDescLocked(desc)
 		}
 		r.mu.applied = as
 		r.mu.resolvedTS = max(r.mu.resolvedTS, as.MaxTS)
@@ -171,7 +172,7 @@ func (r *Replica) Advance(rd *raft.Ready) {
 // leaves the range at an entry boundary; it is not synced because the Raft
 // log already holds the entries durably and replays them.
 //
-// A command that fails with a request error (*concordpb.Error) wrote
+// A command that fails with a request error (*kvpb.Error) wrote
 // nothing (eval and the system ops check everything before they write), so
 // later commands of the round share the batch safely. Any other error is an
 // engine failure: Apply returns it without committing anything.
@@ -184,15 +185,15 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	span := r.spanLocked()
 	r.mu.Unlock()
 	type applied struct {
-		cmd   *concordpb.Command
+		cmd   *cmdpb.Command
 		res   result
 		index uint64
 		start time.Time
 	}
 	var done []applied
 	var logBytes uint64
-	var splits []*concordpb.SplitTrigger
-	var merges []*concordpb.MergeTrigger
+	var splits []*cmdpb.SplitTrigger
+	var merges []*cmdpb.MergeTrigger
 	resolved := int64(0) // the newest revision of a command applied here
 	drops := false       // see dropSeq
 	b := r.cfg.Engine.NewBatch()
@@ -209,7 +210,7 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		next.Index, next.Term = ent.GetIndex(), ent.GetTerm()
 		cmd, res := r.applyEntry(b, ent, span, &next)
 		if res.err != nil {
-			if concordpb.CodeOf(res.err) == concordpb.ErrorCode_OK {
+			if kvpb.CodeOf(res.err) == kvpb.ErrorCode_OK {
 				return fmt.Errorf("replica: range %d: apply index %d: %w", r.RangeID, ent.GetIndex(), res.err)
 			}
 			next.MaxTS, next.CompactedRev = as.MaxTS, as.CompactedRev
@@ -249,10 +250,11 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	r.mu.applied = as
 	r.mu.resolvedTS = max(r.mu.resolvedTS, resolved, as.MaxTS)
 	for _, t := range splits {
-		r.mu.desc, r.mu.splitOff = t.GetLeft(), t.GetRight()
+		r.setDescLocked(t.GetLeft())
+		r.mu.splitOff = t.GetRight()
 	}
 	for _, t := range merges {
-		r.mu.desc = t.GetLeft()
+		r.setDescLocked(t.GetLeft())
 	}
 	leads := r.leadsLocked()
 	r.mu.appliedLogBytes += logBytes
@@ -294,7 +296,7 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 
 // applyEntry evaluates one entry into b and updates as. It returns the
 // decoded command (nil for Raft's own entries) and its result.
-func (r *Replica) applyEntry(b *storage.Batch, ent *raftpb.Entry, span keys.Span, as *storage.AppliedState) (*concordpb.Command, result) {
+func (r *Replica) applyEntry(b *storage.Batch, ent *raftpb.Entry, span keys.Span, as *storage.AppliedState) (*cmdpb.Command, result) {
 	switch ent.GetType() {
 	case raftpb.EntryConfChange:
 		var cc raftpb.ConfChange
@@ -314,11 +316,11 @@ func (r *Replica) applyEntry(b *storage.Batch, ent *raftpb.Entry, span keys.Span
 	if len(ent.GetData()) == 0 {
 		return nil, result{} // a new leader's empty entry
 	}
-	var cmd concordpb.Command
+	var cmd cmdpb.Command
 	if err := proto.Unmarshal(ent.GetData(), &cmd); err != nil {
 		// Every replica fails the same way, so the ranges stay identical.
 		r.log.Error("undecodable command", "index", ent.GetIndex(), "err", err)
-		return nil, result{err: concordpb.Errorf(concordpb.ErrorCode_INTERNAL, "replica: undecodable command at index %d", ent.GetIndex())}
+		return nil, result{err: kvpb.Errorf(kvpb.ErrorCode_INTERNAL, "replica: undecodable command at index %d", ent.GetIndex())}
 	}
 	return &cmd, r.evalCommand(b, &cmd, span, as)
 }

@@ -10,7 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
@@ -40,13 +42,23 @@ type Config struct {
 	Engine *storage.Engine
 	// Revisions is the TSO client that numbers writes.
 	Revisions Revisions
-	// Signal wakes the store's Ready loop; it must not block.
-	Signal func()
+	// Signal tells the store's Ready loop that the replica of rangeID may
+	// have a Ready; it must not block.
+	Signal func(rangeID uint64)
+	// SetAwake is called, with the replica's mutex held, when the replica
+	// quiesces (awake false: it stops ticking until woken) or wakes up
+	// (true). The store ticks only awake replicas. A replica starts awake.
+	// It must not block or call into the replica. Nil: ignored.
+	SetAwake func(r *Replica, awake bool)
+	// Index, if set, is the key index every replica of the node shares
+	// (bounded by KeyIndexSize keys for the whole node); nil gives each
+	// replica its own.
+	Index *eval.Index
 	// OnSplit is called, from Apply, once a split this replica applied is
 	// durable: the store creates the right-hand range's replica. leads
 	// tells whether this replica led the splitting range then. Nil: no
 	// splits expected (tests of a single range).
-	OnSplit func(left, right *concordpb.RangeDescriptor, leads bool)
+	OnSplit func(left, right *metapb.RangeDescriptor, leads bool)
 	// OnSpanLost is called when a snapshot leaves the range with less than
 	// it had (lost, a span this replica no longer holds): the replica
 	// missed splits, whose new ranges this node must create, uninitialized,
@@ -55,7 +67,7 @@ type Config struct {
 	// OnMerge is called, from Apply, once a merge this replica applied is
 	// durable: the store drops its replica of right, whose range-local
 	// state the merge deleted. Nil: ignored.
-	OnMerge func(left, right *concordpb.RangeDescriptor)
+	OnMerge func(left, right *metapb.RangeDescriptor)
 	// OnSpanGained is called when a snapshot leaves the range with more
 	// than it had (gained): it missed merges, and the store drops its
 	// replicas of the ranges merged away, whose data the snapshot
@@ -86,9 +98,14 @@ type Config struct {
 	// MaxProposalBatch bounds how many queued writes one proposal takes
 	// (and so one TSO call numbers).
 	MaxProposalBatch int
-	// KeyIndexSize bounds the keys each replica's eval.Index remembers
-	// (roughly 100 bytes each); 0 turns the index off.
+	// KeyIndexSize bounds the keys the eval.Index remembers (roughly 100
+	// bytes each): the node's shared Index, or each replica's own when
+	// Index is nil; 0 turns the index off.
 	KeyIndexSize int
+	// QuiesceTicks is how many ticks a leader waits without a request
+	// before it quiesces its range, once every replica has everything
+	// (see quiesce.go); 0 never quiesces.
+	QuiesceTicks int
 	// Now reads the clock used for leases; nil means time.Now. A test-only
 	// clock offset is applied here.
 	Now func() time.Time
@@ -111,6 +128,7 @@ func DefaultConfig() Config {
 		MaxQueuedWrites:    10000,
 		MaxProposalBatch:   1024,
 		KeyIndexSize:       1 << 19,
+		QuiesceTicks:       10,
 	}
 }
 
@@ -155,10 +173,10 @@ const (
 // a truncated log at initialIndex and an applied state whose voters are the
 // descriptor's replicas. Every initial replica writes the same state, so they
 // start identical without a snapshot.
-func Bootstrap(b *storage.Batch, desc *concordpb.RangeDescriptor) error {
+func Bootstrap(b *storage.Batch, desc *metapb.RangeDescriptor) error {
 	cs := &raftpb.ConfState{}
 	for _, r := range desc.GetReplicas() {
-		cs.Voters = append(cs.Voters, r.GetNodeId())
+		cs.Voters = append(cs.Voters, r.ID())
 	}
 	return bootstrapState(b, desc, storage.AppliedState{ConfState: cs})
 }
@@ -166,7 +184,7 @@ func Bootstrap(b *storage.Batch, desc *concordpb.RangeDescriptor) error {
 // bootstrapState writes a range's initial state into b: its descriptor, a
 // truncated log at initialIndex and as (its ConfState, newest and compacted
 // revisions) applied at initialIndex.
-func bootstrapState(b *storage.Batch, desc *concordpb.RangeDescriptor, as storage.AppliedState) error {
+func bootstrapState(b *storage.Batch, desc *metapb.RangeDescriptor, as storage.AppliedState) error {
 	if err := b.PutLocalDescriptor(desc); err != nil {
 		return err
 	}
@@ -182,25 +200,42 @@ func bootstrapState(b *storage.Batch, desc *concordpb.RangeDescriptor, as storag
 
 // Uninitialized returns the descriptor of a replica this node holds of
 // rangeID but knows nothing of yet: no span, no log; its leader sends it a
-// snapshot, which brings the descriptor. Load makes such a replica from it;
+// snapshot, which brings the descriptor. It names only this replica (on
+// node, with replicaID: its Raft id). Load makes such a replica from it;
 // PutLocalDescriptor keeps it over a restart.
-func Uninitialized(rangeID uint64) *concordpb.RangeDescriptor {
-	return &concordpb.RangeDescriptor{RangeId: rangeID}
+func Uninitialized(rangeID, node, replicaID uint64) *metapb.RangeDescriptor {
+	return &metapb.RangeDescriptor{RangeId: rangeID, Replicas: []*metapb.ReplicaDescriptor{{NodeId: node, ReplicaId: replicaID}}}
 }
 
 // IsUninitialized reports whether d describes a replica waiting for its
 // first snapshot (see Uninitialized).
-func IsUninitialized(d *concordpb.RangeDescriptor) bool { return len(d.GetEndKey()) == 0 }
+func IsUninitialized(d *metapb.RangeDescriptor) bool { return len(d.GetEndKey()) == 0 }
 
 // Replica is one node's copy of one range. Its methods are safe for
 // concurrent use; the store's Ready loop is the only caller of Ready,
 // Persist, AfterPersist, Apply and Advance.
 type Replica struct {
 	RangeID uint64
-	cfg     Config
-	log     *slog.Logger
+	// replicaID is this replica's id in the range's Raft group (from its
+	// descriptor; see metapb.ReplicaDescriptor). It never changes: a
+	// replica moved here again is a new Replica.
+	replicaID uint64
+	// desc mirrors mu.desc for readers that must not take mu (the store
+	// maps a message's replica id to a node with it).
+	desc atomic.Pointer[metapb.RangeDescriptor]
+	// learned maps the replica ids of peers that the descriptor does not
+	// name to their nodes, as their messages showed (an uninitialized
+	// replica knows no peer until then). A leaf lock.
+	learned struct {
+		sync.Mutex
+		nodes map[uint64]uint64
+	}
+	cfg Config
+	log *slog.Logger
 
-	// writes feeds the proposer goroutine. Bounded by cfg.MaxQueuedWrites.
+	// writes feeds the proposer goroutine, which runs only while writes
+	// are queued (a node may hold thousands of idle replicas). Bounded by
+	// cfg.MaxQueuedWrites.
 	writes writeQueue
 	// idx remembers the newest version of written keys for the apply path
 	// (nil when cfg.KeyIndexSize is 0). Reset when a snapshot replaces the
@@ -210,7 +245,15 @@ type Replica struct {
 	// stopped is closed by Stop; the proposer exits on it.
 	stopped  chan struct{}
 	stopOnce sync.Once
-	wg       sync.WaitGroup
+	// wg counts the running proposer (0 or 1); Add is called with
+	// writes.mu held and never after writes.close.
+	wg sync.WaitGroup
+
+	// quiesced is set while the replica does not tick (see quiesce.go);
+	// written with mu held, read without it. active is set by every request
+	// and cleared by each tick: a leader quiesces only after QuiesceTicks
+	// ticks without one.
+	quiesced, active atomic.Bool
 
 	// qps counts the requests this replica served, for the range's recent
 	// rate (Status.QPS); loadKeys samples their keys (LoadSplitKey).
@@ -233,7 +276,7 @@ type Replica struct {
 		sync.Mutex
 		rn      *raft.RawNode
 		storage *raftStorage
-		desc    *concordpb.RangeDescriptor
+		desc    *metapb.RangeDescriptor
 		// applied mirrors the engine's applied state after each Apply.
 		// Invariant: applied.Index <= the Raft commit index.
 		applied storage.AppliedState
@@ -273,7 +316,9 @@ type Replica struct {
 		snapshotsApplied int
 		// splitOff is the descriptor of the range this replica last split
 		// off, as the split made it (nil if none since Load).
-		splitOff *concordpb.RangeDescriptor
+		splitOff *metapb.RangeDescriptor
+		// idleTicks counts the ticks since the last request (see active).
+		idleTicks int
 	}
 }
 
@@ -288,12 +333,12 @@ type proposal struct {
 }
 
 type result struct {
-	resp *concordpb.BatchResponse
+	resp *cmdpb.BatchResponse
 	err  error
 }
 
 // Load creates the replica of desc from the state stored in the engine.
-func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
+func Load(cfg Config, desc *metapb.RangeDescriptor) (*Replica, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -313,8 +358,8 @@ func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
 		RangeID: id,
 		cfg:     cfg,
 		log:     cfg.Logger.With("range", id),
-		writes:  writeQueue{max: cfg.MaxQueuedWrites, wake: make(chan struct{}, 1)},
-		idx:     newIndex(cfg.KeyIndexSize),
+		writes:  writeQueue{max: cfg.MaxQueuedWrites},
+		idx:     cfg.Index,
 		stopped: make(chan struct{}),
 	}
 	ms := raft.NewMemoryStorage()
@@ -336,7 +381,11 @@ func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
 		return nil, err
 	}
 	r.mu.storage = &raftStorage{MemoryStorage: ms, engine: cfg.Engine, rangeID: id, span: r.spanLocked}
-	r.mu.desc = desc
+	r.setDescLocked(desc)
+	r.replicaID = cfg.NodeID // a descriptor without this node: none better
+	if rd := desc.ReplicaOn(cfg.NodeID); rd != nil {
+		r.replicaID = rd.ID()
+	}
 	r.mu.applied = as
 	r.mu.truncated = rs.Truncated
 	r.mu.lastProposedTS = as.MaxTS
@@ -346,7 +395,7 @@ func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
 	// and applied after it never matches a new proposal.
 	r.mu.nextID = uint64(time.Now().UnixNano())
 	rn, err := raft.NewRawNode(&raft.Config{
-		ID:                        cfg.NodeID,
+		ID:                        r.replicaID,
 		ElectionTick:              cfg.ElectionTicks,
 		HeartbeatTick:             cfg.HeartbeatTicks,
 		Storage:                   r.mu.storage,
@@ -365,36 +414,40 @@ func Load(cfg Config, desc *concordpb.RangeDescriptor) (*Replica, error) {
 		return nil, fmt.Errorf("replica: range %d: %w", id, err)
 	}
 	r.mu.rn = rn
-	r.wg.Add(1)
-	go r.runProposer()
+	if r.idx == nil {
+		r.idx = newIndex(cfg.KeyIndexSize)
+	}
 	return r, nil
 }
 
 // Stop ends the proposer and fails every waiting client. Safe to call more
 // than once.
 func (r *Replica) Stop() {
-	r.stopOnce.Do(func() { close(r.stopped) })
+	r.stopOnce.Do(func() {
+		close(r.stopped)
+		r.writes.close()
+	})
 	r.wg.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, p := range r.mu.proposals {
-		p.done <- result{err: concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "replica: range %d stopped with the write in flight", r.RangeID)}
+		p.done <- result{err: kvpb.Errorf(kvpb.ErrorCode_AMBIGUOUS, "replica: range %d stopped with the write in flight", r.RangeID)}
 		delete(r.mu.proposals, id)
 	}
-	r.mu.lease.failWaitersLocked(concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID))
+	r.mu.lease.failWaitersLocked(kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID))
 }
 
 // Neighbourhood returns the range's descriptor and, if it split since it
 // was loaded, the descriptor of the range it last split off, as the split
 // made it: what a router that sent keys here by a stale descriptor needs.
 // The caller must not modify them.
-func (r *Replica) Neighbourhood() []*concordpb.RangeDescriptor {
+func (r *Replica) Neighbourhood() []*metapb.RangeDescriptor {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.splitOff == nil {
-		return []*concordpb.RangeDescriptor{r.mu.desc}
+		return []*metapb.RangeDescriptor{r.mu.desc}
 	}
-	return []*concordpb.RangeDescriptor{r.mu.desc, r.mu.splitOff}
+	return []*metapb.RangeDescriptor{r.mu.desc, r.mu.splitOff}
 }
 
 // LoadSplitKey returns the key that splits the range's recent requests in
@@ -411,7 +464,7 @@ func (r *Replica) LoadSplitKey() []byte {
 }
 
 // Descriptor returns the range's descriptor. The caller must not modify it.
-func (r *Replica) Descriptor() *concordpb.RangeDescriptor {
+func (r *Replica) Descriptor() *metapb.RangeDescriptor {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.mu.desc
@@ -453,7 +506,7 @@ func (r *Replica) Status() Status {
 	bs := r.mu.rn.BasicStatus()
 	return Status{
 		RangeID:    r.RangeID,
-		Leader:     bs.Lead,
+		Leader:     r.nodeOfLocked(bs.Lead),
 		Term:       bs.HardState.GetTerm(),
 		Commit:     bs.HardState.GetCommit(),
 		Applied:    r.mu.applied.Index,
@@ -471,19 +524,40 @@ func (r *Replica) Status() Status {
 }
 
 // Tick advances the replica's logical clock by one tick and renews the
-// leader lease when due.
-func (r *Replica) Tick() {
+// leader lease when due. An idle leader whose followers have everything
+// quiesces instead: it returns the quiesce heartbeats the store must send
+// (see quiesce.go). A quiesced replica ignores ticks.
+func (r *Replica) Tick() (quiesce []*raftpb.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.quiesced.Load() {
+		return nil
+	}
+	if r.active.Swap(false) {
+		r.mu.idleTicks = 0
+	} else {
+		r.mu.idleTicks++
+	}
+	if msgs := r.maybeQuiesceLocked(); msgs != nil {
+		return msgs
+	}
 	r.mu.rn.Tick()
 	r.maybeRenewLeaseLocked()
+	return nil
 }
 
 // Step feeds a message from a peer into Raft. Messages for another Raft id
-// or stale ones are dropped by Raft itself.
+// or stale ones are dropped by Raft itself. Any message wakes a quiesced
+// replica, except a heartbeat's answer to a quiesced leader.
 func (r *Replica) Step(m *raftpb.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if m.GetTo() != r.replicaID {
+		return // for a replica this one is not (one removed, or a stale id)
+	}
+	if r.quiesced.Load() && m.GetType() != raftpb.MsgHeartbeatResp {
+		r.wakeLocked()
+	}
 	if err := r.mu.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 		r.log.Debug("step failed", "type", m.GetType().String(), "from", m.GetFrom(), "err", err)
 	}
@@ -493,7 +567,15 @@ func (r *Replica) Step(m *raftpb.Message) {
 func (r *Replica) ReportUnreachable(peer uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.mu.rn.ReportUnreachable(peer)
+	rd := r.mu.desc.ReplicaOn(peer)
+	if rd == nil {
+		return
+	}
+	if rd.ID() == r.mu.leader {
+		// The leader may be gone: tick, so that an election can follow.
+		r.wakeLocked()
+	}
+	r.mu.rn.ReportUnreachable(rd.ID())
 }
 
 // ReportSnapshot tells Raft whether a snapshot reached peer.
@@ -504,7 +586,9 @@ func (r *Replica) ReportSnapshot(peer uint64, ok bool) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.mu.rn.ReportSnapshot(peer, status)
+	if rd := r.mu.desc.ReplicaOn(peer); rd != nil {
+		r.mu.rn.ReportSnapshot(rd.ID(), status)
+	}
 }
 
 // Campaign makes this replica try to become leader (used at bootstrap to
@@ -512,6 +596,7 @@ func (r *Replica) ReportSnapshot(peer uint64, ok bool) {
 func (r *Replica) Campaign() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.wakeLocked()
 	_ = r.mu.rn.Campaign()
 }
 
@@ -532,14 +617,58 @@ func (r *Replica) HasPeer(node uint64) bool {
 // moment: a proposal then is dropped by Raft (UNAVAILABLE, retried) and a
 // lease probe goes unanswered, so the lag is safe, and it avoids
 // BasicStatus, which allocates, on every write.
-func (r *Replica) leadsLocked() bool { return r.mu.leader == r.cfg.NodeID }
+func (r *Replica) leadsLocked() bool { return r.mu.leader == r.replicaID }
 
-func (r *Replica) notLeaderLocked() *concordpb.Error {
-	hint := r.mu.leader
-	if hint == r.cfg.NodeID {
+// ReplicaID returns this replica's id in its range's Raft group.
+func (r *Replica) ReplicaID() uint64 { return r.replicaID }
+
+// NodeOf returns the node that holds the range's replica id (0 if the
+// descriptor has none). Safe without the replica's lock.
+func (r *Replica) NodeOf(replicaID uint64) uint64 {
+	if n := r.desc.Load().NodeOf(replicaID); n != 0 {
+		return n
+	}
+	r.learned.Lock()
+	defer r.learned.Unlock()
+	return r.learned.nodes[replicaID]
+}
+
+// LearnPeer records that the range's replica replicaID is on node, when
+// the descriptor does not say (see NodeOf): a message from it came from
+// that node.
+func (r *Replica) LearnPeer(replicaID, node uint64) {
+	if replicaID == 0 || r.desc.Load().NodeOf(replicaID) != 0 {
+		return
+	}
+	r.learned.Lock()
+	defer r.learned.Unlock()
+	if r.learned.nodes == nil {
+		r.learned.nodes = make(map[uint64]uint64)
+	}
+	if len(r.learned.nodes) < 16 { // a range has a handful of replicas
+		r.learned.nodes[replicaID] = node
+	}
+}
+
+func (r *Replica) nodeOfLocked(replicaID uint64) uint64 {
+	if replicaID == 0 {
+		return 0
+	}
+	return r.mu.desc.NodeOf(replicaID)
+}
+
+// setDescLocked replaces the range's descriptor.
+func (r *Replica) setDescLocked(d *metapb.RangeDescriptor) {
+	r.mu.desc = d
+	r.desc.Store(d)
+}
+
+func (r *Replica) notLeaderLocked() *kvpb.Error {
+	hint := r.nodeOfLocked(r.mu.leader)
+	if r.leadsLocked() {
 		hint = 0
 	}
-	return &concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER, Message: fmt.Sprintf("replica: node %d is not the leader of range %d", r.cfg.NodeID, r.RangeID), LeaderHint: hint}
+	return &kvpb.Error{Code: kvpb.ErrorCode_NOT_LEADER, Message: fmt.Sprintf("replica: node %d is not the leader of range %d", r.cfg.NodeID, r.RangeID), LeaderHint: hint}
 }
 
 func newIndex(size int) *eval.Index {
@@ -547,4 +676,12 @@ func newIndex(size int) *eval.Index {
 		return nil
 	}
 	return eval.NewIndex(size)
+}
+
+// Leads reports whether this replica led its range as of the last Ready
+// (cheap: no Raft status is built).
+func (r *Replica) Leads() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.leadsLocked()
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 	"google.golang.org/protobuf/proto"
@@ -15,17 +17,17 @@ import (
 
 func checkSysKey(span keys.Span, key []byte) error {
 	if !keys.MetaSpan.Contains(key) || !span.Contains(key) {
-		return concordpb.Errorf(concordpb.ErrorCode_KEY_MISMATCH, "replica: system key %q outside range %v", key, span)
+		return kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: system key %q outside range %v", key, span)
 	}
 	return nil
 }
 
 // IsSysRead reports whether a system request only reads.
-func IsSysRead(req *concordpb.SysRequest) bool {
+func IsSysRead(req *cmdpb.SysRequest) bool {
 	return req.GetGet() != nil || req.GetScan() != nil
 }
 
-func evalSysRead(r storage.Reader, span keys.Span, req *concordpb.SysRequest) (*concordpb.SysResponse, error) {
+func evalSysRead(r storage.Reader, span keys.Span, req *cmdpb.SysRequest) (*cmdpb.SysResponse, error) {
 	switch {
 	case req.GetGet() != nil:
 		key := req.GetGet().GetKey()
@@ -34,38 +36,38 @@ func evalSysRead(r storage.Reader, span keys.Span, req *concordpb.SysRequest) (*
 		}
 		v, ok, err := storage.SysGet(r, key)
 		if err != nil || !ok {
-			return &concordpb.SysResponse{}, err
+			return &cmdpb.SysResponse{}, err
 		}
-		return &concordpb.SysResponse{Kvs: []*concordpb.SysKV{{Key: key, Value: v}}}, nil
+		return &cmdpb.SysResponse{Kvs: []*cmdpb.SysKV{{Key: key, Value: v}}}, nil
 	case req.GetScan() != nil:
 		s := keys.Span{Start: req.GetScan().GetStart(), End: req.GetScan().GetEnd()}
 		if !span.ContainsSpan(s) {
-			return nil, concordpb.Errorf(concordpb.ErrorCode_KEY_MISMATCH, "replica: scan %v outside range %v", s, span)
+			return nil, kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: scan %v outside range %v", s, span)
 		}
-		out := &concordpb.SysResponse{}
+		out := &cmdpb.SysResponse{}
 		err := storage.SysScan(r, s, func(k, v []byte) error {
-			out.Kvs = append(out.Kvs, &concordpb.SysKV{Key: append([]byte(nil), k...), Value: append([]byte(nil), v...)})
+			out.Kvs = append(out.Kvs, &cmdpb.SysKV{Key: append([]byte(nil), k...), Value: append([]byte(nil), v...)})
 			return nil
 		})
 		return out, err
 	}
-	return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: not a system read")
+	return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: not a system read")
 }
 
-func evalSysWrite(b *storage.Batch, span keys.Span, req *concordpb.SysRequest) (*concordpb.SysResponse, error) {
+func evalSysWrite(b *storage.Batch, span keys.Span, req *cmdpb.SysRequest) (*cmdpb.SysResponse, error) {
 	switch {
 	case req.GetPut() != nil:
 		p := req.GetPut()
 		if err := checkSysKey(span, p.GetKey()); err != nil {
 			return nil, err
 		}
-		return &concordpb.SysResponse{}, b.SysPut(p.GetKey(), p.GetValue())
+		return &cmdpb.SysResponse{}, b.SysPut(p.GetKey(), p.GetValue())
 	case req.GetDelete() != nil:
 		k := req.GetDelete().GetKey()
 		if err := checkSysKey(span, k); err != nil {
 			return nil, err
 		}
-		return &concordpb.SysResponse{}, b.SysDelete(k)
+		return &cmdpb.SysResponse{}, b.SysDelete(k)
 	case req.GetAdvance() != nil:
 		a := req.GetAdvance()
 		if err := checkSysKey(span, a.GetKey()); err != nil {
@@ -81,7 +83,7 @@ func evalSysWrite(b *storage.Batch, span keys.Span, req *concordpb.SysRequest) (
 				return nil, err
 			}
 		}
-		return &concordpb.SysResponse{Value: cur}, nil
+		return &cmdpb.SysResponse{Value: cur}, nil
 	case req.GetAddNode() != nil:
 		return addNode(b, span, req.GetAddNode().GetNode())
 	case req.GetChangeNode() != nil:
@@ -91,7 +93,7 @@ func evalSysWrite(b *storage.Batch, span keys.Span, req *concordpb.SysRequest) (
 	case req.GetUpdateRanges() != nil:
 		return updateRanges(b, span, req.GetUpdateRanges().GetDescriptors())
 	}
-	return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: not a system write")
+	return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: not a system write")
 }
 
 // sysInt reads a big-endian int64 system value (0 if absent).
@@ -107,10 +109,10 @@ func sysInt(r storage.Reader, key []byte) (int64, error) {
 }
 
 // nodeRecords reads every node record.
-func nodeRecords(r storage.Reader) ([]*concordpb.NodeRecord, error) {
-	var out []*concordpb.NodeRecord
+func nodeRecords(r storage.Reader) ([]*metapb.NodeRecord, error) {
+	var out []*metapb.NodeRecord
 	err := storage.SysScan(r, keys.NodeSpan(), func(_, v []byte) error {
-		rec := &concordpb.NodeRecord{}
+		rec := &metapb.NodeRecord{}
 		if err := proto.Unmarshal(v, rec); err != nil {
 			return err
 		}
@@ -120,7 +122,7 @@ func nodeRecords(r storage.Reader) ([]*concordpb.NodeRecord, error) {
 	return out, err
 }
 
-func putNode(b *storage.Batch, rec *concordpb.NodeRecord) error {
+func putNode(b *storage.Batch, rec *metapb.NodeRecord) error {
 	data, err := proto.Marshal(rec)
 	if err != nil {
 		return err
@@ -144,23 +146,23 @@ func sharesURL(a, b []string) bool {
 // pre-registered member takes over that member; any other named node gets
 // the next id. An unnamed record pre-registers a member, whose peer URLs
 // must be new.
-func addNode(b *storage.Batch, span keys.Span, n *concordpb.NodeRecord) (*concordpb.SysResponse, error) {
+func addNode(b *storage.Batch, span keys.Span, n *metapb.NodeRecord) (*cmdpb.SysResponse, error) {
 	if err := checkSysKey(span, keys.NodeSeq); err != nil {
 		return nil, err
 	}
 	if n.GetName() == "" && len(n.GetPeerUrls()) == 0 {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: a node needs a name or peer URLs")
+		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: a node needs a name or peer URLs")
 	}
 	recs, err := nodeRecords(b)
 	if err != nil {
 		return nil, err
 	}
-	rec := proto.Clone(n).(*concordpb.NodeRecord)
+	rec := proto.Clone(n).(*metapb.NodeRecord)
 	rec.Generation = 1
 	for _, r := range recs {
 		switch {
 		case n.GetName() == "" && sharesURL(r.GetPeerUrls(), n.GetPeerUrls()):
-			return nil, concordpb.Errorf(concordpb.ErrorCode_PEER_URL_EXISTS, "etcdserver: Peer URLs already exists")
+			return nil, kvpb.Errorf(kvpb.ErrorCode_PEER_URL_EXISTS, "etcdserver: Peer URLs already exists")
 		case n.GetName() != "" && r.GetName() == n.GetName():
 			rec.NodeId, rec.IsLearner, rec.Generation = r.GetNodeId(), r.GetIsLearner(), r.GetGeneration()+1
 		case n.GetName() != "" && r.GetName() == "" && rec.GetNodeId() == 0 && sharesURL(r.GetPeerUrls(), n.GetPeerUrls()):
@@ -180,11 +182,11 @@ func addNode(b *storage.Batch, span keys.Span, n *concordpb.NodeRecord) (*concor
 	if err := putNode(b, rec); err != nil {
 		return nil, err
 	}
-	return &concordpb.SysResponse{Node: rec}, nil
+	return &cmdpb.SysResponse{Node: rec}, nil
 }
 
 // changeNode updates, promotes or removes a node record.
-func changeNode(b *storage.Batch, span keys.Span, c *concordpb.SysChangeNode) (*concordpb.SysResponse, error) {
+func changeNode(b *storage.Batch, span keys.Span, c *cmdpb.SysChangeNode) (*cmdpb.SysResponse, error) {
 	if err := checkSysKey(span, keys.Node(c.GetNodeId())); err != nil {
 		return nil, err
 	}
@@ -193,9 +195,9 @@ func changeNode(b *storage.Batch, span keys.Span, c *concordpb.SysChangeNode) (*
 		return nil, err
 	}
 	if !ok {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_MEMBER_NOT_FOUND, "etcdserver: member not found")
+		return nil, kvpb.Errorf(kvpb.ErrorCode_MEMBER_NOT_FOUND, "etcdserver: member not found")
 	}
-	rec := &concordpb.NodeRecord{}
+	rec := &metapb.NodeRecord{}
 	if err := proto.Unmarshal(v, rec); err != nil {
 		return nil, err
 	}
@@ -203,7 +205,7 @@ func changeNode(b *storage.Batch, span keys.Span, c *concordpb.SysChangeNode) (*
 	case c.GetRemove():
 		var held []uint64
 		err := storage.SysScan(b, keys.RangeSpan(), func(_, v []byte) error {
-			d := &concordpb.RangeDescriptor{}
+			d := &metapb.RangeDescriptor{}
 			if err := proto.Unmarshal(v, d); err != nil {
 				return err
 			}
@@ -218,12 +220,12 @@ func changeNode(b *storage.Batch, span keys.Span, c *concordpb.SysChangeNode) (*
 			return nil, err
 		}
 		if len(held) > 0 {
-			return nil, concordpb.Errorf(concordpb.ErrorCode_FAILED_PRECONDITION, "concord: member %x holds replicas of ranges %v; moving replicas off a member is not supported yet", c.GetNodeId(), held)
+			return nil, kvpb.Errorf(kvpb.ErrorCode_FAILED_PRECONDITION, "concord: member %x holds replicas of ranges %v; moving replicas off a member is not supported yet", c.GetNodeId(), held)
 		}
-		return &concordpb.SysResponse{Node: rec}, b.SysDelete(keys.Node(c.GetNodeId()))
+		return &cmdpb.SysResponse{Node: rec}, b.SysDelete(keys.Node(c.GetNodeId()))
 	case c.GetPromote():
 		if !rec.GetIsLearner() {
-			return nil, concordpb.Errorf(concordpb.ErrorCode_MEMBER_NOT_LEARNER, "etcdserver: can only promote a learner member")
+			return nil, kvpb.Errorf(kvpb.ErrorCode_MEMBER_NOT_LEARNER, "etcdserver: can only promote a learner member")
 		}
 		rec.IsLearner = false
 	case len(c.GetPeerUrls()) > 0:
@@ -233,19 +235,19 @@ func changeNode(b *storage.Batch, span keys.Span, c *concordpb.SysChangeNode) (*
 		}
 		for _, r := range recs {
 			if r.GetNodeId() != rec.GetNodeId() && sharesURL(r.GetPeerUrls(), c.GetPeerUrls()) {
-				return nil, concordpb.Errorf(concordpb.ErrorCode_PEER_URL_EXISTS, "etcdserver: Peer URLs already exists")
+				return nil, kvpb.Errorf(kvpb.ErrorCode_PEER_URL_EXISTS, "etcdserver: Peer URLs already exists")
 			}
 		}
 		rec.PeerUrls = c.GetPeerUrls()
 	}
 	rec.Generation++
-	return &concordpb.SysResponse{Node: rec}, putNode(b, rec)
+	return &cmdpb.SysResponse{Node: rec}, putNode(b, rec)
 }
 
 // overlappedByNewer reports whether another range's recorded descriptor
 // overlaps d with a higher generation: d is older than a merge that took
 // its keys.
-func overlappedByNewer(r storage.Reader, d *concordpb.RangeDescriptor) (bool, error) {
+func overlappedByNewer(r storage.Reader, d *metapb.RangeDescriptor) (bool, error) {
 	descs, err := rangeDescriptors(r)
 	if err != nil {
 		return false, err
@@ -260,10 +262,10 @@ func overlappedByNewer(r storage.Reader, d *concordpb.RangeDescriptor) (bool, er
 }
 
 // rangeDescriptors reads every range descriptor of the meta range.
-func rangeDescriptors(r storage.Reader) ([]*concordpb.RangeDescriptor, error) {
-	var out []*concordpb.RangeDescriptor
+func rangeDescriptors(r storage.Reader) ([]*metapb.RangeDescriptor, error) {
+	var out []*metapb.RangeDescriptor
 	err := storage.SysScan(r, keys.RangeSpan(), func(k, v []byte) error {
-		d := &concordpb.RangeDescriptor{}
+		d := &metapb.RangeDescriptor{}
 		if err := proto.Unmarshal(v, d); err != nil {
 			return fmt.Errorf("replica: range descriptor %q: %w", k, err)
 		}
@@ -276,7 +278,7 @@ func rangeDescriptors(r storage.Reader) ([]*concordpb.RangeDescriptor, error) {
 // allocRangeID assigns the next range id: above the last one assigned and
 // above every descriptor's (clusters bootstrapped before ids were counted
 // hold descriptors only).
-func allocRangeID(b *storage.Batch, span keys.Span) (*concordpb.SysResponse, error) {
+func allocRangeID(b *storage.Batch, span keys.Span) (*cmdpb.SysResponse, error) {
 	if err := checkSysKey(span, keys.RangeSeq); err != nil {
 		return nil, err
 	}
@@ -296,13 +298,13 @@ func allocRangeID(b *storage.Batch, span keys.Span) (*concordpb.SysResponse, err
 	if err := b.SysPut(keys.RangeSeq, binary.BigEndian.AppendUint64(nil, next)); err != nil {
 		return nil, err
 	}
-	return &concordpb.SysResponse{Value: int64(next)}, nil
+	return &cmdpb.SysResponse{Value: int64(next)}, nil
 }
 
 // updateRanges records each descriptor that is newer than the recorded one
 // of its range (or the first of it). SysResponse.value counts those it
 // recorded.
-func updateRanges(b *storage.Batch, span keys.Span, descs []*concordpb.RangeDescriptor) (*concordpb.SysResponse, error) {
+func updateRanges(b *storage.Batch, span keys.Span, descs []*metapb.RangeDescriptor) (*cmdpb.SysResponse, error) {
 	var n int64
 	for _, d := range descs {
 		key := keys.Range(d.GetRangeId())
@@ -310,14 +312,14 @@ func updateRanges(b *storage.Batch, span keys.Span, descs []*concordpb.RangeDesc
 			return nil, err
 		}
 		if d.GetRangeId() == 0 || len(d.GetReplicas()) == 0 {
-			return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "replica: descriptor %v has no id or no replicas", d)
+			return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: descriptor %v has no id or no replicas", d)
 		}
 		v, ok, err := storage.SysGet(b, key)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			cur := &concordpb.RangeDescriptor{}
+			cur := &metapb.RangeDescriptor{}
 			if err := proto.Unmarshal(v, cur); err != nil {
 				return nil, fmt.Errorf("replica: range descriptor %q: %w", key, err)
 			}
@@ -339,5 +341,5 @@ func updateRanges(b *storage.Batch, span keys.Span, descs []*concordpb.RangeDesc
 		}
 		n++
 	}
-	return &concordpb.SysResponse{Value: n}, nil
+	return &cmdpb.SysResponse{Value: n}, nil
 }

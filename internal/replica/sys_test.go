@@ -5,7 +5,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 )
@@ -20,8 +20,8 @@ func TestUpdateRangesKeepsOnlyNewerDescriptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	reps := []*concordpb.ReplicaDescriptor{{NodeId: 1}}
-	desc := func(id uint64, start, end string, gen uint64) *concordpb.RangeDescriptor {
+	reps := []*metapb.ReplicaDescriptor{{NodeId: 1}}
+	desc := func(id uint64, start, end string, gen uint64) *metapb.RangeDescriptor {
 		s, en := keys.UserSpan.Start, keys.UserSpan.End
 		if start != "" {
 			s = keys.User([]byte(start))
@@ -29,9 +29,9 @@ func TestUpdateRangesKeepsOnlyNewerDescriptors(t *testing.T) {
 		if end != "" {
 			en = keys.User([]byte(end))
 		}
-		return &concordpb.RangeDescriptor{RangeId: id, StartKey: s, EndKey: en, Replicas: reps, Generation: gen}
+		return &metapb.RangeDescriptor{RangeId: id, StartKey: s, EndKey: en, Replicas: reps, Generation: gen}
 	}
-	update := func(ds ...*concordpb.RangeDescriptor) int64 {
+	update := func(ds ...*metapb.RangeDescriptor) int64 {
 		t.Helper()
 		b := e.NewBatch()
 		defer b.Close()

@@ -20,7 +20,7 @@ func (r *Replica) ActiveVoters() int {
 	}
 	n := 0
 	for id, pr := range r.mu.rn.Status().Progress {
-		if !pr.IsLearner && (id == r.cfg.NodeID || pr.RecentActive) {
+		if !pr.IsLearner && (id == r.replicaID || pr.RecentActive) {
 			n++
 		}
 	}

@@ -3,7 +3,9 @@ package router
 import (
 	"context"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
 	"google.golang.org/protobuf/proto"
@@ -25,7 +27,7 @@ import (
 //
 // With results in key order and no revision filter, parts past the limit
 // only count their keys.
-func (r *Router) rangeAcross(ctx context.Context, rr *concordpb.RangeRequest, descs []*concordpb.RangeDescriptor) (*concordpb.ResponseOp, Header, error) {
+func (r *Router) rangeAcross(ctx context.Context, rr *kvpb.RangeRequest, descs []*metapb.RangeDescriptor) (*kvpb.ResponseOp, Header, error) {
 	cur, err := r.CurrentRevision(ctx)
 	if err != nil {
 		return nil, Header{}, err
@@ -33,11 +35,11 @@ func (r *Router) rangeAcross(ctx context.Context, rr *concordpb.RangeRequest, de
 	rev := rr.GetRevision()
 	switch {
 	case rev > cur:
-		return nil, Header{}, concordpb.Errorf(concordpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
+		return nil, Header{}, kvpb.Errorf(kvpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
 	case rev <= 0:
 		rev = cur
 	}
-	parts := make([]*concordpb.RangeResponse, 0, len(descs))
+	parts := make([]*kvpb.RangeResponse, 0, len(descs))
 	// As on etcd, the header is the current revision even for a read of
 	// a past one.
 	h := Header{Revision: cur}
@@ -55,16 +57,16 @@ func (r *Router) rangeAcross(ctx context.Context, rr *concordpb.RangeRequest, de
 		h.RaftTerm = max(h.RaftTerm, resp.GetRaftTerm())
 		parts = append(parts, p)
 	}
-	return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Range{Range: eval.MergeRanges(rr, parts)}}, h, nil
+	return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Range{Range: eval.MergeRanges(rr, parts)}}, h, nil
 }
 
 // readPart serves one part from its range's leaseholder, as of the cluster
 // revision rev (sub may read an older one). A part whose range split since the ranges were looked up
 // fails with CROSS_RANGE, and Do serves the whole request again.
-func (r *Router) readPart(ctx context.Context, sub *concordpb.RangeRequest, rev int64) (*concordpb.BatchResponse, error) {
-	op := &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: sub}}
+func (r *Router) readPart(ctx context.Context, sub *kvpb.RangeRequest, rev int64) (*cmdpb.BatchResponse, error) {
+	op := &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: sub}}
 	span := keys.UserSpanOf(sub.GetKey(), sub.GetRangeEnd())
-	return r.send(ctx, span, &concordpb.BatchRequest{Op: op, ReadRevision: rev}, false /* write */)
+	return r.send(ctx, span, &cmdpb.BatchRequest{Op: op, ReadRevision: rev}, false /* write */)
 }
 
 // txnAcross evaluates a read-only Txn whose keys lie in several ranges,
@@ -72,7 +74,7 @@ func (r *Router) readPart(ctx context.Context, sub *concordpb.RangeRequest, rev 
 // revision: every compare on the taken path against its keys at that
 // revision (eval.CompareKVs), then the reads of the taken branches, each a
 // Range served wherever its keys are.
-func (r *Router) txnAcross(ctx context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, Header, error) {
+func (r *Router) txnAcross(ctx context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, Header, error) {
 	cur, err := r.CurrentRevision(ctx)
 	if err != nil {
 		return nil, Header{}, err
@@ -83,23 +85,23 @@ func (r *Router) txnAcross(ctx context.Context, op *concordpb.RequestOp) (*conco
 }
 
 // execAt evaluates a read-only op at revision rev.
-func (r *Router) execAt(ctx context.Context, op *concordpb.RequestOp, rev int64, h *Header) (*concordpb.ResponseOp, error) {
+func (r *Router) execAt(ctx context.Context, op *kvpb.RequestOp, rev int64, h *Header) (*kvpb.ResponseOp, error) {
 	switch req := op.GetRequest().(type) {
-	case *concordpb.RequestOp_Range:
+	case *kvpb.RequestOp_Range:
 		sub := proto.CloneOf(req.Range)
 		if sub.GetRevision() <= 0 {
 			sub.Revision = rev
 		}
-		resp, sh, err := r.Do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: sub}})
+		resp, sh, err := r.Do(ctx, &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: sub}})
 		if err != nil {
 			return nil, err
 		}
 		h.RaftTerm = max(h.RaftTerm, sh.RaftTerm)
-		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Range{Range: resp.GetRange()}}, nil
-	case *concordpb.RequestOp_Txn:
+		return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Range{Range: resp.GetRange()}}, nil
+	case *kvpb.RequestOp_Txn:
 		ok := true
 		for _, c := range req.Txn.GetCompare() {
-			resp, _, err := r.Do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: c.GetKey(), RangeEnd: c.GetRangeEnd(), Revision: rev}}})
+			resp, _, err := r.Do(ctx, &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: c.GetKey(), RangeEnd: c.GetRangeEnd(), Revision: rev}}})
 			if err != nil {
 				return nil, err
 			}
@@ -111,7 +113,7 @@ func (r *Router) execAt(ctx context.Context, op *concordpb.RequestOp, rev int64,
 		if !ok {
 			ops = req.Txn.GetFailure()
 		}
-		out := &concordpb.TxnResponse{Succeeded: ok, Responses: make([]*concordpb.ResponseOp, 0, len(ops))}
+		out := &kvpb.TxnResponse{Succeeded: ok, Responses: make([]*kvpb.ResponseOp, 0, len(ops))}
 		for _, o := range ops {
 			resp, err := r.execAt(ctx, o, rev, h)
 			if err != nil {
@@ -119,8 +121,8 @@ func (r *Router) execAt(ctx context.Context, op *concordpb.RequestOp, rev int64,
 			}
 			out.Responses = append(out.Responses, resp)
 		}
-		return &concordpb.ResponseOp{Response: &concordpb.ResponseOp_Txn{Txn: out}}, nil
+		return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Txn{Txn: out}}, nil
 	}
 	// An empty op inside a txn: etcd answers it with an empty response.
-	return &concordpb.ResponseOp{}, nil
+	return &kvpb.ResponseOp{}, nil
 }

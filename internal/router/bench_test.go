@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 	"google.golang.org/grpc"
 )
@@ -15,11 +16,11 @@ import (
 // gateway does for every request.
 func BenchmarkLookup(b *testing.B) {
 	noDial := func(context.Context, uint64) (*grpc.ClientConn, error) { return nil, errors.New("no network here") }
-	r, err := New(Config{NodeID: 9, Local: noLocal{}, Dial: noDial, Meta: &concordpb.RangeDescriptor{RangeId: 1}})
+	r, err := New(Config{NodeID: 9, Local: noLocal{}, Dial: noDial, Meta: &metapb.RangeDescriptor{RangeId: 1}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	var ranges []*concordpb.RangeDescriptor
+	var ranges []*metapb.RangeDescriptor
 	for i := range 1000 {
 		start, end := keys.User(fmt.Appendf(nil, "k%04d", i)), keys.User(fmt.Appendf(nil, "k%04d", i+1))
 		if i == 0 {
@@ -28,7 +29,7 @@ func BenchmarkLookup(b *testing.B) {
 		if i == 999 {
 			end = keys.UserSpan.End
 		}
-		ranges = append(ranges, &concordpb.RangeDescriptor{RangeId: uint64(i + 2), StartKey: start, EndKey: end, Replicas: userDesc.Replicas})
+		ranges = append(ranges, &metapb.RangeDescriptor{RangeId: uint64(i + 2), StartKey: start, EndKey: end, Replicas: userDesc.Replicas})
 	}
 	r.mu.ranges = ranges
 	ctx := context.Background()
@@ -45,8 +46,8 @@ func BenchmarkLookup(b *testing.B) {
 // concurrent callers; the serving side answers at once, so this measures
 // the forwarding machinery (batching, the pool, gRPC) alone.
 func BenchmarkForward(b *testing.B) {
-	s := forwardTo(b, func(context.Context, *concordpb.BatchRequest) (*concordpb.BatchResponse, error) { return ok(1) })
-	req := &concordpb.BatchRequest{RangeId: 2, Op: put("k")}
+	s := forwardTo(b, func(context.Context, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) { return ok(1) })
+	req := &cmdpb.BatchRequest{RangeId: 2, Op: put("k")}
 	b.SetParallelism(32) // 64 callers on 2 CPUs
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/telemetry"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -38,6 +40,23 @@ const maxForwardBatch = 64
 // (and so its goroutines and buffered responses for them).
 const maxForwardInFlight = 4096
 
+// maxForwardPending bounds the calls a gateway's stream to one node holds
+// awaiting their answers, queued or sent: twice what the serving node runs
+// at once (maxForwardInFlight), so that node always has a full set of
+// requests behind the ones it runs. Past it the node is not keeping up
+// with this gateway, and another call would only wait out its deadline in
+// a queue that grows with the load: it is refused at once instead
+// (errFull, ResourceExhausted to the client), before it was sent, so a
+// write may be retried.
+const maxForwardPending = 2 * maxForwardInFlight
+
+// maxForwardQueued bounds the calls a gateway's stream holds that were not
+// yet handed to Send, counting those whose callers gave up (each stays
+// until the send loop passes over it), so callers that time out while Send
+// is held back by a slow node cannot fill the queue behind the pending
+// bound. It is maxForwardPending: a queue of live calls never exceeds it.
+const maxForwardQueued = maxForwardPending
+
 // forwardWorkerIdle is how long a serving goroutine waits for another
 // forwarded request before it exits.
 const forwardWorkerIdle = time.Second
@@ -52,11 +71,16 @@ type forwarder struct {
 	// streams holds the live stream to each node; a broken stream removes
 	// itself, and the next request opens a new one.
 	streams map[uint64]*fwdStream
+
+	// maxPending and maxQueued are each stream's bounds (maxForwardPending
+	// and maxForwardQueued; tests lower them).
+	maxPending, maxQueued int
 }
 
 func newForwarder() *forwarder {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &forwarder{ctx: ctx, cancel: cancel, streams: make(map[uint64]*fwdStream)}
+	return &forwarder{ctx: ctx, cancel: cancel, streams: make(map[uint64]*fwdStream),
+		maxPending: maxForwardPending, maxQueued: maxForwardQueued}
 }
 
 // stream returns the live stream to node over cc, opening one if there is
@@ -79,7 +103,7 @@ func (f *forwarder) stream(node uint64, cc *grpc.ClientConn) (*fwdStream, error)
 	}
 	ctx, cancel := context.WithCancel(f.ctx)
 	expired := time.AfterFunc(readyWait, cancel)
-	st, err := concordpb.NewPeerClient(cc).Forward(ctx)
+	st, err := rpcpb.NewPeerClient(cc).Forward(ctx)
 	if !expired.Stop() && err == nil {
 		err = fmt.Errorf("router: opening a forward stream to node %d took over %v", node, readyWait)
 	}
@@ -100,7 +124,7 @@ func (f *forwarder) stream(node uint64, cc *grpc.ClientConn) (*fwdStream, error)
 
 // start runs the loops of a new stream st to node; cancel ends ctx, which
 // st runs under.
-func (f *forwarder) start(ctx context.Context, cancel context.CancelFunc, node uint64, cc *grpc.ClientConn, st concordpb.Peer_ForwardClient) *fwdStream {
+func (f *forwarder) start(ctx context.Context, cancel context.CancelFunc, node uint64, cc *grpc.ClientConn, st rpcpb.Peer_ForwardClient) *fwdStream {
 	s := &fwdStream{f: f, node: node, cc: cc, stream: st, cancel: cancel, wake: make(chan struct{}, 1)}
 	s.mu.pending = make(map[uint64]*fwdCall)
 	go s.sendLoop(ctx)
@@ -123,7 +147,7 @@ type fwdStream struct {
 	f      *forwarder
 	node   uint64
 	cc     *grpc.ClientConn
-	stream concordpb.Peer_ForwardClient
+	stream rpcpb.Peer_ForwardClient
 	cancel context.CancelFunc
 	// wake tells the send loop that the queue is not empty (capacity 1).
 	wake chan struct{}
@@ -131,9 +155,12 @@ type fwdStream struct {
 	mu struct {
 		sync.Mutex
 		nextID uint64
-		// queue holds the calls not yet handed to Send, in arrival order.
+		// queue holds the calls not yet handed to Send, in arrival order,
+		// and those of them whose callers gave up.
+		// Invariant: len(queue) <= f.maxQueued.
 		queue []*fwdCall
 		// pending holds every call awaiting its response, queued or sent.
+		// Invariant: len(pending) <= f.maxPending.
 		pending map[uint64]*fwdCall
 		// err is why the stream broke; once set no call is added.
 		err error
@@ -143,9 +170,9 @@ type fwdStream struct {
 // fwdCall is one forwarded request. resp and err are set before done is
 // closed; sent and dropped are guarded by the stream's mu.
 type fwdCall struct {
-	req  *concordpb.ForwardRequest
+	req  *rpcpb.ForwardRequest
 	done chan struct{}
-	resp *concordpb.BatchResponse
+	resp *cmdpb.BatchResponse
 	err  error
 	// sent is set when the request is handed to Send.
 	sent bool
@@ -154,8 +181,11 @@ type fwdCall struct {
 }
 
 // call forwards req and waits for its response, ctx's end, or the stream's.
-func (s *fwdStream) call(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
-	fr := &concordpb.ForwardRequest{Req: req}
+// It fails with errUnreachable if req was not sent (the stream broke first,
+// or ctx ended while req was queued), and with errFull, at once, if the
+// stream holds as many calls as its bounds allow.
+func (s *fwdStream) call(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
+	fr := &rpcpb.ForwardRequest{Req: req}
 	if dl, ok := ctx.Deadline(); ok {
 		fr.TimeoutMicros = max(1, time.Until(dl).Microseconds())
 	}
@@ -169,6 +199,14 @@ func (s *fwdStream) call(ctx context.Context, req *concordpb.BatchRequest) (*con
 	if err := s.mu.err; err != nil {
 		s.mu.Unlock()
 		return nil, errUnreachable{err}
+	}
+	if n := len(s.mu.pending); n >= s.f.maxPending {
+		s.mu.Unlock()
+		return nil, &errFull{fmt.Sprintf("router: forward stream to node %d full: %d requests await answers (bound maxForwardPending); node %d is not keeping up, retry later", s.node, n, s.node)}
+	}
+	if n := len(s.mu.queue); n >= s.f.maxQueued {
+		s.mu.Unlock()
+		return nil, &errFull{fmt.Sprintf("router: forward stream to node %d full: %d requests wait to be sent (bound maxForwardQueued); node %d is not keeping up, retry later", s.node, n, s.node)}
 	}
 	s.mu.nextID++
 	fr.Id = s.mu.nextID
@@ -206,7 +244,7 @@ func (s *fwdStream) call(ctx context.Context, req *concordpb.BatchRequest) (*con
 // sendLoop sends the queued calls, up to maxForwardBatch per message, until
 // the stream breaks or ctx ends.
 func (s *fwdStream) sendLoop(ctx context.Context) {
-	var batch concordpb.ForwardBatch
+	var batch rpcpb.ForwardBatch
 	for {
 		select {
 		case <-s.wake:
@@ -295,24 +333,24 @@ func (s *fwdStream) fail(err error) {
 }
 
 // Executor serves one request for a range held on this node.
-type Executor func(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error)
+type Executor func(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error)
 
 // ServeForward serves one gateway's Forward stream: every request runs on
 // its own goroutine through exec under the deadline it carries, and the
 // responses ready whenever the stream is free to send go back in one
 // message. It returns when the stream ends. m (may be nil) continues the
 // callers' traces.
-func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemetry.Metrics) error {
+func ServeForward(stream rpcpb.Peer_ForwardServer, exec Executor, m *telemetry.Metrics) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	var (
 		mu    sync.Mutex
-		ready []*concordpb.ForwardResponse
+		ready []*rpcpb.ForwardResponse
 		wake  = make(chan struct{}, 1)
 	)
-	answer := func(id uint64, resp *concordpb.BatchResponse) {
+	answer := func(id uint64, resp *cmdpb.BatchResponse) {
 		mu.Lock()
-		ready = append(ready, &concordpb.ForwardResponse{Id: id, Resp: resp})
+		ready = append(ready, &rpcpb.ForwardResponse{Id: id, Resp: resp})
 		mu.Unlock()
 		select {
 		case wake <- struct{}{}:
@@ -320,7 +358,7 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 		}
 	}
 	slots := make(chan struct{}, maxForwardInFlight)
-	run := func(fr *concordpb.ForwardRequest) {
+	run := func(fr *rpcpb.ForwardRequest) {
 		rctx := ctx
 		if len(fr.GetTrace()) > 0 {
 			rctx = telemetry.Propagator.Extract(rctx, propagation.MapCarrier(fr.GetTrace()))
@@ -335,7 +373,7 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 		}
 		resp, err := exec(rctx, fr.GetReq())
 		if err != nil {
-			resp = &concordpb.BatchResponse{Error: concordpb.AsError(err)}
+			resp = &cmdpb.BatchResponse{Error: kvpb.AsError(err)}
 		}
 		answer(fr.GetId(), resp) // its slot is freed once the answer is sent
 	}
@@ -343,8 +381,11 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 	// flight and shrinks when idle: a goroutine that served one request
 	// keeps the stack it grew on the way through the store for the next,
 	// where a goroutine per request would grow a fresh stack every time.
-	work := make(chan *concordpb.ForwardRequest)
-	worker := func(fr *concordpb.ForwardRequest) {
+	// work is unbuffered and every request holds a slot from before it is
+	// handed over until its answer is sent, so the goroutines, the requests
+	// and the answers in ready are all bounded by maxForwardInFlight.
+	work := make(chan *rpcpb.ForwardRequest)
+	worker := func(fr *rpcpb.ForwardRequest) {
 		run(fr)
 		idle := time.NewTimer(forwardWorkerIdle)
 		defer idle.Stop()
@@ -388,7 +429,7 @@ func ServeForward(stream concordpb.Peer_ForwardServer, exec Executor, m *telemet
 		}
 	}()
 
-	var out concordpb.ForwardResponses
+	var out rpcpb.ForwardResponses
 	for {
 		select {
 		case <-wake:

@@ -13,7 +13,8 @@
 //     (the connection broke after sending, the deadline passed while it was
 //     in flight) surfaces as AMBIGUOUS and is never retried;
 //   - request errors (COMPACTED, FUTURE_REV, INVALID_ARGUMENT, ...) surface
-//     at once.
+//     at once, and so does a request refused because a bound on its path
+//     was full (a gRPC ResourceExhausted status; nothing was sent).
 //
 // Requests for ranges led elsewhere travel on one Peer.Forward stream per
 // node, many per message; the package owns both ends of that protocol
@@ -33,7 +34,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/telemetry"
 	"go.opentelemetry.io/otel/attribute"
@@ -51,7 +55,7 @@ import (
 type Local interface {
 	// Execute serves a request for a range held here (RANGE_NOT_FOUND if
 	// not).
-	Execute(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error)
+	Execute(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error)
 	// Timestamp serves the TSO if this node leads the meta range
 	// (NOT_LEADER otherwise).
 	Timestamp(ctx context.Context, n int) (int64, error)
@@ -66,7 +70,7 @@ type Config struct {
 	Local  Local
 	Dial   Dialer
 	// Meta is the meta range's descriptor, known from bootstrap or join.
-	Meta   *concordpb.RangeDescriptor
+	Meta   *metapb.RangeDescriptor
 	Logger *slog.Logger
 	// RequestTimeout bounds a request whose context has no deadline
 	// (default 5 s, about etcd's).
@@ -93,9 +97,9 @@ type Router struct {
 
 	mu struct {
 		sync.RWMutex
-		meta *concordpb.RangeDescriptor
+		meta *metapb.RangeDescriptor
 		// ranges are the known user range descriptors, sorted by start key.
-		ranges []*concordpb.RangeDescriptor
+		ranges []*metapb.RangeDescriptor
 		// leaders caches each range's believed leader node.
 		leaders map[uint64]uint64
 	}
@@ -147,7 +151,7 @@ type Header struct {
 // in several ranges is served across them (across.go); one that finds the
 // ranges changed under it (CROSS_RANGE after a split) starts again, up to
 // maxAcrossAttempts times. A write across ranges fails with CROSS_RANGE.
-func (r *Router) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, Header, error) {
+func (r *Router) Do(ctx context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, Header, error) {
 	span, err := opSpan(op)
 	if err != nil {
 		return nil, Header{}, err
@@ -156,7 +160,7 @@ func (r *Router) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.Re
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		resp, h, err := r.doOnce(ctx, op, span)
-		if concordpb.CodeOf(err) != concordpb.ErrorCode_CROSS_RANGE || !concordpb.IsReadOnly(op) || attempt == maxAcrossAttempts || ctx.Err() != nil {
+		if kvpb.CodeOf(err) != kvpb.ErrorCode_CROSS_RANGE || !kvpb.IsReadOnly(op) || attempt == maxAcrossAttempts || ctx.Err() != nil {
 			return resp, h, err
 		}
 		if err := r.refresh(ctx); err != nil {
@@ -165,8 +169,8 @@ func (r *Router) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.Re
 	}
 }
 
-func (r *Router) doOnce(ctx context.Context, op *concordpb.RequestOp, span keys.Span) (*concordpb.ResponseOp, Header, error) {
-	if d, ok := r.cached(span); (!ok || d == nil) && concordpb.IsReadOnly(op) && bytes.Compare(span.Start, span.End) < 0 {
+func (r *Router) doOnce(ctx context.Context, op *kvpb.RequestOp, span keys.Span) (*kvpb.ResponseOp, Header, error) {
+	if d, ok := r.cached(span); (!ok || d == nil) && kvpb.IsReadOnly(op) && bytes.Compare(span.Start, span.End) < 0 {
 		// No cached range holds every key: it may take several.
 		descs, err := r.lookupAll(ctx, span)
 		if err != nil {
@@ -179,16 +183,16 @@ func (r *Router) doOnce(ctx context.Context, op *concordpb.RequestOp, span keys.
 			return r.txnAcross(ctx, op)
 		}
 	}
-	var resp *concordpb.BatchResponse
+	var resp *cmdpb.BatchResponse
 	var err error
-	if op.GetRange().GetSerializable() || (r.cfg.UnsafeLocalReads && concordpb.IsReadOnly(op)) {
+	if op.GetRange().GetSerializable() || (r.cfg.UnsafeLocalReads && kvpb.IsReadOnly(op)) {
 		// etcd serves a serializable read from the member the client
 		// talks to: prefer this node's own replica.
 		resp, err = r.sendLocal(ctx, span, op)
 	}
 	if resp == nil {
-		req := &concordpb.BatchRequest{Op: op}
-		if concordpb.IsReadOnly(op) && !op.GetRange().GetSerializable() && r.multiRange() {
+		req := &cmdpb.BatchRequest{Op: op}
+		if kvpb.IsReadOnly(op) && !op.GetRange().GetSerializable() && r.multiRange() {
 			// With other ranges writing, this range's newest write may be
 			// far behind the cluster: read as of the cluster's newest
 			// revision, as etcd reads as of its store's (its header, and
@@ -197,8 +201,8 @@ func (r *Router) doOnce(ctx context.Context, op *concordpb.RequestOp, span keys.
 				return nil, Header{}, err
 			}
 		}
-		resp, err = r.send(ctx, span, req, !concordpb.IsReadOnly(op))
-		if concordpb.CodeOf(err) == concordpb.ErrorCode_FUTURE_REV && concordpb.IsReadOnly(op) && !op.GetRange().GetSerializable() {
+		resp, err = r.send(ctx, span, req, !kvpb.IsReadOnly(op))
+		if kvpb.CodeOf(err) == kvpb.ErrorCode_FUTURE_REV && kvpb.IsReadOnly(op) && !op.GetRange().GetSerializable() {
 			// Above the range's newest write is not above the cluster's:
 			// read it at that revision if the cluster has reached it.
 			resp, err = r.readAbove(ctx, span, op, err)
@@ -221,7 +225,7 @@ func (r *Router) multiRange() bool {
 // (ferr) if the revision it names is not above the cluster's newest: at
 // that revision, once the range has applied every write it numbered at or
 // below it.
-func (r *Router) readAbove(ctx context.Context, span keys.Span, op *concordpb.RequestOp, ferr error) (*concordpb.BatchResponse, error) {
+func (r *Router) readAbove(ctx context.Context, span keys.Span, op *kvpb.RequestOp, ferr error) (*cmdpb.BatchResponse, error) {
 	rev := maxRangeRevision(op)
 	cur, err := r.CurrentRevision(ctx)
 	if err != nil {
@@ -230,16 +234,16 @@ func (r *Router) readAbove(ctx context.Context, span keys.Span, op *concordpb.Re
 	if rev <= 0 || rev > cur {
 		return nil, ferr
 	}
-	return r.send(ctx, span, &concordpb.BatchRequest{Op: op, ReadRevision: rev}, false /* write */)
+	return r.send(ctx, span, &cmdpb.BatchRequest{Op: op, ReadRevision: rev}, false /* write */)
 }
 
 // maxRangeRevision is the highest revision a read-only op names.
-func maxRangeRevision(op *concordpb.RequestOp) int64 {
+func maxRangeRevision(op *kvpb.RequestOp) int64 {
 	if rr := op.GetRange(); rr != nil {
 		return rr.GetRevision()
 	}
 	var rev int64
-	for _, ops := range [][]*concordpb.RequestOp{op.GetTxn().GetSuccess(), op.GetTxn().GetFailure()} {
+	for _, ops := range [][]*kvpb.RequestOp{op.GetTxn().GetSuccess(), op.GetTxn().GetFailure()} {
 		for _, o := range ops {
 			rev = max(rev, maxRangeRevision(o))
 		}
@@ -255,7 +259,7 @@ const maxAcrossAttempts = 5
 // revision, which must not be above the cluster's newest revision), or an
 // automatic one (clamped to each range's newest revision; see
 // CompactRequest). It returns the header of the last range compacted.
-func (r *Router) Compact(ctx context.Context, req *concordpb.CompactRequest) (Header, error) {
+func (r *Router) Compact(ctx context.Context, req *kvpb.CompactRequest) (Header, error) {
 	ranges, err := r.Ranges(ctx)
 	if err != nil {
 		return Header{}, err
@@ -272,35 +276,44 @@ func (r *Router) Compact(ctx context.Context, req *concordpb.CompactRequest) (He
 		rev := req.GetRevision()
 		switch {
 		case rev > cur && !req.GetClamp():
-			return Header{}, concordpb.Errorf(concordpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
+			return Header{}, kvpb.Errorf(kvpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
 		case rev > cur:
 			rev = cur
 		}
-		req = &concordpb.CompactRequest{Revision: rev, Clamp: req.GetClamp(), ClusterChecked: true}
+		req = &kvpb.CompactRequest{Revision: rev, Clamp: req.GetClamp(), ClusterChecked: true}
 	}
+	// Walk the keyspace range by range, each found by its first key, so
+	// that a range that splits or merges meanwhile is still compacted
+	// whole (a compaction applies to the whole range that gets it, and
+	// compacting a part twice does nothing more).
 	var h Header
-	for _, d := range ranges {
-		span := keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}
-		resp, err := r.send(ctx, span, &concordpb.BatchRequest{Compact: req}, true /* write */)
+	for cur := keys.UserSpan.Start; bytes.Compare(cur, keys.UserSpan.End) < 0; {
+		span := keys.Span{Start: cur, End: append(append([]byte(nil), cur...), 0)}
+		resp, err := r.send(ctx, span, &cmdpb.BatchRequest{Compact: req}, true /* write */)
 		if err != nil {
 			return Header{}, err
 		}
 		h = Header{Revision: resp.GetRevision(), RaftTerm: resp.GetRaftTerm()}
+		d, err := r.lookup(ctx, span)
+		if err != nil {
+			return Header{}, err
+		}
+		cur = d.GetEndKey()
 	}
 	return h, nil
 }
 
 // sendLocal serves a request from this node's replica of the range, if it
 // holds one; a nil response means it does not.
-func (r *Router) sendLocal(ctx context.Context, span keys.Span, op *concordpb.RequestOp) (*concordpb.BatchResponse, error) {
+func (r *Router) sendLocal(ctx context.Context, span keys.Span, op *kvpb.RequestOp) (*cmdpb.BatchResponse, error) {
 	desc, err := r.lookup(ctx, span)
 	if err != nil {
 		return nil, err
 	}
 	for _, rd := range desc.GetReplicas() {
 		if rd.GetNodeId() == r.cfg.NodeID {
-			resp, err := r.cfg.Local.Execute(ctx, &concordpb.BatchRequest{RangeId: desc.GetRangeId(), Op: op})
-			if concordpb.CodeOf(err) == concordpb.ErrorCode_RANGE_NOT_FOUND {
+			resp, err := r.cfg.Local.Execute(ctx, &cmdpb.BatchRequest{RangeId: desc.GetRangeId(), Op: op})
+			if kvpb.CodeOf(err) == kvpb.ErrorCode_RANGE_NOT_FOUND {
 				return nil, nil
 			}
 			return resp, err
@@ -310,9 +323,9 @@ func (r *Router) sendLocal(ctx context.Context, span keys.Span, op *concordpb.Re
 }
 
 // Sys sends a system request to the meta range.
-func (r *Router) Sys(ctx context.Context, req *concordpb.SysRequest) (*concordpb.SysResponse, error) {
+func (r *Router) Sys(ctx context.Context, req *cmdpb.SysRequest) (*cmdpb.SysResponse, error) {
 	write := req.GetGet() == nil && req.GetScan() == nil
-	resp, err := r.send(ctx, keys.Span{Start: keys.MetaSpan.Start}, &concordpb.BatchRequest{Sys: req}, write)
+	resp, err := r.send(ctx, keys.Span{Start: keys.MetaSpan.Start}, &cmdpb.BatchRequest{Sys: req}, write)
 	if err != nil {
 		return nil, err
 	}
@@ -336,7 +349,7 @@ func (r *Router) Timestamp(ctx context.Context, n int) (int64, error) {
 		if err != nil {
 			return errUnreachable{err}
 		}
-		resp, err := concordpb.NewPeerClient(conn).Timestamp(ctx, &concordpb.TimestampRequest{Count: uint32(n)})
+		resp, err := rpcpb.NewPeerClient(conn).Timestamp(ctx, &rpcpb.TimestampRequest{Count: uint32(n)})
 		if err != nil {
 			return err
 		}
@@ -352,8 +365,8 @@ func (r *Router) Timestamp(ctx context.Context, n int) (int64, error) {
 // Split asks the leader of the range holding key (a global user key) to
 // split it at key into a new range newRangeID, and returns the two ranges'
 // new descriptors. Retries as a write: a split is applied once, by Raft.
-func (r *Router) Split(ctx context.Context, key []byte, newRangeID uint64) (left, right *concordpb.RangeDescriptor, err error) {
-	resp, err := r.send(ctx, keys.Span{Start: key}, &concordpb.BatchRequest{Split: &concordpb.SplitRequest{SplitKey: key, NewRangeId: newRangeID}}, true /* write */)
+func (r *Router) Split(ctx context.Context, key []byte, newRangeID uint64) (left, right *metapb.RangeDescriptor, err error) {
+	resp, err := r.send(ctx, keys.Span{Start: key}, &cmdpb.BatchRequest{Split: &cmdpb.SplitRequest{SplitKey: key, NewRangeId: newRangeID}}, true /* write */)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -366,18 +379,36 @@ func (r *Router) Split(ctx context.Context, key []byte, newRangeID uint64) (left
 
 // Freeze freezes the range desc (thaw: unfreezes it) for a merge, and
 // returns the log index the freeze applied at.
-func (r *Router) Freeze(ctx context.Context, desc *concordpb.RangeDescriptor, thaw bool) (uint64, error) {
-	resp, err := r.send(ctx, keys.Span{Start: desc.GetStartKey(), End: desc.GetEndKey()}, &concordpb.BatchRequest{Freeze: &concordpb.FreezeRequest{Thaw: thaw}}, true /* write */)
+func (r *Router) Freeze(ctx context.Context, desc *metapb.RangeDescriptor, thaw bool) (uint64, error) {
+	resp, err := r.send(ctx, keys.Span{Start: desc.GetStartKey(), End: desc.GetEndKey()}, &cmdpb.BatchRequest{Freeze: &cmdpb.FreezeRequest{Thaw: thaw}}, true /* write */)
 	if err != nil {
 		return 0, err
 	}
 	return resp.GetAppliedIndex(), nil
 }
 
+// Holds reports whether the range of desc (its range id) holds key, a
+// global key, as its leaseholder has applied it: a linearizable read there,
+// which the range refuses (KEY_MISMATCH) for a key outside it.
+func (r *Router) Holds(ctx context.Context, desc *metapb.RangeDescriptor, key []byte) (bool, error) {
+	req := &cmdpb.BatchRequest{RangeId: desc.GetRangeId(), Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: keys.StripUser(key), CountOnly: true}}}}
+	err := r.retry(ctx, desc, false, func(ctx context.Context, node uint64) error {
+		_, err := r.sendTo(ctx, node, req)
+		return err
+	})
+	switch kvpb.CodeOf(err) {
+	case kvpb.ErrorCode_OK:
+		return err == nil, err
+	case kvpb.ErrorCode_KEY_MISMATCH:
+		return false, nil
+	}
+	return false, err
+}
+
 // Merge asks the leader of the range that ends where right starts to take
 // right over, and returns its new descriptor.
-func (r *Router) Merge(ctx context.Context, left, right *concordpb.RangeDescriptor) (*concordpb.RangeDescriptor, error) {
-	resp, err := r.send(ctx, keys.Span{Start: left.GetStartKey(), End: left.GetEndKey()}, &concordpb.BatchRequest{Merge: &concordpb.MergeRequest{Right: right}}, true /* write */)
+func (r *Router) Merge(ctx context.Context, left, right *metapb.RangeDescriptor) (*metapb.RangeDescriptor, error) {
+	resp, err := r.send(ctx, keys.Span{Start: left.GetStartKey(), End: left.GetEndKey()}, &cmdpb.BatchRequest{Merge: &cmdpb.MergeRequest{Right: right}}, true /* write */)
 	if err != nil {
 		return nil, err
 	}
@@ -391,14 +422,14 @@ func (r *Router) Merge(ctx context.Context, left, right *concordpb.RangeDescript
 // cached ranges it overlaps (or of its id), unless one of them is newer (a
 // higher generation): then it is stale and dropped. A split gives both
 // sides a generation above the range they came from.
-func (r *Router) Learn(descs ...*concordpb.RangeDescriptor) {
+func (r *Router) Learn(descs ...*metapb.RangeDescriptor) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, d := range descs {
 		if keys.MetaSpan.Contains(d.GetStartKey()) {
 			continue
 		}
-		hits := func(c *concordpb.RangeDescriptor) bool {
+		hits := func(c *metapb.RangeDescriptor) bool {
 			return c.GetRangeId() == d.GetRangeId() ||
 				(bytes.Compare(c.GetStartKey(), d.GetEndKey()) < 0 && bytes.Compare(d.GetStartKey(), c.GetEndKey()) < 0)
 		}
@@ -412,7 +443,7 @@ func (r *Router) Learn(descs ...*concordpb.RangeDescriptor) {
 		if stale {
 			continue
 		}
-		kept := make([]*concordpb.RangeDescriptor, 0, len(r.mu.ranges)+1)
+		kept := make([]*metapb.RangeDescriptor, 0, len(r.mu.ranges)+1)
 		for _, c := range r.mu.ranges {
 			if !hits(c) {
 				kept = append(kept, c)
@@ -438,7 +469,7 @@ func (r *Router) Refresh(ctx context.Context) error { return r.refresh(ctx) }
 
 // Ranges returns the cached user range descriptors (refreshing them first
 // if none are known).
-func (r *Router) Ranges(ctx context.Context) ([]*concordpb.RangeDescriptor, error) {
+func (r *Router) Ranges(ctx context.Context) ([]*metapb.RangeDescriptor, error) {
 	r.mu.RLock()
 	n := len(r.mu.ranges)
 	r.mu.RUnlock()
@@ -449,7 +480,7 @@ func (r *Router) Ranges(ctx context.Context) ([]*concordpb.RangeDescriptor, erro
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return append([]*concordpb.RangeDescriptor(nil), r.mu.ranges...), nil
+	return append([]*metapb.RangeDescriptor(nil), r.mu.ranges...), nil
 }
 
 // Leader returns the cached leader of a range (0 if unknown).
@@ -460,9 +491,9 @@ func (r *Router) Leader(rangeID uint64) uint64 {
 }
 
 // MetaDescriptor returns the meta range's descriptor as last known.
-func (r *Router) MetaDescriptor() *concordpb.RangeDescriptor { return r.metaDesc() }
+func (r *Router) MetaDescriptor() *metapb.RangeDescriptor { return r.metaDesc() }
 
-func (r *Router) metaDesc() *concordpb.RangeDescriptor {
+func (r *Router) metaDesc() *metapb.RangeDescriptor {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.mu.meta
@@ -477,12 +508,13 @@ func (r *Router) withTimeout(ctx context.Context) (context.Context, context.Canc
 
 // send routes req (whose keys are span, global) to its range and returns
 // the response. It owns req: callers build it for this call.
-func (r *Router) send(ctx context.Context, span keys.Span, req *concordpb.BatchRequest, write bool) (_ *concordpb.BatchResponse, err error) {
+func (r *Router) send(ctx context.Context, span keys.Span, req *cmdpb.BatchRequest, write bool) (_ *cmdpb.BatchResponse, err error) {
 	ctx, tspan := r.cfg.Metrics.StartSpan(ctx, "router.send", trace.WithAttributes(attribute.Int64("concord.node_id", int64(r.cfg.NodeID)), attribute.Bool("concord.write", write)))
 	defer func() { endSpan(tspan, err) }()
 	ctx, cancel := r.withTimeout(ctx)
 	defer cancel()
-	var out *concordpb.BatchResponse
+	var out *cmdpb.BatchResponse
+	followed := false // a KEY_MISMATCH's descriptors were followed
 	for round := 0; ; round++ {
 		desc, err := r.lookup(ctx, span)
 		if err != nil {
@@ -499,12 +531,16 @@ func (r *Router) send(ctx context.Context, span keys.Span, req *concordpb.BatchR
 			out = resp
 			return err
 		})
-		if c := concordpb.CodeOf(err); c == concordpb.ErrorCode_KEY_MISMATCH || c == concordpb.ErrorCode_RANGE_NOT_FOUND {
+		if c := kvpb.CodeOf(err); c == kvpb.ErrorCode_KEY_MISMATCH || c == kvpb.ErrorCode_RANGE_NOT_FOUND {
 			// The descriptor itself is stale: learn the range's own (and
 			// the one it split off) from the answer, or reload the index,
-			// and route again.
-			var e *concordpb.Error
-			if errors.As(err, &e) && len(e.GetDescriptors()) > 0 {
+			// and route again. The answer is followed once: a cache that
+			// missed several splits in a row would otherwise walk them
+			// one range at a time (each split-off range having split
+			// again), so a second mismatch reloads the index instead.
+			var e *kvpb.Error
+			if errors.As(err, &e) && len(e.GetDescriptors()) > 0 && !followed {
+				followed = true
 				r.Learn(e.GetDescriptors()...)
 				if d, ok := r.cached(span); ok && d != nil && d.GetRangeId() != desc.GetRangeId() {
 					if ctx.Err() != nil {
@@ -525,7 +561,7 @@ func (r *Router) send(ctx context.Context, span keys.Span, req *concordpb.BatchR
 	}
 }
 
-func (r *Router) sendTo(ctx context.Context, node uint64, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+func (r *Router) sendTo(ctx context.Context, node uint64, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
 	if node == r.cfg.NodeID {
 		return r.cfg.Local.Execute(ctx, req)
 	}
@@ -579,9 +615,21 @@ type errUnreachable struct{ err error }
 func (e errUnreachable) Error() string { return "router: node unreachable: " + e.err.Error() }
 func (e errUnreachable) Unwrap() error { return e.err }
 
+// errFull is a request refused because a bound on its path was reached
+// (the message names it and its value). The request was not sent, so even
+// a write may be retried; the router surfaces it at once rather than add
+// to the load, and gRPC reports it as codes.ResourceExhausted, as etcd
+// reports its own overload ("etcdserver: too many requests").
+type errFull struct{ msg string }
+
+func (e *errFull) Error() string { return e.msg }
+
+// GRPCStatus makes the error a gRPC status for status.FromError.
+func (e *errFull) GRPCStatus() *status.Status { return status.New(codes.ResourceExhausted, e.msg) }
+
 // retry calls fn on the range's replicas, leader first, until it succeeds,
 // fails for good, or ctx ends.
-func (r *Router) retry(ctx context.Context, desc *concordpb.RangeDescriptor, write bool, fn func(ctx context.Context, node uint64) error) error {
+func (r *Router) retry(ctx context.Context, desc *metapb.RangeDescriptor, write bool, fn func(ctx context.Context, node uint64) error) error {
 	backoff := r.cfg.MinBackoff
 	var lastErr error
 	tried := 0
@@ -592,32 +640,36 @@ func (r *Router) retry(ctx context.Context, desc *concordpb.RangeDescriptor, wri
 			r.setLeader(desc.GetRangeId(), node)
 			return nil
 		}
+		var full *errFull
+		if errors.As(err, &full) {
+			return err
+		}
 		lastErr = err
-		r.cfg.Metrics.ObserveRouterRetry(concordpb.CodeOf(err).String())
-		switch code := concordpb.CodeOf(err); code {
-		case concordpb.ErrorCode_NOT_LEADER:
-			var e *concordpb.Error
+		r.cfg.Metrics.ObserveRouterRetry(kvpb.CodeOf(err).String())
+		switch code := kvpb.CodeOf(err); code {
+		case kvpb.ErrorCode_NOT_LEADER:
+			var e *kvpb.Error
 			if errors.As(err, &e) && e.GetLeaderHint() != 0 && e.GetLeaderHint() != node {
 				r.setLeader(desc.GetRangeId(), e.GetLeaderHint())
 				continue // follow the hint at once
 			}
 			r.clearLeader(desc.GetRangeId(), node)
 			tried++
-		case concordpb.ErrorCode_UNAVAILABLE, concordpb.ErrorCode_RETRY:
-			if code == concordpb.ErrorCode_UNAVAILABLE {
+		case kvpb.ErrorCode_UNAVAILABLE, kvpb.ErrorCode_RETRY:
+			if code == kvpb.ErrorCode_UNAVAILABLE {
 				r.clearLeader(desc.GetRangeId(), node)
 				tried++
 			}
-		case concordpb.ErrorCode_KEY_MISMATCH, concordpb.ErrorCode_RANGE_NOT_FOUND:
+		case kvpb.ErrorCode_KEY_MISMATCH, kvpb.ErrorCode_RANGE_NOT_FOUND:
 			return err
-		case concordpb.ErrorCode_OK:
+		case kvpb.ErrorCode_OK:
 			// Not a structured error: transport or context.
 			if ctx.Err() != nil {
 				return timeoutErr(write, lastErr, ctx.Err())
 			}
 			var ue errUnreachable
 			if write && !errors.As(err, &ue) && maybeSent(err) {
-				return concordpb.Errorf(concordpb.ErrorCode_AMBIGUOUS, "router: write to node %d may have been applied: %v", node, err)
+				return kvpb.Errorf(kvpb.ErrorCode_AMBIGUOUS, "router: write to node %d may have been applied: %v", node, err)
 			}
 			r.clearLeader(desc.GetRangeId(), node)
 			tried++
@@ -642,15 +694,15 @@ func (r *Router) retry(ctx context.Context, desc *concordpb.RangeDescriptor, wri
 // AMBIGUOUS when the last attempt of a write may have reached a node (its
 // fate is unknown), UNAVAILABLE otherwise.
 func timeoutErr(write bool, last, ctxErr error) error {
-	code := concordpb.ErrorCode_UNAVAILABLE
+	code := kvpb.ErrorCode_UNAVAILABLE
 	var ue errUnreachable
-	switch c := concordpb.CodeOf(last); {
-	case c == concordpb.ErrorCode_AMBIGUOUS:
+	switch c := kvpb.CodeOf(last); {
+	case c == kvpb.ErrorCode_AMBIGUOUS:
 		code = c
-	case write && c == concordpb.ErrorCode_OK && !errors.As(last, &ue) && maybeSent(last):
-		code = concordpb.ErrorCode_AMBIGUOUS
+	case write && c == kvpb.ErrorCode_OK && !errors.As(last, &ue) && maybeSent(last):
+		code = kvpb.ErrorCode_AMBIGUOUS
 	}
-	return concordpb.Errorf(code, "router: %v (last error: %v)", ctxErr, last)
+	return kvpb.Errorf(code, "router: %v (last error: %v)", ctxErr, last)
 }
 
 // maybeSent reports whether a transport error leaves open that the request
@@ -669,7 +721,7 @@ func maybeSent(err error) bool {
 
 // pickNode chooses the replica to try: the cached leader, else the local
 // replica, else the replicas in turn.
-func (r *Router) pickNode(desc *concordpb.RangeDescriptor, tried int) uint64 {
+func (r *Router) pickNode(desc *metapb.RangeDescriptor, tried int) uint64 {
 	r.mu.RLock()
 	leader := r.mu.leaders[desc.GetRangeId()]
 	r.mu.RUnlock()
@@ -703,7 +755,7 @@ func (r *Router) clearLeader(rangeID, node uint64) {
 
 // lookup returns the descriptor of the range holding span, refreshing the
 // cache when no cached range does.
-func (r *Router) lookup(ctx context.Context, span keys.Span) (*concordpb.RangeDescriptor, error) {
+func (r *Router) lookup(ctx context.Context, span keys.Span) (*metapb.RangeDescriptor, error) {
 	if keys.MetaSpan.Contains(span.Start) {
 		return r.metaDesc(), nil
 	}
@@ -720,7 +772,7 @@ func (r *Router) lookup(ctx context.Context, span keys.Span) (*concordpb.RangeDe
 			}
 		}
 	}
-	return nil, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "router: no range holds %v", span)
+	return nil, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "router: no range holds %v", span)
 }
 
 // crossRange is the error of a request whose keys (span) lie in more than
@@ -732,7 +784,7 @@ func (r *Router) crossRange(span keys.Span) error {
 	for _, d := range r.cachedOverlapping(span) {
 		ids = append(ids, fmt.Sprintf("%d [%q, %q)", d.GetRangeId(), userKey(d.GetStartKey()), userKey(d.GetEndKey())))
 	}
-	return concordpb.Errorf(concordpb.ErrorCode_CROSS_RANGE, "concord: keys [%q, %q) span ranges %s: a txn or delete across ranges is not supported yet",
+	return kvpb.Errorf(kvpb.ErrorCode_CROSS_RANGE, "concord: keys [%q, %q) span ranges %s: a txn or delete across ranges is not supported yet",
 		userKey(span.Start), userKey(span.End), strings.Join(ids, ", "))
 }
 
@@ -747,12 +799,12 @@ func userKey(k []byte) []byte {
 
 // cachedOverlapping returns the cached ranges that hold keys of span, in
 // key order.
-func (r *Router) cachedOverlapping(span keys.Span) []*concordpb.RangeDescriptor {
+func (r *Router) cachedOverlapping(span keys.Span) []*metapb.RangeDescriptor {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	rs := r.mu.ranges
 	i := sort.Search(len(rs), func(i int) bool { return bytes.Compare(rs[i].GetEndKey(), span.Start) > 0 })
-	var out []*concordpb.RangeDescriptor
+	var out []*metapb.RangeDescriptor
 	for ; i < len(rs) && bytes.Compare(rs[i].GetStartKey(), span.End) < 0; i++ {
 		out = append(out, rs[i])
 	}
@@ -762,14 +814,14 @@ func (r *Router) cachedOverlapping(span keys.Span) []*concordpb.RangeDescriptor 
 // lookupAll returns the ranges holding span's keys, in key order, each
 // starting where the one before ends; it refreshes the cache once when
 // the cached ranges leave a gap.
-func (r *Router) lookupAll(ctx context.Context, span keys.Span) ([]*concordpb.RangeDescriptor, error) {
+func (r *Router) lookupAll(ctx context.Context, span keys.Span) ([]*metapb.RangeDescriptor, error) {
 	for attempt := 0; ; attempt++ {
 		descs := r.cachedOverlapping(span)
 		if covers(descs, span) {
 			return descs, nil
 		}
 		if attempt > 0 {
-			return nil, concordpb.Errorf(concordpb.ErrorCode_UNAVAILABLE, "router: the known ranges do not cover %v", span)
+			return nil, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "router: the known ranges do not cover %v", span)
 		}
 		if err := r.refresh(ctx); err != nil {
 			return nil, err
@@ -779,7 +831,7 @@ func (r *Router) lookupAll(ctx context.Context, span keys.Span) ([]*concordpb.Ra
 
 // covers reports whether descs, in key order, hold every key of span
 // without a gap.
-func covers(descs []*concordpb.RangeDescriptor, span keys.Span) bool {
+func covers(descs []*metapb.RangeDescriptor, span keys.Span) bool {
 	if len(descs) == 0 || bytes.Compare(descs[0].GetStartKey(), span.Start) > 0 {
 		return false
 	}
@@ -793,7 +845,7 @@ func covers(descs []*concordpb.RangeDescriptor, span keys.Span) bool {
 
 // cached finds the cached range holding span. ok with a nil descriptor means
 // span starts in a known range but does not fit in it.
-func (r *Router) cached(span keys.Span) (*concordpb.RangeDescriptor, bool) {
+func (r *Router) cached(span keys.Span) (*metapb.RangeDescriptor, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	rs := r.mu.ranges
@@ -818,14 +870,14 @@ func (r *Router) refresh(ctx context.Context) error {
 	}
 	n := r.refreshStarted.Add(1)
 	rs := keys.RangeSpan()
-	resp, err := r.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_Scan{Scan: &concordpb.SysScan{Start: rs.Start, End: rs.End}}})
+	resp, err := r.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Scan{Scan: &cmdpb.SysScan{Start: rs.Start, End: rs.End}}})
 	if err != nil {
 		return fmt.Errorf("router: load range descriptors: %w", err)
 	}
-	var ranges []*concordpb.RangeDescriptor
-	var meta *concordpb.RangeDescriptor
+	var ranges []*metapb.RangeDescriptor
+	var meta *metapb.RangeDescriptor
 	for _, kv := range resp.GetKvs() {
-		d := &concordpb.RangeDescriptor{}
+		d := &metapb.RangeDescriptor{}
 		if err := proto.Unmarshal(kv.GetValue(), d); err != nil {
 			return fmt.Errorf("router: bad range descriptor at %q: %w", kv.GetKey(), err)
 		}
@@ -850,7 +902,7 @@ func (r *Router) refresh(ctx context.Context) error {
 // dropOverlapped removes from ranges (sorted by start key) every descriptor
 // that overlaps one of a higher generation: the index can hold a range
 // merged away next to the range that took it until the merge is recorded.
-func dropOverlapped(ranges []*concordpb.RangeDescriptor) []*concordpb.RangeDescriptor {
+func dropOverlapped(ranges []*metapb.RangeDescriptor) []*metapb.RangeDescriptor {
 	out := ranges[:0:0]
 	for _, d := range ranges {
 		newer := false

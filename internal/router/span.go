@@ -3,12 +3,12 @@ package router
 import (
 	"bytes"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/keys"
 )
 
 // opSpan returns the smallest global span covering every key op touches.
-func opSpan(op *concordpb.RequestOp) (keys.Span, error) {
+func opSpan(op *kvpb.RequestOp) (keys.Span, error) {
 	var out keys.Span
 	first := true
 	add := func(key, end []byte) {
@@ -25,8 +25,8 @@ func opSpan(op *concordpb.RequestOp) (keys.Span, error) {
 		}
 		first = false
 	}
-	var walk func(op *concordpb.RequestOp)
-	walk = func(op *concordpb.RequestOp) {
+	var walk func(op *kvpb.RequestOp)
+	walk = func(op *kvpb.RequestOp) {
 		switch {
 		case op.GetRange() != nil:
 			add(op.GetRange().GetKey(), op.GetRange().GetRangeEnd())

@@ -4,25 +4,26 @@ import (
 	"context"
 	"sync"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/etcdapi"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/store"
 )
 
-// adminService serves concordpb.Admin on the client port: the ranges of
+// adminService serves rpcpb.Admin on the client port: the ranges of
 // the cluster for `concord range`.
 type adminService struct {
-	concordpb.UnimplementedAdminServer
+	rpcpb.UnimplementedAdminServer
 	n *Node
 }
 
-var _ concordpb.AdminServer = adminService{}
+var _ rpcpb.AdminServer = adminService{}
 
 // Ranges lists every user range, read from the meta range, with each
 // range's leader and recent QPS as its nodes report them (a node that does
 // not answer in time is left out).
-func (a adminService) Ranges(ctx context.Context, _ *concordpb.RangesRequest) (*concordpb.RangesResponse, error) {
+func (a adminService) Ranges(ctx context.Context, _ *rpcpb.RangesRequest) (*rpcpb.RangesResponse, error) {
 	if err := a.n.router.Refresh(ctx); err != nil {
 		return nil, etcdapi.GRPCError(err)
 	}
@@ -31,7 +32,7 @@ func (a adminService) Ranges(ctx context.Context, _ *concordpb.RangesRequest) (*
 		return nil, etcdapi.GRPCError(err)
 	}
 	statuses := a.n.replicaStatuses(ctx, descs)
-	out := &concordpb.RangesResponse{}
+	out := &rpcpb.RangesResponse{}
 	for _, d := range descs {
 		info := a.n.rangeInfo(d)
 		if st, ok := statuses[d.GetRangeId()]; ok {
@@ -45,14 +46,14 @@ func (a adminService) Ranges(ctx context.Context, _ *concordpb.RangesRequest) (*
 // replicaStatuses asks every node holding a replica of descs for its
 // replicas' status and returns, per range, its leader's own report (or
 // any replica's when the leader did not answer).
-func (n *Node) replicaStatuses(ctx context.Context, descs []*concordpb.RangeDescriptor) map[uint64]*concordpb.ReplicaStatus {
+func (n *Node) replicaStatuses(ctx context.Context, descs []*metapb.RangeDescriptor) map[uint64]*rpcpb.ReplicaStatus {
 	nodes := map[uint64]bool{}
 	for _, d := range descs {
 		for _, r := range d.GetReplicas() {
 			nodes[r.GetNodeId()] = true
 		}
 	}
-	byNode := map[uint64]*concordpb.NodeStatusResponse{}
+	byNode := map[uint64]*rpcpb.NodeStatusResponse{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for id := range nodes {
@@ -70,7 +71,7 @@ func (n *Node) replicaStatuses(ctx context.Context, descs []*concordpb.RangeDesc
 		}()
 	}
 	wg.Wait()
-	out := map[uint64]*concordpb.ReplicaStatus{}
+	out := map[uint64]*rpcpb.ReplicaStatus{}
 	leads := map[uint64]bool{} // out[range] is its leader's own report
 	for id, st := range byNode {
 		for _, r := range st.GetReplicas() {
@@ -87,12 +88,12 @@ func (n *Node) replicaStatuses(ctx context.Context, descs []*concordpb.RangeDesc
 }
 
 // SplitRange splits the range holding the request's key there.
-func (a adminService) SplitRange(ctx context.Context, req *concordpb.SplitRangeRequest) (*concordpb.SplitRangeResponse, error) {
+func (a adminService) SplitRange(ctx context.Context, req *rpcpb.SplitRangeRequest) (*rpcpb.SplitRangeResponse, error) {
 	left, right, err := a.n.Split(ctx, req.GetKey())
 	if err != nil {
 		return nil, etcdapi.GRPCError(err)
 	}
-	out := &concordpb.SplitRangeResponse{Right: a.n.rangeInfo(right)}
+	out := &rpcpb.SplitRangeResponse{Right: a.n.rangeInfo(right)}
 	if left != nil {
 		out.Left = a.n.rangeInfo(left)
 	}
@@ -101,18 +102,18 @@ func (a adminService) SplitRange(ctx context.Context, req *concordpb.SplitRangeR
 
 // MergeRange merges the range starting at the request's key into its left
 // neighbour.
-func (a adminService) MergeRange(ctx context.Context, req *concordpb.MergeRangeRequest) (*concordpb.MergeRangeResponse, error) {
+func (a adminService) MergeRange(ctx context.Context, req *rpcpb.MergeRangeRequest) (*rpcpb.MergeRangeResponse, error) {
 	merged, err := a.n.Merge(ctx, req.GetKey())
 	if err != nil {
 		return nil, etcdapi.GRPCError(err)
 	}
-	return &concordpb.MergeRangeResponse{Merged: a.n.rangeInfo(merged)}, nil
+	return &rpcpb.MergeRangeResponse{Merged: a.n.rangeInfo(merged)}, nil
 }
 
 // rangeInfo describes d as this node sees it: the leader as its replica of
 // d knows it (or as the router last found it) and the size on its disk.
-func (n *Node) rangeInfo(d *concordpb.RangeDescriptor) *concordpb.RangeInfo {
-	info := &concordpb.RangeInfo{
+func (n *Node) rangeInfo(d *metapb.RangeDescriptor) *rpcpb.RangeInfo {
+	info := &rpcpb.RangeInfo{
 		RangeId:          d.GetRangeId(),
 		StartKey:         etcdKey(d.GetStartKey()),
 		EndKey:           etcdKey(d.GetEndKey()),

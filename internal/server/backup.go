@@ -8,7 +8,8 @@ import (
 	"os"
 
 	"github.com/concorddb/concord/internal/backup"
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 	"github.com/concorddb/concord/internal/store"
@@ -24,7 +25,7 @@ func (n *Node) writeBackup(ctx context.Context, w io.Writer) (backup.Info, error
 	var rev int64
 	var bw *backup.Writer
 	for {
-		op := &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{
+		op := &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{
 			Key: start, RangeEnd: []byte{0}, Limit: backupPageKeys, Revision: rev,
 		}}}
 		resp, h, err := n.router.Do(ctx, op)
@@ -72,7 +73,7 @@ func Restore(cfg Config, path string) (backup.Info, error) {
 	}
 	defer f.Close()
 	// Verify the whole file before touching the data directory.
-	info, err := backup.Read(f, func(*concordpb.KeyValue) error { return nil })
+	info, err := backup.Read(f, func(*kvpb.KeyValue) error { return nil })
 	if err != nil {
 		return info, err
 	}
@@ -83,7 +84,7 @@ func Restore(cfg Config, path string) (backup.Info, error) {
 		return info, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger}
-	n.addrs.nodes = make(map[uint64]*concordpb.NodeRecord)
+	n.addrs.nodes = make(map[uint64]*metapb.NodeRecord)
 	if n.engine, err = storage.Open(cfg.DataDir, storage.Options{}); err != nil {
 		return info, err
 	}
@@ -117,7 +118,7 @@ func (n *Node) restore(f io.Reader, info backup.Info) error {
 		holdsMeta = holdsMeta || d.GetRangeId() == store.MetaRangeID
 	}
 	if holdsUser {
-		if _, err := backup.Read(f, func(kv *concordpb.KeyValue) error {
+		if _, err := backup.Read(f, func(kv *kvpb.KeyValue) error {
 			kv.Key = keys.User(kv.GetKey())
 			return b.MVCCPut(kv)
 		}); err != nil {

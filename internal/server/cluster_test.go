@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -397,17 +398,17 @@ func TestIsolatedLeaderServesNoStaleReads(t *testing.T) {
 	// old value: its lease has lapsed, so it refuses.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	resp, err := old.Store().Execute(ctx, &concordpb.BatchRequest{RangeId: store.UserRangeID, Op: &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte("x")}}}})
+	resp, err := old.Store().Execute(ctx, &cmdpb.BatchRequest{RangeId: store.UserRangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte("x")}}}})
 	if err == nil {
 		t.Fatalf("isolated old leader served a linearizable read: %v", resp)
 	}
-	if code := concordpb.CodeOf(err); code != concordpb.ErrorCode_NOT_LEADER && code != concordpb.ErrorCode_UNAVAILABLE {
+	if code := kvpb.CodeOf(err); code != kvpb.ErrorCode_NOT_LEADER && code != kvpb.ErrorCode_UNAVAILABLE {
 		t.Fatalf("isolated old leader: %v, want NOT_LEADER or UNAVAILABLE", err)
 	}
 	// Writes proposed to it fail too, without being applied anywhere.
 	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer wcancel()
-	if _, err := old.Store().Execute(wctx, &concordpb.BatchRequest{RangeId: store.UserRangeID, Op: &concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{Key: []byte("x"), Value: []byte("minority")}}}}); err == nil {
+	if _, err := old.Store().Execute(wctx, &cmdpb.BatchRequest{RangeId: store.UserRangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{Key: []byte("x"), Value: []byte("minority")}}}}); err == nil {
 		t.Fatal("isolated old leader acknowledged a write")
 	}
 	// Healed, it catches up with the majority.

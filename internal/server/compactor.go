@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/store"
 )
 
@@ -158,8 +158,8 @@ func (n *Node) runCompactor(p compactionPolicy) {
 			rev = cur - p.writes
 		}
 		if err == nil && rev > compacted {
-			_, err = n.router.Compact(ctx, &concordpb.CompactRequest{Revision: rev, Clamp: true})
-			if err == nil || concordpb.CodeOf(err) == concordpb.ErrorCode_COMPACTED {
+			_, err = n.router.Compact(ctx, &kvpb.CompactRequest{Revision: rev, Clamp: true})
+			if err == nil || kvpb.CodeOf(err) == kvpb.ErrorCode_COMPACTED {
 				compacted, err = rev, nil
 			}
 		}
@@ -173,6 +173,6 @@ func (n *Node) runCompactor(p compactionPolicy) {
 // currentRevision is the cluster's current revision, read linearizably: a
 // one-key Range's header, as etcd's compactor reads its store's.
 func (n *Node) currentRevision(ctx context.Context) (int64, error) {
-	_, h, err := n.router.Do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte{0}, CountOnly: true}}})
+	_, h, err := n.router.Do(ctx, &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte{0}, CountOnly: true}}})
 	return h.Revision, err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"strings"
@@ -43,6 +44,9 @@ type Config struct {
 	MaxRequestBytes int
 	// MaxTxnOps bounds the operations of one txn (etcd's default 128).
 	MaxTxnOps int
+	// MaxConcurrentStreams bounds each client connection's calls in flight
+	// (etcd's default math.MaxUint32; 0 means that; see etcdapi.Config).
+	MaxConcurrentStreams uint32
 
 	// AutoCompactionMode is etcd's --auto-compaction-mode: "periodic" (or
 	// empty) or "revision".
@@ -133,6 +137,7 @@ func DefaultConfig() Config {
 		ElectionTimeout:          time.Second,
 		MaxRequestBytes:          1536 * 1024,
 		MaxTxnOps:                128,
+		MaxConcurrentStreams:     math.MaxUint32,
 		CacheBytes:               128 << 20,
 	}
 }

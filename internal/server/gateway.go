@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 )
 
 // The client port serves both gRPC (HTTP/2) and, as etcd does, a JSON
@@ -112,7 +112,7 @@ func (n *Node) ready(ctx context.Context) error {
 	if _, err := n.members(ctx); err != nil {
 		return fmt.Errorf("meta range: %w", err)
 	}
-	_, _, err := n.router.Do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte("health"), CountOnly: true}}})
+	_, _, err := n.router.Do(ctx, &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte("health"), CountOnly: true}}})
 	return err
 }
 
@@ -121,7 +121,7 @@ func (n *Node) ready(ctx context.Context) error {
 func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
-	_, _, err := n.router.Do(ctx, &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte("health"), CountOnly: true}}})
+	_, _, err := n.router.Do(ctx, &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte("health"), CountOnly: true}}})
 	body := map[string]string{"health": "true", "reason": ""}
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {

@@ -13,7 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/telemetry"
 	"github.com/concorddb/concord/internal/ui"
@@ -63,14 +64,16 @@ type clusterView struct {
 }
 
 type nodeView struct {
-	ID          uint64   `json:"id"`
-	Name        string   `json:"name"`
-	Up          bool     `json:"up"`
-	PeerURL     string   `json:"peer_url"`
-	ClientURLs  []string `json:"client_urls"`
-	Ranges      int      `json:"ranges"`
-	Leaders     int      `json:"leaders"`
-	DBSizeBytes int64    `json:"db_size_bytes"`
+	ID         uint64   `json:"id"`
+	Name       string   `json:"name"`
+	Up         bool     `json:"up"`
+	PeerURL    string   `json:"peer_url"`
+	ClientURLs []string `json:"client_urls"`
+	Ranges     int      `json:"ranges"`
+	Leaders    int      `json:"leaders"`
+	// Awake is how many of the node's replicas tick (are not quiesced).
+	Awake       int   `json:"awake"`
+	DBSizeBytes int64 `json:"db_size_bytes"`
 	DemoNode
 }
 
@@ -96,17 +99,18 @@ func showSpanKey(k []byte, edge string) string {
 	return edge
 }
 
-// pollCluster builds the cluster view from every known node's NodeStatus.
-func (n *Node) pollCluster() clusterView {
+// pollCluster builds the cluster view from every known node's NodeStatus:
+// with the ranges if withRanges, else the nodes only.
+func (n *Node) pollCluster(withRanges bool) clusterView {
 	view := clusterView{Self: n.ident.NodeID, Time: time.Now(), Demo: n.cfg.Demo != nil}
 	n.addrs.RLock()
-	recs := make([]*concordpb.NodeRecord, 0, len(n.addrs.nodes))
+	recs := make([]*metapb.NodeRecord, 0, len(n.addrs.nodes))
 	for _, r := range n.addrs.nodes {
 		recs = append(recs, r)
 	}
 	n.addrs.RUnlock()
 	sort.Slice(recs, func(i, j int) bool { return recs[i].GetNodeId() < recs[j].GetNodeId() })
-	statuses := make([]*concordpb.NodeStatusResponse, len(recs))
+	statuses := make([]*rpcpb.NodeStatusResponse, len(recs))
 	var wg sync.WaitGroup
 	for i, rec := range recs {
 		wg.Add(1)
@@ -114,7 +118,7 @@ func (n *Node) pollCluster() clusterView {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
 			defer cancel()
-			if st, err := n.nodeStatus(ctx, rec.GetNodeId()); err == nil {
+			if st, err := n.nodeStatusOf(ctx, rec.GetNodeId(), !withRanges); err == nil {
 				statuses[i] = st
 			}
 		}()
@@ -125,7 +129,11 @@ func (n *Node) pollCluster() clusterView {
 		demo = n.cfg.Demo.DemoNodes()
 	}
 	ranges := map[uint64]*rangeView{}
-	for _, d := range n.descriptors() {
+	var descs []*metapb.RangeDescriptor
+	if withRanges {
+		descs = n.descriptors()
+	}
+	for _, d := range descs {
 		rv := &rangeView{ID: d.GetRangeId(), Start: showSpanKey(d.GetStartKey(), "<start>"), End: showSpanKey(d.GetEndKey(), "<end>"), Applied: map[string]uint64{}}
 		if keys.MetaSpan.Contains(d.GetStartKey()) {
 			rv.Start, rv.End = "(meta range)", ""
@@ -141,7 +149,10 @@ func (n *Node) pollCluster() clusterView {
 			nv.PeerURL = rec.GetPeerUrls()[0]
 		}
 		if st := statuses[i]; st != nil {
-			nv.Up, nv.DBSizeBytes, nv.Ranges = true, st.GetDbSizeBytes(), len(st.GetReplicas())
+			nv.Up, nv.DBSizeBytes, nv.Ranges, nv.Awake = true, st.GetDbSizeBytes(), int(st.GetReplicaCount()), int(st.GetAwakeCount())
+			if !withRanges {
+				nv.Leaders = int(st.GetLeaderCount())
+			}
 			for _, rs := range st.GetReplicas() {
 				rv := ranges[rs.GetRangeId()]
 				if rv == nil {
@@ -172,8 +183,8 @@ func (n *Node) pollCluster() clusterView {
 
 // descriptors returns the meta range's and the cached user ranges'
 // descriptors.
-func (n *Node) descriptors() []*concordpb.RangeDescriptor {
-	out := []*concordpb.RangeDescriptor{n.router.MetaDescriptor()}
+func (n *Node) descriptors() []*metapb.RangeDescriptor {
+	out := []*metapb.RangeDescriptor{n.router.MetaDescriptor()}
 	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
 	defer cancel()
 	if rs, err := n.router.Ranges(ctx); err == nil {
@@ -237,13 +248,19 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (n *Node) handleCluster(w http.ResponseWriter, _ *http.Request) {
-	n.tel.mu.Lock()
-	view := n.tel.mu.view
-	n.tel.mu.Unlock()
-	if view.Time.IsZero() {
-		view = n.pollCluster()
+// clusterView returns the view with ranges, polled at most once a second
+// however many dashboards ask.
+func (n *Node) clusterView() clusterView {
+	n.tel.viewMu.Lock()
+	defer n.tel.viewMu.Unlock()
+	if time.Since(n.tel.fullView.Time) > watchInterval {
+		n.tel.fullView = n.pollCluster(true)
 	}
+	return n.tel.fullView
+}
+
+func (n *Node) handleCluster(w http.ResponseWriter, _ *http.Request) {
+	view := n.clusterView()
 	if n.cfg.Demo != nil {
 		// Fault buttons must show their effect at once, not a poll later.
 		demo := n.cfg.Demo.DemoNodes()

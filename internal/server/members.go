@@ -16,7 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 	"github.com/concorddb/concord/internal/store"
@@ -105,7 +106,7 @@ func (n *Node) probePeers(id storage.Ident) error {
 
 // membersVia calls Members on the node at peerURL as a member of cluster
 // clusterID.
-func membersVia(ctx context.Context, peerURL string, clusterID uint64) (*concordpb.MembersResponse, error) {
+func membersVia(ctx context.Context, peerURL string, clusterID uint64) (*rpcpb.MembersResponse, error) {
 	hp, err := transport.HostPort(peerURL)
 	if err != nil {
 		return nil, err
@@ -116,14 +117,14 @@ func membersVia(ctx context.Context, peerURL string, clusterID uint64) (*concord
 		return nil, err
 	}
 	defer conn.Close()
-	return concordpb.NewPeerClient(conn).Members(ctx, &concordpb.MembersRequest{})
+	return rpcpb.NewPeerClient(conn).Members(ctx, &rpcpb.MembersRequest{})
 }
 
 // restart loads a member's identity, address book and meta descriptor from
 // its engine, and returns the meta range's descriptor: from its own meta
 // replica, else from the hint it saved, else (a data dir written before
 // hints were saved) from a peer through Join.
-func (n *Node) restart(id storage.Ident) (*concordpb.RangeDescriptor, error) {
+func (n *Node) restart(id storage.Ident) (*metapb.RangeDescriptor, error) {
 	n.ident = id
 	book, err := storage.LoadNodeBook(n.engine)
 	if err != nil {
@@ -174,7 +175,7 @@ func (n *Node) restart(id storage.Ident) (*concordpb.RangeDescriptor, error) {
 
 // saveIdent writes the node's identity, and the meta descriptor when given,
 // durably.
-func (n *Node) saveIdent(id storage.Ident, meta *concordpb.RangeDescriptor) error {
+func (n *Node) saveIdent(id storage.Ident, meta *metapb.RangeDescriptor) error {
 	b := n.engine.NewBatch()
 	defer b.Close()
 	if err := b.PutIdent(id); err != nil {
@@ -213,13 +214,13 @@ func (n *Node) knownPeers() []member {
 
 // localNodeRecords reads the node records this node's meta replica has
 // applied; none if it holds no meta replica.
-func (n *Node) localNodeRecords() ([]*concordpb.NodeRecord, error) {
+func (n *Node) localNodeRecords() ([]*metapb.NodeRecord, error) {
 	if n.localMeta() == nil {
 		return nil, nil
 	}
-	var out []*concordpb.NodeRecord
+	var out []*metapb.NodeRecord
 	err := storage.SysScan(n.engine, keys.NodeSpan(), func(k, v []byte) error {
-		rec := &concordpb.NodeRecord{}
+		rec := &metapb.NodeRecord{}
 		if err := proto.Unmarshal(v, rec); err != nil {
 			return fmt.Errorf("server: bad node record %q in the meta replica: %w", k, err)
 		}
@@ -234,7 +235,7 @@ func (n *Node) localNodeRecords() ([]*concordpb.NodeRecord, error) {
 // record replaces this node's copy and ids recs lack are dropped; otherwise
 // a record replaces this node's copy only if it is newer (a higher
 // generation) or unknown.
-func (n *Node) learnNodes(recs []*concordpb.NodeRecord, authoritative bool) {
+func (n *Node) learnNodes(recs []*metapb.NodeRecord, authoritative bool) {
 	n.bookSave.Lock()
 	defer n.bookSave.Unlock()
 	n.addrs.Lock()
@@ -262,10 +263,10 @@ func (n *Node) learnNodes(recs []*concordpb.NodeRecord, authoritative bool) {
 		if ok && !authoritative && r.GetGeneration() <= cur.GetGeneration() {
 			continue
 		}
-		n.addrs.nodes[r.GetNodeId()] = proto.Clone(r).(*concordpb.NodeRecord)
+		n.addrs.nodes[r.GetNodeId()] = proto.Clone(r).(*metapb.NodeRecord)
 		changed = true
 	}
-	var book []*concordpb.NodeRecord
+	var book []*metapb.NodeRecord
 	if changed {
 		for _, r := range n.addrs.nodes {
 			book = append(book, r)
@@ -337,24 +338,24 @@ func (n *Node) refreshAddresses(ctx context.Context) {
 	wg.Wait()
 }
 
-func byNodeID(a, b *concordpb.NodeRecord) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) }
+func byNodeID(a, b *metapb.NodeRecord) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) }
 
 // addressBook returns a copy of the address book, by node id.
-func (n *Node) addressBook() []*concordpb.NodeRecord {
+func (n *Node) addressBook() []*metapb.NodeRecord {
 	n.addrs.RLock()
 	defer n.addrs.RUnlock()
-	out := make([]*concordpb.NodeRecord, 0, len(n.addrs.nodes))
+	out := make([]*metapb.NodeRecord, 0, len(n.addrs.nodes))
 	for _, r := range n.addrs.nodes {
-		out = append(out, proto.Clone(r).(*concordpb.NodeRecord))
+		out = append(out, proto.Clone(r).(*metapb.NodeRecord))
 	}
 	slices.SortFunc(out, byNodeID)
 	return out
 }
 
 // Members answers what this node knows of its cluster, from memory.
-func (s *peerService) Members(context.Context, *concordpb.MembersRequest) (*concordpb.MembersResponse, error) {
+func (s *peerService) Members(context.Context, *rpcpb.MembersRequest) (*rpcpb.MembersResponse, error) {
 	n := s.n
-	return &concordpb.MembersResponse{
+	return &rpcpb.MembersResponse{
 		ClusterId: n.ident.ClusterID,
 		NodeId:    n.ident.NodeID,
 		Nodes:     n.addressBook(),
@@ -364,7 +365,7 @@ func (s *peerService) Members(context.Context, *concordpb.MembersRequest) (*conc
 
 // localMeta returns the descriptor of this node's meta replica; nil if it
 // holds none.
-func (n *Node) localMeta() *concordpb.RangeDescriptor {
+func (n *Node) localMeta() *metapb.RangeDescriptor {
 	descs, err := storage.LoadLocalDescriptors(n.engine)
 	if err != nil {
 		return nil

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
@@ -30,37 +33,47 @@ import (
 // at key, and returns the two ranges' descriptors. A key that already
 // starts a range changes nothing and returns that range as right (left
 // nil).
-func (n *Node) Split(ctx context.Context, key []byte) (left, right *concordpb.RangeDescriptor, err error) {
+func (n *Node) Split(ctx context.Context, key []byte) (left, right *metapb.RangeDescriptor, err error) {
 	if len(key) == 0 {
-		return nil, nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "concord: cannot split at the empty key: it starts the keyspace")
+		return nil, nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "concord: cannot split at the empty key: it starts the keyspace")
 	}
 	gkey := keys.User(key)
-	boundary := func() (*concordpb.RangeDescriptor, error) {
-		if err := n.router.Refresh(ctx); err != nil {
-			return nil, err
+	// boundary returns the range that starts at key, if one does, as the
+	// router's cache has it (refreshed from the meta range if fresh).
+	boundary := func(fresh bool) (*metapb.RangeDescriptor, error) {
+		if fresh {
+			if err := n.router.Refresh(ctx); err != nil {
+				return nil, err
+			}
 		}
 		ranges, err := n.router.Ranges(ctx)
 		if err != nil {
 			return nil, err
 		}
-		for _, d := range ranges {
-			if bytes.Equal(d.GetStartKey(), gkey) {
-				return d, nil
-			}
+		i := sort.Search(len(ranges), func(i int) bool { return bytes.Compare(ranges[i].GetStartKey(), gkey) >= 0 })
+		if i < len(ranges) && bytes.Equal(ranges[i].GetStartKey(), gkey) {
+			return ranges[i], nil
 		}
 		return nil, nil
 	}
-	if d, err := boundary(); err != nil || d != nil {
-		return nil, d, err
+	// The cache decides whether to try (reading the whole index for each
+	// split made splitting N ranges cost N squared); a boundary it shows
+	// is checked against the meta range, as it may have merged away since.
+	if d, err := boundary(false); err != nil {
+		return nil, nil, err
+	} else if d != nil {
+		if d, err := boundary(true); err != nil || d != nil {
+			return nil, d, err
+		}
 	}
-	resp, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_AllocRangeId{AllocRangeId: &concordpb.SysAllocRangeID{}}})
+	resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_AllocRangeId{AllocRangeId: &cmdpb.SysAllocRangeID{}}})
 	if err != nil {
 		return nil, nil, fmt.Errorf("concord: allocate a range id: %w", err)
 	}
 	left, right, err = n.router.Split(ctx, gkey, uint64(resp.GetValue()))
 	if err != nil {
 		// Split by someone else since the cache was read: not an error.
-		if d, berr := boundary(); berr == nil && d != nil {
+		if d, berr := boundary(true); berr == nil && d != nil {
 			return nil, d, nil
 		}
 		return nil, nil, err
@@ -76,8 +89,8 @@ func (n *Node) Split(ctx context.Context, key []byte) (left, right *concordpb.Ra
 }
 
 // indexRanges records descriptors in the meta range (where newer).
-func (n *Node) indexRanges(ctx context.Context, descs ...*concordpb.RangeDescriptor) error {
-	_, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_UpdateRanges{UpdateRanges: &concordpb.SysUpdateRanges{Descriptors: descs}}})
+func (n *Node) indexRanges(ctx context.Context, descs ...*metapb.RangeDescriptor) error {
+	_, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_UpdateRanges{UpdateRanges: &cmdpb.SysUpdateRanges{Descriptors: descs}}})
 	return err
 }
 
@@ -98,11 +111,14 @@ func (n *Node) runRangeRepair() {
 			return
 		case <-t.C:
 		}
-		var led []*concordpb.RangeDescriptor
+		var led []*metapb.RangeDescriptor
 		for _, r := range n.store.Replicas() {
 			// A frozen range is being merged away: indexing it again would
 			// undo the merge's record.
-			if st := r.Status(); r.RangeID != store.MetaRangeID && st.IsLeader && !st.Frozen {
+			if r.RangeID == store.MetaRangeID || !r.Leads() {
+				continue
+			}
+			if st := r.Status(); st.IsLeader && !st.Frozen {
 				led = append(led, r.Descriptor())
 			}
 		}
@@ -118,21 +134,21 @@ func (n *Node) runRangeRepair() {
 }
 
 // repairIndex records the descriptors of led whose meta entry is older.
-func (n *Node) repairIndex(ctx context.Context, led []*concordpb.RangeDescriptor) error {
+func (n *Node) repairIndex(ctx context.Context, led []*metapb.RangeDescriptor) error {
 	s := keys.RangeSpan()
-	resp, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_Scan{Scan: &concordpb.SysScan{Start: s.Start, End: s.End}}})
+	resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Scan{Scan: &cmdpb.SysScan{Start: s.Start, End: s.End}}})
 	if err != nil {
 		return err
 	}
 	gens := make(map[uint64]uint64, len(resp.GetKvs()))
 	for _, kv := range resp.GetKvs() {
-		d := &concordpb.RangeDescriptor{}
+		d := &metapb.RangeDescriptor{}
 		if err := proto.Unmarshal(kv.GetValue(), d); err != nil {
 			return fmt.Errorf("server: bad range descriptor %q: %w", kv.GetKey(), err)
 		}
 		gens[d.GetRangeId()] = d.GetGeneration()
 	}
-	var stale []*concordpb.RangeDescriptor
+	var stale []*metapb.RangeDescriptor
 	for _, d := range led {
 		if g, ok := gens[d.GetRangeId()]; !ok || g < d.GetGeneration() {
 			stale = append(stale, d)
@@ -188,7 +204,7 @@ func (n *Node) adoptRanges(lost keys.Span) {
 			}
 			for _, rd := range d.GetReplicas() {
 				if rd.GetNodeId() == n.ident.NodeID {
-					if err := n.store.AddUninitialized(d.GetRangeId()); err != nil {
+					if err := n.store.AddUninitialized(d.GetRangeId(), rd.ID()); err != nil {
 						n.log.Warn("cannot create a replica for a range split off while this node was behind", "range", d.GetRangeId(), "err", err)
 					}
 				}
@@ -213,7 +229,7 @@ const mergeFreezeWait = 10 * time.Second
 // meta range. A replica that does not confirm in time (its node is down)
 // makes it thaw the range and fail: nothing merged. It returns the merged
 // range's descriptor.
-func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescriptor, error) {
+func (n *Node) Merge(ctx context.Context, key []byte) (*metapb.RangeDescriptor, error) {
 	if err := n.router.Refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -222,7 +238,7 @@ func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescripto
 		return nil, err
 	}
 	gkey := keys.User(key)
-	var left, right *concordpb.RangeDescriptor
+	var left, right *metapb.RangeDescriptor
 	for _, d := range ranges {
 		if bytes.Equal(d.GetStartKey(), gkey) {
 			right = d
@@ -232,25 +248,58 @@ func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescripto
 		}
 	}
 	if right == nil || left == nil {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "concord: no range starts at %q after another: nothing to merge", key)
+		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "concord: no range starts at %q after another: nothing to merge", key)
 	}
-	index, err := n.router.Freeze(ctx, right, false /* thaw */)
+	// From the freeze on, the merge is driven to an end, merged or thawed,
+	// whatever the caller's deadline: a range left frozen refuses every
+	// write. A step whose outcome is unknown (AMBIGUOUS) is proposed
+	// again until one answers for sure; a later proposal applies after an
+	// earlier one, so its answer tells what the earlier one did.
+	bg, cancel := context.WithTimeout(context.Background(), mergeSettle)
+	defer cancel()
+	var index uint64
+	err = settle(bg, func(ctx context.Context) (err error) {
+		index, err = n.router.Freeze(ctx, right, false /* thaw */)
+		return err
+	})
 	if err != nil {
+		if kvpb.CodeOf(err) == kvpb.ErrorCode_AMBIGUOUS {
+			n.thaw(bg, right)
+		}
 		return nil, fmt.Errorf("concord: freeze range %d: %w", right.GetRangeId(), err)
 	}
-	if err := n.waitApplied(ctx, right, index); err != nil {
-		if _, terr := n.router.Freeze(context.Background(), right, true /* thaw */); terr != nil {
-			n.log.Error("a merge that failed left its range frozen", "range", right.GetRangeId(), "err", terr)
-		}
+	if err := n.waitApplied(bg, right, index); err != nil {
+		n.thaw(bg, right)
 		return nil, fmt.Errorf("concord: merge range %d into %d: %w", right.GetRangeId(), left.GetRangeId(), err)
 	}
-	merged, err := n.router.Merge(ctx, left, right)
+	var merged *metapb.RangeDescriptor
+	attempts := 0
+	err = settle(bg, func(ctx context.Context) (err error) {
+		attempts++
+		merged, err = n.router.Merge(ctx, left, right)
+		return err
+	})
+	if err != nil && attempts > 1 && kvpb.CodeOf(err) == kvpb.ErrorCode_FAILED_PRECONDITION {
+		// An earlier attempt may have merged (the left range moved on):
+		// the left range holds right's keys if so.
+		if ok, herr := n.router.Holds(bg, left, right.GetStartKey()); herr == nil && ok {
+			merged, err = n.mergedDescriptor(bg, left)
+		}
+	}
 	if err != nil {
+		switch ok, herr := n.router.Holds(bg, left, right.GetStartKey()); {
+		case kvpb.CodeOf(err) == kvpb.ErrorCode_AMBIGUOUS:
+			// Still unknown: a thaw could apply before the merge, which
+			// needs the range frozen. It stays frozen, and says so.
+			n.log.Error("a merge's outcome is unknown; its right range stays frozen", "range", right.GetRangeId(), "into", left.GetRangeId(), "err", err)
+		case herr == nil && !ok:
+			n.thaw(bg, right)
+		}
 		return nil, fmt.Errorf("concord: merge range %d into %d: %w", right.GetRangeId(), left.GetRangeId(), err)
 	}
 	n.router.Learn(merged)
 	if err := n.indexRanges(ctx, merged); err == nil {
-		_, err = n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_Delete{Delete: &concordpb.SysDelete{Key: keys.Range(right.GetRangeId())}}})
+		_, err = n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Delete{Delete: &cmdpb.SysDelete{Key: keys.Range(right.GetRangeId())}}})
 		if err != nil {
 			n.log.Warn("merged; the meta range still lists the merged-away range", "range", right.GetRangeId(), "err", err)
 		}
@@ -263,9 +312,62 @@ func (n *Node) Merge(ctx context.Context, key []byte) (*concordpb.RangeDescripto
 	return merged, nil
 }
 
+// mergeSettle bounds how long a merge keeps at a step whose outcome is
+// unknown, and the thaw of a merge that failed.
+const mergeSettle = 30 * time.Second
+
+// settle runs op until it answers anything but AMBIGUOUS or ctx ends.
+func settle(ctx context.Context, op func(context.Context) error) error {
+	for {
+		err := op(ctx)
+		if kvpb.CodeOf(err) != kvpb.ErrorCode_AMBIGUOUS || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// thaw unfreezes right after a merge that did not happen.
+func (n *Node) thaw(ctx context.Context, right *metapb.RangeDescriptor) {
+	err := settle(ctx, func(ctx context.Context) error {
+		_, err := n.router.Freeze(ctx, right, true /* thaw */)
+		return err
+	})
+	if err != nil {
+		n.log.Error("a merge that failed left its range frozen", "range", right.GetRangeId(), "err", err)
+	}
+}
+
+// mergedDescriptor returns the descriptor of the range left became, from
+// the meta range or, before it is indexed there, from left's replica here.
+func (n *Node) mergedDescriptor(ctx context.Context, left *metapb.RangeDescriptor) (*metapb.RangeDescriptor, error) {
+	if r := n.store.Replica(left.GetRangeId()); r != nil {
+		if d := r.Descriptor(); d.GetGeneration() > left.GetGeneration() {
+			return d, nil
+		}
+	}
+	if err := n.router.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	rs, err := n.router.Ranges(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range rs {
+		if d.GetRangeId() == left.GetRangeId() {
+			return d, nil
+		}
+	}
+	return nil, fmt.Errorf("concord: range %d merged, but no descriptor of it is known", left.GetRangeId())
+}
+
 // waitApplied waits until every replica of d has applied index, asking
 // each node (this one directly) for its replicas' positions.
-func (n *Node) waitApplied(ctx context.Context, d *concordpb.RangeDescriptor, index uint64) error {
+func (n *Node) waitApplied(ctx context.Context, d *metapb.RangeDescriptor, index uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, mergeFreezeWait)
 	defer cancel()
 	for _, rd := range d.GetReplicas() {
@@ -308,6 +410,10 @@ func (n *Node) appliedOn(ctx context.Context, node, rangeID uint64) (uint64, err
 // leads against --range-max-bytes and --range-min-bytes.
 var sizeCheckInterval = 10 * time.Second
 
+// sizeOpTimeout bounds one round of size checks with the splits and merges
+// it makes.
+const sizeOpTimeout = 30 * time.Second
+
 // exactBelowBytes: a range the storage engine estimates below this is
 // measured exactly (by reading it), since the estimate counts only data
 // already flushed to tables, and a small range may live in memtables.
@@ -330,7 +436,7 @@ func (n *Node) runSizeQueue() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), sizeCheckInterval)
+		ctx, cancel := context.WithTimeout(context.Background(), sizeOpTimeout)
 		n.checkSizes(ctx, hot)
 		cancel()
 	}
@@ -390,7 +496,7 @@ func (n *Node) checkSizes(ctx context.Context, hot map[uint64]int) {
 // maybeMergeRight merges the range right of d into d when this node holds
 // a replica of it to measure, it is below --range-min-bytes too, and the
 // two together stay under --range-max-bytes.
-func (n *Node) maybeMergeRight(ctx context.Context, d *concordpb.RangeDescriptor, size int64) {
+func (n *Node) maybeMergeRight(ctx context.Context, d *metapb.RangeDescriptor, size int64) {
 	for _, r := range n.store.Replicas() {
 		rd := r.Descriptor()
 		if replica.IsUninitialized(rd) || !bytes.Equal(rd.GetStartKey(), d.GetEndKey()) || r.Status().Frozen {

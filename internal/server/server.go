@@ -21,7 +21,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/etcdapi"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/replica"
@@ -72,14 +74,14 @@ type Node struct {
 	// members.go. Lock order: bookSave before addrs.
 	addrs struct {
 		sync.RWMutex
-		nodes map[uint64]*concordpb.NodeRecord
+		nodes map[uint64]*metapb.NodeRecord
 	}
 	// bookSave serialises the saves of the address book, so that the last
 	// save holds the newest book.
 	bookSave sync.Mutex
 	// metaHint is the meta descriptor saved last (owned by the address
 	// refresh goroutine).
-	metaHint *concordpb.RangeDescriptor
+	metaHint *metapb.RangeDescriptor
 
 	// tel is the node's metrics, health and dashboard state (telemetry.go).
 	tel telemetryState
@@ -97,7 +99,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: slog.New(telemetry.NewLogHandler(cfg.Logger.Handler())), stop: make(chan struct{})}
-	n.addrs.nodes = make(map[uint64]*concordpb.NodeRecord)
+	n.addrs.nodes = make(map[uint64]*metapb.NodeRecord)
 	defer func() {
 		if err != nil {
 			n.Stop()
@@ -124,7 +126,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err := n.listen(); err != nil {
 		return nil, err
 	}
-	var meta *concordpb.RangeDescriptor
+	var meta *metapb.RangeDescriptor
 	if isMember {
 		meta, err = n.restart(held)
 	} else {
@@ -151,7 +153,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	if cfg.UnsafeNoReadLease {
 		n.log.Warn("UNSAFE: --unsafe-no-read-lease is on: linearizable reads may be stale")
 	}
-	rcfg.Signal = func() {} // replaced by store.New
+	rcfg.Signal = func(uint64) {} // replaced by store.New
 	rcfg.OnSpanLost = func(rangeID uint64, lost keys.Span) {
 		n.log.Info("a snapshot showed splits this node missed; looking for their ranges", "range", rangeID, "span", lost.String())
 		n.wg.Add(1)
@@ -194,7 +196,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	}
 
 	n.peerServer = grpc.NewServer(append(n.transport.ServerOptions(), n.peerServerOptions()...)...)
-	concordpb.RegisterPeerServer(n.peerServer, &peerService{n: n})
+	rpcpb.RegisterPeerServer(n.peerServer, &peerService{n: n})
 	n.serve(n.peerServer, n.peerLis)
 	n.store.Start()
 	if n.bootstrapped && n.ident.NodeID == 1 {
@@ -208,10 +210,12 @@ func Start(cfg Config) (_ *Node, err error) {
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		MaxTxnOps:       cfg.MaxTxnOps,
 		Version:         EtcdVersion,
+
+		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
 	}
 	n.clientServer = grpc.NewServer(append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...)...)
 	etcdapi.Register(n.clientServer, backend{n}, ecfg)
-	concordpb.RegisterAdminServer(n.clientServer, adminService{n: n})
+	rpcpb.RegisterAdminServer(n.clientServer, adminService{n: n})
 	n.registerGRPCHealth()
 	if err := n.serveClient(); err != nil {
 		return nil, err
@@ -378,7 +382,7 @@ func (n *Node) Router() *router.Router { return n.router }
 // bootstrapOrJoin establishes the identity of a node whose data dir holds
 // no member yet, and returns the meta range's descriptor: it bootstraps the
 // cluster (new) or joins a running one (existing).
-func (n *Node) bootstrapOrJoin() (*concordpb.RangeDescriptor, error) {
+func (n *Node) bootstrapOrJoin() (*metapb.RangeDescriptor, error) {
 	members, err := parseInitialCluster(n.cfg.InitialCluster)
 	if err != nil {
 		return nil, err
@@ -406,10 +410,10 @@ func (n *Node) bootstrapOrJoin() (*concordpb.RangeDescriptor, error) {
 // position in --initial-cluster, generation 1, only what the flags say, so
 // that every initial member writes identical state (each node adds its
 // client URLs once the cluster runs, registerSelf).
-func initialRecords(members []member) []*concordpb.NodeRecord {
-	out := make([]*concordpb.NodeRecord, len(members))
+func initialRecords(members []member) []*metapb.NodeRecord {
+	out := make([]*metapb.NodeRecord, len(members))
 	for i, m := range members {
-		out[i] = &concordpb.NodeRecord{NodeId: uint64(i + 1), Name: m.name, PeerUrls: []string{m.peerURL}, Generation: 1}
+		out[i] = &metapb.NodeRecord{NodeId: uint64(i + 1), Name: m.name, PeerUrls: []string{m.peerURL}, Generation: 1}
 	}
 	return out
 }
@@ -441,7 +445,7 @@ func (n *Node) electFirst() {
 
 // bootstrap creates the cluster's first state: the meta range and one user
 // range, each replicated on the first ReplicationFactor members.
-func (n *Node) bootstrap(members []member) (*concordpb.RangeDescriptor, error) {
+func (n *Node) bootstrap(members []member) (*metapb.RangeDescriptor, error) {
 	var self uint64
 	for i, m := range members {
 		if m.name == n.cfg.Name {
@@ -450,14 +454,17 @@ func (n *Node) bootstrap(members []member) (*concordpb.RangeDescriptor, error) {
 	}
 	n.ident = storage.Ident{ClusterID: clusterID(n.cfg.InitialClusterToken, members), NodeID: self, Name: n.cfg.Name, Token: n.cfg.InitialClusterToken}
 	rf := min(n.cfg.ReplicationFactor, len(members))
-	var reps []*concordpb.ReplicaDescriptor
+	var reps []*metapb.ReplicaDescriptor
 	for i := 0; i < rf; i++ {
-		reps = append(reps, &concordpb.ReplicaDescriptor{NodeId: uint64(i + 1)})
+		// Replica ids are the range's own (as CockroachDB's, 1 to n at
+		// bootstrap); they match node ids only here, at the start.
+		reps = append(reps, &metapb.ReplicaDescriptor{NodeId: uint64(i + 1), ReplicaId: uint64(i + 1)})
 	}
-	meta := &concordpb.RangeDescriptor{RangeId: store.MetaRangeID, StartKey: keys.MetaSpan.Start, EndKey: keys.MetaSpan.End, Replicas: reps, Generation: 1}
-	user := &concordpb.RangeDescriptor{RangeId: store.UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1}
+	next := uint64(rf + 1)
+	meta := &metapb.RangeDescriptor{RangeId: store.MetaRangeID, StartKey: keys.MetaSpan.Start, EndKey: keys.MetaSpan.End, Replicas: reps, Generation: 1, NextReplicaId: next}
+	user := &metapb.RangeDescriptor{RangeId: store.UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1, NextReplicaId: next}
 	sys := map[string][]byte{}
-	for _, d := range []*concordpb.RangeDescriptor{meta, user} {
+	for _, d := range []*metapb.RangeDescriptor{meta, user} {
 		data, err := proto.Marshal(d)
 		if err != nil {
 			return nil, err
@@ -473,7 +480,7 @@ func (n *Node) bootstrap(members []member) (*concordpb.RangeDescriptor, error) {
 		sys[string(keys.Node(rec.GetNodeId()))] = data
 	}
 	sys[string(keys.NodeSeq)] = binary.BigEndian.AppendUint64(nil, uint64(len(members)))
-	if err := store.Bootstrap(n.engine, n.ident, []*concordpb.RangeDescriptor{meta, user}, sys); err != nil {
+	if err := store.Bootstrap(n.engine, n.ident, []*metapb.RangeDescriptor{meta, user}, sys); err != nil {
 		return nil, err
 	}
 	n.learnNodes(recs, false /* authoritative */)
@@ -487,8 +494,8 @@ const joinTimeout = 30 * time.Second
 
 // join registers this node with a running cluster through any member of
 // --initial-cluster, retrying until one answers.
-func (n *Node) join(members []member) (*concordpb.JoinResponse, error) {
-	rec := &concordpb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs}
+func (n *Node) join(members []member) (*rpcpb.JoinResponse, error) {
+	rec := &metapb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs}
 	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 	defer cancel()
 	var lastErr error
@@ -517,7 +524,7 @@ func (n *Node) join(members []member) (*concordpb.JoinResponse, error) {
 	return nil, fmt.Errorf("server: could not join through %s: %v", n.cfg.InitialCluster, lastErr)
 }
 
-func joinVia(ctx context.Context, peerURL string, rec *concordpb.NodeRecord) (*concordpb.JoinResponse, error) {
+func joinVia(ctx context.Context, peerURL string, rec *metapb.NodeRecord) (*rpcpb.JoinResponse, error) {
 	hp, err := transport.HostPort(peerURL)
 	if err != nil {
 		return nil, err
@@ -529,7 +536,7 @@ func joinVia(ctx context.Context, peerURL string, rec *concordpb.NodeRecord) (*c
 		return nil, err
 	}
 	defer conn.Close()
-	return concordpb.NewPeerClient(conn).Join(ctx, &concordpb.JoinRequest{Node: rec})
+	return rpcpb.NewPeerClient(conn).Join(ctx, &rpcpb.JoinRequest{Node: rec})
 }
 
 // resolve is the transport's address book.
@@ -567,10 +574,10 @@ func (n *Node) runAddressRefresh() {
 // the meta range, retrying until it succeeds or the node stops.
 func (n *Node) registerSelf() {
 	defer n.wg.Done()
-	rec := &concordpb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs}
+	rec := &metapb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		resp, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_AddNode{AddNode: &concordpb.SysAddNode{Node: rec}}})
+		resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_AddNode{AddNode: &cmdpb.SysAddNode{Node: rec}}})
 		cancel()
 		if err == nil {
 			if id := resp.GetNode().GetNodeId(); id != n.ident.NodeID {
@@ -587,15 +594,15 @@ func (n *Node) registerSelf() {
 }
 
 // members reads every node record from the meta range.
-func (n *Node) members(ctx context.Context) ([]*concordpb.NodeRecord, error) {
+func (n *Node) members(ctx context.Context) ([]*metapb.NodeRecord, error) {
 	s := keys.NodeSpan()
-	resp, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_Scan{Scan: &concordpb.SysScan{Start: s.Start, End: s.End}}})
+	resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Scan{Scan: &cmdpb.SysScan{Start: s.Start, End: s.End}}})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*concordpb.NodeRecord, 0, len(resp.GetKvs()))
+	out := make([]*metapb.NodeRecord, 0, len(resp.GetKvs()))
 	for _, kv := range resp.GetKvs() {
-		rec := &concordpb.NodeRecord{}
+		rec := &metapb.NodeRecord{}
 		if err := proto.Unmarshal(kv.GetValue(), rec); err != nil {
 			return nil, fmt.Errorf("server: bad node record %q: %w", kv.GetKey(), err)
 		}

@@ -7,7 +7,10 @@ import (
 	"hash/crc32"
 	"io"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/etcdapi"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/router"
@@ -18,29 +21,29 @@ import (
 // peerService serves the Peer gRPC service: what other nodes ask of this
 // one.
 type peerService struct {
-	concordpb.UnimplementedPeerServer
+	rpcpb.UnimplementedPeerServer
 	n *Node
 }
 
-func (s *peerService) Raft(stream concordpb.Peer_RaftServer) error {
+func (s *peerService) Raft(stream rpcpb.Peer_RaftServer) error {
 	return s.n.transport.ServeRaft(stream)
 }
 
-func (s *peerService) Forward(stream concordpb.Peer_ForwardServer) error {
+func (s *peerService) Forward(stream rpcpb.Peer_ForwardServer) error {
 	return router.ServeForward(stream, s.n.store.Execute, s.n.tel.metrics)
 }
 
-func (s *peerService) Timestamp(ctx context.Context, req *concordpb.TimestampRequest) (*concordpb.TimestampResponse, error) {
+func (s *peerService) Timestamp(ctx context.Context, req *rpcpb.TimestampRequest) (*rpcpb.TimestampResponse, error) {
 	first, err := s.n.localTimestamp(ctx, int(req.GetCount()))
 	if err != nil {
-		return &concordpb.TimestampResponse{Error: concordpb.AsError(err)}, nil
+		return &rpcpb.TimestampResponse{Error: kvpb.AsError(err)}, nil
 	}
-	return &concordpb.TimestampResponse{First: first, Count: req.GetCount()}, nil
+	return &rpcpb.TimestampResponse{First: first, Count: req.GetCount()}, nil
 }
 
-func (s *peerService) Join(ctx context.Context, req *concordpb.JoinRequest) (*concordpb.JoinResponse, error) {
+func (s *peerService) Join(ctx context.Context, req *rpcpb.JoinRequest) (*rpcpb.JoinResponse, error) {
 	n := s.n
-	resp, err := n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_AddNode{AddNode: &concordpb.SysAddNode{Node: req.GetNode()}}})
+	resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_AddNode{AddNode: &cmdpb.SysAddNode{Node: req.GetNode()}}})
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +52,7 @@ func (s *peerService) Join(ctx context.Context, req *concordpb.JoinRequest) (*co
 		return nil, err
 	}
 	n.log.Info("node joined", "joined", resp.GetNode().GetNodeId(), "name", req.GetNode().GetName())
-	return &concordpb.JoinResponse{
+	return &rpcpb.JoinResponse{
 		ClusterId: n.ident.ClusterID,
 		NodeId:    resp.GetNode().GetNodeId(),
 		Nodes:     nodes,
@@ -57,11 +60,16 @@ func (s *peerService) Join(ctx context.Context, req *concordpb.JoinRequest) (*co
 	}, nil
 }
 
-func (s *peerService) NodeStatus(ctx context.Context, _ *concordpb.NodeStatusRequest) (*concordpb.NodeStatusResponse, error) {
-	out := &concordpb.NodeStatusResponse{NodeId: s.n.ident.NodeID, DbSizeBytes: s.n.engine.DiskUsageBytes()}
+func (s *peerService) NodeStatus(ctx context.Context, req *rpcpb.NodeStatusRequest) (*rpcpb.NodeStatusResponse, error) {
+	out := &rpcpb.NodeStatusResponse{NodeId: s.n.ident.NodeID, DbSizeBytes: s.n.engine.DiskUsageBytes(), AwakeCount: uint64(s.n.store.Awake())}
+	replicas, leaders := s.n.store.Count()
+	out.ReplicaCount, out.LeaderCount = uint64(replicas), uint64(leaders)
+	if req.GetSummary() {
+		return out, nil
+	}
 	for _, r := range s.n.store.Replicas() {
 		st := r.Status()
-		out.Replicas = append(out.Replicas, &concordpb.ReplicaStatus{RangeId: st.RangeID, Leader: st.Leader, Term: st.Term, Commit: st.Commit, Applied: st.Applied, Qps: st.QPS})
+		out.Replicas = append(out.Replicas, &rpcpb.ReplicaStatus{RangeId: st.RangeID, Leader: st.Leader, Term: st.Term, Commit: st.Commit, Applied: st.Applied, Qps: st.QPS})
 	}
 	return out, nil
 }
@@ -71,7 +79,7 @@ type local struct{ n *Node }
 
 var _ router.Local = local{}
 
-func (l local) Execute(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+func (l local) Execute(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
 	return l.n.store.Execute(ctx, req)
 }
 
@@ -85,7 +93,7 @@ func (l local) Timestamp(ctx context.Context, n int) (int64, error) {
 func (n *Node) localTimestamp(ctx context.Context, count int) (int64, error) {
 	r := n.store.Replica(store.MetaRangeID)
 	if r == nil {
-		return 0, concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "server: node %d holds no meta replica", n.ident.NodeID)
+		return 0, kvpb.Errorf(kvpb.ErrorCode_NOT_LEADER, "server: node %d holds no meta replica", n.ident.NodeID)
 	}
 	st := r.Status()
 	if !st.IsLeader {
@@ -94,7 +102,7 @@ func (n *Node) localTimestamp(ctx context.Context, count int) (int64, error) {
 		if hint == n.ident.NodeID {
 			hint = 0
 		}
-		return 0, &concordpb.Error{Code: concordpb.ErrorCode_NOT_LEADER, Message: "server: not the meta leader", LeaderHint: hint}
+		return 0, &kvpb.Error{Code: kvpb.ErrorCode_NOT_LEADER, Message: "server: not the meta leader", LeaderHint: hint}
 	}
 	if !st.LeaseValid {
 		// A linearizable read waits for the lease (or fails without it).
@@ -116,9 +124,9 @@ var _ tso.Window = metaWindow{}
 func (w metaWindow) Load(ctx context.Context) (int64, error) {
 	r := w.n.store.Replica(store.MetaRangeID)
 	if r == nil {
-		return 0, concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "server: no meta replica")
+		return 0, kvpb.Errorf(kvpb.ErrorCode_NOT_LEADER, "server: no meta replica")
 	}
-	resp, err := r.Read(ctx, &concordpb.BatchRequest{RangeId: store.MetaRangeID, Sys: &concordpb.SysRequest{Request: &concordpb.SysRequest_Get{Get: &concordpb.SysGet{Key: keys.TSOWindow}}}})
+	resp, err := r.Read(ctx, &cmdpb.BatchRequest{RangeId: store.MetaRangeID, Sys: &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Get{Get: &cmdpb.SysGet{Key: keys.TSOWindow}}}})
 	if err != nil {
 		return 0, err
 	}
@@ -133,19 +141,19 @@ func (w metaWindow) Load(ctx context.Context) (int64, error) {
 }
 
 func (w metaWindow) Advance(ctx context.Context, limit int64) (int64, error) {
-	return w.write(ctx, &concordpb.SysAdvance{Key: keys.TSOWindow, Value: limit})
+	return w.write(ctx, &cmdpb.SysAdvance{Key: keys.TSOWindow, Value: limit})
 }
 
 func (w metaWindow) Settle(ctx context.Context, limit int64) (int64, error) {
-	return w.write(ctx, &concordpb.SysAdvance{Key: keys.TSOWindow, Value: limit, Lower: true})
+	return w.write(ctx, &cmdpb.SysAdvance{Key: keys.TSOWindow, Value: limit, Lower: true})
 }
 
-func (w metaWindow) write(ctx context.Context, a *concordpb.SysAdvance) (int64, error) {
+func (w metaWindow) write(ctx context.Context, a *cmdpb.SysAdvance) (int64, error) {
 	r := w.n.store.Replica(store.MetaRangeID)
 	if r == nil {
-		return 0, concordpb.Errorf(concordpb.ErrorCode_NOT_LEADER, "server: no meta replica")
+		return 0, kvpb.Errorf(kvpb.ErrorCode_NOT_LEADER, "server: no meta replica")
 	}
-	resp, err := r.Write(ctx, &concordpb.BatchRequest{RangeId: store.MetaRangeID, Sys: &concordpb.SysRequest{Request: &concordpb.SysRequest_Advance{Advance: a}}})
+	resp, err := r.Write(ctx, &cmdpb.BatchRequest{RangeId: store.MetaRangeID, Sys: &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Advance{Advance: a}}})
 	if err != nil {
 		return 0, err
 	}
@@ -157,13 +165,13 @@ type backend struct{ n *Node }
 
 var _ etcdapi.Backend = backend{}
 
-func (b backend) Do(ctx context.Context, op *concordpb.RequestOp) (*concordpb.ResponseOp, etcdapi.Header, error) {
+func (b backend) Do(ctx context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, etcdapi.Header, error) {
 	resp, h, err := b.n.router.Do(ctx, op)
 	return resp, etcdapi.Header{Revision: h.Revision, RaftTerm: h.RaftTerm}, err
 }
 
 func (b backend) Compact(ctx context.Context, rev int64) (etcdapi.Header, error) {
-	h, err := b.n.router.Compact(ctx, &concordpb.CompactRequest{Revision: rev})
+	h, err := b.n.router.Compact(ctx, &kvpb.CompactRequest{Revision: rev})
 	return etcdapi.Header{Revision: h.Revision, RaftTerm: h.RaftTerm}, err
 }
 
@@ -189,7 +197,7 @@ func (b backend) HashKV(ctx context.Context, rev int64) (etcdapi.HashKV, error) 
 		out.Header = etcdapi.Header{Revision: hashRev, RaftTerm: st.Term}
 	}
 	if !found {
-		return out, concordpb.Errorf(concordpb.ErrorCode_INVALID_ARGUMENT, "server: node %d holds no user range to hash", b.n.ident.NodeID)
+		return out, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "server: node %d holds no user range to hash", b.n.ident.NodeID)
 	}
 	out.Hash = h.Sum32()
 	return out, nil
@@ -203,9 +211,9 @@ func (b backend) Snapshot(ctx context.Context, w io.Writer) error {
 	return err
 }
 
-func (b backend) AddMember(ctx context.Context, peerURLs []string, learner bool) (*concordpb.NodeRecord, error) {
-	resp, err := b.n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_AddNode{AddNode: &concordpb.SysAddNode{
-		Node: &concordpb.NodeRecord{PeerUrls: peerURLs, IsLearner: learner},
+func (b backend) AddMember(ctx context.Context, peerURLs []string, learner bool) (*metapb.NodeRecord, error) {
+	resp, err := b.n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_AddNode{AddNode: &cmdpb.SysAddNode{
+		Node: &metapb.NodeRecord{PeerUrls: peerURLs, IsLearner: learner},
 	}}})
 	if err != nil {
 		return nil, err
@@ -213,8 +221,8 @@ func (b backend) AddMember(ctx context.Context, peerURLs []string, learner bool)
 	return resp.GetNode(), nil
 }
 
-func (b backend) ChangeMember(ctx context.Context, change *concordpb.SysChangeNode) (*concordpb.NodeRecord, error) {
-	resp, err := b.n.router.Sys(ctx, &concordpb.SysRequest{Request: &concordpb.SysRequest_ChangeNode{ChangeNode: change}})
+func (b backend) ChangeMember(ctx context.Context, change *cmdpb.SysChangeNode) (*metapb.NodeRecord, error) {
+	resp, err := b.n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_ChangeNode{ChangeNode: change}})
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +231,7 @@ func (b backend) ChangeMember(ctx context.Context, change *concordpb.SysChangeNo
 
 func (b backend) Defragment(ctx context.Context) error { return b.n.engine.Compact(ctx) }
 
-func (b backend) Members(ctx context.Context) ([]*concordpb.NodeRecord, error) {
+func (b backend) Members(ctx context.Context) ([]*metapb.NodeRecord, error) {
 	return b.n.members(ctx)
 }
 

@@ -5,7 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/store"
 )
 
@@ -63,7 +64,7 @@ func TestTransferGivesUpTheLease(t *testing.T) {
 	li := leaderOf(t, c, store.UserRangeID)
 	n := c.Node(li)
 	r := n.Store().Replica(store.UserRangeID)
-	read := &concordpb.BatchRequest{RangeId: store.UserRangeID, Op: &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{Key: []byte("k")}}}}
+	read := &cmdpb.BatchRequest{RangeId: store.UserRangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte("k")}}}}
 	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer rcancel()
 	if _, err := n.Store().Execute(rctx, read); err != nil {
@@ -79,7 +80,7 @@ func TestTransferGivesUpTheLease(t *testing.T) {
 	}
 	qctx, qcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer qcancel()
-	if _, err := n.Store().Execute(qctx, read); concordpb.CodeOf(err) != concordpb.ErrorCode_NOT_LEADER {
+	if _, err := n.Store().Execute(qctx, read); kvpb.CodeOf(err) != kvpb.ErrorCode_NOT_LEADER {
 		t.Fatalf("leader handing over: %v, want NOT_LEADER at once", err)
 	}
 }

@@ -382,3 +382,31 @@ func TestHotRangeSplitsByLoad(t *testing.T) {
 		t.Fatalf("load split at %q, not near the middle of the load", at)
 	}
 }
+
+// A merge whose caller gives up at any point never leaves a range frozen:
+// once the right range is frozen the merge is driven to an end, merged or
+// thawed, and writes on both sides go on either way.
+func TestMergeCutShortNeverLeavesARangeFrozen(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cli := client(t, c, 0)
+	ctx := context.Background()
+	merged := 0
+	for i := range 12 {
+		if _, _, err := c.Node(0).Split(ctx, []byte("m")); err != nil && !strings.Contains(err.Error(), "already starts") {
+			t.Fatal(err)
+		}
+		short, cancel := context.WithTimeout(ctx, time.Duration(i)*time.Millisecond)
+		if _, err := c.Node(0).Merge(short, []byte("m")); err == nil {
+			merged++
+		}
+		cancel()
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		for _, k := range []string{"a", "z"} {
+			if _, err := cli.Put(wctx, k, fmt.Sprint(i)); err != nil {
+				t.Fatalf("round %d: put %q after a merge cut short at %d ms: %v", i, k, i, err)
+			}
+		}
+		wcancel()
+	}
+	t.Logf("%d of 12 merges cut short still merged", merged)
+}

@@ -14,7 +14,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/stats"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/telemetry"
 )
 
@@ -53,6 +53,10 @@ type telemetryState struct {
 		// up is each known node's last poll result.
 		up map[uint64]bool
 	}
+	// viewMu guards fullView, the last view with ranges (clusterView).
+	// Taken before mu, never under it.
+	viewMu   sync.Mutex
+	fullView clusterView
 }
 
 // newTelemetry creates the node's Metrics; call it once the node id is
@@ -178,7 +182,9 @@ func (n *Node) runWatcher() {
 // watchOnce polls the cluster, samples throughput and updates health.
 func (n *Node) watchOnce() {
 	n.tel.throughput.Sample(time.Now(), n.tel.metrics.ClientTotals())
-	view := n.pollCluster()
+	// Only the nodes' summaries: a poll every second must not cost more
+	// with every range (the dashboard asks for the ranges when shown).
+	view := n.pollCluster(false)
 	n.tel.mu.Lock()
 	prev := n.tel.mu.up
 	next := make(map[uint64]bool, len(view.Nodes))
@@ -242,13 +248,20 @@ func (n *Node) sample() telemetry.NodeSample {
 }
 
 // nodeStatus asks node id for its NodeStatus (this node answers itself).
-func (n *Node) nodeStatus(ctx context.Context, id uint64) (*concordpb.NodeStatusResponse, error) {
+func (n *Node) nodeStatus(ctx context.Context, id uint64) (*rpcpb.NodeStatusResponse, error) {
+	return n.nodeStatusOf(ctx, id, false)
+}
+
+// nodeStatusOf asks node id for its status; summary leaves out the
+// per-replica states.
+func (n *Node) nodeStatusOf(ctx context.Context, id uint64, summary bool) (*rpcpb.NodeStatusResponse, error) {
+	req := &rpcpb.NodeStatusRequest{Summary: summary}
 	if id == n.ident.NodeID {
-		return (&peerService{n: n}).NodeStatus(ctx, &concordpb.NodeStatusRequest{})
+		return (&peerService{n: n}).NodeStatus(ctx, req)
 	}
 	conn, err := n.transport.Conn(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return concordpb.NewPeerClient(conn).NodeStatus(ctx, &concordpb.NodeStatusRequest{})
+	return rpcpb.NewPeerClient(conn).NodeStatus(ctx, req)
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -22,7 +22,7 @@ func BenchmarkMVCCGet(b *testing.B) {
 	batch := e.NewBatch()
 	for i := range nKeys {
 		for v := int64(1); v <= nVersions; v++ {
-			if err := batch.MVCCPut(&concordpb.KeyValue{Key: fmt.Appendf(nil, "\x02key%06d", i), ModRevision: v, CreateRevision: 1, Version: v, Value: make([]byte, 100)}); err != nil {
+			if err := batch.MVCCPut(&kvpb.KeyValue{Key: fmt.Appendf(nil, "\x02key%06d", i), ModRevision: v, CreateRevision: 1, Version: v, Value: make([]byte, 100)}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -47,7 +47,7 @@ func BenchmarkBatchCommit(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		batch := e.NewBatch()
 		for j := range 10 {
-			if err := batch.MVCCPut(&concordpb.KeyValue{Key: fmt.Appendf(nil, "\x02key%d", j), ModRevision: int64(i + 1), Version: 1, CreateRevision: 1, Value: value}); err != nil {
+			if err := batch.MVCCPut(&kvpb.KeyValue{Key: fmt.Appendf(nil, "\x02key%d", j), ModRevision: int64(i + 1), Version: 1, CreateRevision: 1, Value: value}); err != nil {
 				b.Fatal(err)
 			}
 		}

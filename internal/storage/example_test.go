@@ -5,7 +5,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
 )
@@ -19,7 +19,7 @@ func Example() {
 
 	b := e.NewBatch()
 	for rev, v := range []string{"one", "two"} {
-		kv := &concordpb.KeyValue{Key: keys.User([]byte("k")), ModRevision: int64(rev + 1), CreateRevision: 1, Version: int64(rev + 1), Value: []byte(v)}
+		kv := &kvpb.KeyValue{Key: keys.User([]byte("k")), ModRevision: int64(rev + 1), CreateRevision: 1, Version: int64(rev + 1), Value: []byte(v)}
 		if err := b.MVCCPut(kv); err != nil {
 			panic(err)
 		}
@@ -34,7 +34,7 @@ func Example() {
 		panic(err)
 	}
 	fmt.Printf("%s at 1: %s\n", keys.StripUser(old.Key), old.Value)
-	_ = storage.MVCCScan(e, keys.UserSpan, 0, func(kv *concordpb.KeyValue) error {
+	_ = storage.MVCCScan(e, keys.UserSpan, 0, func(kv *kvpb.KeyValue) error {
 		fmt.Printf("%s now: %s (version %d)\n", keys.StripUser(kv.Key), kv.Value, kv.Version)
 		return nil
 	})

@@ -7,7 +7,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 )
 
@@ -108,7 +108,7 @@ func FuzzSnapshotBlob(f *testing.F) {
 	_ = put("\x02b", 1, 1, 1, "v")(b)
 	_ = b.SysPut([]byte("\x02c"), []byte("s"))
 	_ = b.PutAppliedState(1, AppliedState{Index: 3})
-	_ = b.PutLocalDescriptor(&concordpb.RangeDescriptor{RangeId: 1, StartKey: span.Start, EndKey: span.End})
+	_ = b.PutLocalDescriptor(&metapb.RangeDescriptor{RangeId: 1, StartKey: span.Start, EndKey: span.End})
 	blob, err := ExportRange(b, 1)
 	b.Close()
 	if err != nil {

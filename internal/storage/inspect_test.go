@@ -11,7 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 )
 
@@ -63,10 +63,10 @@ func writeNode(t *testing.T, dir string, id Ident) {
 		if err := b.PutIdent(id); err != nil {
 			return err
 		}
-		if err := b.PutNodeBook([]*concordpb.NodeRecord{{NodeId: 1, Name: "n1", PeerUrls: []string{"http://a:2380"}}}); err != nil {
+		if err := b.PutNodeBook([]*metapb.NodeRecord{{NodeId: 1, Name: "n1", PeerUrls: []string{"http://a:2380"}}}); err != nil {
 			return err
 		}
-		return b.PutLocalDescriptor(&concordpb.RangeDescriptor{RangeId: 1, Generation: 1})
+		return b.PutLocalDescriptor(&metapb.RangeDescriptor{RangeId: 1, Generation: 1})
 	})
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
@@ -139,7 +139,7 @@ func TestInspectRefusesWhatIsNotASoundEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(t, e, func(b *Batch) error { return b.PutLocalDescriptor(&concordpb.RangeDescriptor{RangeId: 2}) })
+	write(t, e, func(b *Batch) error { return b.PutLocalDescriptor(&metapb.RangeDescriptor{RangeId: 2}) })
 	e.Close()
 
 	badBook := t.TempDir()
@@ -151,7 +151,7 @@ func TestInspectRefusesWhatIsNotASoundEngine(t *testing.T) {
 		if err := b.PutIdent(Ident{ClusterID: 1, NodeID: 1}); err != nil {
 			return err
 		}
-		data, _ := proto.Marshal(&concordpb.NodeRecord{NodeId: 9})
+		data, _ := proto.Marshal(&metapb.NodeRecord{NodeId: 9})
 		return b.b.Set(bookKey(2), data, nil) // node 9's record under node 2's key
 	})
 	e.Close()

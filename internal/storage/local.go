@@ -7,7 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 )
 
@@ -35,7 +35,7 @@ func (b *Batch) PutIdent(id Ident) error {
 
 // PutLocalDescriptor records the descriptor of a range this node holds a
 // replica of, so the node can recreate its replicas on restart.
-func (b *Batch) PutLocalDescriptor(d *concordpb.RangeDescriptor) error {
+func (b *Batch) PutLocalDescriptor(d *metapb.RangeDescriptor) error {
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(d)
 	if err != nil {
 		return fmt.Errorf("storage: range %d: encode descriptor: %w", d.GetRangeId(), err)
@@ -48,12 +48,12 @@ func (b *Batch) PutLocalDescriptor(d *concordpb.RangeDescriptor) error {
 
 // LoadLocalDescriptor returns the local descriptor of rangeID; ok is false
 // if this node holds no replica of it.
-func LoadLocalDescriptor(r Reader, rangeID uint64) (d *concordpb.RangeDescriptor, ok bool, err error) {
+func LoadLocalDescriptor(r Reader, rangeID uint64) (d *metapb.RangeDescriptor, ok bool, err error) {
 	v, ok, err := get(r, rangeLocalKey(rangeID, suffixDescriptor))
 	if err != nil || !ok {
 		return nil, false, err
 	}
-	d = &concordpb.RangeDescriptor{}
+	d = &metapb.RangeDescriptor{}
 	if err := proto.Unmarshal(v, d); err != nil {
 		return nil, false, fmt.Errorf("%w: range %d: descriptor: %v", ErrCorrupt, rangeID, err)
 	}
@@ -63,7 +63,7 @@ func LoadLocalDescriptor(r Reader, rangeID uint64) (d *concordpb.RangeDescriptor
 // LoadLocalDescriptors returns the local descriptor of every range this node
 // holds a replica of, by ascending range id. It seeks from range to range, so
 // it does not read the ranges' logs.
-func LoadLocalDescriptors(r Reader) (out []*concordpb.RangeDescriptor, err error) {
+func LoadLocalDescriptors(r Reader) (out []*metapb.RangeDescriptor, err error) {
 	it, err := newIter(r, []byte{kindRangeLocal}, []byte{kindRangeLocal + 1})
 	if err != nil {
 		return nil, err
@@ -82,7 +82,7 @@ func LoadLocalDescriptors(r Reader) (out []*concordpb.RangeDescriptor, err error
 			valid = it.SeekGE(want)
 			continue
 		case c == 0:
-			d := &concordpb.RangeDescriptor{}
+			d := &metapb.RangeDescriptor{}
 			if err := proto.Unmarshal(it.Value(), d); err != nil {
 				return nil, fmt.Errorf("%w: range %d: descriptor: %v", ErrCorrupt, rangeID, err)
 			}
@@ -176,14 +176,14 @@ func (b *Batch) SysDelete(key []byte) error {
 
 // LoadNodeBook returns the node's address book as last saved: one record per
 // node, by ascending node id.
-func LoadNodeBook(r Reader) (out []*concordpb.NodeRecord, err error) {
+func LoadNodeBook(r Reader) (out []*metapb.NodeRecord, err error) {
 	it, err := newIter(r, bookPrefix, prefixEnd(bookPrefix))
 	if err != nil {
 		return nil, err
 	}
 	defer closeIter(it, &err)
 	for valid := it.First(); valid; valid = it.Next() {
-		rec := &concordpb.NodeRecord{}
+		rec := &metapb.NodeRecord{}
 		if err := proto.Unmarshal(it.Value(), rec); err != nil {
 			return nil, fmt.Errorf("%w: address book entry %x: %v", ErrCorrupt, it.Key(), err)
 		}
@@ -196,7 +196,7 @@ func LoadNodeBook(r Reader) (out []*concordpb.NodeRecord, err error) {
 }
 
 // PutNodeBook replaces the node's address book with recs.
-func (b *Batch) PutNodeBook(recs []*concordpb.NodeRecord) error {
+func (b *Batch) PutNodeBook(recs []*metapb.NodeRecord) error {
 	if err := b.b.DeleteRange(bookPrefix, prefixEnd(bookPrefix), nil); err != nil {
 		return fmt.Errorf("storage: clear address book: %w", err)
 	}
@@ -218,12 +218,12 @@ func bookKey(nodeID uint64) []byte {
 
 // LoadMetaHint returns the meta range's descriptor as this node last saved
 // it; ok is false if none was saved.
-func LoadMetaHint(r Reader) (d *concordpb.RangeDescriptor, ok bool, err error) {
+func LoadMetaHint(r Reader) (d *metapb.RangeDescriptor, ok bool, err error) {
 	v, ok, err := get(r, metaHintKey)
 	if err != nil || !ok {
 		return nil, false, err
 	}
-	d = &concordpb.RangeDescriptor{}
+	d = &metapb.RangeDescriptor{}
 	if err := proto.Unmarshal(v, d); err != nil {
 		return nil, false, fmt.Errorf("%w: meta descriptor hint: %v", ErrCorrupt, err)
 	}
@@ -233,7 +233,7 @@ func LoadMetaHint(r Reader) (d *concordpb.RangeDescriptor, ok bool, err error) {
 // PutMetaHint saves the meta range's descriptor as this node knows it, so
 // that a node without a meta replica finds the meta range on restart
 // without asking a peer.
-func (b *Batch) PutMetaHint(d *concordpb.RangeDescriptor) error {
+func (b *Batch) PutMetaHint(d *metapb.RangeDescriptor) error {
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(d)
 	if err != nil {
 		return fmt.Errorf("storage: encode meta descriptor hint: %w", err)

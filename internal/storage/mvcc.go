@@ -7,7 +7,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/keys"
 )
 
@@ -28,7 +28,7 @@ func readRev(rev int64) int64 {
 // mod_revision <= rev (rev 0: the newest version), or nil with no error if
 // there is none or it is a tombstone. The result's Key is the global key;
 // the caller owns it.
-func MVCCGet(r Reader, key []byte, rev int64) (kv *concordpb.KeyValue, err error) {
+func MVCCGet(r Reader, key []byte, rev int64) (kv *kvpb.KeyValue, err error) {
 	p := mvccPrefix(key)
 	it, err := newIter(r, p, mvccPrefixEnd(p))
 	if err != nil {
@@ -44,7 +44,7 @@ func MVCCGet(r Reader, key []byte, rev int64) (kv *concordpb.KeyValue, err error
 
 // decodeVersion decodes the version under it; nil for a tombstone. The
 // returned KeyValue owns its bytes.
-func decodeVersion(it *pebble.Iterator, keysOnly bool) (*concordpb.KeyValue, error) {
+func decodeVersion(it *pebble.Iterator, keysOnly bool) (*kvpb.KeyValue, error) {
 	key, rev, _, err := decodeMVCCKey(it.Key())
 	if err != nil {
 		return nil, err
@@ -60,7 +60,7 @@ func decodeVersion(it *pebble.Iterator, keysOnly bool) (*concordpb.KeyValue, err
 	if v.tombstone {
 		return nil, nil
 	}
-	kv := &concordpb.KeyValue{
+	kv := &kvpb.KeyValue{
 		Key:            key,
 		CreateRevision: v.createRevision,
 		ModRevision:    rev,
@@ -78,7 +78,7 @@ func decodeVersion(it *pebble.Iterator, keysOnly bool) (*concordpb.KeyValue, err
 // tombstone, and older versions, are skipped (seeking past long histories).
 // fn owns its argument. An error from fn stops the scan and is returned
 // unchanged, so callers can stop early with a sentinel of their own.
-func MVCCScan(r Reader, span keys.Span, rev int64, fn func(kv *concordpb.KeyValue) error) (err error) {
+func MVCCScan(r Reader, span keys.Span, rev int64, fn func(kv *kvpb.KeyValue) error) (err error) {
 	rev = readRev(rev)
 	lower, upper := mvccSpan(span)
 	it, err := newIter(r, lower, upper)
@@ -131,7 +131,7 @@ func skipVersions(it *pebble.Iterator, p []byte) bool {
 // MVCCPut writes the version kv.ModRevision of the global key kv.Key, with
 // kv's create revision, version, lease and value. It replaces a version
 // written at the same revision.
-func (b *Batch) MVCCPut(kv *concordpb.KeyValue) error {
+func (b *Batch) MVCCPut(kv *kvpb.KeyValue) error {
 	if kv.GetModRevision() <= 0 {
 		return fmt.Errorf("storage: mvcc put of %q at revision %d", kv.GetKey(), kv.GetModRevision())
 	}

@@ -8,7 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 )
 
@@ -108,7 +108,7 @@ type blobKV struct{ key, value []byte }
 // decodeBlob verifies and decodes a blob for rangeID, checking that every key
 // is a system or MVCC key of a global key in its span: the blob's
 // descriptor's (version 2, returned) or span (version 1, desc nil).
-func decodeBlob(data []byte, rangeID uint64, span keys.Span) (AppliedState, *concordpb.RangeDescriptor, []blobKV, error) {
+func decodeBlob(data []byte, rangeID uint64, span keys.Span) (AppliedState, *metapb.RangeDescriptor, []blobKV, error) {
 	if len(data) < len(blobMagic)+1+4 || string(data[:len(blobMagic)]) != blobMagic {
 		return AppliedState{}, nil, nil, fmt.Errorf("%w: not a snapshot blob", ErrCorrupt)
 	}
@@ -138,13 +138,13 @@ func decodeBlob(data []byte, rangeID uint64, span keys.Span) (AppliedState, *con
 	if err != nil {
 		return AppliedState{}, nil, nil, err
 	}
-	var desc *concordpb.RangeDescriptor
+	var desc *metapb.RangeDescriptor
 	if version >= 2 {
 		var db []byte
 		if db, b, err = readField(b); err != nil {
 			return AppliedState{}, nil, nil, err
 		}
-		desc = &concordpb.RangeDescriptor{}
+		desc = &metapb.RangeDescriptor{}
 		if err := proto.Unmarshal(db, desc); err != nil {
 			return AppliedState{}, nil, nil, fmt.Errorf("%w: snapshot blob descriptor: %v", ErrCorrupt, err)
 		}
@@ -215,7 +215,7 @@ func readField(b []byte) (field, rest []byte, err error) {
 // applied state and descriptor, and returns the applied state and the
 // descriptor (nil for a version-1 blob). The Raft log and hard state are
 // the caller's.
-func (b *Batch) ImportRange(rangeID uint64, span keys.Span, data []byte) (AppliedState, *concordpb.RangeDescriptor, error) {
+func (b *Batch) ImportRange(rangeID uint64, span keys.Span, data []byte) (AppliedState, *metapb.RangeDescriptor, error) {
 	as, desc, kvs, err := decodeBlob(data, rangeID, span)
 	if err != nil {
 		return AppliedState{}, nil, err

@@ -14,7 +14,8 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 )
 
@@ -47,7 +48,7 @@ func write(t testing.TB, e *Engine, fn func(b *Batch) error) {
 
 func put(key string, rev, create, version int64, value string) func(b *Batch) error {
 	return func(b *Batch) error {
-		return b.MVCCPut(&concordpb.KeyValue{Key: []byte(key), ModRevision: rev, CreateRevision: create, Version: version, Value: []byte(value)})
+		return b.MVCCPut(&kvpb.KeyValue{Key: []byte(key), ModRevision: rev, CreateRevision: create, Version: version, Value: []byte(value)})
 	}
 }
 
@@ -133,7 +134,7 @@ func TestMVCCGetAtRevision(t *testing.T) {
 			}
 			continue
 		}
-		want := &concordpb.KeyValue{Key: []byte(key), Value: []byte(tc.want), CreateRevision: tc.create, ModRevision: tc.modRev, Version: tc.version}
+		want := &kvpb.KeyValue{Key: []byte(key), Value: []byte(tc.want), CreateRevision: tc.create, ModRevision: tc.modRev, Version: tc.version}
 		if !proto.Equal(kv, want) {
 			t.Errorf("%s: get(%q, %d) = %v, want %v", tc.description, key, tc.rev, kv, want)
 		}
@@ -143,7 +144,7 @@ func TestMVCCGetAtRevision(t *testing.T) {
 func scanAll(t testing.TB, r Reader, span keys.Span, rev int64) []string {
 	t.Helper()
 	var out []string
-	if err := MVCCScan(r, span, rev, func(kv *concordpb.KeyValue) error {
+	if err := MVCCScan(r, span, rev, func(kv *kvpb.KeyValue) error {
 		out = append(out, fmt.Sprintf("%s@%d=%s", kv.Key, kv.ModRevision, kv.Value))
 		return nil
 	}); err != nil {
@@ -198,7 +199,7 @@ func TestMVCCScan(t *testing.T) {
 	}
 	stop := errors.New("stop")
 	n := 0
-	err := MVCCScan(e, all, 0, func(*concordpb.KeyValue) error { n++; return stop })
+	err := MVCCScan(e, all, 0, func(*kvpb.KeyValue) error { n++; return stop })
 	if err != stop || n != 1 {
 		t.Fatalf("scan stop: err %v after %d calls", err, n)
 	}
@@ -343,7 +344,7 @@ func TestLocalState(t *testing.T) {
 		t.Fatalf("fresh ident: %v %v", ok, err)
 	}
 	as := AppliedState{Index: 9, Term: 2, ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}}, MaxTS: 1 << 40, CompactedRev: 5}
-	descs := []*concordpb.RangeDescriptor{
+	descs := []*metapb.RangeDescriptor{
 		{RangeId: 3, StartKey: []byte("\x02a"), EndKey: []byte("\x02m"), Generation: 1},
 		{RangeId: 1, StartKey: []byte("\x01"), EndKey: []byte("\x02")},
 		{RangeId: 2, StartKey: []byte("\x02m"), EndKey: []byte("\x03")},
@@ -507,7 +508,7 @@ func TestExportImport(t *testing.T) {
 	src := openMem(t)
 	span := keys.Span{Start: []byte("\x02b"), End: []byte("\x02y")}
 	as := AppliedState{Index: 42, Term: 3, ConfState: &raftpb.ConfState{Voters: []uint64{1}}, MaxTS: 99}
-	desc := &concordpb.RangeDescriptor{RangeId: 5, StartKey: span.Start, EndKey: span.End, Replicas: []*concordpb.ReplicaDescriptor{{NodeId: 1}}, Generation: 2}
+	desc := &metapb.RangeDescriptor{RangeId: 5, StartKey: span.Start, EndKey: span.End, Replicas: []*metapb.ReplicaDescriptor{{NodeId: 1}}, Generation: 2}
 	write(t, src, func(b *Batch) error {
 		for _, f := range []func(*Batch) error{
 			put("\x02a", 1, 1, 1, "outside"), put("\x02b", 1, 1, 1, "b1"), put("\x02b", 5, 1, 2, "b5"),

@@ -14,7 +14,10 @@ import (
 	"github.com/cockroachdb/datadriven"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
@@ -46,6 +49,9 @@ import (
 //	stop node=3 / start node=3   stop a node's store; start it again from its disk
 //	ranges                       every node's replicas: span, leader, applied revision
 //	scan node=3                  the user keys node 3's replicas hold, as of now
+//	get node=2 key=a             a linearizable read of a through node 2's replica
+//	awake                        which replicas tick and which are quiesced
+//	messages                     the Raft messages delivered since last asked
 //
 // Outcomes, not message traces, are what the scripts check: Raft's message
 // interleaving depends on goroutine timing, its results do not.
@@ -68,11 +74,14 @@ type harness struct {
 	nodes map[uint64]*hnode
 	// ids are the nodes' ids, in order.
 	ids []uint64
+	// delivered counts the Raft messages delivered since the script last
+	// asked (messages).
+	delivered int
 }
 
 type sent struct {
 	from, to uint64
-	msgs     []*concordpb.RaftMessage
+	msgs     []*rpcpb.RaftMessage
 }
 
 type hnode struct {
@@ -108,7 +117,7 @@ type hsender struct {
 	from uint64
 }
 
-func (s hsender) Send(to uint64, msgs []*concordpb.RaftMessage) {
+func (s hsender) Send(to uint64, msgs []*rpcpb.RaftMessage) {
 	s.h.mu.Lock()
 	defer s.h.mu.Unlock()
 	s.h.mu.queue = append(s.h.mu.queue, sent{from: s.from, to: to, msgs: msgs})
@@ -129,11 +138,13 @@ func (h *harness) now() time.Time {
 }
 
 func (h *harness) bootstrap(n int) {
-	var reps []*concordpb.ReplicaDescriptor
+	var reps []*metapb.ReplicaDescriptor
 	for i := 1; i <= n; i++ {
-		reps = append(reps, &concordpb.ReplicaDescriptor{NodeId: uint64(i)})
+		// Replica ids unlike the node ids (node 1 holds replica 10+n, ...),
+		// so that every script checks the two are never confused.
+		reps = append(reps, &metapb.ReplicaDescriptor{NodeId: uint64(i), ReplicaId: uint64(10 + n + 1 - i)})
 	}
-	user := &concordpb.RangeDescriptor{RangeId: UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1}
+	user := &metapb.RangeDescriptor{RangeId: UserRangeID, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Replicas: reps, Generation: 1, NextReplicaId: uint64(11 + n)}
 	for i := 1; i <= n; i++ {
 		id := uint64(i)
 		nd := &hnode{id: id, fs: vfs.NewMem()}
@@ -141,7 +152,7 @@ func (h *harness) bootstrap(n int) {
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		if err := Bootstrap(e, storage.Ident{ClusterID: 1, NodeID: id}, []*concordpb.RangeDescriptor{user}, nil); err != nil {
+		if err := Bootstrap(e, storage.Ident{ClusterID: 1, NodeID: id}, []*metapb.RangeDescriptor{user}, nil); err != nil {
 			h.t.Fatal(err)
 		}
 		if err := e.Close(); err != nil {
@@ -168,7 +179,7 @@ func (h *harness) start(id uint64) {
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg.TickInterval = tickInterval
 	cfg.Now = h.now
-	cfg.Signal = func() {}
+	cfg.Signal = func(uint64) {}
 	cfg.LogTruncateEntries = 5 // small, so a node that is behind needs a snapshot
 	cfg.OnSpanLost = func(_ uint64, lost keys.Span) { h.adopt(id, lost) }
 	s, err := New(cfg, hsender{h: h, from: id})
@@ -206,7 +217,7 @@ func (h *harness) adopt(id uint64, lost keys.Span) {
 			}
 			for _, rd := range d.GetReplicas() {
 				if rd.GetNodeId() == id {
-					if err := h.nodes[id].store.AddUninitialized(d.GetRangeId()); err != nil {
+					if err := h.nodes[id].store.AddUninitialized(d.GetRangeId(), rd.ID()); err != nil {
 						h.t.Errorf("adopt range %d on node %d: %v", d.GetRangeId(), id, err)
 					}
 				}
@@ -246,7 +257,8 @@ func (h *harness) round() bool {
 		if cut[m.from] || cut[m.to] || to == nil || to.store == nil {
 			continue
 		}
-		to.store.HandleRaftBatch(&concordpb.RaftBatch{ClusterId: 1, FromNode: m.from, ToNode: m.to, Msgs: m.msgs})
+		to.store.HandleRaftBatch(&rpcpb.RaftBatch{ClusterId: 1, FromNode: m.from, ToNode: m.to, Msgs: m.msgs})
+		h.delivered += len(m.msgs)
 		busy = true
 	}
 	return busy
@@ -269,9 +281,7 @@ func (h *harness) tick(n int) {
 		h.mu.Unlock()
 		for _, id := range h.ids {
 			if s := h.nodes[id].store; s != nil {
-				for _, r := range s.Replicas() {
-					r.Tick()
-				}
+				s.tick()
 			}
 		}
 		h.stabilize()
@@ -293,14 +303,20 @@ func (h *harness) holding(id uint64, key []byte) *replica.Replica {
 
 // write sends req through r's write path and drives the cluster until it
 // answers (ticking now and then, so leases and elections move).
-func (h *harness) write(r *replica.Replica, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+func (h *harness) write(r *replica.Replica, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
+	return h.drive(func() (*cmdpb.BatchResponse, error) { return r.Write(context.Background(), req) })
+}
+
+// drive runs call (a write or a read) and drives the cluster until it
+// answers, ticking now and then.
+func (h *harness) drive(call func() (*cmdpb.BatchResponse, error)) (*cmdpb.BatchResponse, error) {
 	type answer struct {
-		resp *concordpb.BatchResponse
+		resp *cmdpb.BatchResponse
 		err  error
 	}
 	done := make(chan answer, 1)
 	go func() {
-		resp, err := r.Write(context.Background(), req)
+		resp, err := call()
 		done <- answer{resp, err}
 	}()
 	for i := 0; i < 200; i++ {
@@ -315,13 +331,13 @@ func (h *harness) write(r *replica.Replica, req *concordpb.BatchRequest) (*conco
 			h.tick(1)
 		}
 	}
-	h.t.Fatal("harness: the write never answered")
+	h.t.Fatal("harness: the request never answered")
 	return nil, nil
 }
 
 // leftOf returns node's replica descriptor of the range that ends where
 // right starts.
-func (h *harness) leftOf(node uint64, right *concordpb.RangeDescriptor) *concordpb.RangeDescriptor {
+func (h *harness) leftOf(node uint64, right *metapb.RangeDescriptor) *metapb.RangeDescriptor {
 	for _, r := range h.nodes[node].store.Replicas() {
 		if d := r.Descriptor(); string(d.GetEndKey()) == string(right.GetStartKey()) {
 			return d
@@ -396,6 +412,32 @@ func (h *harness) ranges() string {
 	return b.String()
 }
 
+// awakeReplicas lists, per node, which replicas tick and which are
+// quiesced.
+func (h *harness) awakeReplicas() string {
+	var b strings.Builder
+	for _, id := range h.ids {
+		s := h.nodes[id].store
+		if s == nil {
+			fmt.Fprintf(&b, "node %d: stopped\n", id)
+			continue
+		}
+		var awake, quiet []string
+		for _, r := range s.Replicas() {
+			if r.Quiesced() {
+				quiet = append(quiet, fmt.Sprint(r.RangeID))
+			} else {
+				awake = append(awake, fmt.Sprint(r.RangeID))
+			}
+		}
+		if len(awake) != s.Awake() {
+			h.t.Fatalf("node %d: %d replicas awake, the store ticks %d", id, len(awake), s.Awake())
+		}
+		fmt.Fprintf(&b, "node %d: awake [%s] quiesced [%s]\n", id, strings.Join(awake, " "), strings.Join(quiet, " "))
+	}
+	return b.String()
+}
+
 func showKey(k []byte) string {
 	switch {
 	case len(k) == 1 && k[0] == keys.UserSpan.Start[0]:
@@ -413,7 +455,7 @@ func (h *harness) scan(id uint64) string {
 		if replica.IsUninitialized(d) {
 			continue
 		}
-		op := &concordpb.RequestOp{Request: &concordpb.RequestOp_Range{Range: &concordpb.RangeRequest{
+		op := &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{
 			Key: keys.StripUser(d.GetStartKey()), RangeEnd: []byte{0}, Serializable: true}}}
 		if len(d.GetStartKey()) == 1 {
 			op.GetRange().Key = []byte{0}
@@ -421,7 +463,7 @@ func (h *harness) scan(id uint64) string {
 		if string(d.GetEndKey()) != string(keys.UserSpan.End) {
 			op.GetRange().RangeEnd = keys.StripUser(d.GetEndKey())
 		}
-		resp, err := r.Read(context.Background(), &concordpb.BatchRequest{RangeId: d.GetRangeId(), Op: op})
+		resp, err := r.Read(context.Background(), &cmdpb.BatchRequest{RangeId: d.GetRangeId(), Op: op})
 		if err != nil {
 			out = append(out, fmt.Sprintf("range %d: %v", d.GetRangeId(), err))
 			continue
@@ -479,7 +521,7 @@ func TestStoreHarness(t *testing.T) {
 					// Through the replica of that range, whatever it holds.
 					r = h.nodes[node].store.Replica(rangeID)
 				}
-				resp, err := h.write(r, &concordpb.BatchRequest{RangeId: r.RangeID, Op: &concordpb.RequestOp{Request: &concordpb.RequestOp_Put{Put: &concordpb.PutRequest{Key: []byte(key), Value: []byte(value)}}}})
+				resp, err := h.write(r, &cmdpb.BatchRequest{RangeId: r.RangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{Key: []byte(key), Value: []byte(value)}}}})
 				if err != nil {
 					return fmt.Sprintf("error: %v\n", err)
 				}
@@ -489,7 +531,7 @@ func TestStoreHarness(t *testing.T) {
 				td.ScanArgs(t, "key", &key)
 				td.ScanArgs(t, "id", &rangeID)
 				r := h.holding(node, []byte(key))
-				resp, err := h.write(r, &concordpb.BatchRequest{RangeId: r.RangeID, Split: &concordpb.SplitRequest{SplitKey: keys.User([]byte(key)), NewRangeId: rangeID}})
+				resp, err := h.write(r, &cmdpb.BatchRequest{RangeId: r.RangeID, Split: &cmdpb.SplitRequest{SplitKey: keys.User([]byte(key)), NewRangeId: rangeID}})
 				if err != nil {
 					return fmt.Sprintf("error: %v\n", err)
 				}
@@ -504,7 +546,7 @@ func TestStoreHarness(t *testing.T) {
 				td.ScanArgs(t, "key", &key)
 				node = h.leaderOf([]byte(key))
 				r := h.holding(node, []byte(key))
-				resp, err := h.write(r, &concordpb.BatchRequest{RangeId: r.RangeID, Freeze: &concordpb.FreezeRequest{}})
+				resp, err := h.write(r, &cmdpb.BatchRequest{RangeId: r.RangeID, Freeze: &cmdpb.FreezeRequest{}})
 				if err != nil {
 					return fmt.Sprintf("error: %v\n", err)
 				}
@@ -519,7 +561,7 @@ func TestStoreHarness(t *testing.T) {
 				left := h.leftOf(node, right)
 				lnode := h.leaderOf(keys.StripUser(left.GetStartKey()))
 				r := h.nodes[lnode].store.Replica(left.GetRangeId())
-				resp, err := h.write(r, &concordpb.BatchRequest{RangeId: r.RangeID, Merge: &concordpb.MergeRequest{Right: right}})
+				resp, err := h.write(r, &cmdpb.BatchRequest{RangeId: r.RangeID, Merge: &cmdpb.MergeRequest{Right: right}})
 				if err != nil {
 					return fmt.Sprintf("error: %v\n", err)
 				}
@@ -546,6 +588,28 @@ func TestStoreHarness(t *testing.T) {
 				return ""
 			case "ranges":
 				return h.ranges()
+			case "awake":
+				return h.awakeReplicas()
+			case "messages":
+				out := fmt.Sprintf("%d delivered\n", h.delivered)
+				h.delivered = 0
+				return out
+			case "get":
+				// A linearizable read of key through node's replica.
+				td.ScanArgs(t, "node", &node)
+				td.ScanArgs(t, "key", &key)
+				r := h.holding(node, []byte(key))
+				resp, err := h.drive(func() (*cmdpb.BatchResponse, error) {
+					return r.Read(context.Background(), &cmdpb.BatchRequest{RangeId: r.RangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte(key)}}}})
+				})
+				if err != nil {
+					return fmt.Sprintf("error: %v\n", err)
+				}
+				var out []string
+				for _, kv := range resp.GetResp().GetRange().GetKvs() {
+					out = append(out, fmt.Sprintf("%s=%s@%d", kv.GetKey(), kv.GetValue(), kv.GetModRevision()))
+				}
+				return fmt.Sprintf("%s (range %d)\n", strings.Join(out, " "), r.RangeID)
 			case "scan":
 				td.ScanArgs(t, "node", &node)
 				return h.scan(node)

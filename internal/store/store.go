@@ -11,9 +11,12 @@
 //     transport, so nothing is acknowledged before it is durable;
 //  4. applies their committed entries and advances them.
 //
-// A ticker goroutine ticks every replica each TickInterval. Incoming Raft
-// messages are stepped into their replica on the transport's goroutine and
-// wake the loop.
+// A round visits only the replicas that signalled work since the last one
+// (a message, a tick, a proposal, an apply), and the ticker goroutine
+// ticks only the replicas that are awake each TickInterval: idle ranges
+// quiesce (see replica/quiesce.go), so a node with thousands of idle
+// ranges spends nothing on them. Incoming Raft messages are stepped into
+// their replica on the transport's goroutine and wake the loop.
 package store
 
 import (
@@ -26,18 +29,23 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
+	"github.com/concorddb/concord/internal/eval"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/replica"
 	"github.com/concorddb/concord/internal/storage"
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
 // Sender delivers Raft messages to other nodes. Send must not block; the
 // callee owns msgs.
 type Sender interface {
-	Send(to uint64, msgs []*concordpb.RaftMessage)
+	Send(to uint64, msgs []*rpcpb.RaftMessage)
 }
 
 // Store is one node's set of replicas.
@@ -58,6 +66,37 @@ type Store struct {
 		sync.RWMutex
 		// replicas by range id. Lock order: Store.mu before Replica.mu.
 		replicas map[uint64]*replica.Replica
+	}
+	// pending holds the ids of the replicas that may have a Ready: the
+	// next round visits them. A leaf lock: nothing else is taken under it.
+	pending struct {
+		sync.Mutex
+		ids map[uint64]struct{}
+	}
+	// awake holds the replicas that tick (not quiesced). A leaf lock,
+	// taken with a replica's mu held (replica.Config.SetAwake).
+	awake struct {
+		sync.Mutex
+		m map[uint64]*replica.Replica
+	}
+	// tickBuf is the ticker's scratch list; only the ticking goroutine
+	// uses it.
+	tickBuf []*replica.Replica
+	// early holds the latest messages for ranges this node does not hold
+	// yet, by range id: a range that a split creates here is created when
+	// this node applies the split, and its leader (elected by the nodes
+	// that applied it first) may have written to it already. Its messages
+	// are handed to the replica as soon as it exists, instead of waiting
+	// for the leader's next heartbeat (a tick). Without them a range split
+	// again and again at its end (a bulk load in key order) reaches a
+	// follower one split per tick. A leaf lock. Bounded: maxEarlyRanges
+	// ranges, maxEarlyMsgs messages each; entries older than earlyMaxAge
+	// make room.
+	early struct {
+		sync.Mutex
+		m map[uint64][]earlyMsg
+		// purged is when old entries were last dropped to make room.
+		purged time.Time
 	}
 
 	stop chan struct{}
@@ -82,12 +121,20 @@ func New(cfg replica.Config, sender Sender) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	cfg.Signal = s.signal
+	cfg.Signal = s.signalRange
+	cfg.SetAwake = s.setAwake
+	if cfg.Index == nil && cfg.KeyIndexSize > 0 {
+		// One index for the node: its bound holds however many ranges
+		// the node has.
+		cfg.Index = eval.NewIndex(cfg.KeyIndexSize)
+	}
 	cfg.OnSplit = s.onSplit
 	cfg.OnMerge = s.onMerge
 	cfg.OnSpanGained = s.onSpanGained
 	s.cfg = cfg
 	s.mu.replicas = make(map[uint64]*replica.Replica)
+	s.pending.ids = make(map[uint64]struct{})
+	s.awake.m = make(map[uint64]*replica.Replica)
 	descs, err := storage.LoadLocalDescriptors(cfg.Engine)
 	if err != nil {
 		return nil, err
@@ -99,6 +146,7 @@ func New(cfg replica.Config, sender Sender) (*Store, error) {
 			return nil, err
 		}
 		s.mu.replicas[d.GetRangeId()] = r
+		s.added(r)
 	}
 	return s, nil
 }
@@ -142,11 +190,51 @@ func (s *Store) signal() {
 	}
 }
 
+// signalRange marks the replica of rangeID for the next round and wakes
+// the loop (replica.Config.Signal).
+func (s *Store) signalRange(rangeID uint64) {
+	s.markPending(rangeID)
+	s.signal()
+}
+
+func (s *Store) markPending(rangeID uint64) {
+	s.pending.Lock()
+	s.pending.ids[rangeID] = struct{}{}
+	s.pending.Unlock()
+}
+
+// setAwake keeps the set of ticking replicas (replica.Config.SetAwake).
+func (s *Store) setAwake(r *replica.Replica, awake bool) {
+	s.awake.Lock()
+	defer s.awake.Unlock()
+	if awake {
+		s.awake.m[r.RangeID] = r
+	} else {
+		delete(s.awake.m, r.RangeID)
+	}
+}
+
+// added registers a replica just loaded: it starts awake, and its first
+// round may have work.
+func (s *Store) added(r *replica.Replica) {
+	if !r.Quiesced() {
+		s.setAwake(r, true)
+	}
+	s.markPending(r.RangeID)
+}
+
+// Awake returns how many replicas tick (are not quiesced).
+func (s *Store) Awake() int {
+	s.awake.Lock()
+	defer s.awake.Unlock()
+	return len(s.awake.m)
+}
+
 // onSplit creates the replica of a range that a split made here (see
 // replica.Config.OnSplit). The left side's leader campaigns for the new
 // range at once, so that it has a leader without an election timeout and
 // on the same node as its neighbour; the other replicas wait to be asked.
-func (s *Store) onSplit(_, right *concordpb.RangeDescriptor, leads bool) {
+func (s *Store) onSplit(_, right *metapb.RangeDescriptor, leads bool) {
 	r, err := replica.Load(s.cfg, right)
 	if err != nil {
 		// Its state is in the engine with the split: not loading it would
@@ -160,7 +248,9 @@ func (s *Store) onSplit(_, right *concordpb.RangeDescriptor, leads bool) {
 		panic(fmt.Sprintf("store: node %d: split created range %d, which is already here", s.nodeID, right.GetRangeId()))
 	}
 	s.mu.replicas[right.GetRangeId()] = r
+	s.added(r)
 	s.mu.Unlock()
+	s.deliverEarly(r)
 	if leads {
 		s.wg.Add(1)
 		go s.campaignNew(r)
@@ -183,7 +273,7 @@ func (s *Store) campaignNew(r *replica.Replica) {
 			return
 		}
 		r.Campaign()
-		s.signal()
+		s.signalRange(r.RangeID)
 		select {
 		case <-s.stop:
 			return
@@ -194,7 +284,7 @@ func (s *Store) campaignNew(r *replica.Replica) {
 
 // onMerge drops the replica of a range merged into its left neighbour;
 // the merge already deleted its range-local state.
-func (s *Store) onMerge(_, right *concordpb.RangeDescriptor) {
+func (s *Store) onMerge(_, right *metapb.RangeDescriptor) {
 	s.drop(right.GetRangeId(), false /* clear: done by the merge */)
 }
 
@@ -223,6 +313,11 @@ func (s *Store) drop(rangeID uint64, clear bool) {
 		return
 	}
 	r.Stop()
+	s.awake.Lock()
+	if s.awake.m[rangeID] == r {
+		delete(s.awake.m, rangeID)
+	}
+	s.awake.Unlock()
 	if !clear {
 		return
 	}
@@ -238,17 +333,18 @@ func (s *Store) drop(rangeID uint64, clear bool) {
 
 // AddUninitialized creates a replica of rangeID that knows nothing of its
 // range yet (replica.Uninitialized) and waits for its leader's snapshot,
-// unless this node holds one already. It is how a node that missed a split
+// unless this node holds one already; replicaID is its id in the range's
+// Raft group, from the range's descriptor. It is how a node that missed a split
 // (its replica of the splitting range caught up by snapshot, past the
 // split) comes to hold the new range: the descriptor is kept so that it
 // survives a restart.
-func (s *Store) AddUninitialized(rangeID uint64) error {
+func (s *Store) AddUninitialized(rangeID, replicaID uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.mu.replicas[rangeID]; ok {
 		return nil
 	}
-	d := replica.Uninitialized(rangeID)
+	d := replica.Uninitialized(rangeID, s.nodeID, replicaID)
 	b := s.engine.NewBatch()
 	defer b.Close()
 	if err := b.PutLocalDescriptor(d); err != nil {
@@ -262,7 +358,9 @@ func (s *Store) AddUninitialized(rangeID uint64) error {
 		return err
 	}
 	s.mu.replicas[rangeID] = r
+	s.added(r)
 	s.log.Info("created an uninitialized replica to receive a snapshot", "range", rangeID)
+	s.deliverEarly(r)
 	s.signal()
 	return nil
 }
@@ -272,6 +370,19 @@ func (s *Store) Replica(rangeID uint64) *replica.Replica {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.mu.replicas[rangeID]
+}
+
+// Count returns how many replicas the node holds and how many of them
+// lead their range, without building a list.
+func (s *Store) Count() (replicas, leaders int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, r := range s.mu.replicas {
+		if r.Leads() {
+			leaders++
+		}
+	}
+	return len(s.mu.replicas), leaders
 }
 
 // Replicas returns every replica, by range id.
@@ -296,11 +407,43 @@ func (s *Store) runTicker() {
 			return
 		case <-t.C:
 		}
-		for _, r := range s.Replicas() {
-			r.Tick()
-		}
-		s.signal()
+		s.tick()
 	}
+}
+
+// tick ticks every awake replica, sends the quiesce heartbeats of those
+// that quiesce, batched per node, and wakes the Ready loop for them all.
+func (s *Store) tick() {
+	s.awake.Lock()
+	rs := s.tickBuf[:0]
+	for _, r := range s.awake.m {
+		rs = append(rs, r)
+	}
+	s.awake.Unlock()
+	// In range order, so that the store harness replays alike.
+	sort.Slice(rs, func(i, j int) bool { return rs[i].RangeID < rs[j].RangeID })
+	var out map[uint64][]*rpcpb.RaftMessage
+	s.pending.Lock()
+	for _, r := range rs {
+		s.pending.ids[r.RangeID] = struct{}{}
+	}
+	s.pending.Unlock()
+	for _, r := range rs {
+		for _, m := range r.Tick() {
+			if out == nil {
+				out = make(map[uint64][]*rpcpb.RaftMessage)
+			}
+			if to := r.NodeOf(m.GetTo()); to != 0 {
+				out[to] = append(out[to], &rpcpb.RaftMessage{RangeId: r.RangeID, Msg: m, Quiesce: true})
+			}
+		}
+	}
+	clear(rs)
+	s.tickBuf = rs[:0]
+	for to, msgs := range out {
+		s.sender.Send(to, msgs)
+	}
+	s.signal()
 }
 
 func (s *Store) runReadyLoop() {
@@ -324,6 +467,75 @@ func (s *Store) runReadyLoop() {
 // errStopping ends the Ready loop mid-round when the store stops; the
 // replicas' Readies are then never advanced, which is fine as they stop too.
 var errStopping = errors.New("store: stopping")
+
+// The bounds of Store.early.
+const (
+	maxEarlyRanges = 1024
+	maxEarlyMsgs   = 8
+	earlyMaxAge    = 2 * time.Second
+)
+
+type earlyMsg struct {
+	msg  *raftpb.Message
+	from uint64 // the sending node
+	at   time.Time
+}
+
+// keepEarly keeps m, for range rangeID that this node does not hold.
+func (s *Store) keepEarly(rangeID, from uint64, m *raftpb.Message) {
+	now := s.now()
+	s.early.Lock()
+	defer s.early.Unlock()
+	if s.early.m == nil {
+		s.early.m = make(map[uint64][]earlyMsg)
+	}
+	q, ok := s.early.m[rangeID]
+	if !ok && len(s.early.m) >= maxEarlyRanges && now.Sub(s.early.purged) > earlyMaxAge/4 {
+		// Full: make room by dropping what is old, at most four times
+		// per earlyMaxAge (a flood of messages for unknown ranges must
+		// not cost a scan each).
+		s.early.purged = now
+		for id, q := range s.early.m {
+			if now.Sub(q[len(q)-1].at) > earlyMaxAge {
+				delete(s.early.m, id)
+			}
+		}
+	}
+	if !ok && len(s.early.m) >= maxEarlyRanges {
+		return
+	}
+	if len(q) >= maxEarlyMsgs {
+		q = append(q[:0], q[1:]...)
+	}
+	s.early.m[rangeID] = append(q, earlyMsg{msg: m, from: from, at: now})
+}
+
+// deliverEarly steps the kept messages of r's range into r, which was just
+// created here. Messages older than earlyMaxAge are dropped: Raft would
+// ignore most of them, and the leader has sent newer ones since.
+func (s *Store) deliverEarly(r *replica.Replica) {
+	s.early.Lock()
+	q := s.early.m[r.RangeID]
+	delete(s.early.m, r.RangeID)
+	s.early.Unlock()
+	now := s.now()
+	for _, e := range q {
+		if now.Sub(e.at) <= earlyMaxAge {
+			r.LearnPeer(e.msg.GetFrom(), e.from)
+			r.Step(e.msg)
+		}
+	}
+	if len(q) > 0 {
+		s.signalRange(r.RangeID)
+	}
+}
+
+func (s *Store) now() time.Time {
+	if s.cfg.Now != nil {
+		return s.cfg.Now()
+	}
+	return time.Now()
+}
 
 type readyReplica struct {
 	r      *replica.Replica
@@ -355,7 +567,7 @@ const maxApplyRounds = 64
 func (s *Store) processReady() error {
 	var readies []readyReplica
 	snapshot := false
-	for _, r := range s.Replicas() {
+	for _, r := range s.takePending() {
 		if rd, leader, ok := r.Ready(); ok {
 			readies = append(readies, readyReplica{r, rd, leader})
 			snapshot = snapshot || !raft.IsEmptySnap(rd.Snapshot)
@@ -423,8 +635,39 @@ func (s *Store) processReady() error {
 		}
 	}
 	// Advance may have left more work (entries that became committed).
+	s.pending.Lock()
+	for i := range readies {
+		s.pending.ids[readies[i].r.RangeID] = struct{}{}
+	}
+	s.pending.Unlock()
 	s.signal()
 	return nil
+}
+
+// takePending empties the pending set and returns its replicas, in range
+// order (so that the store harness replays alike).
+func (s *Store) takePending() []*replica.Replica {
+	s.pending.Lock()
+	if len(s.pending.ids) == 0 {
+		s.pending.Unlock()
+		return nil
+	}
+	ids := make([]uint64, 0, len(s.pending.ids))
+	for id := range s.pending.ids {
+		ids = append(ids, id)
+	}
+	clear(s.pending.ids)
+	s.pending.Unlock()
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	out := make([]*replica.Replica, 0, len(ids))
+	s.mu.RLock()
+	for _, id := range ids {
+		if r := s.mu.replicas[id]; r != nil {
+			out = append(out, r)
+		}
+	}
+	s.mu.RUnlock()
+	return out
 }
 
 // followTSO is called when this node's meta replica has just become leader,
@@ -441,6 +684,7 @@ func (s *Store) followTSO(meta *replica.Replica) {
 	for _, r := range s.Replicas() {
 		if r != meta && !r.Status().LeaderSeen {
 			r.Campaign()
+			s.markPending(r.RangeID)
 		}
 	}
 }
@@ -448,14 +692,20 @@ func (s *Store) followTSO(meta *replica.Replica) {
 // send hands the messages of the leaders' (or the others') Readies to the
 // transport, batched per destination node.
 func (s *Store) send(readies []readyReplica, leaders bool) {
-	out := make(map[uint64][]*concordpb.RaftMessage)
+	out := make(map[uint64][]*rpcpb.RaftMessage)
 	for i := range readies {
 		rr := &readies[i]
 		if rr.leader != leaders {
 			continue
 		}
 		for _, m := range rr.rd.Messages {
-			out[m.GetTo()] = append(out[m.GetTo()], &concordpb.RaftMessage{RangeId: rr.r.RangeID, Msg: m})
+			to := rr.r.NodeOf(m.GetTo())
+			if to == 0 {
+				// A peer the descriptor does not name (yet): it
+				// cannot be reached.
+				continue
+			}
+			out[to] = append(out[to], &rpcpb.RaftMessage{RangeId: rr.r.RangeID, Msg: m})
 		}
 	}
 	for to, msgs := range out {
@@ -485,7 +735,10 @@ func (s *Store) runApplier() {
 				// The engine refused a write: the node's state is unknown.
 				panic(fmt.Sprintf("store: node %d: apply: %v", s.nodeID, err))
 			}
+			// An apply may leave Raft work (a configuration change).
+			s.markPending(rr.r.RangeID)
 		}
+		s.signal()
 	}
 }
 
@@ -504,14 +757,24 @@ func (s *Store) waitApplied() {
 }
 
 // HandleRaftBatch steps every message of a batch into its replica.
-// Messages for ranges this node does not hold are dropped.
-func (s *Store) HandleRaftBatch(b *concordpb.RaftBatch) {
+// Messages for ranges this node does not hold are kept a while (see
+// Store.early), for a replica a split is about to create here.
+func (s *Store) HandleRaftBatch(b *rpcpb.RaftBatch) {
 	for _, m := range b.GetMsgs() {
 		r := s.Replica(m.GetRangeId())
 		if r == nil {
+			if !m.GetQuiesce() {
+				s.keepEarly(m.GetRangeId(), b.GetFromNode(), m.GetMsg())
+			}
 			continue
 		}
-		r.Step(m.GetMsg())
+		r.LearnPeer(m.GetMsg().GetFrom(), b.GetFromNode())
+		if m.GetQuiesce() {
+			r.StepQuiesce(m.GetMsg())
+		} else {
+			r.Step(m.GetMsg())
+		}
+		s.markPending(m.GetRangeId())
 	}
 	s.signal()
 }
@@ -522,34 +785,37 @@ func (s *Store) ReportUnreachable(to uint64) {
 	for _, r := range s.Replicas() {
 		if r.HasPeer(to) {
 			r.ReportUnreachable(to)
+			s.markPending(r.RangeID)
 		}
 	}
+	s.signal()
 }
 
 // ReportSnapshot reports a snapshot's delivery to the range's Raft.
 func (s *Store) ReportSnapshot(rangeID, to uint64, ok bool) {
 	if r := s.Replica(rangeID); r != nil {
 		r.ReportSnapshot(to, ok)
+		s.markPending(rangeID)
 	}
 	s.signal()
 }
 
 // Execute serves a BatchRequest for a range held here: reads through the
 // replica's read path, writes through Raft.
-func (s *Store) Execute(ctx context.Context, req *concordpb.BatchRequest) (*concordpb.BatchResponse, error) {
+func (s *Store) Execute(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
 	r := s.Replica(req.GetRangeId())
 	if r == nil {
-		return nil, concordpb.Errorf(concordpb.ErrorCode_RANGE_NOT_FOUND, "store: node %d holds no replica of range %d", s.nodeID, req.GetRangeId())
+		return nil, kvpb.Errorf(kvpb.ErrorCode_RANGE_NOT_FOUND, "store: node %d holds no replica of range %d", s.nodeID, req.GetRangeId())
 	}
-	var resp *concordpb.BatchResponse
+	var resp *cmdpb.BatchResponse
 	var err error
 	if isRead(req) {
 		resp, err = r.Read(ctx, req)
 	} else {
 		resp, err = r.Write(ctx, req)
 	}
-	var e *concordpb.Error
-	if errors.As(err, &e) && e.GetCode() == concordpb.ErrorCode_KEY_MISMATCH && !replica.IsUninitialized(r.Descriptor()) {
+	var e *kvpb.Error
+	if errors.As(err, &e) && e.GetCode() == kvpb.ErrorCode_KEY_MISMATCH && !replica.IsUninitialized(r.Descriptor()) {
 		// Tell the router where the keys went.
 		e = proto.CloneOf(e)
 		e.Descriptors = r.Neighbourhood()
@@ -558,11 +824,11 @@ func (s *Store) Execute(ctx context.Context, req *concordpb.BatchRequest) (*conc
 	return resp, err
 }
 
-func isRead(req *concordpb.BatchRequest) bool {
+func isRead(req *cmdpb.BatchRequest) bool {
 	if req.GetSys() != nil {
 		return replica.IsSysRead(req.GetSys())
 	}
-	return concordpb.IsReadOnly(req.GetOp())
+	return kvpb.IsReadOnly(req.GetOp())
 }
 
 // Stats are the store's counters.
@@ -578,7 +844,7 @@ func (s *Store) Stats() Stats {
 // Bootstrap writes the initial state of ranges into a fresh engine, with the
 // given system values preloaded into the meta range (range descriptors and
 // node records). Every initial node calls it with identical arguments.
-func Bootstrap(e *storage.Engine, ident storage.Ident, descs []*concordpb.RangeDescriptor, sys map[string][]byte) error {
+func Bootstrap(e *storage.Engine, ident storage.Ident, descs []*metapb.RangeDescriptor, sys map[string][]byte) error {
 	b := e.NewBatch()
 	defer b.Close()
 	if err := b.PutIdent(ident); err != nil {
@@ -617,7 +883,7 @@ const (
 func (s *Store) Campaign(rangeID uint64) {
 	if r := s.Replica(rangeID); r != nil {
 		r.Campaign()
-		s.signal()
+		s.signalRange(rangeID)
 	}
 }
 

@@ -26,7 +26,7 @@ func (m *Metrics) ClientTotals() ClientTotals {
 	if m == nil {
 		return out
 	}
-	fams, err := m.reg.Gather()
+	fams, err := m.clientReg.Gather()
 	if err != nil {
 		return out
 	}

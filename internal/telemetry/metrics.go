@@ -45,7 +45,9 @@ type Options struct {
 // and its event log. All methods are safe for concurrent use and on a nil
 // receiver (then they do nothing).
 type Metrics struct {
-	reg       *prometheus.Registry
+	reg *prometheus.Registry
+	// clientReg holds only the client gRPC metrics (ClientTotals).
+	clientReg *prometheus.Registry
 	log       *slog.Logger
 	slowFsync time.Duration
 	tracer    trace.Tracer
@@ -88,7 +90,8 @@ func New(opts Options) *Metrics {
 		tp = noop.NewTracerProvider()
 	}
 	m := &Metrics{
-		reg:       prometheus.NewRegistry(),
+		reg: prometheus.NewRegistry(),
+
 		log:       opts.Logger,
 		slowFsync: opts.SlowFsync,
 		tracer:    tp.Tracer("github.com/concorddb/concord"),
@@ -118,6 +121,10 @@ func New(opts Options) *Metrics {
 	m.rpcSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "grpc", Name: "request_duration_seconds",
 		Help: "Client gRPC request latency, by full method.", Buckets: latencyBuckets}, []string{"method"})
 	m.reg.MustRegister(m.rpcRequests, m.rpcSeconds)
+	// ClientTotals gathers these alone: the node's registry also holds
+	// collectors whose cost grows with the ranges.
+	m.clientReg = prometheus.NewRegistry()
+	m.clientReg.MustRegister(m.rpcRequests, m.rpcSeconds)
 	m.tsoIssued = counter("tso", "timestamps_issued_total", "Revisions handed out by this node's revision oracle (TSO).")
 	m.tsoBatchSize = histogram("tso", "batch_size", "Revisions per oracle call.", prometheus.ExponentialBuckets(1, 4, 10))
 	m.routerRetries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "router", Name: "retries_total",

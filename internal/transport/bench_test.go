@@ -8,14 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"google.golang.org/grpc"
 )
 
 // countingHandler counts delivered messages and nothing else.
 type countingHandler struct{ msgs atomic.Uint64 }
 
-func (h *countingHandler) HandleRaftBatch(b *concordpb.RaftBatch) {
+func (h *countingHandler) HandleRaftBatch(b *rpcpb.RaftBatch) {
 	h.msgs.Add(uint64(len(b.GetMsgs())))
 }
 func (h *countingHandler) ReportUnreachable(uint64)            {}
@@ -43,7 +43,7 @@ func BenchmarkSend(b *testing.B) {
 			time.Sleep(10 * time.Microsecond)
 		}
 		k := min(perSend, b.N-sent)
-		msgs := make([]*concordpb.RaftMessage, k)
+		msgs := make([]*rpcpb.RaftMessage, k)
 		for i := range msgs {
 			msgs[i] = msg(1, uint64(sent+i+1))
 		}
@@ -74,7 +74,7 @@ func benchNode(b *testing.B, bk *book, id uint64, h Handler, log *slog.Logger) *
 		b.Fatal(err)
 	}
 	srv := grpc.NewServer(tr.ServerOptions()...)
-	concordpb.RegisterPeerServer(srv, &testPeer{tr: tr})
+	rpcpb.RegisterPeerServer(srv, &testPeer{tr: tr})
 	go func() {
 		// Serve returns when the benchmark stops the server.
 		_ = srv.Serve(lis)

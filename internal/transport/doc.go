@@ -11,7 +11,8 @@
 //
 //  1. Build a Transport with New and register a Peer server whose Raft method
 //     returns t.ServeRaft(stream), on a grpc.Server built with
-//     t.ServerOptions() (size limits, keepalive, the cluster id check).
+//     t.ServerOptions() (size limits, MaxPeerStreams, keepalive, the cluster
+//     id check).
 //  2. The Ready loop calls t.Send(to, msgs) once per destination node, AFTER
 //     the entries and hard state of that Ready are durable. Send never blocks
 //     and takes ownership of msgs.

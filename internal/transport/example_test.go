@@ -7,7 +7,7 @@ import (
 	"os"
 	"sync"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/transport"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
@@ -16,18 +16,18 @@ import (
 
 // peerServer is the smallest Peer server: Raft streams go to the transport.
 type peerServer struct {
-	concordpb.UnimplementedPeerServer
+	rpcpb.UnimplementedPeerServer
 	t *transport.Transport
 }
 
-func (s *peerServer) Raft(stream concordpb.Peer_RaftServer) error { return s.t.ServeRaft(stream) }
+func (s *peerServer) Raft(stream rpcpb.Peer_RaftServer) error { return s.t.ServeRaft(stream) }
 
 // inbox is a Handler that hands batches to a channel, as a Ready loop would.
-type inbox chan *concordpb.RaftBatch
+type inbox chan *rpcpb.RaftBatch
 
-func (in inbox) HandleRaftBatch(b *concordpb.RaftBatch) { in <- b }
-func (in inbox) ReportUnreachable(uint64)               {}
-func (in inbox) ReportSnapshot(uint64, uint64, bool)    {}
+func (in inbox) HandleRaftBatch(b *rpcpb.RaftBatch)  { in <- b }
+func (in inbox) ReportUnreachable(uint64)            {}
+func (in inbox) ReportSnapshot(uint64, uint64, bool) {}
 
 // Two nodes on loopback: node 1 sends a heartbeat for range 7 to node 2.
 func Example() {
@@ -58,7 +58,7 @@ func Example() {
 			panic(err)
 		}
 		srv := grpc.NewServer(t.ServerOptions()...)
-		concordpb.RegisterPeerServer(srv, &peerServer{t: t})
+		rpcpb.RegisterPeerServer(srv, &peerServer{t: t})
 		go func() { _ = srv.Serve(lis) }() // returns when stop stops srv
 		return t, func() { srv.Stop(); t.Close() }
 	}
@@ -68,7 +68,7 @@ func Example() {
 	defer stop1()
 	defer stop2()
 
-	n1.Send(2, []*concordpb.RaftMessage{{
+	n1.Send(2, []*rpcpb.RaftMessage{{
 		RangeId: 7,
 		Msg:     &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(1), To: proto.Uint64(2)},
 	}})

@@ -3,15 +3,15 @@ package transport
 import (
 	"testing"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"google.golang.org/protobuf/proto"
 )
 
 func FuzzValidateBatch(f *testing.F) {
-	seeds := []*concordpb.RaftBatch{
-		{ClusterId: 1, FromNode: 3, ToNode: 2, Msgs: []*concordpb.RaftMessage{msg(1, 1), snapMsg(2, 8)}, FromAddr: "http://h:1"},
+	seeds := []*rpcpb.RaftBatch{
+		{ClusterId: 1, FromNode: 3, ToNode: 2, Msgs: []*rpcpb.RaftMessage{msg(1, 1), snapMsg(2, 8)}, FromAddr: "http://h:1"},
 		{ClusterId: 2, FromNode: 3, ToNode: 2},
-		{ClusterId: 1, ToNode: 2, Msgs: []*concordpb.RaftMessage{{}}},
+		{ClusterId: 1, ToNode: 2, Msgs: []*rpcpb.RaftMessage{{}}},
 	}
 	for _, s := range seeds {
 		b, err := proto.Marshal(s)
@@ -23,7 +23,7 @@ func FuzzValidateBatch(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff})
 	f.Add([]byte{0x22, 0x02, 0x12, 0x00}) // one message with an empty raft message
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var b concordpb.RaftBatch
+		var b rpcpb.RaftBatch
 		if err := proto.Unmarshal(data, &b); err != nil {
 			return
 		}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -43,7 +43,7 @@ type snapReport struct {
 // recorder is a Handler that remembers everything.
 type recorder struct {
 	mu          sync.Mutex
-	batches     []*concordpb.RaftBatch
+	batches     []*rpcpb.RaftBatch
 	unreachable map[uint64]int
 	snaps       []snapReport
 }
@@ -52,7 +52,7 @@ var _ Handler = (*recorder)(nil)
 
 func newRecorder() *recorder { return &recorder{unreachable: make(map[uint64]int)} }
 
-func (r *recorder) HandleRaftBatch(b *concordpb.RaftBatch) {
+func (r *recorder) HandleRaftBatch(b *rpcpb.RaftBatch) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.batches = append(r.batches, b)
@@ -71,10 +71,10 @@ func (r *recorder) ReportSnapshot(rangeID, to uint64, ok bool) {
 }
 
 // msgsFrom returns the messages received from node `from`, in order.
-func (r *recorder) msgsFrom(from uint64) []*concordpb.RaftMessage {
+func (r *recorder) msgsFrom(from uint64) []*rpcpb.RaftMessage {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []*concordpb.RaftMessage
+	var out []*rpcpb.RaftMessage
 	for _, b := range r.batches {
 		if b.GetFromNode() == from {
 			out = append(out, b.GetMsgs()...)
@@ -83,10 +83,10 @@ func (r *recorder) msgsFrom(from uint64) []*concordpb.RaftMessage {
 	return out
 }
 
-func (r *recorder) batchesFrom(from uint64) []*concordpb.RaftBatch {
+func (r *recorder) batchesFrom(from uint64) []*rpcpb.RaftBatch {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []*concordpb.RaftBatch
+	var out []*rpcpb.RaftBatch
 	for _, b := range r.batches {
 		if b.GetFromNode() == from {
 			out = append(out, b)
@@ -159,18 +159,18 @@ func (s *syncBuffer) count(subs ...string) int {
 
 // testPeer is the minimal Peer server: Raft goes to the transport.
 type testPeer struct {
-	concordpb.UnimplementedPeerServer
+	rpcpb.UnimplementedPeerServer
 	tr *Transport
 }
 
-func (p *testPeer) Raft(s concordpb.Peer_RaftServer) error { return p.tr.ServeRaft(s) }
+func (p *testPeer) Raft(s rpcpb.Peer_RaftServer) error { return p.tr.ServeRaft(s) }
 
-func (p *testPeer) Join(context.Context, *concordpb.JoinRequest) (*concordpb.JoinResponse, error) {
-	return &concordpb.JoinResponse{ClusterId: p.tr.cfg.ClusterID, NodeId: 42}, nil
+func (p *testPeer) Join(context.Context, *rpcpb.JoinRequest) (*rpcpb.JoinResponse, error) {
+	return &rpcpb.JoinResponse{ClusterId: p.tr.cfg.ClusterID, NodeId: 42}, nil
 }
 
-func (p *testPeer) NodeStatus(context.Context, *concordpb.NodeStatusRequest) (*concordpb.NodeStatusResponse, error) {
-	return &concordpb.NodeStatusResponse{NodeId: p.tr.cfg.NodeID}, nil
+func (p *testPeer) NodeStatus(context.Context, *rpcpb.NodeStatusRequest) (*rpcpb.NodeStatusResponse, error) {
+	return &rpcpb.NodeStatusResponse{NodeId: p.tr.cfg.NodeID}, nil
 }
 
 // testNode is a transport behind a real grpc.Server on loopback.
@@ -221,7 +221,7 @@ func (n *testNode) serve(t testing.TB, lis net.Listener) {
 	}
 	n.tr = tr
 	n.srv = grpc.NewServer(tr.ServerOptions()...)
-	concordpb.RegisterPeerServer(n.srv, &testPeer{tr: tr})
+	rpcpb.RegisterPeerServer(n.srv, &testPeer{tr: tr})
 	srv := n.srv
 	go func() {
 		// Serve returns when the test stops the server; its error then says
@@ -248,8 +248,8 @@ func (n *testNode) restart(t testing.TB) {
 }
 
 // msg returns a small MsgApp for rangeID carrying index.
-func msg(rangeID, index uint64) *concordpb.RaftMessage {
-	return &concordpb.RaftMessage{RangeId: rangeID, Msg: &raftpb.Message{
+func msg(rangeID, index uint64) *rpcpb.RaftMessage {
+	return &rpcpb.RaftMessage{RangeId: rangeID, Msg: &raftpb.Message{
 		Type:  raftpb.MsgApp.Enum(),
 		To:    proto.Uint64(2),
 		From:  proto.Uint64(1),
@@ -258,8 +258,8 @@ func msg(rangeID, index uint64) *concordpb.RaftMessage {
 }
 
 // snapMsg returns a MsgSnap for rangeID with dataBytes of snapshot data.
-func snapMsg(rangeID uint64, dataBytes int) *concordpb.RaftMessage {
-	return &concordpb.RaftMessage{RangeId: rangeID, Msg: &raftpb.Message{
+func snapMsg(rangeID uint64, dataBytes int) *rpcpb.RaftMessage {
+	return &rpcpb.RaftMessage{RangeId: rangeID, Msg: &raftpb.Message{
 		Type: raftpb.MsgSnap.Enum(),
 		Snapshot: &raftpb.Snapshot{
 			Data:     bytes.Repeat([]byte{'s'}, dataBytes),
@@ -269,7 +269,7 @@ func snapMsg(rangeID uint64, dataBytes int) *concordpb.RaftMessage {
 }
 
 // indexes returns the Raft index of each message.
-func indexes(msgs []*concordpb.RaftMessage) []uint64 {
+func indexes(msgs []*rpcpb.RaftMessage) []uint64 {
 	out := make([]uint64, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.GetMsg().GetIndex()

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -36,9 +36,9 @@ type peer struct {
 	mu struct {
 		sync.Mutex
 		// Invariant: len(queue) <= t.cfg.MaxQueueMsgs.
-		queue []*concordpb.RaftMessage
+		queue []*rpcpb.RaftMessage
 		// spare is the drained queue's backing array, kept for reuse.
-		spare []*concordpb.RaftMessage
+		spare []*rpcpb.RaftMessage
 		// failedSnaps are the range ids of MsgSnaps dropped by Send because
 		// the queue was full, reported by run (never from inside Send).
 		failedSnaps []uint64
@@ -63,8 +63,8 @@ func newPeer(t *Transport, to uint64) *peer {
 }
 
 // newBatch wraps msgs in a batch to this peer.
-func (p *peer) newBatch(msgs []*concordpb.RaftMessage) *concordpb.RaftBatch {
-	return &concordpb.RaftBatch{
+func (p *peer) newBatch(msgs []*rpcpb.RaftMessage) *rpcpb.RaftBatch {
+	return &rpcpb.RaftBatch{
 		ClusterId: p.t.cfg.ClusterID,
 		FromNode:  p.t.cfg.NodeID,
 		ToNode:    p.to,
@@ -75,7 +75,7 @@ func (p *peer) newBatch(msgs []*concordpb.RaftMessage) *concordpb.RaftBatch {
 
 // enqueue appends msgs to the queue and returns how many it dropped because
 // the queue was full.
-func (p *peer) enqueue(msgs []*concordpb.RaftMessage) int {
+func (p *peer) enqueue(msgs []*rpcpb.RaftMessage) int {
 	p.mu.Lock()
 	room := p.t.cfg.MaxQueueMsgs - len(p.mu.queue)
 	n := min(room, len(msgs))
@@ -95,7 +95,7 @@ func (p *peer) enqueue(msgs []*concordpb.RaftMessage) int {
 
 // take returns everything queued; the caller owns it until it hands the
 // slice back through recycle.
-func (p *peer) take() (msgs []*concordpb.RaftMessage, failedSnaps []uint64) {
+func (p *peer) take() (msgs []*rpcpb.RaftMessage, failedSnaps []uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	msgs = p.mu.queue
@@ -106,7 +106,7 @@ func (p *peer) take() (msgs []*concordpb.RaftMessage, failedSnaps []uint64) {
 
 // recycle keeps msgs' backing array for the next take, after clearing it so
 // the sent messages can be collected.
-func (p *peer) recycle(msgs []*concordpb.RaftMessage) {
+func (p *peer) recycle(msgs []*rpcpb.RaftMessage) {
 	clear(msgs)
 	p.mu.Lock()
 	p.mu.spare = msgs[:0]
@@ -181,7 +181,7 @@ func (p *peer) open(ctx context.Context) (*raftStream, error) {
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	cs, err := concordpb.NewPeerClient(cc).Raft(sctx)
+	cs, err := rpcpb.NewPeerClient(cc).Raft(sctx)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -215,7 +215,7 @@ func (p *peer) fail(s *raftStream, err error) {
 
 // sendAll writes msgs to s in batches of at most MaxBatchBytes. On error
 // it drops the batch in flight and everything after it.
-func (p *peer) sendAll(s *raftStream, msgs []*concordpb.RaftMessage) error {
+func (p *peer) sendAll(s *raftStream, msgs []*rpcpb.RaftMessage) error {
 	t := p.t
 	for len(msgs) > 0 {
 		n, size := nextBatch(msgs, t.cfg.MaxBatchBytes-p.headerBytes)
@@ -260,7 +260,7 @@ func (p *peer) sendAll(s *raftStream, msgs []*concordpb.RaftMessage) error {
 }
 
 // drop counts msgs as dropped and reports each MsgSnap among them as failed.
-func (p *peer) drop(msgs []*concordpb.RaftMessage) {
+func (p *peer) drop(msgs []*rpcpb.RaftMessage) {
 	if len(msgs) == 0 {
 		return
 	}
@@ -275,7 +275,7 @@ func (p *peer) drop(msgs []*concordpb.RaftMessage) {
 // nextBatch returns how many leading msgs fit in maxBytes of a batch's
 // messages field, and their encoded size. It always takes at least one
 // message, however large.
-func nextBatch(msgs []*concordpb.RaftMessage, maxBytes int) (n, size int) {
+func nextBatch(msgs []*rpcpb.RaftMessage, maxBytes int) (n, size int) {
 	for n < len(msgs) {
 		// Each message is a length-delimited field 4 of RaftBatch: one tag
 		// byte, a varint length, the bytes.
@@ -290,7 +290,7 @@ func nextBatch(msgs []*concordpb.RaftMessage, maxBytes int) (n, size int) {
 	return n, size
 }
 
-func isSnap(m *concordpb.RaftMessage) bool {
+func isSnap(m *rpcpb.RaftMessage) bool {
 	return m.GetMsg().GetType() == raftpb.MsgSnap
 }
 
@@ -308,7 +308,7 @@ func jitter(d time.Duration) time.Duration {
 // raftStream is one open Peer.Raft client stream and the goroutine that
 // watches it for the server's answer, which only comes when the stream ends.
 type raftStream struct {
-	cs     concordpb.Peer_RaftClient
+	cs     rpcpb.Peer_RaftClient
 	cancel context.CancelFunc
 	opened time.Time
 	done   chan struct{} // closed by watch when the stream ended
@@ -318,7 +318,7 @@ type raftStream struct {
 // watch waits for the stream to end and records why. It exits when the
 // server ends the stream, the connection breaks, or close cancels it.
 func (s *raftStream) watch() {
-	var ack concordpb.RaftAck
+	var ack rpcpb.RaftAck
 	err := s.cs.RecvMsg(&ack)
 	if err == nil {
 		err = errors.New("transport: peer ended the raft stream")

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
@@ -20,7 +20,7 @@ import (
 
 // peerServicePrefix is the method prefix of the Peer service, the only
 // service whose calls the interceptors check.
-const peerServicePrefix = "/concordpb.Peer/"
+var peerServicePrefix = "/" + rpcpb.Peer_ServiceDesc.ServiceName + "/"
 
 // ServeRaft is the body of the Peer.Raft server method: it receives batches
 // until the client closes the stream and hands each accepted one to the
@@ -29,7 +29,7 @@ const peerServicePrefix = "/concordpb.Peer/"
 // (malformed, or meant for another node), logged once per peer at warn
 // level; the server keeps serving everyone else. A Fault may drop batches
 // silently.
-func (t *Transport) ServeRaft(stream concordpb.Peer_RaftServer) error {
+func (t *Transport) ServeRaft(stream rpcpb.Peer_RaftServer) error {
 	if t.cfg.NodeID == 0 {
 		return status.Error(codes.FailedPrecondition, "transport: node has not joined a cluster")
 	}
@@ -37,7 +37,7 @@ func (t *Transport) ServeRaft(stream concordpb.Peer_RaftServer) error {
 	for {
 		b, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return stream.SendAndClose(&concordpb.RaftAck{})
+			return stream.SendAndClose(&rpcpb.RaftAck{})
 		}
 		if err != nil {
 			return err
@@ -69,7 +69,7 @@ func (t *Transport) ServeRaft(stream concordpb.Peer_RaftServer) error {
 // validateBatch checks a received batch against this node's identity. It
 // returns a gRPC status error: PermissionDenied for another cluster,
 // InvalidArgument for anything else. It never panics, whatever b holds.
-func validateBatch(b *concordpb.RaftBatch, clusterID, nodeID uint64) error {
+func validateBatch(b *rpcpb.RaftBatch, clusterID, nodeID uint64) error {
 	switch {
 	case b == nil:
 		return status.Error(codes.InvalidArgument, "transport: nil batch")
@@ -93,14 +93,28 @@ func validateBatch(b *concordpb.RaftBatch, clusterID, nodeID uint64) error {
 	return nil
 }
 
+// MaxPeerStreams bounds the streams (calls in flight) one connection to the
+// peer port may have open at once; gRPC's own default is no bound. A peer
+// node keeps one Raft stream and one Forward stream open, makes at most two
+// TSO calls at a time (tso.Client coalesces them) and a status call or a
+// snapshot now and then; what a Forward stream carries is bounded apart
+// (router's maxForwardInFlight). So a node needs a handful, and 1024
+// leaves room many times over while a misbehaving peer cannot hold
+// unbounded server goroutines and buffers. A call past it waits in the
+// caller under its deadline (HTTP/2 stream quota): it is not refused, and
+// the streams already open carry on.
+const MaxPeerStreams = 1024
+
 // ServerOptions returns the options the peer grpc.Server must be built with:
-// message size limits that let a snapshot through, a handshake timeout,
-// keepalive parameters and their enforcement, and interceptors that refuse Peer RPCs from another
+// message size limits that let a snapshot through, at most MaxPeerStreams
+// streams per connection, a handshake timeout, keepalive parameters and
+// their enforcement, and interceptors that refuse Peer RPCs from another
 // cluster. Callers may add their own options after these.
 func (t *Transport) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMsgBytes),
 		grpc.MaxSendMsgSize(MaxMsgBytes),
+		grpc.MaxConcurrentStreams(MaxPeerStreams),
 		// A connection must finish its handshake this fast, so clients that
 		// open sockets and say nothing do not pile up.
 		grpc.ConnectionTimeout(connectTimeout),
@@ -144,7 +158,7 @@ func (t *Transport) checkCaller(ctx context.Context, method string) error {
 
 // checkClusterID is checkCaller's pure part.
 func checkClusterID(ctx context.Context, method string, clusterID uint64) error {
-	isJoin := method == concordpb.Peer_Join_FullMethodName
+	isJoin := method == rpcpb.Peer_Join_FullMethodName
 	vals := metadata.ValueFromIncomingContext(ctx, MetadataClusterID)
 	if len(vals) == 0 {
 		if isJoin {

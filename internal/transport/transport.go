@@ -8,7 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"google.golang.org/grpc"
 )
 
@@ -50,7 +50,7 @@ var (
 type Handler interface {
 	// HandleRaftBatch delivers one accepted batch. The handler owns b.
 	// Batches from one peer arrive in order on one goroutine.
-	HandleRaftBatch(b *concordpb.RaftBatch)
+	HandleRaftBatch(b *rpcpb.RaftBatch)
 	// ReportUnreachable says the stream to node `to` failed or could not be
 	// opened; the messages queued for it were dropped. The caller should call
 	// raft's ReportUnreachable for every range with a replica on that node.
@@ -201,7 +201,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 // mode, are dropped and counted (a dropped MsgSnap is reported through
 // ReportSnapshot(!ok) from the sender goroutine). Sending to this node itself
 // or to node 0 is a bug in the caller and panics.
-func (t *Transport) Send(to uint64, msgs []*concordpb.RaftMessage) {
+func (t *Transport) Send(to uint64, msgs []*rpcpb.RaftMessage) {
 	if to == t.cfg.NodeID || to == 0 {
 		panic(fmt.Sprintf("transport: Send from node %d to node %d (%d msgs)", t.cfg.NodeID, to, len(msgs)))
 	}

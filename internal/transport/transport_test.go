@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -27,12 +27,12 @@ func TestDeliveryInOrderTwoNodes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := 1; i <= n; {
 		k := min(1+rng.IntN(50), n-i+1)
-		var msgs []*concordpb.RaftMessage
+		var msgs []*rpcpb.RaftMessage
 		for j := range k {
 			msgs = append(msgs, msg(uint64(1+rng.IntN(5)), uint64(i+j)))
 		}
 		a.tr.Send(2, msgs)
-		b.tr.Send(1, []*concordpb.RaftMessage{msg(1, uint64(i))})
+		b.tr.Send(1, []*rpcpb.RaftMessage{msg(1, uint64(i))})
 		i += k
 	}
 	waitFor(t, "node 2 to receive every message", func() bool { return len(b.rec.msgsFrom(1)) >= n })
@@ -65,7 +65,7 @@ func TestDeliveryThreeNodes(t *testing.T) {
 		for _, from := range nodes {
 			for _, to := range nodes {
 				if from != to {
-					from.tr.Send(to.id, []*concordpb.RaftMessage{msg(from.id*10+to.id, uint64(i))})
+					from.tr.Send(to.id, []*rpcpb.RaftMessage{msg(from.id*10+to.id, uint64(i))})
 				}
 			}
 		}
@@ -97,11 +97,11 @@ func TestBatchingCoalesces(t *testing.T) {
 
 	// The first message is taken by the sender, which then blocks in the
 	// fault; everything sent meanwhile must leave together.
-	a.tr.Send(2, []*concordpb.RaftMessage{msg(1, 1)})
+	a.tr.Send(2, []*rpcpb.RaftMessage{msg(1, 1)})
 	<-entered
 	const n = 1000
 	for i := 2; i <= n; i++ {
-		a.tr.Send(2, []*concordpb.RaftMessage{msg(1, uint64(i))})
+		a.tr.Send(2, []*rpcpb.RaftMessage{msg(1, uint64(i))})
 	}
 	close(release)
 	waitFor(t, "all messages", func() bool { return len(b.rec.msgsFrom(1)) >= n })
@@ -120,10 +120,10 @@ func TestBatchingRespectsMaxBatchBytes(t *testing.T) {
 	b := startNode(t, bk, 1, 2, nil)
 	a.tr.SetFault(fault)
 
-	a.tr.Send(2, []*concordpb.RaftMessage{msg(1, 1)})
+	a.tr.Send(2, []*rpcpb.RaftMessage{msg(1, 1)})
 	<-entered
 	const n = 400
-	var msgs []*concordpb.RaftMessage
+	var msgs []*rpcpb.RaftMessage
 	for i := 2; i <= n; i++ {
 		m := msg(1, uint64(i))
 		m.GetMsg().Context = make([]byte, 40)
@@ -167,13 +167,13 @@ func TestWrongClusterRefused(t *testing.T) {
 	evil := startNode(t, bk, 2, 2, nil)
 
 	for round := 1; round <= 3; round++ {
-		evil.tr.Send(1, []*concordpb.RaftMessage{msg(1, 1)})
+		evil.tr.Send(1, []*rpcpb.RaftMessage{msg(1, 1)})
 		waitFor(t, "the refused stream to be reported unreachable", func() bool {
 			if evil.rec.unreachableCount(1) >= round {
 				return true
 			}
 			// Sends during backoff are dropped without a dial; keep going.
-			evil.tr.Send(1, []*concordpb.RaftMessage{msg(1, 1)})
+			evil.tr.Send(1, []*rpcpb.RaftMessage{msg(1, 1)})
 			return false
 		})
 	}
@@ -190,7 +190,7 @@ func TestWrongClusterRefused(t *testing.T) {
 		t.Fatalf("sender logged the refusal %d times at warn, want once", got)
 	}
 
-	good.tr.Send(1, []*concordpb.RaftMessage{msg(1, 1)})
+	good.tr.Send(1, []*rpcpb.RaftMessage{msg(1, 1)})
 	waitFor(t, "the good peer's message", func() bool { return len(a.rec.msgsFrom(3)) == 1 })
 }
 
@@ -204,19 +204,19 @@ func TestServeRaftRejectsBadBatches(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		batch *concordpb.RaftBatch
+		batch *rpcpb.RaftBatch
 		code  codes.Code
 	}{
-		{"other cluster", &concordpb.RaftBatch{ClusterId: 2, FromNode: 3, ToNode: 1}, codes.PermissionDenied},
-		{"other node", &concordpb.RaftBatch{ClusterId: 1, FromNode: 3, ToNode: 9}, codes.InvalidArgument},
-		{"from node 0", &concordpb.RaftBatch{ClusterId: 1, ToNode: 1}, codes.InvalidArgument},
-		{"from itself", &concordpb.RaftBatch{ClusterId: 1, FromNode: 1, ToNode: 1}, codes.InvalidArgument},
-		{"empty message", &concordpb.RaftBatch{ClusterId: 1, FromNode: 3, ToNode: 1, Msgs: []*concordpb.RaftMessage{{RangeId: 1}}}, codes.InvalidArgument},
-		{"range 0", &concordpb.RaftBatch{ClusterId: 1, FromNode: 3, ToNode: 1, Msgs: []*concordpb.RaftMessage{msg(0, 1)}}, codes.InvalidArgument},
+		{"other cluster", &rpcpb.RaftBatch{ClusterId: 2, FromNode: 3, ToNode: 1}, codes.PermissionDenied},
+		{"other node", &rpcpb.RaftBatch{ClusterId: 1, FromNode: 3, ToNode: 9}, codes.InvalidArgument},
+		{"from node 0", &rpcpb.RaftBatch{ClusterId: 1, ToNode: 1}, codes.InvalidArgument},
+		{"from itself", &rpcpb.RaftBatch{ClusterId: 1, FromNode: 1, ToNode: 1}, codes.InvalidArgument},
+		{"empty message", &rpcpb.RaftBatch{ClusterId: 1, FromNode: 3, ToNode: 1, Msgs: []*rpcpb.RaftMessage{{RangeId: 1}}}, codes.InvalidArgument},
+		{"range 0", &rpcpb.RaftBatch{ClusterId: 1, FromNode: 3, ToNode: 1, Msgs: []*rpcpb.RaftMessage{msg(0, 1)}}, codes.InvalidArgument},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			stream, err := concordpb.NewPeerClient(cc).Raft(context.Background())
+			stream, err := rpcpb.NewPeerClient(cc).Raft(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -230,12 +230,12 @@ func TestServeRaftRejectsBadBatches(t *testing.T) {
 		})
 	}
 	t.Run("from changes mid-stream", func(t *testing.T) {
-		stream, err := concordpb.NewPeerClient(cc).Raft(context.Background())
+		stream, err := rpcpb.NewPeerClient(cc).Raft(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, from := range []uint64{3, 4} {
-			if err := stream.Send(&concordpb.RaftBatch{ClusterId: 1, FromNode: from, ToNode: 1, Msgs: []*concordpb.RaftMessage{msg(1, from)}}); err != nil {
+			if err := stream.Send(&rpcpb.RaftBatch{ClusterId: 1, FromNode: from, ToNode: 1, Msgs: []*rpcpb.RaftMessage{msg(1, from)}}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -253,17 +253,17 @@ func TestServeRaftRejectsBadBatches(t *testing.T) {
 	}
 
 	// A clean stream is acknowledged, and the node still serves.
-	stream, err := concordpb.NewPeerClient(cc).Raft(context.Background())
+	stream, err := rpcpb.NewPeerClient(cc).Raft(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&concordpb.RaftBatch{ClusterId: 1, FromNode: 3, ToNode: 1, Msgs: []*concordpb.RaftMessage{msg(1, 7)}}); err != nil {
+	if err := stream.Send(&rpcpb.RaftBatch{ClusterId: 1, FromNode: 3, ToNode: 1, Msgs: []*rpcpb.RaftMessage{msg(1, 7)}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := stream.CloseAndRecv(); err != nil {
 		t.Fatalf("clean stream: %v", err)
 	}
-	c.tr.Send(1, []*concordpb.RaftMessage{msg(1, 8)})
+	c.tr.Send(1, []*rpcpb.RaftMessage{msg(1, 8)})
 	waitFor(t, "delivery after refusals", func() bool {
 		got := a.rec.msgsFrom(3)
 		return len(got) > 0 && got[len(got)-1].GetMsg().GetIndex() == 8
@@ -313,15 +313,15 @@ func TestPeerRPCClusterCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			client := concordpb.NewPeerClient(tc.cc)
-			resp, err := client.Join(ctx, &concordpb.JoinRequest{})
+			client := rpcpb.NewPeerClient(tc.cc)
+			resp, err := client.Join(ctx, &rpcpb.JoinRequest{})
 			if status.Code(err) != tc.join {
 				t.Fatalf("Join: %v, want %v", err, tc.join)
 			}
 			if err == nil && resp.GetClusterId() != 1 {
 				t.Fatalf("Join answered %v", resp)
 			}
-			if _, err := client.NodeStatus(ctx, &concordpb.NodeStatusRequest{}); status.Code(err) != tc.stat {
+			if _, err := client.NodeStatus(ctx, &rpcpb.NodeStatusRequest{}); status.Code(err) != tc.stat {
 				t.Fatalf("NodeStatus: %v, want %v", err, tc.stat)
 			}
 		})
@@ -329,8 +329,8 @@ func TestPeerRPCClusterCheck(t *testing.T) {
 }
 
 func TestCheckClusterID(t *testing.T) {
-	join := concordpb.Peer_Join_FullMethodName
-	stat := concordpb.Peer_NodeStatus_FullMethodName
+	join := rpcpb.Peer_Join_FullMethodName
+	stat := rpcpb.Peer_NodeStatus_FullMethodName
 	md := func(vals ...string) context.Context {
 		var kv []string
 		for _, v := range vals {
@@ -407,7 +407,7 @@ func TestGarbageDoesNotCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c.tr.Send(1, []*concordpb.RaftMessage{msg(1, 1)})
+	c.tr.Send(1, []*rpcpb.RaftMessage{msg(1, 1)})
 	waitFor(t, "delivery after garbage", func() bool { return len(a.rec.msgsFrom(3)) == 1 })
 }
 
@@ -424,7 +424,7 @@ func TestPeerRestartReconnects(t *testing.T) {
 	a := startNode(t, bk, 1, 1, nil)
 	b := startNode(t, bk, 1, 2, nil)
 
-	a.tr.Send(2, []*concordpb.RaftMessage{msg(1, 1)})
+	a.tr.Send(2, []*rpcpb.RaftMessage{msg(1, 1)})
 	waitFor(t, "first delivery", func() bool { return len(b.rec.msgsFrom(1)) == 1 })
 
 	b.restart(t)
@@ -432,14 +432,14 @@ func TestPeerRestartReconnects(t *testing.T) {
 
 	i := uint64(2)
 	waitFor(t, "delivery to the restarted peer", func() bool {
-		a.tr.Send(2, []*concordpb.RaftMessage{msg(1, i)})
+		a.tr.Send(2, []*rpcpb.RaftMessage{msg(1, i)})
 		i++
 		return len(b.rec.msgsFrom(1)) > 0
 	})
 	// Once reconnected, nothing more is lost and order holds.
 	last := i
 	for j := range uint64(100) {
-		a.tr.Send(2, []*concordpb.RaftMessage{msg(1, last+j)})
+		a.tr.Send(2, []*rpcpb.RaftMessage{msg(1, last+j)})
 	}
 	waitFor(t, "the last message", func() bool {
 		got := b.rec.msgsFrom(1)
@@ -467,7 +467,7 @@ func TestFaultBothDirections(t *testing.T) {
 	})
 	const n = 10
 	for i := 1; i <= n; i++ {
-		one := func() []*concordpb.RaftMessage { return []*concordpb.RaftMessage{msg(1, uint64(i))} }
+		one := func() []*rpcpb.RaftMessage { return []*rpcpb.RaftMessage{msg(1, uint64(i))} }
 		a.tr.Send(2, one())
 		a.tr.Send(3, one())
 		b.tr.Send(1, one())
@@ -484,8 +484,8 @@ func TestFaultBothDirections(t *testing.T) {
 	}
 
 	a.tr.SetFault(nil)
-	a.tr.Send(2, []*concordpb.RaftMessage{msg(1, 100)})
-	b.tr.Send(1, []*concordpb.RaftMessage{msg(1, 100)})
+	a.tr.Send(2, []*rpcpb.RaftMessage{msg(1, 100)})
+	b.tr.Send(1, []*rpcpb.RaftMessage{msg(1, 100)})
 	waitFor(t, "the healed link", func() bool { return len(b.rec.msgsFrom(1)) == 1 && len(a.rec.msgsFrom(2)) == 1 })
 }
 
@@ -494,7 +494,7 @@ func TestReportSnapshot(t *testing.T) {
 	a := startNode(t, bk, 1, 1, func(c *Config) { c.MaxBatchBytes = 64 << 10 })
 	b := startNode(t, bk, 1, 2, nil)
 
-	a.tr.Send(2, []*concordpb.RaftMessage{msg(7, 1), snapMsg(7, 1<<20), msg(7, 2)})
+	a.tr.Send(2, []*rpcpb.RaftMessage{msg(7, 1), snapMsg(7, 1<<20), msg(7, 2)})
 	waitFor(t, "the snapshot report", func() bool { return len(a.rec.snapReports()) == 1 })
 	if got := a.rec.snapReports()[0]; got != (snapReport{rangeID: 7, to: 2, ok: true}) {
 		t.Fatalf("report %+v", got)
@@ -511,7 +511,7 @@ func TestReportSnapshot(t *testing.T) {
 
 	// A snapshot to a node nobody listens for fails.
 	bk.set(9, "http://"+freeAddr(t))
-	a.tr.Send(9, []*concordpb.RaftMessage{snapMsg(8, 10)})
+	a.tr.Send(9, []*rpcpb.RaftMessage{snapMsg(8, 10)})
 	waitFor(t, "the failed snapshot report", func() bool { return len(a.rec.snapReports()) == 2 })
 	if got := a.rec.snapReports()[1]; got != (snapReport{rangeID: 8, to: 9, ok: false}) {
 		t.Fatalf("report %+v", got)
@@ -521,7 +521,7 @@ func TestReportSnapshot(t *testing.T) {
 	}
 }
 
-func hasSnap(b *concordpb.RaftBatch) bool {
+func hasSnap(b *rpcpb.RaftBatch) bool {
 	for _, m := range b.GetMsgs() {
 		if isSnap(m) {
 			return true
@@ -539,9 +539,9 @@ func TestQueueBoundDrops(t *testing.T) {
 	b := startNode(t, bk, 1, 2, nil)
 	a.tr.SetFault(fault)
 
-	a.tr.Send(2, []*concordpb.RaftMessage{msg(1, 1)})
+	a.tr.Send(2, []*rpcpb.RaftMessage{msg(1, 1)})
 	<-entered // the sender holds message 1; the queue is empty
-	var msgs []*concordpb.RaftMessage
+	var msgs []*rpcpb.RaftMessage
 	for i := 2; i <= 500; i++ {
 		msgs = append(msgs, msg(1, uint64(i)))
 	}
@@ -567,7 +567,7 @@ func TestQueueBoundedWhilePeerDown(t *testing.T) {
 
 	const n = 20000
 	for i := 0; i < n; i += 50 {
-		var msgs []*concordpb.RaftMessage
+		var msgs []*rpcpb.RaftMessage
 		for j := range 50 {
 			msgs = append(msgs, msg(1, uint64(i+j)))
 		}
@@ -661,12 +661,12 @@ func TestCloseStopsSending(t *testing.T) {
 	bk := newBook()
 	a := startNode(t, bk, 1, 1, nil)
 	b := startNode(t, bk, 1, 2, nil)
-	a.tr.Send(2, []*concordpb.RaftMessage{msg(1, 1)})
+	a.tr.Send(2, []*rpcpb.RaftMessage{msg(1, 1)})
 	waitFor(t, "delivery", func() bool { return len(b.rec.msgsFrom(1)) == 1 })
 
 	a.tr.Close()
 	a.tr.Close() // idempotent
-	a.tr.Send(2, []*concordpb.RaftMessage{msg(1, 2), msg(1, 3)})
+	a.tr.Send(2, []*rpcpb.RaftMessage{msg(1, 2), msg(1, 3)})
 	if got := a.tr.Stats().DroppedMsgs; got != 2 {
 		t.Fatalf("Send after Close: dropped %d, want 2", got)
 	}
@@ -676,11 +676,11 @@ func TestCloseStopsSending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, err := concordpb.NewPeerClient(cc).Raft(context.Background())
+	stream, err := rpcpb.NewPeerClient(cc).Raft(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&concordpb.RaftBatch{ClusterId: 1, FromNode: 2, ToNode: 1, Msgs: []*concordpb.RaftMessage{msg(1, 1)}}); err != nil {
+	if err := stream.Send(&rpcpb.RaftBatch{ClusterId: 1, FromNode: 2, ToNode: 1, Msgs: []*rpcpb.RaftMessage{msg(1, 1)}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := stream.CloseAndRecv(); status.Code(err) != codes.Unavailable {
@@ -698,7 +698,7 @@ func TestSendToSelfPanics(t *testing.T) {
 					t.Errorf("Send to %d did not panic", to)
 				}
 			}()
-			a.tr.Send(to, []*concordpb.RaftMessage{msg(1, 1)})
+			a.tr.Send(to, []*rpcpb.RaftMessage{msg(1, 1)})
 		}()
 	}
 }
@@ -709,7 +709,7 @@ func TestJoinModeDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	tr.Send(2, []*concordpb.RaftMessage{msg(1, 1)})
+	tr.Send(2, []*rpcpb.RaftMessage{msg(1, 1)})
 	if got := tr.Stats().DroppedMsgs; got != 1 {
 		t.Fatalf("dropped %d", got)
 	}
@@ -772,12 +772,12 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestNextBatch(t *testing.T) {
-	var msgs []*concordpb.RaftMessage
+	var msgs []*rpcpb.RaftMessage
 	for i := range 10 {
 		msgs = append(msgs, msg(1, uint64(i+1)))
 	}
-	one := proto.Size(&concordpb.RaftBatch{Msgs: msgs[:1]})
-	all := proto.Size(&concordpb.RaftBatch{Msgs: msgs})
+	one := proto.Size(&rpcpb.RaftBatch{Msgs: msgs[:1]})
+	all := proto.Size(&rpcpb.RaftBatch{Msgs: msgs})
 	if n, size := nextBatch(msgs, all); n != 10 || size != all {
 		t.Fatalf("nextBatch(all) = %d, %d; want 10, %d", n, size, all)
 	}
@@ -804,5 +804,48 @@ func TestBackoff(t *testing.T) {
 	}
 	if seen[0] != minBackoff || seen[1] != 2*minBackoff || seen[9] != maxBackoff {
 		t.Fatalf("delays %v", seen)
+	}
+}
+
+// A connection to the peer port holds at most MaxPeerStreams streams: one
+// past them waits in the caller (here until its deadline) while the open
+// ones carry on, and opens once one of them ends.
+func TestPeerStreamsBounded(t *testing.T) {
+	bk := newBook()
+	startNode(t, bk, 1, 1, nil)
+	b := startNode(t, bk, 1, 2, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cc, err := b.tr.Conn(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := rpcpb.NewPeerClient(cc)
+	// The first call brings the server's stream bound to the client.
+	if _, err := peer.NodeStatus(ctx, &rpcpb.NodeStatusRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	cancels := make([]context.CancelFunc, 0, MaxPeerStreams)
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	for i := range MaxPeerStreams {
+		sctx, c := context.WithCancel(ctx)
+		cancels = append(cancels, c)
+		if _, err := peer.Raft(sctx); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	waitCtx, waitCancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err = peer.NodeStatus(waitCtx, &rpcpb.NodeStatusRequest{})
+	waitCancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a call past %d open streams: %v, want it to wait out its deadline", MaxPeerStreams, err)
+	}
+	cancels[0]() // one stream ends
+	if _, err := peer.NodeStatus(ctx, &rpcpb.NodeStatusRequest{}); err != nil {
+		t.Fatalf("a call once a stream ended: %v", err)
 	}
 }

@@ -2,9 +2,12 @@ package tso
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"time"
 
-	"sync"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // FetchFunc asks the Oracle (wherever it runs) for n revisions.
@@ -13,18 +16,46 @@ type FetchFunc func(ctx context.Context, n int) (int64, error)
 // fetchTimeout bounds one call to the Oracle.
 const fetchTimeout = 3 * time.Second
 
+// MaxWaiting bounds each of a Client's two queues: the callers of Next, and
+// those of Current, waiting for the next call to the Oracle (callers that
+// gave up included: they stay until that call answers). Next's callers are
+// the node's proposers, one per range it leads; Current's are its
+// gateway's reads and its ranges' read batches. One call answers a whole
+// queue, so a queue holds what arrives while one call is out, usually a
+// round trip; a waiter is about 100 bytes. A full queue means the Oracle
+// has not answered for long (up to fetchTimeout), and more waiting would
+// only pile up: a caller past it is refused at once (ResourceExhausted).
+// Those answered by the call already out were admitted under it too, so at
+// most 2*MaxWaiting callers wait on each kind of call.
+const MaxWaiting = 1 << 14
+
+// fullError is the refusal of a caller that finds its queue full. It is a
+// gRPC ResourceExhausted status with its message, which names the bound.
+type fullError struct{ msg string }
+
+func (e *fullError) Error() string { return e.msg }
+
+// GRPCStatus makes the error a gRPC status for status.FromError.
+func (e *fullError) GRPCStatus() *status.Status { return status.New(codes.ResourceExhausted, e.msg) }
+
 // Client coalesces concurrent requests for revisions into one call to the
 // Oracle at a time: while a call is out, new requests queue and leave
 // together in the next call.
 type Client struct {
 	fetch FetchFunc
+	// maxWaiting is MaxWaiting (tests lower it).
+	maxWaiting int
 
 	mu struct {
 		sync.Mutex
+		// queue holds the callers of Next waiting for the next call,
+		// running whether one is out.
+		// Invariant: len(queue) <= maxWaiting.
 		queue   []*waiter
 		running bool
 		// current holds the callers of Current waiting for the next call,
 		// currentRunning whether one is out.
+		// Invariant: len(current) <= maxWaiting.
 		current        []*waiter
 		currentRunning bool
 	}
@@ -38,16 +69,21 @@ type waiter struct {
 }
 
 // NewClient creates a Client over fetch.
-func NewClient(fetch FetchFunc) *Client { return &Client{fetch: fetch} }
+func NewClient(fetch FetchFunc) *Client { return &Client{fetch: fetch, maxWaiting: MaxWaiting} }
 
 // Current returns the cluster's newest revision (see Oracle.Current).
 // Concurrent callers share calls to the Oracle, but a caller is answered
 // only by a call that began after it asked, so that the answer reflects
 // every write acknowledged before it asked: callers that arrive while a
-// call is out wait for the next one.
+// call is out wait for the next one. It fails at once, with a gRPC
+// ResourceExhausted status, if MaxWaiting callers already wait.
 func (c *Client) Current(ctx context.Context) (int64, error) {
 	w := &waiter{done: make(chan struct{})}
 	c.mu.Lock()
+	if n := len(c.mu.current); n >= c.maxWaiting {
+		c.mu.Unlock()
+		return 0, &fullError{fmt.Sprintf("tso: %d callers already wait for the current revision (bound MaxWaiting); the revision oracle is not keeping up, retry later", n)}
+	}
 	c.mu.current = append(c.mu.current, w)
 	if !c.mu.currentRunning {
 		c.mu.currentRunning = true
@@ -85,10 +121,15 @@ func (c *Client) runCurrent() {
 	}
 }
 
-// Next implements replica.Revisions.
+// Next implements replica.Revisions. It fails at once, with a gRPC
+// ResourceExhausted status, if MaxWaiting callers already wait.
 func (c *Client) Next(ctx context.Context, n int) (int64, error) {
 	w := &waiter{n: n, done: make(chan struct{})}
 	c.mu.Lock()
+	if k := len(c.mu.queue); k >= c.maxWaiting {
+		c.mu.Unlock()
+		return 0, &fullError{fmt.Sprintf("tso: %d callers already wait for revisions (bound MaxWaiting); the revision oracle is not keeping up, retry later", k)}
+	}
 	c.mu.queue = append(c.mu.queue, w)
 	if !c.mu.running {
 		c.mu.running = true

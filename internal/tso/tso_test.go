@@ -2,10 +2,15 @@ package tso
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // memWindow is an in-memory Window (the real one is the meta range).
@@ -169,5 +174,142 @@ func TestClientCurrentIsFreshAndShared(t *testing.T) {
 	wg.Wait()
 	if n := calls.Load(); n >= workers*per {
 		t.Fatalf("%d oracle calls for %d Current calls: none shared", n, workers*per)
+	}
+}
+
+// gatedFetch is a FetchFunc over an Oracle whose calls wait until gate is
+// closed, each saying on entered that it began.
+type gatedFetch struct {
+	o       *Oracle
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func newGatedFetch(t *testing.T) *gatedFetch {
+	o, err := New(Config{Window: &memWindow{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &gatedFetch{o: o, entered: make(chan struct{}, 100), gate: make(chan struct{})}
+}
+
+func (g *gatedFetch) fetch(ctx context.Context, n int) (int64, error) {
+	g.entered <- struct{}{}
+	<-g.gate
+	if n == 0 {
+		return g.o.Current(ctx, 1)
+	}
+	return g.o.Next(ctx, n, 1)
+}
+
+// waitQueued waits until q() callers wait.
+func waitQueued(t *testing.T, c *Client, q func() int, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		n := q()
+		c.mu.Unlock()
+		if n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers wait, want %d", n, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// wantFull checks that err is the refusal of a full queue: ResourceExhausted,
+// naming the bound.
+func wantFull(t *testing.T, err error, what string) {
+	t.Helper()
+	s, _ := status.FromError(err)
+	if s.Code() != codes.ResourceExhausted || !strings.Contains(s.Message(), what) || !strings.Contains(s.Message(), "bound MaxWaiting") {
+		t.Fatalf("a caller past a full queue: %v, want ResourceExhausted naming %q and MaxWaiting", err, what)
+	}
+}
+
+// At most maxWaiting callers of Next wait for the next Oracle call: the
+// next is refused at once, those waiting all get their own revisions, and
+// once the queue drained callers are served again.
+func TestClientBoundsNextQueue(t *testing.T) {
+	const bound = 8
+	g := newGatedFetch(t)
+	c := NewClient(g.fetch)
+	c.maxWaiting = bound
+	got := make(chan int64, bound+1)
+	ask := func() {
+		first, err := c.Next(context.Background(), 1)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- first
+	}
+	go ask()
+	<-g.entered // that caller's call is out
+	for range bound {
+		go ask()
+	}
+	waitQueued(t, c, func() int { return len(c.mu.queue) }, bound)
+	_, err := c.Next(context.Background(), 1)
+	wantFull(t, err, fmt.Sprintf("%d callers already wait for revisions", bound))
+
+	close(g.gate)
+	seen := map[int64]bool{}
+	for range bound + 1 {
+		rev := <-got
+		if seen[rev] || rev < FirstRevision {
+			t.Fatalf("revision %d handed out twice or below %d", rev, FirstRevision)
+		}
+		seen[rev] = true
+	}
+	waitQueued(t, c, func() int { return len(c.mu.queue) }, 0)
+	for range 2 * bound {
+		rev, err := c.Next(context.Background(), 1)
+		if err != nil || seen[rev] {
+			t.Fatalf("Next after the queue drained: %d, %v", rev, err)
+		}
+		seen[rev] = true
+	}
+}
+
+// Current's queue is bounded the same way.
+func TestClientBoundsCurrentQueue(t *testing.T) {
+	const bound = 8
+	g := newGatedFetch(t)
+	c := NewClient(g.fetch)
+	c.maxWaiting = bound
+	errs := make(chan error, bound+1)
+	ask := func() {
+		_, err := c.Current(context.Background())
+		errs <- err
+	}
+	go ask()
+	<-g.entered
+	for range bound {
+		go ask()
+	}
+	waitQueued(t, c, func() int { return len(c.mu.current) }, bound)
+	_, err := c.Current(context.Background())
+	wantFull(t, err, fmt.Sprintf("%d callers already wait for the current revision", bound))
+	// Next has a queue of its own.
+	go func() {
+		_, err := c.Next(context.Background(), 1)
+		errs <- err
+	}()
+	<-g.entered
+
+	close(g.gate)
+	for range bound + 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitQueued(t, c, func() int { return len(c.mu.current) }, 0)
+	for range 2 * bound {
+		if _, err := c.Current(context.Background()); err != nil {
+			t.Fatalf("Current after the queue drained: %v", err)
+		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/concorddb/concord/internal/backup"
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 )
 
 // etcdctlPath finds Debian's etcdctl (package etcd-client, which .ci/run
@@ -177,7 +177,7 @@ func TestEtcdctl(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	info, err := backup.Read(f, func(*concordpb.KeyValue) error { return nil })
+	info, err := backup.Read(f, func(*kvpb.KeyValue) error { return nil })
 	if err != nil || info.Keys == 0 {
 		t.Fatalf("saved backup: %+v %v", info, err)
 	}

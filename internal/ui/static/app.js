@@ -71,6 +71,7 @@ function renderNodes(view) {
       el("td", {}, (n.client_urls || []).join(", ")),
       el("td", {}, n.up ? n.ranges : "–"),
       el("td", { class: "leaders" }, n.up ? n.leaders : "–"),
+      el("td", { class: "awake" }, n.up ? n.awake : "–"),
       el("td", {}, n.up ? bytes(n.db_size_bytes) : "–"),
     );
     const f = el("td", { class: "demo-only" });

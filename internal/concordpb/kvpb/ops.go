@@ -1,4 +1,4 @@
-package concordpb
+package kvpb
 
 // IsReadOnly reports whether op only reads: a Range, or a Txn whose
 // branches (recursively) hold only Ranges.

@@ -1,4 +1,4 @@
-package concordpb
+package kvpb
 
 import (
 	"context"
