@@ -16,7 +16,7 @@ import (
 
 	"github.com/concorddb/concord/internal/bench"
 	"github.com/concorddb/concord/internal/bench/compare"
-	"github.com/concorddb/concord/internal/concordpb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/server"
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -219,7 +219,7 @@ func newLoadProbe(endpoints []string, dataDir string, dialTimeout time.Duration)
 	if err != nil {
 		return nil, nil, err
 	}
-	admin := concordpb.NewAdminClient(cli.ActiveConnection())
+	admin := rpcpb.NewAdminClient(cli.ActiveConnection())
 	probe := func(ctx context.Context) bench.Probe {
 		var p bench.Probe
 		if dataDir != "" {
@@ -231,7 +231,7 @@ func newLoadProbe(endpoints []string, dataDir string, dialTimeout time.Duration)
 		}
 		rctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		defer cancel()
-		if resp, err := admin.Ranges(rctx, &concordpb.RangesRequest{}); err == nil {
+		if resp, err := admin.Ranges(rctx, &rpcpb.RangesRequest{}); err == nil {
 			p.Ranges = len(resp.GetRanges())
 		}
 		return p
