@@ -40,6 +40,7 @@ gRPC code. It works against Concord and etcd alike.
   concord bench put --endpoints 127.0.0.1:2379 --clients 100 --conns 10
   concord bench range --consistency s --clients 100 --conns 10 --json
   concord bench mixed --ycsb f --dist zipfian --duration 30s
+  concord bench load --bytes 10GiB --checkpoints 100MiB,1GiB --local-cluster 3
   concord bench compare     # Concord against etcd on this machine, into BENCHMARKS.md
 
 Range, txn-put and mixed write every key of the key space once before
@@ -85,7 +86,7 @@ then counts from each op's scheduled start.`,
 	for _, c := range []*cobra.Command{rng, mixed} {
 		c.Flags().StringVar(&bf.consistency, "consistency", "l", "read consistency: l (linearizable) or s (serializable)")
 	}
-	cmd.AddCommand(put, rng, txn, mixed, compareCmd())
+	cmd.AddCommand(put, rng, txn, mixed, loadCmd(bf), compareCmd())
 	return cmd
 }
 
@@ -109,14 +110,10 @@ func (bf *benchFlags) run(cmd *cobra.Command, w bench.Workload) error {
 	ctx, stop := benchContext(cmd)
 	defer stop()
 	if bf.localCluster > 0 {
-		dir, err := os.MkdirTemp("", "concord-bench-")
-		if err != nil {
-			return err
+		lc, dir, err := bf.startLocal("", nil, false /* http */)
+		if dir != "" {
+			defer os.RemoveAll(dir)
 		}
-		defer os.RemoveAll(dir)
-		lc, err := server.StartLocalCluster(bf.localCluster, dir, server.LocalOptions{
-			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		})
 		if err != nil {
 			return err
 		}
@@ -156,6 +153,25 @@ func (bf *benchFlags) run(cmd *cobra.Command, w bench.Workload) error {
 		return enc.Encode(rep)
 	}
 	return rep.WriteText(out)
+}
+
+// startLocal starts --local-cluster's in-process Concord cluster with its
+// data in a new directory under parent (the system temp dir if empty),
+// each node's config adjusted by tune if it is not nil, and with an HTTP
+// port (metrics) on each node if http is set. The caller stops
+// the cluster and then removes the directory, which it gets back even
+// when the start failed.
+func (bf *benchFlags) startLocal(parent string, tune func(i int, c *server.Config), http bool) (*server.LocalCluster, string, error) {
+	dir, err := os.MkdirTemp(parent, "concord-bench-")
+	if err != nil {
+		return nil, "", err
+	}
+	lc, err := server.StartLocalCluster(bf.localCluster, dir, server.LocalOptions{
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Tune:   tune,
+		HTTP:   http,
+	})
+	return lc, dir, err
 }
 
 // benchContext is cmd's context, cancelled by SIGINT or SIGTERM so a run

@@ -80,11 +80,8 @@ fixed, see --workloads.`,
 			}
 			defer os.RemoveAll(tmp)
 			if etcdBin == "" {
-				etcdBin = filepath.Join(tmp, "etcd")
-				fmt.Fprintf(os.Stderr, "building %s\n", etcdMainPkg)
-				b := exec.Command("go", "build", "-o", etcdBin, etcdMainPkg)
-				if out, err := b.CombinedOutput(); err != nil {
-					return fmt.Errorf("go build %s (run from the repository, or pass --etcd-bin): %w\n%s", etcdMainPkg, err, out)
+				if etcdBin, err = buildEtcd(tmp); err != nil {
+					return err
 				}
 			}
 			cfg := compare.Config{
@@ -136,4 +133,16 @@ fixed, see --workloads.`,
 	f.StringVar(&out, "out", "BENCHMARKS.md", "file to write the table into, between its markers (empty: print only)")
 	f.StringVar(&jsonOut, "samples-json", "", "also write every run's full report and resource samples to this JSON file")
 	return cmd
+}
+
+// buildEtcd builds etcdMainPkg into dir and returns the binary's path. It
+// must run from the repository, where go.mod pins etcd's version.
+func buildEtcd(dir string) (string, error) {
+	bin := filepath.Join(dir, "etcd")
+	fmt.Fprintf(os.Stderr, "building %s\n", etcdMainPkg)
+	b := exec.Command("go", "build", "-o", bin, etcdMainPkg)
+	if out, err := b.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s (run from the repository, or pass --etcd-bin): %w\n%s", etcdMainPkg, err, out)
+	}
+	return bin, nil
 }

@@ -21,4 +21,13 @@
 //     one, so a stalled server cannot hide its queueing (no coordinated
 //     omission).
 //  4. Merge the histograms and error counts into a Report.
+//
+// Load (`concord bench load`) is a run of runs: it writes LoadConfig.Bytes
+// of distinct keys, spread over the key space, with a fresh random value
+// each, and at every checkpoint measures puts (overwrites of loaded keys)
+// and then linearizable gets with the runner above, for a fixed time each.
+// It stops by itself at Bytes or MaxDuration, and early when the server
+// refuses writes for lack of space (etcd's NOSPACE at its quota), noting
+// the bytes loaded then, so a cluster's throughput can be followed from
+// megabytes to gigabytes and compared with etcd's quota.
 package bench

@@ -40,17 +40,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	endpoints := cfg.Endpoints
-	if cfg.LeaderOnly {
-		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		leader, err := FindLeader(lctx, cfg.Endpoints, cfg.DialTimeout)
-		cancel()
-		if err != nil {
-			return nil, err
-		}
-		endpoints = []string{leader}
-	}
-	clis, err := dial(endpoints, cfg.Conns, cfg.DialTimeout)
+	clis, err := connect(ctx, &cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -80,9 +70,25 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		clis:  clis,
 		value: string(value),
 		revs:  revs,
-		keys:  newKeyGenParams(cfg.Dist, cfg.KeySpace),
+		keys:  newKeyGenParams(cfg.Dist, cfg.KeySpace).gen,
 	}
 	return r.run(ctx, progress), nil
+}
+
+// connect dials cfg.Conns clients to cfg's endpoints, or to the leader's
+// alone with cfg.LeaderOnly. The caller closes them.
+func connect(ctx context.Context, cfg *Config) ([]*clientv3.Client, error) {
+	endpoints := cfg.Endpoints
+	if cfg.LeaderOnly {
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		leader, err := FindLeader(lctx, cfg.Endpoints, cfg.DialTimeout)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		endpoints = []string{leader}
+	}
+	return dial(endpoints, cfg.Conns, cfg.DialTimeout)
 }
 
 // FindLeader returns the endpoint whose Maintenance.Status names itself
@@ -222,7 +228,15 @@ type runner struct {
 	clis  []*clientv3.Client
 	value string
 	revs  []atomic.Int64 // txn-put: the last mod revision seen per key
-	keys  *keyGenParams
+	// keys builds each worker's key generator over its private rng.
+	keys func(rng *rand.Rand) KeyGen
+	// keyName names key index i; nil means Key(i, cfg.KeySize). The load
+	// workload spreads its indexes over the key space with it.
+	keyName func(i int) string
+	// freshValues gives every put a value of its own, random, instead of
+	// value: the load workload stores gigabytes, which must not be one
+	// value repeated that a storage engine could compress or share.
+	freshValues bool
 
 	ops, errs atomic.Int64 // for the progress line
 	tickets   atomic.Int64 // ops started, against cfg.Total
@@ -239,6 +253,7 @@ type worker struct {
 	errCodes  map[string]int64
 	errSample map[string]string
 	conflicts int64
+	buf       []byte // freshValues: the next put's value
 }
 
 func (r *runner) run(ctx context.Context, progress io.Writer) *Report {
@@ -261,7 +276,7 @@ func (r *runner) run(ctx context.Context, progress io.Writer) *Report {
 		rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)+1))
 		w := &worker{
 			cli:       r.clis[i%len(r.clis)],
-			keys:      r.keys.gen(rng),
+			keys:      r.keys(rng),
 			rng:       rng,
 			hist:      NewHistogram(),
 			byKind:    map[string]*Histogram{},
@@ -366,10 +381,15 @@ func (r *runner) op(ctx context.Context, w *worker) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	i := w.keys.Next()
-	key := Key(i, cfg.KeySize)
+	var key string
+	if r.keyName != nil {
+		key = r.keyName(i)
+	} else {
+		key = Key(i, cfg.KeySize)
+	}
 	switch cfg.Workload {
 	case Put:
-		_, err := w.cli.Put(ctx, key, r.value)
+		_, err := w.cli.Put(ctx, key, r.putValue(w))
 		return "update", err
 	case Range:
 		return "read", r.get(ctx, w, key)
@@ -389,6 +409,19 @@ func (r *runner) op(ctx context.Context, w *worker) (string, error) {
 	}
 	_, err := w.cli.Put(ctx, key, r.value)
 	return "update", err
+}
+
+// putValue is the value of w's next put: the run's one value, or with
+// freshValues a new random one.
+func (r *runner) putValue(w *worker) string {
+	if !r.freshValues {
+		return r.value
+	}
+	if w.buf == nil {
+		w.buf = make([]byte, r.cfg.ValueSize)
+	}
+	fillRandom(w.rng, w.buf)
+	return string(w.buf)
 }
 
 func (r *runner) get(ctx context.Context, w *worker, key string) error {

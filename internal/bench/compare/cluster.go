@@ -215,3 +215,26 @@ func freePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// Cluster is a running cluster of one System, started by StartCluster for
+// a caller outside this package (`concord bench load --local-etcd`).
+type Cluster struct{ c *cluster }
+
+// StartCluster starts n members of sys with data and logs under dir, on
+// free loopback ports, and returns once every member accepts a write.
+// sys.Command may carry the system's own flags after the binary (etcd's
+// --quota-backend-bytes); the cluster flags are added after them. The
+// caller stops the cluster.
+func StartCluster(ctx context.Context, sys System, dir string, n int) (*Cluster, error) {
+	c, err := startCluster(ctx, sys, dir, n)
+	if err != nil {
+		return nil, err
+	}
+	return &Cluster{c: c}, nil
+}
+
+// Endpoints returns the members' client host:port addresses.
+func (c *Cluster) Endpoints() []string { return c.c.endpoints() }
+
+// Stop ends every member: SIGTERM, then SIGKILL after a grace period.
+func (c *Cluster) Stop() { c.c.stop() }
