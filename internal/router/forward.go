@@ -342,7 +342,13 @@ type Executor func(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.BatchRe
 // callers' traces.
 func ServeForward(stream rpcpb.Peer_ForwardServer, exec Executor, m *telemetry.Metrics) error {
 	ctx, cancel := context.WithCancel(stream.Context())
-	defer cancel()
+	// The handler returns only once its workers have: a stopping node
+	// closes its engine after its servers' handlers return.
+	var workers sync.WaitGroup
+	defer func() {
+		cancel()
+		workers.Wait()
+	}()
 	var (
 		mu    sync.Mutex
 		ready []*rpcpb.ForwardResponse
@@ -386,6 +392,7 @@ func ServeForward(stream rpcpb.Peer_ForwardServer, exec Executor, m *telemetry.M
 	// and the answers in ready are all bounded by maxForwardInFlight.
 	work := make(chan *rpcpb.ForwardRequest)
 	worker := func(fr *rpcpb.ForwardRequest) {
+		defer workers.Done()
 		run(fr)
 		idle := time.NewTimer(forwardWorkerIdle)
 		defer idle.Stop()
@@ -423,6 +430,7 @@ func ServeForward(stream rpcpb.Peer_ForwardServer, exec Executor, m *telemetry.M
 				select {
 				case work <- fr:
 				default:
+					workers.Add(1)
 					go worker(fr)
 				}
 			}

@@ -195,7 +195,10 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
-	n.peerServer = grpc.NewServer(append(n.transport.ServerOptions(), n.peerServerOptions()...)...)
+	// Both servers' Stop waits for their handlers to return (it cancels
+	// them first): the engine closes after, with no read still open on it
+	// (Pebble panics at Close on an open snapshot or iterator).
+	n.peerServer = grpc.NewServer(append(append(n.transport.ServerOptions(), n.peerServerOptions()...), grpc.WaitForHandlers(true))...)
 	rpcpb.RegisterPeerServer(n.peerServer, &peerService{n: n})
 	n.serve(n.peerServer, n.peerLis)
 	n.store.Start()
@@ -213,7 +216,7 @@ func Start(cfg Config) (_ *Node, err error) {
 
 		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
 	}
-	n.clientServer = grpc.NewServer(append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...)...)
+	n.clientServer = grpc.NewServer(append(append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...), grpc.WaitForHandlers(true))...)
 	etcdapi.Register(n.clientServer, backend{n}, ecfg)
 	rpcpb.RegisterAdminServer(n.clientServer, adminService{n: n})
 	n.registerGRPCHealth()
@@ -272,11 +275,23 @@ func (n *Node) listen() error {
 	return nil
 }
 
+// closeHTTP stops an HTTP server, letting its handlers (health checks read
+// through the router) finish for up to a second: the engine closes after.
+func closeHTTP(s *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if s.Shutdown(ctx) != nil {
+		s.Close()
+	}
+}
+
 func (n *Node) serve(s *grpc.Server, l net.Listener) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := s.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		// A stopping node closes its listeners (and the client port's
+		// multiplexer) under the server: not an error.
+		if err := s.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, cmux.ErrServerClosed) && !errors.Is(err, cmux.ErrListenerClosed) && !errors.Is(err, net.ErrClosed) {
 			n.log.Error("grpc server stopped", "addr", l.Addr().String(), "err", err)
 		}
 	}()
@@ -322,7 +337,7 @@ func (n *Node) Stop() {
 	close(n.stop)
 	n.stopTelemetry()
 	if n.httpServer != nil {
-		n.httpServer.Close()
+		closeHTTP(n.httpServer)
 	}
 	if n.gatewayConn != nil {
 		n.gatewayConn.Close()

@@ -158,7 +158,7 @@ func (n *Node) stopTelemetry() {
 		n.tel.health.Shutdown()
 	}
 	if n.tel.httpServer != nil {
-		n.tel.httpServer.Close()
+		closeHTTP(n.tel.httpServer)
 	}
 	if n.tel.httpLis != nil {
 		n.tel.httpLis.Close()
