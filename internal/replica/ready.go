@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bytes"
+	"math"
 	"fmt"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/concorddb/concord/internal/storage"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -335,10 +337,43 @@ func (r *Replica) applyConfChange(cc raftpb.ConfChangeI, as *storage.AppliedStat
 // grown past cfg.LogTruncateEntries or cfg.LogTruncateBytes.
 func (r *Replica) maybeTruncateLogLocked() error {
 	as := r.mu.applied
-	if as.Index-r.mu.truncated.Index <= r.cfg.LogTruncateEntries && r.mu.appliedLogBytes <= r.cfg.LogTruncateBytes {
+	entries := as.Index - r.mu.truncated.Index
+	if entries <= r.cfg.LogTruncateEntries && r.mu.appliedLogBytes <= r.cfg.LogTruncateBytes {
 		return nil
 	}
-	ts := storage.TruncatedState{Index: as.Index, Term: as.Term}
+	// A leader keeps what its live followers still need, so that one a
+	// little behind catches up from the log instead of a snapshot of the
+	// whole range (CockroachDB's raft log queue does the same), up to
+	// logHardFactor times the bounds; past them, or on a follower, the log
+	// goes up to the applied index. A follower that is down, or already
+	// getting a snapshot, does not hold the log back.
+	to := as.Index
+	hard := entries > logHardFactor*r.cfg.LogTruncateEntries || r.mu.appliedLogBytes > logHardFactor*r.cfg.LogTruncateBytes
+	if !hard && r.leadsLocked() {
+		r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+			if id != r.replicaID && pr.RecentActive && pr.State != tracker.StateSnapshot && pr.Match < to {
+				to = pr.Match
+			}
+		})
+	}
+	if to <= r.mu.truncated.Index {
+		return nil
+	}
+	term, err := r.mu.storage.Term(to)
+	if err != nil {
+		return err
+	}
+	var kept uint64 // the data of the entries left, applied after to
+	if to < as.Index {
+		ents, err := r.mu.storage.Entries(to+1, as.Index+1, math.MaxUint64)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			kept += uint64(len(e.GetData()))
+		}
+	}
+	ts := storage.TruncatedState{Index: to, Term: term}
 	b := r.cfg.Engine.NewBatch()
 	defer b.Close()
 	if err := b.TruncateLog(r.RangeID, ts); err != nil {
@@ -351,6 +386,10 @@ func (r *Replica) maybeTruncateLogLocked() error {
 		return err
 	}
 	r.mu.truncated = ts
-	r.mu.appliedLogBytes = 0
+	r.mu.appliedLogBytes = kept
 	return nil
 }
+
+// logHardFactor is how far past LogTruncateEntries and LogTruncateBytes a
+// leader's log may grow for a follower that is behind.
+const logHardFactor = 8

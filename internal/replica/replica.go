@@ -83,14 +83,17 @@ type Config struct {
 	// ElectionTicks and HeartbeatTicks are Raft's timeouts in ticks.
 	ElectionTicks, HeartbeatTicks int
 	// LogTruncateEntries bounds the Raft log: once more entries than this are
-	// applied beyond the truncation point, the log is truncated to the
-	// applied index (followers behind it get a snapshot).
+	// applied beyond the truncation point, the log is truncated: to the
+	// applied index, or on a leader to what its live followers have, as
+	// long as the log stays within 8 times the bounds (followers behind
+	// the truncation get a snapshot).
 	LogTruncateEntries uint64
 	// LogTruncateBytes bounds the Raft log by size the same way: once the
 	// commands applied beyond the truncation point hold more bytes than
 	// this, the log is truncated to the applied index. Raft keeps the log
-	// in memory, so this bounds the memory too: ten thousand entries of
-	// a bulk load's 64-put transactions would hold 170 MiB.
+	// in memory, so this bounds the memory too (to 8 times it while a
+	// follower is behind): ten thousand entries of a bulk load's 64-put
+	// transactions would hold 170 MiB.
 	LogTruncateBytes uint64
 	// MaxQueuedWrites bounds the writes waiting for the proposer; more are
 	// refused as UNAVAILABLE (back-pressure), not queued without limit.

@@ -42,6 +42,7 @@ import (
 //	put node=1 key=a value=x     a Put through node 1's replica holding a
 //	                             (range=N: through its replica of range N;
 //	                             no node: through the leader, once elected)
+//	put-many node=1 prefix=k n=9 nine puts, of k000 to k008, through node 1
 //	split node=1 key=m id=3      node 1's replica splits its range at m into range 3
 //	freeze key=m                 the range starting at m freezes (a merge's first step)
 //	merge key=m                  the frozen range starting at m merges into its left neighbour
@@ -52,6 +53,7 @@ import (
 //	scan node=3                  the user keys node 3's replicas hold, as of now
 //	get node=2 key=a             a linearizable read of a through node 2's replica
 //	awake                        which replicas tick and which are quiesced
+//	snapshots                    how many snapshots each replica received
 //	messages                     the Raft messages delivered since last asked
 //
 // Outcomes, not message traces, are what the scripts check: Raft's message
@@ -527,6 +529,23 @@ func TestStoreHarness(t *testing.T) {
 					return fmt.Sprintf("error: %v\n", err)
 				}
 				return fmt.Sprintf("ok: revision %d (range %d)\n", resp.GetRevision(), r.RangeID)
+			case "put-many":
+				// n puts of keys prefix000, prefix001, ... through node.
+				var prefix string
+				td.ScanArgs(t, "node", &node)
+				td.ScanArgs(t, "prefix", &prefix)
+				td.ScanArgs(t, "n", &n)
+				var last *cmdpb.BatchResponse
+				for i := range int(n) {
+					k := fmt.Sprintf("%s%03d", prefix, i)
+					r := h.holding(node, []byte(k))
+					resp, err := h.write(r, &cmdpb.BatchRequest{RangeId: r.RangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{Key: []byte(k), Value: []byte("v")}}}})
+					if err != nil {
+						return fmt.Sprintf("error at %s: %v\n", k, err)
+					}
+					last = resp
+				}
+				return fmt.Sprintf("ok: last at revision %d\n", last.GetRevision())
 			case "split":
 				td.ScanArgs(t, "node", &node)
 				td.ScanArgs(t, "key", &key)
@@ -591,6 +610,17 @@ func TestStoreHarness(t *testing.T) {
 				return h.ranges()
 			case "awake":
 				return h.awakeReplicas()
+			case "snapshots":
+				// How many snapshots each node's replicas received.
+				var b strings.Builder
+				for _, id := range h.ids {
+					if st := h.nodes[id].store; st != nil {
+						for _, r := range st.Replicas() {
+							fmt.Fprintf(&b, "node %d: range %d received %d\n", id, r.RangeID, r.Status().SnapshotsApplied)
+						}
+					}
+				}
+				return b.String()
 			case "messages":
 				out := fmt.Sprintf("%d delivered\n", h.delivered)
 				h.delivered = 0
