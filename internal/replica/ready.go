@@ -2,8 +2,8 @@ package replica
 
 import (
 	"bytes"
-	"math"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
