@@ -44,6 +44,7 @@ func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
 	if ss.Lead != r.mu.leader {
 		r.log.Info("leader changed", "leader", r.nodeOfLocked(ss.Lead), "previous", r.nodeOfLocked(r.mu.leader), "replica", ss.Lead, "term", r.mu.term)
 		r.mu.leader = ss.Lead
+		r.leading.Store(ss.Lead == r.replicaID)
 		r.mu.leaderSeen = r.mu.leaderSeen || ss.Lead != 0
 		r.cfg.Metrics.LeaderChanged(r.RangeID, r.nodeOfLocked(ss.Lead), r.mu.term)
 	}

@@ -248,8 +248,10 @@ type Replica struct {
 	// stopped is closed by Stop; the proposer exits on it.
 	stopped  chan struct{}
 	stopOnce sync.Once
-	// wg counts the running proposer (0 or 1); Add is called with
-	// writes.mu held and never after writes.close.
+	// wg counts the running proposer (0 or 1), whose Add is called with
+	// writes.mu held and never after writes.close, and the goroutines
+	// building snapshots (startLocked), whose Add is called with mu held
+	// and never once mu.stopping is set.
 	wg sync.WaitGroup
 
 	// quiesced is set while the replica does not tick (see quiesce.go);
@@ -257,6 +259,9 @@ type Replica struct {
 	// and cleared by each tick: a leader quiesces only after QuiesceTicks
 	// ticks without one.
 	quiesced, active atomic.Bool
+	// leading mirrors leadsLocked for Leads, which must not take mu (a
+	// node's status counts thousands of replicas each second).
+	leading atomic.Bool
 
 	// qps counts the requests this replica served, for the range's recent
 	// rate (Status.QPS); loadKeys samples their keys (LoadSplitKey).
@@ -322,6 +327,8 @@ type Replica struct {
 		splitOff *metapb.RangeDescriptor
 		// idleTicks counts the ticks since the last request (see active).
 		idleTicks int
+		// stopping is set by Stop: startLocked starts nothing more.
+		stopping bool
 	}
 }
 
@@ -383,7 +390,8 @@ func Load(cfg Config, desc *metapb.RangeDescriptor) (*Replica, error) {
 	if err := ms.Append(rs.Entries); err != nil {
 		return nil, err
 	}
-	r.mu.storage = &raftStorage{MemoryStorage: ms, engine: cfg.Engine, rangeID: id, span: r.spanLocked}
+	r.mu.storage = &raftStorage{MemoryStorage: ms, engine: cfg.Engine, rangeID: id, span: r.spanLocked,
+		build: r.startLocked, done: r.signal, lock: r.mu.Lock, unlock: r.mu.Unlock}
 	r.setDescLocked(desc)
 	r.replicaID = cfg.NodeID // a descriptor without this node: none better
 	if rd := desc.ReplicaOn(cfg.NodeID); rd != nil {
@@ -427,6 +435,9 @@ func Load(cfg Config, desc *metapb.RangeDescriptor) (*Replica, error) {
 // than once.
 func (r *Replica) Stop() {
 	r.stopOnce.Do(func() {
+		r.mu.Lock()
+		r.mu.stopping = true // no goroutine starts after this (startLocked)
+		r.mu.Unlock()
 		close(r.stopped)
 		r.writes.close()
 	})
@@ -681,10 +692,20 @@ func newIndex(size int) *eval.Index {
 	return eval.NewIndex(size)
 }
 
-// Leads reports whether this replica led its range as of the last Ready
-// (cheap: no Raft status is built).
-func (r *Replica) Leads() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.leadsLocked()
+// startLocked runs fn on a goroutine that Stop waits for, unless the
+// replica is stopping (false).
+func (r *Replica) startLocked(fn func()) bool {
+	if r.mu.stopping {
+		return false
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		fn()
+	}()
+	return true
 }
+
+// Leads reports whether this replica led its range as of the last Ready
+// (cheap: no lock, no Raft status).
+func (r *Replica) Leads() bool { return r.leading.Load() }

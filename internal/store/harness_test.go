@@ -243,6 +243,13 @@ func (h *harness) round() bool {
 		if s == nil {
 			continue
 		}
+		// Snapshots are built on goroutines of their own: let them finish,
+		// so that a script replays alike.
+		for _, r := range s.Replicas() {
+			for i := 0; r.BuildingSnapshot() && i < 1000; i++ {
+				time.Sleep(time.Millisecond)
+			}
+		}
 		before := s.readyRounds.load()
 		if err := s.processReady(); err != nil {
 			h.t.Fatalf("node %d: %v", id, err)
