@@ -141,6 +141,12 @@ func (bf *benchFlags) run(cmd *cobra.Command, w bench.Workload) error {
 	if err != nil {
 		return err
 	}
+	return bf.writeReport(cmd, rep)
+}
+
+// writeReport writes the allocation profile if asked, then rep, as JSON
+// with --json, else as text.
+func (bf *benchFlags) writeReport(cmd *cobra.Command, rep interface{ WriteText(io.Writer) error }) error {
 	if bf.memProfile != "" {
 		if err := writeAllocProfile(bf.memProfile); err != nil {
 			return err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -192,18 +191,7 @@ func (lf *loadFlags) run(cmd *cobra.Command, bf *benchFlags) error {
 	if err != nil {
 		return err
 	}
-	if bf.memProfile != "" {
-		if err := writeAllocProfile(bf.memProfile); err != nil {
-			return err
-		}
-	}
-	out := cmd.OutOrStdout()
-	if bf.jsonOut {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	return rep.WriteText(out)
+	return bf.writeReport(cmd, rep)
 }
 
 // probeTimeout bounds the probe's Admin.Ranges call: under a heavy load
