@@ -348,6 +348,18 @@ func TestMemberListAndJoin(t *testing.T) {
 	if resp := get(t, client(t, c, 2), "from-n4"); len(resp.Kvs) != 1 {
 		t.Fatal("write through the new node not visible on node 3")
 	}
+	// etcdctl endpoint status on the node that holds no replica finds the
+	// leader and draws no revision: the next write is the next revision.
+	before := putRetry(t, cli4, "before-status", "x")
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	st, err := cli4.Status(sctx, n4.ClientAddr())
+	scancel()
+	if err != nil || st.Leader == 0 {
+		t.Fatalf("status of the node without replicas: %v, %v", st, err)
+	}
+	if after := putRetry(t, cli4, "after-status", "x"); after != before+1 {
+		t.Fatalf("revision %d after a status call, want %d: the call drew a revision", after, before+1)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ml, err := cli.MemberList(ctx)

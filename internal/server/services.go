@@ -251,8 +251,8 @@ func (b backend) Status(ctx context.Context) (etcdapi.Status, error) {
 	}
 	if len(reps) == 0 {
 		// A gateway-only node: find the meta leader by asking for a
-		// timestamp through the router.
-		if _, err := n.router.Timestamp(ctx, 1); err == nil {
+		// revision through the router.
+		if _, err := n.router.Timestamp(ctx, 0); err == nil { // 0: the current revision, none drawn
 			out.Leader = n.router.Leader(meta.MetaRangeID)
 		}
 		out.IsLearner = false
