@@ -82,6 +82,8 @@ func toGRPCError(err error) error {
 			return rpctypes.ErrGRPCPeerURLExist
 		case kvpb.ErrorCode_FAILED_PRECONDITION:
 			return status.Error(codes.FailedPrecondition, ce.Error())
+		case kvpb.ErrorCode_RESOURCE_EXHAUSTED:
+			return status.Error(codes.ResourceExhausted, ce.Error())
 		default:
 			return status.Error(codes.Internal, ce.Error())
 		}

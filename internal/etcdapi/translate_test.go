@@ -176,6 +176,7 @@ func TestToGRPCError(t *testing.T) {
 		{context.Canceled, codes.Canceled, "etcdserver: request canceled", nil},
 		{grpcUnavailable, codes.Unavailable, "connection refused", nil},
 		{grpcFull, codes.ResourceExhausted, "router: forward stream to node 2 full", nil},
+		{kvpb.Errorf(kvpb.ErrorCode_RESOURCE_EXHAUSTED, "replica: range 2 has 10000 writes queued"), codes.ResourceExhausted, "replica: range 2 has 10000 writes queued", nil},
 		{fmt.Errorf("gateway: %w", grpcFull), codes.ResourceExhausted, "gateway: rpc error: code = ResourceExhausted desc = router: forward stream to node 2 full", nil},
 		{errors.New("disk on fire"), codes.Unknown, "disk on fire", nil},
 	} {

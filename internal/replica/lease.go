@@ -178,7 +178,7 @@ func (r *Replica) waitLease(ctx context.Context) error {
 		} else {
 			if len(l.waiters) >= maxLeaseWaiters {
 				r.mu.Unlock()
-				return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: too many reads waiting for a lease", r.RangeID)
+				return kvpb.Errorf(kvpb.ErrorCode_RESOURCE_EXHAUSTED, "replica: range %d: %d reads already wait for a lease (bound maxLeaseWaiters); retry later", r.RangeID, maxLeaseWaiters)
 			}
 			ch = make(chan struct{})
 			l.waiters = append(l.waiters, ch)

@@ -16,6 +16,8 @@ import (
 	"github.com/concorddb/concord/internal/storage"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -95,7 +97,7 @@ func (r *Replica) Write(ctx context.Context, req *cmdpb.BatchRequest) (_ *cmdpb.
 				return nil, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
 			default:
 			}
-			return nil, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d has %d writes queued", r.RangeID, r.writes.max)
+			return nil, kvpb.Errorf(kvpb.ErrorCode_RESOURCE_EXHAUSTED, "replica: range %d has %d writes queued (bound MaxQueuedWrites); retry later", r.RangeID, r.writes.max)
 		}
 	}
 	select {
@@ -375,7 +377,11 @@ func (r *Replica) proposeWriters(writers []*pendingWrite, fps [][]keys.Span) {
 	first, err := r.cfg.Revisions.Next(ctx, len(writers))
 	cancel()
 	if err != nil {
-		e := kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: no revision: %v", r.RangeID, err)
+		code := kvpb.ErrorCode_UNAVAILABLE
+		if status.Code(err) == codes.ResourceExhausted {
+			code = kvpb.ErrorCode_RESOURCE_EXHAUSTED // the TSO client's queue is full
+		}
+		e := kvpb.Errorf(code, "replica: range %d: no revision: %v", r.RangeID, err)
 		for _, pw := range writers {
 			pw.done <- result{err: e}
 		}

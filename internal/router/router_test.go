@@ -242,18 +242,26 @@ func TestAmbiguousWriteIsNotRetried(t *testing.T) {
 }
 
 func TestRequestErrorsSurfaceAtOnce(t *testing.T) {
-	r, servers := harness(t, map[uint64]func(int, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error){
-		1: func(int, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
-			return &cmdpb.BatchResponse{Error: kvpb.Errorf(kvpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")}, nil
-		},
-	})
-	r.setLeader(2, 1)
-	_, _, err := r.Do(context.Background(), get("k"))
-	if kvpb.CodeOf(err) != kvpb.ErrorCode_COMPACTED {
-		t.Fatalf("got %v, want COMPACTED", err)
-	}
-	if n := servers[1].count(); n != 2 { // the descriptor scan and the read
-		t.Fatalf("node 1 saw %d calls, want 2 (no retry)", n)
+	for _, e := range []*kvpb.Error{
+		kvpb.Errorf(kvpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted"),
+		// A full queue on the leaseholder: retrying would only add load.
+		kvpb.Errorf(kvpb.ErrorCode_RESOURCE_EXHAUSTED, "replica: range 2 has 10000 writes queued"),
+	} {
+		t.Run(e.GetCode().String(), func(t *testing.T) {
+			r, servers := harness(t, map[uint64]func(int, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error){
+				1: func(int, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
+					return &cmdpb.BatchResponse{Error: e}, nil
+				},
+			})
+			r.setLeader(2, 1)
+			_, _, err := r.Do(context.Background(), get("k"))
+			if kvpb.CodeOf(err) != e.GetCode() {
+				t.Fatalf("got %v, want %v", err, e.GetCode())
+			}
+			if n := servers[1].count(); n != 2 { // the descriptor scan and the read
+				t.Fatalf("node 1 saw %d calls, want 2 (no retry)", n)
+			}
+		})
 	}
 }
 

@@ -267,6 +267,11 @@ const (
 	ErrorCode_MEMBER_NOT_LEARNER  ErrorCode = 19
 	ErrorCode_PEER_URL_EXISTS     ErrorCode = 20
 	ErrorCode_FAILED_PRECONDITION ErrorCode = 21
+	// RESOURCE_EXHAUSTED: a bound on the request's path was full (the
+	// message names it); nothing was proposed, so even a write may be
+	// retried, later. Reaches the client as gRPC ResourceExhausted, etcd's
+	// code for its own overload.
+	ErrorCode_RESOURCE_EXHAUSTED ErrorCode = 22
 )
 
 // Enum value maps for ErrorCode.
@@ -291,6 +296,7 @@ var (
 		19: "MEMBER_NOT_LEARNER",
 		20: "PEER_URL_EXISTS",
 		21: "FAILED_PRECONDITION",
+		22: "RESOURCE_EXHAUSTED",
 	}
 	ErrorCode_value = map[string]int32{
 		"OK":                  0,
@@ -312,6 +318,7 @@ var (
 		"MEMBER_NOT_LEARNER":  19,
 		"PEER_URL_EXISTS":     20,
 		"FAILED_PRECONDITION": 21,
+		"RESOURCE_EXHAUSTED":  22,
 	}
 )
 
@@ -1639,7 +1646,7 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x0eCOMPARE_CREATE\x10\x01\x12\x0f\n" +
 	"\vCOMPARE_MOD\x10\x02\x12\x11\n" +
 	"\rCOMPARE_VALUE\x10\x03\x12\x11\n" +
-	"\rCOMPARE_LEASE\x10\x04*\xdf\x02\n" +
+	"\rCOMPARE_LEASE\x10\x04*\xf7\x02\n" +
 	"\tErrorCode\x12\x06\n" +
 	"\x02OK\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1662,7 +1669,8 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x10MEMBER_NOT_FOUND\x10\x12\x12\x16\n" +
 	"\x12MEMBER_NOT_LEARNER\x10\x13\x12\x13\n" +
 	"\x0fPEER_URL_EXISTS\x10\x14\x12\x17\n" +
-	"\x13FAILED_PRECONDITION\x10\x15B6Z4github.com/concorddb/concord/internal/concordpb/kvpbb\x06proto3"
+	"\x13FAILED_PRECONDITION\x10\x15\x12\x16\n" +
+	"\x12RESOURCE_EXHAUSTED\x10\x16B6Z4github.com/concorddb/concord/internal/concordpb/kvpbb\x06proto3"
 
 var (
 	file_kvpb_kv_proto_rawDescOnce sync.Once
