@@ -380,16 +380,7 @@ func Load(ctx context.Context, cfg LoadConfig, progress io.Writer) (*LoadReport,
 		rep.QuotaExceededAtBytes, rep.QuotaError = at, l.quotaError
 	}
 	for _, w := range l.workers {
-		for code, n := range w.errCodes {
-			if rep.ErrorsByCode == nil {
-				rep.ErrorsByCode, rep.ErrorSamples = map[string]int64{}, map[string]string{}
-			}
-			rep.ErrorsByCode[code] += n
-			rep.Errors += n
-			if _, ok := rep.ErrorSamples[code]; !ok {
-				rep.ErrorSamples[code] = w.errSample[code]
-			}
-		}
+		addErrors(&rep.ErrorsByCode, &rep.ErrorSamples, &rep.Errors, w.errCodes, w.errSample)
 	}
 	rep.Alarms, rep.AlarmError = listAlarms(ctx, clis[0], cfg.Timeout)
 	return rep, nil

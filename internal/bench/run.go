@@ -488,16 +488,7 @@ func (r *runner) report(workers []*worker, elapsed time.Duration) *Report {
 			}
 			kinds[k].Merge(h)
 		}
-		for code, n := range w.errCodes {
-			if rep.ErrorsByCode == nil {
-				rep.ErrorsByCode, rep.ErrorSamples = map[string]int64{}, map[string]string{}
-			}
-			rep.ErrorsByCode[code] += n
-			rep.Errors += n
-			if _, ok := rep.ErrorSamples[code]; !ok {
-				rep.ErrorSamples[code] = w.errSample[code]
-			}
-		}
+		addErrors(&rep.ErrorsByCode, &rep.ErrorSamples, &rep.Errors, w.errCodes, w.errSample)
 		rep.CASConflicts += w.conflicts
 	}
 	rep.Ops = all.Count()
@@ -512,4 +503,19 @@ func (r *runner) report(workers []*worker, elapsed time.Duration) *Report {
 		}
 	}
 	return rep
+}
+
+// addErrors adds one worker's errors (counts and a sample message by gRPC
+// code) to a report's, creating its maps on the first error.
+func addErrors(byCode *map[string]int64, samples *map[string]string, total *int64, codes map[string]int64, sample map[string]string) {
+	for code, n := range codes {
+		if *byCode == nil {
+			*byCode, *samples = map[string]int64{}, map[string]string{}
+		}
+		(*byCode)[code] += n
+		*total += n
+		if _, ok := (*samples)[code]; !ok {
+			(*samples)[code] = sample[code]
+		}
+	}
 }
