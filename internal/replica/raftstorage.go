@@ -41,6 +41,10 @@ type raftStorage struct {
 	// done is called, with the replica's mu held, when a snapshot is
 	// built (the replica wakes its Ready loop).
 	done func()
+	// slots bounds the snapshots the node builds at once (each holds a
+	// whole range in memory while it is built): a build takes a slot or
+	// does not start, and Raft asks again later. Nil: no bound.
+	slots chan struct{}
 	// lock and unlock take and release the replica's mu.
 	lock, unlock func()
 }
@@ -66,12 +70,13 @@ func (s *raftStorage) Snapshot() (*raftpb.Snapshot, error) {
 			return out, nil
 		}
 	}
-	if !s.building {
+	if !s.building && s.takeSlot() {
 		// The engine snapshot is taken now, under the lock: the data and
 		// the applied state it is read with are of one moment.
 		snap := s.engine.NewSnapshot()
 		if s.build(func() {
 			out, err := s.export(snap)
+			s.releaseSlot()
 			s.lock()
 			defer s.unlock()
 			s.building = false
@@ -84,9 +89,28 @@ func (s *raftStorage) Snapshot() (*raftpb.Snapshot, error) {
 			s.building = true
 		} else {
 			snap.Close()
+			s.releaseSlot()
 		}
 	}
 	return nil, raft.ErrSnapshotTemporarilyUnavailable
+}
+
+func (s *raftStorage) takeSlot() bool {
+	if s.slots == nil {
+		return true
+	}
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *raftStorage) releaseSlot() {
+	if s.slots != nil {
+		<-s.slots
+	}
 }
 
 // export builds a snapshot of the range from snap, and closes snap.

@@ -49,6 +49,7 @@ func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
 		r.cfg.Metrics.LeaderChanged(r.RangeID, r.nodeOfLocked(ss.Lead), r.mu.term)
 	}
 	if !isLeader {
+		r.mu.storage.built = nil // only a leader sends one; let its memory go
 		r.mu.lease.resetLocked(r.notLeaderLocked())
 		r.mu.inflight.clear()
 		r.mu.lease.notifyAppliedLocked() // wakes waitRevision and waitNotInFlight

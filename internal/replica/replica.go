@@ -54,6 +54,10 @@ type Config struct {
 	// (bounded by KeyIndexSize keys for the whole node); nil gives each
 	// replica its own.
 	Index *eval.Index
+	// SnapshotSlots, if set, bounds the Raft snapshots the node's replicas
+	// build at once (a buffered channel of that capacity, shared): each
+	// holds a whole range in memory while it is built. Nil: no bound.
+	SnapshotSlots chan struct{}
 	// OnSplit is called, from Apply, once a split this replica applied is
 	// durable: the store creates the right-hand range's replica. leads
 	// tells whether this replica led the splitting range then. Nil: no
@@ -391,7 +395,7 @@ func Load(cfg Config, desc *metapb.RangeDescriptor) (*Replica, error) {
 		return nil, err
 	}
 	r.mu.storage = &raftStorage{MemoryStorage: ms, engine: cfg.Engine, rangeID: id, span: r.spanLocked,
-		build: r.startLocked, done: r.signal, lock: r.mu.Lock, unlock: r.mu.Unlock}
+		build: r.startLocked, done: r.signal, lock: r.mu.Lock, unlock: r.mu.Unlock, slots: cfg.SnapshotSlots}
 	r.setDescLocked(desc)
 	r.replicaID = cfg.NodeID // a descriptor without this node: none better
 	if rd := desc.ReplicaOn(cfg.NodeID); rd != nil {

@@ -124,6 +124,9 @@ func New(cfg replica.Config, sender Sender) (*Store, error) {
 	}
 	cfg.Signal = s.signalRange
 	cfg.SetAwake = s.setAwake
+	if cfg.SnapshotSlots == nil {
+		cfg.SnapshotSlots = make(chan struct{}, maxSnapshotBuilds)
+	}
 	if cfg.Index == nil && cfg.KeyIndexSize > 0 {
 		// One index for the node: its bound holds however many ranges
 		// the node has.
@@ -468,6 +471,11 @@ func (s *Store) runReadyLoop() {
 // errStopping ends the Ready loop mid-round when the store stops; the
 // replicas' Readies are then never advanced, which is fine as they stop too.
 var errStopping = errors.New("store: stopping")
+
+// maxSnapshotBuilds bounds the Raft snapshots a node builds at once (each
+// holds its range in memory until sent): a node whose followers all fall
+// behind at once sends them one pair at a time, not all together.
+const maxSnapshotBuilds = 2
 
 // The bounds of Store.early.
 const (
