@@ -9,6 +9,7 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 type noRevisions struct{}
@@ -64,6 +65,19 @@ func TestReplicaIDsComeFromTheDescriptor(t *testing.T) {
 			r.LearnPeer(99, 3)
 			if n := r.NodeOf(99); n != 3 {
 				t.Fatalf("learned replica 99 maps to node %d, want 3", n)
+			}
+			// A message for another replica id (a replica removed, or
+			// one this node held before) is not this replica's: Raft
+			// never sees it, so its higher term changes nothing.
+			hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(tc.peerID), To: new(uint64(99)), Term: new(uint64(9))}
+			r.Step(hb)
+			if st := r.Status(); st.Term == 9 {
+				t.Fatal("a message for replica 99 was stepped into this replica")
+			}
+			hb.To = new(tc.wantID)
+			r.Step(hb)
+			if st := r.Status(); st.Term != 9 {
+				t.Fatalf("a heartbeat for this replica at term 9 left it at term %d", st.Term)
 			}
 			// Raft knows the peers by replica id: the voters are them.
 			as, err := storage.LoadAppliedState(e, 2)

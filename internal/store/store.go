@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -81,8 +82,11 @@ type Store struct {
 		m map[uint64]*replica.Replica
 	}
 	// tickBuf is the ticker's scratch list; only the ticking goroutine
-	// uses it.
-	tickBuf []*replica.Replica
+	// uses it. pendingIDs and pendingBuf are takePending's, used only by
+	// the Ready loop's goroutine: a round allocates no list of its own.
+	tickBuf    []*replica.Replica
+	pendingIDs []uint64
+	pendingBuf []*replica.Replica
 	// early holds the latest messages for ranges this node does not hold
 	// yet, by range id: a range that a split creates here is created when
 	// this node applies the split, and its leader (elected by the nodes
@@ -661,14 +665,16 @@ func (s *Store) takePending() []*replica.Replica {
 		s.pending.Unlock()
 		return nil
 	}
-	ids := make([]uint64, 0, len(s.pending.ids))
+	ids := s.pendingIDs[:0]
 	for id := range s.pending.ids {
 		ids = append(ids, id)
 	}
 	clear(s.pending.ids)
 	s.pending.Unlock()
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	out := make([]*replica.Replica, 0, len(ids))
+	slices.Sort(ids)
+	s.pendingIDs = ids
+	clear(s.pendingBuf)
+	out := s.pendingBuf[:0]
 	s.mu.RLock()
 	for _, id := range ids {
 		if r := s.mu.replicas[id]; r != nil {
@@ -676,6 +682,7 @@ func (s *Store) takePending() []*replica.Replica {
 		}
 	}
 	s.mu.RUnlock()
+	s.pendingBuf = out
 	return out
 }
 
