@@ -251,6 +251,9 @@ func (l *Lessor) Promote(ctx context.Context, term uint64) error {
 	defer l.writeMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.mu.term == term {
+		return nil // a concurrent Promote of the same term won
+	}
 	l.demoteLocked()
 	now := l.cfg.Clock.Now()
 	l.mu.term = term

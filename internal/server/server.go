@@ -89,6 +89,9 @@ type Node struct {
 	// joined is set when this start registered the node through Join.
 	joined bool
 
+	// leases is the node's lessor (lease.go).
+	leases leaseState
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -192,6 +195,10 @@ func Start(cfg Config) (_ *Node, err error) {
 		Current:          n.tsoClient.Current,
 	})
 	if err != nil {
+		return nil, err
+	}
+
+	if err := n.startLeases(); err != nil {
 		return nil, err
 	}
 
