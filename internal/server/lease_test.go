@@ -3,8 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	osexec "os/exec"
 	"regexp"
@@ -297,5 +300,41 @@ func TestEtcdctlLease(t *testing.T) {
 		if got := run(tc.args...); !regexp.MustCompile(tc.want).MatchString(got) {
 			t.Errorf("etcdctl %v: %q, want %s", tc.args, got, tc.want)
 		}
+	}
+}
+
+// The JSON gateway serves etcd's /v3/lease/ paths.
+func TestLeaseJSONGateway(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	putRetry(t, client(t, c, 0), "warm", "up")
+	post := func(path, body string) string {
+		t.Helper()
+		resp, err := http.Post(c.ClientURLs()[0]+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s %v", path, resp.StatusCode, data, err)
+		}
+		return string(data)
+	}
+	var g struct{ ID, TTL string }
+	if err := json.Unmarshal([]byte(post("/v3/lease/grant", `{"TTL":"30"}`)), &g); err != nil || g.ID == "" || g.TTL != "30" {
+		t.Fatalf("grant: %+v %v", g, err)
+	}
+	if out := post("/v3/lease/timetolive", `{"ID":"`+g.ID+`","keys":true}`); !strings.Contains(out, `"grantedTTL":"30"`) {
+		t.Fatalf("timetolive: %s", out)
+	}
+	if out := post("/v3/lease/leases", `{}`); !strings.Contains(out, `"ID":"`+g.ID+`"`) {
+		t.Fatalf("leases: %s", out)
+	}
+	if out := post("/v3/lease/keepalive", `{"ID":"`+g.ID+`"}`); !strings.Contains(out, `"TTL":"30"`) {
+		t.Fatalf("keepalive: %s", out)
+	}
+	post("/v3/lease/revoke", `{"ID":"`+g.ID+`"}`)
+	if out := post("/v3/lease/timetolive", `{"ID":"`+g.ID+`"}`); !strings.Contains(out, `"TTL":"-1"`) {
+		t.Fatalf("timetolive after revoke: %s", out)
 	}
 }
