@@ -642,19 +642,41 @@ func (l *Lessor) Tick() {
 		}
 	}
 	if check {
-		l.checkpoint(ctx)
+		if err := l.checkpoint(ctx, false /* all */); err != nil {
+			l.log.Warn("lease checkpoint failed; retrying at the next interval", "err", err)
+		}
 	}
 }
 
-// checkpoint persists the remaining TTL of every lease whose TTL is longer
-// than the checkpoint interval (etcd's rule: a shorter lease is at most
-// its TTL from the end anyway), maxCheckpointBatch records per write.
-func (l *Lessor) checkpoint(ctx context.Context) {
+// Settle checkpoints every lease now, whatever its TTL: call it before
+// handing the meta range's leadership over, so that the next lessor
+// resumes every lease where it is (plus Extend). It does nothing while
+// the lessor does not serve.
+func (l *Lessor) Settle(ctx context.Context) error {
+	l.mu.Lock()
+	tctx, err := l.servingLocked()
+	l.mu.Unlock()
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(tctx, cancel)
+	defer stop()
+	return l.checkpoint(ctx, true /* all */)
+}
+
+// checkpoint persists the remaining TTL of every lease (all) or of every
+// lease whose TTL is longer than the checkpoint interval (etcd's rule: a
+// shorter lease is at most its TTL from the end anyway),
+// maxCheckpointBatch records per write.
+func (l *Lessor) checkpoint(ctx context.Context, all bool) error {
 	minTTL := int64(l.cfg.CheckpointInterval / time.Second)
 	l.mu.Lock()
+	term := l.mu.term
 	var ids []int64
 	for id, le := range l.mu.leases {
-		if !le.revoking && le.ttl > minTTL {
+		if !le.revoking && (all || le.ttl > minTTL) {
 			ids = append(ids, id)
 		}
 	}
@@ -663,18 +685,18 @@ func (l *Lessor) checkpoint(ctx context.Context) {
 		n := min(len(ids), maxCheckpointBatch)
 		batch := ids[:n]
 		ids = ids[n:]
-		if err := l.checkpointBatch(ctx, batch); err != nil {
-			l.log.Warn("lease checkpoint failed; retrying at the next interval", "leases", len(batch), "err", err)
-			return
+		if err := l.checkpointBatch(ctx, term, batch); err != nil {
+			return fmt.Errorf("lease: checkpoint of %d leases: %w", len(batch), err)
 		}
 	}
+	return nil
 }
 
-func (l *Lessor) checkpointBatch(ctx context.Context, ids []int64) error {
+func (l *Lessor) checkpointBatch(ctx context.Context, term uint64, ids []int64) error {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
 	l.mu.Lock()
-	if l.mu.ctx != ctx {
+	if l.mu.term != term {
 		l.mu.Unlock()
 		return ErrNotPrimary
 	}

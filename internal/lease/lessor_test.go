@@ -443,3 +443,19 @@ func TestSweepRebuildsIndex(t *testing.T) {
 		t.Fatalf("keys after a sweep: %q (%+v)", st.Keys, l2.Stats())
 	}
 }
+
+// Settle checkpoints every lease, short ones included: a planned handover
+// resumes each where it was.
+func TestSettle(t *testing.T) {
+	e := newEnv(t, nil)
+	l1 := e.lessor(1)
+	e.grant(l1, 1, 30) // shorter than the interval: no periodic checkpoint
+	e.clock.advance(10 * time.Second)
+	if err := l1.Settle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l1.Demote()
+	if ttl := ttlOf(t, e.lessor(2), 1); ttl != 22 {
+		t.Fatalf("after a settled handover: TTL %d, want 20 + 2", ttl)
+	}
+}

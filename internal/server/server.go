@@ -319,6 +319,9 @@ func (n *Node) Shutdown(ctx context.Context) {
 			}
 		}
 	}
+	if err := n.leases.lessor.Settle(ctx); err != nil {
+		n.log.Warn("leases not checkpointed before stopping", "err", err)
+	}
 	var wg sync.WaitGroup
 	for _, r := range n.store.Replicas() {
 		wg.Add(1)
