@@ -338,3 +338,39 @@ func TestLeaseJSONGateway(t *testing.T) {
 		t.Fatalf("timetolive after revoke: %s", out)
 	}
 }
+
+// A lease with keys in several ranges: revoke deletes them all, one
+// guarded write per range, and so does expiry; a cluster-wide Txn could
+// not (CROSS_RANGE), so this fails if the deletion is not split by range.
+func TestLeaseKeysAcrossRanges(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	cli := client(t, c, 0)
+	ctx := leaseCtx(t)
+	putRetry(t, cli, "warm", "up")
+	if _, _, err := c.Node(0).Split(ctx, []byte("l/m")); err != nil {
+		t.Fatal(err)
+	}
+	for _, revoke := range []bool{true, false} {
+		g, err := cli.Grant(ctx, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"l/a", "l/b", "l/x", "l/y"} {
+			if _, err := cli.Put(ctx, k, "v", clientv3.WithLease(g.ID)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if revoke {
+			if _, err := cli.Revoke(ctx, g.ID); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(get(t, cli, "l/", clientv3.WithPrefix()).Kvs); n != 0 {
+				t.Fatalf("%d keys after revoke", n)
+			}
+			continue
+		}
+		for _, k := range []string{"l/a", "l/y"} {
+			waitGone(t, c, k, 10*time.Second)
+		}
+	}
+}
