@@ -29,7 +29,9 @@ const (
 	// through the put-after-revoke race (see the package comment). A sweep
 	// reads the whole user keyspace, values included (a Range cannot
 	// return leases without values), so it costs a read of the data once
-	// per interval.
+	// per interval: measured 122,000 keys/s for 100-byte values on one
+	// in-process node (BenchmarkLeaseSweep in internal/server), so about
+	// 80 s of scanning per 10 million such keys.
 	DefaultSweepInterval = 10 * time.Minute
 	// DefaultRevokeGrace is twice the router's default request timeout: a
 	// put that checked its lease before a revocation has applied or
