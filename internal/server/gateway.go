@@ -48,7 +48,7 @@ func (n *Node) serveClient() error {
 	}))
 	ctx := context.Background()
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-		gw.RegisterKVHandler, gw.RegisterClusterHandler, gw.RegisterMaintenanceHandler,
+		gw.RegisterKVHandler, gw.RegisterClusterHandler, gw.RegisterMaintenanceHandler, gw.RegisterWatchHandler,
 	} {
 		if err := register(ctx, gwmux, conn); err != nil {
 			return err

@@ -33,6 +33,7 @@ import (
 	"github.com/concorddb/concord/internal/telemetry"
 	"github.com/concorddb/concord/internal/transport"
 	"github.com/concorddb/concord/internal/tso"
+	"github.com/concorddb/concord/internal/watch"
 	"github.com/soheilhy/cmux"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -55,8 +56,12 @@ type Node struct {
 	// state (see electFirst).
 	bootstrapped bool
 
-	engine    *storage.Engine
-	store     *store.Store
+	engine *storage.Engine
+	store  *store.Store
+	// watchHub serves the watches of this node's clients; feeds counts
+	// the range feeds it is served in process.
+	watchHub  *watch.Hub
+	feeds     *localFeeds
 	transport *transport.Transport
 	oracle    *tso.Oracle
 	tsoClient *tso.Client
@@ -218,6 +223,9 @@ func Start(cfg Config) (_ *Node, err error) {
 	}
 	n.clientServer = grpc.NewServer(append(append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...), grpc.WaitForHandlers(true))...)
 	etcdapi.Register(n.clientServer, backend{n}, ecfg)
+	n.feeds = &localFeeds{}
+	n.watchHub = watch.NewHub(feedSource{n: n, servers: n.feeds}, n.log)
+	etcdapi.RegisterWatch(n.clientServer, n.watchHub, ecfg)
 	rpcpb.RegisterAdminServer(n.clientServer, adminService{n: n})
 	n.registerGRPCHealth()
 	if err := n.serveClient(); err != nil {
@@ -347,6 +355,10 @@ func (n *Node) Stop() {
 	}
 	if n.clientServer != nil {
 		n.clientServer.Stop()
+	}
+	if n.watchHub != nil {
+		n.watchHub.Close()
+		n.feeds.closeAndWait()
 	}
 	if n.peerServer != nil {
 		n.peerServer.Stop()

@@ -30,6 +30,7 @@ const (
 	Peer_Join_FullMethodName       = "/concordpb.Peer/Join"
 	Peer_NodeStatus_FullMethodName = "/concordpb.Peer/NodeStatus"
 	Peer_Members_FullMethodName    = "/concordpb.Peer/Members"
+	Peer_RangeFeed_FullMethodName  = "/concordpb.Peer/RangeFeed"
 )
 
 // PeerClient is the client API for Peer service.
@@ -44,6 +45,9 @@ type PeerClient interface {
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
 	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error)
 	Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error)
+	// RangeFeed streams a range's changes from its leader: the history above
+	// a revision, then every change as it applies, with resolved revisions.
+	RangeFeed(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RangeFeedRequest, RangeFeedEvent], error)
 }
 
 type peerClient struct {
@@ -120,6 +124,19 @@ func (c *peerClient) Members(ctx context.Context, in *MembersRequest, opts ...gr
 	return out, nil
 }
 
+func (c *peerClient) RangeFeed(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RangeFeedRequest, RangeFeedEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[2], Peer_RangeFeed_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RangeFeedRequest, RangeFeedEvent]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_RangeFeedClient = grpc.BidiStreamingClient[RangeFeedRequest, RangeFeedEvent]
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -132,6 +149,9 @@ type PeerServer interface {
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
 	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
 	Members(context.Context, *MembersRequest) (*MembersResponse, error)
+	// RangeFeed streams a range's changes from its leader: the history above
+	// a revision, then every change as it applies, with resolved revisions.
+	RangeFeed(grpc.BidiStreamingServer[RangeFeedRequest, RangeFeedEvent]) error
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -159,6 +179,9 @@ func (UnimplementedPeerServer) NodeStatus(context.Context, *NodeStatusRequest) (
 }
 func (UnimplementedPeerServer) Members(context.Context, *MembersRequest) (*MembersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Members not implemented")
+}
+func (UnimplementedPeerServer) RangeFeed(grpc.BidiStreamingServer[RangeFeedRequest, RangeFeedEvent]) error {
+	return status.Error(codes.Unimplemented, "method RangeFeed not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -267,6 +290,13 @@ func _Peer_Members_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_RangeFeed_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServer).RangeFeed(&grpc.GenericServerStream[RangeFeedRequest, RangeFeedEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_RangeFeedServer = grpc.BidiStreamingServer[RangeFeedRequest, RangeFeedEvent]
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -300,6 +330,12 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Forward",
 			Handler:       _Peer_Forward_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "RangeFeed",
+			Handler:       _Peer_RangeFeed_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},
