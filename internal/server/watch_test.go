@@ -7,6 +7,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // collect reads events from wch until it has n or the deadline passes, and
@@ -80,4 +81,135 @@ func TestWatchSeesWritesInOrderOnEveryNode(t *testing.T) {
 	if got[0] != fmt.Sprintf("PUT w/base=0@%d", base) || fmt.Sprint(got[1:]) != fmt.Sprint(want) {
 		t.Fatalf("watch from revision %d got %v, want the base put then %v", base, got, want)
 	}
+}
+
+// watchedWrites runs n writes of keys "<prefix>00".."<prefix>19" through
+// writers (round robin), calling before(i) before the i-th, and returns the
+// revision of every acknowledged write with the value it wrote.
+func watchedWrites(t *testing.T, writers []*clientv3.Client, prefix string, n int, before func(i int)) map[int64]string {
+	t.Helper()
+	acked := map[int64]string{}
+	func() {
+		for i := range n {
+			before(i)
+			key := fmt.Sprintf("%s%02d", prefix, i%20)
+			val := fmt.Sprintf("v%d", i)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			resp, err := writers[i%len(writers)].Put(ctx, key, val)
+			cancel()
+			if err == nil {
+				acked[resp.Header.Revision] = key + "=" + val
+			}
+		}
+	}()
+	return acked
+}
+
+// checkWatched reads wch until it has seen every acknowledged write and
+// checks what a client must see: revisions strictly increasing (no
+// duplicate, no reordering), each event one the cluster committed, every
+// acknowledged write among them.
+func checkWatched(t *testing.T, wch clientv3.WatchChan, acked map[int64]string) {
+	t.Helper()
+	var maxAcked int64
+	for rev := range acked {
+		maxAcked = max(maxAcked, rev)
+	}
+	seen := map[int64]string{}
+	last := int64(0)
+	timeout := time.After(30 * time.Second)
+	for last < maxAcked {
+		select {
+		case resp, ok := <-wch:
+			if !ok || resp.Err() != nil {
+				t.Fatalf("watch ended at revision %d of %d: %v", last, maxAcked, resp.Err())
+			}
+			for _, ev := range resp.Events {
+				rev := ev.Kv.ModRevision
+				if rev <= last {
+					t.Fatalf("event at revision %d after one at %d", rev, last)
+				}
+				last = rev
+				seen[rev] = string(ev.Kv.Key) + "=" + string(ev.Kv.Value)
+			}
+		case <-timeout:
+			t.Fatalf("watch reached revision %d of %d in 30s", last, maxAcked)
+		}
+	}
+	for rev, w := range acked {
+		if seen[rev] != w {
+			t.Errorf("acknowledged write %s at revision %d: the watch saw %q", w, rev, seen[rev])
+		}
+	}
+}
+
+func TestWatchAcrossSplitsAndMerges(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	clis := []*clientv3.Client{client(t, c, 0), client(t, c, 1), client(t, c, 2)}
+	putRetry(t, clis[0], "s/ready", "1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wch := clis[2].Watch(ctx, "s/", clientv3.WithPrefix())
+	// Let the watch start before the writes.
+	if _, err := clis[2].Put(ctx, "t/sync", "x"); err != nil {
+		t.Fatal(err)
+	}
+	// Splits and a merge while a background writer writes too, so that
+	// changes apply while feeds end and open again.
+	splits := map[int]string{50: "s/05", 100: "s/10", 150: "s/15"}
+	acked := watchedWrites(t, clis, "s/", 400, func(i int) {
+		sctx, scancel := context.WithTimeout(ctx, time.Minute)
+		defer scancel()
+		if at, ok := splits[i]; ok {
+			if _, _, err := c.Node(i/50%3).Split(sctx, []byte(at)); err != nil {
+				t.Errorf("split at %s: %v", at, err)
+			}
+		}
+		if i == 250 {
+			if _, err := c.Node(1).Merge(sctx, []byte("s/10")); err != nil {
+				t.Errorf("merge at s/10: %v", err)
+			}
+		}
+	})
+	if n := userRanges(t, c, 2); n != 3 {
+		t.Fatalf("%d user ranges after 3 splits and a merge, want 3", n)
+	}
+	if len(acked) < 300 {
+		t.Fatalf("only %d of 400 writes acknowledged", len(acked))
+	}
+	checkWatched(t, wch, acked)
+	// A watch from the first revision reads the same history back from
+	// the ranges, now four of them.
+	var first int64 = -1
+	for rev := range acked {
+		if first < 0 || rev < first {
+			first = rev
+		}
+	}
+	checkWatched(t, clis[1].Watch(ctx, "s/", clientv3.WithPrefix(), clientv3.WithRev(first)), acked)
+}
+
+func TestWatchResumesOnAnotherNodeAfterAKill(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	writer := client(t, c, 1)
+	putRetry(t, writer, "f/ready", "1")
+	// The watcher's client knows every node, as clientv3 users configure it,
+	// but talks to node 1 first.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.ClientAddrs()[0], c.ClientAddrs()[2]}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wch := cli.Watch(clientv3.WithRequireLeader(ctx), "f/", clientv3.WithPrefix())
+	if _, err := cli.Put(ctx, "g/sync", "x"); err != nil {
+		t.Fatal(err)
+	}
+	acked := watchedWrites(t, []*clientv3.Client{writer}, "f/", 300, func(i int) {
+		if i == 100 {
+			c.StopNode(0)
+		}
+	})
+	checkWatched(t, wch, acked)
 }

@@ -64,8 +64,10 @@ func MVCCHistory(r Reader, span keys.Span, from, to int64, prevKV bool, limit in
 		if !v.tombstone {
 			kv = &kvpb.KeyValue{Key: key, CreateRevision: v.createRevision, ModRevision: vrev, Version: v.version, Lease: v.lease, Value: append([]byte(nil), v.value...)}
 		}
-		if last != nil && prevKV {
-			last.PrevKv = kv
+		if last != nil && prevKV && kv != nil {
+			// Its own copy: kv may be an event's too, and callers rewrite
+			// events' keys in place.
+			last.PrevKv = &kvpb.KeyValue{Key: kv.GetKey(), CreateRevision: kv.GetCreateRevision(), ModRevision: kv.GetModRevision(), Version: kv.GetVersion(), Lease: kv.GetLease(), Value: kv.GetValue()}
 		}
 		if vrev <= from {
 			// Older than the history asked for: this version was only
