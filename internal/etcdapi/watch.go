@@ -100,15 +100,21 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 				continue
 			}
 			delete(quiet, r.WatchID)
-			wr := &pb.WatchResponse{Header: ws.header(r.Revision), WatchId: r.WatchID, Events: evs}
-			var err error
-			if opts.fragment {
-				err = sendFragments(wr, ws.cfg.MaxRequestBytes, stream.Send)
-			} else {
-				err = stream.Send(wr)
-			}
-			if err != nil {
-				return err
+			for len(evs) > 0 {
+				// At most maxRevsPerResponse revisions per response, as
+				// etcd sends a watcher's history.
+				n := revisionsPrefix(evs, maxRevsPerResponse)
+				wr := &pb.WatchResponse{Header: ws.header(r.Revision), WatchId: r.WatchID, Events: evs[:n]}
+				evs = evs[n:]
+				var err error
+				if opts.fragment {
+					err = sendFragments(wr, ws.cfg.MaxRequestBytes, stream.Send)
+				} else {
+					err = stream.Send(wr)
+				}
+				if err != nil {
+					return err
+				}
 			}
 		case <-ticker.C:
 			for id, opts := range active {
@@ -130,6 +136,24 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// maxRevsPerResponse bounds the revisions of one watch response: etcd's
+// watchBatchMaxRevs.
+const maxRevsPerResponse = 1000
+
+// revisionsPrefix returns how many of evs hold their first max revisions.
+func revisionsPrefix(evs []*mvccpb.Event, max int) int {
+	revs := 0
+	for i, ev := range evs {
+		if i == 0 || ev.Kv.ModRevision != evs[i-1].Kv.ModRevision {
+			if revs == max {
+				return i
+			}
+			revs++
+		}
+	}
+	return len(evs)
 }
 
 // reasonOf is a refused create's cancel reason.

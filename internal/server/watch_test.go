@@ -3,11 +3,15 @@ package server
 import (
 	"context"
 	"fmt"
+	"math"
+	"strings"
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // collect reads events from wch until it has n or the deadline passes, and
@@ -212,4 +216,65 @@ func TestWatchResumesOnAnotherNodeAfterAKill(t *testing.T) {
 		}
 	})
 	checkWatched(t, wch, acked)
+}
+
+func TestSlowWatcherHoldsUpNothing(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cli := client(t, c, 0)
+	putRetry(t, cli, "slow/ready", "1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// A raw stream whose client does not read: its gRPC window fills, then
+	// its queue on the server.
+	slow, err := pb.NewWatchClient(cli.ActiveConnection()).Watch(ctx, grpc.MaxCallRecvMsgSize(math.MaxInt32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := slow.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{Key: []byte("slow/"), RangeEnd: []byte("slow0")}}}); err != nil {
+		t.Fatal(err)
+	}
+	created, err := slow.Recv()
+	if err != nil || !created.Created {
+		t.Fatalf("create: %v %v", created, err)
+	}
+	// A fast watcher on another node keeps up meanwhile.
+	fast := client(t, c, 1).Watch(ctx, "slow/", clientv3.WithPrefix())
+	val := strings.Repeat("x", 4096)
+	const n = 2000
+	var last int64
+	start := time.Now()
+	for i := range n {
+		resp, err := cli.Put(ctx, fmt.Sprintf("slow/%04d", i%100), val)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = resp.Header.Revision
+	}
+	t.Logf("%d writes of 4 KiB in %v with a watcher not reading", n, time.Since(start))
+	got := 0
+	for got < n {
+		select {
+		case resp := <-fast:
+			got += len(resp.Events)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("fast watcher got %d of %d events", got, n)
+		}
+	}
+	if v := c.Node(0).watchHub.Victims(); v == 0 {
+		t.Fatalf("the slow watcher was never moved aside")
+	}
+	// The slow one, read at last, gets every event once and in order.
+	prev := created.Header.Revision
+	for prev < last {
+		resp, err := slow.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range resp.Events {
+			if ev.Kv.ModRevision != prev+1 {
+				t.Fatalf("slow watcher: event at %d after %d", ev.Kv.ModRevision, prev)
+			}
+			prev = ev.Kv.ModRevision
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
@@ -38,6 +39,7 @@ type Hub struct {
 	src       Source
 	log       *slog.Logger
 	catchUps  chan struct{} // a token per catch-up running
+	victims   atomic.Int64  // watchers moved aside since the hub began
 	restartMu sync.Mutex    // serializes starts of the merger
 
 	// mu guards everything below. Lock order: Hub.mu, then a Stream's mu.
@@ -116,6 +118,9 @@ func (h *Hub) Close() {
 
 // errClosed refuses to start a closed hub.
 var errClosed = errors.New("watch: hub closed")
+
+// Victims counts the watchers moved aside because their stream was full.
+func (h *Hub) Victims() int64 { return h.victims.Load() }
 
 // ensureRunning starts the merger if it does not run, from the cluster's
 // current revision.
@@ -250,6 +255,7 @@ func (h *Hub) dispatchLocked(evs []*kvpb.Event, prev int64) {
 	}
 	for w, wevs := range per {
 		if !w.s.offer(Response{WatchID: w.id, Events: wevs, Revision: h.mu.frontier, Opaque: w.opaque}) {
+			h.victims.Add(1)
 			h.unsyncLocked(w, prev+1)
 		}
 	}
