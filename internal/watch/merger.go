@@ -72,6 +72,11 @@ type MergerConfig struct {
 	From, To int64
 	PrevKV   bool
 	Logger   *slog.Logger
+
+	// stepped, for tests, is called after Run handled each message;
+	// reask, if set, replaces reaskInterval.
+	stepped func()
+	reask   time.Duration
 }
 
 // Limits of a merger.
@@ -190,7 +195,11 @@ func (m *Merger) Run(ctx context.Context, emit func(Batch) error) error {
 	released := m.cfg.From
 	var pending []*kvpb.Event
 	want := int64(0) // the newest revision asked for through Resolve
-	tick := time.NewTicker(reaskInterval)
+	reask := reaskInterval
+	if m.cfg.reask > 0 {
+		reask = m.cfg.reask
+	}
+	tick := time.NewTicker(reask)
 	defer tick.Stop()
 	for {
 		select {
@@ -276,6 +285,9 @@ func (m *Merger) Run(ctx context.Context, emit func(Batch) error) error {
 					s.asked = target
 				}
 			}
+		}
+		if m.cfg.stepped != nil {
+			m.cfg.stepped()
 		}
 	}
 }
