@@ -39,6 +39,11 @@ type Summary struct {
 	RevisionOrder []RevisionOrderViolation
 	// Crashes lists nodes that exited without being killed.
 	Crashes []string
+	// Watchers is the number of watchers that followed the run, Watched
+	// the events they saw, and Watch what they got wrong (at most
+	// maxWatchViolations): see watch.go.
+	Watchers, Watched int
+	Watch             []string
 
 	// Availability: operations whose whole interval fell while a majority
 	// of nodes was up and connected, and how many of those succeeded;
@@ -52,7 +57,7 @@ type Summary struct {
 // Failed reports whether the run found a consistency violation or a
 // node crash.
 func (s Summary) Failed() bool {
-	return len(s.Report.Anomalies()) > 0 || len(s.Crashes) > 0 || len(s.RevisionOrder) > 0
+	return len(s.Report.Anomalies()) > 0 || len(s.Crashes) > 0 || len(s.RevisionOrder) > 0 || len(s.Watch) > 0
 }
 
 // Write prints the summary for people.
@@ -105,6 +110,10 @@ func (s Summary) Write(w io.Writer) {
 	for _, v := range s.RevisionOrder {
 		fmt.Fprintf(w, "  ANOMALY       write of %s (revision %d, began %.3fs) after write of %s (revision %d, ended %.3fs)\n",
 			v.Later.Key, v.Later.Revision, float64(v.Later.Start)/1e9, v.Earlier.Key, v.Earlier.Revision, float64(v.Earlier.End)/1e9)
+	}
+	fmt.Fprintf(w, "  watches       %d watchers saw %d events: %s\n", s.Watchers, s.Watched, map[bool]string{true: "every acknowledged write once, in order", false: "WRONG"}[len(s.Watch) == 0])
+	for _, v := range s.Watch {
+		fmt.Fprintf(w, "  ANOMALY       %s\n", v)
 	}
 	for _, c := range s.Crashes {
 		fmt.Fprintf(w, "  CRASH         %s\n", c)
@@ -183,6 +192,30 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 		}
 		defer clients[i].Close()
 	}
+	// The watchers: one per node, each knowing every node and starting on
+	// its own, from the revision before the first operation.
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	var wclis []*clientv3.Client
+	for i := range cfg.Nodes {
+		var addrs []string
+		for j := range cfg.Nodes {
+			addrs = append(addrs, c.ClientAddr((i+j)%cfg.Nodes))
+		}
+		cli, err := newClient(addrs...)
+		if err != nil {
+			return sum, err
+		}
+		defer cli.Close()
+		wclis = append(wclis, cli)
+	}
+	startResp, err := clients[0].Get(ctx, "chaos/")
+	if err != nil {
+		return sum, fmt.Errorf("chaos: first read: %w", err)
+	}
+	watchers := startWatchers(wctx, wclis, startResp.Header.Revision+1)
+	sum.Watchers = len(watchers)
+
 	sched := Schedule(cfg.Seed, cfg.Faults, cfg.Duration, cfg.Interval)
 	logf("chaos: seed %d: %d faults scheduled over %v; %d clients", cfg.Seed, len(sched), cfg.Duration, cfg.Clients)
 	t0 := time.Now()
@@ -214,6 +247,15 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	}
 	wg.Wait()
 	sum.Elapsed = time.Since(t0)
+	var newest int64
+	for _, op := range hist.Ops() {
+		if op.Result == Ok && op.Revision > newest {
+			newest = op.Revision
+		}
+	}
+	waitWatchers(watchers, newest, watchCatchUp)
+	wevs, werrs, watched := results(watchers)
+	wcancel()
 	sum.Interrupted = ctx.Err() != nil
 	sum.Events = nm.events()
 	sum.Crashes = c.Crashes()
@@ -242,6 +284,7 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	sum.MajorityOps, sum.MajorityOK, sum.InsideOps, sum.InsideOK = availability(ops, nm.timeline())
 	logf("chaos: checking %d ops", len(ops))
 	sum.RevisionOrder = CheckRevisionOrder(ops, maxRevisionViolations)
+	sum.Watched, sum.Watch = watched, CheckWatches(ops, wevs, werrs, maxWatchViolations)
 	sum.Report, err = Check(ops, CheckOptions{Timeout: cfg.CheckTimeout, OutDir: cfg.OutDir, Annotations: annotations(sum.Events)})
 	if err != nil {
 		return sum, err
