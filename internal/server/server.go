@@ -230,6 +230,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	n.feeds = &localFeeds{}
 	n.watchHub = watch.NewHub(feedSource{n: n, servers: n.feeds}, n.log)
 	etcdapi.RegisterWatch(n.clientServer, n.watchHub, ecfg)
+	n.registerWatchMetrics(n.tel.metrics.Registry())
 	if err := n.registerLockElection(); err != nil {
 		return nil, err
 	}
