@@ -145,9 +145,9 @@ func (c *Cluster) logPath(i int) string {
 
 // newClient returns a client pinned to node i: one endpoint, no member
 // sync, so every request goes to that node.
-func newClient(addr string) (*clientv3.Client, error) {
+func newClient(addrs ...string) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
-		Endpoints:            []string{addr},
+		Endpoints:            addrs,
 		DialTimeout:          2 * time.Second,
 		DialKeepAliveTime:    2 * time.Second,
 		DialKeepAliveTimeout: 2 * time.Second,

@@ -24,6 +24,7 @@ type Summary struct {
 	Nodes             int
 	Workloads         []string
 	UnsafeNoReadLease bool
+	UnsafeLockNoFence bool
 	// Elapsed is the workload's actual length.
 	Elapsed time.Duration
 	// Interrupted is set when the run was cut short by its context.
@@ -39,6 +40,14 @@ type Summary struct {
 	RevisionOrder []RevisionOrderViolation
 	// Crashes lists nodes that exited without being killed.
 	Crashes []string
+	// Watchers is the number of watchers that followed the run, Watched
+	// the events they saw, and Watch what they got wrong (at most
+	// maxWatchViolations): see watch.go.
+	Watchers, Watched int
+	Watch             []string
+	// Lock lists holds that overlapped in a lock's data (the lock
+	// workload; see lock.go), at most maxWatchViolations.
+	Lock []string
 
 	// Availability: operations whose whole interval fell while a majority
 	// of nodes was up and connected, and how many of those succeeded;
@@ -52,7 +61,7 @@ type Summary struct {
 // Failed reports whether the run found a consistency violation or a
 // node crash.
 func (s Summary) Failed() bool {
-	return len(s.Report.Anomalies()) > 0 || len(s.Crashes) > 0 || len(s.RevisionOrder) > 0
+	return len(s.Report.Anomalies()) > 0 || len(s.Crashes) > 0 || len(s.RevisionOrder) > 0 || len(s.Watch) > 0 || len(s.Lock) > 0
 }
 
 // Write prints the summary for people.
@@ -60,6 +69,9 @@ func (s Summary) Write(w io.Writer) {
 	knob := ""
 	if s.UnsafeNoReadLease {
 		knob = ", --unsafe-no-read-lease"
+	}
+	if s.UnsafeLockNoFence {
+		knob += ", --unsafe-lock-no-fence"
 	}
 	fmt.Fprintf(w, "chaos summary (seed %d, %d nodes, %s, %.0fs%s)\n", s.Seed, s.Nodes, strings.Join(s.Workloads, "+"), s.Elapsed.Seconds(), knob)
 	if s.Interrupted {
@@ -106,6 +118,16 @@ func (s Summary) Write(w io.Writer) {
 		fmt.Fprintf(w, "  ANOMALY       write of %s (revision %d, began %.3fs) after write of %s (revision %d, ended %.3fs)\n",
 			v.Later.Key, v.Later.Revision, float64(v.Later.Start)/1e9, v.Earlier.Key, v.Earlier.Revision, float64(v.Earlier.End)/1e9)
 	}
+	fmt.Fprintf(w, "  watches       %d watchers saw %d events: %s\n", s.Watchers, s.Watched, map[bool]string{true: "every acknowledged write once, in order", false: "WRONG"}[len(s.Watch) == 0])
+	for _, v := range s.Watch {
+		fmt.Fprintf(w, "  ANOMALY       %s\n", v)
+	}
+	if contains(s.Workloads, WorkloadLock) {
+		fmt.Fprintf(w, "  locks         %s\n", map[bool]string{true: "no two holders wrote at once", false: "TWO HOLDERS AT ONCE"}[len(s.Lock) == 0])
+	}
+	for _, v := range s.Lock {
+		fmt.Fprintf(w, "  ANOMALY       %s\n", v)
+	}
 	for _, c := range s.Crashes {
 		fmt.Fprintf(w, "  CRASH         %s\n", c)
 	}
@@ -139,7 +161,7 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	sum = Summary{Seed: cfg.Seed, Nodes: cfg.Nodes, Workloads: cfg.Workloads, UnsafeNoReadLease: cfg.UnsafeNoReadLease, OutDir: cfg.OutDir}
+	sum = Summary{Seed: cfg.Seed, Nodes: cfg.Nodes, Workloads: cfg.Workloads, UnsafeNoReadLease: cfg.UnsafeNoReadLease, UnsafeLockNoFence: cfg.UnsafeLockNoFence, OutDir: cfg.OutDir}
 	if err := CleanLeftovers(ctx); err != nil {
 		logf("chaos: cleaning leftovers of earlier runs: %v", err)
 	}
@@ -183,6 +205,30 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 		}
 		defer clients[i].Close()
 	}
+	// The watchers: one per node, each knowing every node and starting on
+	// its own, from the revision before the first operation.
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	var wclis []*clientv3.Client
+	for i := range cfg.Nodes {
+		var addrs []string
+		for j := range cfg.Nodes {
+			addrs = append(addrs, c.ClientAddr((i+j)%cfg.Nodes))
+		}
+		cli, err := newClient(addrs...)
+		if err != nil {
+			return sum, err
+		}
+		defer cli.Close()
+		wclis = append(wclis, cli)
+	}
+	startResp, err := clients[0].Get(ctx, "chaos/")
+	if err != nil {
+		return sum, fmt.Errorf("chaos: first read: %w", err)
+	}
+	watchers := startWatchers(wctx, wclis, startResp.Header.Revision+1)
+	sum.Watchers = len(watchers)
+
 	sched := Schedule(cfg.Seed, cfg.Faults, cfg.Duration, cfg.Interval)
 	logf("chaos: seed %d: %d faults scheduled over %v; %d clients", cfg.Seed, len(sched), cfg.Duration, cfg.Clients)
 	t0 := time.Now()
@@ -214,6 +260,20 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	}
 	wg.Wait()
 	sum.Elapsed = time.Since(t0)
+	var newest int64
+	for _, op := range hist.Ops() {
+		if op.Result == Ok && op.Revision > newest {
+			newest = op.Revision
+		}
+	}
+	waitWatchers(watchers, newest, watchCatchUp)
+	wevs, werrs, watched := results(watchers)
+	wcancel()
+	if contains(cfg.Workloads, WorkloadLock) {
+		if sum.Lock, err = checkLocks(ctx, wclis[0], maxWatchViolations); err != nil {
+			return sum, err
+		}
+	}
 	sum.Interrupted = ctx.Err() != nil
 	sum.Events = nm.events()
 	sum.Crashes = c.Crashes()
@@ -242,6 +302,7 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	sum.MajorityOps, sum.MajorityOK, sum.InsideOps, sum.InsideOK = availability(ops, nm.timeline())
 	logf("chaos: checking %d ops", len(ops))
 	sum.RevisionOrder = CheckRevisionOrder(ops, maxRevisionViolations)
+	sum.Watched, sum.Watch = watched, CheckWatches(ops, wevs, werrs, maxWatchViolations)
 	sum.Report, err = Check(ops, CheckOptions{Timeout: cfg.CheckTimeout, OutDir: cfg.OutDir, Annotations: annotations(sum.Events)})
 	if err != nil {
 		return sum, err

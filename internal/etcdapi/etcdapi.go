@@ -131,6 +131,10 @@ type Config struct {
 	// connection's calls ends (HTTP/2 stream quota), so the server holds at
 	// most this many calls per connection.
 	MaxConcurrentStreams uint32
+	// ProgressNotifyInterval is how often a quiet watcher created with
+	// progress_notify hears of its revision (DefaultProgressNotifyInterval
+	// if 0), etcd's --experimental-watch-progress-notify-interval.
+	ProgressNotifyInterval time.Duration
 }
 
 // Validate reports a config that cannot work.

@@ -50,6 +50,22 @@ func (s Span) ContainsSpan(o Span) bool {
 	return bytes.Compare(o.End, s.End) <= 0
 }
 
+// Intersect returns the part of s inside o (both with a non-empty End); its
+// End is not after its Start only when they do not overlap (see Empty).
+func (s Span) Intersect(o Span) Span {
+	out := s
+	if bytes.Compare(o.Start, out.Start) > 0 {
+		out.Start = o.Start
+	}
+	if bytes.Compare(o.End, out.End) < 0 {
+		out.End = o.End
+	}
+	return out
+}
+
+// Empty reports whether a span with a non-empty End holds no key.
+func (s Span) Empty() bool { return bytes.Compare(s.Start, s.End) >= 0 }
+
 // String renders the span for logs.
 func (s Span) String() string { return fmt.Sprintf("[%q, %q)", s.Start, s.End) }
 

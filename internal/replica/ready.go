@@ -52,6 +52,7 @@ func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
 		r.mu.storage.built = nil // only a leader sends one; let its memory go
 		r.mu.lease.resetLocked(r.notLeaderLocked())
 		r.mu.inflight.clear()
+		r.endFeedsLocked(r.notLeaderLocked())
 		r.mu.lease.notifyAppliedLocked() // wakes waitRevision and waitNotInFlight
 		// Commands proposed in a term we no longer lead may still commit
 		// under the new leader, or may be lost: their clients cannot know.
@@ -150,6 +151,7 @@ func (r *Replica) afterPersist(rd *raft.Ready) (lost, gained keys.Span, _ error)
 			r.mu.lastProposedTS = as.MaxTS
 		}
 		r.mu.snapshotsApplied++
+		r.endFeedsLocked(kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: range %d took a snapshot; open its feed again", r.RangeID))
 		r.log.Info("applied snapshot", "index", md.GetIndex(), "term", md.GetTerm())
 		r.mu.lease.notifyAppliedLocked()
 	}
@@ -202,6 +204,12 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	drops := false       // see dropSeq
 	b := r.cfg.Engine.NewBatch()
 	defer b.Close()
+	if r.feeds.active.Load() {
+		// A feed opened after this check misses nothing: it reads the
+		// history up to the applied state it sees, which includes this
+		// round once published.
+		b.RecordEvents()
+	}
 	for _, ent := range ents {
 		if ent.GetIndex() <= as.Index {
 			continue // covered by a snapshot
@@ -212,8 +220,10 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		start := time.Now()
 		next := as
 		next.Index, next.Term = ent.GetIndex(), ent.GetTerm()
+		nevs := b.EventCount()
 		cmd, res := r.applyEntry(b, ent, span, &next)
 		if res.err != nil {
+			b.DropEventsAfter(nevs)
 			if kvpb.CodeOf(res.err) == kvpb.ErrorCode_OK {
 				return fmt.Errorf("replica: range %d: apply index %d: %w", r.RangeID, ent.GetIndex(), res.err)
 			}
@@ -259,6 +269,10 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	}
 	for _, t := range merges {
 		r.setDescLocked(t.GetLeft())
+	}
+	r.publishLocked(b.TakeEvents(), as.MaxTS)
+	if len(splits) > 0 || len(merges) > 0 {
+		r.endFeedsLocked(kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: range %d changed its span; open the feeds of its keys again", r.RangeID))
 	}
 	leads := r.leadsLocked()
 	r.mu.appliedLogBytes += logBytes

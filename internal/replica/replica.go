@@ -248,6 +248,8 @@ type Replica struct {
 	// (nil when cfg.KeyIndexSize is 0). Reset when a snapshot replaces the
 	// range's state.
 	idx *eval.Index
+	// feeds are the range's open change feeds (feed.go).
+	feeds feeds
 
 	// stopped is closed by Stop; the proposer exits on it.
 	stopped  chan struct{}
@@ -453,6 +455,7 @@ func (r *Replica) Stop() {
 		delete(r.mu.proposals, id)
 	}
 	r.mu.lease.failWaitersLocked(kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID))
+	r.endFeedsLocked(kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped here", r.RangeID))
 }
 
 // Neighbourhood returns the range's descriptor and, if it split since it

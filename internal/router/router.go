@@ -918,3 +918,31 @@ func endSpan(span trace.Span, err error) {
 	}
 	span.End()
 }
+
+// Covering returns the user ranges holding span's keys (global keys, a
+// non-empty End), in key order and without a gap, from the cache, reloaded
+// from the meta range first when fresh is set or the cache leaves a gap.
+func (r *Router) Covering(ctx context.Context, span keys.Span, fresh bool) ([]*metapb.RangeDescriptor, error) {
+	if fresh {
+		if err := r.refresh(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return r.lookupAll(ctx, span)
+}
+
+// PickNode chooses the node to ask first for a range (the cached leader,
+// else the local replica, else the replicas in turn by tried).
+func (r *Router) PickNode(desc *metapb.RangeDescriptor, tried int) uint64 {
+	return r.pickNode(desc, tried)
+}
+
+// NoteLeader records node as the range's leader (a NOT_LEADER hint, or a
+// node that served it), or with ok false forgets node as its leader.
+func (r *Router) NoteLeader(rangeID, node uint64, ok bool) {
+	if ok {
+		r.setLeader(rangeID, node)
+	} else {
+		r.clearLeader(rangeID, node)
+	}
+}

@@ -102,3 +102,44 @@ func TestReadyzFailsWithoutQuorum(t *testing.T) {
 		t.Fatalf("livez: %d", live.StatusCode)
 	}
 }
+
+// TestJSONGatewayWatch streams a watch over HTTP/1 as etcd's gateway does:
+// one JSON object per response, the created one first.
+func TestJSONGatewayWatch(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cli := client(t, c, 1)
+	putRetry(t, cli, "ready", "1")
+	// base64("gw/") = "Z3cv", base64("gw0") = "Z3cw"
+	req, err := http.NewRequest(http.MethodPost, c.ClientURLs()[0]+"/v3/watch", strings.NewReader(`{"create_request":{"key":"Z3cv","range_end":"Z3cw"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	var created struct {
+		Result struct {
+			Created bool `json:"created"`
+		} `json:"result"`
+	}
+	if err := dec.Decode(&created); err != nil || !created.Result.Created {
+		t.Fatalf("created: %+v %v", created, err)
+	}
+	putRetry(t, cli, "gw/k", "v")
+	var ev struct {
+		Result struct {
+			Events []struct {
+				Kv struct {
+					Key   string `json:"key"`
+					Value string `json:"value"`
+				} `json:"kv"`
+			} `json:"events"`
+		} `json:"result"`
+	}
+	if err := dec.Decode(&ev); err != nil || len(ev.Result.Events) != 1 || ev.Result.Events[0].Kv.Key != "Z3cvaw==" || ev.Result.Events[0].Kv.Value != "dg==" {
+		t.Fatalf("event: %+v %v", ev, err)
+	}
+}

@@ -296,6 +296,10 @@ func TestEtcdctlLease(t *testing.T) {
 		{[]string{"lease", "timetolive", id}, `^lease ` + id + ` already expired\n$`},
 		{[]string{"lease", "revoke", id}, `(?s)^error: .*Error: failed to revoke lease \(etcdserver: requested lease not found\)$`},
 		{[]string{"lease", "list"}, `^found 0 leases\n$`},
+		// etcd's Lock service (lockelect.go) holds its key on a session's
+		// lease, and releases it by revoking the lease.
+		{[]string{"lock", "L", "echo", "locked"}, `^locked\n$`},
+		{[]string{"get", "L", "--prefix", "--keys-only"}, `^$`},
 	} {
 		if got := run(tc.args...); !regexp.MustCompile(tc.want).MatchString(got) {
 			t.Errorf("etcdctl %v: %q, want %s", tc.args, got, tc.want)

@@ -33,7 +33,9 @@ import (
 	"github.com/concorddb/concord/internal/telemetry"
 	"github.com/concorddb/concord/internal/transport"
 	"github.com/concorddb/concord/internal/tso"
+	"github.com/concorddb/concord/internal/watch"
 	"github.com/soheilhy/cmux"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
@@ -55,12 +57,19 @@ type Node struct {
 	// state (see electFirst).
 	bootstrapped bool
 
-	engine    *storage.Engine
-	store     *store.Store
-	transport *transport.Transport
-	oracle    *tso.Oracle
-	tsoClient *tso.Client
-	router    *router.Router
+	engine *storage.Engine
+	store  *store.Store
+	// watchHub serves the watches of this node's clients; feeds counts
+	// the range feeds it is served in process.
+	watchHub *watch.Hub
+	feeds    *localFeeds
+	// selfClient is the client of this node's own client port that the
+	// Lock and Election services run on (lockelect.go).
+	selfClient *clientv3.Client
+	transport  *transport.Transport
+	oracle     *tso.Oracle
+	tsoClient  *tso.Client
+	router     *router.Router
 
 	peerServer, clientServer *grpc.Server
 	peerLis, clientLis       net.Listener
@@ -225,6 +234,13 @@ func Start(cfg Config) (_ *Node, err error) {
 	}
 	n.clientServer = grpc.NewServer(append(append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...), grpc.WaitForHandlers(true))...)
 	etcdapi.Register(n.clientServer, backend{n}, ecfg)
+	n.feeds = &localFeeds{}
+	n.watchHub = watch.NewHub(feedSource{n: n, servers: n.feeds}, n.log)
+	etcdapi.RegisterWatch(n.clientServer, n.watchHub, ecfg)
+	n.registerWatchMetrics(n.tel.metrics.Registry())
+	if err := n.registerLockElection(); err != nil {
+		return nil, err
+	}
 	rpcpb.RegisterAdminServer(n.clientServer, adminService{n: n})
 	n.registerGRPCHealth()
 	if err := n.serveClient(); err != nil {
@@ -357,6 +373,13 @@ func (n *Node) Stop() {
 	}
 	if n.clientServer != nil {
 		n.clientServer.Stop()
+	}
+	if n.selfClient != nil {
+		n.selfClient.Close()
+	}
+	if n.watchHub != nil {
+		n.watchHub.Close()
+		n.feeds.closeAndWait()
 	}
 	if n.peerServer != nil {
 		n.peerServer.Stop()

@@ -9,7 +9,9 @@ import (
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 
 	"github.com/concorddb/concord/internal/keys"
 )
@@ -209,6 +211,10 @@ func (e *Engine) Stats() EngineStats {
 // discard it.
 type Batch struct {
 	b *pebble.Batch
+	// events, once RecordEvents is called, collects the batch's MVCC
+	// writes in the order they were made (see RecordEvents).
+	events    []*kvpb.Event
+	recording bool
 }
 
 // NewBatch returns an empty indexed batch.
@@ -229,6 +235,32 @@ func (b *Batch) Commit(sync bool) error {
 	}
 	return nil
 }
+
+// RecordEvents makes the batch remember its MVCC writes, in order, as
+// change events (a put's version, a delete's key and revision; no
+// prev_kv), for a range's change feed. TakeEvents returns them.
+func (b *Batch) RecordEvents() { b.recording = true }
+
+// TakeEvents returns the events recorded since the last call and forgets
+// them; the caller owns them. An event's KeyValue may share the value
+// bytes of what was written.
+func (b *Batch) TakeEvents() []*kvpb.Event {
+	out := b.events
+	b.events = nil
+	return out
+}
+
+// DropEventsAfter forgets the events recorded after the first n (what a
+// failed command recorded before it failed).
+func (b *Batch) DropEventsAfter(n int) {
+	if n < len(b.events) {
+		clear(b.events[n:])
+		b.events = b.events[:n]
+	}
+}
+
+// EventCount is the number of events recorded and not yet taken.
+func (b *Batch) EventCount() int { return len(b.events) }
 
 // Close releases the batch, discarding it if it was not committed.
 func (b *Batch) Close() { _ = b.b.Close() }

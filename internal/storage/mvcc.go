@@ -149,6 +149,9 @@ func (b *Batch) MVCCPut(kv *kvpb.KeyValue) error {
 	if err := op.Finish(); err != nil {
 		return fmt.Errorf("storage: mvcc put: %w", err)
 	}
+	if b.recording {
+		b.events = append(b.events, &kvpb.Event{Type: kvpb.Event_PUT, Kv: kv})
+	}
 	return nil
 }
 
@@ -160,6 +163,9 @@ func (b *Batch) MVCCDelete(key []byte, rev int64) error {
 	}
 	if err := b.b.Set(mvccKey(key, rev), encodeMVCCValue(mvccValue{tombstone: true}), nil); err != nil {
 		return fmt.Errorf("storage: mvcc delete: %w", err)
+	}
+	if b.recording {
+		b.events = append(b.events, &kvpb.Event{Type: kvpb.Event_DELETE, Kv: &kvpb.KeyValue{Key: append([]byte(nil), key...), ModRevision: rev}})
 	}
 	return nil
 }

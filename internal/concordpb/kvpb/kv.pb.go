@@ -358,6 +358,52 @@ func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 	return file_kvpb_kv_proto_rawDescGZIP(), []int{4}
 }
 
+type Event_EventType int32
+
+const (
+	Event_PUT    Event_EventType = 0
+	Event_DELETE Event_EventType = 1
+)
+
+// Enum value maps for Event_EventType.
+var (
+	Event_EventType_name = map[int32]string{
+		0: "PUT",
+		1: "DELETE",
+	}
+	Event_EventType_value = map[string]int32{
+		"PUT":    0,
+		"DELETE": 1,
+	}
+)
+
+func (x Event_EventType) Enum() *Event_EventType {
+	p := new(Event_EventType)
+	*p = x
+	return p
+}
+
+func (x Event_EventType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Event_EventType) Descriptor() protoreflect.EnumDescriptor {
+	return file_kvpb_kv_proto_enumTypes[5].Descriptor()
+}
+
+func (Event_EventType) Type() protoreflect.EnumType {
+	return &file_kvpb_kv_proto_enumTypes[5]
+}
+
+func (x Event_EventType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Event_EventType.Descriptor instead.
+func (Event_EventType) EnumDescriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{14, 0}
+}
+
 type KeyValue struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Key            []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -1537,6 +1583,70 @@ func (x *Error) GetDescriptors() []*metapb.RangeDescriptor {
 	return nil
 }
 
+// Event is one change to a key, as a range's change feed reports it and an
+// etcd watch delivers it: a put (kv is the new version) or a delete (kv
+// holds the key and the deleting revision as mod_revision). prev_kv is the
+// version before it, when asked for and still in the history.
+type Event struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          Event_EventType        `protobuf:"varint,1,opt,name=type,proto3,enum=concord.kv.Event_EventType" json:"type,omitempty"`
+	Kv            *KeyValue              `protobuf:"bytes,2,opt,name=kv,proto3" json:"kv,omitempty"`
+	PrevKv        *KeyValue              `protobuf:"bytes,3,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_kvpb_kv_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Event) GetType() Event_EventType {
+	if x != nil {
+		return x.Type
+	}
+	return Event_PUT
+}
+
+func (x *Event) GetKv() *KeyValue {
+	if x != nil {
+		return x.Kv
+	}
+	return nil
+}
+
+func (x *Event) GetPrevKv() *KeyValue {
+	if x != nil {
+		return x.PrevKv
+	}
+	return nil
+}
+
 var File_kvpb_kv_proto protoreflect.FileDescriptor
 
 const file_kvpb_kv_proto_rawDesc = "" +
@@ -1633,7 +1743,15 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
 	"\vleader_hint\x18\x03 \x01(\x04R\n" +
 	"leaderHint\x12?\n" +
-	"\vdescriptors\x18\x04 \x03(\v2\x1d.concord.meta.RangeDescriptorR\vdescriptors*=\n" +
+	"\vdescriptors\x18\x04 \x03(\v2\x1d.concord.meta.RangeDescriptorR\vdescriptors\"\xaf\x01\n" +
+	"\x05Event\x12/\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1b.concord.kv.Event.EventTypeR\x04type\x12$\n" +
+	"\x02kv\x18\x02 \x01(\v2\x14.concord.kv.KeyValueR\x02kv\x12-\n" +
+	"\aprev_kv\x18\x03 \x01(\v2\x14.concord.kv.KeyValueR\x06prevKv\" \n" +
+	"\tEventType\x12\a\n" +
+	"\x03PUT\x10\x00\x12\n" +
+	"\n" +
+	"\x06DELETE\x10\x01*=\n" +
 	"\tSortOrder\x12\r\n" +
 	"\tSORT_NONE\x10\x00\x12\x0f\n" +
 	"\vSORT_ASCEND\x10\x01\x12\x10\n" +
@@ -1695,57 +1813,62 @@ func file_kvpb_kv_proto_rawDescGZIP() []byte {
 	return file_kvpb_kv_proto_rawDescData
 }
 
-var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_kvpb_kv_proto_goTypes = []any{
 	(SortOrder)(0),                 // 0: concord.kv.SortOrder
 	(SortTarget)(0),                // 1: concord.kv.SortTarget
 	(CompareResult)(0),             // 2: concord.kv.CompareResult
 	(CompareTarget)(0),             // 3: concord.kv.CompareTarget
 	(ErrorCode)(0),                 // 4: concord.kv.ErrorCode
-	(*KeyValue)(nil),               // 5: concord.kv.KeyValue
-	(*RangeRequest)(nil),           // 6: concord.kv.RangeRequest
-	(*RangeResponse)(nil),          // 7: concord.kv.RangeResponse
-	(*PutRequest)(nil),             // 8: concord.kv.PutRequest
-	(*PutResponse)(nil),            // 9: concord.kv.PutResponse
-	(*DeleteRangeRequest)(nil),     // 10: concord.kv.DeleteRangeRequest
-	(*DeleteRangeResponse)(nil),    // 11: concord.kv.DeleteRangeResponse
-	(*Compare)(nil),                // 12: concord.kv.Compare
-	(*RequestOp)(nil),              // 13: concord.kv.RequestOp
-	(*ResponseOp)(nil),             // 14: concord.kv.ResponseOp
-	(*TxnRequest)(nil),             // 15: concord.kv.TxnRequest
-	(*TxnResponse)(nil),            // 16: concord.kv.TxnResponse
-	(*CompactRequest)(nil),         // 17: concord.kv.CompactRequest
-	(*Error)(nil),                  // 18: concord.kv.Error
-	(*metapb.RangeDescriptor)(nil), // 19: concord.meta.RangeDescriptor
+	(Event_EventType)(0),           // 5: concord.kv.Event.EventType
+	(*KeyValue)(nil),               // 6: concord.kv.KeyValue
+	(*RangeRequest)(nil),           // 7: concord.kv.RangeRequest
+	(*RangeResponse)(nil),          // 8: concord.kv.RangeResponse
+	(*PutRequest)(nil),             // 9: concord.kv.PutRequest
+	(*PutResponse)(nil),            // 10: concord.kv.PutResponse
+	(*DeleteRangeRequest)(nil),     // 11: concord.kv.DeleteRangeRequest
+	(*DeleteRangeResponse)(nil),    // 12: concord.kv.DeleteRangeResponse
+	(*Compare)(nil),                // 13: concord.kv.Compare
+	(*RequestOp)(nil),              // 14: concord.kv.RequestOp
+	(*ResponseOp)(nil),             // 15: concord.kv.ResponseOp
+	(*TxnRequest)(nil),             // 16: concord.kv.TxnRequest
+	(*TxnResponse)(nil),            // 17: concord.kv.TxnResponse
+	(*CompactRequest)(nil),         // 18: concord.kv.CompactRequest
+	(*Error)(nil),                  // 19: concord.kv.Error
+	(*Event)(nil),                  // 20: concord.kv.Event
+	(*metapb.RangeDescriptor)(nil), // 21: concord.meta.RangeDescriptor
 }
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: concord.kv.RangeRequest.sort_order:type_name -> concord.kv.SortOrder
 	1,  // 1: concord.kv.RangeRequest.sort_target:type_name -> concord.kv.SortTarget
-	5,  // 2: concord.kv.RangeResponse.kvs:type_name -> concord.kv.KeyValue
-	5,  // 3: concord.kv.PutResponse.prev_kv:type_name -> concord.kv.KeyValue
-	5,  // 4: concord.kv.DeleteRangeResponse.prev_kvs:type_name -> concord.kv.KeyValue
+	6,  // 2: concord.kv.RangeResponse.kvs:type_name -> concord.kv.KeyValue
+	6,  // 3: concord.kv.PutResponse.prev_kv:type_name -> concord.kv.KeyValue
+	6,  // 4: concord.kv.DeleteRangeResponse.prev_kvs:type_name -> concord.kv.KeyValue
 	2,  // 5: concord.kv.Compare.result:type_name -> concord.kv.CompareResult
 	3,  // 6: concord.kv.Compare.target:type_name -> concord.kv.CompareTarget
-	6,  // 7: concord.kv.RequestOp.range:type_name -> concord.kv.RangeRequest
-	8,  // 8: concord.kv.RequestOp.put:type_name -> concord.kv.PutRequest
-	10, // 9: concord.kv.RequestOp.delete_range:type_name -> concord.kv.DeleteRangeRequest
-	15, // 10: concord.kv.RequestOp.txn:type_name -> concord.kv.TxnRequest
-	7,  // 11: concord.kv.ResponseOp.range:type_name -> concord.kv.RangeResponse
-	9,  // 12: concord.kv.ResponseOp.put:type_name -> concord.kv.PutResponse
-	11, // 13: concord.kv.ResponseOp.delete_range:type_name -> concord.kv.DeleteRangeResponse
-	16, // 14: concord.kv.ResponseOp.txn:type_name -> concord.kv.TxnResponse
-	12, // 15: concord.kv.TxnRequest.compare:type_name -> concord.kv.Compare
-	13, // 16: concord.kv.TxnRequest.success:type_name -> concord.kv.RequestOp
-	13, // 17: concord.kv.TxnRequest.failure:type_name -> concord.kv.RequestOp
-	14, // 18: concord.kv.TxnResponse.responses:type_name -> concord.kv.ResponseOp
+	7,  // 7: concord.kv.RequestOp.range:type_name -> concord.kv.RangeRequest
+	9,  // 8: concord.kv.RequestOp.put:type_name -> concord.kv.PutRequest
+	11, // 9: concord.kv.RequestOp.delete_range:type_name -> concord.kv.DeleteRangeRequest
+	16, // 10: concord.kv.RequestOp.txn:type_name -> concord.kv.TxnRequest
+	8,  // 11: concord.kv.ResponseOp.range:type_name -> concord.kv.RangeResponse
+	10, // 12: concord.kv.ResponseOp.put:type_name -> concord.kv.PutResponse
+	12, // 13: concord.kv.ResponseOp.delete_range:type_name -> concord.kv.DeleteRangeResponse
+	17, // 14: concord.kv.ResponseOp.txn:type_name -> concord.kv.TxnResponse
+	13, // 15: concord.kv.TxnRequest.compare:type_name -> concord.kv.Compare
+	14, // 16: concord.kv.TxnRequest.success:type_name -> concord.kv.RequestOp
+	14, // 17: concord.kv.TxnRequest.failure:type_name -> concord.kv.RequestOp
+	15, // 18: concord.kv.TxnResponse.responses:type_name -> concord.kv.ResponseOp
 	4,  // 19: concord.kv.Error.code:type_name -> concord.kv.ErrorCode
-	19, // 20: concord.kv.Error.descriptors:type_name -> concord.meta.RangeDescriptor
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	21, // 20: concord.kv.Error.descriptors:type_name -> concord.meta.RangeDescriptor
+	5,  // 21: concord.kv.Event.type:type_name -> concord.kv.Event.EventType
+	6,  // 22: concord.kv.Event.kv:type_name -> concord.kv.KeyValue
+	6,  // 23: concord.kv.Event.prev_kv:type_name -> concord.kv.KeyValue
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
@@ -1777,8 +1900,8 @@ func file_kvpb_kv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_kv_proto_rawDesc), len(file_kvpb_kv_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   14,
+			NumEnums:      6,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

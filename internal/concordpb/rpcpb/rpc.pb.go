@@ -1605,6 +1605,302 @@ func (x *LeaseResponse) GetRaftTerm() uint64 {
 	return 0
 }
 
+// RangeFeedCreate opens a range's change feed over span (user keys; end
+// empty for the rest of the range), for changes with revisions above
+// from_revision: first the history, from the MVCC versions, then each
+// change as it applies. With to_revision > 0 the feed ends once it has
+// sent everything up to it.
+type RangeFeedCreate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	StartKey      []byte                 `protobuf:"bytes,2,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	EndKey        []byte                 `protobuf:"bytes,3,opt,name=end_key,json=endKey,proto3" json:"end_key,omitempty"`
+	FromRevision  int64                  `protobuf:"varint,4,opt,name=from_revision,json=fromRevision,proto3" json:"from_revision,omitempty"`
+	ToRevision    int64                  `protobuf:"varint,5,opt,name=to_revision,json=toRevision,proto3" json:"to_revision,omitempty"`
+	PrevKv        bool                   `protobuf:"varint,6,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeFeedCreate) Reset() {
+	*x = RangeFeedCreate{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeFeedCreate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeFeedCreate) ProtoMessage() {}
+
+func (x *RangeFeedCreate) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeFeedCreate.ProtoReflect.Descriptor instead.
+func (*RangeFeedCreate) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RangeFeedCreate) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *RangeFeedCreate) GetStartKey() []byte {
+	if x != nil {
+		return x.StartKey
+	}
+	return nil
+}
+
+func (x *RangeFeedCreate) GetEndKey() []byte {
+	if x != nil {
+		return x.EndKey
+	}
+	return nil
+}
+
+func (x *RangeFeedCreate) GetFromRevision() int64 {
+	if x != nil {
+		return x.FromRevision
+	}
+	return 0
+}
+
+func (x *RangeFeedCreate) GetToRevision() int64 {
+	if x != nil {
+		return x.ToRevision
+	}
+	return 0
+}
+
+func (x *RangeFeedCreate) GetPrevKv() bool {
+	if x != nil {
+		return x.PrevKv
+	}
+	return false
+}
+
+// RangeFeedClose asks the feed to resolve up to revision: to report, once
+// no change at or below it can still apply on the range, that it is
+// resolved (the range's leader waits for the writes it numbered at or
+// below it, as a read at that revision does).
+type RangeFeedClose struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeFeedClose) Reset() {
+	*x = RangeFeedClose{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeFeedClose) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeFeedClose) ProtoMessage() {}
+
+func (x *RangeFeedClose) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeFeedClose.ProtoReflect.Descriptor instead.
+func (*RangeFeedClose) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RangeFeedClose) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// RangeFeedRequest is the first message of a feed (create) or a later one
+// (close).
+type RangeFeedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*RangeFeedRequest_Create
+	//	*RangeFeedRequest_Close
+	Request       isRangeFeedRequest_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeFeedRequest) Reset() {
+	*x = RangeFeedRequest{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeFeedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeFeedRequest) ProtoMessage() {}
+
+func (x *RangeFeedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeFeedRequest.ProtoReflect.Descriptor instead.
+func (*RangeFeedRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RangeFeedRequest) GetRequest() isRangeFeedRequest_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *RangeFeedRequest) GetCreate() *RangeFeedCreate {
+	if x != nil {
+		if x, ok := x.Request.(*RangeFeedRequest_Create); ok {
+			return x.Create
+		}
+	}
+	return nil
+}
+
+func (x *RangeFeedRequest) GetClose() *RangeFeedClose {
+	if x != nil {
+		if x, ok := x.Request.(*RangeFeedRequest_Close); ok {
+			return x.Close
+		}
+	}
+	return nil
+}
+
+type isRangeFeedRequest_Request interface {
+	isRangeFeedRequest_Request()
+}
+
+type RangeFeedRequest_Create struct {
+	Create *RangeFeedCreate `protobuf:"bytes,1,opt,name=create,proto3,oneof"`
+}
+
+type RangeFeedRequest_Close struct {
+	Close *RangeFeedClose `protobuf:"bytes,2,opt,name=close,proto3,oneof"`
+}
+
+func (*RangeFeedRequest_Create) isRangeFeedRequest_Request() {}
+
+func (*RangeFeedRequest_Close) isRangeFeedRequest_Request() {}
+
+// RangeFeedEvent carries changes in revision order (all changes of one
+// revision in one message, in the order they applied), then perhaps a
+// resolved revision: every change of the feed's span at or below it has
+// been sent. A message with error is the feed's last: KEY_MISMATCH when
+// the range split or merged (open the new ranges from the last resolved
+// revision), NOT_LEADER, UNAVAILABLE, or COMPACTED with
+// compact_revision when from_revision is below the range's compaction.
+type RangeFeedEvent struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Events          []*kvpb.Event          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	Resolved        int64                  `protobuf:"varint,2,opt,name=resolved,proto3" json:"resolved,omitempty"`
+	Error           *kvpb.Error            `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	CompactRevision int64                  `protobuf:"varint,4,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RangeFeedEvent) Reset() {
+	*x = RangeFeedEvent{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeFeedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeFeedEvent) ProtoMessage() {}
+
+func (x *RangeFeedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeFeedEvent.ProtoReflect.Descriptor instead.
+func (*RangeFeedEvent) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RangeFeedEvent) GetEvents() []*kvpb.Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *RangeFeedEvent) GetResolved() int64 {
+	if x != nil {
+		return x.Resolved
+	}
+	return 0
+}
+
+func (x *RangeFeedEvent) GetError() *kvpb.Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *RangeFeedEvent) GetCompactRevision() int64 {
+	if x != nil {
+		return x.CompactRevision
+	}
+	return 0
+}
+
 var File_rpcpb_rpc_proto protoreflect.FileDescriptor
 
 const file_rpcpb_rpc_proto_rawDesc = "" +
@@ -1716,7 +2012,26 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x06leases\x18\x05 \x03(\x03R\x06leases\x12'\n" +
 	"\x05error\x18\x06 \x01(\v2\x11.concord.kv.ErrorR\x05error\x12\x1a\n" +
 	"\brevision\x18\a \x01(\x03R\brevision\x12\x1b\n" +
-	"\traft_term\x18\b \x01(\x04R\braftTerm*|\n" +
+	"\traft_term\x18\b \x01(\x04R\braftTerm\"\xc1\x01\n" +
+	"\x0fRangeFeedCreate\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
+	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x17\n" +
+	"\aend_key\x18\x03 \x01(\fR\x06endKey\x12#\n" +
+	"\rfrom_revision\x18\x04 \x01(\x03R\ffromRevision\x12\x1f\n" +
+	"\vto_revision\x18\x05 \x01(\x03R\n" +
+	"toRevision\x12\x17\n" +
+	"\aprev_kv\x18\x06 \x01(\bR\x06prevKv\",\n" +
+	"\x0eRangeFeedClose\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\x86\x01\n" +
+	"\x10RangeFeedRequest\x124\n" +
+	"\x06create\x18\x01 \x01(\v2\x1a.concordpb.RangeFeedCreateH\x00R\x06create\x121\n" +
+	"\x05close\x18\x02 \x01(\v2\x19.concordpb.RangeFeedCloseH\x00R\x05closeB\t\n" +
+	"\arequest\"\xab\x01\n" +
+	"\x0eRangeFeedEvent\x12)\n" +
+	"\x06events\x18\x01 \x03(\v2\x11.concord.kv.EventR\x06events\x12\x1a\n" +
+	"\bresolved\x18\x02 \x01(\x03R\bresolved\x12'\n" +
+	"\x05error\x18\x03 \x01(\v2\x11.concord.kv.ErrorR\x05error\x12)\n" +
+	"\x10compact_revision\x18\x04 \x01(\x03R\x0fcompactRevision*|\n" +
 	"\aLeaseOp\x12\x0f\n" +
 	"\vLEASE_GRANT\x10\x00\x12\x10\n" +
 	"\fLEASE_REVOKE\x10\x01\x12\x14\n" +
@@ -1724,7 +2039,7 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x12LEASE_TIME_TO_LIVE\x10\x03\x12\x0e\n" +
 	"\n" +
 	"LEASE_LIST\x10\x04\x12\x10\n" +
-	"\fLEASE_ATTACH\x10\x052\xc9\x03\n" +
+	"\fLEASE_ATTACH\x10\x052\x92\x04\n" +
 	"\x04Peer\x122\n" +
 	"\x04Raft\x12\x14.concordpb.RaftBatch\x1a\x12.concordpb.RaftAck(\x01\x12C\n" +
 	"\aForward\x12\x17.concordpb.ForwardBatch\x1a\x1b.concordpb.ForwardResponses(\x010\x01\x12F\n" +
@@ -1733,7 +2048,8 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\n" +
 	"NodeStatus\x12\x1c.concordpb.NodeStatusRequest\x1a\x1d.concordpb.NodeStatusResponse\x12@\n" +
 	"\aMembers\x12\x19.concordpb.MembersRequest\x1a\x1a.concordpb.MembersResponse\x12:\n" +
-	"\x05Lease\x12\x17.concordpb.LeaseRequest\x1a\x18.concordpb.LeaseResponse2\xdc\x01\n" +
+	"\x05Lease\x12\x17.concordpb.LeaseRequest\x1a\x18.concordpb.LeaseResponse\x12G\n" +
+	"\tRangeFeed\x12\x1b.concordpb.RangeFeedRequest\x1a\x19.concordpb.RangeFeedEvent(\x010\x012\xdc\x01\n" +
 	"\x05Admin\x12=\n" +
 	"\x06Ranges\x12\x18.concordpb.RangesRequest\x1a\x19.concordpb.RangesResponse\x12I\n" +
 	"\n" +
@@ -1754,7 +2070,7 @@ func file_rpcpb_rpc_proto_rawDescGZIP() []byte {
 }
 
 var file_rpcpb_rpc_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_rpcpb_rpc_proto_goTypes = []any{
 	(LeaseOp)(0),                   // 0: concordpb.LeaseOp
 	(*RaftMessage)(nil),            // 1: concordpb.RaftMessage
@@ -1782,60 +2098,71 @@ var file_rpcpb_rpc_proto_goTypes = []any{
 	(*SplitRangeResponse)(nil),     // 23: concordpb.SplitRangeResponse
 	(*LeaseRequest)(nil),           // 24: concordpb.LeaseRequest
 	(*LeaseResponse)(nil),          // 25: concordpb.LeaseResponse
-	nil,                            // 26: concordpb.ForwardRequest.TraceEntry
-	(*raftpb.Message)(nil),         // 27: raftpb.Message
-	(*kvpb.Error)(nil),             // 28: concord.kv.Error
-	(*metapb.NodeRecord)(nil),      // 29: concord.meta.NodeRecord
-	(*metapb.RangeDescriptor)(nil), // 30: concord.meta.RangeDescriptor
-	(*cmdpb.BatchRequest)(nil),     // 31: concord.cmd.BatchRequest
-	(*cmdpb.BatchResponse)(nil),    // 32: concord.cmd.BatchResponse
+	(*RangeFeedCreate)(nil),        // 26: concordpb.RangeFeedCreate
+	(*RangeFeedClose)(nil),         // 27: concordpb.RangeFeedClose
+	(*RangeFeedRequest)(nil),       // 28: concordpb.RangeFeedRequest
+	(*RangeFeedEvent)(nil),         // 29: concordpb.RangeFeedEvent
+	nil,                            // 30: concordpb.ForwardRequest.TraceEntry
+	(*raftpb.Message)(nil),         // 31: raftpb.Message
+	(*kvpb.Error)(nil),             // 32: concord.kv.Error
+	(*metapb.NodeRecord)(nil),      // 33: concord.meta.NodeRecord
+	(*metapb.RangeDescriptor)(nil), // 34: concord.meta.RangeDescriptor
+	(*cmdpb.BatchRequest)(nil),     // 35: concord.cmd.BatchRequest
+	(*cmdpb.BatchResponse)(nil),    // 36: concord.cmd.BatchResponse
+	(*kvpb.Event)(nil),             // 37: concord.kv.Event
 }
 var file_rpcpb_rpc_proto_depIdxs = []int32{
-	27, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	31, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
 	1,  // 1: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
-	28, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
-	29, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
-	29, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
-	30, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
-	29, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
-	30, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
+	32, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
+	33, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
+	33, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
+	34, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
+	33, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
+	34, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
 	12, // 8: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	31, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
-	26, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
+	35, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
+	30, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
 	13, // 11: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
-	32, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
+	36, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
 	15, // 13: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
 	18, // 14: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
 	18, // 15: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
 	18, // 16: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
 	18, // 17: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
 	0,  // 18: concordpb.LeaseRequest.op:type_name -> concordpb.LeaseOp
-	28, // 19: concordpb.LeaseResponse.error:type_name -> concord.kv.Error
-	2,  // 20: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
-	14, // 21: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
-	4,  // 22: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
-	6,  // 23: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
-	10, // 24: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
-	8,  // 25: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
-	24, // 26: concordpb.Peer.Lease:input_type -> concordpb.LeaseRequest
-	17, // 27: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
-	20, // 28: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
-	21, // 29: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
-	3,  // 30: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	16, // 31: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
-	5,  // 32: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	7,  // 33: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	11, // 34: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	9,  // 35: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
-	25, // 36: concordpb.Peer.Lease:output_type -> concordpb.LeaseResponse
-	19, // 37: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
-	23, // 38: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
-	22, // 39: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
-	30, // [30:40] is the sub-list for method output_type
-	20, // [20:30] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	32, // 19: concordpb.LeaseResponse.error:type_name -> concord.kv.Error
+	26, // 20: concordpb.RangeFeedRequest.create:type_name -> concordpb.RangeFeedCreate
+	27, // 21: concordpb.RangeFeedRequest.close:type_name -> concordpb.RangeFeedClose
+	37, // 22: concordpb.RangeFeedEvent.events:type_name -> concord.kv.Event
+	32, // 23: concordpb.RangeFeedEvent.error:type_name -> concord.kv.Error
+	2,  // 24: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
+	14, // 25: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
+	4,  // 26: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
+	6,  // 27: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
+	10, // 28: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
+	8,  // 29: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
+	24, // 30: concordpb.Peer.Lease:input_type -> concordpb.LeaseRequest
+	28, // 31: concordpb.Peer.RangeFeed:input_type -> concordpb.RangeFeedRequest
+	17, // 32: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
+	20, // 33: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
+	21, // 34: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
+	3,  // 35: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	16, // 36: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
+	5,  // 37: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	7,  // 38: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	11, // 39: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	9,  // 40: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
+	25, // 41: concordpb.Peer.Lease:output_type -> concordpb.LeaseResponse
+	29, // 42: concordpb.Peer.RangeFeed:output_type -> concordpb.RangeFeedEvent
+	19, // 43: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
+	23, // 44: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
+	22, // 45: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
+	35, // [35:46] is the sub-list for method output_type
+	24, // [24:35] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_rpcpb_rpc_proto_init() }
@@ -1843,13 +2170,17 @@ func file_rpcpb_rpc_proto_init() {
 	if File_rpcpb_rpc_proto != nil {
 		return
 	}
+	file_rpcpb_rpc_proto_msgTypes[27].OneofWrappers = []any{
+		(*RangeFeedRequest_Create)(nil),
+		(*RangeFeedRequest_Close)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpcpb_rpc_proto_rawDesc), len(file_rpcpb_rpc_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

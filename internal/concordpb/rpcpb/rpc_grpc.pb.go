@@ -31,6 +31,7 @@ const (
 	Peer_NodeStatus_FullMethodName = "/concordpb.Peer/NodeStatus"
 	Peer_Members_FullMethodName    = "/concordpb.Peer/Members"
 	Peer_Lease_FullMethodName      = "/concordpb.Peer/Lease"
+	Peer_RangeFeed_FullMethodName  = "/concordpb.Peer/RangeFeed"
 )
 
 // PeerClient is the client API for Peer service.
@@ -48,6 +49,9 @@ type PeerClient interface {
 	// Lease carries a gateway's lease request to the lessor, on the meta
 	// range's leader.
 	Lease(ctx context.Context, in *LeaseRequest, opts ...grpc.CallOption) (*LeaseResponse, error)
+	// RangeFeed streams a range's changes from its leader: the history above
+	// a revision, then every change as it applies, with resolved revisions.
+	RangeFeed(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RangeFeedRequest, RangeFeedEvent], error)
 }
 
 type peerClient struct {
@@ -134,6 +138,19 @@ func (c *peerClient) Lease(ctx context.Context, in *LeaseRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *peerClient) RangeFeed(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RangeFeedRequest, RangeFeedEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[2], Peer_RangeFeed_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RangeFeedRequest, RangeFeedEvent]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_RangeFeedClient = grpc.BidiStreamingClient[RangeFeedRequest, RangeFeedEvent]
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -149,6 +166,9 @@ type PeerServer interface {
 	// Lease carries a gateway's lease request to the lessor, on the meta
 	// range's leader.
 	Lease(context.Context, *LeaseRequest) (*LeaseResponse, error)
+	// RangeFeed streams a range's changes from its leader: the history above
+	// a revision, then every change as it applies, with resolved revisions.
+	RangeFeed(grpc.BidiStreamingServer[RangeFeedRequest, RangeFeedEvent]) error
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -179,6 +199,9 @@ func (UnimplementedPeerServer) Members(context.Context, *MembersRequest) (*Membe
 }
 func (UnimplementedPeerServer) Lease(context.Context, *LeaseRequest) (*LeaseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Lease not implemented")
+}
+func (UnimplementedPeerServer) RangeFeed(grpc.BidiStreamingServer[RangeFeedRequest, RangeFeedEvent]) error {
+	return status.Error(codes.Unimplemented, "method RangeFeed not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -305,6 +328,13 @@ func _Peer_Lease_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_RangeFeed_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServer).RangeFeed(&grpc.GenericServerStream[RangeFeedRequest, RangeFeedEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_RangeFeedServer = grpc.BidiStreamingServer[RangeFeedRequest, RangeFeedEvent]
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -342,6 +372,12 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Forward",
 			Handler:       _Peer_Forward_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "RangeFeed",
+			Handler:       _Peer_RangeFeed_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

@@ -1,0 +1,358 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/storage"
+)
+
+// A range's change feed (what watches are built on, DESIGN.md "Watch,
+// lease, lock, election"): a Feed gives, in revision order, every change
+// to a span of the range with a revision above the one it was opened
+// from, first from the MVCC history and then as the changes apply, and
+// resolved revisions: every change at or below one has been given.
+//
+// Resolved revisions come from two facts. On one replica, commands apply
+// in increasing revision order (the proposer numbers and proposes them in
+// order, and apply refuses a revision not above the applied one), so the
+// newest applied revision is resolved. And a revision T above it is
+// resolved once the leaseholder has waited, as a read at T does, for the
+// writes it numbered at or below T (Resolve): none can apply below T
+// later. A feed lives on the leader: it ends when the replica stops
+// leading, splits, merges, takes a snapshot or stops; its reader opens
+// the new ranges from the last resolved revision.
+
+const (
+	// feedPageEvents is how many history events a feed reads at once (a
+	// revision is never cut, so a page may hold more).
+	feedPageEvents = 1000
+	// maxFeedQueuedEvents bounds the live events a feed holds for a reader
+	// that does not keep up; past it the feed ends (RESOURCE_EXHAUSTED) and
+	// the reader opens it again from its resolved revision, reading the
+	// history it missed from the MVCC versions instead of from memory.
+	maxFeedQueuedEvents = 16384
+)
+
+// errFeedDone ends a feed opened with an upper revision once it reached it.
+var errFeedDone = errors.New("replica: feed reached its upper revision")
+
+// IsFeedDone reports whether err is the end of a bounded feed.
+func IsFeedDone(err error) bool { return errors.Is(err, errFeedDone) }
+
+// Feed is one reader's change feed of a span of the range. Next and
+// Resolve may be called from different goroutines; Next from one only.
+type Feed struct {
+	r      *Replica
+	span   keys.Span // global keys
+	prevKV bool
+	to     int64 // 0: unbounded
+
+	// openRev is the range's newest applied revision when the feed opened:
+	// the history read covers changes up to it, live events come above it.
+	openRev int64
+	// The catch-up state, used by Next only: the history (from, catchTo]
+	// is read from snap, a page at a time, before the live events;
+	// returned is the resolved revision Next returned last.
+	snap     *storage.Snapshot
+	from     int64
+	catchTo  int64
+	returned int64
+
+	// signal has a token when mu holds something new for Next.
+	signal chan struct{}
+	mu     struct {
+		sync.Mutex
+		// events are the live changes above snapTo not yet taken, in
+		// revision order; resolved the newest resolved revision pushed.
+		// Invariant: every event's revision <= resolved.
+		events   []*kvpb.Event
+		resolved int64
+		// err ends the feed once the events before it are taken.
+		err    error
+		closed bool
+	}
+}
+
+// feeds is a replica's set of live feeds. Lock order: Replica.mu, then
+// feeds.mu, then a Feed's mu.
+type feeds struct {
+	// active is set while any feed is registered: Apply records events
+	// only then.
+	active atomic.Bool
+	mu     sync.Mutex
+	set    map[*Feed]struct{}
+}
+
+// OpenFeed opens a feed of the changes to span (global keys, clipped to
+// the range; an empty End means the rest of the range) above revision from;
+// with to > 0 it ends (IsFeedDone) after revision to. prevKV adds each
+// change's previous version. Errors: NOT_LEADER, RANGE_NOT_FOUND for a
+// replica that awaits its first snapshot, KEY_MISMATCH for a span outside
+// the range, COMPACTED (see CompactedRevision) when changes above from are
+// no longer all in the history.
+func (r *Replica) OpenFeed(span keys.Span, from, to int64, prevKV bool) (*Feed, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if IsUninitialized(r.mu.desc) {
+		return nil, kvpb.Errorf(kvpb.ErrorCode_RANGE_NOT_FOUND, "replica: range %d here waits for its first snapshot", r.RangeID)
+	}
+	if !r.leadsLocked() {
+		return nil, r.notLeaderLocked()
+	}
+	rs := r.spanLocked()
+	gspan := span
+	if len(gspan.End) == 0 {
+		gspan.End = rs.End
+	}
+	if gspan = gspan.Intersect(rs); gspan.Empty() || !keys.IsUser(gspan.Start) {
+		return nil, kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: feed span %v outside range %d %v", span, r.RangeID, rs)
+	}
+	as := r.mu.applied
+	if from+1 < as.CompactedRev {
+		return nil, &compactedError{rev: as.CompactedRev}
+	}
+	f := &Feed{r: r, span: gspan, prevKV: prevKV, to: to, openRev: as.MaxTS, from: from, catchTo: max(as.MaxTS, from), signal: make(chan struct{}, 1)}
+	f.mu.resolved = f.catchTo
+	if to > 0 {
+		f.catchTo = min(f.catchTo, to)
+	}
+	f.returned = f.from
+	if f.from < f.catchTo {
+		f.snap = r.cfg.Engine.NewSnapshot()
+	}
+	if to == 0 || to > f.catchTo {
+		r.feeds.mu.Lock()
+		if r.feeds.set == nil {
+			r.feeds.set = map[*Feed]struct{}{}
+		}
+		r.feeds.set[f] = struct{}{}
+		r.feeds.active.Store(true)
+		r.feeds.mu.Unlock()
+	}
+	return f, nil
+}
+
+// compactedError is COMPACTED with the compacted revision.
+type compactedError struct{ rev int64 }
+
+func (e *compactedError) Error() string { return "mvcc: required revision has been compacted" }
+
+// Unwrap makes it a COMPACTED *kvpb.Error to kvpb.CodeOf.
+func (e *compactedError) Unwrap() error {
+	return kvpb.Errorf(kvpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")
+}
+
+// CompactedRevision returns the compacted revision carried by an OpenFeed
+// or Next error, and whether it carries one.
+func CompactedRevision(err error) (int64, bool) {
+	var ce *compactedError
+	if errors.As(err, &ce) {
+		return ce.rev, true
+	}
+	return 0, false
+}
+
+// Next waits for changes and returns them in revision order with the
+// feed's resolved revision (every change at or below it has now been
+// returned); events may be empty when only the resolved revision moved.
+// Keys in the events are user keys. Errors: the feed's end (see OpenFeed
+// and the package's feed comment; IsFeedDone for a bounded feed that is
+// complete), UNAVAILABLE when ctx ends.
+func (f *Feed) Next(ctx context.Context) ([]*kvpb.Event, int64, error) {
+	if f.snap != nil {
+		evs, upTo, err := storage.MVCCHistory(f.snap, f.span, f.from, f.catchTo, f.prevKV, feedPageEvents)
+		if err != nil {
+			f.Close()
+			return nil, 0, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: read history: %v", f.r.RangeID, err)
+		}
+		f.from, f.returned = upTo, upTo
+		if upTo >= f.catchTo {
+			f.snap.Close()
+			f.snap = nil
+		}
+		return userEvents(evs), upTo, nil
+	}
+	for {
+		f.mu.Lock()
+		evs, resolved, err := f.mu.events, f.mu.resolved, f.mu.err
+		f.mu.events = nil
+		f.mu.Unlock()
+		if f.to > 0 && resolved >= f.to {
+			resolved = f.to
+			n := len(evs)
+			for n > 0 && evs[n-1].GetKv().GetModRevision() > f.to {
+				n--
+			}
+			evs, err = evs[:n], errFeedDone
+			f.Close()
+		}
+		if len(evs) > 0 || resolved > f.returned {
+			f.returned = resolved
+			if f.prevKV {
+				if err := f.addPrev(evs); err != nil {
+					f.Close()
+					return nil, 0, err
+				}
+			}
+			return userEvents(evs), resolved, nil
+		}
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		select {
+		case <-f.signal:
+		case <-ctx.Done():
+			return nil, 0, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d feed: %v", f.r.RangeID, ctx.Err())
+		}
+	}
+}
+
+// addPrev reads each live change's previous version, as etcd's watch does
+// (at the revision below it); a create has none.
+func (f *Feed) addPrev(evs []*kvpb.Event) error {
+	for _, ev := range evs {
+		kv := ev.GetKv()
+		if ev.GetType() == kvpb.Event_PUT && kv.GetCreateRevision() == kv.GetModRevision() {
+			continue
+		}
+		prev, err := storage.MVCCGet(f.r.cfg.Engine, kv.GetKey(), kv.GetModRevision()-1)
+		if err != nil {
+			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: read previous version: %v", f.r.RangeID, err)
+		}
+		ev.PrevKv = prev
+	}
+	return nil
+}
+
+// userEvents strips the global prefix from the events' keys, in place.
+func userEvents(evs []*kvpb.Event) []*kvpb.Event {
+	for _, ev := range evs {
+		ev.Kv.Key = keys.StripUser(ev.GetKv().GetKey())
+		if ev.GetPrevKv() != nil {
+			ev.PrevKv.Key = keys.StripUser(ev.GetPrevKv().GetKey())
+		}
+	}
+	return evs
+}
+
+// Resolve makes rev resolved on the feed, waiting as a read at rev waits
+// (the lease, then every write this range numbered at or below rev), so
+// that Next soon returns it. rev must not be above a revision the TSO has
+// handed out. Errors: NOT_LEADER, UNAVAILABLE (ctx ended, or the feed's
+// replica stopped).
+func (f *Feed) Resolve(ctx context.Context, rev int64) error {
+	r := f.r
+	r.touch()
+	if err := r.waitLease(ctx); err != nil {
+		return err
+	}
+	if err := r.waitRevision(ctx, rev); err != nil {
+		return err
+	}
+	// Every change at or below rev is applied here, so published to the
+	// feed before this.
+	f.push(nil, rev)
+	return nil
+}
+
+// Close ends the feed and releases what it holds. Calling it again does
+// nothing.
+func (f *Feed) Close() {
+	if f.snap != nil {
+		f.snap.Close()
+		f.snap = nil
+	}
+	f.mu.Lock()
+	closed := f.mu.closed
+	f.mu.closed = true
+	f.mu.Unlock()
+	if closed {
+		return
+	}
+	r := f.r
+	r.feeds.mu.Lock()
+	delete(r.feeds.set, f)
+	r.feeds.active.Store(len(r.feeds.set) > 0)
+	r.feeds.mu.Unlock()
+}
+
+// push queues the changes of evs inside the feed's span and moves its
+// resolved revision to resolved.
+func (f *Feed) push(evs []*kvpb.Event, resolved int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.err != nil || f.mu.closed {
+		return
+	}
+	for _, ev := range evs {
+		if !f.span.Contains(ev.GetKv().GetKey()) || ev.GetKv().GetModRevision() <= f.openRev {
+			continue
+		}
+		if len(f.mu.events) >= maxFeedQueuedEvents {
+			f.mu.events = nil
+			f.mu.err = kvpb.Errorf(kvpb.ErrorCode_RESOURCE_EXHAUSTED, "replica: range %d: feed reader fell %d events behind; open it again from its resolved revision", f.r.RangeID, maxFeedQueuedEvents)
+			break
+		}
+		// The event is shared by every feed it matches: each takes its
+		// own copy, since Next rewrites keys and adds prev_kv.
+		f.mu.events = append(f.mu.events, cloneEvent(ev))
+	}
+	f.mu.resolved = max(f.mu.resolved, resolved)
+	select {
+	case f.signal <- struct{}{}:
+	default:
+	}
+}
+
+// fail ends the feed with err once what it holds is taken.
+func (f *Feed) fail(err error) {
+	f.mu.Lock()
+	if f.mu.err == nil {
+		f.mu.err = err
+	}
+	f.mu.Unlock()
+	select {
+	case f.signal <- struct{}{}:
+	default:
+	}
+}
+
+func cloneEvent(ev *kvpb.Event) *kvpb.Event {
+	kv := ev.GetKv() // the value bytes are shared: nothing writes them
+	return &kvpb.Event{Type: ev.GetType(), Kv: &kvpb.KeyValue{Key: kv.GetKey(), CreateRevision: kv.GetCreateRevision(), ModRevision: kv.GetModRevision(), Version: kv.GetVersion(), Value: kv.GetValue(), Lease: kv.GetLease()}}
+}
+
+// publishLocked hands the events of one Apply round to every feed, with
+// the range's newest applied revision. Called with r.mu held, after the
+// round's batch is committed and before its waiters are woken.
+func (r *Replica) publishLocked(evs []*kvpb.Event, resolved int64) {
+	if !r.feeds.active.Load() {
+		return
+	}
+	r.feeds.mu.Lock()
+	defer r.feeds.mu.Unlock()
+	for f := range r.feeds.set {
+		f.push(evs, resolved)
+	}
+}
+
+// endFeedsLocked ends every feed with err (see the feed comment for
+// when). Called with r.mu held.
+func (r *Replica) endFeedsLocked(err error) {
+	if !r.feeds.active.Load() {
+		return
+	}
+	r.feeds.mu.Lock()
+	defer r.feeds.mu.Unlock()
+	for f := range r.feeds.set {
+		f.fail(err)
+		delete(r.feeds.set, f)
+	}
+	r.feeds.active.Store(false)
+}

@@ -1,0 +1,37 @@
+package server
+
+import (
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
+	"go.uber.org/zap"
+)
+
+// registerLockElection installs etcd's Lock and Election services (etcdctl
+// lock and elect, the v3lock and v3election gRPC APIs). etcd builds them
+// on its own KV, Lease and Watch through a client of itself; Concord runs
+// etcd's very implementations the same way, over a clientv3 client of this
+// node's client port, so their keys, leases and revisions, and fencing by
+// the lock key's create revision, are etcd's. Call it before the client
+// server serves; the client connects lazily.
+func (n *Node) registerLockElection() error {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{n.clientLis.Addr().String()},
+		Logger:    zap.NewNop(),
+		// A lock or a campaign waits as long as its caller does; these
+		// bound only what the client does on its own.
+		DialKeepAliveTime:    30 * time.Second,
+		DialKeepAliveTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	n.selfClient = cli
+	v3lockpb.RegisterLockServer(n.clientServer, v3lock.NewLockServer(cli))
+	v3electionpb.RegisterElectionServer(n.clientServer, v3election.NewElectionServer(cli))
+	return nil
+}

@@ -1,0 +1,505 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/keys"
+)
+
+// Limits of a hub.
+const (
+	// maxRingEvents and maxRingBytes bound the released changes a hub
+	// keeps for watchers that join it (whole revisions are dropped,
+	// oldest first). A watcher starting below the ring reads the history
+	// from the ranges instead.
+	maxRingEvents = 16384
+	maxRingBytes  = 32 << 20
+	// StreamQueueLen bounds the responses queued for one watch stream. A
+	// synced watcher whose stream is full is moved aside (etcd's victims)
+	// and catches up alone once the stream drains: it never holds up the
+	// hub, writes or other watchers.
+	StreamQueueLen = 256
+	// maxCatchUps bounds the watchers of a node catching up at once (each
+	// reads its span's history from the ranges).
+	maxCatchUps = 16
+	// idleStop is how long a hub without watchers keeps following the
+	// keyspace before it stops (its ranges may then quiesce).
+	idleStop = time.Minute
+)
+
+// Hub is one node's watchers and the merger they share (see the package
+// doc). Safe for concurrent use.
+type Hub struct {
+	src       Source
+	log       *slog.Logger
+	catchUps  chan struct{} // a token per catch-up running
+	victims   atomic.Int64  // watchers moved aside since the hub began
+	delivered atomic.Int64  // events queued for watchers since the hub began
+	restartMu sync.Mutex    // serializes starts of the merger
+
+	// mu guards everything below. Lock order: Hub.mu, then a Stream's mu.
+	mu struct {
+		sync.Mutex
+		// running is set while a merger follows the keyspace; merger is
+		// it and cancel stops it. closed is set by Close: nothing starts
+		// after it.
+		running, closed bool
+		merger          *Merger
+		cancel          context.CancelFunc
+		// frontier is the revision up to which the hub has released
+		// every change. The ring holds every released change with a
+		// revision in (ringStart, frontier].
+		// Invariant: ringStart <= frontier.
+		frontier, ringStart int64
+		ring                []*kvpb.Event
+		ringBytes           int
+		// keyWatchers are the synced watchers of one key, by key;
+		// spanWatchers those of a span.
+		keyWatchers  map[string]map[*watcher]struct{}
+		spanWatchers map[*watcher]struct{}
+		// watchers counts every registered watcher, synced or not.
+		watchers int
+		// idleSince is when watchers last dropped to zero.
+		idleSince time.Time
+		// progress are the requests waiting for the frontier to pass a
+		// revision.
+		progress []progressWait
+	}
+}
+
+type progressWait struct {
+	rev  int64
+	done chan int64 // buffered(1): the frontier once past rev
+}
+
+// watcher is one etcd watch: a span and the next revision it needs.
+type watcher struct {
+	id     int64
+	s      *Stream
+	span   keys.Span
+	single bool // span is one key: it is in keyWatchers
+	opaque any
+	// Guarded by Hub.mu:
+	// minRev is the lowest revision it still needs; while synced it
+	// needs every change above the frontier too.
+	minRev   int64
+	synced   bool
+	canceled bool
+	counted  bool // in Hub.mu.watchers
+}
+
+// NewHub returns a hub reaching ranges through src. It starts following
+// the keyspace with its first watcher.
+func NewHub(src Source, log *slog.Logger) *Hub {
+	if log == nil {
+		log = slog.Default()
+	}
+	h := &Hub{src: src, log: log, catchUps: make(chan struct{}, maxCatchUps)}
+	h.mu.keyWatchers = map[string]map[*watcher]struct{}{}
+	h.mu.spanWatchers = map[*watcher]struct{}{}
+	return h
+}
+
+// Close stops the hub's merger. Streams still open get nothing more.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.mu.closed = true
+	if h.mu.running {
+		h.mu.cancel()
+		h.mu.running = false
+	}
+}
+
+// errClosed refuses to start a closed hub.
+var errClosed = errors.New("watch: hub closed")
+
+// Victims counts the watchers moved aside because their stream was full.
+func (h *Hub) Victims() int64 { return h.victims.Load() }
+
+// Stats is a hub's state, for metrics.
+type Stats struct {
+	// Watchers are the registered watchers, Synced those served from the
+	// hub's merger (the others catch up alone).
+	Watchers, Synced int
+	// Frontier is the revision up to which the hub released every change.
+	Frontier int64
+	// Victims and Delivered count, since the hub began, the watchers moved
+	// aside for a full stream and the events queued for watchers.
+	Victims, Delivered int64
+}
+
+// Stats returns the hub's state now.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	synced := len(h.mu.spanWatchers)
+	for _, set := range h.mu.keyWatchers {
+		synced += len(set)
+	}
+	return Stats{Watchers: h.mu.watchers, Synced: synced, Frontier: h.mu.frontier, Victims: h.victims.Load(), Delivered: h.delivered.Load()}
+}
+
+// ensureRunning starts the merger if it does not run, from the cluster's
+// current revision.
+func (h *Hub) ensureRunning(ctx context.Context) error {
+	h.mu.Lock()
+	running := h.mu.running
+	h.mu.Unlock()
+	if running {
+		return nil
+	}
+	h.restartMu.Lock()
+	defer h.restartMu.Unlock()
+	h.mu.Lock()
+	running = h.mu.running
+	h.mu.Unlock()
+	if running {
+		return nil
+	}
+	cur, err := h.src.Current(ctx)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.mu.closed {
+		return errClosed
+	}
+	h.mu.frontier, h.mu.ringStart = cur, cur
+	h.mu.ring, h.mu.ringBytes = nil, 0
+	h.startLocked(cur)
+	return nil
+}
+
+// startLocked starts a merger from rev. Called with mu held.
+func (h *Hub) startLocked(rev int64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	m := NewMerger(MergerConfig{Source: h.src, Span: keys.UserSpan, From: rev, PrevKV: true, Logger: h.log})
+	h.mu.running, h.mu.merger, h.mu.cancel = true, m, cancel
+	go h.run(ctx, m)
+}
+
+// run follows the keyspace until the hub stops or idles out.
+func (h *Hub) run(ctx context.Context, m *Merger) {
+	err := m.Run(ctx, func(b Batch) error { return h.release(b) })
+	if ctx.Err() != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.mu.merger != m {
+		return
+	}
+	h.mu.running = false
+	if errors.Is(err, errIdle) {
+		return
+	}
+	var ce *CompactedError
+	if errors.As(err, &ce) {
+		// The history above the frontier is gone: every synced watcher
+		// finds out on its own, catching up (those below the compaction
+		// are canceled there).
+		h.log.Warn("watch hub fell below a compaction; watchers catch up alone", "frontier", h.mu.frontier, "compacted", ce.Revision)
+		h.unsyncAllLocked()
+		h.mu.cancel()
+		go func() {
+			if err := h.ensureRunning(context.Background()); err != nil {
+				h.log.Warn("watch hub did not restart", "err", err)
+			}
+		}()
+		return
+	}
+	if h.mu.closed {
+		return
+	}
+	h.log.Info("watch hub merger stopped; starting again from its frontier", "frontier", h.mu.frontier, "err", err)
+	h.startLocked(h.mu.frontier)
+}
+
+// errIdle stops a hub that has had no watcher for idleStop.
+var errIdle = errors.New("watch: hub idle")
+
+// release hands a merger's batch to the synced watchers and the ring.
+func (h *Hub) release(b Batch) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.mu.watchers == 0 && !h.mu.idleSince.IsZero() && time.Since(h.mu.idleSince) > idleStop {
+		return errIdle
+	}
+	prev := h.mu.frontier
+	h.mu.frontier = max(h.mu.frontier, b.Frontier)
+	if len(b.Events) > 0 {
+		h.dispatchLocked(b.Events, prev)
+		h.appendRingLocked(b.Events)
+	}
+	kept := h.mu.progress[:0]
+	for _, p := range h.mu.progress {
+		if h.mu.frontier >= p.rev {
+			p.done <- h.mu.frontier
+		} else {
+			kept = append(kept, p)
+		}
+	}
+	clear(h.mu.progress[len(kept):])
+	h.mu.progress = kept
+	return nil
+}
+
+// dispatchLocked queues evs for the synced watchers they match; prev is
+// the frontier before them. A watcher whose stream is full leaves the
+// synced watchers, needing everything above prev.
+func (h *Hub) dispatchLocked(evs []*kvpb.Event, prev int64) {
+	var per map[*watcher][]*kvpb.Event
+	add := func(w *watcher, ev *kvpb.Event) {
+		if ev.GetKv().GetModRevision() < w.minRev {
+			return
+		}
+		if per == nil {
+			per = map[*watcher][]*kvpb.Event{}
+		}
+		per[w] = append(per[w], ev)
+	}
+	for _, ev := range evs {
+		gk := keys.User(ev.GetKv().GetKey())
+		for w := range h.mu.keyWatchers[string(gk)] {
+			add(w, ev)
+		}
+		for w := range h.mu.spanWatchers {
+			if w.span.Contains(gk) {
+				add(w, ev)
+			}
+		}
+	}
+	for w, wevs := range per {
+		if !w.s.offer(Response{WatchID: w.id, Events: wevs, Revision: h.mu.frontier, Opaque: w.opaque}) {
+			h.victims.Add(1)
+			h.unsyncLocked(w, prev+1)
+			continue
+		}
+		h.delivered.Add(int64(len(wevs)))
+	}
+}
+
+// appendRingLocked adds released changes to the ring and drops its oldest
+// revisions past the bounds.
+func (h *Hub) appendRingLocked(evs []*kvpb.Event) {
+	for _, ev := range evs {
+		h.mu.ring = append(h.mu.ring, ev)
+		h.mu.ringBytes += eventBytes(ev)
+	}
+	n := 0
+	for n < len(h.mu.ring) && (len(h.mu.ring)-n > maxRingEvents || h.mu.ringBytes > maxRingBytes) {
+		rev := h.mu.ring[n].GetKv().GetModRevision()
+		for n < len(h.mu.ring) && h.mu.ring[n].GetKv().GetModRevision() == rev {
+			h.mu.ringBytes -= eventBytes(h.mu.ring[n])
+			n++
+		}
+		h.mu.ringStart = rev
+	}
+	if n > 0 {
+		clear(h.mu.ring[:n])
+		h.mu.ring = append([]*kvpb.Event(nil), h.mu.ring[n:]...)
+	}
+}
+
+func eventBytes(ev *kvpb.Event) int {
+	return 64 + len(ev.GetKv().GetKey()) + len(ev.GetKv().GetValue()) + len(ev.GetPrevKv().GetValue())
+}
+
+// unsyncLocked moves w aside: it needs every change from minRev on and
+// catches up alone.
+func (h *Hub) unsyncLocked(w *watcher, minRev int64) {
+	h.removeSyncedLocked(w)
+	w.minRev = max(w.minRev, minRev)
+	go h.catchUp(w)
+}
+
+// unsyncAllLocked moves every synced watcher aside.
+func (h *Hub) unsyncAllLocked() {
+	var all []*watcher
+	for _, set := range h.mu.keyWatchers {
+		for w := range set {
+			all = append(all, w)
+		}
+	}
+	for w := range h.mu.spanWatchers {
+		all = append(all, w)
+	}
+	for _, w := range all {
+		h.unsyncLocked(w, h.mu.frontier+1)
+	}
+}
+
+func (h *Hub) addSyncedLocked(w *watcher) {
+	w.synced = true
+	if w.single {
+		set := h.mu.keyWatchers[string(w.span.Start)]
+		if set == nil {
+			set = map[*watcher]struct{}{}
+			h.mu.keyWatchers[string(w.span.Start)] = set
+		}
+		set[w] = struct{}{}
+		return
+	}
+	h.mu.spanWatchers[w] = struct{}{}
+}
+
+func (h *Hub) removeSyncedLocked(w *watcher) {
+	if !w.synced {
+		return
+	}
+	w.synced = false
+	if w.single {
+		set := h.mu.keyWatchers[string(w.span.Start)]
+		delete(set, w)
+		if len(set) == 0 {
+			delete(h.mu.keyWatchers, string(w.span.Start))
+		}
+		return
+	}
+	delete(h.mu.spanWatchers, w)
+}
+
+// tryJoinLocked makes w synced if the ring holds every change it needs,
+// queueing those it holds. False if w must read the history first, or its
+// stream has no room for what the ring holds for it.
+func (h *Hub) tryJoinLocked(w *watcher) bool {
+	if !h.mu.running || w.minRev-1 < h.mu.ringStart {
+		return false
+	}
+	var evs []*kvpb.Event
+	// The ring is in revision order: start at the first change w needs.
+	i := sort.Search(len(h.mu.ring), func(i int) bool { return h.mu.ring[i].GetKv().GetModRevision() >= w.minRev })
+	for _, ev := range h.mu.ring[i:] {
+		if w.span.Contains(keys.User(ev.GetKv().GetKey())) {
+			evs = append(evs, ev)
+		}
+	}
+	if len(evs) > 0 && !w.s.offer(Response{WatchID: w.id, Events: evs, Revision: h.mu.frontier, Opaque: w.opaque}) {
+		return false
+	}
+	h.delivered.Add(int64(len(evs)))
+	h.addSyncedLocked(w)
+	return true
+}
+
+// catchUp brings w from its minRev to the hub's frontier by reading its
+// span's history from the ranges, then joins it to the synced watchers.
+func (h *Hub) catchUp(w *watcher) {
+	ctx := w.s.ctx
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(min(minRetryBackoff<<min(attempt, 10), maxRetryBackoff)):
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err := h.ensureRunning(ctx); err != nil {
+			continue
+		}
+		h.mu.Lock()
+		if w.canceled || ctx.Err() != nil {
+			h.mu.Unlock()
+			return
+		}
+		if h.tryJoinLocked(w) {
+			h.mu.Unlock()
+			return
+		}
+		from, to := w.minRev-1, h.mu.frontier
+		h.mu.Unlock()
+		if to <= from {
+			continue // the hub restarted below w; wait for it
+		}
+		err := h.readHistory(ctx, w, from, to)
+		var ce *CompactedError
+		switch {
+		case errors.As(err, &ce):
+			h.mu.Lock()
+			h.dropLocked(w)
+			h.mu.Unlock()
+			w.s.forget(w.id)
+			w.s.push(ctx, Response{WatchID: w.id, CompactRevision: ce.Revision, Canceled: true, Opaque: w.opaque})
+			return
+		case err != nil && ctx.Err() == nil:
+			h.log.Debug("watcher catch-up failed; trying again", "watch", w.id, "err", err)
+		}
+	}
+}
+
+// readHistory queues for w the changes of its span in (from, to], read
+// from the ranges, waiting for room in its stream.
+func (h *Hub) readHistory(ctx context.Context, w *watcher, from, to int64) error {
+	select {
+	case h.catchUps <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-h.catchUps }()
+	m := NewMerger(MergerConfig{Source: h.src, Span: w.span, From: from, To: to, PrevKV: true, Logger: h.log})
+	return m.Run(ctx, func(b Batch) error {
+		if len(b.Events) > 0 {
+			if !w.s.push(ctx, Response{WatchID: w.id, Events: b.Events, Revision: b.Frontier, Opaque: w.opaque}) {
+				return ctx.Err()
+			}
+			h.delivered.Add(int64(len(b.Events)))
+		}
+		h.mu.Lock()
+		w.minRev = max(w.minRev, b.Frontier+1)
+		h.mu.Unlock()
+		return nil
+	})
+}
+
+// dropLocked cancels w in the hub: it gets nothing more.
+func (h *Hub) dropLocked(w *watcher) {
+	if w.canceled {
+		return
+	}
+	w.canceled = true
+	h.removeSyncedLocked(w)
+	if w.counted {
+		h.mu.watchers--
+		if h.mu.watchers == 0 {
+			h.mu.idleSince = time.Now()
+		}
+	}
+}
+
+// progressAt waits until the hub's frontier is at least the cluster's
+// current revision and returns the frontier then.
+func (h *Hub) progressAt(ctx context.Context) (int64, error) {
+	if err := h.ensureRunning(ctx); err != nil {
+		return 0, err
+	}
+	cur, err := h.src.Current(ctx)
+	if err != nil {
+		return 0, err
+	}
+	h.mu.Lock()
+	if h.mu.frontier >= cur {
+		f := h.mu.frontier
+		h.mu.Unlock()
+		return f, nil
+	}
+	p := progressWait{rev: cur, done: make(chan int64, 1)}
+	h.mu.progress = append(h.mu.progress, p)
+	m := h.mu.merger
+	h.mu.Unlock()
+	m.Resolve(cur)
+	select {
+	case f := <-p.done:
+		return f, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
