@@ -28,6 +28,10 @@ type benchFlags struct {
 	memProfile   string
 }
 
+// defaultBenchLeases is lease-keepalive's number of leases: the issue's
+// 10k.
+const defaultBenchLeases = 10000
+
 func benchCmd() *cobra.Command {
 	bf := &benchFlags{cfg: bench.DefaultConfig()}
 	cmd := &cobra.Command{
@@ -73,10 +77,19 @@ then counts from each op's scheduled start.`,
 	// per command in run (one variable bound to all of them took the last
 	// registered default).
 	put.Flags().Bool("preload", false, "write the whole key space before measuring")
+	keepalivePreload := false // set by the lease-keepalive command's flag; it grants its leases whatever it says
 	rng := &cobra.Command{Use: "range", Short: "Get one random key per op", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return bf.run(cmd, bench.Range) }}
 	txn := &cobra.Command{Use: "txn-put", Short: "Compare-and-swap: Txn(if mod_revision(k) = last seen then put else get)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return bf.run(cmd, bench.TxnPut) }}
+	keepalive := &cobra.Command{Use: "lease-keepalive", Short: "Grant --key-space-size leases, then renew one random lease per op (etcd's benchmark lease-keepalive over many leases)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("key-space-size") {
+				bf.cfg.KeySpace = defaultBenchLeases
+			}
+			return bf.run(cmd, bench.LeaseKeepAlive)
+		}}
+	keepalive.Flags().BoolVar(&keepalivePreload, "preload", false, "also write the key space before measuring (the leases are granted anyway)")
 	mixed := &cobra.Command{Use: "mixed", Short: "A YCSB core mix: a (50/50 read/update), b (95/5), c (read only), f (50/50 read/read-modify-write)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return bf.run(cmd, bench.Mixed) }}
 	mixed.Flags().StringVar((*string)(&bf.cfg.Mix), "ycsb", string(bf.cfg.Mix), "YCSB mix: a, b, c or f")
@@ -86,7 +99,7 @@ then counts from each op's scheduled start.`,
 	for _, c := range []*cobra.Command{rng, mixed} {
 		c.Flags().StringVar(&bf.consistency, "consistency", "l", "read consistency: l (linearizable) or s (serializable)")
 	}
-	cmd.AddCommand(put, rng, txn, mixed, loadCmd(bf), compareCmd())
+	cmd.AddCommand(put, rng, txn, keepalive, mixed, loadCmd(bf), compareCmd())
 	return cmd
 }
 

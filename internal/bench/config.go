@@ -22,6 +22,10 @@ const (
 	TxnPut Workload = "txn-put"
 	// Mixed runs one of the YCSB core mixes (Config.Mix).
 	Mixed Workload = "mixed"
+	// LeaseKeepAlive grants KeySpace leases first, then renews one random
+	// lease per op (LeaseKeepAlive, as clientv3's KeepAliveOnce does):
+	// etcd's benchmark lease-keepalive, over many leases.
+	LeaseKeepAlive Workload = "lease-keepalive"
 )
 
 // Mix is a YCSB core workload.
@@ -157,7 +161,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("bench: timeout %v <= 0", c.Timeout)
 	}
 	switch c.Workload {
-	case Put, Range, TxnPut:
+	case Put, Range, TxnPut, LeaseKeepAlive:
 	case Mixed:
 		if _, ok := readPercent[c.Mix]; !ok {
 			return fmt.Errorf("bench: unknown YCSB mix %q (a, b, c or f)", c.Mix)
@@ -173,4 +177,4 @@ func (c *Config) Validate() error {
 
 // WantsPreload reports whether the workload reads or compares existing
 // keys, so that it measures nothing meaningful on an empty key space.
-func (w Workload) WantsPreload() bool { return w != Put }
+func (w Workload) WantsPreload() bool { return w != Put && w != LeaseKeepAlive }

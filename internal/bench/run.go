@@ -72,7 +72,60 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		revs:  revs,
 		keys:  newKeyGenParams(cfg.Dist, cfg.KeySpace).gen,
 	}
+	if cfg.Workload == LeaseKeepAlive {
+		if r.leases, err = grantLeases(ctx, clis, &cfg); err != nil {
+			return nil, err
+		}
+	}
 	return r.run(ctx, progress), nil
+}
+
+// benchLeaseTTL is the TTL of the leases LeaseKeepAlive renews, in
+// seconds: long enough that none expires during a run.
+const benchLeaseTTL = 3600
+
+// grantLeases grants cfg.KeySpace leases over the clients, as preload
+// writes keys, and returns their ids.
+func grantLeases(ctx context.Context, clis []*clientv3.Client, cfg *Config) ([]clientv3.LeaseID, error) {
+	ids := make([]clientv3.LeaseID, cfg.KeySpace)
+	next := atomic.Int64{}
+	errc := make(chan error, preloadWorkers)
+	var wg sync.WaitGroup
+	for w := range preloadWorkers {
+		cli := clis[w%len(clis)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ids) || ctx.Err() != nil {
+					return
+				}
+				var err error
+				for attempt := 0; attempt < preloadAttempts; attempt++ {
+					gctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+					var resp *clientv3.LeaseGrantResponse
+					resp, err = cli.Grant(gctx, benchLeaseTTL)
+					cancel()
+					if err == nil {
+						ids[i] = resp.ID
+						break
+					}
+					time.Sleep(preloadBackoff)
+				}
+				if err != nil {
+					errc <- fmt.Errorf("bench: grant lease %d: %w", i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	return ids, ctx.Err()
 }
 
 // connect dials cfg.Conns clients to cfg's endpoints, or to the leader's
@@ -228,6 +281,8 @@ type runner struct {
 	clis  []*clientv3.Client
 	value string
 	revs  []atomic.Int64 // txn-put: the last mod revision seen per key
+	// leases are lease-keepalive's leases, one per key index.
+	leases []clientv3.LeaseID
 	// keys builds each worker's key generator over its private rng.
 	keys func(rng *rand.Rand) KeyGen
 	// keyName names key index i; nil means Key(i, cfg.KeySize). The load
@@ -395,6 +450,9 @@ func (r *runner) op(ctx context.Context, w *worker) (string, error) {
 		return "read", r.get(ctx, w, key)
 	case TxnPut:
 		return "cas", r.cas(ctx, w, i, key)
+	case LeaseKeepAlive:
+		_, err := w.cli.KeepAliveOnce(ctx, r.leases[i])
+		return "keepalive", err
 	}
 	// Mixed.
 	if w.rng.IntN(100) < readPercent[cfg.Mix] {
