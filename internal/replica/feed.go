@@ -65,13 +65,17 @@ type Feed struct {
 
 	// signal has a token when mu holds something new for Next.
 	signal chan struct{}
-	mu     struct {
+	// compactedSent is the compaction Next reported last.
+	compactedSent int64
+	mu            struct {
 		sync.Mutex
 		// events are the live changes above snapTo not yet taken, in
-		// revision order; resolved the newest resolved revision pushed.
+		// revision order; resolved the newest resolved revision pushed;
+		// compacted the range's compacted revision as last applied.
 		// Invariant: every event's revision <= resolved.
-		events   []*kvpb.Event
-		resolved int64
+		events    []*kvpb.Event
+		resolved  int64
+		compacted int64
 		// err ends the feed once the events before it are taken.
 		err    error
 		closed bool
@@ -157,31 +161,47 @@ func CompactedRevision(err error) (int64, bool) {
 	return 0, false
 }
 
-// Next waits for changes and returns them in revision order with the
-// feed's resolved revision (every change at or below it has now been
-// returned); events may be empty when only the resolved revision moved.
-// Keys in the events are user keys. Errors: the feed's end (see OpenFeed
-// and the package's feed comment; IsFeedDone for a bounded feed that is
-// complete), UNAVAILABLE when ctx ends.
-func (f *Feed) Next(ctx context.Context) ([]*kvpb.Event, int64, error) {
+// FeedBatch is what Next returns: changes in revision order (user keys),
+// the feed's resolved revision (every change at or below it has now been
+// returned), and the range's compacted revision if a compaction applied
+// since the last batch (0 otherwise). Events may be empty when only the
+// resolved revision or the compaction moved.
+type FeedBatch struct {
+	Events              []*kvpb.Event
+	Resolved, Compacted int64
+}
+
+// Next waits for changes and returns them. Errors: the feed's end (see
+// OpenFeed and the package's feed comment; IsFeedDone for a bounded feed
+// that is complete), UNAVAILABLE when ctx ends.
+func (f *Feed) Next(ctx context.Context) (FeedBatch, error) {
+	evs, resolved, compacted, err := f.next(ctx)
+	return FeedBatch{Events: evs, Resolved: resolved, Compacted: compacted}, err
+}
+
+func (f *Feed) next(ctx context.Context) (_ []*kvpb.Event, _, _ int64, _ error) {
 	if f.snap != nil {
 		evs, upTo, err := storage.MVCCHistory(f.snap, f.span, f.from, f.catchTo, f.prevKV, feedPageEvents)
 		if err != nil {
 			f.Close()
-			return nil, 0, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: read history: %v", f.r.RangeID, err)
+			return nil, 0, 0, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: read history: %v", f.r.RangeID, err)
 		}
 		f.from, f.returned = upTo, upTo
 		if upTo >= f.catchTo {
 			f.snap.Close()
 			f.snap = nil
 		}
-		return userEvents(evs), upTo, nil
+		return userEvents(evs), upTo, 0, nil
 	}
 	for {
 		f.mu.Lock()
-		evs, resolved, err := f.mu.events, f.mu.resolved, f.mu.err
+		evs, resolved, compacted, err := f.mu.events, f.mu.resolved, f.mu.compacted, f.mu.err
 		f.mu.events = nil
 		f.mu.Unlock()
+		newCompaction := int64(0)
+		if compacted > f.compactedSent {
+			newCompaction, f.compactedSent = compacted, compacted
+		}
 		if f.to > 0 && resolved >= f.to {
 			resolved = f.to
 			n := len(evs)
@@ -191,24 +211,24 @@ func (f *Feed) Next(ctx context.Context) ([]*kvpb.Event, int64, error) {
 			evs, err = evs[:n], errFeedDone
 			f.Close()
 		}
-		if len(evs) > 0 || resolved > f.returned {
-			f.returned = resolved
+		if len(evs) > 0 || resolved > f.returned || newCompaction > 0 {
+			f.returned = max(f.returned, resolved)
 			if f.prevKV {
 				if err := f.addPrev(evs); err != nil {
 					f.Close()
-					return nil, 0, err
+					return nil, 0, 0, err
 				}
 			}
-			return userEvents(evs), resolved, nil
+			return userEvents(evs), f.returned, newCompaction, nil
 		}
 		if err != nil {
 			f.Close()
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
 		select {
 		case <-f.signal:
 		case <-ctx.Done():
-			return nil, 0, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d feed: %v", f.r.RangeID, ctx.Err())
+			return nil, 0, 0, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d feed: %v", f.r.RangeID, ctx.Err())
 		}
 	}
 }
@@ -257,7 +277,7 @@ func (f *Feed) Resolve(ctx context.Context, rev int64) error {
 	}
 	// Every change at or below rev is applied here, so published to the
 	// feed before this.
-	f.push(nil, rev)
+	f.push(nil, rev, 0)
 	return nil
 }
 
@@ -283,8 +303,8 @@ func (f *Feed) Close() {
 }
 
 // push queues the changes of evs inside the feed's span and moves its
-// resolved revision to resolved.
-func (f *Feed) push(evs []*kvpb.Event, resolved int64) {
+// resolved revision to resolved and its compacted one to compacted.
+func (f *Feed) push(evs []*kvpb.Event, resolved, compacted int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.mu.err != nil || f.mu.closed {
@@ -304,6 +324,7 @@ func (f *Feed) push(evs []*kvpb.Event, resolved int64) {
 		f.mu.events = append(f.mu.events, cloneEvent(ev))
 	}
 	f.mu.resolved = max(f.mu.resolved, resolved)
+	f.mu.compacted = max(f.mu.compacted, compacted)
 	select {
 	case f.signal <- struct{}{}:
 	default:
@@ -329,16 +350,17 @@ func cloneEvent(ev *kvpb.Event) *kvpb.Event {
 }
 
 // publishLocked hands the events of one Apply round to every feed, with
-// the range's newest applied revision. Called with r.mu held, after the
-// round's batch is committed and before its waiters are woken.
-func (r *Replica) publishLocked(evs []*kvpb.Event, resolved int64) {
+// the range's newest applied and compacted revisions. Called with r.mu
+// held, after the round's batch is committed and before its waiters are
+// woken.
+func (r *Replica) publishLocked(evs []*kvpb.Event, resolved, compacted int64) {
 	if !r.feeds.active.Load() {
 		return
 	}
 	r.feeds.mu.Lock()
 	defer r.feeds.mu.Unlock()
 	for f := range r.feeds.set {
-		f.push(evs, resolved)
+		f.push(evs, resolved, compacted)
 	}
 }
 

@@ -270,7 +270,7 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	for _, t := range merges {
 		r.setDescLocked(t.GetLeft())
 	}
-	r.publishLocked(b.TakeEvents(), as.MaxTS)
+	r.publishLocked(b.TakeEvents(), as.MaxTS, as.CompactedRev)
 	if len(splits) > 0 || len(merges) > 0 {
 		r.endFeedsLocked(kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: range %d changed its span; open the feeds of its keys again", r.RangeID))
 	}

@@ -159,6 +159,9 @@ func (n *Node) runCompactor(p compactionPolicy) {
 		}
 		if err == nil && rev > compacted {
 			_, err = n.router.Compact(ctx, &kvpb.CompactRequest{Revision: rev, Clamp: true})
+			if err == nil {
+				n.watchHub.NoteCompacted(rev)
+			}
 			if err == nil || kvpb.CodeOf(err) == kvpb.ErrorCode_COMPACTED {
 				compacted, err = rev, nil
 			}

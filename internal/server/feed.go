@@ -104,7 +104,7 @@ func (n *Node) serveFeed(ctx context.Context, create *rpcpb.RangeFeedCreate, clo
 		}
 	}()
 	for {
-		evs, resolved, err := f.Next(ctx)
+		b, err := f.Next(ctx)
 		if replica.IsFeedDone(err) {
 			return nil
 		}
@@ -115,7 +115,12 @@ func (n *Node) serveFeed(ctx context.Context, create *rpcpb.RangeFeedCreate, clo
 			}
 			return send(feedError(err))
 		}
-		if err := sendChunked(evs, resolved, send); err != nil {
+		if b.Compacted > 0 {
+			if err := send(&rpcpb.RangeFeedEvent{CompactRevision: b.Compacted, Resolved: create.GetFromRevision()}); err != nil {
+				return err
+			}
+		}
+		if err := sendChunked(b.Events, b.Resolved, send); err != nil {
 			return err
 		}
 	}

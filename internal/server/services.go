@@ -175,6 +175,11 @@ func (b backend) Do(ctx context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, 
 
 func (b backend) Compact(ctx context.Context, rev int64) (etcdapi.Header, error) {
 	h, err := b.n.router.Compact(ctx, &kvpb.CompactRequest{Revision: rev})
+	if err == nil {
+		// Before the client hears of it: its next watch through this
+		// node must see the compaction, as on one etcd member.
+		b.n.watchHub.NoteCompacted(rev)
+	}
 	return etcdapi.Header{Revision: h.Revision, RaftTerm: h.RaftTerm}, err
 }
 

@@ -60,6 +60,12 @@ type Hub struct {
 		frontier, ringStart int64
 		ring                []*kvpb.Event
 		ringBytes           int
+		// compacted is the newest compaction the hub heard of: a watcher
+		// starting below it is canceled, as etcd's, and one starting at
+		// or above it but inside the ring reads the history instead (the
+		// ring's prev_kv below it may be gone from the store).
+		// Invariant: ringStart >= compacted, or ringStart == frontier.
+		compacted int64
 		// keyWatchers are the synced watchers of one key, by key;
 		// spanWatchers those of a span.
 		keyWatchers  map[string]map[*watcher]struct{}
@@ -236,6 +242,9 @@ func (h *Hub) release(b Batch) error {
 	}
 	prev := h.mu.frontier
 	h.mu.frontier = max(h.mu.frontier, b.Frontier)
+	if b.Compacted > 0 {
+		h.noteCompactedLocked(b.Compacted)
+	}
 	if len(b.Events) > 0 {
 		h.dispatchLocked(b.Events, prev)
 		h.appendRingLocked(b.Events)
@@ -286,6 +295,29 @@ func (h *Hub) dispatchLocked(evs []*kvpb.Event, prev int64) {
 		}
 		h.delivered.Add(int64(len(wevs)))
 	}
+}
+
+// NoteCompacted tells the hub of a compaction at rev (the gateway that
+// served it calls this before answering, so a watch through it right
+// after sees it; other nodes hear of it through the range feeds).
+func (h *Hub) NoteCompacted(rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.noteCompactedLocked(rev)
+}
+
+// noteCompactedLocked drops the ring's changes at or below rev.
+func (h *Hub) noteCompactedLocked(rev int64) {
+	if rev <= h.mu.compacted {
+		return
+	}
+	h.mu.compacted = rev
+	n := sort.Search(len(h.mu.ring), func(i int) bool { return h.mu.ring[i].GetKv().GetModRevision() > rev })
+	for _, ev := range h.mu.ring[:n] {
+		h.mu.ringBytes -= eventBytes(ev)
+	}
+	h.mu.ring = append([]*kvpb.Event(nil), h.mu.ring[n:]...)
+	h.mu.ringStart = min(max(h.mu.ringStart, rev), h.mu.frontier)
 }
 
 // appendRingLocked adds released changes to the ring and drops its oldest
@@ -372,7 +404,7 @@ func (h *Hub) removeSyncedLocked(w *watcher) {
 // queueing those it holds. False if w must read the history first, or its
 // stream has no room for what the ring holds for it.
 func (h *Hub) tryJoinLocked(w *watcher) bool {
-	if !h.mu.running || w.minRev-1 < h.mu.ringStart {
+	if !h.mu.running || w.minRev-1 < h.mu.ringStart || w.minRev < h.mu.compacted {
 		return false
 	}
 	var evs []*kvpb.Event

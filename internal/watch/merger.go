@@ -60,6 +60,9 @@ func (e *CompactedError) Error() string {
 type Batch struct {
 	Events   []*kvpb.Event
 	Frontier int64
+	// Compacted, if not 0, is a compaction some range applied since the
+	// last batch: the history at or below it is gone there.
+	Compacted int64
 }
 
 // MergerConfig configures a Merger.
@@ -193,6 +196,7 @@ func (m *Merger) Run(ctx context.Context, emit func(Batch) error) error {
 	}
 
 	released := m.cfg.From
+	var compacted, compactedSent int64
 	var pending []*kvpb.Event
 	want := int64(0) // the newest revision asked for through Resolve
 	reask := reaskInterval
@@ -223,6 +227,7 @@ func (m *Merger) Run(ctx context.Context, emit func(Batch) error) error {
 			case msg.stream != nil:
 				s.stream, s.failures = msg.stream, 0
 			case msg.ev != nil:
+				compacted = max(compacted, msg.ev.GetCompactRevision())
 				pending = append(pending, msg.ev.GetEvents()...)
 				s.resolved = max(s.resolved, msg.ev.GetResolved())
 				if len(pending) > maxPendingEvents {
@@ -263,11 +268,17 @@ func (m *Merger) Run(ctx context.Context, emit func(Batch) error) error {
 		if m.cfg.To > 0 {
 			frontier = min(frontier, m.cfg.To)
 		}
-		if frontier > released {
+		if frontier > released || compacted > compactedSent {
 			var out []*kvpb.Event
-			out, pending = take(pending, frontier)
-			released = frontier
-			if err := emit(Batch{Events: out, Frontier: frontier}); err != nil {
+			if frontier > released {
+				out, pending = take(pending, frontier)
+				released = frontier
+			}
+			b := Batch{Events: out, Frontier: released}
+			if compacted > compactedSent {
+				b.Compacted, compactedSent = compacted, compacted
+			}
+			if err := emit(b); err != nil {
 				return err
 			}
 		}

@@ -122,6 +122,19 @@ func watchScenario(t *testing.T, s *system, p string) []string {
 	must(cli.Compact(ctx, cur.Header.Revision))
 	old := cli.Watch(wctx, p, clientv3.WithPrefix(), clientv3.WithRev(first.Header.Revision))
 	l.read(t, "compacted", old, 1)
+	// Below and at the compaction while a watcher runs (Concord's hub holds
+	// the changes it released last): canceled below, and at it the
+	// compacted previous values are gone.
+	if _, err := cli.Put(ctx, p+"e", "7"); err != nil {
+		t.Fatal(err)
+	}
+	e8, err := cli.Put(ctx, p+"e", "8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(cli.Compact(ctx, e8.Header.Revision))
+	l.read(t, "below the compaction, hub running", cli.Watch(wctx, p+"e", clientv3.WithRev(e8.Header.Revision-1)), 1)
+	l.read(t, "at the compaction, hub running", cli.Watch(wctx, p+"e", clientv3.WithRev(e8.Header.Revision), clientv3.WithPrevKV()), 1)
 	return l.lines
 }
 

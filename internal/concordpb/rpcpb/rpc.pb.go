@@ -1833,6 +1833,8 @@ func (*RangeFeedRequest_Close) isRangeFeedRequest_Request() {}
 // the range split or merged (open the new ranges from the last resolved
 // revision), NOT_LEADER, UNAVAILABLE, or COMPACTED with
 // compact_revision when from_revision is below the range's compaction.
+// Without an error, compact_revision says the range applied a compaction
+// at that revision (its history at or below it is gone).
 type RangeFeedEvent struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Events          []*kvpb.Event          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
