@@ -69,7 +69,7 @@ partition-bridge, clock-jump, clock-jump-leader, split-range, merge-range.`,
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of concord start processes (3 or more)")
 	f.IntVar(&cfg.ReplicationFactor, "replication-factor", 0, "replicas per range (default: --nodes, so every node holds every range)")
 	f.IntVar(&cfg.Clients, "clients", cfg.Clients, "concurrent clients, client i pinned to node i mod --nodes")
-	f.StringVar(&workloads, "workload", strings.Join(cfg.Workloads, ","), "workloads, comma-separated: register, append")
+	f.StringVar(&workloads, "workload", strings.Join(cfg.Workloads, ","), "workloads, comma-separated: register, append, lock (etcd locks on leases, appends fenced by the lock)")
 	f.StringVar(&nemesis, "nemesis", "all", "faults, comma-separated (see above)")
 	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of the workload")
 	f.DurationVar(&cfg.Interval, "interval", cfg.Interval, "mean quiet gap between faults and mean length of a fault")
@@ -82,6 +82,7 @@ partition-bridge, clock-jump, clock-jump-leader, split-range, merge-range.`,
 	f.StringVar(&cfg.Binary, "binary", "", "concord binary for the nodes (default: this executable)")
 	f.StringVar(&cfg.OutDir, "out", "", "output folder (default: a new folder under $TMPDIR)")
 	f.BoolVar(&cfg.UnsafeNoReadLease, "unsafe-no-read-lease", false, "TEST ONLY: start the nodes with --unsafe-no-read-lease (stale reads on purpose: the check must fail)")
+	f.BoolVar(&cfg.UnsafeLockNoFence, "unsafe-lock-no-fence", false, "TEST ONLY: the lock workload writes without its lock in the guard (a holder that lost its lock still writes: the check must fail)")
 	return cmd
 }
 

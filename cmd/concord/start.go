@@ -105,6 +105,7 @@ func startCmd() *cobra.Command {
 	f.StringVar(&cfg.AutoCompactionMode, "auto-compaction-mode", "periodic", "interpret auto-compaction-retention as a period (periodic) or a number of writes to keep per range (revision)")
 	f.StringVar(&cfg.AutoCompactionRetention, "auto-compaction-retention", "0", "auto compaction retention: periodic: a duration (30m) or hours (1); revision: writes to keep; 0 disables")
 	f.Int64Var(&cfg.CacheBytes, "cache-bytes", cfg.CacheBytes, "storage block cache size in bytes (Concord)")
+	f.DurationVar(&cfg.LeaseCheckpointInterval, "experimental-lease-checkpoint-interval", 5*time.Minute, "how often the lessor persists each lease's remaining TTL, so a new meta leader resumes leases instead of resetting them (on by default, unlike etcd; negative: off)")
 	f.BoolVar(&cfg.UnsafeNoReadLease, "unsafe-no-read-lease", false, "TEST ONLY: serve linearizable reads from any replica without a lease (breaks linearizability on purpose)")
 	_ = f.MarkHidden("unsafe-no-read-lease")
 	f.StringVar(&cfg.UnsafeClockOffsetFile, "unsafe-clock-offset-file", "", "TEST ONLY: shift this node's wall clock by the duration written in this file")

@@ -184,7 +184,8 @@ func Model(workload string) (porcupine.Model, error) {
 	switch workload {
 	case WorkloadRegister:
 		return RegisterModel, nil
-	case WorkloadAppend:
+	case WorkloadAppend, WorkloadLock:
+		// A lock's data key is an append-only list too.
 		return AppendModel, nil
 	}
 	return porcupine.Model{}, fmt.Errorf("chaos: unknown workload %q", workload)

@@ -16,7 +16,7 @@ type Config struct {
 	// Clients is the number of concurrent clients; client i is pinned to
 	// node i mod Nodes and runs workload i mod len(Workloads).
 	Clients int
-	// Workloads are WorkloadRegister and/or WorkloadAppend.
+	// Workloads are any of WorkloadRegister, WorkloadAppend, WorkloadLock.
 	Workloads []string
 	// Faults are the nemesis's faults (see ParseNemesis); none is allowed.
 	Faults []string
@@ -53,6 +53,10 @@ type Config struct {
 	// UnsafeNoReadLease starts every node with --unsafe-no-read-lease:
 	// stale reads on purpose, to show the checker catches them.
 	UnsafeNoReadLease bool
+	// UnsafeLockNoFence drops the lock from the lock workload's guard:
+	// writes of a holder that lost its lock land, to show the check
+	// catches them.
+	UnsafeLockNoFence bool
 
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)

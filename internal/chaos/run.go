@@ -24,6 +24,7 @@ type Summary struct {
 	Nodes             int
 	Workloads         []string
 	UnsafeNoReadLease bool
+	UnsafeLockNoFence bool
 	// Elapsed is the workload's actual length.
 	Elapsed time.Duration
 	// Interrupted is set when the run was cut short by its context.
@@ -44,6 +45,9 @@ type Summary struct {
 	// maxWatchViolations): see watch.go.
 	Watchers, Watched int
 	Watch             []string
+	// Lock lists holds that overlapped in a lock's data (the lock
+	// workload; see lock.go), at most maxWatchViolations.
+	Lock []string
 
 	// Availability: operations whose whole interval fell while a majority
 	// of nodes was up and connected, and how many of those succeeded;
@@ -57,7 +61,7 @@ type Summary struct {
 // Failed reports whether the run found a consistency violation or a
 // node crash.
 func (s Summary) Failed() bool {
-	return len(s.Report.Anomalies()) > 0 || len(s.Crashes) > 0 || len(s.RevisionOrder) > 0 || len(s.Watch) > 0
+	return len(s.Report.Anomalies()) > 0 || len(s.Crashes) > 0 || len(s.RevisionOrder) > 0 || len(s.Watch) > 0 || len(s.Lock) > 0
 }
 
 // Write prints the summary for people.
@@ -65,6 +69,9 @@ func (s Summary) Write(w io.Writer) {
 	knob := ""
 	if s.UnsafeNoReadLease {
 		knob = ", --unsafe-no-read-lease"
+	}
+	if s.UnsafeLockNoFence {
+		knob += ", --unsafe-lock-no-fence"
 	}
 	fmt.Fprintf(w, "chaos summary (seed %d, %d nodes, %s, %.0fs%s)\n", s.Seed, s.Nodes, strings.Join(s.Workloads, "+"), s.Elapsed.Seconds(), knob)
 	if s.Interrupted {
@@ -115,6 +122,12 @@ func (s Summary) Write(w io.Writer) {
 	for _, v := range s.Watch {
 		fmt.Fprintf(w, "  ANOMALY       %s\n", v)
 	}
+	if contains(s.Workloads, WorkloadLock) {
+		fmt.Fprintf(w, "  locks         %s\n", map[bool]string{true: "no two holders wrote at once", false: "TWO HOLDERS AT ONCE"}[len(s.Lock) == 0])
+	}
+	for _, v := range s.Lock {
+		fmt.Fprintf(w, "  ANOMALY       %s\n", v)
+	}
 	for _, c := range s.Crashes {
 		fmt.Fprintf(w, "  CRASH         %s\n", c)
 	}
@@ -148,7 +161,7 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	sum = Summary{Seed: cfg.Seed, Nodes: cfg.Nodes, Workloads: cfg.Workloads, UnsafeNoReadLease: cfg.UnsafeNoReadLease, OutDir: cfg.OutDir}
+	sum = Summary{Seed: cfg.Seed, Nodes: cfg.Nodes, Workloads: cfg.Workloads, UnsafeNoReadLease: cfg.UnsafeNoReadLease, UnsafeLockNoFence: cfg.UnsafeLockNoFence, OutDir: cfg.OutDir}
 	if err := CleanLeftovers(ctx); err != nil {
 		logf("chaos: cleaning leftovers of earlier runs: %v", err)
 	}
@@ -256,6 +269,11 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	waitWatchers(watchers, newest, watchCatchUp)
 	wevs, werrs, watched := results(watchers)
 	wcancel()
+	if contains(cfg.Workloads, WorkloadLock) {
+		if sum.Lock, err = checkLocks(ctx, wclis[0], maxWatchViolations); err != nil {
+			return sum, err
+		}
+	}
 	sum.Interrupted = ctx.Err() != nil
 	sum.Events = nm.events()
 	sum.Crashes = c.Crashes()

@@ -46,3 +46,18 @@ func TestCheckWatches(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckHolds(t *testing.T) {
+	for _, tc := range []struct {
+		list, want string
+	}{
+		{list: "c1.h1.0 c1.h1.1 c1.h1.2 c2.h1.0 c2.h1.1 c1.h2.0"},
+		{list: "c1.h1.0 c2.h1.0 c1.h1.1", want: "hold c1.h1 wrote \"c1.h1.1\" after hold c2.h1 wrote in between"},
+		{list: "c1.h1.1 c1.h1.0", want: "wrote entry 0 after entry 1"},
+	} {
+		got := strings.Join(CheckHolds("k", tc.list, 10), "\n")
+		if (tc.want == "" && got != "") || !strings.Contains(got, tc.want) {
+			t.Errorf("CheckHolds(%q) = %q, want %q", tc.list, got, tc.want)
+		}
+	}
+}

@@ -54,6 +54,10 @@ type client struct {
 
 // run issues operations until the deadline or ctx ends.
 func (c *client) run(ctx context.Context, deadline time.Time) {
+	if c.workload == WorkloadLock {
+		c.lockLoop(ctx, deadline)
+		return
+	}
 	for i := 0; i < maxOpsPerClient && ctx.Err() == nil && time.Now().Before(deadline); i++ {
 		op := c.one(ctx)
 		c.hist.Add(op)

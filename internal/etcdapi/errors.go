@@ -28,6 +28,8 @@ var (
 //	FUTURE_REV                        ErrGRPCFutureRev
 //	DUPLICATE_KEY                     ErrGRPCDuplicateKey
 //	LEASE_NOT_FOUND                   ErrGRPCLeaseNotFound
+//	LEASE_EXIST                       ErrGRPCLeaseExist
+//	LEASE_TTL_TOO_LARGE               ErrGRPCLeaseTTLTooLarge
 //	TOO_MANY_OPS                      ErrGRPCTooManyOps
 //	INVALID_ARGUMENT                  codes.InvalidArgument, the message as is
 //	NOT_LEADER, UNAVAILABLE           ErrGRPCNoLeader
@@ -62,6 +64,10 @@ func toGRPCError(err error) error {
 			return rpctypes.ErrGRPCDuplicateKey
 		case kvpb.ErrorCode_LEASE_NOT_FOUND:
 			return rpctypes.ErrGRPCLeaseNotFound
+		case kvpb.ErrorCode_LEASE_EXIST:
+			return rpctypes.ErrGRPCLeaseExist
+		case kvpb.ErrorCode_LEASE_TTL_TOO_LARGE:
+			return rpctypes.ErrGRPCLeaseTTLTooLarge
 		case kvpb.ErrorCode_TOO_MANY_OPS:
 			return rpctypes.ErrGRPCTooManyOps
 		case kvpb.ErrorCode_INVALID_ARGUMENT:

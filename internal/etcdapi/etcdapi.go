@@ -178,7 +178,8 @@ func mustComplete(cfg Config) Config {
 }
 
 // Register installs the etcd KV, Maintenance and Cluster services on s,
-// served by b. It panics if cfg does not Validate.
+// served by b, and the Lease service if b is a LeaseBackend too. It panics
+// if cfg does not Validate.
 func Register(s *grpc.Server, b Backend, cfg Config) {
 	if b == nil {
 		panic(errors.New("etcdapi: nil Backend"))
@@ -187,6 +188,9 @@ func Register(s *grpc.Server, b Backend, cfg Config) {
 	pb.RegisterKVServer(s, &kvServer{b: b, cfg: cfg})
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{b: b, cfg: cfg})
 	pb.RegisterClusterServer(s, &clusterServer{b: b, cfg: cfg})
+	if lb, ok := b.(LeaseBackend); ok {
+		pb.RegisterLeaseServer(s, &leaseServer{b: lb, cfg: cfg, maxStreams: MaxKeepAliveStreams})
+	}
 }
 
 // ServerOptions returns the grpc.ServerOptions etcd uses for its client

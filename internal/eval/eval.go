@@ -10,9 +10,11 @@
 //
 //  1. Every compare of the txn and its nested txns on the taken branches is
 //     evaluated against the state BEFORE the txn: this fixes the txn's path.
-//  2. Every op on the path is checked (range revisions, leases, ignore_value /
+//  2. Every op on the path is checked (range revisions, ignore_value /
 //     ignore_lease needing an existing key, keys inside the range's span).
-//     Any failure returns an error and writes NOTHING.
+//     Any failure returns an error and writes NOTHING. Leases are not
+//     checked here: they live in the meta range, and the gateway checks a
+//     put's lease with the lessor before sending it (internal/lease).
 //  3. The ops run in order at the single revision ts; reads inside the txn
 //     see the txn's earlier writes.
 //
@@ -33,7 +35,6 @@ import (
 var (
 	errFutureRev = kvpb.Errorf(kvpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
 	errCompacted = kvpb.Errorf(kvpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")
-	errNoLease   = kvpb.Errorf(kvpb.ErrorCode_LEASE_NOT_FOUND, "lease not found")
 	errNoKey     = kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found")
 )
 
@@ -308,9 +309,6 @@ func (e *evaluator) check(op *kvpb.RequestOp, p *path, effects *[]effect) error 
 		return e.checkRevision(req.Range.GetRevision())
 	case *kvpb.RequestOp_Put:
 		put := req.Put
-		if put.GetLease() != 0 {
-			return errNoLease
-		}
 		key := keys.User(put.GetKey())
 		if put.GetIgnoreValue() || put.GetIgnoreLease() {
 			exists, err := e.existsAfter(key, *effects)

@@ -144,8 +144,12 @@ func TestPut(t *testing.T) {
 	wantCode(t, err, kvpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found")
 	_, _, err = v.write(putReq(&kvpb.PutRequest{Key: []byte("missing"), IgnoreLease: true}))
 	wantCode(t, err, kvpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found")
-	_, _, err = v.write(putReq(&kvpb.PutRequest{Key: []byte("a"), Lease: 7}))
-	wantCode(t, err, kvpb.ErrorCode_LEASE_NOT_FOUND, "lease not found")
+	// A lease is stored as given: the gateway checked it with the lessor.
+	v.mustWrite(putReq(&kvpb.PutRequest{Key: []byte("a"), Value: []byte("7"), Lease: 7}))
+	r, _ = v.read(&kvpb.RangeRequest{Key: []byte("a")})
+	if len(r.Kvs) != 1 || r.Kvs[0].GetLease() != 7 {
+		t.Fatalf("put with lease 7: %v", r.Kvs)
+	}
 	// The key mismatch check uses the range's span.
 	v.span = keys.UserSpanOf([]byte("b"), []byte("c"))
 	_, _, err = v.write(putOp("a", "x"))
@@ -425,7 +429,6 @@ func TestTxnWrites(t *testing.T) {
 		op   *kvpb.RequestOp
 		code kvpb.ErrorCode
 	}{
-		{"lease", txnOp(nil, []*kvpb.RequestOp{putOp("z", "1"), putReq(&kvpb.PutRequest{Key: []byte("a"), Lease: 1})}, nil), kvpb.ErrorCode_LEASE_NOT_FOUND},
 		{"ignore_value after delete", txnOp(nil, []*kvpb.RequestOp{delOp("a", "", false), putReq(&kvpb.PutRequest{Key: []byte("a"), IgnoreValue: true})}, nil), kvpb.ErrorCode_INVALID_ARGUMENT},
 		{"ignore_value after range delete", txnOp(nil, []*kvpb.RequestOp{delOp("a", "b", false), putReq(&kvpb.PutRequest{Key: []byte("a"), IgnoreLease: true})}, nil), kvpb.ErrorCode_INVALID_ARGUMENT},
 		{"future range", txnOp(nil, []*kvpb.RequestOp{putOp("z", "1"), rangeOp(&kvpb.RangeRequest{Key: []byte("a"), Revision: v.rev + 1})}, nil), kvpb.ErrorCode_FUTURE_REV},

@@ -8,6 +8,7 @@
 //	              0x01 "nodeseq"                        last assigned node id
 //	              0x01 "range/" <range id, 8 bytes BE> range descriptors
 //	              0x01 "tso"                            TSO window upper bound
+//	              0x01 "lease/" <lease id, 8 bytes BE> lease records
 //	[0x02, 0x03)  user keys: 0x02 followed by the etcd key, held by the user
 //	              ranges (one at bootstrap; splits divide this span)
 //
@@ -82,6 +83,8 @@ var (
 	TSOWindow = []byte("\x01tso")
 	// RangeSeq holds the last range id assigned, as 8 bytes big-endian.
 	RangeSeq = []byte("\x01rangeseq")
+
+	leasePrefix = []byte("\x01lease/")
 )
 
 // User maps an etcd key to its global key. The caller owns the result.
@@ -149,3 +152,12 @@ func prefixEnd(p []byte) []byte {
 	}
 	return nil
 }
+
+// Lease is the key of a lease's record (the id as its 64 bits, so negative
+// ids sort after positive ones).
+func Lease(id int64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), leasePrefix...), uint64(id))
+}
+
+// LeaseSpan covers every lease record.
+func LeaseSpan() Span { return Span{Start: leasePrefix, End: prefixEnd(leasePrefix)} }

@@ -96,6 +96,8 @@ func EvalWrite(b *storage.Batch, span keys.Span, req *cmdpb.SysRequest) (*cmdpb.
 		return allocRangeID(b, span)
 	case req.GetUpdateRanges() != nil:
 		return updateRanges(b, span, req.GetUpdateRanges().GetDescriptors())
+	case req.GetBatch() != nil:
+		return batch(b, span, req.GetBatch())
 	}
 	return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "meta: not a system write")
 }
@@ -346,4 +348,30 @@ func updateRanges(b *storage.Batch, span keys.Span, descs []*metapb.RangeDescrip
 		n++
 	}
 	return &cmdpb.SysResponse{Value: n}, nil
+}
+
+// batch applies a SysBatch: its puts, then its deletes. Every key is checked
+// before anything is written.
+func batch(b *storage.Batch, span keys.Span, sb *cmdpb.SysBatch) (*cmdpb.SysResponse, error) {
+	for _, kv := range sb.GetPuts() {
+		if err := checkSysKey(span, kv.GetKey()); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range sb.GetDeletes() {
+		if err := checkSysKey(span, k); err != nil {
+			return nil, err
+		}
+	}
+	for _, kv := range sb.GetPuts() {
+		if err := b.SysPut(kv.GetKey(), kv.GetValue()); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range sb.GetDeletes() {
+		if err := b.SysDelete(k); err != nil {
+			return nil, err
+		}
+	}
+	return &cmdpb.SysResponse{}, nil
 }

@@ -5,6 +5,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
@@ -72,5 +74,40 @@ func TestUpdateRangesKeepsOnlyNewerDescriptors(t *testing.T) {
 	ds, err := rangeDescriptors(e)
 	if err != nil || len(ds) != 1 || ds[0].GetGeneration() != 3 {
 		t.Fatalf("index after all: %v %v", ds, err)
+	}
+}
+
+// A SysBatch writes all of its puts and deletes, or nothing when one key
+// lies outside the meta range.
+func TestSysBatch(t *testing.T) {
+	e, err := storage.Open("db", storage.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	apply := func(sb *cmdpb.SysBatch) error {
+		b := e.NewBatch()
+		defer b.Close()
+		if _, err := EvalWrite(b, keys.MetaSpan, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Batch{Batch: sb}}); err != nil {
+			return err
+		}
+		return b.Commit(false)
+	}
+	if err := apply(&cmdpb.SysBatch{Puts: []*cmdpb.SysKV{{Key: keys.Lease(1), Value: []byte("a")}, {Key: keys.Lease(2), Value: []byte("b")}}}); err != nil {
+		t.Fatal(err)
+	}
+	err = apply(&cmdpb.SysBatch{Puts: []*cmdpb.SysKV{{Key: keys.Lease(3), Value: []byte("c")}}, Deletes: [][]byte{keys.User([]byte("x"))}})
+	if kvpb.CodeOf(err) != kvpb.ErrorCode_KEY_MISMATCH {
+		t.Fatalf("a user key in a system batch: %v, want KEY_MISMATCH", err)
+	}
+	if err := apply(&cmdpb.SysBatch{Deletes: [][]byte{keys.Lease(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := EvalRead(e, keys.MetaSpan, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Scan{Scan: &cmdpb.SysScan{Start: keys.LeaseSpan().Start, End: keys.LeaseSpan().End}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kvs := resp.GetKvs(); len(kvs) != 1 || string(kvs[0].GetValue()) != "b" {
+		t.Fatalf("lease records after the batches: %v, want only lease 2", kvs)
 	}
 }

@@ -40,6 +40,14 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
 
+	// LeaseCheckpointInterval is how often the lessor persists the
+	// remaining TTL of each lease longer than it, so that a new meta
+	// leader resumes leases where they were instead of at their full TTL
+	// (etcd's --experimental-lease-checkpoint-interval; etcd leaves
+	// checkpoints off, Concord turns them on). 0: lease's default, 5 min;
+	// negative: off.
+	LeaseCheckpointInterval time.Duration
+
 	// MaxRequestBytes bounds a client request (etcd's default 1.5 MiB).
 	MaxRequestBytes int
 	// MaxTxnOps bounds the operations of one txn (etcd's default 128).

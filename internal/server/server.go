@@ -98,6 +98,9 @@ type Node struct {
 	// joined is set when this start registered the node through Join.
 	joined bool
 
+	// leases is the node's lessor (lease.go).
+	leases leaseState
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -204,6 +207,10 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
+	if err := n.startLeases(); err != nil {
+		return nil, err
+	}
+
 	// Both servers' Stop waits for their handlers to return (it cancels
 	// them first): the engine closes after, with no read still open on it
 	// (Pebble panics at Close on an open snapshot or iterator).
@@ -231,6 +238,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	n.feeds = &localFeeds{}
 	n.watchHub = watch.NewHub(feedSource{n: n, servers: n.feeds}, n.log)
 	etcdapi.RegisterWatch(n.clientServer, n.watchHub, ecfg)
+	n.registerWatchMetrics(n.tel.metrics.Registry())
 	if err := n.registerLockElection(); err != nil {
 		return nil, err
 	}
@@ -327,6 +335,9 @@ func (n *Node) Shutdown(ctx context.Context) {
 				n.log.Warn("revision window not settled before stopping", "err", err)
 			}
 		}
+	}
+	if err := n.leases.lessor.Settle(ctx); err != nil {
+		n.log.Warn("leases not checkpointed before stopping", "err", err)
 	}
 	var wg sync.WaitGroup
 	for _, r := range n.store.Replicas() {

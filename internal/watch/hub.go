@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,7 @@ type Hub struct {
 	log       *slog.Logger
 	catchUps  chan struct{} // a token per catch-up running
 	victims   atomic.Int64  // watchers moved aside since the hub began
+	delivered atomic.Int64  // events queued for watchers since the hub began
 	restartMu sync.Mutex    // serializes starts of the merger
 
 	// mu guards everything below. Lock order: Hub.mu, then a Stream's mu.
@@ -121,6 +123,29 @@ var errClosed = errors.New("watch: hub closed")
 
 // Victims counts the watchers moved aside because their stream was full.
 func (h *Hub) Victims() int64 { return h.victims.Load() }
+
+// Stats is a hub's state, for metrics.
+type Stats struct {
+	// Watchers are the registered watchers, Synced those served from the
+	// hub's merger (the others catch up alone).
+	Watchers, Synced int
+	// Frontier is the revision up to which the hub released every change.
+	Frontier int64
+	// Victims and Delivered count, since the hub began, the watchers moved
+	// aside for a full stream and the events queued for watchers.
+	Victims, Delivered int64
+}
+
+// Stats returns the hub's state now.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	synced := len(h.mu.spanWatchers)
+	for _, set := range h.mu.keyWatchers {
+		synced += len(set)
+	}
+	return Stats{Watchers: h.mu.watchers, Synced: synced, Frontier: h.mu.frontier, Victims: h.victims.Load(), Delivered: h.delivered.Load()}
+}
 
 // ensureRunning starts the merger if it does not run, from the cluster's
 // current revision.
@@ -257,7 +282,9 @@ func (h *Hub) dispatchLocked(evs []*kvpb.Event, prev int64) {
 		if !w.s.offer(Response{WatchID: w.id, Events: wevs, Revision: h.mu.frontier, Opaque: w.opaque}) {
 			h.victims.Add(1)
 			h.unsyncLocked(w, prev+1)
+			continue
 		}
+		h.delivered.Add(int64(len(wevs)))
 	}
 }
 
@@ -349,14 +376,17 @@ func (h *Hub) tryJoinLocked(w *watcher) bool {
 		return false
 	}
 	var evs []*kvpb.Event
-	for _, ev := range h.mu.ring {
-		if ev.GetKv().GetModRevision() >= w.minRev && w.span.Contains(keys.User(ev.GetKv().GetKey())) {
+	// The ring is in revision order: start at the first change w needs.
+	i := sort.Search(len(h.mu.ring), func(i int) bool { return h.mu.ring[i].GetKv().GetModRevision() >= w.minRev })
+	for _, ev := range h.mu.ring[i:] {
+		if w.span.Contains(keys.User(ev.GetKv().GetKey())) {
 			evs = append(evs, ev)
 		}
 	}
 	if len(evs) > 0 && !w.s.offer(Response{WatchID: w.id, Events: evs, Revision: h.mu.frontier, Opaque: w.opaque}) {
 		return false
 	}
+	h.delivered.Add(int64(len(evs)))
 	h.addSyncedLocked(w)
 	return true
 }
@@ -421,6 +451,7 @@ func (h *Hub) readHistory(ctx context.Context, w *watcher, from, to int64) error
 			if !w.s.push(ctx, Response{WatchID: w.id, Events: b.Events, Revision: b.Frontier, Opaque: w.opaque}) {
 				return ctx.Err()
 			}
+			h.delivered.Add(int64(len(b.Events)))
 		}
 		h.mu.Lock()
 		w.minRev = max(w.minRev, b.Frontier+1)

@@ -209,7 +209,7 @@ func (m *Merger) Run(ctx context.Context, emit func(Batch) error) error {
 			want = max(want, rev)
 		case <-tick.C:
 			for s := range segs {
-				s.asked = min(s.asked, s.resolved) // ask again
+				s.asked = min(s.asked, s.resolved) // ask again, whether or not answered
 			}
 		case msg := <-msgs:
 			s := msg.seg
@@ -280,7 +280,10 @@ func (m *Merger) Run(ctx context.Context, emit func(Batch) error) error {
 			target = max(target, ev.GetKv().GetModRevision())
 		}
 		for s := range segs {
-			if s.stream != nil && !s.done && s.resolved < target && s.asked < target {
+			// One request at a time per range (the last one answered, or
+			// forgotten by the tick): a busy keyspace asks each idle
+			// range once per round trip, not once per change.
+			if s.stream != nil && !s.done && s.resolved < target && s.asked < target && s.resolved >= s.asked {
 				if err := s.stream.Resolve(target); err == nil {
 					s.asked = target
 				}

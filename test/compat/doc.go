@@ -29,7 +29,9 @@
 //  3. An end-to-end test (etcdctl_test.go) of the etcdctl binary against a
 //     Concord cluster: put, get, del, txn -i, member list, endpoint status.
 //
-// What is not yet implemented in Concord (compaction, watch, leases beyond
-// "lease not found", auth, membership changes) is not exercised here; the
-// README's compatibility table lists it.
+// Watches (watch_test.go, etcdctl_watch_test.go) run the same writes and
+// watches on both systems and compare every watcher's events, with
+// revisions counted from each run's first write. What is not yet
+// implemented in Concord (leases beyond "lease not found", auth) is not
+// exercised here; the README's compatibility table lists it.
 package compat

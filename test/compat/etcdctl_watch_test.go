@@ -69,3 +69,54 @@ func TestEtcdctlWatch(t *testing.T) {
 		t.Fatalf("etcdctl watch differs:\netcd:\n%s\nconcord:\n%s", e, c)
 	}
 }
+
+// TestEtcdctlLockAndElect runs etcdctl lock and elect on both systems.
+func TestEtcdctlLockAndElect(t *testing.T) {
+	ctl := etcdctlPath(t)
+	for _, s := range []*system{etcdSys, concordSys} {
+		p := newPrefix()
+		// lock runs the command while it holds the lock.
+		if r := runCtl(t, ctl, endpointsOf(s), "", "lock", p+"L", "echo", "held"); r.exit != 0 || r.stdout != "held\n" {
+			t.Fatalf("%s: etcdctl lock:\n%v", s.name, r)
+		}
+		// A candidate campaigns and holds on; a listener sees it lead.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		cand := osexec.CommandContext(ctx, ctl, "--endpoints="+strings.Join(endpointsOf(s), ","), "elect", p+"E", "alice")
+		cand.Env = append(os.Environ(), "ETCDCTL_API=3")
+		if err := cand.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := ctlListen(t, ctl, endpointsOf(s), p+"E")
+		cancel()
+		_ = cand.Wait()
+		if len(lines) != 2 || !strings.HasPrefix(lines[0], p+"E/") || lines[1] != "alice" {
+			t.Fatalf("%s: etcdctl elect -l printed %q, want the leader's key and alice", s.name, lines)
+		}
+	}
+}
+
+// ctlListen runs `etcdctl elect -l name` until it printed the leader.
+func ctlListen(t *testing.T, ctl string, endpoints []string, name string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := osexec.CommandContext(ctx, ctl, "--endpoints="+strings.Join(endpoints, ","), "elect", "-l", name)
+	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		_ = cmd.Wait()
+	}()
+	var lines []string
+	sc := bufio.NewScanner(out)
+	for len(lines) < 2 && sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}

@@ -16,6 +16,7 @@ import (
 
 // watchLog renders watch responses with revisions relative to base.
 type watchLog struct {
+	system string
 	base   int64
 	prefix string
 	lines  []string
@@ -62,7 +63,7 @@ func (l *watchLog) read(t *testing.T, name string, wch clientv3.WatchChan, n int
 			l.lines = append(l.lines, fmt.Sprintf("%s: [%s]", name, strings.Join(evs, "; ")))
 			got += len(resp.Events)
 		case <-timeout:
-			t.Fatalf("%s: %d of %d events after 20s; so far %v", name, got, n, l.lines)
+			t.Fatalf("%s: %s: %d of %d events after 20s; so far %v", l.system, name, got, n, l.lines)
 		}
 	}
 }
@@ -82,7 +83,7 @@ func watchScenario(t *testing.T, s *system, p string) []string {
 	if err != nil {
 		t.Fatalf("%s: %v", s.name, err)
 	}
-	l := &watchLog{base: first.Header.Revision, prefix: p}
+	l := &watchLog{system: s.name, base: first.Header.Revision, prefix: p}
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
 	all := cli.Watch(wctx, p, clientv3.WithPrefix(), clientv3.WithPrevKV())

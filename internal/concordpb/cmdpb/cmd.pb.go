@@ -419,6 +419,7 @@ type SysRequest struct {
 	//	*SysRequest_ChangeNode
 	//	*SysRequest_AllocRangeId
 	//	*SysRequest_UpdateRanges
+	//	*SysRequest_Batch
 	Request       isSysRequest_Request `protobuf_oneof:"request"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -542,6 +543,15 @@ func (x *SysRequest) GetUpdateRanges() *SysUpdateRanges {
 	return nil
 }
 
+func (x *SysRequest) GetBatch() *SysBatch {
+	if x != nil {
+		if x, ok := x.Request.(*SysRequest_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isSysRequest_Request interface {
 	isSysRequest_Request()
 }
@@ -582,6 +592,10 @@ type SysRequest_UpdateRanges struct {
 	UpdateRanges *SysUpdateRanges `protobuf:"bytes,9,opt,name=update_ranges,json=updateRanges,proto3,oneof"`
 }
 
+type SysRequest_Batch struct {
+	Batch *SysBatch `protobuf:"bytes,10,opt,name=batch,proto3,oneof"`
+}
+
 func (*SysRequest_Get) isSysRequest_Request() {}
 
 func (*SysRequest_Scan) isSysRequest_Request() {}
@@ -599,6 +613,8 @@ func (*SysRequest_ChangeNode) isSysRequest_Request() {}
 func (*SysRequest_AllocRangeId) isSysRequest_Request() {}
 
 func (*SysRequest_UpdateRanges) isSysRequest_Request() {}
+
+func (*SysRequest_Batch) isSysRequest_Request() {}
 
 // SysAllocRangeID assigns the next range id (SysResponse.value): above
 // every id handed out or held by a descriptor.
@@ -1373,6 +1389,60 @@ func (x *BatchResponse) GetAppliedIndex() uint64 {
 	return 0
 }
 
+// SysBatch puts and deletes several system keys in one write (deletes
+// after puts): the lessor's checkpoints of many leases at once.
+type SysBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Puts          []*SysKV               `protobuf:"bytes,1,rep,name=puts,proto3" json:"puts,omitempty"`
+	Deletes       [][]byte               `protobuf:"bytes,2,rep,name=deletes,proto3" json:"deletes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysBatch) Reset() {
+	*x = SysBatch{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysBatch) ProtoMessage() {}
+
+func (x *SysBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysBatch.ProtoReflect.Descriptor instead.
+func (*SysBatch) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SysBatch) GetPuts() []*SysKV {
+	if x != nil {
+		return x.Puts
+	}
+	return nil
+}
+
+func (x *SysBatch) GetDeletes() [][]byte {
+	if x != nil {
+		return x.Deletes
+	}
+	return nil
+}
+
 var File_cmdpb_cmd_proto protoreflect.FileDescriptor
 
 const file_cmdpb_cmd_proto_rawDesc = "" +
@@ -1400,7 +1470,7 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1b\n" +
 	"\tpeer_urls\x18\x02 \x03(\tR\bpeerUrls\x12\x18\n" +
 	"\apromote\x18\x03 \x01(\bR\apromote\x12\x16\n" +
-	"\x06remove\x18\x04 \x01(\bR\x06remove\"\xfc\x03\n" +
+	"\x06remove\x18\x04 \x01(\bR\x06remove\"\xab\x04\n" +
 	"\n" +
 	"SysRequest\x12'\n" +
 	"\x03get\x18\x01 \x01(\v2\x13.concord.cmd.SysGetH\x00R\x03get\x12*\n" +
@@ -1412,7 +1482,9 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\vchange_node\x18\a \x01(\v2\x1a.concord.cmd.SysChangeNodeH\x00R\n" +
 	"changeNode\x12D\n" +
 	"\x0ealloc_range_id\x18\b \x01(\v2\x1c.concord.cmd.SysAllocRangeIDH\x00R\fallocRangeId\x12C\n" +
-	"\rupdate_ranges\x18\t \x01(\v2\x1c.concord.cmd.SysUpdateRangesH\x00R\fupdateRangesB\t\n" +
+	"\rupdate_ranges\x18\t \x01(\v2\x1c.concord.cmd.SysUpdateRangesH\x00R\fupdateRanges\x12-\n" +
+	"\x05batch\x18\n" +
+	" \x01(\v2\x15.concord.cmd.SysBatchH\x00R\x05batchB\t\n" +
 	"\arequest\"\x11\n" +
 	"\x0fSysAllocRangeID\"R\n" +
 	"\x0fSysUpdateRanges\x12?\n" +
@@ -1464,7 +1536,10 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\traft_term\x18\x04 \x01(\x04R\braftTerm\x12'\n" +
 	"\x05error\x18\x05 \x01(\v2\x11.concord.kv.ErrorR\x05error\x12?\n" +
 	"\vdescriptors\x18\x06 \x03(\v2\x1d.concord.meta.RangeDescriptorR\vdescriptors\x12#\n" +
-	"\rapplied_index\x18\a \x01(\x04R\fappliedIndexB7Z5github.com/concorddb/concord/internal/concordpb/cmdpbb\x06proto3"
+	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\"L\n" +
+	"\bSysBatch\x12&\n" +
+	"\x04puts\x18\x01 \x03(\v2\x12.concord.cmd.SysKVR\x04puts\x12\x18\n" +
+	"\adeletes\x18\x02 \x03(\fR\adeletesB7Z5github.com/concorddb/concord/internal/concordpb/cmdpbb\x06proto3"
 
 var (
 	file_cmdpb_cmd_proto_rawDescOnce sync.Once
@@ -1478,7 +1553,7 @@ func file_cmdpb_cmd_proto_rawDescGZIP() []byte {
 	return file_cmdpb_cmd_proto_rawDescData
 }
 
-var file_cmdpb_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_cmdpb_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_cmdpb_cmd_proto_goTypes = []any{
 	(*SysGet)(nil),                 // 0: concord.cmd.SysGet
 	(*SysScan)(nil),                // 1: concord.cmd.SysScan
@@ -1500,15 +1575,16 @@ var file_cmdpb_cmd_proto_goTypes = []any{
 	(*SplitTrigger)(nil),           // 17: concord.cmd.SplitTrigger
 	(*BatchRequest)(nil),           // 18: concord.cmd.BatchRequest
 	(*BatchResponse)(nil),          // 19: concord.cmd.BatchResponse
-	(*metapb.NodeRecord)(nil),      // 20: concord.meta.NodeRecord
-	(*metapb.RangeDescriptor)(nil), // 21: concord.meta.RangeDescriptor
-	(*kvpb.RequestOp)(nil),         // 22: concord.kv.RequestOp
-	(*kvpb.CompactRequest)(nil),    // 23: concord.kv.CompactRequest
-	(*kvpb.ResponseOp)(nil),        // 24: concord.kv.ResponseOp
-	(*kvpb.Error)(nil),             // 25: concord.kv.Error
+	(*SysBatch)(nil),               // 20: concord.cmd.SysBatch
+	(*metapb.NodeRecord)(nil),      // 21: concord.meta.NodeRecord
+	(*metapb.RangeDescriptor)(nil), // 22: concord.meta.RangeDescriptor
+	(*kvpb.RequestOp)(nil),         // 23: concord.kv.RequestOp
+	(*kvpb.CompactRequest)(nil),    // 24: concord.kv.CompactRequest
+	(*kvpb.ResponseOp)(nil),        // 25: concord.kv.ResponseOp
+	(*kvpb.Error)(nil),             // 26: concord.kv.Error
 }
 var file_cmdpb_cmd_proto_depIdxs = []int32{
-	20, // 0: concord.cmd.SysAddNode.node:type_name -> concord.meta.NodeRecord
+	21, // 0: concord.cmd.SysAddNode.node:type_name -> concord.meta.NodeRecord
 	0,  // 1: concord.cmd.SysRequest.get:type_name -> concord.cmd.SysGet
 	1,  // 2: concord.cmd.SysRequest.scan:type_name -> concord.cmd.SysScan
 	2,  // 3: concord.cmd.SysRequest.put:type_name -> concord.cmd.SysPut
@@ -1518,35 +1594,37 @@ var file_cmdpb_cmd_proto_depIdxs = []int32{
 	6,  // 7: concord.cmd.SysRequest.change_node:type_name -> concord.cmd.SysChangeNode
 	8,  // 8: concord.cmd.SysRequest.alloc_range_id:type_name -> concord.cmd.SysAllocRangeID
 	9,  // 9: concord.cmd.SysRequest.update_ranges:type_name -> concord.cmd.SysUpdateRanges
-	21, // 10: concord.cmd.SysUpdateRanges.descriptors:type_name -> concord.meta.RangeDescriptor
-	10, // 11: concord.cmd.SysResponse.kvs:type_name -> concord.cmd.SysKV
-	20, // 12: concord.cmd.SysResponse.node:type_name -> concord.meta.NodeRecord
-	22, // 13: concord.cmd.Command.op:type_name -> concord.kv.RequestOp
-	7,  // 14: concord.cmd.Command.sys:type_name -> concord.cmd.SysRequest
-	23, // 15: concord.cmd.Command.compact:type_name -> concord.kv.CompactRequest
-	17, // 16: concord.cmd.Command.split:type_name -> concord.cmd.SplitTrigger
-	13, // 17: concord.cmd.Command.freeze:type_name -> concord.cmd.FreezeRequest
-	15, // 18: concord.cmd.Command.merge:type_name -> concord.cmd.MergeTrigger
-	21, // 19: concord.cmd.MergeRequest.right:type_name -> concord.meta.RangeDescriptor
-	21, // 20: concord.cmd.MergeTrigger.left:type_name -> concord.meta.RangeDescriptor
-	21, // 21: concord.cmd.MergeTrigger.right:type_name -> concord.meta.RangeDescriptor
-	21, // 22: concord.cmd.SplitTrigger.left:type_name -> concord.meta.RangeDescriptor
-	21, // 23: concord.cmd.SplitTrigger.right:type_name -> concord.meta.RangeDescriptor
-	22, // 24: concord.cmd.BatchRequest.op:type_name -> concord.kv.RequestOp
-	7,  // 25: concord.cmd.BatchRequest.sys:type_name -> concord.cmd.SysRequest
-	23, // 26: concord.cmd.BatchRequest.compact:type_name -> concord.kv.CompactRequest
-	16, // 27: concord.cmd.BatchRequest.split:type_name -> concord.cmd.SplitRequest
-	13, // 28: concord.cmd.BatchRequest.freeze:type_name -> concord.cmd.FreezeRequest
-	14, // 29: concord.cmd.BatchRequest.merge:type_name -> concord.cmd.MergeRequest
-	24, // 30: concord.cmd.BatchResponse.resp:type_name -> concord.kv.ResponseOp
-	11, // 31: concord.cmd.BatchResponse.sys:type_name -> concord.cmd.SysResponse
-	25, // 32: concord.cmd.BatchResponse.error:type_name -> concord.kv.Error
-	21, // 33: concord.cmd.BatchResponse.descriptors:type_name -> concord.meta.RangeDescriptor
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	20, // 10: concord.cmd.SysRequest.batch:type_name -> concord.cmd.SysBatch
+	22, // 11: concord.cmd.SysUpdateRanges.descriptors:type_name -> concord.meta.RangeDescriptor
+	10, // 12: concord.cmd.SysResponse.kvs:type_name -> concord.cmd.SysKV
+	21, // 13: concord.cmd.SysResponse.node:type_name -> concord.meta.NodeRecord
+	23, // 14: concord.cmd.Command.op:type_name -> concord.kv.RequestOp
+	7,  // 15: concord.cmd.Command.sys:type_name -> concord.cmd.SysRequest
+	24, // 16: concord.cmd.Command.compact:type_name -> concord.kv.CompactRequest
+	17, // 17: concord.cmd.Command.split:type_name -> concord.cmd.SplitTrigger
+	13, // 18: concord.cmd.Command.freeze:type_name -> concord.cmd.FreezeRequest
+	15, // 19: concord.cmd.Command.merge:type_name -> concord.cmd.MergeTrigger
+	22, // 20: concord.cmd.MergeRequest.right:type_name -> concord.meta.RangeDescriptor
+	22, // 21: concord.cmd.MergeTrigger.left:type_name -> concord.meta.RangeDescriptor
+	22, // 22: concord.cmd.MergeTrigger.right:type_name -> concord.meta.RangeDescriptor
+	22, // 23: concord.cmd.SplitTrigger.left:type_name -> concord.meta.RangeDescriptor
+	22, // 24: concord.cmd.SplitTrigger.right:type_name -> concord.meta.RangeDescriptor
+	23, // 25: concord.cmd.BatchRequest.op:type_name -> concord.kv.RequestOp
+	7,  // 26: concord.cmd.BatchRequest.sys:type_name -> concord.cmd.SysRequest
+	24, // 27: concord.cmd.BatchRequest.compact:type_name -> concord.kv.CompactRequest
+	16, // 28: concord.cmd.BatchRequest.split:type_name -> concord.cmd.SplitRequest
+	13, // 29: concord.cmd.BatchRequest.freeze:type_name -> concord.cmd.FreezeRequest
+	14, // 30: concord.cmd.BatchRequest.merge:type_name -> concord.cmd.MergeRequest
+	25, // 31: concord.cmd.BatchResponse.resp:type_name -> concord.kv.ResponseOp
+	11, // 32: concord.cmd.BatchResponse.sys:type_name -> concord.cmd.SysResponse
+	26, // 33: concord.cmd.BatchResponse.error:type_name -> concord.kv.Error
+	22, // 34: concord.cmd.BatchResponse.descriptors:type_name -> concord.meta.RangeDescriptor
+	10, // 35: concord.cmd.SysBatch.puts:type_name -> concord.cmd.SysKV
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_cmdpb_cmd_proto_init() }
@@ -1564,6 +1642,7 @@ func file_cmdpb_cmd_proto_init() {
 		(*SysRequest_ChangeNode)(nil),
 		(*SysRequest_AllocRangeId)(nil),
 		(*SysRequest_UpdateRanges)(nil),
+		(*SysRequest_Batch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1571,7 +1650,7 @@ func file_cmdpb_cmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cmdpb_cmd_proto_rawDesc), len(file_cmdpb_cmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

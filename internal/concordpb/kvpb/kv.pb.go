@@ -272,6 +272,11 @@ const (
 	// retried, later. Reaches the client as gRPC ResourceExhausted, etcd's
 	// code for its own overload.
 	ErrorCode_RESOURCE_EXHAUSTED ErrorCode = 22
+	// LEASE_EXIST: a lease grant named an id that is already granted.
+	ErrorCode_LEASE_EXIST ErrorCode = 23
+	// LEASE_TTL_TOO_LARGE: a lease grant asked for a TTL above the maximum
+	// (etcd's MaxLeaseTTL).
+	ErrorCode_LEASE_TTL_TOO_LARGE ErrorCode = 24
 )
 
 // Enum value maps for ErrorCode.
@@ -297,6 +302,8 @@ var (
 		20: "PEER_URL_EXISTS",
 		21: "FAILED_PRECONDITION",
 		22: "RESOURCE_EXHAUSTED",
+		23: "LEASE_EXIST",
+		24: "LEASE_TTL_TOO_LARGE",
 	}
 	ErrorCode_value = map[string]int32{
 		"OK":                  0,
@@ -319,6 +326,8 @@ var (
 		"PEER_URL_EXISTS":     20,
 		"FAILED_PRECONDITION": 21,
 		"RESOURCE_EXHAUSTED":  22,
+		"LEASE_EXIST":         23,
+		"LEASE_TTL_TOO_LARGE": 24,
 	}
 )
 
@@ -1764,7 +1773,7 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x0eCOMPARE_CREATE\x10\x01\x12\x0f\n" +
 	"\vCOMPARE_MOD\x10\x02\x12\x11\n" +
 	"\rCOMPARE_VALUE\x10\x03\x12\x11\n" +
-	"\rCOMPARE_LEASE\x10\x04*\xf7\x02\n" +
+	"\rCOMPARE_LEASE\x10\x04*\xa1\x03\n" +
 	"\tErrorCode\x12\x06\n" +
 	"\x02OK\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1788,7 +1797,9 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x12MEMBER_NOT_LEARNER\x10\x13\x12\x13\n" +
 	"\x0fPEER_URL_EXISTS\x10\x14\x12\x17\n" +
 	"\x13FAILED_PRECONDITION\x10\x15\x12\x16\n" +
-	"\x12RESOURCE_EXHAUSTED\x10\x16B6Z4github.com/concorddb/concord/internal/concordpb/kvpbb\x06proto3"
+	"\x12RESOURCE_EXHAUSTED\x10\x16\x12\x0f\n" +
+	"\vLEASE_EXIST\x10\x17\x12\x17\n" +
+	"\x13LEASE_TTL_TOO_LARGE\x10\x18B6Z4github.com/concorddb/concord/internal/concordpb/kvpbb\x06proto3"
 
 var (
 	file_kvpb_kv_proto_rawDescOnce sync.Once

@@ -265,6 +265,82 @@ func (x *NodeRecord) GetGeneration() uint64 {
 	return 0
 }
 
+// LeaseRecord is a lease as the meta range keeps it (internal/lease owns
+// its meaning). Only the lessor, on the meta range's leader, writes it.
+type LeaseRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// ttl is the granted TTL in seconds.
+	Ttl int64 `protobuf:"varint,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// remaining_ttl, when above 0, is the TTL left in seconds at the last
+	// checkpoint: a new lessor resumes the lease from it instead of from ttl
+	// (0: the full ttl, as after a keepalive).
+	RemainingTtl int64 `protobuf:"varint,3,opt,name=remaining_ttl,json=remainingTtl,proto3" json:"remaining_ttl,omitempty"`
+	// revoking marks a lease whose revocation began: it takes no keepalive
+	// and no key, and a new lessor finishes revoking it.
+	Revoking      bool `protobuf:"varint,4,opt,name=revoking,proto3" json:"revoking,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRecord) Reset() {
+	*x = LeaseRecord{}
+	mi := &file_metapb_meta_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRecord) ProtoMessage() {}
+
+func (x *LeaseRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_metapb_meta_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRecord.ProtoReflect.Descriptor instead.
+func (*LeaseRecord) Descriptor() ([]byte, []int) {
+	return file_metapb_meta_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LeaseRecord) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseRecord) GetTtl() int64 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
+func (x *LeaseRecord) GetRemainingTtl() int64 {
+	if x != nil {
+		return x.RemainingTtl
+	}
+	return 0
+}
+
+func (x *LeaseRecord) GetRevoking() bool {
+	if x != nil {
+		return x.Revoking
+	}
+	return false
+}
+
 var File_metapb_meta_proto protoreflect.FileDescriptor
 
 const file_metapb_meta_proto_rawDesc = "" +
@@ -295,7 +371,12 @@ const file_metapb_meta_proto_rawDesc = "" +
 	"is_learner\x18\x06 \x01(\bR\tisLearner\x12\x1e\n" +
 	"\n" +
 	"generation\x18\a \x01(\x04R\n" +
-	"generationB8Z6github.com/concorddb/concord/internal/concordpb/metapbb\x06proto3"
+	"generation\"p\n" +
+	"\vLeaseRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x10\n" +
+	"\x03ttl\x18\x02 \x01(\x03R\x03ttl\x12#\n" +
+	"\rremaining_ttl\x18\x03 \x01(\x03R\fremainingTtl\x12\x1a\n" +
+	"\brevoking\x18\x04 \x01(\bR\brevokingB8Z6github.com/concorddb/concord/internal/concordpb/metapbb\x06proto3"
 
 var (
 	file_metapb_meta_proto_rawDescOnce sync.Once
@@ -309,11 +390,12 @@ func file_metapb_meta_proto_rawDescGZIP() []byte {
 	return file_metapb_meta_proto_rawDescData
 }
 
-var file_metapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_metapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_metapb_meta_proto_goTypes = []any{
 	(*ReplicaDescriptor)(nil), // 0: concord.meta.ReplicaDescriptor
 	(*RangeDescriptor)(nil),   // 1: concord.meta.RangeDescriptor
 	(*NodeRecord)(nil),        // 2: concord.meta.NodeRecord
+	(*LeaseRecord)(nil),       // 3: concord.meta.LeaseRecord
 }
 var file_metapb_meta_proto_depIdxs = []int32{
 	0, // 0: concord.meta.RangeDescriptor.replicas:type_name -> concord.meta.ReplicaDescriptor
@@ -335,7 +417,7 @@ func file_metapb_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_metapb_meta_proto_rawDesc), len(file_metapb_meta_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -30,6 +30,66 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type LeaseOp int32
+
+const (
+	LeaseOp_LEASE_GRANT        LeaseOp = 0
+	LeaseOp_LEASE_REVOKE       LeaseOp = 1
+	LeaseOp_LEASE_KEEP_ALIVE   LeaseOp = 2
+	LeaseOp_LEASE_TIME_TO_LIVE LeaseOp = 3
+	LeaseOp_LEASE_LIST         LeaseOp = 4
+	// LEASE_ATTACH checks that lease id exists and records keys (etcd keys)
+	// as attached to it, before the put that attaches them is sent.
+	LeaseOp_LEASE_ATTACH LeaseOp = 5
+)
+
+// Enum value maps for LeaseOp.
+var (
+	LeaseOp_name = map[int32]string{
+		0: "LEASE_GRANT",
+		1: "LEASE_REVOKE",
+		2: "LEASE_KEEP_ALIVE",
+		3: "LEASE_TIME_TO_LIVE",
+		4: "LEASE_LIST",
+		5: "LEASE_ATTACH",
+	}
+	LeaseOp_value = map[string]int32{
+		"LEASE_GRANT":        0,
+		"LEASE_REVOKE":       1,
+		"LEASE_KEEP_ALIVE":   2,
+		"LEASE_TIME_TO_LIVE": 3,
+		"LEASE_LIST":         4,
+		"LEASE_ATTACH":       5,
+	}
+)
+
+func (x LeaseOp) Enum() *LeaseOp {
+	p := new(LeaseOp)
+	*p = x
+	return p
+}
+
+func (x LeaseOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LeaseOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_rpcpb_rpc_proto_enumTypes[0].Descriptor()
+}
+
+func (LeaseOp) Type() protoreflect.EnumType {
+	return &file_rpcpb_rpc_proto_enumTypes[0]
+}
+
+func (x LeaseOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LeaseOp.Descriptor instead.
+func (LeaseOp) EnumDescriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{0}
+}
+
 type RaftMessage struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
@@ -1361,6 +1421,190 @@ func (x *SplitRangeResponse) GetRight() *RangeInfo {
 	return nil
 }
 
+// LeaseRequest is one lease operation for the lessor (see internal/lease).
+type LeaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Op    LeaseOp                `protobuf:"varint,1,opt,name=op,proto3,enum=concordpb.LeaseOp" json:"op,omitempty"`
+	Id    int64                  `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	// ttl, for a grant, in seconds.
+	Ttl int64 `protobuf:"varint,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// keys, for time-to-live, asks for the attached keys.
+	Keys bool `protobuf:"varint,4,opt,name=keys,proto3" json:"keys,omitempty"`
+	// attach, for an attach, are the keys.
+	Attach        [][]byte `protobuf:"bytes,5,rep,name=attach,proto3" json:"attach,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRequest) Reset() {
+	*x = LeaseRequest{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRequest) ProtoMessage() {}
+
+func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *LeaseRequest) GetOp() LeaseOp {
+	if x != nil {
+		return x.Op
+	}
+	return LeaseOp_LEASE_GRANT
+}
+
+func (x *LeaseRequest) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseRequest) GetTtl() int64 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
+func (x *LeaseRequest) GetKeys() bool {
+	if x != nil {
+		return x.Keys
+	}
+	return false
+}
+
+func (x *LeaseRequest) GetAttach() [][]byte {
+	if x != nil {
+		return x.Attach
+	}
+	return nil
+}
+
+type LeaseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// ttl is the granted TTL (grant, keepalive) or the TTL left (time to
+	// live), in seconds.
+	Ttl        int64       `protobuf:"varint,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	GrantedTtl int64       `protobuf:"varint,3,opt,name=granted_ttl,json=grantedTtl,proto3" json:"granted_ttl,omitempty"`
+	Keys       [][]byte    `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
+	Leases     []int64     `protobuf:"varint,5,rep,packed,name=leases,proto3" json:"leases,omitempty"`
+	Error      *kvpb.Error `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// revision is the cluster's newest revision when the lessor answered,
+	// raft_term the meta range's term.
+	Revision      int64  `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	RaftTerm      uint64 `protobuf:"varint,8,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseResponse) Reset() {
+	*x = LeaseResponse{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseResponse) ProtoMessage() {}
+
+func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
+func (*LeaseResponse) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *LeaseResponse) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseResponse) GetTtl() int64 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
+func (x *LeaseResponse) GetGrantedTtl() int64 {
+	if x != nil {
+		return x.GrantedTtl
+	}
+	return 0
+}
+
+func (x *LeaseResponse) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *LeaseResponse) GetLeases() []int64 {
+	if x != nil {
+		return x.Leases
+	}
+	return nil
+}
+
+func (x *LeaseResponse) GetError() *kvpb.Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *LeaseResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *LeaseResponse) GetRaftTerm() uint64 {
+	if x != nil {
+		return x.RaftTerm
+	}
+	return 0
+}
+
 // RangeFeedCreate opens a range's change feed over span (user keys; end
 // empty for the rest of the range), for changes with revisions above
 // from_revision: first the history, from the MVCC versions, then each
@@ -1380,7 +1624,7 @@ type RangeFeedCreate struct {
 
 func (x *RangeFeedCreate) Reset() {
 	*x = RangeFeedCreate{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[23]
+	mi := &file_rpcpb_rpc_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1636,7 @@ func (x *RangeFeedCreate) String() string {
 func (*RangeFeedCreate) ProtoMessage() {}
 
 func (x *RangeFeedCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[23]
+	mi := &file_rpcpb_rpc_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1649,7 @@ func (x *RangeFeedCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedCreate.ProtoReflect.Descriptor instead.
 func (*RangeFeedCreate) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{23}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RangeFeedCreate) GetRangeId() uint64 {
@@ -1463,7 +1707,7 @@ type RangeFeedClose struct {
 
 func (x *RangeFeedClose) Reset() {
 	*x = RangeFeedClose{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[24]
+	mi := &file_rpcpb_rpc_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1719,7 @@ func (x *RangeFeedClose) String() string {
 func (*RangeFeedClose) ProtoMessage() {}
 
 func (x *RangeFeedClose) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[24]
+	mi := &file_rpcpb_rpc_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1732,7 @@ func (x *RangeFeedClose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedClose.ProtoReflect.Descriptor instead.
 func (*RangeFeedClose) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{24}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RangeFeedClose) GetRevision() int64 {
@@ -1513,7 +1757,7 @@ type RangeFeedRequest struct {
 
 func (x *RangeFeedRequest) Reset() {
 	*x = RangeFeedRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[25]
+	mi := &file_rpcpb_rpc_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1769,7 @@ func (x *RangeFeedRequest) String() string {
 func (*RangeFeedRequest) ProtoMessage() {}
 
 func (x *RangeFeedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[25]
+	mi := &file_rpcpb_rpc_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1782,7 @@ func (x *RangeFeedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedRequest.ProtoReflect.Descriptor instead.
 func (*RangeFeedRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{25}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RangeFeedRequest) GetRequest() isRangeFeedRequest_Request {
@@ -1601,7 +1845,7 @@ type RangeFeedEvent struct {
 
 func (x *RangeFeedEvent) Reset() {
 	*x = RangeFeedEvent{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[26]
+	mi := &file_rpcpb_rpc_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1857,7 @@ func (x *RangeFeedEvent) String() string {
 func (*RangeFeedEvent) ProtoMessage() {}
 
 func (x *RangeFeedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[26]
+	mi := &file_rpcpb_rpc_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1870,7 @@ func (x *RangeFeedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedEvent.ProtoReflect.Descriptor instead.
 func (*RangeFeedEvent) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{26}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RangeFeedEvent) GetEvents() []*kvpb.Event {
@@ -1752,7 +1996,23 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x06merged\x18\x01 \x01(\v2\x14.concordpb.RangeInfoR\x06merged\"j\n" +
 	"\x12SplitRangeResponse\x12(\n" +
 	"\x04left\x18\x01 \x01(\v2\x14.concordpb.RangeInfoR\x04left\x12*\n" +
-	"\x05right\x18\x02 \x01(\v2\x14.concordpb.RangeInfoR\x05right\"\xc1\x01\n" +
+	"\x05right\x18\x02 \x01(\v2\x14.concordpb.RangeInfoR\x05right\"\x80\x01\n" +
+	"\fLeaseRequest\x12\"\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x12.concordpb.LeaseOpR\x02op\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x03R\x02id\x12\x10\n" +
+	"\x03ttl\x18\x03 \x01(\x03R\x03ttl\x12\x12\n" +
+	"\x04keys\x18\x04 \x01(\bR\x04keys\x12\x16\n" +
+	"\x06attach\x18\x05 \x03(\fR\x06attach\"\xe0\x01\n" +
+	"\rLeaseResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x10\n" +
+	"\x03ttl\x18\x02 \x01(\x03R\x03ttl\x12\x1f\n" +
+	"\vgranted_ttl\x18\x03 \x01(\x03R\n" +
+	"grantedTtl\x12\x12\n" +
+	"\x04keys\x18\x04 \x03(\fR\x04keys\x12\x16\n" +
+	"\x06leases\x18\x05 \x03(\x03R\x06leases\x12'\n" +
+	"\x05error\x18\x06 \x01(\v2\x11.concord.kv.ErrorR\x05error\x12\x1a\n" +
+	"\brevision\x18\a \x01(\x03R\brevision\x12\x1b\n" +
+	"\traft_term\x18\b \x01(\x04R\braftTerm\"\xc1\x01\n" +
 	"\x0fRangeFeedCreate\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
 	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x17\n" +
@@ -1771,7 +2031,15 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x06events\x18\x01 \x03(\v2\x11.concord.kv.EventR\x06events\x12\x1a\n" +
 	"\bresolved\x18\x02 \x01(\x03R\bresolved\x12'\n" +
 	"\x05error\x18\x03 \x01(\v2\x11.concord.kv.ErrorR\x05error\x12)\n" +
-	"\x10compact_revision\x18\x04 \x01(\x03R\x0fcompactRevision2\xd6\x03\n" +
+	"\x10compact_revision\x18\x04 \x01(\x03R\x0fcompactRevision*|\n" +
+	"\aLeaseOp\x12\x0f\n" +
+	"\vLEASE_GRANT\x10\x00\x12\x10\n" +
+	"\fLEASE_REVOKE\x10\x01\x12\x14\n" +
+	"\x10LEASE_KEEP_ALIVE\x10\x02\x12\x16\n" +
+	"\x12LEASE_TIME_TO_LIVE\x10\x03\x12\x0e\n" +
+	"\n" +
+	"LEASE_LIST\x10\x04\x12\x10\n" +
+	"\fLEASE_ATTACH\x10\x052\x92\x04\n" +
 	"\x04Peer\x122\n" +
 	"\x04Raft\x12\x14.concordpb.RaftBatch\x1a\x12.concordpb.RaftAck(\x01\x12C\n" +
 	"\aForward\x12\x17.concordpb.ForwardBatch\x1a\x1b.concordpb.ForwardResponses(\x010\x01\x12F\n" +
@@ -1779,7 +2047,8 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x04Join\x12\x16.concordpb.JoinRequest\x1a\x17.concordpb.JoinResponse\x12I\n" +
 	"\n" +
 	"NodeStatus\x12\x1c.concordpb.NodeStatusRequest\x1a\x1d.concordpb.NodeStatusResponse\x12@\n" +
-	"\aMembers\x12\x19.concordpb.MembersRequest\x1a\x1a.concordpb.MembersResponse\x12G\n" +
+	"\aMembers\x12\x19.concordpb.MembersRequest\x1a\x1a.concordpb.MembersResponse\x12:\n" +
+	"\x05Lease\x12\x17.concordpb.LeaseRequest\x1a\x18.concordpb.LeaseResponse\x12G\n" +
 	"\tRangeFeed\x12\x1b.concordpb.RangeFeedRequest\x1a\x19.concordpb.RangeFeedEvent(\x010\x012\xdc\x01\n" +
 	"\x05Admin\x12=\n" +
 	"\x06Ranges\x12\x18.concordpb.RangesRequest\x1a\x19.concordpb.RangesResponse\x12I\n" +
@@ -1800,92 +2069,100 @@ func file_rpcpb_rpc_proto_rawDescGZIP() []byte {
 	return file_rpcpb_rpc_proto_rawDescData
 }
 
-var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_rpcpb_rpc_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_rpcpb_rpc_proto_goTypes = []any{
-	(*RaftMessage)(nil),            // 0: concordpb.RaftMessage
-	(*RaftBatch)(nil),              // 1: concordpb.RaftBatch
-	(*RaftAck)(nil),                // 2: concordpb.RaftAck
-	(*TimestampRequest)(nil),       // 3: concordpb.TimestampRequest
-	(*TimestampResponse)(nil),      // 4: concordpb.TimestampResponse
-	(*JoinRequest)(nil),            // 5: concordpb.JoinRequest
-	(*JoinResponse)(nil),           // 6: concordpb.JoinResponse
-	(*MembersRequest)(nil),         // 7: concordpb.MembersRequest
-	(*MembersResponse)(nil),        // 8: concordpb.MembersResponse
-	(*NodeStatusRequest)(nil),      // 9: concordpb.NodeStatusRequest
-	(*NodeStatusResponse)(nil),     // 10: concordpb.NodeStatusResponse
-	(*ReplicaStatus)(nil),          // 11: concordpb.ReplicaStatus
-	(*ForwardRequest)(nil),         // 12: concordpb.ForwardRequest
-	(*ForwardBatch)(nil),           // 13: concordpb.ForwardBatch
-	(*ForwardResponse)(nil),        // 14: concordpb.ForwardResponse
-	(*ForwardResponses)(nil),       // 15: concordpb.ForwardResponses
-	(*RangesRequest)(nil),          // 16: concordpb.RangesRequest
-	(*RangeInfo)(nil),              // 17: concordpb.RangeInfo
-	(*RangesResponse)(nil),         // 18: concordpb.RangesResponse
-	(*SplitRangeRequest)(nil),      // 19: concordpb.SplitRangeRequest
-	(*MergeRangeRequest)(nil),      // 20: concordpb.MergeRangeRequest
-	(*MergeRangeResponse)(nil),     // 21: concordpb.MergeRangeResponse
-	(*SplitRangeResponse)(nil),     // 22: concordpb.SplitRangeResponse
-	(*RangeFeedCreate)(nil),        // 23: concordpb.RangeFeedCreate
-	(*RangeFeedClose)(nil),         // 24: concordpb.RangeFeedClose
-	(*RangeFeedRequest)(nil),       // 25: concordpb.RangeFeedRequest
-	(*RangeFeedEvent)(nil),         // 26: concordpb.RangeFeedEvent
-	nil,                            // 27: concordpb.ForwardRequest.TraceEntry
-	(*raftpb.Message)(nil),         // 28: raftpb.Message
-	(*kvpb.Error)(nil),             // 29: concord.kv.Error
-	(*metapb.NodeRecord)(nil),      // 30: concord.meta.NodeRecord
-	(*metapb.RangeDescriptor)(nil), // 31: concord.meta.RangeDescriptor
-	(*cmdpb.BatchRequest)(nil),     // 32: concord.cmd.BatchRequest
-	(*cmdpb.BatchResponse)(nil),    // 33: concord.cmd.BatchResponse
-	(*kvpb.Event)(nil),             // 34: concord.kv.Event
+	(LeaseOp)(0),                   // 0: concordpb.LeaseOp
+	(*RaftMessage)(nil),            // 1: concordpb.RaftMessage
+	(*RaftBatch)(nil),              // 2: concordpb.RaftBatch
+	(*RaftAck)(nil),                // 3: concordpb.RaftAck
+	(*TimestampRequest)(nil),       // 4: concordpb.TimestampRequest
+	(*TimestampResponse)(nil),      // 5: concordpb.TimestampResponse
+	(*JoinRequest)(nil),            // 6: concordpb.JoinRequest
+	(*JoinResponse)(nil),           // 7: concordpb.JoinResponse
+	(*MembersRequest)(nil),         // 8: concordpb.MembersRequest
+	(*MembersResponse)(nil),        // 9: concordpb.MembersResponse
+	(*NodeStatusRequest)(nil),      // 10: concordpb.NodeStatusRequest
+	(*NodeStatusResponse)(nil),     // 11: concordpb.NodeStatusResponse
+	(*ReplicaStatus)(nil),          // 12: concordpb.ReplicaStatus
+	(*ForwardRequest)(nil),         // 13: concordpb.ForwardRequest
+	(*ForwardBatch)(nil),           // 14: concordpb.ForwardBatch
+	(*ForwardResponse)(nil),        // 15: concordpb.ForwardResponse
+	(*ForwardResponses)(nil),       // 16: concordpb.ForwardResponses
+	(*RangesRequest)(nil),          // 17: concordpb.RangesRequest
+	(*RangeInfo)(nil),              // 18: concordpb.RangeInfo
+	(*RangesResponse)(nil),         // 19: concordpb.RangesResponse
+	(*SplitRangeRequest)(nil),      // 20: concordpb.SplitRangeRequest
+	(*MergeRangeRequest)(nil),      // 21: concordpb.MergeRangeRequest
+	(*MergeRangeResponse)(nil),     // 22: concordpb.MergeRangeResponse
+	(*SplitRangeResponse)(nil),     // 23: concordpb.SplitRangeResponse
+	(*LeaseRequest)(nil),           // 24: concordpb.LeaseRequest
+	(*LeaseResponse)(nil),          // 25: concordpb.LeaseResponse
+	(*RangeFeedCreate)(nil),        // 26: concordpb.RangeFeedCreate
+	(*RangeFeedClose)(nil),         // 27: concordpb.RangeFeedClose
+	(*RangeFeedRequest)(nil),       // 28: concordpb.RangeFeedRequest
+	(*RangeFeedEvent)(nil),         // 29: concordpb.RangeFeedEvent
+	nil,                            // 30: concordpb.ForwardRequest.TraceEntry
+	(*raftpb.Message)(nil),         // 31: raftpb.Message
+	(*kvpb.Error)(nil),             // 32: concord.kv.Error
+	(*metapb.NodeRecord)(nil),      // 33: concord.meta.NodeRecord
+	(*metapb.RangeDescriptor)(nil), // 34: concord.meta.RangeDescriptor
+	(*cmdpb.BatchRequest)(nil),     // 35: concord.cmd.BatchRequest
+	(*cmdpb.BatchResponse)(nil),    // 36: concord.cmd.BatchResponse
+	(*kvpb.Event)(nil),             // 37: concord.kv.Event
 }
 var file_rpcpb_rpc_proto_depIdxs = []int32{
-	28, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
-	0,  // 1: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
-	29, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
-	30, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
-	30, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
-	31, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
-	30, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
-	31, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
-	11, // 8: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	32, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
-	27, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
-	12, // 11: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
-	33, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
-	14, // 13: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
-	17, // 14: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
-	17, // 15: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
-	17, // 16: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
-	17, // 17: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
-	23, // 18: concordpb.RangeFeedRequest.create:type_name -> concordpb.RangeFeedCreate
-	24, // 19: concordpb.RangeFeedRequest.close:type_name -> concordpb.RangeFeedClose
-	34, // 20: concordpb.RangeFeedEvent.events:type_name -> concord.kv.Event
-	29, // 21: concordpb.RangeFeedEvent.error:type_name -> concord.kv.Error
-	1,  // 22: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
-	13, // 23: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
-	3,  // 24: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
-	5,  // 25: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
-	9,  // 26: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
-	7,  // 27: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
-	25, // 28: concordpb.Peer.RangeFeed:input_type -> concordpb.RangeFeedRequest
-	16, // 29: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
-	19, // 30: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
-	20, // 31: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
-	2,  // 32: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	15, // 33: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
-	4,  // 34: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	6,  // 35: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	10, // 36: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	8,  // 37: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
-	26, // 38: concordpb.Peer.RangeFeed:output_type -> concordpb.RangeFeedEvent
-	18, // 39: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
-	22, // 40: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
-	21, // 41: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
-	32, // [32:42] is the sub-list for method output_type
-	22, // [22:32] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	31, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	1,  // 1: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
+	32, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
+	33, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
+	33, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
+	34, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
+	33, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
+	34, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
+	12, // 8: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
+	35, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
+	30, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
+	13, // 11: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
+	36, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
+	15, // 13: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
+	18, // 14: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
+	18, // 15: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
+	18, // 16: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
+	18, // 17: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
+	0,  // 18: concordpb.LeaseRequest.op:type_name -> concordpb.LeaseOp
+	32, // 19: concordpb.LeaseResponse.error:type_name -> concord.kv.Error
+	26, // 20: concordpb.RangeFeedRequest.create:type_name -> concordpb.RangeFeedCreate
+	27, // 21: concordpb.RangeFeedRequest.close:type_name -> concordpb.RangeFeedClose
+	37, // 22: concordpb.RangeFeedEvent.events:type_name -> concord.kv.Event
+	32, // 23: concordpb.RangeFeedEvent.error:type_name -> concord.kv.Error
+	2,  // 24: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
+	14, // 25: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
+	4,  // 26: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
+	6,  // 27: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
+	10, // 28: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
+	8,  // 29: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
+	24, // 30: concordpb.Peer.Lease:input_type -> concordpb.LeaseRequest
+	28, // 31: concordpb.Peer.RangeFeed:input_type -> concordpb.RangeFeedRequest
+	17, // 32: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
+	20, // 33: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
+	21, // 34: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
+	3,  // 35: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	16, // 36: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
+	5,  // 37: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	7,  // 38: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	11, // 39: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	9,  // 40: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
+	25, // 41: concordpb.Peer.Lease:output_type -> concordpb.LeaseResponse
+	29, // 42: concordpb.Peer.RangeFeed:output_type -> concordpb.RangeFeedEvent
+	19, // 43: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
+	23, // 44: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
+	22, // 45: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
+	35, // [35:46] is the sub-list for method output_type
+	24, // [24:35] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_rpcpb_rpc_proto_init() }
@@ -1893,7 +2170,7 @@ func file_rpcpb_rpc_proto_init() {
 	if File_rpcpb_rpc_proto != nil {
 		return
 	}
-	file_rpcpb_rpc_proto_msgTypes[25].OneofWrappers = []any{
+	file_rpcpb_rpc_proto_msgTypes[27].OneofWrappers = []any{
 		(*RangeFeedRequest_Create)(nil),
 		(*RangeFeedRequest_Close)(nil),
 	}
@@ -1902,13 +2179,14 @@ func file_rpcpb_rpc_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpcpb_rpc_proto_rawDesc), len(file_rpcpb_rpc_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   28,
+			NumEnums:      1,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
 		GoTypes:           file_rpcpb_rpc_proto_goTypes,
 		DependencyIndexes: file_rpcpb_rpc_proto_depIdxs,
+		EnumInfos:         file_rpcpb_rpc_proto_enumTypes,
 		MessageInfos:      file_rpcpb_rpc_proto_msgTypes,
 	}.Build()
 	File_rpcpb_rpc_proto = out.File

@@ -30,6 +30,7 @@ const (
 	Peer_Join_FullMethodName       = "/concordpb.Peer/Join"
 	Peer_NodeStatus_FullMethodName = "/concordpb.Peer/NodeStatus"
 	Peer_Members_FullMethodName    = "/concordpb.Peer/Members"
+	Peer_Lease_FullMethodName      = "/concordpb.Peer/Lease"
 	Peer_RangeFeed_FullMethodName  = "/concordpb.Peer/RangeFeed"
 )
 
@@ -45,6 +46,9 @@ type PeerClient interface {
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
 	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error)
 	Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error)
+	// Lease carries a gateway's lease request to the lessor, on the meta
+	// range's leader.
+	Lease(ctx context.Context, in *LeaseRequest, opts ...grpc.CallOption) (*LeaseResponse, error)
 	// RangeFeed streams a range's changes from its leader: the history above
 	// a revision, then every change as it applies, with resolved revisions.
 	RangeFeed(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RangeFeedRequest, RangeFeedEvent], error)
@@ -124,6 +128,16 @@ func (c *peerClient) Members(ctx context.Context, in *MembersRequest, opts ...gr
 	return out, nil
 }
 
+func (c *peerClient) Lease(ctx context.Context, in *LeaseRequest, opts ...grpc.CallOption) (*LeaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseResponse)
+	err := c.cc.Invoke(ctx, Peer_Lease_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *peerClient) RangeFeed(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RangeFeedRequest, RangeFeedEvent], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[2], Peer_RangeFeed_FullMethodName, cOpts...)
@@ -149,6 +163,9 @@ type PeerServer interface {
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
 	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
 	Members(context.Context, *MembersRequest) (*MembersResponse, error)
+	// Lease carries a gateway's lease request to the lessor, on the meta
+	// range's leader.
+	Lease(context.Context, *LeaseRequest) (*LeaseResponse, error)
 	// RangeFeed streams a range's changes from its leader: the history above
 	// a revision, then every change as it applies, with resolved revisions.
 	RangeFeed(grpc.BidiStreamingServer[RangeFeedRequest, RangeFeedEvent]) error
@@ -179,6 +196,9 @@ func (UnimplementedPeerServer) NodeStatus(context.Context, *NodeStatusRequest) (
 }
 func (UnimplementedPeerServer) Members(context.Context, *MembersRequest) (*MembersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Members not implemented")
+}
+func (UnimplementedPeerServer) Lease(context.Context, *LeaseRequest) (*LeaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Lease not implemented")
 }
 func (UnimplementedPeerServer) RangeFeed(grpc.BidiStreamingServer[RangeFeedRequest, RangeFeedEvent]) error {
 	return status.Error(codes.Unimplemented, "method RangeFeed not implemented")
@@ -290,6 +310,24 @@ func _Peer_Members_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Lease_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Lease(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Lease_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Lease(ctx, req.(*LeaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Peer_RangeFeed_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(PeerServer).RangeFeed(&grpc.GenericServerStream[RangeFeedRequest, RangeFeedEvent]{ServerStream: stream})
 }
@@ -319,6 +357,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Members",
 			Handler:    _Peer_Members_Handler,
+		},
+		{
+			MethodName: "Lease",
+			Handler:    _Peer_Lease_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
