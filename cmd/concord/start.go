@@ -97,6 +97,7 @@ func startCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "maximum client request size in bytes the server will accept")
 	f.IntVar(&cfg.MaxTxnOps, "max-txn-ops", cfg.MaxTxnOps, "maximum number of operations permitted in a transaction")
 	f.Uint32Var(&cfg.MaxConcurrentStreams, "max-concurrent-streams", cfg.MaxConcurrentStreams, "maximum concurrent streams that each client can open at a time")
+	f.DurationVar(&cfg.WatchProgressNotifyInterval, "watch-progress-notify-interval", 10*time.Minute, "duration of periodic watch progress notifications")
 	f.IntVar(&cfg.ReplicationFactor, "replication-factor", cfg.ReplicationFactor, "replicas per range (Concord)")
 	f.Int64Var(&cfg.RangeMaxBytes, "range-max-bytes", 0, "split a range whose data grows past this many bytes, at its middle key (0: only concord range split splits; off by default until txns across ranges are atomic, then 512 MiB as CockroachDB's)")
 	f.Float64Var(&cfg.RangeSplitQPS, "range-split-qps", 0, "split a range that serves more requests per second than this for ten seconds, at the median of its recent request keys (0: never; CockroachDB splits at 2500)")

@@ -55,6 +55,11 @@ type Config struct {
 	// MaxConcurrentStreams bounds each client connection's calls in flight
 	// (etcd's default math.MaxUint32; 0 means that; see etcdapi.Config).
 	MaxConcurrentStreams uint32
+	// WatchProgressNotifyInterval is how often a quiet watcher created with
+	// progress_notify hears of its revision, etcd's
+	// --watch-progress-notify-interval (0: etcd's default, 10 minutes).
+	// The Kubernetes storage tests run with 1s, as they do against etcd.
+	WatchProgressNotifyInterval time.Duration
 
 	// AutoCompactionMode is etcd's --auto-compaction-mode: "periodic" (or
 	// empty) or "revision".
@@ -218,6 +223,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 || c.ElectionTimeout < 5*c.HeartbeatInterval {
 		return fmt.Errorf("server: --election-timeout (%v) must be at least 5 times --heartbeat-interval (%v)", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if c.WatchProgressNotifyInterval < 0 {
+		return fmt.Errorf("server: --watch-progress-notify-interval must be positive, got %v", c.WatchProgressNotifyInterval)
 	}
 	if c.ReplicationFactor <= 0 {
 		c.ReplicationFactor = 3

@@ -230,7 +230,8 @@ func Start(cfg Config) (_ *Node, err error) {
 		MaxTxnOps:       cfg.MaxTxnOps,
 		Version:         EtcdVersion,
 
-		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+		MaxConcurrentStreams:   cfg.MaxConcurrentStreams,
+		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 	}
 	n.clientServer = grpc.NewServer(append(append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...), grpc.WaitForHandlers(true))...)
 	etcdapi.Register(n.clientServer, backend{n}, ecfg)
