@@ -36,6 +36,7 @@ var (
 	errFutureRev = kvpb.Errorf(kvpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
 	errCompacted = kvpb.Errorf(kvpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")
 	errNoKey     = kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "etcdserver: key not found")
+	errNoLease   = kvpb.Errorf(kvpb.ErrorCode_LEASE_NOT_FOUND, "lease not found")
 )
 
 // IsReadOnly reports whether op only reads: a Range, or a Txn whose branches
@@ -310,6 +311,9 @@ func (e *evaluator) check(op *kvpb.RequestOp, p *path, effects *[]effect) error 
 	case *kvpb.RequestOp_Put:
 		put := req.Put
 		key := keys.User(put.GetKey())
+		if put.GetLeaseUnknown() {
+			return errNoLease
+		}
 		if put.GetIgnoreValue() || put.GetIgnoreLease() {
 			exists, err := e.existsAfter(key, *effects)
 			if err != nil {

@@ -157,9 +157,12 @@ type Lessor struct {
 		// nkeys counts the index entries. Invariant: nkeys is the sum of
 		// len(l.keys) over leases.
 		nkeys int
-		// gen numbers the attaches; a sweep drops the entries older than
-		// its start that it did not find.
-		gen uint64
+		// gen numbers the attaches; a sweep gives the entries it finds
+		// its starting gen. A sweep drops the entries it did not find
+		// only if they are no newer than the previous sweep's start
+		// (lastSweepGen): a put attached just before this sweep's scan
+		// may not have applied when the scan passed its key.
+		gen, lastSweepGen uint64
 		// indexed is closed once the term's first sweep has finished.
 		indexed     chan struct{}
 		sweeps      int
@@ -788,12 +791,13 @@ func (l *Lessor) sweep(ctx context.Context) {
 	}
 	for id, le := range l.mu.leases {
 		for k, g := range le.keys {
-			if g < gen0 && !found[id][k] {
+			if g <= l.mu.lastSweepGen && !found[id][k] {
 				delete(le.keys, k)
 				l.mu.nkeys--
 			}
 		}
 	}
+	l.mu.lastSweepGen = gen0
 	l.mu.sweeps++
 	if l.mu.sweeps == 1 {
 		close(l.mu.indexed)

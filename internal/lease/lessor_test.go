@@ -459,3 +459,21 @@ func TestSettle(t *testing.T) {
 		t.Fatalf("after a settled handover: TTL %d, want 20 + 2", ttl)
 	}
 }
+
+// A key attached just before a sweep whose put has not applied when the
+// sweep's scan passes it stays in the index: a revoke must still delete
+// it.
+func TestSweepKeepsAKeyAttachedJustBefore(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.SweepInterval = time.Minute })
+	l := e.lessor(1)
+	e.grant(l, 4, 600)
+	if err := l.Attach(4, [][]byte{[]byte("late")}); err != nil {
+		t.Fatal(err)
+	}
+	// The sweep runs before the put applies: the scan does not see it.
+	e.clock.advance(11 * time.Second)
+	l.Tick()
+	if st, _ := l.TimeToLive(4, true); len(st.Keys) != 1 {
+		t.Fatalf("keys after a sweep that missed the put: %q (%+v)", st.Keys, l.Stats())
+	}
+}

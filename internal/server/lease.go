@@ -194,20 +194,28 @@ func (n *Node) leaseCall(ctx context.Context, req *rpcpb.LeaseRequest) (*rpcpb.L
 }
 
 // attachLeases attaches the keys of op's puts with a lease to their
-// leases (LEASE_NOT_FOUND if one does not exist), before op is sent. In a
-// txn it attaches the puts of both branches: stricter than etcd, which
-// checks only the branch taken (the gateway cannot know which it is).
+// leases, before op is sent: a Put whose lease does not exist fails with
+// LEASE_NOT_FOUND; in a txn, the puts of both branches are attached and
+// those whose lease does not exist are marked lease_unknown, so that the
+// range fails the txn only if such a put's branch runs, as etcd does.
 func (n *Node) attachLeases(ctx context.Context, op *kvpb.RequestOp) error {
-	var byLease map[int64][][]byte
+	if put := op.GetPut(); put != nil {
+		if id := put.GetLease(); id != 0 {
+			_, err := n.leaseCall(ctx, &rpcpb.LeaseRequest{Op: rpcpb.LeaseOp_LEASE_ATTACH, Id: id, Attach: [][]byte{put.GetKey()}})
+			return err
+		}
+		return nil
+	}
+	// In a txn only the branches that run must have live leases, and
+	// only the range knows which run: a put whose lease is not found is
+	// marked, and fails there if its branch runs.
+	byLease := map[int64][]*kvpb.PutRequest{}
 	var walk func(op *kvpb.RequestOp)
 	walk = func(op *kvpb.RequestOp) {
 		switch r := op.GetRequest().(type) {
 		case *kvpb.RequestOp_Put:
 			if id := r.Put.GetLease(); id != 0 {
-				if byLease == nil {
-					byLease = map[int64][][]byte{}
-				}
-				byLease[id] = append(byLease[id], r.Put.GetKey())
+				byLease[id] = append(byLease[id], r.Put)
 			}
 		case *kvpb.RequestOp_Txn:
 			for _, o := range r.Txn.GetSuccess() {
@@ -219,8 +227,18 @@ func (n *Node) attachLeases(ctx context.Context, op *kvpb.RequestOp) error {
 		}
 	}
 	walk(op)
-	for id, ks := range byLease {
-		if _, err := n.leaseCall(ctx, &rpcpb.LeaseRequest{Op: rpcpb.LeaseOp_LEASE_ATTACH, Id: id, Attach: ks}); err != nil {
+	for id, puts := range byLease {
+		ks := make([][]byte, len(puts))
+		for i, p := range puts {
+			ks[i] = p.GetKey()
+		}
+		_, err := n.leaseCall(ctx, &rpcpb.LeaseRequest{Op: rpcpb.LeaseOp_LEASE_ATTACH, Id: id, Attach: ks})
+		switch {
+		case kvpb.CodeOf(err) == kvpb.ErrorCode_LEASE_NOT_FOUND:
+			for _, p := range puts {
+				p.LeaseUnknown = true
+			}
+		case err != nil:
 			return err
 		}
 	}

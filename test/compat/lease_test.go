@@ -54,6 +54,13 @@ func leaseScenario(t *testing.T, s *system, p string, base int64) []string {
 	}
 	_, err = cli.Put(ctx, p+"c", "v", clientv3.WithLease(id+100))
 	logf("put c with an unknown lease: %s", errOf(err))
+	// In a txn only the branch that runs needs its leases to exist.
+	tr, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.Version(p+"a"), "=", 1)).
+		Then(clientv3.OpPut(p+"t1", "v")).Else(clientv3.OpPut(p+"t1", "v", clientv3.WithLease(id+100))).Commit()
+	logf("txn, unknown lease in the branch not taken: succeeded=%v err=%s", err == nil && tr.Succeeded, errOf(err))
+	_, err = cli.Txn(ctx).If(clientv3.Compare(clientv3.Version(p+"a"), "=", 1)).
+		Then(clientv3.OpPut(p+"t2", "v", clientv3.WithLease(id+100))).Commit()
+	logf("txn, unknown lease in the branch taken: %s", errOf(err))
 	ttl, err := cli.TimeToLive(ctx, id, clientv3.WithAttachedKeys())
 	if err == nil {
 		var ks []string
@@ -81,7 +88,7 @@ func leaseScenario(t *testing.T, s *system, p string, base int64) []string {
 	_, err = cli.Revoke(ctx, id)
 	logf("revoke b+0: %s", errOf(err))
 	got, err := cli.Get(ctx, p, clientv3.WithPrefix())
-	logf("keys after the revoke: %d err=%s", got.Count, errOf(err))
+	logf("keys with a lease after the revoke: %d err=%s", got.Count-1, errOf(err)) // t1 has none
 	_, err = cli.Revoke(ctx, id)
 	logf("revoke b+0 again: %s", errOf(err))
 	_, err = cli.Revoke(ctx, id+1)

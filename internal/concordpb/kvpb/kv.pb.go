@@ -691,13 +691,17 @@ func (x *RangeResponse) GetCount() int64 {
 }
 
 type PutRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	Lease         int64                  `protobuf:"varint,3,opt,name=lease,proto3" json:"lease,omitempty"`
-	PrevKv        bool                   `protobuf:"varint,4,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
-	IgnoreValue   bool                   `protobuf:"varint,5,opt,name=ignore_value,json=ignoreValue,proto3" json:"ignore_value,omitempty"`
-	IgnoreLease   bool                   `protobuf:"varint,6,opt,name=ignore_lease,json=ignoreLease,proto3" json:"ignore_lease,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Key         []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value       []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Lease       int64                  `protobuf:"varint,3,opt,name=lease,proto3" json:"lease,omitempty"`
+	PrevKv      bool                   `protobuf:"varint,4,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	IgnoreValue bool                   `protobuf:"varint,5,opt,name=ignore_value,json=ignoreValue,proto3" json:"ignore_value,omitempty"`
+	IgnoreLease bool                   `protobuf:"varint,6,opt,name=ignore_lease,json=ignoreLease,proto3" json:"ignore_lease,omitempty"`
+	// lease_unknown is set by the gateway on a put inside a txn whose lease
+	// did not exist when the gateway attached its key: the put fails with
+	// LEASE_NOT_FOUND if, and only if, its branch runs (etcd's rule).
+	LeaseUnknown  bool `protobuf:"varint,7,opt,name=lease_unknown,json=leaseUnknown,proto3" json:"lease_unknown,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -770,6 +774,13 @@ func (x *PutRequest) GetIgnoreValue() bool {
 func (x *PutRequest) GetIgnoreLease() bool {
 	if x != nil {
 		return x.IgnoreLease
+	}
+	return false
+}
+
+func (x *PutRequest) GetLeaseUnknown() bool {
+	if x != nil {
+		return x.LeaseUnknown
 	}
 	return false
 }
@@ -1681,7 +1692,7 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\rRangeResponse\x12&\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x14.concord.kv.KeyValueR\x03kvs\x12\x12\n" +
 	"\x04more\x18\x02 \x01(\bR\x04more\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\x03R\x05count\"\xa9\x01\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\"\xce\x01\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -1689,7 +1700,8 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x05lease\x18\x03 \x01(\x03R\x05lease\x12\x17\n" +
 	"\aprev_kv\x18\x04 \x01(\bR\x06prevKv\x12!\n" +
 	"\fignore_value\x18\x05 \x01(\bR\vignoreValue\x12!\n" +
-	"\fignore_lease\x18\x06 \x01(\bR\vignoreLease\"<\n" +
+	"\fignore_lease\x18\x06 \x01(\bR\vignoreLease\x12#\n" +
+	"\rlease_unknown\x18\a \x01(\bR\fleaseUnknown\"<\n" +
 	"\vPutResponse\x12-\n" +
 	"\aprev_kv\x18\x01 \x01(\v2\x14.concord.kv.KeyValueR\x06prevKv\"\\\n" +
 	"\x12DeleteRangeRequest\x12\x10\n" +
