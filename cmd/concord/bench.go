@@ -45,6 +45,7 @@ gRPC code. It works against Concord and etcd alike.
   concord bench range --consistency s --clients 100 --conns 10 --json
   concord bench mixed --ycsb f --dist zipfian --duration 30s
   concord bench load --bytes 10GiB --checkpoints 100MiB,1GiB --local-cluster 3
+  concord bench watch --watchers 100000 --streams 100 --watched-keys 1000
   concord bench compare     # Concord against etcd on this machine, into BENCHMARKS.md
 
 Range, txn-put and mixed write every key of the key space once before
@@ -99,7 +100,7 @@ then counts from each op's scheduled start.`,
 	for _, c := range []*cobra.Command{rng, mixed} {
 		c.Flags().StringVar(&bf.consistency, "consistency", "l", "read consistency: l (linearizable) or s (serializable)")
 	}
-	cmd.AddCommand(put, rng, txn, keepalive, mixed, loadCmd(bf), compareCmd())
+	cmd.AddCommand(put, rng, txn, keepalive, mixed, loadCmd(bf), watchCmd(bf), compareCmd())
 	return cmd
 }
 

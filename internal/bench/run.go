@@ -292,6 +292,10 @@ type runner struct {
 	// value: the load workload stores gigabytes, which must not be one
 	// value repeated that a storage engine could compress or share.
 	freshValues bool
+	// onPut, if set, is told of every acknowledged put: its key index,
+	// revision and when it was sent. The watch benchmark expects the
+	// put's events with it.
+	onPut func(i int, rev int64, sent time.Time)
 
 	ops, errs atomic.Int64 // for the progress line
 	tickets   atomic.Int64 // ops started, against cfg.Total
@@ -444,7 +448,11 @@ func (r *runner) op(ctx context.Context, w *worker) (string, error) {
 	}
 	switch cfg.Workload {
 	case Put:
-		_, err := w.cli.Put(ctx, key, r.putValue(w))
+		sent := time.Now()
+		resp, err := w.cli.Put(ctx, key, r.putValue(w))
+		if err == nil && r.onPut != nil {
+			r.onPut(i, resp.Header.Revision, sent)
+		}
 		return "update", err
 	case Range:
 		return "read", r.get(ctx, w, key)

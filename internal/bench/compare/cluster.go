@@ -238,3 +238,20 @@ func (c *Cluster) Endpoints() []string { return c.c.endpoints() }
 
 // Stop ends every member: SIGTERM, then SIGKILL after a grace period.
 func (c *Cluster) Stop() { c.c.stop() }
+
+// RSS returns member i's resident set size now (VmRSS), in bytes, and the
+// sum of every member's: the memory a step added, read before and after
+// it (`concord bench watch --local-compare`).
+func (c *Cluster) RSS(i int) (member, all int64, err error) {
+	for j, m := range c.c.members {
+		b, err := rss(m.cmd.Process.Pid)
+		if err != nil {
+			return 0, 0, fmt.Errorf("compare: %s: %w", m.name, err)
+		}
+		if j == i {
+			member = b
+		}
+		all += b
+	}
+	return member, all, nil
+}

@@ -35,6 +35,9 @@ func TestParseVmHWM(t *testing.T) {
 	if got != 50<<20 {
 		t.Fatalf("VmHWM %d bytes, want 50 MiB", got)
 	}
+	if got, err := parseStatusKB(bufio.NewScanner(strings.NewReader(status)), "VmRSS"); err != nil || got != 40000<<10 {
+		t.Fatalf("VmRSS %d bytes (%v), want 40000 KiB", got, err)
+	}
 	if _, err := parseVmHWM(bufio.NewScanner(strings.NewReader("Name:\tx\n"))); err == nil {
 		t.Fatal("status without VmHWM accepted")
 	}

@@ -45,36 +45,46 @@ func parseStatCPU(stat string) (float64, error) {
 }
 
 // peakRSS returns process pid's peak resident set size (VmHWM) in bytes.
-func peakRSS(pid int) (int64, error) {
+func peakRSS(pid int) (int64, error) { return statusBytes(pid, "VmHWM") }
+
+// rss returns process pid's resident set size now (VmRSS) in bytes.
+func rss(pid int) (int64, error) { return statusBytes(pid, "VmRSS") }
+
+// statusBytes reads one "Name:   1234 kB" field of /proc/<pid>/status.
+func statusBytes(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	return parseVmHWM(bufio.NewScanner(f))
+	return parseStatusKB(bufio.NewScanner(f), field)
 }
 
 // parseVmHWM finds the "VmHWM:   1234 kB" line of a /proc/<pid>/status.
-func parseVmHWM(s *bufio.Scanner) (int64, error) {
+func parseVmHWM(s *bufio.Scanner) (int64, error) { return parseStatusKB(s, "VmHWM") }
+
+// parseStatusKB finds the "<field>:   1234 kB" line of a /proc/<pid>/status
+// and returns its size in bytes.
+func parseStatusKB(s *bufio.Scanner, field string) (int64, error) {
 	for s.Scan() {
-		rest, ok := strings.CutPrefix(s.Text(), "VmHWM:")
+		rest, ok := strings.CutPrefix(s.Text(), field+":")
 		if !ok {
 			continue
 		}
 		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("compare: malformed VmHWM line %q", s.Text())
+			return 0, fmt.Errorf("compare: malformed %s line %q", field, s.Text())
 		}
 		kb, err := strconv.ParseInt(f[0], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("compare: VmHWM: %w", err)
+			return 0, fmt.Errorf("compare: %s: %w", field, err)
 		}
 		return kb << 10, nil
 	}
 	if err := s.Err(); err != nil {
 		return 0, err
 	}
-	return 0, fmt.Errorf("compare: no VmHWM in status")
+	return 0, fmt.Errorf("compare: no %s in status", field)
 }
 
 // loadAvg1 returns the 1-minute load average from /proc/loadavg.
