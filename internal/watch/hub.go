@@ -400,13 +400,13 @@ func (h *Hub) removeSyncedLocked(w *watcher) {
 	delete(h.mu.spanWatchers, w)
 }
 
-// tryJoinLocked makes w synced if the ring holds every change it needs,
-// queueing those it holds. False if w must read the history first, or its
-// stream has no room for what the ring holds for it.
-func (h *Hub) tryJoinLocked(w *watcher) bool {
-	if !h.mu.running || w.minRev-1 < h.mu.ringStart || w.minRev < h.mu.compacted {
-		return false
-	}
+// ringCoversLocked reports whether the ring holds every change w needs.
+func (h *Hub) ringCoversLocked(w *watcher) bool {
+	return h.mu.running && w.minRev-1 >= h.mu.ringStart && w.minRev >= h.mu.compacted
+}
+
+// ringForLocked returns the ring's changes that w needs, in order.
+func (h *Hub) ringForLocked(w *watcher) []*kvpb.Event {
 	var evs []*kvpb.Event
 	// The ring is in revision order: start at the first change w needs.
 	i := sort.Search(len(h.mu.ring), func(i int) bool { return h.mu.ring[i].GetKv().GetModRevision() >= w.minRev })
@@ -415,6 +415,17 @@ func (h *Hub) tryJoinLocked(w *watcher) bool {
 			evs = append(evs, ev)
 		}
 	}
+	return evs
+}
+
+// tryJoinLocked makes w synced if the ring holds every change it needs,
+// queueing those it holds. False if w must read the history first, or its
+// stream has no room for what the ring holds for it.
+func (h *Hub) tryJoinLocked(w *watcher) bool {
+	if !h.ringCoversLocked(w) {
+		return false
+	}
+	evs := h.ringForLocked(w)
 	if len(evs) > 0 && !w.s.offer(Response{WatchID: w.id, Events: evs, Revision: h.mu.frontier, Opaque: w.opaque}) {
 		return false
 	}
@@ -423,19 +434,22 @@ func (h *Hub) tryJoinLocked(w *watcher) bool {
 	return true
 }
 
-// catchUp brings w from its minRev to the hub's frontier by reading its
-// span's history from the ranges, then joins it to the synced watchers.
+// catchUp brings w from its minRev to the hub's frontier, from the ring
+// while it holds what w needs (waiting for room in w's stream), else by
+// reading its span's history from the ranges, then joins it to the synced
+// watchers.
 func (h *Hub) catchUp(w *watcher) {
 	ctx := w.s.ctx
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
+	for failures := 0; ; {
+		if failures > 0 {
 			select {
-			case <-time.After(min(minRetryBackoff<<min(attempt, 10), maxRetryBackoff)):
+			case <-time.After(min(minRetryBackoff<<min(failures, 10), maxRetryBackoff)):
 			case <-ctx.Done():
 				return
 			}
 		}
 		if err := h.ensureRunning(ctx); err != nil {
+			failures++
 			continue
 		}
 		h.mu.Lock()
@@ -447,10 +461,27 @@ func (h *Hub) catchUp(w *watcher) {
 			h.mu.Unlock()
 			return
 		}
+		if h.ringCoversLocked(w) {
+			// Its stream is full: hand over what the ring holds for it
+			// once there is room, then try to join again with less to
+			// hand over (etcd's victims, retried from memory).
+			evs, rev := h.ringForLocked(w), h.mu.frontier
+			h.mu.Unlock()
+			if len(evs) > 0 && !w.s.push(ctx, Response{WatchID: w.id, Events: evs, Revision: rev, Opaque: w.opaque}) {
+				return
+			}
+			h.delivered.Add(int64(len(evs)))
+			h.mu.Lock()
+			w.minRev = max(w.minRev, rev+1)
+			h.mu.Unlock()
+			failures = 0
+			continue
+		}
 		from, to := w.minRev-1, h.mu.frontier
 		h.mu.Unlock()
 		if to <= from {
-			continue // the hub restarted below w; wait for it
+			failures++ // the hub restarted below w; wait for it
+			continue
 		}
 		err := h.readHistory(ctx, w, from, to)
 		var ce *CompactedError
@@ -463,7 +494,10 @@ func (h *Hub) catchUp(w *watcher) {
 			w.s.push(ctx, Response{WatchID: w.id, CompactRevision: ce.Revision, Canceled: true, Opaque: w.opaque})
 			return
 		case err != nil && ctx.Err() == nil:
+			failures++
 			h.log.Debug("watcher catch-up failed; trying again", "watch", w.id, "err", err)
+		default:
+			failures = 0
 		}
 	}
 }
