@@ -36,7 +36,7 @@ const (
 	lockWait = 5 * time.Second
 	// writesPerHold is how many appends a holder makes per hold, a think
 	// time apart, so that faults fall between them.
-	writesPerHold = 3
+	writesPerHold = 4
 	// locks is the number of distinct locks the clients contend for.
 	locks = 2
 )
