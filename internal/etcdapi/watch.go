@@ -239,23 +239,29 @@ func (ws *watchServer) create(ctx context.Context, st *watch.Stream, c *pb.Watch
 }
 
 // fromEvents translates a watcher's events, dropping those its filters
-// exclude and prev_kv unless it asked for it.
-func fromEvents(evs []*kvpb.Event, opts *watchOptions) []*mvccpb.Event {
+// exclude and prev_kv unless it asked for it. The translations are shared
+// by every watcher of an event (etcd shares its events too): gRPC only
+// reads them.
+func fromEvents(evs []*watch.Event, opts *watchOptions) []*mvccpb.Event {
 	out := make([]*mvccpb.Event, 0, len(evs))
 	for _, ev := range evs {
-		e := &mvccpb.Event{Kv: fromKeyValue(ev.GetKv())}
-		if ev.GetType() == kvpb.Event_DELETE {
-			if opts.noDelete {
-				continue
-			}
-			e.Type = mvccpb.Event_DELETE
-		} else if opts.noPut {
+		if ev.GetType() == kvpb.Event_DELETE && opts.noDelete || ev.GetType() == kvpb.Event_PUT && opts.noPut {
 			continue
 		}
+		slot := 0
 		if opts.prevKV {
-			e.PrevKv = fromKeyValue(ev.GetPrevKv())
+			slot = 1
 		}
-		out = append(out, e)
+		out = append(out, ev.Memo(slot, func() any {
+			e := &mvccpb.Event{Kv: fromKeyValue(ev.GetKv())}
+			if ev.GetType() == kvpb.Event_DELETE {
+				e.Type = mvccpb.Event_DELETE
+			}
+			if opts.prevKV {
+				e.PrevKv = fromKeyValue(ev.GetPrevKv())
+			}
+			return e
+		}).(*mvccpb.Event))
 	}
 	return out
 }

@@ -58,7 +58,7 @@ type Hub struct {
 		// revision in (ringStart, frontier].
 		// Invariant: ringStart <= frontier.
 		frontier, ringStart int64
-		ring                []*kvpb.Event
+		ring                []*Event
 		ringBytes           int
 		// compacted is the newest compaction the hub heard of: a watcher
 		// starting below it is canceled, as etcd's, and one starting at
@@ -126,6 +126,37 @@ func (h *Hub) Close() {
 
 // errClosed refuses to start a closed hub.
 var errClosed = errors.New("watch: hub closed")
+
+// Event is a change as a hub hands it to its watchers: one value shared
+// by all of them, so that a front end derives what it needs from it (its
+// wire form, say) once, not once per watcher (see Memo).
+type Event struct {
+	*kvpb.Event
+	memo [2]atomic.Pointer[any]
+}
+
+// Memo returns what slot i (0 or 1) of e holds, computing it with f the
+// first time; f may run more than once when watchers race, and must give
+// equal values. The value is shared: callers must not modify it.
+func (e *Event) Memo(i int, f func() any) any {
+	if p := e.memo[i].Load(); p != nil {
+		return *p
+	}
+	v := f()
+	e.memo[i].Store(&v)
+	return v
+}
+
+// wrap makes hub events of a merger's.
+func wrap(evs []*kvpb.Event) []*Event {
+	out := make([]*Event, len(evs))
+	all := make([]Event, len(evs)) // one allocation for the batch
+	for i, ev := range evs {
+		all[i].Event = ev
+		out[i] = &all[i]
+	}
+	return out
+}
 
 // Victims counts the watchers moved aside because their stream was full.
 func (h *Hub) Victims() int64 { return h.victims.Load() }
@@ -246,8 +277,9 @@ func (h *Hub) release(b Batch) error {
 		h.noteCompactedLocked(b.Compacted)
 	}
 	if len(b.Events) > 0 {
-		h.dispatchLocked(b.Events, prev)
-		h.appendRingLocked(b.Events)
+		evs := wrap(b.Events)
+		h.dispatchLocked(evs, prev)
+		h.appendRingLocked(evs)
 	}
 	kept := h.mu.progress[:0]
 	for _, p := range h.mu.progress {
@@ -265,14 +297,14 @@ func (h *Hub) release(b Batch) error {
 // dispatchLocked queues evs for the synced watchers they match; prev is
 // the frontier before them. A watcher whose stream is full leaves the
 // synced watchers, needing everything above prev.
-func (h *Hub) dispatchLocked(evs []*kvpb.Event, prev int64) {
-	var per map[*watcher][]*kvpb.Event
-	add := func(w *watcher, ev *kvpb.Event) {
+func (h *Hub) dispatchLocked(evs []*Event, prev int64) {
+	var per map[*watcher][]*Event
+	add := func(w *watcher, ev *Event) {
 		if ev.GetKv().GetModRevision() < w.minRev {
 			return
 		}
 		if per == nil {
-			per = map[*watcher][]*kvpb.Event{}
+			per = map[*watcher][]*Event{}
 		}
 		per[w] = append(per[w], ev)
 	}
@@ -316,13 +348,13 @@ func (h *Hub) noteCompactedLocked(rev int64) {
 	for _, ev := range h.mu.ring[:n] {
 		h.mu.ringBytes -= eventBytes(ev)
 	}
-	h.mu.ring = append([]*kvpb.Event(nil), h.mu.ring[n:]...)
+	h.mu.ring = append([]*Event(nil), h.mu.ring[n:]...)
 	h.mu.ringStart = min(max(h.mu.ringStart, rev), h.mu.frontier)
 }
 
 // appendRingLocked adds released changes to the ring and drops its oldest
 // revisions past the bounds.
-func (h *Hub) appendRingLocked(evs []*kvpb.Event) {
+func (h *Hub) appendRingLocked(evs []*Event) {
 	for _, ev := range evs {
 		h.mu.ring = append(h.mu.ring, ev)
 		h.mu.ringBytes += eventBytes(ev)
@@ -338,11 +370,11 @@ func (h *Hub) appendRingLocked(evs []*kvpb.Event) {
 	}
 	if n > 0 {
 		clear(h.mu.ring[:n])
-		h.mu.ring = append([]*kvpb.Event(nil), h.mu.ring[n:]...)
+		h.mu.ring = append([]*Event(nil), h.mu.ring[n:]...)
 	}
 }
 
-func eventBytes(ev *kvpb.Event) int {
+func eventBytes(ev *Event) int {
 	return 64 + len(ev.GetKv().GetKey()) + len(ev.GetKv().GetValue()) + len(ev.GetPrevKv().GetValue())
 }
 
@@ -406,8 +438,8 @@ func (h *Hub) ringCoversLocked(w *watcher) bool {
 }
 
 // ringForLocked returns the ring's changes that w needs, in order.
-func (h *Hub) ringForLocked(w *watcher) []*kvpb.Event {
-	var evs []*kvpb.Event
+func (h *Hub) ringForLocked(w *watcher) []*Event {
+	var evs []*Event
 	// The ring is in revision order: start at the first change w needs.
 	i := sort.Search(len(h.mu.ring), func(i int) bool { return h.mu.ring[i].GetKv().GetModRevision() >= w.minRev })
 	for _, ev := range h.mu.ring[i:] {
@@ -514,7 +546,7 @@ func (h *Hub) readHistory(ctx context.Context, w *watcher, from, to int64) error
 	m := NewMerger(MergerConfig{Source: h.src, Span: w.span, From: from, To: to, PrevKV: true, Logger: h.log})
 	return m.Run(ctx, func(b Batch) error {
 		if len(b.Events) > 0 {
-			if !w.s.push(ctx, Response{WatchID: w.id, Events: b.Events, Revision: b.Frontier, Opaque: w.opaque}) {
+			if !w.s.push(ctx, Response{WatchID: w.id, Events: wrap(b.Events), Revision: b.Frontier, Opaque: w.opaque}) {
 				return ctx.Err()
 			}
 			h.delivered.Add(int64(len(b.Events)))

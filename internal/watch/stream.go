@@ -5,7 +5,6 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/keys"
 )
 
@@ -17,7 +16,7 @@ import (
 // watcher needs has been queued.
 type Response struct {
 	WatchID         int64
-	Events          []*kvpb.Event
+	Events          []*Event
 	Revision        int64
 	Created         bool
 	Canceled        bool
