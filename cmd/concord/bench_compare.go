@@ -49,11 +49,13 @@ fixed, see --workloads.`,
 				workloads = compare.DefaultWorkloads()
 			case "ycsb":
 				workloads = compare.YCSBWorkloads()
+			case "lease":
+				workloads = compare.LeaseWorkloads()
 			case "all":
-				workloads = append(compare.DefaultWorkloads(), compare.YCSBWorkloads()...)
+				workloads = append(append(compare.DefaultWorkloads(), compare.YCSBWorkloads()...), compare.LeaseWorkloads()...)
 			default:
 				// A comma-separated list of workload names.
-				all := append(compare.DefaultWorkloads(), compare.YCSBWorkloads()...)
+				all := append(append(compare.DefaultWorkloads(), compare.YCSBWorkloads()...), compare.LeaseWorkloads()...)
 				for _, name := range strings.Split(workloadsFlag, ",") {
 					name = strings.TrimSpace(name)
 					i := slices.IndexFunc(all, func(w compare.Workload) bool { return w.Name == name })
@@ -126,7 +128,7 @@ fixed, see --workloads.`,
 	f.IntVar(&rounds, "rounds", 2, "runs of each workload against each system")
 	f.IntVar(&members, "members", 3, "members per cluster")
 	f.DurationVar(&duration, "run-duration", 10*time.Second, "measured length of each run")
-	f.StringVar(&workloadsFlag, "workloads", "default", "default (put, range, txn-cas), ycsb (A, B, C, F zipfian), all, or a comma-separated list of workload names (\"put 1/1,put 100/10\")")
+	f.StringVar(&workloadsFlag, "workloads", "default", "default (put, range, txn-cas), ycsb (A, B, C, F zipfian), lease (keepalives over 10k leases), all, or a comma-separated list of workload names (\"put 1/1,put 100/10\")")
 	f.StringVar(&etcdBin, "etcd-bin", "", "etcd binary (default: go build "+etcdMainPkg+")")
 	f.StringVar(&concordBin, "concord-bin", "", "concord binary (default: this one)")
 	f.StringVar(&dir, "dir", "", "where the clusters keep their data; must be a real disk, not tmpfs (default: the system temp dir)")

@@ -57,6 +57,13 @@ func DefaultWorkloads() []Workload {
 	}
 }
 
+// LeaseWorkloads renew 10k leases, one random lease per op, with 100
+// clients over 10 connections (etcd's benchmark lease-keepalive, over
+// many leases).
+func LeaseWorkloads() []Workload {
+	return []Workload{workload("lease-keepalive 10k 100/10", bench.LeaseKeepAlive, 100, 10, func(c *bench.Config) { c.KeySpace = 10000 })}
+}
+
 // YCSBWorkloads are the YCSB A, B, C and F mixes, zipfian keys, 100
 // clients over 10 connections.
 func YCSBWorkloads() []Workload {
