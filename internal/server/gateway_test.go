@@ -143,3 +143,37 @@ func TestJSONGatewayWatch(t *testing.T) {
 		t.Fatalf("event: %+v %v", ev, err)
 	}
 }
+
+// TestJSONGatewayLockAndElection serves etcd's /v3/lock and /v3/election
+// paths.
+func TestJSONGatewayLockAndElection(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cli := client(t, c, 1)
+	putRetry(t, cli, "ready", "1")
+	post := func(path, body string) map[string]any {
+		t.Helper()
+		resp, err := http.Post(c.ClientURLs()[0]+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out := map[string]any{}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %v %v", path, resp.StatusCode, out, err)
+		}
+		return out
+	}
+	grant := post("/v3/lease/grant", `{"TTL":30}`)
+	id := grant["ID"].(string)
+	// base64("jl") = "amw=", base64("je") = "amU=", base64("v1") = "djE="
+	locked := post("/v3/lock/lock", `{"name":"amw=","lease":"`+id+`"}`)
+	if locked["key"] == nil {
+		t.Fatalf("lock: %v", locked)
+	}
+	post("/v3/lock/unlock", `{"key":"`+locked["key"].(string)+`"}`)
+	camp := post("/v3/election/campaign", `{"name":"amU=","lease":"`+id+`","value":"djE="}`)
+	leader := post("/v3/election/leader", `{"name":"amU="}`)
+	if kv, _ := leader["kv"].(map[string]any); kv == nil || kv["value"] != "djE=" || camp["leader"] == nil {
+		t.Fatalf("campaign %v, leader %v", camp, leader)
+	}
+}

@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
@@ -127,5 +130,39 @@ func TestElectionService(t *testing.T) {
 	}
 	if next, err := obs.Recv(); err != nil || string(next.Kv.Value) != "bob" {
 		t.Fatalf("observe after bob won: %v %v", next, err)
+	}
+}
+
+// clientv3/concurrency's STM (serializable transactions over Txn
+// compares) keeps a transfer between two keys atomic under contention.
+func TestSTM(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	clis := []*clientv3.Client{client(t, c, 0), client(t, c, 1), client(t, c, 2)}
+	putRetry(t, clis[0], "stm/a", "100")
+	putRetry(t, clis[0], "stm/b", "0")
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				_, err := concurrency.NewSTM(clis[i%3], func(s concurrency.STM) error {
+					a, _ := strconv.Atoi(s.Get("stm/a"))
+					b, _ := strconv.Atoi(s.Get("stm/b"))
+					s.Put("stm/a", strconv.Itoa(a-1))
+					s.Put("stm/b", strconv.Itoa(b+1))
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	a, b := get(t, clis[1], "stm/a"), get(t, clis[2], "stm/b")
+	if string(a.Kvs[0].Value) != "40" || string(b.Kvs[0].Value) != "60" {
+		t.Fatalf("after 60 transfers: a=%s b=%s, want 40 and 60", a.Kvs[0].Value, b.Kvs[0].Value)
 	}
 }
