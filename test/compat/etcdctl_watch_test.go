@@ -11,13 +11,13 @@ import (
 	"time"
 )
 
-// ctlWatch runs `etcdctl watch args...` until it printed lines lines (or
-// 20 s passed) and returns them.
-func ctlWatch(t *testing.T, ctl string, endpoints []string, lines int, args ...string) []string {
+// ctlLines runs `etcdctl args...`, a command that does not end by itself,
+// until it printed lines lines (or 20 s passed), and returns them.
+func ctlLines(t *testing.T, ctl string, endpoints []string, lines int, args ...string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	all := append([]string{"--endpoints=" + strings.Join(endpoints, ","), "--dial-timeout=5s", "watch"}, args...)
+	all := append([]string{"--endpoints=" + strings.Join(endpoints, ","), "--dial-timeout=5s"}, args...)
 	cmd := osexec.CommandContext(ctx, ctl, all...)
 	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
 	out, err := cmd.StdoutPipe()
@@ -59,7 +59,7 @@ func TestEtcdctlWatch(t *testing.T) {
 			t.Fatalf("%s: %v", s.name, err)
 		}
 		// PUT, key, value; PUT, key, value; DELETE, key.
-		lines := ctlWatch(t, ctl, endpointsOf(s), 8, p, "--prefix", "--rev", fmt.Sprint(first.Header.Revision))
+		lines := ctlLines(t, ctl, endpointsOf(s), 8, "watch", p, "--prefix", "--rev", fmt.Sprint(first.Header.Revision))
 		for i := range lines {
 			lines[i] = strings.ReplaceAll(lines[i], p, "<p>")
 		}
@@ -86,37 +86,11 @@ func TestEtcdctlLockAndElect(t *testing.T) {
 		if err := cand.Start(); err != nil {
 			t.Fatal(err)
 		}
-		lines := ctlListen(t, ctl, endpointsOf(s), p+"E")
+		lines := ctlLines(t, ctl, endpointsOf(s), 2, "elect", "-l", p+"E")
 		cancel()
 		_ = cand.Wait()
 		if len(lines) != 2 || !strings.HasPrefix(lines[0], p+"E/") || lines[1] != "alice" {
 			t.Fatalf("%s: etcdctl elect -l printed %q, want the leader's key and alice", s.name, lines)
 		}
 	}
-}
-
-// ctlListen runs `etcdctl elect -l name` until it printed the leader.
-func ctlListen(t *testing.T, ctl string, endpoints []string, name string) []string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	cmd := osexec.CommandContext(ctx, ctl, "--endpoints="+strings.Join(endpoints, ","), "elect", "-l", name)
-	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		_ = cmd.Wait()
-	}()
-	var lines []string
-	sc := bufio.NewScanner(out)
-	for len(lines) < 2 && sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	return lines
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -15,10 +13,10 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
 	"github.com/concorddb/concord/internal/server"
+	"github.com/concorddb/concord/test/etcdtest"
 )
 
 // system is one server under test and a client of it. Both systems live for
@@ -61,7 +59,7 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 
-	etcd, err := startEtcd(dir + "/etcd")
+	etcd, err := etcdtest.Start("compat", dir+"/etcd", nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "compat: start etcd:", err)
 		return 1
@@ -139,52 +137,4 @@ func (s *system) waitReady() error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// startEtcd starts a single-member etcd with its defaults (max-txn-ops 128,
-// max-request-bytes 1.5 MiB, no auto-compaction: as Concord) on loopback.
-func startEtcd(dir string) (*embed.Etcd, error) {
-	clientURL, err := freeURL()
-	if err != nil {
-		return nil, err
-	}
-	peerURL, err := freeURL()
-	if err != nil {
-		return nil, err
-	}
-	cfg := embed.NewConfig()
-	cfg.Name = "compat"
-	cfg.Dir = dir
-	cfg.ListenClientUrls = []url.URL{clientURL}
-	cfg.AdvertiseClientUrls = []url.URL{clientURL}
-	cfg.ListenPeerUrls = []url.URL{peerURL}
-	cfg.AdvertisePeerUrls = []url.URL{peerURL}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.LogLevel = "error"
-	cfg.LogOutputs = []string{"/dev/null"}
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-		return e, nil
-	case err := <-e.Err():
-		e.Close()
-		return nil, err
-	case <-time.After(readyTimeout):
-		e.Close()
-		return nil, fmt.Errorf("etcd not ready after %v", readyTimeout)
-	}
-}
-
-// freeURL returns an http URL on a loopback port that was free a moment ago.
-func freeURL() (url.URL, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return url.URL{}, err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return url.URL{Scheme: "http", Host: addr}, nil
 }

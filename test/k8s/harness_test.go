@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
 	"path"
 	"sync"
@@ -41,6 +39,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/concorddb/concord/internal/server"
+	"github.com/concorddb/concord/test/etcdtest"
 )
 
 // system is one server under test, shared by every case of the binary.
@@ -142,51 +141,10 @@ func runMain(m *testing.M) int {
 // testserver.NewTestConfig configures one (no fsync, errors-only logs), with
 // progressNotifyInterval, on loopback.
 func startEtcd(dir string) (*embed.Etcd, error) {
-	clientURL, err := freeURL()
-	if err != nil {
-		return nil, err
-	}
-	peerURL, err := freeURL()
-	if err != nil {
-		return nil, err
-	}
-	cfg := embed.NewConfig()
-	cfg.Name = "k8s"
-	cfg.Dir = dir
-	cfg.UnsafeNoFsync = true
-	cfg.WatchProgressNotifyInterval = progressNotifyInterval
-	cfg.ListenClientUrls = []url.URL{clientURL}
-	cfg.AdvertiseClientUrls = []url.URL{clientURL}
-	cfg.ListenPeerUrls = []url.URL{peerURL}
-	cfg.AdvertisePeerUrls = []url.URL{peerURL}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.LogLevel = "error"
-	cfg.LogOutputs = []string{"/dev/null"}
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-		return e, nil
-	case err := <-e.Err():
-		e.Close()
-		return nil, err
-	case <-time.After(readyTimeout):
-		e.Close()
-		return nil, fmt.Errorf("etcd not ready after %v", readyTimeout)
-	}
-}
-
-// freeURL returns an http URL on a loopback port that was free a moment ago.
-func freeURL() (url.URL, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return url.URL{}, err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return url.URL{Scheme: "http", Host: addr}, nil
+	return etcdtest.Start("k8s", dir, func(cfg *embed.Config) {
+		cfg.UnsafeNoFsync = true
+		cfg.WatchProgressNotifyInterval = progressNotifyInterval
+	})
 }
 
 func (s *system) newClient() (*clientv3.Client, error) {
