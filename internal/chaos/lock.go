@@ -84,43 +84,17 @@ func (c *client) lockLoop(ctx context.Context, deadline time.Time) {
 	}
 }
 
-// guardedAppend appends op.Value to the data key under the lock's fence,
-// retrying a lost race on the list (which wrote nothing).
+// guardedAppend appends op.Value to the data key under the lock's fence
+// (none with UnsafeLockNoFence), retrying a lost race on the list (which
+// wrote nothing).
 func (c *client) guardedAppend(ctx context.Context, m *concurrency.Mutex, op *Op) {
 	octx, cancel := context.WithTimeout(ctx, c.cfg.OpTimeout)
 	defer cancel()
-	resp, err := c.cli.Get(octx, op.Key)
-	if err != nil {
-		op.Result, op.Err = Fail, err.Error()
-		return
+	var guard []clientv3.Cmp
+	if !c.cfg.UnsafeLockNoFence {
+		guard = []clientv3.Cmp{m.IsOwner()}
 	}
-	cur, rev := value(resp.Kvs), modRevision(resp.Kvs)
-	for attempt := 0; attempt < maxAppendAttempts; attempt++ {
-		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(op.Key), "=", rev)}
-		if !c.cfg.UnsafeLockNoFence {
-			cmps = append(cmps, m.IsOwner())
-		}
-		tresp, err := c.cli.Txn(octx).If(cmps...).
-			Then(clientv3.OpPut(op.Key, appendElem(cur, op.Value))).
-			Else(clientv3.OpGet(op.Key)).
-			Commit()
-		if err != nil {
-			c.finish(op, err)
-			return
-		}
-		if tresp.Succeeded {
-			op.Result, op.Revision = Ok, tresp.Header.Revision
-			return
-		}
-		kvs := tresp.Responses[0].GetResponseRange().GetKvs()
-		if modRevision(kvs) == rev {
-			// The list is as read: the fence refused the write.
-			op.Result, op.Err = Fail, "fenced: the lock is no longer held"
-			return
-		}
-		cur, rev = value(kvs), modRevision(kvs)
-	}
-	op.Result, op.Err = Fail, "lost every race on the list"
+	c.appendGuarded(octx, op, guard)
 }
 
 // pause sleeps up to 2·d (uniform), or until ctx ends.

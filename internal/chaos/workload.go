@@ -158,6 +158,13 @@ func (c *client) register(ctx context.Context, op *Op) {
 // fresh value the Txn's Else branch returns. Only the last attempt can be
 // indeterminate.
 func (c *client) append(ctx context.Context, op *Op) {
+	c.appendGuarded(ctx, op, nil)
+}
+
+// appendGuarded is append with guard compared too (a lock's fence: see
+// lock.go); a write the guard refuses, the list unchanged, fails as
+// "fenced". A read op only reads.
+func (c *client) appendGuarded(ctx context.Context, op *Op, guard []clientv3.Cmp) {
 	resp, err := c.cli.Get(ctx, op.Key)
 	if err != nil {
 		// Nothing written yet: a failed read of either kind had no effect.
@@ -170,8 +177,9 @@ func (c *client) append(ctx context.Context, op *Op) {
 	}
 	cur, rev := value(resp.Kvs), modRevision(resp.Kvs)
 	for attempt := 0; attempt < maxAppendAttempts; attempt++ {
+		cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(op.Key), "=", rev)}, guard...)
 		tresp, err := c.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(op.Key), "=", rev)).
+			If(cmps...).
 			Then(clientv3.OpPut(op.Key, appendElem(cur, op.Value))).
 			Else(clientv3.OpGet(op.Key)).
 			Commit()
@@ -188,6 +196,11 @@ func (c *client) append(ctx context.Context, op *Op) {
 			return
 		}
 		kvs := tresp.Responses[0].GetResponseRange().Kvs
+		if len(guard) > 0 && modRevision(kvs) == rev {
+			// The list is as read: the guard refused the write.
+			op.Result, op.Err = Fail, "fenced: the lock is no longer held"
+			return
+		}
 		cur, rev = value(kvs), modRevision(kvs)
 	}
 	op.Result, op.Err = Fail, fmt.Sprintf("lost the mod-revision race %d times", maxAppendAttempts)
