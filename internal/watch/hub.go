@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -60,13 +61,16 @@ type Hub struct {
 		frontier, ringStart int64
 		ring                []*Event
 		ringBytes           int
+		// ringByKey holds the ring's changes again by user key, each in
+		// revision order, for the watchers of one key.
+		ringByKey map[string][]*Event
 		// compacted is the newest compaction the hub heard of: a watcher
 		// starting below it is canceled, as etcd's, and one starting at
 		// or above it but inside the ring reads the history instead (the
 		// ring's prev_kv below it may be gone from the store).
 		// Invariant: ringStart >= compacted, or ringStart == frontier.
 		compacted int64
-		// keyWatchers are the synced watchers of one key, by key;
+		// keyWatchers are the synced watchers of one key, by user key;
 		// spanWatchers those of a span.
 		keyWatchers  map[string]map[*watcher]struct{}
 		spanWatchers map[*watcher]struct{}
@@ -83,6 +87,19 @@ type Hub struct {
 type progressWait struct {
 	rev  int64
 	done chan int64 // buffered(1): the frontier once past rev
+}
+
+// containsUser reports whether w's span holds the user key k (w.span is
+// of global keys: the user prefix, then the user key).
+func (w *watcher) containsUser(k []byte) bool {
+	start, end := w.span.Start[1:], w.span.End
+	if bytes.Compare(k, start) < 0 {
+		return false
+	}
+	if len(end) == 0 || end[0] != w.span.Start[0] {
+		return true // the end of the user keyspace
+	}
+	return bytes.Compare(k, end[1:]) < 0
 }
 
 // watcher is one etcd watch: a span and the next revision it needs.
@@ -109,6 +126,7 @@ func NewHub(src Source, log *slog.Logger) *Hub {
 	}
 	h := &Hub{src: src, log: log, catchUps: make(chan struct{}, maxCatchUps)}
 	h.mu.keyWatchers = map[string]map[*watcher]struct{}{}
+	h.mu.ringByKey = map[string][]*Event{}
 	h.mu.spanWatchers = map[*watcher]struct{}{}
 	return h
 }
@@ -211,7 +229,7 @@ func (h *Hub) ensureRunning(ctx context.Context) error {
 		return errClosed
 	}
 	h.mu.frontier, h.mu.ringStart = cur, cur
-	h.mu.ring, h.mu.ringBytes = nil, 0
+	h.mu.ring, h.mu.ringBytes, h.mu.ringByKey = nil, 0, map[string][]*Event{}
 	h.startLocked(cur)
 	return nil
 }
@@ -309,12 +327,12 @@ func (h *Hub) dispatchLocked(evs []*Event, prev int64) {
 		per[w] = append(per[w], ev)
 	}
 	for _, ev := range evs {
-		gk := keys.User(ev.GetKv().GetKey())
-		for w := range h.mu.keyWatchers[string(gk)] {
+		k := ev.GetKv().GetKey()
+		for w := range h.mu.keyWatchers[string(k)] {
 			add(w, ev)
 		}
 		for w := range h.mu.spanWatchers {
-			if w.span.Contains(gk) {
+			if w.containsUser(k) {
 				add(w, ev)
 			}
 		}
@@ -345,10 +363,7 @@ func (h *Hub) noteCompactedLocked(rev int64) {
 	}
 	h.mu.compacted = rev
 	n := sort.Search(len(h.mu.ring), func(i int) bool { return h.mu.ring[i].GetKv().GetModRevision() > rev })
-	for _, ev := range h.mu.ring[:n] {
-		h.mu.ringBytes -= eventBytes(ev)
-	}
-	h.mu.ring = append([]*Event(nil), h.mu.ring[n:]...)
+	h.dropRingLocked(n)
 	h.mu.ringStart = min(max(h.mu.ringStart, rev), h.mu.frontier)
 }
 
@@ -358,20 +373,39 @@ func (h *Hub) appendRingLocked(evs []*Event) {
 	for _, ev := range evs {
 		h.mu.ring = append(h.mu.ring, ev)
 		h.mu.ringBytes += eventBytes(ev)
+		k := string(ev.GetKv().GetKey())
+		h.mu.ringByKey[k] = append(h.mu.ringByKey[k], ev)
 	}
-	n := 0
-	for n < len(h.mu.ring) && (len(h.mu.ring)-n > maxRingEvents || h.mu.ringBytes > maxRingBytes) {
+	n, bytes := 0, h.mu.ringBytes
+	for n < len(h.mu.ring) && (len(h.mu.ring)-n > maxRingEvents || bytes > maxRingBytes) {
 		rev := h.mu.ring[n].GetKv().GetModRevision()
 		for n < len(h.mu.ring) && h.mu.ring[n].GetKv().GetModRevision() == rev {
-			h.mu.ringBytes -= eventBytes(h.mu.ring[n])
+			bytes -= eventBytes(h.mu.ring[n])
 			n++
 		}
 		h.mu.ringStart = rev
 	}
-	if n > 0 {
-		clear(h.mu.ring[:n])
-		h.mu.ring = append([]*Event(nil), h.mu.ring[n:]...)
+	h.dropRingLocked(n)
+}
+
+// dropRingLocked drops the ring's n oldest changes.
+func (h *Hub) dropRingLocked(n int) {
+	if n == 0 {
+		return
 	}
+	for _, ev := range h.mu.ring[:n] {
+		h.mu.ringBytes -= eventBytes(ev)
+		// The oldest change of the ring is the oldest of its key's too.
+		k := string(ev.GetKv().GetKey())
+		if byKey := h.mu.ringByKey[k]; len(byKey) <= 1 {
+			delete(h.mu.ringByKey, k)
+		} else {
+			byKey[0] = nil
+			h.mu.ringByKey[k] = byKey[1:]
+		}
+	}
+	clear(h.mu.ring[:n])
+	h.mu.ring = append([]*Event(nil), h.mu.ring[n:]...)
 }
 
 func eventBytes(ev *Event) int {
@@ -405,10 +439,10 @@ func (h *Hub) unsyncAllLocked() {
 func (h *Hub) addSyncedLocked(w *watcher) {
 	w.synced = true
 	if w.single {
-		set := h.mu.keyWatchers[string(w.span.Start)]
+		set := h.mu.keyWatchers[string(w.span.Start[1:])]
 		if set == nil {
 			set = map[*watcher]struct{}{}
-			h.mu.keyWatchers[string(w.span.Start)] = set
+			h.mu.keyWatchers[string(w.span.Start[1:])] = set
 		}
 		set[w] = struct{}{}
 		return
@@ -422,10 +456,10 @@ func (h *Hub) removeSyncedLocked(w *watcher) {
 	}
 	w.synced = false
 	if w.single {
-		set := h.mu.keyWatchers[string(w.span.Start)]
+		set := h.mu.keyWatchers[string(w.span.Start[1:])]
 		delete(set, w)
 		if len(set) == 0 {
-			delete(h.mu.keyWatchers, string(w.span.Start))
+			delete(h.mu.keyWatchers, string(w.span.Start[1:]))
 		}
 		return
 	}
@@ -439,11 +473,16 @@ func (h *Hub) ringCoversLocked(w *watcher) bool {
 
 // ringForLocked returns the ring's changes that w needs, in order.
 func (h *Hub) ringForLocked(w *watcher) []*Event {
-	var evs []*Event
 	// The ring is in revision order: start at the first change w needs.
-	i := sort.Search(len(h.mu.ring), func(i int) bool { return h.mu.ring[i].GetKv().GetModRevision() >= w.minRev })
-	for _, ev := range h.mu.ring[i:] {
-		if w.span.Contains(keys.User(ev.GetKv().GetKey())) {
+	from := func(ring []*Event) []*Event {
+		return ring[sort.Search(len(ring), func(i int) bool { return ring[i].GetKv().GetModRevision() >= w.minRev }):]
+	}
+	if w.single {
+		return append([]*Event(nil), from(h.mu.ringByKey[string(w.span.Start[1:])])...)
+	}
+	var evs []*Event
+	for _, ev := range from(h.mu.ring) {
+		if w.containsUser(ev.GetKv().GetKey()) {
 			evs = append(evs, ev)
 		}
 	}
