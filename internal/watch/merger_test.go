@@ -28,6 +28,7 @@ type fakeSource struct {
 	log     []string             // opens, in order
 	resolve []string             // resolve requests since last taken
 	opened  chan struct{}
+	current int64 // what Current answers
 }
 
 type fakeFeed struct {
@@ -97,7 +98,11 @@ func (s *fakeSource) OpenFeed(_ context.Context, d *metapb.RangeDescriptor, req 
 	return f, nil
 }
 
-func (s *fakeSource) Current(context.Context) (int64, error) { return 0, nil }
+func (s *fakeSource) Current(context.Context) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current, nil
+}
 
 // user maps a test's key ("a"; "" for the end of the keyspace) to a global
 // key.

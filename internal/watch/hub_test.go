@@ -1,0 +1,136 @@
+package watch
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
+	"github.com/concorddb/concord/internal/keys"
+)
+
+// oneRange is a keyspace of one range for hub tests.
+func oneRange() *fakeSource {
+	return &fakeSource{
+		feeds:  map[string]*fakeFeed{},
+		refuse: map[uint64]string{},
+		opened: make(chan struct{}, 100),
+		ranges: []*metapb.RangeDescriptor{{RangeId: 1, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End}},
+	}
+}
+
+// feedOf waits for the hub to open its feed on the range.
+func feedOf(t *testing.T, src *fakeSource) *fakeFeed {
+	t.Helper()
+	select {
+	case <-src.opened:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hub opened no feed")
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	for _, f := range src.feeds {
+		return f
+	}
+	t.Fatal("no feed")
+	return nil
+}
+
+// A watcher whose stream fills is moved aside and, once its client reads
+// again, gets every change once and in order: what it missed comes from
+// the hub's ring, without reading any history from the range.
+func TestHubVictimCatchesUpFromTheRing(t *testing.T) {
+	src := oneRange()
+	h := NewHub(src, nil)
+	defer h.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := h.NewStream(ctx)
+	defer st.Close()
+	if _, err := st.Watch(ctx, Request{Span: keys.Span{Start: keys.User([]byte("k"))}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-st.Out(); !r.Created {
+		t.Fatalf("first response %+v, want created", r)
+	}
+	f := feedOf(t, src)
+	// One change per message: one response per change, past the stream's
+	// queue.
+	n := StreamQueueLen + 100
+	for i := 1; i <= n; i++ {
+		ev := &rpcpb.RangeFeedEvent{Resolved: int64(i), Events: []*kvpb.Event{{Kv: &kvpb.KeyValue{Key: []byte("k"), ModRevision: int64(i), CreateRevision: 1}}}}
+		select {
+		case f.ch <- ev:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the hub stopped reading its feed at change %d", i)
+		}
+	}
+	if h.Victims() == 0 {
+		t.Fatal("the full stream's watcher was not moved aside")
+	}
+	next := int64(1)
+	for next <= int64(n) {
+		select {
+		case r := <-st.Out():
+			for _, ev := range r.Events {
+				if ev.GetKv().GetModRevision() != next {
+					t.Fatalf("change at %d, want %d", ev.GetKv().GetModRevision(), next)
+				}
+				next++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("got changes up to %d of %d", next-1, n)
+		}
+	}
+	src.mu.Lock()
+	opens := len(src.log)
+	src.mu.Unlock()
+	if opens != 1 {
+		t.Fatalf("%d feeds opened (%v): the victim read the history instead of the ring", opens, src.log)
+	}
+	if s := h.Stats(); s.Synced != 1 || s.Watchers != 1 {
+		t.Fatalf("after catching up: %+v, want the watcher synced again", s)
+	}
+}
+
+// After a compaction the hub hears of, a watcher starting below it is
+// canceled with the compaction's revision, as etcd's.
+func TestHubCancelsAWatcherBelowACompaction(t *testing.T) {
+	src := oneRange()
+	src.current = 10
+	h := NewHub(src, nil)
+	defer h.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := h.NewStream(ctx)
+	defer st.Close()
+	if _, err := st.Watch(ctx, Request{Span: keys.Span{Start: keys.User([]byte("a"))}}); err != nil {
+		t.Fatal(err)
+	}
+	<-st.Out()
+	feedOf(t, src)
+	h.NoteCompacted(5)
+	src.mu.Lock()
+	src.refuse[1] = "COMPACTED" // the range refuses history below its compaction
+	src.mu.Unlock()
+	id, err := st.Watch(ctx, Request{Span: keys.Span{Start: keys.User([]byte("b"))}, StartRevision: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case r := <-st.Out():
+			if r.WatchID != id || r.Created {
+				continue
+			}
+			if !r.Canceled || r.CompactRevision == 0 {
+				t.Fatalf("watcher below the compaction got %+v, want canceled with the compaction", r)
+			}
+			return
+		case <-time.After(10 * time.Second):
+			t.Fatal("the watcher below the compaction was never canceled")
+		}
+	}
+}
