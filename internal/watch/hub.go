@@ -316,35 +316,59 @@ func (h *Hub) release(b Batch) error {
 // the frontier before them. A watcher whose stream is full leaves the
 // synced watchers, needing everything above prev.
 func (h *Hub) dispatchLocked(evs []*Event, prev int64) {
-	var per map[*watcher][]*Event
-	add := func(w *watcher, ev *Event) {
-		if ev.GetKv().GetModRevision() < w.minRev {
+	delivered := int64(0)
+	send := func(w *watcher, wevs []*Event) {
+		if !w.s.offer(Response{WatchID: w.id, Events: wevs, Revision: h.mu.frontier, Opaque: w.opaque}) {
+			h.victims.Add(1)
+			h.unsyncLocked(w, prev+1)
 			return
 		}
-		if per == nil {
-			per = map[*watcher][]*Event{}
-		}
-		per[w] = append(per[w], ev)
+		delivered += int64(len(wevs))
 	}
+	// The watchers of one key share one slice of its changes (they only
+	// read it); only a watcher starting inside the batch gets its own.
+	byKey := map[string][]*Event{}
+	for _, ev := range evs {
+		k := string(ev.GetKv().GetKey())
+		if _, ok := h.mu.keyWatchers[k]; ok {
+			byKey[k] = append(byKey[k], ev)
+		}
+	}
+	for k, kevs := range byKey {
+		for w := range h.mu.keyWatchers[k] {
+			if kevs[0].GetKv().GetModRevision() >= w.minRev {
+				send(w, kevs)
+			} else if own := needed(kevs, w.minRev); len(own) > 0 {
+				send(w, own)
+			}
+		}
+	}
+	if len(h.mu.spanWatchers) == 0 {
+		h.delivered.Add(delivered)
+		return
+	}
+	var per map[*watcher][]*Event
 	for _, ev := range evs {
 		k := ev.GetKv().GetKey()
-		for w := range h.mu.keyWatchers[string(k)] {
-			add(w, ev)
-		}
 		for w := range h.mu.spanWatchers {
-			if w.containsUser(k) {
-				add(w, ev)
+			if ev.GetKv().GetModRevision() >= w.minRev && w.containsUser(k) {
+				if per == nil {
+					per = map[*watcher][]*Event{}
+				}
+				per[w] = append(per[w], ev)
 			}
 		}
 	}
 	for w, wevs := range per {
-		if !w.s.offer(Response{WatchID: w.id, Events: wevs, Revision: h.mu.frontier, Opaque: w.opaque}) {
-			h.victims.Add(1)
-			h.unsyncLocked(w, prev+1)
-			continue
-		}
-		h.delivered.Add(int64(len(wevs)))
+		send(w, wevs)
 	}
+	h.delivered.Add(delivered)
+}
+
+// needed returns the changes of evs (in revision order) at or above rev.
+func needed(evs []*Event, rev int64) []*Event {
+	i := sort.Search(len(evs), func(i int) bool { return evs[i].GetKv().GetModRevision() >= rev })
+	return evs[i:]
 }
 
 // NoteCompacted tells the hub of a compaction at rev (the gateway that
