@@ -35,6 +35,7 @@ func (l *watchLog) read(t *testing.T, name string, wch clientv3.WatchChan, n int
 	t.Helper()
 	timeout := time.After(20 * time.Second)
 	got := 0
+	lastRev := int64(-1)
 	for got < n {
 		select {
 		case resp, ok := <-wch:
@@ -51,16 +52,25 @@ func (l *watchLog) read(t *testing.T, name string, wch clientv3.WatchChan, n int
 				got++
 				continue
 			}
+			// A line per revision: how a system groups revisions into
+			// responses is its own, but the events of one revision (a txn)
+			// must arrive in one response.
 			var evs []string
-			for _, ev := range resp.Events {
+			for i, ev := range resp.Events {
 				s := fmt.Sprintf("%s %s=%s c=%s m=%s v=%d", ev.Type, strings.TrimPrefix(string(ev.Kv.Key), l.prefix), ev.Kv.Value, l.rel(ev.Kv.CreateRevision), l.rel(ev.Kv.ModRevision), ev.Kv.Version)
 				if ev.PrevKv != nil {
 					s += fmt.Sprintf(" prev=%s@%s", ev.PrevKv.Value, l.rel(ev.PrevKv.ModRevision))
 				}
+				if i == 0 && ev.Kv.ModRevision == lastRev {
+					l.lines = append(l.lines, fmt.Sprintf("%s: revision %s split over two responses", name, l.rel(lastRev)))
+				}
 				evs = append(evs, s)
+				if i == len(resp.Events)-1 || resp.Events[i+1].Kv.ModRevision != ev.Kv.ModRevision {
+					l.lines = append(l.lines, fmt.Sprintf("%s: [%s]", name, strings.Join(evs, "; ")))
+					evs = nil
+				}
+				lastRev = ev.Kv.ModRevision
 			}
-			// One response per revision: the events of a txn arrive together.
-			l.lines = append(l.lines, fmt.Sprintf("%s: [%s]", name, strings.Join(evs, "; ")))
 			got += len(resp.Events)
 		case <-timeout:
 			t.Fatalf("%s: %s: %d of %d events after 20s; so far %v", l.system, name, got, n, l.lines)
