@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -113,8 +114,11 @@ func (r *Replica) OpenFeed(span keys.Span, from, to int64, prevKV bool) (*Feed, 
 	if len(gspan.End) == 0 {
 		gspan.End = rs.End
 	}
-	if gspan = gspan.Intersect(rs); gspan.Empty() || !keys.IsUser(gspan.Start) {
-		return nil, kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: feed span %v outside range %d %v", span, r.RangeID, rs)
+	// The whole span, or the reader would silently miss the part a split
+	// gave away since its descriptor was read: it must look the span up
+	// again (KEY_MISMATCH, with the descriptors that say why).
+	if !rs.ContainsSpan(gspan) || gspan.Empty() || !keys.IsUser(gspan.Start) {
+		return nil, &kvpb.Error{Code: kvpb.ErrorCode_KEY_MISMATCH, Message: fmt.Sprintf("replica: feed span %v not inside range %d %v", span, r.RangeID, rs), Descriptors: r.neighbourhoodLocked()}
 	}
 	as := r.mu.applied
 	if from+1 < as.CompactedRev {

@@ -465,6 +465,10 @@ func (r *Replica) Stop() {
 func (r *Replica) Neighbourhood() []*metapb.RangeDescriptor {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.neighbourhoodLocked()
+}
+
+func (r *Replica) neighbourhoodLocked() []*metapb.RangeDescriptor {
 	if r.mu.splitOff == nil {
 		return []*metapb.RangeDescriptor{r.mu.desc}
 	}

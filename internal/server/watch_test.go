@@ -278,3 +278,31 @@ func TestSlowWatcherHoldsUpNothing(t *testing.T) {
 		}
 	}
 }
+
+// A node whose range cache missed a split (the split went through another
+// node) still watches every key: a feed opened by a stale descriptor is
+// refused, not silently clipped to what the range still holds.
+func TestWatchWithAStaleRangeCache(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	w, writer := client(t, c, 0), client(t, c, 1)
+	putRetry(t, writer, "s/a", "0")
+	get(t, w, "s/a") // node 1 caches the one user range
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, _, err := c.Node(1).Split(ctx, []byte("s/m")); err != nil {
+		t.Fatal(err)
+	}
+	wch := w.Watch(ctx, "s/", clientv3.WithPrefix())
+	if _, err := w.Put(ctx, "t/sync", "x"); err != nil { // the watch is created
+		t.Fatal(err)
+	}
+	rev := putRetry(t, writer, "s/z", "right of the split")
+	select {
+	case resp := <-wch:
+		if len(resp.Events) != 1 || resp.Events[0].Kv.ModRevision != rev {
+			t.Fatalf("got %v, want the put at %d", resp.Events, rev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the put right of the split never reached the watch")
+	}
+}

@@ -117,7 +117,7 @@ func watchScenario(t *testing.T, s *system, p string) []string {
 
 	// From the past: the same history, read back from the store.
 	past := cli.Watch(wctx, p, clientv3.WithPrefix(), clientv3.WithRev(first.Header.Revision+2), clientv3.WithPrevKV())
-	l.read(t, "past", past, 6)
+	l.read(t, "past", past, 9)
 
 	// Progress: a synced watcher hears of the newest revision.
 	quiet := cli.Watch(wctx, p+"quiet", clientv3.WithProgressNotify())
