@@ -356,16 +356,26 @@ func cloneEvent(ev *kvpb.Event) *kvpb.Event {
 // publishLocked hands the events of one Apply round to every feed, with
 // the range's newest applied and compacted revisions. Called with r.mu
 // held, after the round's batch is committed and before its waiters are
-// woken.
-func (r *Replica) publishLocked(evs []*kvpb.Event, resolved, compacted int64) {
+// woken. recorded says whether the round recorded its events: one that
+// began before the first feed opened did not, and a feed that opened while
+// it ran (its history read stops below the round) would miss the round's
+// changes while its resolved revision passed them, so it ends instead
+// (UNAVAILABLE) and its reader opens it again, reading them as history.
+func (r *Replica) publishLocked(evs []*kvpb.Event, recorded bool, resolved, compacted int64) {
 	if !r.feeds.active.Load() {
 		return
 	}
 	r.feeds.mu.Lock()
 	defer r.feeds.mu.Unlock()
 	for f := range r.feeds.set {
+		if !recorded && resolved > f.openRev {
+			f.fail(kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: feed opened during an apply round; open it again", r.RangeID))
+			delete(r.feeds.set, f)
+			continue
+		}
 		f.push(evs, resolved, compacted)
 	}
+	r.feeds.active.Store(len(r.feeds.set) > 0)
 }
 
 // endFeedsLocked ends every feed with err (see the feed comment for

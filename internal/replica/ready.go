@@ -204,10 +204,8 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	drops := false       // see dropSeq
 	b := r.cfg.Engine.NewBatch()
 	defer b.Close()
-	if r.feeds.active.Load() {
-		// A feed opened after this check misses nothing: it reads the
-		// history up to the applied state it sees, which includes this
-		// round once published.
+	recorded := r.feeds.active.Load()
+	if recorded {
 		b.RecordEvents()
 	}
 	for _, ent := range ents {
@@ -270,7 +268,7 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	for _, t := range merges {
 		r.setDescLocked(t.GetLeft())
 	}
-	r.publishLocked(b.TakeEvents(), as.MaxTS, as.CompactedRev)
+	r.publishLocked(b.TakeEvents(), recorded, as.MaxTS, as.CompactedRev)
 	if len(splits) > 0 || len(merges) > 0 {
 		r.endFeedsLocked(kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: range %d changed its span; open the feeds of its keys again", r.RangeID))
 	}
