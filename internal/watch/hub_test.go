@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -131,6 +132,55 @@ func TestHubCancelsAWatcherBelowACompaction(t *testing.T) {
 			return
 		case <-time.After(10 * time.Second):
 			t.Fatal("the watcher below the compaction was never canceled")
+		}
+	}
+}
+
+// Progress requests a client sends faster than the hub can answer them
+// wait in one set per stream, served by one goroutine: they cost neither
+// a goroutine each nor unbounded memory.
+func TestProgressRequestsAreBounded(t *testing.T) {
+	src := oneRange()
+	src.current = 10
+	h := NewHub(src, nil)
+	defer h.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := h.NewStream(ctx)
+	defer st.Close()
+	if _, err := st.Watch(ctx, Request{Span: keys.Span{Start: keys.User([]byte("k"))}}); err != nil {
+		t.Fatal(err)
+	}
+	<-st.Out()
+	f := feedOf(t, src)
+	// The cluster moves on: progress now waits for the hub to reach 20.
+	src.mu.Lock()
+	src.current = 20
+	src.mu.Unlock()
+	before := runtime.NumGoroutine()
+	for range 1000 {
+		st.RequestProgress()
+	}
+	if n := runtime.NumGoroutine() - before; n > 20 {
+		t.Fatalf("1000 progress requests started %d goroutines", n)
+	}
+	// Once the range resolves up to 20 the stream hears of it.
+	select {
+	case f.ch <- &rpcpb.RangeFeedEvent{Resolved: 20}:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hub stopped reading its feed")
+	}
+	for {
+		select {
+		case r := <-st.Out():
+			if r.Progress {
+				if r.WatchID != -1 || r.Revision < 20 {
+					t.Fatalf("progress %+v, want the stream's at 20 or more", r)
+				}
+				return
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no progress notification")
 		}
 	}
 }

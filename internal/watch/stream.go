@@ -48,6 +48,14 @@ type Stream struct {
 		sync.Mutex
 		watchers map[int64]*watcher
 		nextID   int64
+		// progress holds the watch ids (-1: the whole stream) asked for
+		// progress and not yet served; progressing is set while the one
+		// goroutine that serves them runs. A request answered is one
+		// served after it arrived, so requests that come while one is
+		// served wait for the next round: the set is bounded by the
+		// stream's watchers, and so is the work.
+		progress    map[int64]bool
+		progressing bool
 	}
 }
 
@@ -165,17 +173,53 @@ func (s *Stream) Push(ctx context.Context, r Response) bool { return s.push(ctx,
 // RequestProgress queues, once the hub has caught up with the cluster's
 // current revision, a progress notification for the whole stream (watch
 // id -1) if every watcher of the stream is synced then, as etcd does; it
-// waits for that in its own goroutine.
-func (s *Stream) RequestProgress() { go s.progress(-1) }
+// waits for that in the stream's progress goroutine.
+func (s *Stream) RequestProgress() { s.askProgress(-1) }
 
 // NotifyProgress is RequestProgress for one watcher (progress_notify).
-func (s *Stream) NotifyProgress(id int64) { go s.progress(id) }
+func (s *Stream) NotifyProgress(id int64) { s.askProgress(id) }
 
-func (s *Stream) progress(id int64) {
-	rev, err := s.h.progressAt(s.ctx)
-	if err != nil {
-		return
+// askProgress records a progress request and starts the stream's progress
+// goroutine if it does not run.
+func (s *Stream) askProgress(id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.progress == nil {
+		s.mu.progress = map[int64]bool{}
 	}
+	s.mu.progress[id] = true
+	if !s.mu.progressing {
+		s.mu.progressing = true
+		go s.serveProgress()
+	}
+}
+
+// serveProgress serves the progress requests, a round at a time, until
+// none is left.
+func (s *Stream) serveProgress() {
+	for {
+		s.mu.Lock()
+		ids := s.mu.progress
+		s.mu.progress = nil
+		if len(ids) == 0 || s.ctx.Err() != nil {
+			s.mu.progressing = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		rev, err := s.h.progressAt(s.ctx)
+		if err != nil {
+			continue // the stream ended, or the cluster did not answer: dropped, as etcd drops a request it cannot answer
+		}
+		for id := range ids {
+			s.progress(id, rev)
+		}
+	}
+}
+
+// progress queues watcher id's (-1: the stream's) progress at rev, if its
+// watchers are synced there.
+func (s *Stream) progress(id, rev int64) {
 	s.mu.Lock()
 	ws := make([]*watcher, 0, len(s.mu.watchers))
 	for wid, w := range s.mu.watchers {
