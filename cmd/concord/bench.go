@@ -194,6 +194,26 @@ func (bf *benchFlags) startLocal(parent string, tune func(i int, c *server.Confi
 	return lc, dir, err
 }
 
+// startCPUProfile starts the CPU profile --cpuprofile asks for (nothing
+// without it) and returns what stops it and closes its file.
+func (bf *benchFlags) startCPUProfile() (stop func(), err error) {
+	if bf.cpuProfile == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(bf.cpuProfile)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
 // benchContext is cmd's context, cancelled by SIGINT or SIGTERM so a run
 // ends with a report and its clusters stopped.
 func benchContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -172,17 +171,11 @@ func (lf *loadFlags) run(cmd *cobra.Command, bf *benchFlags) error {
 	defer closeProbe()
 	cfg.Probe = probe
 
-	if bf.cpuProfile != "" {
-		f, err := os.Create(bf.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := bf.startCPUProfile()
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	var progress io.Writer
 	if !bf.quiet {
 		progress = os.Stderr

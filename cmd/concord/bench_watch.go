@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/pprof"
 	"strings"
 
 	"github.com/concorddb/concord/internal/bench"
@@ -114,17 +113,11 @@ func (wf *watchFlags) run(cmd *cobra.Command, bf *benchFlags) error {
 		defer lc.Stop()
 		cfg.Put.Endpoints = lc.ClientAddrs()
 	}
-	if bf.cpuProfile != "" {
-		f, err := os.Create(bf.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := bf.startCPUProfile()
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	var reps []*bench.WatchReport
 	for _, n := range wf.watchers {
 		c := cfg
