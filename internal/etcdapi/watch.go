@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -167,7 +166,6 @@ func reasonOf(r watch.Response) string {
 // recvLoop serves the client's requests until it closes its side (nil) or
 // the stream fails.
 func (ws *watchServer) recvLoop(ctx context.Context, stream pb.Watch_WatchServer, st *watch.Stream) error {
-	var mu sync.Mutex // serializes the stream's control calls
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -176,7 +174,6 @@ func (ws *watchServer) recvLoop(ctx context.Context, stream pb.Watch_WatchServer
 			}
 			return errEOF(err)
 		}
-		mu.Lock()
 		switch u := req.GetRequestUnion().(type) {
 		case *pb.WatchRequest_CreateRequest:
 			ws.create(ctx, st, u.CreateRequest)
@@ -189,7 +186,6 @@ func (ws *watchServer) recvLoop(ctx context.Context, stream pb.Watch_WatchServer
 				st.RequestProgress()
 			}
 		}
-		mu.Unlock()
 	}
 }
 

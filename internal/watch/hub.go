@@ -327,10 +327,13 @@ func (h *Hub) dispatchLocked(evs []*Event, prev int64) {
 	}
 	// The watchers of one key share one slice of its changes (they only
 	// read it); only a watcher starting inside the batch gets its own.
-	byKey := map[string][]*Event{}
+	var byKey map[string][]*Event
 	for _, ev := range evs {
 		k := string(ev.GetKv().GetKey())
 		if _, ok := h.mu.keyWatchers[k]; ok {
+			if byKey == nil {
+				byKey = map[string][]*Event{}
+			}
 			byKey[k] = append(byKey[k], ev)
 		}
 	}
