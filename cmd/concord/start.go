@@ -108,6 +108,8 @@ func startCmd() *cobra.Command {
 	f.DurationVar(&cfg.LeaseCheckpointInterval, "experimental-lease-checkpoint-interval", 5*time.Minute, "how often the lessor persists each lease's remaining TTL, so a new meta leader resumes leases instead of resetting them (on by default, unlike etcd; negative: off)")
 	f.BoolVar(&cfg.UnsafeNoReadLease, "unsafe-no-read-lease", false, "TEST ONLY: serve linearizable reads from any replica without a lease (breaks linearizability on purpose)")
 	_ = f.MarkHidden("unsafe-no-read-lease")
+	f.BoolVar(&cfg.UnsafeTxnNoRecord, "unsafe-txn-no-record", false, "TEST ONLY: commit a txn across ranges range by range, with no record (breaks atomicity on purpose)")
+	_ = f.MarkHidden("unsafe-txn-no-record")
 	f.StringVar(&cfg.UnsafeClockOffsetFile, "unsafe-clock-offset-file", "", "TEST ONLY: shift this node's wall clock by the duration written in this file")
 	_ = f.MarkHidden("unsafe-clock-offset-file")
 	f.StringVar(&k8sPeers, "k8s-peers", "", "SERVICE:REPLICAS: derive --name, the advertised URLs and --initial-cluster(-state) of a Kubernetes StatefulSet pod from POD_NAME and POD_NAMESPACE, with the first REPLICAS pods as the initial cluster")

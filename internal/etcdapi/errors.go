@@ -36,8 +36,9 @@ var (
 //	AMBIGUOUS                         ErrGRPCTimeout (etcd's "may have happened")
 //	CROSS_RANGE                       codes.Unimplemented, the message
 //	RANGE_NOT_FOUND, KEY_MISMATCH,
-//	RETRY                             codes.Unavailable, the message (routing
-//	                                  gave up on a retryable condition)
+//	RETRY, LOCKED, TXN_ABORTED        codes.Unavailable, the message (routing
+//	                                  or a txn gave up on a retryable
+//	                                  condition; nothing was applied)
 //	INTERNAL and unknown codes        codes.Internal, the message
 //	context.DeadlineExceeded          ErrGRPCTimeout
 //	context.Canceled                  ErrGRPCCanceled
@@ -78,7 +79,7 @@ func toGRPCError(err error) error {
 			return rpctypes.ErrGRPCTimeout
 		case kvpb.ErrorCode_CROSS_RANGE:
 			return status.Error(codes.Unimplemented, ce.Error())
-		case kvpb.ErrorCode_RANGE_NOT_FOUND, kvpb.ErrorCode_KEY_MISMATCH, kvpb.ErrorCode_RETRY:
+		case kvpb.ErrorCode_RANGE_NOT_FOUND, kvpb.ErrorCode_KEY_MISMATCH, kvpb.ErrorCode_RETRY, kvpb.ErrorCode_LOCKED, kvpb.ErrorCode_TXN_ABORTED:
 			return status.Error(codes.Unavailable, ce.Error())
 		case kvpb.ErrorCode_MEMBER_NOT_FOUND:
 			return rpctypes.ErrGRPCMemberNotFound

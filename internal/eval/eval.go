@@ -126,6 +126,9 @@ type evaluator struct {
 	wrote   bool
 	// idx, for writes, is the range's Index (nil: none).
 	idx *Index
+	// clip is set for a part of a cross-range txn (StagePart): span is
+	// the part's clip, and key ops outside it are skipped.
+	clip bool
 }
 
 // evaluate runs the three steps of the package doc.
@@ -314,6 +317,9 @@ func (e *evaluator) check(op *kvpb.RequestOp, p *path, effects *[]effect) error 
 		if put.GetLeaseUnknown() {
 			return errNoLease
 		}
+		if _, ok := e.inClip(keys.Span{Start: key}); !ok {
+			return nil
+		}
 		if put.GetIgnoreValue() || put.GetIgnoreLease() {
 			exists, err := e.existsAfter(key, *effects)
 			if err != nil {
@@ -325,7 +331,9 @@ func (e *evaluator) check(op *kvpb.RequestOp, p *path, effects *[]effect) error 
 		}
 		*effects = append(*effects, effect{span: keys.Span{Start: key}, put: true})
 	case *kvpb.RequestOp_DeleteRange:
-		*effects = append(*effects, effect{span: keys.UserSpanOf(req.DeleteRange.GetKey(), req.DeleteRange.GetRangeEnd())})
+		if s, ok := e.inClip(keys.UserSpanOf(req.DeleteRange.GetKey(), req.DeleteRange.GetRangeEnd())); ok {
+			*effects = append(*effects, effect{span: s})
+		}
 	case *kvpb.RequestOp_Txn:
 		for _, o := range branch(req.Txn, p.pop()) {
 			if err := e.check(o, p, effects); err != nil {
@@ -367,13 +375,24 @@ func (e *evaluator) existsAfter(key []byte, effects []effect) (bool, error) {
 func (e *evaluator) exec(op *kvpb.RequestOp, p *path) (*kvpb.ResponseOp, error) {
 	switch req := op.GetRequest().(type) {
 	case *kvpb.RequestOp_Range:
-		r, err := e.rangeOp(req.Range)
+		rr, ok := e.clippedRange(req.Range)
+		if !ok {
+			return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Range{Range: &kvpb.RangeResponse{}}}, nil
+		}
+		r, err := e.rangeOp(rr)
 		return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Range{Range: r}}, err
 	case *kvpb.RequestOp_Put:
+		if _, ok := e.inClip(keys.UserSpanOf(req.Put.GetKey(), nil)); !ok {
+			return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Put{Put: &kvpb.PutResponse{}}}, nil
+		}
 		r, err := e.put(req.Put)
 		return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Put{Put: r}}, err
 	case *kvpb.RequestOp_DeleteRange:
-		r, err := e.deleteRange(req.DeleteRange)
+		s, ok := e.inClip(keys.UserSpanOf(req.DeleteRange.GetKey(), req.DeleteRange.GetRangeEnd()))
+		if !ok {
+			return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_DeleteRange{DeleteRange: &kvpb.DeleteRangeResponse{}}}, nil
+		}
+		r, err := e.deleteRange(req.DeleteRange, s)
 		return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_DeleteRange{DeleteRange: r}}, err
 	case *kvpb.RequestOp_Txn:
 		succeeded := p.pop()
@@ -439,9 +458,11 @@ func (e *evaluator) put(req *kvpb.PutRequest) (*kvpb.PutResponse, error) {
 	return resp, nil
 }
 
-func (e *evaluator) deleteRange(req *kvpb.DeleteRangeRequest) (*kvpb.DeleteRangeResponse, error) {
+// deleteRange deletes the live keys of span, req's keys (or their part in
+// the clip).
+func (e *evaluator) deleteRange(req *kvpb.DeleteRangeRequest, span keys.Span) (*kvpb.DeleteRangeResponse, error) {
 	var live []*kvpb.KeyValue
-	err := storage.MVCCScan(e.r, keys.UserSpanOf(req.GetKey(), req.GetRangeEnd()), e.readRev, func(kv *kvpb.KeyValue) error {
+	err := storage.MVCCScan(e.r, span, e.readRev, func(kv *kvpb.KeyValue) error {
 		if !req.GetPrevKv() {
 			kv.Value = nil
 		}

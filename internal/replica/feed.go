@@ -71,10 +71,13 @@ type Feed struct {
 	mu            struct {
 		sync.Mutex
 		// events are the live changes above snapTo not yet taken, in
-		// revision order; resolved the newest resolved revision pushed;
+		// revision order; pending those above resolved, in revision order,
+		// waiting for it; resolved the newest resolved revision pushed;
 		// compacted the range's compacted revision as last applied.
-		// Invariant: every event's revision <= resolved.
+		// Invariant: every event's revision <= resolved < every pending
+		// one's.
 		events    []*kvpb.Event
+		pending   []*kvpb.Event
 		resolved  int64
 		compacted int64
 		// err ends the feed once the events before it are taken.
@@ -100,7 +103,22 @@ type feeds struct {
 // replica that awaits its first snapshot, KEY_MISMATCH for a span outside
 // the range, COMPACTED (see CompactedRevision) when changes above from are
 // no longer all in the history.
-func (r *Replica) OpenFeed(span keys.Span, from, to int64, prevKV bool) (*Feed, error) {
+func (r *Replica) OpenFeed(ctx context.Context, span keys.Span, from, to int64, prevKV bool) (*Feed, error) {
+	// A feed starts resolved at the range's newest revision, which it may
+	// only do once no txn can still commit at or below it there: wait for
+	// the locks and stagings at or below it, and for the writes this range
+	// numbered below a txn's resolution that moved it up.
+	if err := r.waitApplying(ctx, "txns to resolve before a feed opens", func() (bool, error) {
+		if IsUninitialized(r.mu.desc) || !r.leadsLocked() {
+			return true, nil
+		}
+		newest := r.mu.applied.Newest()
+		rs := r.spanLocked()
+		c := r.txnCapLocked(rs)
+		return r.freeResolvedLocked() >= newest && (c == 0 || c >= newest), nil
+	}); err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if IsUninitialized(r.mu.desc) {
@@ -124,7 +142,11 @@ func (r *Replica) OpenFeed(span keys.Span, from, to int64, prevKV bool) (*Feed, 
 	if from+1 < as.CompactedRev {
 		return nil, &compactedError{rev: as.CompactedRev}
 	}
-	f := &Feed{r: r, span: gspan, prevKV: prevKV, to: to, openRev: as.MaxTS, from: from, catchTo: max(as.MaxTS, from), signal: make(chan struct{}, 1)}
+	newest := r.feedResolvedLocked(gspan)
+	if newest < as.Newest() {
+		return nil, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: a txn staged at or below revision %d meanwhile; open the feed again", r.RangeID, as.Newest())
+	}
+	f := &Feed{r: r, span: gspan, prevKV: prevKV, to: to, openRev: newest, from: from, catchTo: max(newest, from), signal: make(chan struct{}, 1)}
 	f.mu.resolved = f.catchTo
 	if to > 0 {
 		f.catchTo = min(f.catchTo, to)
@@ -279,8 +301,15 @@ func (f *Feed) Resolve(ctx context.Context, rev int64) error {
 	if err := r.waitRevision(ctx, rev); err != nil {
 		return err
 	}
-	// Every change at or below rev is applied here, so published to the
-	// feed before this.
+	// Every change this range numbered at or below rev is applied here,
+	// so published to the feed before this; a txn's may still come below
+	// it only where a lock or staging is (txnCapLocked).
+	r.mu.Lock()
+	if c := r.txnCapLocked(f.span); c > 0 {
+		rev = min(rev, c)
+	}
+	r.mu.tsc.bump([]keys.Span{f.span}, rev)
+	r.mu.Unlock()
 	f.push(nil, rev, 0)
 	return nil
 }
@@ -308,6 +337,9 @@ func (f *Feed) Close() {
 
 // push queues the changes of evs inside the feed's span and moves its
 // resolved revision to resolved and its compacted one to compacted.
+// Changes may come out of revision order (a txn's commit resolved after
+// the range's later writes): those above the resolved revision wait in
+// pending, and reach events in revision order once it passes them.
 func (f *Feed) push(evs []*kvpb.Event, resolved, compacted int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -318,21 +350,42 @@ func (f *Feed) push(evs []*kvpb.Event, resolved, compacted int64) {
 		if !f.span.Contains(ev.GetKv().GetKey()) || ev.GetKv().GetModRevision() <= f.openRev {
 			continue
 		}
-		if len(f.mu.events) >= maxFeedQueuedEvents {
-			f.mu.events = nil
+		if len(f.mu.events)+len(f.mu.pending) >= maxFeedQueuedEvents {
+			f.mu.events, f.mu.pending = nil, nil
 			f.mu.err = kvpb.Errorf(kvpb.ErrorCode_RESOURCE_EXHAUSTED, "replica: range %d: feed reader fell %d events behind; open it again from its resolved revision", f.r.RangeID, maxFeedQueuedEvents)
 			break
 		}
 		// The event is shared by every feed it matches: each takes its
 		// own copy, since Next rewrites keys and adds prev_kv.
-		f.mu.events = append(f.mu.events, cloneEvent(ev))
+		f.mu.pending = insertByRevision(f.mu.pending, cloneEvent(ev))
 	}
 	f.mu.resolved = max(f.mu.resolved, resolved)
+	n := 0
+	for n < len(f.mu.pending) && f.mu.pending[n].GetKv().GetModRevision() <= f.mu.resolved {
+		n++
+	}
+	if n > 0 {
+		f.mu.events = append(f.mu.events, f.mu.pending[:n]...)
+		f.mu.pending = append(f.mu.pending[:0:0], f.mu.pending[n:]...)
+	}
 	f.mu.compacted = max(f.mu.compacted, compacted)
 	select {
 	case f.signal <- struct{}{}:
 	default:
 	}
+}
+
+// insertByRevision inserts ev into evs, kept in revision order (stable:
+// events of one revision stay in the order they came).
+func insertByRevision(evs []*kvpb.Event, ev *kvpb.Event) []*kvpb.Event {
+	i := len(evs)
+	for i > 0 && evs[i-1].GetKv().GetModRevision() > ev.GetKv().GetModRevision() {
+		i--
+	}
+	evs = append(evs, nil)
+	copy(evs[i+1:], evs[i:])
+	evs[i] = ev
+	return evs
 }
 
 // fail ends the feed with err once what it holds is taken.
@@ -361,13 +414,14 @@ func cloneEvent(ev *kvpb.Event) *kvpb.Event {
 // it ran (its history read stops below the round) would miss the round's
 // changes while its resolved revision passed them, so it ends instead
 // (UNAVAILABLE) and its reader opens it again, reading them as history.
-func (r *Replica) publishLocked(evs []*kvpb.Event, recorded bool, resolved, compacted int64) {
+func (r *Replica) publishLocked(evs []*kvpb.Event, recorded bool, compacted int64) {
 	if !r.feeds.active.Load() {
 		return
 	}
 	r.feeds.mu.Lock()
 	defer r.feeds.mu.Unlock()
 	for f := range r.feeds.set {
+		resolved := r.feedResolvedLocked(f.span)
 		if !recorded && resolved > f.openRev {
 			f.fail(kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: feed opened during an apply round; open it again", r.RangeID))
 			delete(r.feeds.set, f)
@@ -376,6 +430,21 @@ func (r *Replica) publishLocked(evs []*kvpb.Event, recorded bool, resolved, comp
 		f.push(evs, resolved, compacted)
 	}
 	r.feeds.active.Store(len(r.feeds.set) > 0)
+}
+
+// feedResolvedLocked is the revision a feed of span may call resolved now
+// (every change at or below it has applied: freeResolvedLocked, below the
+// txns that may still commit there), recorded in the timestamp cache as a
+// read of span at it, so that no txn stages below it there later.
+func (r *Replica) feedResolvedLocked(span keys.Span) int64 {
+	resolved := r.freeResolvedLocked()
+	if c := r.txnCapLocked(span); c > 0 {
+		resolved = min(resolved, c)
+	}
+	if r.leadsLocked() {
+		r.mu.tsc.bump([]keys.Span{span}, resolved)
+	}
+	return resolved
 }
 
 // endFeedsLocked ends every feed with err (see the feed comment for

@@ -65,7 +65,8 @@ func TestFeedOpenedDuringAnUnrecordedRound(t *testing.T) {
 
 	f := register(r, 10)
 	r.mu.Lock()
-	r.publishLocked(nil, false /* recorded */, 11, 0)
+	r.mu.applied.MaxTS, r.mu.resolvedTS = 11, 11
+	r.publishLocked(nil, false /* recorded */, 0)
 	r.mu.Unlock()
 	if _, err := f.Next(ctx); kvpb.CodeOf(err) != kvpb.ErrorCode_UNAVAILABLE {
 		t.Fatalf("feed after an unrecorded round moved past it: %v, want UNAVAILABLE", err)
@@ -77,7 +78,8 @@ func TestFeedOpenedDuringAnUnrecordedRound(t *testing.T) {
 	g := register(r, 11)
 	ev := &kvpb.Event{Kv: &kvpb.KeyValue{Key: keys.User([]byte("k")), ModRevision: 12, CreateRevision: 12, Version: 1}}
 	r.mu.Lock()
-	r.publishLocked([]*kvpb.Event{ev}, true /* recorded */, 12, 0)
+	r.mu.applied.MaxTS, r.mu.resolvedTS = 12, 12
+	r.publishLocked([]*kvpb.Event{ev}, true /* recorded */, 0)
 	r.mu.Unlock()
 	b, err := g.Next(ctx)
 	if err != nil || len(b.Events) != 1 || b.Resolved != 12 || string(b.Events[0].GetKv().GetKey()) != "k" {

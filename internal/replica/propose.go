@@ -34,6 +34,11 @@ type pendingWrite struct {
 	// from the descriptor at proposal time.
 	split *cmdpb.SplitTrigger
 	merge *cmdpb.MergeTrigger
+	// txnStage, txnResolve and txnMark are a cross-range txn's steps
+	// (txn.go).
+	txnStage   *cmdpb.TxnStage
+	txnResolve *cmdpb.TxnResolve
+	txnMark    *cmdpb.TxnMark
 }
 
 // Write replicates a write (a Put, DeleteRange or writing Txn in req.Op, or
@@ -208,10 +213,12 @@ func (q *writeQueue) close() {
 // stay dense: only writes that write draw one.
 func (r *Replica) proposeWrites(batch []*pendingWrite) {
 	for len(batch) > 0 {
+		r.evalMu.Lock()
 		k, writers, fps := r.classify(batch)
 		if len(writers) > 0 {
 			r.proposeWriters(writers, fps)
 		}
+		r.evalMu.Unlock()
 		batch = batch[k:]
 		if len(batch) > 0 {
 			// batch[0] touches keys of a write still on its way through
@@ -258,12 +265,19 @@ func (r *Replica) classify(batch []*pendingWrite) (n int, writers []*pendingWrit
 		return len(batch), nil, nil
 	}
 	footprints := make([][]keys.Span, 0, len(batch))
-	for _, pw := range batch {
+	var locked []*kvpb.LockInfo // by footprint, the lock one meets (rarely any)
+	for i, pw := range batch {
 		fp := eval.Footprint(pw.req.GetOp())
 		if r.mu.inflight.overlaps(fp) {
 			break
 		}
 		footprints = append(footprints, fp)
+		if key, l := r.mu.locks.first(fp, 0, 0); l != nil {
+			if locked == nil {
+				locked = make([]*kvpb.LockInfo, len(batch))
+			}
+			locked[i] = lockInfo(key, l)
+		}
 	}
 	r.mu.Unlock()
 
@@ -286,6 +300,13 @@ func (r *Replica) classify(batch []*pendingWrite) (n int, writers []*pendingWrit
 		pw := batch[i]
 		n = i + 1
 		op := pw.req.GetOp()
+		if locked != nil && locked[i] != nil {
+			// A txn holds one of its keys: the gateway resolves the lock
+			// and sends the write again (the proposer never waits on it).
+			li := locked[i]
+			answers = append(answers, answer{pw, result{err: &kvpb.Error{Code: kvpb.ErrorCode_LOCKED, Message: fmt.Sprintf("replica: range %d: key %q is locked by txn %x at revision %d", r.RangeID, keys.StripUser(li.GetKey()), li.GetTxnId(), li.GetCommitTs()), Lock: li}}})
+			continue
+		}
 		inside := true
 		for _, s := range fp {
 			inside = inside && span.ContainsSpan(s)
@@ -311,7 +332,7 @@ func (r *Replica) classify(batch []*pendingWrite) (n int, writers []*pendingWrit
 			writers, fps = append(writers, pw), append(fps, fp)
 			pass.add(uint64(i), fp)
 		default:
-			answers = append(answers, answer{pw, result{resp: &cmdpb.BatchResponse{Resp: resp, Revision: max(as.MaxTS, 1), RaftTerm: term}}})
+			answers = append(answers, answer{pw, result{resp: &cmdpb.BatchResponse{Resp: resp, Revision: max(as.Newest(), 1), RaftTerm: term}}})
 		}
 	}
 	if len(answers) == 0 {
@@ -455,7 +476,8 @@ func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64, fps [][]ke
 			ts += int64(i)
 		}
 		id := r.mu.nextID + 1 + uint64(i)
-		cmd := &cmdpb.Command{Id: id, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact(), Split: pw.split, Freeze: pw.req.GetFreeze(), Merge: pw.merge}
+		cmd := &cmdpb.Command{Id: id, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact(), Split: pw.split, Freeze: pw.req.GetFreeze(), Merge: pw.merge,
+			TxnStage: pw.txnStage, TxnResolve: pw.txnResolve, TxnMark: pw.txnMark}
 		start := len(buf)
 		var err error
 		if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, cmd); err != nil {
@@ -489,6 +511,12 @@ func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64, fps [][]ke
 		if fps != nil {
 			r.mu.inflight.add(ids[i], keptFPs[i])
 		}
+		if pw.txnStage != nil {
+			if r.mu.stagings == nil {
+				r.mu.stagings = make(map[uint64]stagingRef)
+			}
+			r.mu.stagings[ids[i]] = stagingRef{ts: firstTS, fp: keptFPs[i]}
+		}
 	}
 	return nil, nil
 }
@@ -499,10 +527,16 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *cmdpb.Command, span keys.Sp
 	if cmd.GetOp() != nil && as.Frozen {
 		return result{err: errFrozen(r.RangeID)}
 	}
-	if cmd.GetTs() != 0 && cmd.GetTs() <= as.MaxTS {
+	if cmd.GetTs() != 0 && cmd.GetTs() <= as.MaxTS && cmd.GetTxnStage() == nil {
 		return result{err: kvpb.Errorf(kvpb.ErrorCode_RETRY, "replica: range %d: command timestamp %d not above applied %d", r.RangeID, cmd.GetTs(), as.MaxTS)}
 	}
 	switch {
+	case cmd.GetTxnStage() != nil:
+		return r.evalTxnStage(b, span, cmd, as)
+	case cmd.GetTxnResolve() != nil:
+		return r.evalTxnResolve(b, span, cmd, as)
+	case cmd.GetTxnMark() != nil:
+		return r.evalTxnMark(b, span, cmd, as)
 	case cmd.GetOp() != nil:
 		resp, wrote, err := eval.WriteIndexed(b, span, cmd.GetTs(), as.MaxTS, as.CompactedRev, r.idx, cmd.GetOp())
 		if err != nil {
@@ -539,7 +573,7 @@ func (r *Replica) evalCompact(b *storage.Batch, span keys.Span, req *kvpb.Compac
 	rev := req.GetRevision()
 	if req.GetClamp() {
 		if !req.GetClusterChecked() {
-			rev = min(rev, as.MaxTS)
+			rev = min(rev, as.Newest())
 		}
 		if rev <= as.CompactedRev {
 			return result{resp: &cmdpb.BatchResponse{Revision: max(as.MaxTS, 1)}}
@@ -548,7 +582,7 @@ func (r *Replica) evalCompact(b *storage.Batch, span keys.Span, req *kvpb.Compac
 	switch {
 	case rev <= as.CompactedRev:
 		return result{err: kvpb.Errorf(kvpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")}
-	case rev > max(as.MaxTS, 1) && !req.GetClusterChecked():
+	case rev > max(as.Newest(), 1) && !req.GetClusterChecked():
 		return result{err: kvpb.Errorf(kvpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")}
 	}
 	if keys.UserSpan.ContainsSpan(span) {
@@ -616,7 +650,7 @@ func (r *Replica) evalSplit(b *storage.Batch, span keys.Span, t *cmdpb.SplitTrig
 	if err := b.PutLocalDescriptor(left); err != nil {
 		return result{err: err}
 	}
-	if err := bootstrapState(b, right, storage.AppliedState{ConfState: as.ConfState, MaxTS: as.MaxTS, CompactedRev: as.CompactedRev}); err != nil {
+	if err := bootstrapState(b, right, storage.AppliedState{ConfState: as.ConfState, MaxTS: as.MaxTS, TxnTS: as.TxnTS, CompactedRev: as.CompactedRev}); err != nil {
 		return result{err: err}
 	}
 	r.log.Info("split", "at", fmt.Sprintf("%q", right.GetStartKey()), "new_range", right.GetRangeId())
@@ -695,6 +729,7 @@ func (r *Replica) evalMerge(b *storage.Batch, span keys.Span, t *cmdpb.MergeTrig
 		return result{err: err}
 	}
 	as.MaxTS = max(as.MaxTS, ras.MaxTS)
+	as.TxnTS = max(as.TxnTS, ras.TxnTS)
 	as.CompactedRev = max(as.CompactedRev, ras.CompactedRev)
 	r.log.Info("merged", "range", right.GetRangeId(), "span", fmt.Sprintf("[%q, %q)", left.GetStartKey(), left.GetEndKey()))
 	return result{resp: &cmdpb.BatchResponse{Revision: max(as.MaxTS, 1), Descriptors: []*metapb.RangeDescriptor{left}}}

@@ -23,7 +23,8 @@ func (r *Replica) Read(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.Bat
 	if r.Uninitialized() {
 		return nil, kvpb.Errorf(kvpb.ErrorCode_RANGE_NOT_FOUND, "replica: range %d here waits for its first snapshot", r.RangeID)
 	}
-	if !req.GetOp().GetRange().GetSerializable() && !r.cfg.UnsafeNoReadLease {
+	linearizable := !req.GetOp().GetRange().GetSerializable() && !r.cfg.UnsafeNoReadLease
+	if linearizable {
 		r.touch()
 		if err := r.waitLease(ctx); err != nil {
 			return nil, err
@@ -34,6 +35,38 @@ func (r *Replica) Read(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.Bat
 			}
 		}
 	}
+	for attempt := 0; ; attempt++ {
+		out, err, again := r.readOnce(ctx, req, linearizable)
+		if !again || attempt >= maxReadRepins {
+			return out, err
+		}
+	}
+}
+
+// maxReadRepins bounds how often a read at the range's newest revision
+// fixes its revision again because a compaction passed it meanwhile.
+const maxReadRepins = 8
+
+// readOnce serves a read at a revision it fixes first, once no txn can
+// still commit at or below it over the read's keys (txn.go). again
+// reports that a compaction passed that revision before the read (one at
+// the newest revision then fixes it again).
+func (r *Replica) readOnce(ctx context.Context, req *cmdpb.BatchRequest, linearizable bool) (_ *cmdpb.BatchResponse, _ error, again bool) {
+	var rev int64
+	if req.GetOp() != nil {
+		r.mu.Lock()
+		frozen := r.mu.applied.Frozen
+		r.mu.Unlock()
+		if frozen && linearizable {
+			// What the range serves now its left neighbour's timestamp
+			// cache would not know once it is merged: wait for the merge.
+			return nil, errFrozen(r.RangeID), false
+		}
+		var err error
+		if rev, err = r.waitReadLocks(ctx, eval.Footprint(req.GetOp()), req.GetReadRevision(), req.GetOp().GetRange().GetRevision(), req.GetTxnId(), linearizable); err != nil {
+			return nil, err, false
+		}
+	}
 	// Fast path: read the engine as it is, at the revision applied now.
 	// Writes applied meanwhile have higher revisions, which the read skips;
 	// only a change that drops versions could disturb it, and dropSeq
@@ -42,28 +75,40 @@ func (r *Replica) Read(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.Bat
 	r.mu.Lock()
 	span, term, as := r.spanLocked(), r.mu.term, r.mu.applied
 	r.mu.Unlock()
+	repin := req.GetReadRevision() <= 0 && rev > 0 && rev < as.CompactedRev
+	if repin {
+		return nil, nil, true
+	}
 	if seq%2 == 0 {
-		out, err := r.readAt(r.cfg.Engine, span, term, as, req)
+		out, err := r.readAt(r.cfg.Engine, span, term, as, req, rev)
 		if r.dropSeq.Load() == seq {
-			return out, err
+			return out, err, false
 		}
 	}
 	snap := r.cfg.Engine.NewSnapshot()
 	defer snap.Close()
 	as, err := storage.LoadAppliedState(snap, r.RangeID)
 	if err != nil {
-		return nil, err
+		return nil, err, false
 	}
-	return r.readAt(snap, span, term, as, req)
+	if req.GetReadRevision() <= 0 && rev > 0 && rev < as.CompactedRev {
+		return nil, nil, true
+	}
+	out, err := r.readAt(snap, span, term, as, req, rev)
+	return out, err, false
 }
 
 // readAt serves req from rd, whose state includes everything applied up to
-// as (and perhaps more, at higher revisions).
-func (r *Replica) readAt(rd storage.Reader, span keys.Span, term uint64, as storage.AppliedState, req *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
+// as (and perhaps more, at higher revisions), at revision rev (0: as's
+// newest).
+func (r *Replica) readAt(rd storage.Reader, span keys.Span, term uint64, as storage.AppliedState, req *cmdpb.BatchRequest, rev int64) (*cmdpb.BatchResponse, error) {
 	// A read at a cluster revision above this range's newest write reads
 	// the range as it is: waitRevision made sure nothing below it is still
 	// to come.
-	current := max(as.MaxTS, req.GetReadRevision())
+	current := max(as.Newest(), req.GetReadRevision())
+	if rev > 0 {
+		current = rev
+	}
 	out := &cmdpb.BatchResponse{Revision: max(current, 1), RaftTerm: term}
 	var err error
 	if req.GetSys() != nil {
@@ -92,12 +137,12 @@ func (r *Replica) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err
 		return 0, 0, 0, err
 	}
 	if rev == 0 {
-		rev = as.MaxTS
+		rev = as.Newest()
 	}
 	switch {
 	case rev > 0 && rev < as.CompactedRev:
 		return 0, 0, 0, kvpb.Errorf(kvpb.ErrorCode_COMPACTED, "mvcc: required revision has been compacted")
-	case rev > max(as.MaxTS, 1):
+	case rev > max(as.Newest(), 1):
 		return 0, 0, 0, kvpb.Errorf(kvpb.ErrorCode_FUTURE_REV, "mvcc: required revision is a future revision")
 	}
 	hash, err = storage.MVCCHash(snap, span, rev)
@@ -163,7 +208,7 @@ func (r *Replica) CountKeys() (int64, error) {
 	span, as := r.spanLocked(), r.mu.applied
 	r.mu.Unlock()
 	var n int64
-	err := storage.MVCCScan(r.cfg.Engine, span, max(as.MaxTS, 1), func(*kvpb.KeyValue) error {
+	err := storage.MVCCScan(r.cfg.Engine, span, max(as.Newest(), 1), func(*kvpb.KeyValue) error {
 		n++
 		return nil
 	})

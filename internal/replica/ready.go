@@ -52,6 +52,8 @@ func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
 		r.mu.storage.built = nil // only a leader sends one; let its memory go
 		r.mu.lease.resetLocked(r.notLeaderLocked())
 		r.mu.inflight.clear()
+		clear(r.mu.stagings)
+		clear(r.mu.reservations)
 		r.endFeedsLocked(r.notLeaderLocked())
 		r.mu.lease.notifyAppliedLocked() // wakes waitRevision and waitNotInFlight
 		// Commands proposed in a term we no longer lead may still commit
@@ -143,6 +145,9 @@ func (r *Replica) afterPersist(rd *raft.Ready) (lost, gained keys.Span, _ error)
 		}
 		r.mu.applied = as
 		r.mu.resolvedTS = max(r.mu.resolvedTS, as.MaxTS)
+		if err := r.mu.locks.load(r.cfg.Engine, r.spanLocked()); err != nil {
+			return lost, gained, err
+		}
 		r.dropSeq.Add(1)
 		r.mu.truncated = storage.TruncatedState{Index: md.GetIndex(), Term: md.GetTerm()}
 		r.mu.appliedLogBytes = 0
@@ -218,20 +223,25 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		start := time.Now()
 		next := as
 		next.Index, next.Term = ent.GetIndex(), ent.GetTerm()
-		nevs := b.EventCount()
+		nevs, nlocks := b.EventCount(), len(r.applyLocks)
 		cmd, res := r.applyEntry(b, ent, span, &next)
 		if res.err != nil {
 			b.DropEventsAfter(nevs)
+			r.applyLocks = r.applyLocks[:nlocks]
 			if kvpb.CodeOf(res.err) == kvpb.ErrorCode_OK {
 				return fmt.Errorf("replica: range %d: apply index %d: %w", r.RangeID, ent.GetIndex(), res.err)
 			}
-			next.MaxTS, next.CompactedRev = as.MaxTS, as.CompactedRev
+			next.MaxTS, next.TxnTS, next.CompactedRev = as.MaxTS, as.TxnTS, as.CompactedRev
 		}
 		// A compaction drops versions, even one that failed (it may have
 		// written before failing; the batch is then abandoned anyway).
 		drops = drops || cmd.GetCompact() != nil
 		a := applied{cmd: cmd, res: res, index: ent.GetIndex(), start: start}
-		resolved = max(resolved, cmd.GetTs())
+		if cmd.GetTxnStage() == nil {
+			// A staging's revision is the txn's, drawn elsewhere: it says
+			// nothing of the writes this range numbered.
+			resolved = max(resolved, cmd.GetTs())
+		}
 		if t := cmd.GetSplit(); t != nil && res.err == nil {
 			// Later entries apply to the range as it is after the split.
 			splits = append(splits, t)
@@ -246,8 +256,10 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		done = append(done, a)
 	}
 	if len(done) == 0 {
+		r.applyLocks = r.applyLocks[:0]
 		return nil
 	}
+	defer func() { r.applyLocks = r.applyLocks[:0] }()
 	if err := b.PutAppliedState(r.RangeID, as); err != nil {
 		return err
 	}
@@ -261,14 +273,32 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	r.mu.Lock()
 	r.mu.applied = as
 	r.mu.resolvedTS = max(r.mu.resolvedTS, resolved, as.MaxTS)
+	for _, lc := range r.applyLocks {
+		if lc.lock == nil {
+			r.mu.locks.del(lc.key)
+		} else {
+			r.mu.locks.put(lc.key, lc.lock)
+		}
+	}
 	for _, t := range splits {
 		r.setDescLocked(t.GetLeft())
 		r.mu.splitOff = t.GetRight()
+		r.mu.locks.keepOnly(r.spanLocked())
 	}
 	for _, t := range merges {
 		r.setDescLocked(t.GetLeft())
+		// The right range's locks are this range's now; what reads it
+		// served, this range's timestamp cache does not know.
+		if err := storage.ScanLocks(r.cfg.Engine, keys.Span{Start: t.GetRight().GetStartKey(), End: t.GetRight().GetEndKey()}, func(key []byte, l *kvpb.Lock) error {
+			r.mu.locks.put(key, l)
+			return nil
+		}); err != nil {
+			r.mu.Unlock()
+			return err
+		}
+		r.mu.tsc.term = 0
 	}
-	r.publishLocked(b.TakeEvents(), recorded, as.MaxTS, as.CompactedRev)
+	r.publishLocked(b.TakeEvents(), recorded, as.CompactedRev)
 	if len(splits) > 0 || len(merges) > 0 {
 		r.endFeedsLocked(kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: range %d changed its span; open the feeds of its keys again", r.RangeID))
 	}
@@ -282,6 +312,7 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 			continue
 		}
 		r.mu.inflight.remove(a.cmd.GetId())
+		delete(r.mu.stagings, a.cmd.GetId())
 		if p, ok := r.mu.proposals[a.cmd.GetId()]; ok {
 			delete(r.mu.proposals, a.cmd.GetId())
 			if a.res.resp != nil {

@@ -250,6 +250,13 @@ type Replica struct {
 	idx *eval.Index
 	// feeds are the range's open change feeds (feed.go).
 	feeds feeds
+	// evalMu orders the evaluations that decide what a write does against
+	// the applied state: the proposer's (classify through propose) and a
+	// cross-range txn staging's (txn.go). Lock order: evalMu before mu.
+	evalMu sync.Mutex
+	// applyLocks collects the lock table changes of the Apply round in
+	// progress (used by Apply only), made to mu.locks once it commits.
+	applyLocks []lockChange
 
 	// stopped is closed by Stop; the proposer exits on it.
 	stopped  chan struct{}
@@ -335,6 +342,19 @@ type Replica struct {
 		idleTicks int
 		// stopping is set by Stop: startLocked starts nothing more.
 		stopping bool
+		// locks mirrors the range's cross-range txn locks as applied
+		// (txn.go, locks.go).
+		locks lockTable
+		// stagings are the txn stagings this leader proposed that have not
+		// applied, by command id: reads at or above their revision wait
+		// for them. Invariant: empty while this replica does not lead.
+		stagings map[uint64]stagingRef
+		// tsc is the timestamp cache (locks.go); meaningful on the
+		// leaseholder only.
+		tsc tsCache
+		// reservations are the txns about to stage here, by txn id
+		// (txn.go). Invariant: empty while this replica does not lead.
+		reservations map[uint64]*reservation
 	}
 }
 
@@ -404,6 +424,9 @@ func Load(cfg Config, desc *metapb.RangeDescriptor) (*Replica, error) {
 		r.replicaID = rd.ID()
 	}
 	r.mu.applied = as
+	if err := r.mu.locks.load(cfg.Engine, r.spanLocked()); err != nil {
+		return nil, fmt.Errorf("replica: load locks of range %d: %w", id, err)
+	}
 	r.mu.truncated = rs.Truncated
 	r.mu.lastProposedTS = as.MaxTS
 	r.mu.resolvedTS = as.MaxTS

@@ -91,6 +91,14 @@ type Config struct {
 	Current func(ctx context.Context) (int64, error)
 }
 
+// LockResolver resolves the lock of a cross-range txn that a request met
+// (internal/txn): it returns once the request may be sent again (the
+// lock resolved, or waited on for a while), or an error that the request
+// then fails with. Safe for concurrent use.
+type LockResolver interface {
+	ResolveLock(ctx context.Context, lock *kvpb.LockInfo) error
+}
+
 // Router routes requests to ranges. It is safe for concurrent use.
 type Router struct {
 	cfg Config
@@ -114,7 +122,19 @@ type Router struct {
 	refreshOK      uint64
 	// fwd carries requests for ranges led elsewhere (forward.go).
 	fwd *forwarder
+	// locks resolves the txn locks requests meet (SetLockResolver); nil
+	// until set: a LOCKED answer then surfaces.
+	locks atomic.Pointer[LockResolver]
 }
+
+// SetLockResolver sets what resolves the txn locks requests meet. Call it
+// before serving requests that may meet one.
+func (r *Router) SetLockResolver(lr LockResolver) { r.locks.Store(&lr) }
+
+// maxLockRounds bounds how often one request is sent again after meeting
+// a txn's lock; each round waits for the lock (the resolver's wait and
+// the range's lockWait), so the request's deadline is what binds.
+const maxLockRounds = 1000
 
 // New creates a Router.
 func New(cfg Config) (*Router, error) {
@@ -507,6 +527,25 @@ func (r *Router) withTimeout(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, r.cfg.RequestTimeout)
 }
 
+// txnKey carries the cross-range txn a read is part of (WithTxn).
+type txnKey struct{}
+
+// WithTxn returns ctx for the reads of cross-range txn id: the router
+// tells their ranges, so that the txn's own reservations do not hold them
+// back (cmdpb.BatchRequest.txn_id).
+func WithTxn(ctx context.Context, id uint64) context.Context {
+	return context.WithValue(ctx, txnKey{}, id)
+}
+
+// Send routes req (whose keys are span, global keys) to the range holding
+// span and returns the response, retrying as Do does (write says whether
+// req may have an effect, so that an unknown fate is AMBIGUOUS). It owns
+// req: callers build it for this call. Errors: CROSS_RANGE if no known
+// range holds all of span.
+func (r *Router) Send(ctx context.Context, span keys.Span, req *cmdpb.BatchRequest, write bool) (*cmdpb.BatchResponse, error) {
+	return r.send(ctx, span, req, write)
+}
+
 // send routes req (whose keys are span, global) to its range and returns
 // the response. It owns req: callers build it for this call.
 func (r *Router) send(ctx context.Context, span keys.Span, req *cmdpb.BatchRequest, write bool) (_ *cmdpb.BatchResponse, err error) {
@@ -514,8 +553,12 @@ func (r *Router) send(ctx context.Context, span keys.Span, req *cmdpb.BatchReque
 	defer func() { endSpan(tspan, err) }()
 	ctx, cancel := r.withTimeout(ctx)
 	defer cancel()
+	if id, ok := ctx.Value(txnKey{}).(uint64); ok && !write && req.GetOp() != nil {
+		req.TxnId = id
+	}
 	var out *cmdpb.BatchResponse
 	followed := false // a KEY_MISMATCH's descriptors were followed
+	lockRounds := 0
 	for round := 0; ; round++ {
 		desc, err := r.lookup(ctx, span)
 		if err != nil {
@@ -532,6 +575,21 @@ func (r *Router) send(ctx context.Context, span keys.Span, req *cmdpb.BatchReque
 			out = resp
 			return err
 		})
+		if lr := r.locks.Load(); kvpb.CodeOf(err) == kvpb.ErrorCode_LOCKED && lr != nil && lockRounds < maxLockRounds {
+			// Nothing was proposed: resolve the lock and send it again.
+			var e *kvpb.Error
+			if !errors.As(err, &e) || e.GetLock() == nil {
+				return nil, err
+			}
+			lockRounds++
+			if rerr := (*lr).ResolveLock(ctx, e.GetLock()); rerr != nil {
+				return nil, rerr
+			}
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			continue
+		}
 		if c := kvpb.CodeOf(err); c == kvpb.ErrorCode_KEY_MISMATCH || c == kvpb.ErrorCode_RANGE_NOT_FOUND {
 			// The descriptor itself is stale: learn the range's own (and
 			// the one it split off) from the answer, or reload the index,

@@ -106,6 +106,12 @@ type Config struct {
 	// purpose so the fault-injection harness can prove it notices.
 	UnsafeNoReadLease bool
 
+	// UnsafeTxnNoRecord commits a txn across ranges range by range, with
+	// no locks and no record (internal/txn, Config.UnsafeNoRecord): it
+	// breaks atomicity on purpose so the fault-injection harness can prove
+	// its bank check notices.
+	UnsafeTxnNoRecord bool
+
 	Logger *slog.Logger
 
 	// ClientListener and PeerListener, when set, are used instead of

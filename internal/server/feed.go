@@ -75,7 +75,7 @@ func (n *Node) serveFeed(ctx context.Context, create *rpcpb.RangeFeedCreate, clo
 		return send(feedError(kvpb.Errorf(kvpb.ErrorCode_RANGE_NOT_FOUND, "concord: node %d holds no replica of range %d", n.ident.NodeID, create.GetRangeId())))
 	}
 	span := keys.Span{Start: create.GetStartKey(), End: create.GetEndKey()}
-	f, err := r.OpenFeed(span, create.GetFromRevision(), create.GetToRevision(), create.GetPrevKv())
+	f, err := r.OpenFeed(ctx, span, create.GetFromRevision(), create.GetToRevision(), create.GetPrevKv())
 	if err != nil {
 		return send(feedError(err))
 	}

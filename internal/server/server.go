@@ -33,6 +33,7 @@ import (
 	"github.com/concorddb/concord/internal/telemetry"
 	"github.com/concorddb/concord/internal/transport"
 	"github.com/concorddb/concord/internal/tso"
+	"github.com/concorddb/concord/internal/txn"
 	"github.com/concorddb/concord/internal/watch"
 	"github.com/soheilhy/cmux"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -70,6 +71,9 @@ type Node struct {
 	oracle     *tso.Oracle
 	tsoClient  *tso.Client
 	router     *router.Router
+	// txns runs the KV requests whose keys lie in several ranges and
+	// resolves the txn locks requests meet (internal/txn).
+	txns *txn.Coordinator
 
 	peerServer, clientServer *grpc.Server
 	peerLis, clientLis       net.Listener
@@ -206,6 +210,10 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if n.txns, err = txn.New(txn.Config{Router: n.router, Revisions: n.tsoClient, Logger: n.log, UnsafeNoRecord: cfg.UnsafeTxnNoRecord}); err != nil {
+		return nil, err
+	}
+	n.router.SetLockResolver(n.txns)
 
 	if err := n.startLeases(); err != nil {
 		return nil, err
@@ -384,6 +392,9 @@ func (n *Node) Stop() {
 	}
 	if n.peerServer != nil {
 		n.peerServer.Stop()
+	}
+	if n.txns != nil {
+		n.txns.Close()
 	}
 	if n.store != nil {
 		n.store.Stop()

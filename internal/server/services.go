@@ -169,7 +169,7 @@ func (b backend) Do(ctx context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, 
 	if err := b.n.attachLeases(ctx, op); err != nil {
 		return nil, etcdapi.Header{}, err
 	}
-	resp, h, err := b.n.router.Do(ctx, op)
+	resp, h, err := b.n.txns.Do(ctx, op)
 	return resp, etcdapi.Header{Revision: h.Revision, RaftTerm: h.RaftTerm}, err
 }
 

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // userRanges is the number of user ranges the meta range indexes, read
@@ -143,16 +141,39 @@ func TestSplitServesReadsAcrossRanges(t *testing.T) {
 		t.Fatalf("read at the compaction revision: %d keys", len(resp.Kvs))
 	}
 
-	// A txn or delete across ranges fails whole, naming the ranges.
-	_, err := clis[0].Txn(ctx).Then(clientv3.OpPut("k/a", "1"), clientv3.OpPut("k/z", "1")).Commit()
-	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "span ranges") {
-		t.Fatalf("txn across ranges: %v", err)
+	// A txn across ranges commits whole, at one revision; a delete across
+	// ranges deletes on every range at one revision.
+	tr, err := clis[0].Txn(ctx).If(clientv3.Compare(clientv3.Value("k/b"), "=", "left")).
+		Then(clientv3.OpPut("k/a", "txn"), clientv3.OpPut("k/z", "txn"), clientv3.OpGet("k/z")).Commit()
+	if err != nil || !tr.Succeeded || len(tr.Responses[2].GetResponseRange().Kvs) != 1 {
+		t.Fatalf("txn across ranges: %v %v", tr, err)
 	}
-	if _, err := clis[0].Delete(ctx, "k/", clientv3.WithPrefix()); status.Code(err) != codes.Unimplemented {
-		t.Fatalf("delete across ranges: %v", err)
+	for _, cli := range clis {
+		resp := get(t, cli, "k/", clientv3.WithPrefix())
+		if a, z := resp.Kvs[0], resp.Kvs[25]; string(a.Value) != "txn" || string(z.Value) != "txn" || a.ModRevision != tr.Header.Revision || z.ModRevision != tr.Header.Revision {
+			t.Fatalf("after a txn across ranges at %d: k/a %v, k/z %v", tr.Header.Revision, a, z)
+		}
 	}
-	if resp := get(t, clis[0], "k/", clientv3.WithPrefix(), clientv3.WithCountOnly()); resp.Count != 26 {
-		t.Fatalf("a refused cross-range request wrote: %d keys", resp.Count)
+	// Keys under k/d/ (left range) and k/y/ (right range), deleted by one
+	// DeleteRange across all three ranges.
+	putRetry(t, clis[0], "k/d/a", "gone")
+	putRetry(t, clis[1], "k/y/a", "gone")
+	dr, err := clis[2].Delete(ctx, "k/d/", clientv3.WithRange("k/y/b"), clientv3.WithPrevKV())
+	if err != nil || dr.Deleted != 23 || len(dr.PrevKvs) != 23 || string(dr.PrevKvs[0].Key) != "k/d/a" || string(dr.PrevKvs[22].Key) != "k/y/a" {
+		t.Fatalf("delete across ranges: %v %v", dr, err)
+	}
+	for _, cli := range clis {
+		if resp := get(t, cli, "k/", clientv3.WithPrefix()); resp.Count != 5 || resp.Header.Revision < dr.Header.Revision {
+			t.Fatalf("after a delete across ranges: %q at %d", keysOf(resp), resp.Header.Revision)
+		}
+	}
+	for _, kv := range dr.PrevKvs {
+		if k := string(kv.Key); k != "k/d/a" && k != "k/y/a" {
+			putRetry(t, clis[0], k, string(kv.Value))
+		}
+	}
+	if resp := get(t, clis[0], "k/", clientv3.WithPrefix()); keysOf(resp) != full {
+		t.Fatalf("after restoring what the delete across ranges deleted: %q", keysOf(resp))
 	}
 
 	// A node down during writes catches up on every range; a full restart

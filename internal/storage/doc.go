@@ -22,6 +22,9 @@
 //	                                        the address book ("book" <node
 //	                                        id, 8 BE>) and the meta range's
 //	                                        descriptor as last known ("meta")
+//	0x05 <escaped global key> 'l'            the lock a cross-range txn holds
+//	                                        on the key (txn.go)
+//	0x05 <escaped global key> 'm' <txn, 8>  a txn's marker or record there
 //
 // Escaping keeps the order of global keys and makes the encoding prefix-free,
 // so that all versions of one key are contiguous and a span of global keys

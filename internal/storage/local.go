@@ -118,15 +118,12 @@ func (b *Batch) ClearRangeLocal(rangeID uint64) error {
 	return nil
 }
 
-// clearSpan deletes all system and MVCC data in span.
+// clearSpan deletes all system, MVCC and txn data in span.
 func (b *Batch) clearSpan(span keys.Span) error {
-	lower, upper := sysSpan(span)
-	if err := b.b.DeleteRange(lower, upper, nil); err != nil {
-		return fmt.Errorf("storage: clear %s: %w", span, err)
-	}
-	lower, upper = mvccSpan(span)
-	if err := b.b.DeleteRange(lower, upper, nil); err != nil {
-		return fmt.Errorf("storage: clear %s: %w", span, err)
+	for _, bounds := range blobSpans(span) {
+		if err := b.b.DeleteRange(bounds[0], bounds[1], nil); err != nil {
+			return fmt.Errorf("storage: clear %s: %w", span, err)
+		}
 	}
 	return nil
 }

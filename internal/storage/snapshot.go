@@ -20,8 +20,8 @@ import (
 //	repeated:  uvarint len | engine key | uvarint len | value
 //	crc32c (Castagnoli) of everything before it, 4 bytes BE
 //
-// Engine keys are the system (0x02) and MVCC (0x03) keys of the span, in
-// engine order. A version-2 blob carries the range's descriptor as of the
+// Engine keys are the system (0x02), MVCC (0x03) and txn (0x05) keys of the
+// span, in engine order. A version-2 blob carries the range's descriptor as of the
 // applied state, so a replica that missed a split (or any change of its
 // span) takes the span with the data; a version-1 blob (written before
 // ranges split) covers the receiver's own span.
@@ -73,11 +73,13 @@ func ExportRange(r Reader, rangeID uint64) ([]byte, error) {
 	return binary.BigEndian.AppendUint32(out, crc32.Checksum(out, castagnoli)), nil
 }
 
-// blobSpans is the engine spans of span's data, in engine order.
-func blobSpans(span keys.Span) [2][2][]byte {
+// blobSpans is the engine spans of span's data, in engine order: system
+// keys, MVCC versions, cross-range txn state (locks and markers).
+func blobSpans(span keys.Span) [3][2][]byte {
 	sl, su := sysSpan(span)
 	ml, mu := mvccSpan(span)
-	return [2][2][]byte{{sl, su}, {ml, mu}}
+	tl, tu := txnSpan(span)
+	return [3][2][]byte{{sl, su}, {ml, mu}, {tl, tu}}
 }
 
 func appendField(out, b []byte) []byte {
@@ -166,10 +168,8 @@ func decodeBlob(data []byte, rangeID uint64, span keys.Span) (AppliedState, *met
 		if err := checkBlobKey(kv.key, spans); err != nil {
 			return AppliedState{}, nil, nil, err
 		}
-		if kv.key[0] == kindMVCC {
-			if _, err := decodeMVCCValue(kv.value); err != nil {
-				return AppliedState{}, nil, nil, err
-			}
+		if err := checkBlobValue(kv); err != nil {
+			return AppliedState{}, nil, nil, err
 		}
 		kvs = append(kvs, kv)
 	}
@@ -178,7 +178,7 @@ func decodeBlob(data []byte, rangeID uint64, span keys.Span) (AppliedState, *met
 
 // checkBlobKey verifies that k is a well-formed system or MVCC engine key
 // inside spans.
-func checkBlobKey(k []byte, spans [2][2][]byte) error {
+func checkBlobKey(k []byte, spans [3][2][]byte) error {
 	if len(k) == 0 {
 		return fmt.Errorf("%w: empty key in snapshot blob", ErrCorrupt)
 	}
@@ -186,6 +186,10 @@ func checkBlobKey(k []byte, spans [2][2][]byte) error {
 	case kindSys:
 	case kindMVCC:
 		if _, _, _, err := decodeMVCCKey(k); err != nil {
+			return err
+		}
+	case kindTxn:
+		if _, _, _, err := decodeTxnKey(k); err != nil {
 			return err
 		}
 	default:
@@ -197,6 +201,28 @@ func checkBlobKey(k []byte, spans [2][2][]byte) error {
 		}
 	}
 	return fmt.Errorf("storage: snapshot blob key %x outside the range's span", k)
+}
+
+// checkBlobValue verifies that an MVCC version, lock or marker of a blob
+// decodes.
+func checkBlobValue(kv blobKV) error {
+	switch kv.key[0] {
+	case kindMVCC:
+		_, err := decodeMVCCValue(kv.value)
+		return err
+	case kindTxn:
+		_, suffix, _, err := decodeTxnKey(kv.key)
+		if err != nil {
+			return err
+		}
+		if suffix == suffixLock {
+			_, err = DecodeLock(kv.value)
+		} else {
+			_, err = DecodeTxnMeta(kv.value)
+		}
+		return err
+	}
+	return nil
 }
 
 func readField(b []byte) (field, rest []byte, err error) {

@@ -160,9 +160,13 @@ type AppliedState struct {
 	Index, Term uint64
 	// ConfState as of Index; nil if none was ever recorded.
 	ConfState *raftpb.ConfState
-	// MaxTS is the newest revision applied. Invariant: the range applies a
-	// command only if its ts > MaxTS.
+	// MaxTS is the newest revision the range's own writes applied (those
+	// its proposer numbered). Invariant: the range applies such a command
+	// only if its ts > MaxTS.
 	MaxTS int64
+	// TxnTS is the newest commit revision of a cross-range txn resolved
+	// here; it may lie below MaxTS (each such write is judged per key).
+	TxnTS int64
 	// CompactedRev is the revision the range's history was compacted at.
 	CompactedRev int64
 	// Frozen is set once the range applied a freeze for a merge into its
@@ -171,27 +175,42 @@ type AppliedState struct {
 	Frozen bool
 }
 
+// Newest is the range's newest revision: what a read at revision 0 reads.
+func (s AppliedState) Newest() int64 { return max(s.MaxTS, s.TxnTS) }
+
 // appliedStateVersion is the first byte of an encoded AppliedState, so the
-// format can grow. Version 2 adds a flags byte after it (appliedFrozen);
-// a state without flags is written as version 1.
+// format can grow. Version 2 adds a flags byte after it (appliedFrozen,
+// appliedTxnTS: a varint TxnTS follows the compacted revision); a state
+// without flags is written as version 1.
 const (
 	appliedStateVersion  byte = 1
 	appliedStateVersion2 byte = 2
 	appliedFrozen        byte = 1 << 0
+	appliedTxnTS         byte = 1 << 1
 )
 
 // encodeAppliedState: version byte, (version 2: flags byte,) uvarint
 // Index, uvarint Term, varint MaxTS, varint CompactedRev, then the
 // ConfState protobuf (absent if nil: presence is a flag byte).
 func encodeAppliedState(s AppliedState) ([]byte, error) {
-	out := []byte{appliedStateVersion}
+	var flags byte
 	if s.Frozen {
-		out = []byte{appliedStateVersion2, appliedFrozen}
+		flags |= appliedFrozen
+	}
+	if s.TxnTS != 0 {
+		flags |= appliedTxnTS
+	}
+	out := []byte{appliedStateVersion}
+	if flags != 0 {
+		out = []byte{appliedStateVersion2, flags}
 	}
 	out = binary.AppendUvarint(out, s.Index)
 	out = binary.AppendUvarint(out, s.Term)
 	out = binary.AppendVarint(out, s.MaxTS)
 	out = binary.AppendVarint(out, s.CompactedRev)
+	if s.TxnTS != 0 {
+		out = binary.AppendVarint(out, s.TxnTS)
+	}
 	if s.ConfState == nil {
 		return append(out, 0), nil
 	}
@@ -205,9 +224,11 @@ func encodeAppliedState(s AppliedState) ([]byte, error) {
 
 func decodeAppliedState(b []byte) (AppliedState, error) {
 	var s AppliedState
+	var flags byte
 	switch {
-	case len(b) >= 2 && b[0] == appliedStateVersion2 && b[1] == appliedFrozen:
-		s.Frozen = true
+	case len(b) >= 2 && b[0] == appliedStateVersion2 && b[1] != 0 && b[1]&^(appliedFrozen|appliedTxnTS) == 0:
+		flags = b[1]
+		s.Frozen = flags&appliedFrozen != 0
 		b = b[2:]
 	case len(b) > 0 && b[0] == appliedStateVersion:
 		b = b[1:]
@@ -231,6 +252,12 @@ func decodeAppliedState(b []byte) (AppliedState, error) {
 		return s, fmt.Errorf("%w: bad applied compacted rev", ErrCorrupt)
 	}
 	b = b[n:]
+	if flags&appliedTxnTS != 0 {
+		if s.TxnTS, n = binary.Varint(b); n <= 0 || s.TxnTS == 0 {
+			return s, fmt.Errorf("%w: bad applied txn ts", ErrCorrupt)
+		}
+		b = b[n:]
+	}
 	if len(b) == 0 {
 		return s, fmt.Errorf("%w: applied state without conf state flag", ErrCorrupt)
 	}

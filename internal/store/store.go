@@ -825,9 +825,12 @@ func (s *Store) Execute(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.Ba
 	}
 	var resp *cmdpb.BatchResponse
 	var err error
-	if isRead(req) {
+	switch {
+	case req.GetTxnStage() != nil || req.GetTxnResolve() != nil || req.GetTxnMark() != nil || req.GetTxnQuery() != nil || req.GetTxnReserve() != nil:
+		resp, err = r.Txn(ctx, req)
+	case isRead(req):
 		resp, err = r.Read(ctx, req)
-	} else {
+	default:
 		resp, err = r.Write(ctx, req)
 	}
 	var e *kvpb.Error

@@ -825,13 +825,19 @@ type Command struct {
 	// a range applies a command only if ts > every ts it applied before;
 	// otherwise the command fails with RETRY on every replica alike. 0 for
 	// system commands, which carry no revision.
-	Ts            int64                `protobuf:"varint,3,opt,name=ts,proto3" json:"ts,omitempty"`
-	Op            *kvpb.RequestOp      `protobuf:"bytes,4,opt,name=op,proto3" json:"op,omitempty"`
-	Sys           *SysRequest          `protobuf:"bytes,5,opt,name=sys,proto3" json:"sys,omitempty"`
-	Compact       *kvpb.CompactRequest `protobuf:"bytes,6,opt,name=compact,proto3" json:"compact,omitempty"`
-	Split         *SplitTrigger        `protobuf:"bytes,7,opt,name=split,proto3" json:"split,omitempty"`
-	Freeze        *FreezeRequest       `protobuf:"bytes,8,opt,name=freeze,proto3" json:"freeze,omitempty"`
-	Merge         *MergeTrigger        `protobuf:"bytes,9,opt,name=merge,proto3" json:"merge,omitempty"`
+	Ts      int64                `protobuf:"varint,3,opt,name=ts,proto3" json:"ts,omitempty"`
+	Op      *kvpb.RequestOp      `protobuf:"bytes,4,opt,name=op,proto3" json:"op,omitempty"`
+	Sys     *SysRequest          `protobuf:"bytes,5,opt,name=sys,proto3" json:"sys,omitempty"`
+	Compact *kvpb.CompactRequest `protobuf:"bytes,6,opt,name=compact,proto3" json:"compact,omitempty"`
+	Split   *SplitTrigger        `protobuf:"bytes,7,opt,name=split,proto3" json:"split,omitempty"`
+	Freeze  *FreezeRequest       `protobuf:"bytes,8,opt,name=freeze,proto3" json:"freeze,omitempty"`
+	Merge   *MergeTrigger        `protobuf:"bytes,9,opt,name=merge,proto3" json:"merge,omitempty"`
+	// The steps of a cross-range txn (internal/txn), with ts its commit
+	// revision: the range applies them whatever its newest revision, since
+	// their conflicts are judged per key.
+	TxnStage      *TxnStage   `protobuf:"bytes,10,opt,name=txn_stage,json=txnStage,proto3" json:"txn_stage,omitempty"`
+	TxnResolve    *TxnResolve `protobuf:"bytes,11,opt,name=txn_resolve,json=txnResolve,proto3" json:"txn_resolve,omitempty"`
+	TxnMark       *TxnMark    `protobuf:"bytes,12,opt,name=txn_mark,json=txnMark,proto3" json:"txn_mark,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -929,6 +935,674 @@ func (x *Command) GetMerge() *MergeTrigger {
 	return nil
 }
 
+func (x *Command) GetTxnStage() *TxnStage {
+	if x != nil {
+		return x.TxnStage
+	}
+	return nil
+}
+
+func (x *Command) GetTxnResolve() *TxnResolve {
+	if x != nil {
+		return x.TxnResolve
+	}
+	return nil
+}
+
+func (x *Command) GetTxnMark() *TxnMark {
+	if x != nil {
+		return x.TxnMark
+	}
+	return nil
+}
+
+// TxnStage stages one participant's part of a cross-range txn: a lock on
+// every key it writes, holding the write (intents), and the participant's
+// marker at anchor (with participants set, the txn's record). It applies
+// all or nothing: it fails (TXN_ABORTED) if any key is locked or has a
+// version at or above the commit revision, or if the marker was aborted.
+type TxnStage struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	TxnId           uint64                 `protobuf:"varint,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	Anchor          []byte                 `protobuf:"bytes,2,opt,name=anchor,proto3" json:"anchor,omitempty"`
+	Record          []byte                 `protobuf:"bytes,3,opt,name=record,proto3" json:"record,omitempty"`
+	Participants    [][]byte               `protobuf:"bytes,4,rep,name=participants,proto3" json:"participants,omitempty"`
+	Intents         []*kvpb.Intent         `protobuf:"bytes,5,rep,name=intents,proto3" json:"intents,omitempty"`
+	StagedUnixNanos int64                  `protobuf:"varint,6,opt,name=staged_unix_nanos,json=stagedUnixNanos,proto3" json:"staged_unix_nanos,omitempty"`
+	// commit_now writes the intents as versions at once, with no locks and
+	// no marker: the txn writes on this range only (its other ranges it
+	// only reads).
+	CommitNow     bool `protobuf:"varint,7,opt,name=commit_now,json=commitNow,proto3" json:"commit_now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnStage) Reset() {
+	*x = TxnStage{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnStage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnStage) ProtoMessage() {}
+
+func (x *TxnStage) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnStage.ProtoReflect.Descriptor instead.
+func (*TxnStage) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TxnStage) GetTxnId() uint64 {
+	if x != nil {
+		return x.TxnId
+	}
+	return 0
+}
+
+func (x *TxnStage) GetAnchor() []byte {
+	if x != nil {
+		return x.Anchor
+	}
+	return nil
+}
+
+func (x *TxnStage) GetRecord() []byte {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *TxnStage) GetParticipants() [][]byte {
+	if x != nil {
+		return x.Participants
+	}
+	return nil
+}
+
+func (x *TxnStage) GetIntents() []*kvpb.Intent {
+	if x != nil {
+		return x.Intents
+	}
+	return nil
+}
+
+func (x *TxnStage) GetStagedUnixNanos() int64 {
+	if x != nil {
+		return x.StagedUnixNanos
+	}
+	return 0
+}
+
+func (x *TxnStage) GetCommitNow() bool {
+	if x != nil {
+		return x.CommitNow
+	}
+	return false
+}
+
+// TxnResolve resolves a txn's locks on keys (global; keys it does not lock
+// are skipped): commit writes each lock's intent as a version at the
+// commit revision, abort drops it. With anchor set it also ends the
+// participant's marker there: forget deletes it, otherwise it takes the
+// txn's final status (the record keeps it until every participant is
+// resolved).
+type TxnResolve struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TxnId         uint64                 `protobuf:"varint,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	Commit        bool                   `protobuf:"varint,2,opt,name=commit,proto3" json:"commit,omitempty"`
+	Keys          [][]byte               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	Anchor        []byte                 `protobuf:"bytes,4,opt,name=anchor,proto3" json:"anchor,omitempty"`
+	Forget        bool                   `protobuf:"varint,5,opt,name=forget,proto3" json:"forget,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnResolve) Reset() {
+	*x = TxnResolve{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnResolve) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnResolve) ProtoMessage() {}
+
+func (x *TxnResolve) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnResolve.ProtoReflect.Descriptor instead.
+func (*TxnResolve) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TxnResolve) GetTxnId() uint64 {
+	if x != nil {
+		return x.TxnId
+	}
+	return 0
+}
+
+func (x *TxnResolve) GetCommit() bool {
+	if x != nil {
+		return x.Commit
+	}
+	return false
+}
+
+func (x *TxnResolve) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *TxnResolve) GetAnchor() []byte {
+	if x != nil {
+		return x.Anchor
+	}
+	return nil
+}
+
+func (x *TxnResolve) GetForget() bool {
+	if x != nil {
+		return x.Forget
+	}
+	return false
+}
+
+// TxnMark decides a marker's status: with if_absent it writes an ABORTED
+// marker only where none exists (a recoverer prevents a participant that
+// never staged from staging later) and leaves an existing one alone;
+// otherwise it moves a STAGING marker to status (a final marker stays as
+// it is). The response's txn is the marker as it is after.
+type TxnMark struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TxnId         uint64                 `protobuf:"varint,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	Anchor        []byte                 `protobuf:"bytes,2,opt,name=anchor,proto3" json:"anchor,omitempty"`
+	Status        kvpb.TxnStatus         `protobuf:"varint,3,opt,name=status,proto3,enum=concord.kv.TxnStatus" json:"status,omitempty"`
+	IfAbsent      bool                   `protobuf:"varint,4,opt,name=if_absent,json=ifAbsent,proto3" json:"if_absent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnMark) Reset() {
+	*x = TxnMark{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnMark) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnMark) ProtoMessage() {}
+
+func (x *TxnMark) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnMark.ProtoReflect.Descriptor instead.
+func (*TxnMark) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TxnMark) GetTxnId() uint64 {
+	if x != nil {
+		return x.TxnId
+	}
+	return 0
+}
+
+func (x *TxnMark) GetAnchor() []byte {
+	if x != nil {
+		return x.Anchor
+	}
+	return nil
+}
+
+func (x *TxnMark) GetStatus() kvpb.TxnStatus {
+	if x != nil {
+		return x.Status
+	}
+	return kvpb.TxnStatus(0)
+}
+
+func (x *TxnMark) GetIfAbsent() bool {
+	if x != nil {
+		return x.IfAbsent
+	}
+	return false
+}
+
+// TxnStageRequest asks a range's leaseholder to evaluate its part of a
+// cross-range txn at the commit revision ts: op with the branches of path
+// taken (its compares already decided by the coordinator at ts-1), every
+// key op clipped to [span_start, span_end) (global keys). The part's
+// writes become a TxnStage; with no writes and participant unset it is a
+// read at ts and nothing is proposed.
+type TxnStageRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	TxnId           uint64                 `protobuf:"varint,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	Ts              int64                  `protobuf:"varint,2,opt,name=ts,proto3" json:"ts,omitempty"`
+	Op              *kvpb.RequestOp        `protobuf:"bytes,3,opt,name=op,proto3" json:"op,omitempty"`
+	Path            []bool                 `protobuf:"varint,4,rep,packed,name=path,proto3" json:"path,omitempty"`
+	SpanStart       []byte                 `protobuf:"bytes,5,opt,name=span_start,json=spanStart,proto3" json:"span_start,omitempty"`
+	SpanEnd         []byte                 `protobuf:"bytes,6,opt,name=span_end,json=spanEnd,proto3" json:"span_end,omitempty"`
+	Participant     bool                   `protobuf:"varint,7,opt,name=participant,proto3" json:"participant,omitempty"`
+	Anchor          []byte                 `protobuf:"bytes,8,opt,name=anchor,proto3" json:"anchor,omitempty"`
+	Record          []byte                 `protobuf:"bytes,9,opt,name=record,proto3" json:"record,omitempty"`
+	Participants    [][]byte               `protobuf:"bytes,10,rep,name=participants,proto3" json:"participants,omitempty"`
+	StagedUnixNanos int64                  `protobuf:"varint,11,opt,name=staged_unix_nanos,json=stagedUnixNanos,proto3" json:"staged_unix_nanos,omitempty"`
+	// commit_now, for a txn that writes on this range only, commits the
+	// writes at ts at once, as versions, with no locks and no marker.
+	CommitNow     bool `protobuf:"varint,12,opt,name=commit_now,json=commitNow,proto3" json:"commit_now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnStageRequest) Reset() {
+	*x = TxnStageRequest{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnStageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnStageRequest) ProtoMessage() {}
+
+func (x *TxnStageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnStageRequest.ProtoReflect.Descriptor instead.
+func (*TxnStageRequest) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TxnStageRequest) GetTxnId() uint64 {
+	if x != nil {
+		return x.TxnId
+	}
+	return 0
+}
+
+func (x *TxnStageRequest) GetTs() int64 {
+	if x != nil {
+		return x.Ts
+	}
+	return 0
+}
+
+func (x *TxnStageRequest) GetOp() *kvpb.RequestOp {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *TxnStageRequest) GetPath() []bool {
+	if x != nil {
+		return x.Path
+	}
+	return nil
+}
+
+func (x *TxnStageRequest) GetSpanStart() []byte {
+	if x != nil {
+		return x.SpanStart
+	}
+	return nil
+}
+
+func (x *TxnStageRequest) GetSpanEnd() []byte {
+	if x != nil {
+		return x.SpanEnd
+	}
+	return nil
+}
+
+func (x *TxnStageRequest) GetParticipant() bool {
+	if x != nil {
+		return x.Participant
+	}
+	return false
+}
+
+func (x *TxnStageRequest) GetAnchor() []byte {
+	if x != nil {
+		return x.Anchor
+	}
+	return nil
+}
+
+func (x *TxnStageRequest) GetRecord() []byte {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *TxnStageRequest) GetParticipants() [][]byte {
+	if x != nil {
+		return x.Participants
+	}
+	return nil
+}
+
+func (x *TxnStageRequest) GetStagedUnixNanos() int64 {
+	if x != nil {
+		return x.StagedUnixNanos
+	}
+	return 0
+}
+
+func (x *TxnStageRequest) GetCommitNow() bool {
+	if x != nil {
+		return x.CommitNow
+	}
+	return false
+}
+
+// TxnReserveRequest tells a range's leaseholder, before the txn draws its
+// commit revision, which keys it is about to stage writes on (spans, global
+// keys; a single key has an empty end): reads of them above floor (0: the
+// range's newest revision) wait for its staging instead of refusing it,
+// until the staging comes or ttl_millis pass. With release the txn gives
+// up its reservation.
+type TxnReserveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TxnId         uint64                 `protobuf:"varint,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	Spans         []*KeySpan             `protobuf:"bytes,2,rep,name=spans,proto3" json:"spans,omitempty"`
+	Floor         int64                  `protobuf:"varint,3,opt,name=floor,proto3" json:"floor,omitempty"`
+	TtlMillis     int64                  `protobuf:"varint,4,opt,name=ttl_millis,json=ttlMillis,proto3" json:"ttl_millis,omitempty"`
+	Release       bool                   `protobuf:"varint,5,opt,name=release,proto3" json:"release,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnReserveRequest) Reset() {
+	*x = TxnReserveRequest{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnReserveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnReserveRequest) ProtoMessage() {}
+
+func (x *TxnReserveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnReserveRequest.ProtoReflect.Descriptor instead.
+func (*TxnReserveRequest) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TxnReserveRequest) GetTxnId() uint64 {
+	if x != nil {
+		return x.TxnId
+	}
+	return 0
+}
+
+func (x *TxnReserveRequest) GetSpans() []*KeySpan {
+	if x != nil {
+		return x.Spans
+	}
+	return nil
+}
+
+func (x *TxnReserveRequest) GetFloor() int64 {
+	if x != nil {
+		return x.Floor
+	}
+	return 0
+}
+
+func (x *TxnReserveRequest) GetTtlMillis() int64 {
+	if x != nil {
+		return x.TtlMillis
+	}
+	return 0
+}
+
+func (x *TxnReserveRequest) GetRelease() bool {
+	if x != nil {
+		return x.Release
+	}
+	return false
+}
+
+// KeySpan is a span of global keys; a single key has an empty end.
+type KeySpan struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Start         []byte                 `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	End           []byte                 `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeySpan) Reset() {
+	*x = KeySpan{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeySpan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeySpan) ProtoMessage() {}
+
+func (x *KeySpan) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeySpan.ProtoReflect.Descriptor instead.
+func (*KeySpan) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *KeySpan) GetStart() []byte {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *KeySpan) GetEnd() []byte {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+// TxnQueryRequest reads a participant's marker (no Raft round), and with
+// lock_key set the lock on that key.
+type TxnQueryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TxnId         uint64                 `protobuf:"varint,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	Anchor        []byte                 `protobuf:"bytes,2,opt,name=anchor,proto3" json:"anchor,omitempty"`
+	LockKey       []byte                 `protobuf:"bytes,3,opt,name=lock_key,json=lockKey,proto3" json:"lock_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnQueryRequest) Reset() {
+	*x = TxnQueryRequest{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnQueryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnQueryRequest) ProtoMessage() {}
+
+func (x *TxnQueryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnQueryRequest.ProtoReflect.Descriptor instead.
+func (*TxnQueryRequest) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TxnQueryRequest) GetTxnId() uint64 {
+	if x != nil {
+		return x.TxnId
+	}
+	return 0
+}
+
+func (x *TxnQueryRequest) GetAnchor() []byte {
+	if x != nil {
+		return x.Anchor
+	}
+	return nil
+}
+
+func (x *TxnQueryRequest) GetLockKey() []byte {
+	if x != nil {
+		return x.LockKey
+	}
+	return nil
+}
+
+// TxnResolveRequest asks a range to resolve a txn's locks: keys lists them
+// (global); with all_keys the leaseholder resolves every lock the txn
+// holds in the range, as its lock table says.
+type TxnResolveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resolve       *TxnResolve            `protobuf:"bytes,1,opt,name=resolve,proto3" json:"resolve,omitempty"`
+	AllKeys       bool                   `protobuf:"varint,2,opt,name=all_keys,json=allKeys,proto3" json:"all_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnResolveRequest) Reset() {
+	*x = TxnResolveRequest{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnResolveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnResolveRequest) ProtoMessage() {}
+
+func (x *TxnResolveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnResolveRequest.ProtoReflect.Descriptor instead.
+func (*TxnResolveRequest) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TxnResolveRequest) GetResolve() *TxnResolve {
+	if x != nil {
+		return x.Resolve
+	}
+	return nil
+}
+
+func (x *TxnResolveRequest) GetAllKeys() bool {
+	if x != nil {
+		return x.AllKeys
+	}
+	return false
+}
+
 // FreezeRequest freezes a range for a merge into its left neighbour: once
 // applied, the range takes no more writes, so its data is final on every
 // replica that applied it. thaw undoes it (a merge that could not finish).
@@ -941,7 +1615,7 @@ type FreezeRequest struct {
 
 func (x *FreezeRequest) Reset() {
 	*x = FreezeRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[13]
+	mi := &file_cmdpb_cmd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1627,7 @@ func (x *FreezeRequest) String() string {
 func (*FreezeRequest) ProtoMessage() {}
 
 func (x *FreezeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[13]
+	mi := &file_cmdpb_cmd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1640,7 @@ func (x *FreezeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreezeRequest.ProtoReflect.Descriptor instead.
 func (*FreezeRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{13}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FreezeRequest) GetThaw() bool {
@@ -987,7 +1661,7 @@ type MergeRequest struct {
 
 func (x *MergeRequest) Reset() {
 	*x = MergeRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[14]
+	mi := &file_cmdpb_cmd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1673,7 @@ func (x *MergeRequest) String() string {
 func (*MergeRequest) ProtoMessage() {}
 
 func (x *MergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[14]
+	mi := &file_cmdpb_cmd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1686,7 @@ func (x *MergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRequest.ProtoReflect.Descriptor instead.
 func (*MergeRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{14}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MergeRequest) GetRight() *metapb.RangeDescriptor {
@@ -1034,7 +1708,7 @@ type MergeTrigger struct {
 
 func (x *MergeTrigger) Reset() {
 	*x = MergeTrigger{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	mi := &file_cmdpb_cmd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1720,7 @@ func (x *MergeTrigger) String() string {
 func (*MergeTrigger) ProtoMessage() {}
 
 func (x *MergeTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	mi := &file_cmdpb_cmd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1733,7 @@ func (x *MergeTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeTrigger.ProtoReflect.Descriptor instead.
 func (*MergeTrigger) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{15}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MergeTrigger) GetLeft() *metapb.RangeDescriptor {
@@ -1089,7 +1763,7 @@ type SplitRequest struct {
 
 func (x *SplitRequest) Reset() {
 	*x = SplitRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[16]
+	mi := &file_cmdpb_cmd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1775,7 @@ func (x *SplitRequest) String() string {
 func (*SplitRequest) ProtoMessage() {}
 
 func (x *SplitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[16]
+	mi := &file_cmdpb_cmd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1788,7 @@ func (x *SplitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRequest.ProtoReflect.Descriptor instead.
 func (*SplitRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{16}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SplitRequest) GetSplitKey() []byte {
@@ -1144,7 +1818,7 @@ type SplitTrigger struct {
 
 func (x *SplitTrigger) Reset() {
 	*x = SplitTrigger{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[17]
+	mi := &file_cmdpb_cmd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1830,7 @@ func (x *SplitTrigger) String() string {
 func (*SplitTrigger) ProtoMessage() {}
 
 func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[17]
+	mi := &file_cmdpb_cmd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1843,7 @@ func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitTrigger.ProtoReflect.Descriptor instead.
 func (*SplitTrigger) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{17}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SplitTrigger) GetLeft() *metapb.RangeDescriptor {
@@ -1201,14 +1875,22 @@ type BatchRequest struct {
 	// (a router read over several ranges, or at a revision above this
 	// range's newest): the range first waits until every write it numbered
 	// at or below it has applied. 0: the range's newest applied revision.
-	ReadRevision  int64 `protobuf:"varint,6,opt,name=read_revision,json=readRevision,proto3" json:"read_revision,omitempty"`
+	ReadRevision int64              `protobuf:"varint,6,opt,name=read_revision,json=readRevision,proto3" json:"read_revision,omitempty"`
+	TxnStage     *TxnStageRequest   `protobuf:"bytes,9,opt,name=txn_stage,json=txnStage,proto3" json:"txn_stage,omitempty"`
+	TxnResolve   *TxnResolveRequest `protobuf:"bytes,10,opt,name=txn_resolve,json=txnResolve,proto3" json:"txn_resolve,omitempty"`
+	TxnMark      *TxnMark           `protobuf:"bytes,11,opt,name=txn_mark,json=txnMark,proto3" json:"txn_mark,omitempty"`
+	TxnQuery     *TxnQueryRequest   `protobuf:"bytes,12,opt,name=txn_query,json=txnQuery,proto3" json:"txn_query,omitempty"`
+	TxnReserve   *TxnReserveRequest `protobuf:"bytes,13,opt,name=txn_reserve,json=txnReserve,proto3" json:"txn_reserve,omitempty"`
+	// txn_id, on a read, is the cross-range txn the read is part of: its
+	// own reservations do not hold the read back.
+	TxnId         uint64 `protobuf:"varint,14,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[18]
+	mi := &file_cmdpb_cmd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1902,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[18]
+	mi := &file_cmdpb_cmd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1915,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{18}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *BatchRequest) GetRangeId() uint64 {
@@ -1292,6 +1974,48 @@ func (x *BatchRequest) GetReadRevision() int64 {
 	return 0
 }
 
+func (x *BatchRequest) GetTxnStage() *TxnStageRequest {
+	if x != nil {
+		return x.TxnStage
+	}
+	return nil
+}
+
+func (x *BatchRequest) GetTxnResolve() *TxnResolveRequest {
+	if x != nil {
+		return x.TxnResolve
+	}
+	return nil
+}
+
+func (x *BatchRequest) GetTxnMark() *TxnMark {
+	if x != nil {
+		return x.TxnMark
+	}
+	return nil
+}
+
+func (x *BatchRequest) GetTxnQuery() *TxnQueryRequest {
+	if x != nil {
+		return x.TxnQuery
+	}
+	return nil
+}
+
+func (x *BatchRequest) GetTxnReserve() *TxnReserveRequest {
+	if x != nil {
+		return x.TxnReserve
+	}
+	return nil
+}
+
+func (x *BatchRequest) GetTxnId() uint64 {
+	if x != nil {
+		return x.TxnId
+	}
+	return 0
+}
+
 type BatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Resp  *kvpb.ResponseOp       `protobuf:"bytes,1,opt,name=resp,proto3" json:"resp,omitempty"`
@@ -1305,14 +2029,21 @@ type BatchResponse struct {
 	// descriptors; for a merge, the left range's.
 	Descriptors []*metapb.RangeDescriptor `protobuf:"bytes,6,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
 	// applied_index, for a freeze, is the log index it applied at.
-	AppliedIndex  uint64 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// txn, for a txn mark or query, is the marker (absent: none).
+	Txn *kvpb.TxnMeta `protobuf:"bytes,8,opt,name=txn,proto3" json:"txn,omitempty"`
+	// locked_keys, for a txn staging, are the keys it locked (global).
+	LockedKeys [][]byte `protobuf:"bytes,9,rep,name=locked_keys,json=lockedKeys,proto3" json:"locked_keys,omitempty"`
+	// lock, for a txn query with a lock key, is the lock there (absent:
+	// none).
+	Lock          *kvpb.LockInfo `protobuf:"bytes,10,opt,name=lock,proto3" json:"lock,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[19]
+	mi := &file_cmdpb_cmd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +2055,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[19]
+	mi := &file_cmdpb_cmd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +2068,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{19}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BatchResponse) GetResp() *kvpb.ResponseOp {
@@ -1389,6 +2120,27 @@ func (x *BatchResponse) GetAppliedIndex() uint64 {
 	return 0
 }
 
+func (x *BatchResponse) GetTxn() *kvpb.TxnMeta {
+	if x != nil {
+		return x.Txn
+	}
+	return nil
+}
+
+func (x *BatchResponse) GetLockedKeys() [][]byte {
+	if x != nil {
+		return x.LockedKeys
+	}
+	return nil
+}
+
+func (x *BatchResponse) GetLock() *kvpb.LockInfo {
+	if x != nil {
+		return x.Lock
+	}
+	return nil
+}
+
 // SysBatch puts and deletes several system keys in one write (deletes
 // after puts): the lessor's checkpoints of many leases at once.
 type SysBatch struct {
@@ -1401,7 +2153,7 @@ type SysBatch struct {
 
 func (x *SysBatch) Reset() {
 	*x = SysBatch{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[20]
+	mi := &file_cmdpb_cmd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1413,7 +2165,7 @@ func (x *SysBatch) String() string {
 func (*SysBatch) ProtoMessage() {}
 
 func (x *SysBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[20]
+	mi := &file_cmdpb_cmd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1426,7 +2178,7 @@ func (x *SysBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysBatch.ProtoReflect.Descriptor instead.
 func (*SysBatch) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{20}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SysBatch) GetPuts() []*SysKV {
@@ -1495,7 +2247,7 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\vSysResponse\x12$\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x12.concord.cmd.SysKVR\x03kvs\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value\x12,\n" +
-	"\x04node\x18\x03 \x01(\v2\x18.concord.meta.NodeRecordR\x04node\"\xe3\x02\n" +
+	"\x04node\x18\x03 \x01(\v2\x18.concord.meta.NodeRecordR\x04node\"\x82\x04\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
 	"\bproposer\x18\x02 \x01(\x04R\bproposer\x12\x0e\n" +
@@ -1505,7 +2257,66 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\acompact\x18\x06 \x01(\v2\x1a.concord.kv.CompactRequestR\acompact\x12/\n" +
 	"\x05split\x18\a \x01(\v2\x19.concord.cmd.SplitTriggerR\x05split\x122\n" +
 	"\x06freeze\x18\b \x01(\v2\x1a.concord.cmd.FreezeRequestR\x06freeze\x12/\n" +
-	"\x05merge\x18\t \x01(\v2\x19.concord.cmd.MergeTriggerR\x05merge\"#\n" +
+	"\x05merge\x18\t \x01(\v2\x19.concord.cmd.MergeTriggerR\x05merge\x122\n" +
+	"\ttxn_stage\x18\n" +
+	" \x01(\v2\x15.concord.cmd.TxnStageR\btxnStage\x128\n" +
+	"\vtxn_resolve\x18\v \x01(\v2\x17.concord.cmd.TxnResolveR\n" +
+	"txnResolve\x12/\n" +
+	"\btxn_mark\x18\f \x01(\v2\x14.concord.cmd.TxnMarkR\atxnMark\"\xee\x01\n" +
+	"\bTxnStage\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\x04R\x05txnId\x12\x16\n" +
+	"\x06anchor\x18\x02 \x01(\fR\x06anchor\x12\x16\n" +
+	"\x06record\x18\x03 \x01(\fR\x06record\x12\"\n" +
+	"\fparticipants\x18\x04 \x03(\fR\fparticipants\x12,\n" +
+	"\aintents\x18\x05 \x03(\v2\x12.concord.kv.IntentR\aintents\x12*\n" +
+	"\x11staged_unix_nanos\x18\x06 \x01(\x03R\x0fstagedUnixNanos\x12\x1d\n" +
+	"\n" +
+	"commit_now\x18\a \x01(\bR\tcommitNow\"\x7f\n" +
+	"\n" +
+	"TxnResolve\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\x04R\x05txnId\x12\x16\n" +
+	"\x06commit\x18\x02 \x01(\bR\x06commit\x12\x12\n" +
+	"\x04keys\x18\x03 \x03(\fR\x04keys\x12\x16\n" +
+	"\x06anchor\x18\x04 \x01(\fR\x06anchor\x12\x16\n" +
+	"\x06forget\x18\x05 \x01(\bR\x06forget\"\x84\x01\n" +
+	"\aTxnMark\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\x04R\x05txnId\x12\x16\n" +
+	"\x06anchor\x18\x02 \x01(\fR\x06anchor\x12-\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x15.concord.kv.TxnStatusR\x06status\x12\x1b\n" +
+	"\tif_absent\x18\x04 \x01(\bR\bifAbsent\"\xee\x02\n" +
+	"\x0fTxnStageRequest\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\x04R\x05txnId\x12\x0e\n" +
+	"\x02ts\x18\x02 \x01(\x03R\x02ts\x12%\n" +
+	"\x02op\x18\x03 \x01(\v2\x15.concord.kv.RequestOpR\x02op\x12\x12\n" +
+	"\x04path\x18\x04 \x03(\bR\x04path\x12\x1d\n" +
+	"\n" +
+	"span_start\x18\x05 \x01(\fR\tspanStart\x12\x19\n" +
+	"\bspan_end\x18\x06 \x01(\fR\aspanEnd\x12 \n" +
+	"\vparticipant\x18\a \x01(\bR\vparticipant\x12\x16\n" +
+	"\x06anchor\x18\b \x01(\fR\x06anchor\x12\x16\n" +
+	"\x06record\x18\t \x01(\fR\x06record\x12\"\n" +
+	"\fparticipants\x18\n" +
+	" \x03(\fR\fparticipants\x12*\n" +
+	"\x11staged_unix_nanos\x18\v \x01(\x03R\x0fstagedUnixNanos\x12\x1d\n" +
+	"\n" +
+	"commit_now\x18\f \x01(\bR\tcommitNow\"\xa5\x01\n" +
+	"\x11TxnReserveRequest\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\x04R\x05txnId\x12*\n" +
+	"\x05spans\x18\x02 \x03(\v2\x14.concord.cmd.KeySpanR\x05spans\x12\x14\n" +
+	"\x05floor\x18\x03 \x01(\x03R\x05floor\x12\x1d\n" +
+	"\n" +
+	"ttl_millis\x18\x04 \x01(\x03R\tttlMillis\x12\x18\n" +
+	"\arelease\x18\x05 \x01(\bR\arelease\"1\n" +
+	"\aKeySpan\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\fR\x05start\x12\x10\n" +
+	"\x03end\x18\x02 \x01(\fR\x03end\"[\n" +
+	"\x0fTxnQueryRequest\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\x04R\x05txnId\x12\x16\n" +
+	"\x06anchor\x18\x02 \x01(\fR\x06anchor\x12\x19\n" +
+	"\block_key\x18\x03 \x01(\fR\alockKey\"a\n" +
+	"\x11TxnResolveRequest\x121\n" +
+	"\aresolve\x18\x01 \x01(\v2\x17.concord.cmd.TxnResolveR\aresolve\x12\x19\n" +
+	"\ball_keys\x18\x02 \x01(\bR\aallKeys\"#\n" +
 	"\rFreezeRequest\x12\x12\n" +
 	"\x04thaw\x18\x01 \x01(\bR\x04thaw\"C\n" +
 	"\fMergeRequest\x123\n" +
@@ -1519,7 +2330,7 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"newRangeId\"v\n" +
 	"\fSplitTrigger\x121\n" +
 	"\x04left\x18\x01 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x04left\x123\n" +
-	"\x05right\x18\x02 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x05right\"\xec\x02\n" +
+	"\x05right\x18\x02 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x05right\"\xac\x05\n" +
 	"\fBatchRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12%\n" +
 	"\x02op\x18\x02 \x01(\v2\x15.concord.kv.RequestOpR\x02op\x12)\n" +
@@ -1528,7 +2339,16 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\x05split\x18\x05 \x01(\v2\x19.concord.cmd.SplitRequestR\x05split\x122\n" +
 	"\x06freeze\x18\a \x01(\v2\x1a.concord.cmd.FreezeRequestR\x06freeze\x12/\n" +
 	"\x05merge\x18\b \x01(\v2\x19.concord.cmd.MergeRequestR\x05merge\x12#\n" +
-	"\rread_revision\x18\x06 \x01(\x03R\freadRevision\"\xaf\x02\n" +
+	"\rread_revision\x18\x06 \x01(\x03R\freadRevision\x129\n" +
+	"\ttxn_stage\x18\t \x01(\v2\x1c.concord.cmd.TxnStageRequestR\btxnStage\x12?\n" +
+	"\vtxn_resolve\x18\n" +
+	" \x01(\v2\x1e.concord.cmd.TxnResolveRequestR\n" +
+	"txnResolve\x12/\n" +
+	"\btxn_mark\x18\v \x01(\v2\x14.concord.cmd.TxnMarkR\atxnMark\x129\n" +
+	"\ttxn_query\x18\f \x01(\v2\x1c.concord.cmd.TxnQueryRequestR\btxnQuery\x12?\n" +
+	"\vtxn_reserve\x18\r \x01(\v2\x1e.concord.cmd.TxnReserveRequestR\n" +
+	"txnReserve\x12\x15\n" +
+	"\x06txn_id\x18\x0e \x01(\x04R\x05txnId\"\xa1\x03\n" +
 	"\rBatchResponse\x12*\n" +
 	"\x04resp\x18\x01 \x01(\v2\x16.concord.kv.ResponseOpR\x04resp\x12*\n" +
 	"\x03sys\x18\x02 \x01(\v2\x18.concord.cmd.SysResponseR\x03sys\x12\x1a\n" +
@@ -1536,7 +2356,12 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\traft_term\x18\x04 \x01(\x04R\braftTerm\x12'\n" +
 	"\x05error\x18\x05 \x01(\v2\x11.concord.kv.ErrorR\x05error\x12?\n" +
 	"\vdescriptors\x18\x06 \x03(\v2\x1d.concord.meta.RangeDescriptorR\vdescriptors\x12#\n" +
-	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\"L\n" +
+	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x12%\n" +
+	"\x03txn\x18\b \x01(\v2\x13.concord.kv.TxnMetaR\x03txn\x12\x1f\n" +
+	"\vlocked_keys\x18\t \x03(\fR\n" +
+	"lockedKeys\x12(\n" +
+	"\x04lock\x18\n" +
+	" \x01(\v2\x14.concord.kv.LockInfoR\x04lock\"L\n" +
 	"\bSysBatch\x12&\n" +
 	"\x04puts\x18\x01 \x03(\v2\x12.concord.cmd.SysKVR\x04puts\x12\x18\n" +
 	"\adeletes\x18\x02 \x03(\fR\adeletesB7Z5github.com/concorddb/concord/internal/concordpb/cmdpbb\x06proto3"
@@ -1553,7 +2378,7 @@ func file_cmdpb_cmd_proto_rawDescGZIP() []byte {
 	return file_cmdpb_cmd_proto_rawDescData
 }
 
-var file_cmdpb_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_cmdpb_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_cmdpb_cmd_proto_goTypes = []any{
 	(*SysGet)(nil),                 // 0: concord.cmd.SysGet
 	(*SysScan)(nil),                // 1: concord.cmd.SysScan
@@ -1568,23 +2393,35 @@ var file_cmdpb_cmd_proto_goTypes = []any{
 	(*SysKV)(nil),                  // 10: concord.cmd.SysKV
 	(*SysResponse)(nil),            // 11: concord.cmd.SysResponse
 	(*Command)(nil),                // 12: concord.cmd.Command
-	(*FreezeRequest)(nil),          // 13: concord.cmd.FreezeRequest
-	(*MergeRequest)(nil),           // 14: concord.cmd.MergeRequest
-	(*MergeTrigger)(nil),           // 15: concord.cmd.MergeTrigger
-	(*SplitRequest)(nil),           // 16: concord.cmd.SplitRequest
-	(*SplitTrigger)(nil),           // 17: concord.cmd.SplitTrigger
-	(*BatchRequest)(nil),           // 18: concord.cmd.BatchRequest
-	(*BatchResponse)(nil),          // 19: concord.cmd.BatchResponse
-	(*SysBatch)(nil),               // 20: concord.cmd.SysBatch
-	(*metapb.NodeRecord)(nil),      // 21: concord.meta.NodeRecord
-	(*metapb.RangeDescriptor)(nil), // 22: concord.meta.RangeDescriptor
-	(*kvpb.RequestOp)(nil),         // 23: concord.kv.RequestOp
-	(*kvpb.CompactRequest)(nil),    // 24: concord.kv.CompactRequest
-	(*kvpb.ResponseOp)(nil),        // 25: concord.kv.ResponseOp
-	(*kvpb.Error)(nil),             // 26: concord.kv.Error
+	(*TxnStage)(nil),               // 13: concord.cmd.TxnStage
+	(*TxnResolve)(nil),             // 14: concord.cmd.TxnResolve
+	(*TxnMark)(nil),                // 15: concord.cmd.TxnMark
+	(*TxnStageRequest)(nil),        // 16: concord.cmd.TxnStageRequest
+	(*TxnReserveRequest)(nil),      // 17: concord.cmd.TxnReserveRequest
+	(*KeySpan)(nil),                // 18: concord.cmd.KeySpan
+	(*TxnQueryRequest)(nil),        // 19: concord.cmd.TxnQueryRequest
+	(*TxnResolveRequest)(nil),      // 20: concord.cmd.TxnResolveRequest
+	(*FreezeRequest)(nil),          // 21: concord.cmd.FreezeRequest
+	(*MergeRequest)(nil),           // 22: concord.cmd.MergeRequest
+	(*MergeTrigger)(nil),           // 23: concord.cmd.MergeTrigger
+	(*SplitRequest)(nil),           // 24: concord.cmd.SplitRequest
+	(*SplitTrigger)(nil),           // 25: concord.cmd.SplitTrigger
+	(*BatchRequest)(nil),           // 26: concord.cmd.BatchRequest
+	(*BatchResponse)(nil),          // 27: concord.cmd.BatchResponse
+	(*SysBatch)(nil),               // 28: concord.cmd.SysBatch
+	(*metapb.NodeRecord)(nil),      // 29: concord.meta.NodeRecord
+	(*metapb.RangeDescriptor)(nil), // 30: concord.meta.RangeDescriptor
+	(*kvpb.RequestOp)(nil),         // 31: concord.kv.RequestOp
+	(*kvpb.CompactRequest)(nil),    // 32: concord.kv.CompactRequest
+	(*kvpb.Intent)(nil),            // 33: concord.kv.Intent
+	(kvpb.TxnStatus)(0),            // 34: concord.kv.TxnStatus
+	(*kvpb.ResponseOp)(nil),        // 35: concord.kv.ResponseOp
+	(*kvpb.Error)(nil),             // 36: concord.kv.Error
+	(*kvpb.TxnMeta)(nil),           // 37: concord.kv.TxnMeta
+	(*kvpb.LockInfo)(nil),          // 38: concord.kv.LockInfo
 }
 var file_cmdpb_cmd_proto_depIdxs = []int32{
-	21, // 0: concord.cmd.SysAddNode.node:type_name -> concord.meta.NodeRecord
+	29, // 0: concord.cmd.SysAddNode.node:type_name -> concord.meta.NodeRecord
 	0,  // 1: concord.cmd.SysRequest.get:type_name -> concord.cmd.SysGet
 	1,  // 2: concord.cmd.SysRequest.scan:type_name -> concord.cmd.SysScan
 	2,  // 3: concord.cmd.SysRequest.put:type_name -> concord.cmd.SysPut
@@ -1594,37 +2431,52 @@ var file_cmdpb_cmd_proto_depIdxs = []int32{
 	6,  // 7: concord.cmd.SysRequest.change_node:type_name -> concord.cmd.SysChangeNode
 	8,  // 8: concord.cmd.SysRequest.alloc_range_id:type_name -> concord.cmd.SysAllocRangeID
 	9,  // 9: concord.cmd.SysRequest.update_ranges:type_name -> concord.cmd.SysUpdateRanges
-	20, // 10: concord.cmd.SysRequest.batch:type_name -> concord.cmd.SysBatch
-	22, // 11: concord.cmd.SysUpdateRanges.descriptors:type_name -> concord.meta.RangeDescriptor
+	28, // 10: concord.cmd.SysRequest.batch:type_name -> concord.cmd.SysBatch
+	30, // 11: concord.cmd.SysUpdateRanges.descriptors:type_name -> concord.meta.RangeDescriptor
 	10, // 12: concord.cmd.SysResponse.kvs:type_name -> concord.cmd.SysKV
-	21, // 13: concord.cmd.SysResponse.node:type_name -> concord.meta.NodeRecord
-	23, // 14: concord.cmd.Command.op:type_name -> concord.kv.RequestOp
+	29, // 13: concord.cmd.SysResponse.node:type_name -> concord.meta.NodeRecord
+	31, // 14: concord.cmd.Command.op:type_name -> concord.kv.RequestOp
 	7,  // 15: concord.cmd.Command.sys:type_name -> concord.cmd.SysRequest
-	24, // 16: concord.cmd.Command.compact:type_name -> concord.kv.CompactRequest
-	17, // 17: concord.cmd.Command.split:type_name -> concord.cmd.SplitTrigger
-	13, // 18: concord.cmd.Command.freeze:type_name -> concord.cmd.FreezeRequest
-	15, // 19: concord.cmd.Command.merge:type_name -> concord.cmd.MergeTrigger
-	22, // 20: concord.cmd.MergeRequest.right:type_name -> concord.meta.RangeDescriptor
-	22, // 21: concord.cmd.MergeTrigger.left:type_name -> concord.meta.RangeDescriptor
-	22, // 22: concord.cmd.MergeTrigger.right:type_name -> concord.meta.RangeDescriptor
-	22, // 23: concord.cmd.SplitTrigger.left:type_name -> concord.meta.RangeDescriptor
-	22, // 24: concord.cmd.SplitTrigger.right:type_name -> concord.meta.RangeDescriptor
-	23, // 25: concord.cmd.BatchRequest.op:type_name -> concord.kv.RequestOp
-	7,  // 26: concord.cmd.BatchRequest.sys:type_name -> concord.cmd.SysRequest
-	24, // 27: concord.cmd.BatchRequest.compact:type_name -> concord.kv.CompactRequest
-	16, // 28: concord.cmd.BatchRequest.split:type_name -> concord.cmd.SplitRequest
-	13, // 29: concord.cmd.BatchRequest.freeze:type_name -> concord.cmd.FreezeRequest
-	14, // 30: concord.cmd.BatchRequest.merge:type_name -> concord.cmd.MergeRequest
-	25, // 31: concord.cmd.BatchResponse.resp:type_name -> concord.kv.ResponseOp
-	11, // 32: concord.cmd.BatchResponse.sys:type_name -> concord.cmd.SysResponse
-	26, // 33: concord.cmd.BatchResponse.error:type_name -> concord.kv.Error
-	22, // 34: concord.cmd.BatchResponse.descriptors:type_name -> concord.meta.RangeDescriptor
-	10, // 35: concord.cmd.SysBatch.puts:type_name -> concord.cmd.SysKV
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	32, // 16: concord.cmd.Command.compact:type_name -> concord.kv.CompactRequest
+	25, // 17: concord.cmd.Command.split:type_name -> concord.cmd.SplitTrigger
+	21, // 18: concord.cmd.Command.freeze:type_name -> concord.cmd.FreezeRequest
+	23, // 19: concord.cmd.Command.merge:type_name -> concord.cmd.MergeTrigger
+	13, // 20: concord.cmd.Command.txn_stage:type_name -> concord.cmd.TxnStage
+	14, // 21: concord.cmd.Command.txn_resolve:type_name -> concord.cmd.TxnResolve
+	15, // 22: concord.cmd.Command.txn_mark:type_name -> concord.cmd.TxnMark
+	33, // 23: concord.cmd.TxnStage.intents:type_name -> concord.kv.Intent
+	34, // 24: concord.cmd.TxnMark.status:type_name -> concord.kv.TxnStatus
+	31, // 25: concord.cmd.TxnStageRequest.op:type_name -> concord.kv.RequestOp
+	18, // 26: concord.cmd.TxnReserveRequest.spans:type_name -> concord.cmd.KeySpan
+	14, // 27: concord.cmd.TxnResolveRequest.resolve:type_name -> concord.cmd.TxnResolve
+	30, // 28: concord.cmd.MergeRequest.right:type_name -> concord.meta.RangeDescriptor
+	30, // 29: concord.cmd.MergeTrigger.left:type_name -> concord.meta.RangeDescriptor
+	30, // 30: concord.cmd.MergeTrigger.right:type_name -> concord.meta.RangeDescriptor
+	30, // 31: concord.cmd.SplitTrigger.left:type_name -> concord.meta.RangeDescriptor
+	30, // 32: concord.cmd.SplitTrigger.right:type_name -> concord.meta.RangeDescriptor
+	31, // 33: concord.cmd.BatchRequest.op:type_name -> concord.kv.RequestOp
+	7,  // 34: concord.cmd.BatchRequest.sys:type_name -> concord.cmd.SysRequest
+	32, // 35: concord.cmd.BatchRequest.compact:type_name -> concord.kv.CompactRequest
+	24, // 36: concord.cmd.BatchRequest.split:type_name -> concord.cmd.SplitRequest
+	21, // 37: concord.cmd.BatchRequest.freeze:type_name -> concord.cmd.FreezeRequest
+	22, // 38: concord.cmd.BatchRequest.merge:type_name -> concord.cmd.MergeRequest
+	16, // 39: concord.cmd.BatchRequest.txn_stage:type_name -> concord.cmd.TxnStageRequest
+	20, // 40: concord.cmd.BatchRequest.txn_resolve:type_name -> concord.cmd.TxnResolveRequest
+	15, // 41: concord.cmd.BatchRequest.txn_mark:type_name -> concord.cmd.TxnMark
+	19, // 42: concord.cmd.BatchRequest.txn_query:type_name -> concord.cmd.TxnQueryRequest
+	17, // 43: concord.cmd.BatchRequest.txn_reserve:type_name -> concord.cmd.TxnReserveRequest
+	35, // 44: concord.cmd.BatchResponse.resp:type_name -> concord.kv.ResponseOp
+	11, // 45: concord.cmd.BatchResponse.sys:type_name -> concord.cmd.SysResponse
+	36, // 46: concord.cmd.BatchResponse.error:type_name -> concord.kv.Error
+	30, // 47: concord.cmd.BatchResponse.descriptors:type_name -> concord.meta.RangeDescriptor
+	37, // 48: concord.cmd.BatchResponse.txn:type_name -> concord.kv.TxnMeta
+	38, // 49: concord.cmd.BatchResponse.lock:type_name -> concord.kv.LockInfo
+	10, // 50: concord.cmd.SysBatch.puts:type_name -> concord.cmd.SysKV
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_cmdpb_cmd_proto_init() }
@@ -1650,7 +2502,7 @@ func file_cmdpb_cmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cmdpb_cmd_proto_rawDesc), len(file_cmdpb_cmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -277,6 +277,15 @@ const (
 	// LEASE_TTL_TOO_LARGE: a lease grant asked for a TTL above the maximum
 	// (etcd's MaxLeaseTTL).
 	ErrorCode_LEASE_TTL_TOO_LARGE ErrorCode = 24
+	// LOCKED: the request met a lock of a cross-range txn that may still
+	// commit at or below its revision (lock says which); nothing was
+	// proposed. The gateway resolves the lock (internal/txn) and retries.
+	ErrorCode_LOCKED ErrorCode = 25
+	// TXN_ABORTED: a cross-range txn's staging was refused (a read or a
+	// write at or above its commit revision got there first, or its
+	// marker was aborted): the txn cannot commit at that revision, and its
+	// coordinator starts it again with a new one.
+	ErrorCode_TXN_ABORTED ErrorCode = 26
 )
 
 // Enum value maps for ErrorCode.
@@ -304,6 +313,8 @@ var (
 		22: "RESOURCE_EXHAUSTED",
 		23: "LEASE_EXIST",
 		24: "LEASE_TTL_TOO_LARGE",
+		25: "LOCKED",
+		26: "TXN_ABORTED",
 	}
 	ErrorCode_value = map[string]int32{
 		"OK":                  0,
@@ -328,6 +339,8 @@ var (
 		"RESOURCE_EXHAUSTED":  22,
 		"LEASE_EXIST":         23,
 		"LEASE_TTL_TOO_LARGE": 24,
+		"LOCKED":              25,
+		"TXN_ABORTED":         26,
 	}
 )
 
@@ -356,6 +369,57 @@ func (x ErrorCode) Number() protoreflect.EnumNumber {
 // Deprecated: Use ErrorCode.Descriptor instead.
 func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 	return file_kvpb_kv_proto_rawDescGZIP(), []int{4}
+}
+
+// TxnStatus is a cross-range txn's fate as its record (or a participant's
+// marker) says it.
+type TxnStatus int32
+
+const (
+	TxnStatus_STAGING   TxnStatus = 0
+	TxnStatus_COMMITTED TxnStatus = 1
+	TxnStatus_ABORTED   TxnStatus = 2
+)
+
+// Enum value maps for TxnStatus.
+var (
+	TxnStatus_name = map[int32]string{
+		0: "STAGING",
+		1: "COMMITTED",
+		2: "ABORTED",
+	}
+	TxnStatus_value = map[string]int32{
+		"STAGING":   0,
+		"COMMITTED": 1,
+		"ABORTED":   2,
+	}
+)
+
+func (x TxnStatus) Enum() *TxnStatus {
+	p := new(TxnStatus)
+	*p = x
+	return p
+}
+
+func (x TxnStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TxnStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_kvpb_kv_proto_enumTypes[5].Descriptor()
+}
+
+func (TxnStatus) Type() protoreflect.EnumType {
+	return &file_kvpb_kv_proto_enumTypes[5]
+}
+
+func (x TxnStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TxnStatus.Descriptor instead.
+func (TxnStatus) EnumDescriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{5}
 }
 
 type Event_EventType int32
@@ -388,11 +452,11 @@ func (x Event_EventType) String() string {
 }
 
 func (Event_EventType) Descriptor() protoreflect.EnumDescriptor {
-	return file_kvpb_kv_proto_enumTypes[5].Descriptor()
+	return file_kvpb_kv_proto_enumTypes[6].Descriptor()
 }
 
 func (Event_EventType) Type() protoreflect.EnumType {
-	return &file_kvpb_kv_proto_enumTypes[5]
+	return &file_kvpb_kv_proto_enumTypes[6]
 }
 
 func (x Event_EventType) Number() protoreflect.EnumNumber {
@@ -401,7 +465,7 @@ func (x Event_EventType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Event_EventType.Descriptor instead.
 func (Event_EventType) EnumDescriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{14, 0}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{18, 0}
 }
 
 type KeyValue struct {
@@ -1531,7 +1595,9 @@ type Error struct {
 	// descriptors, with KEY_MISMATCH, are the answering range's descriptor
 	// and that of the range it last split off: a router corrects its cache
 	// from them without reading the meta range.
-	Descriptors   []*metapb.RangeDescriptor `protobuf:"bytes,4,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
+	Descriptors []*metapb.RangeDescriptor `protobuf:"bytes,4,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
+	// lock, with LOCKED, is the lock met.
+	Lock          *LockInfo `protobuf:"bytes,5,opt,name=lock,proto3" json:"lock,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1594,6 +1660,323 @@ func (x *Error) GetDescriptors() []*metapb.RangeDescriptor {
 	return nil
 }
 
+func (x *Error) GetLock() *LockInfo {
+	if x != nil {
+		return x.Lock
+	}
+	return nil
+}
+
+// LockInfo names a lock a request met: its key (global), its txn and
+// where that txn's record lives.
+type LockInfo struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Key      []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	TxnId    uint64                 `protobuf:"varint,2,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	CommitTs int64                  `protobuf:"varint,3,opt,name=commit_ts,json=commitTs,proto3" json:"commit_ts,omitempty"`
+	// record is the global key the txn's record is anchored at.
+	Record []byte `protobuf:"bytes,4,opt,name=record,proto3" json:"record,omitempty"`
+	// staged_unix_nanos is when the txn's coordinator staged it (its
+	// clock): a lock older than the abandonment bound is recovered.
+	StagedUnixNanos int64 `protobuf:"varint,5,opt,name=staged_unix_nanos,json=stagedUnixNanos,proto3" json:"staged_unix_nanos,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *LockInfo) Reset() {
+	*x = LockInfo{}
+	mi := &file_kvpb_kv_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockInfo) ProtoMessage() {}
+
+func (x *LockInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockInfo.ProtoReflect.Descriptor instead.
+func (*LockInfo) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *LockInfo) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *LockInfo) GetTxnId() uint64 {
+	if x != nil {
+		return x.TxnId
+	}
+	return 0
+}
+
+func (x *LockInfo) GetCommitTs() int64 {
+	if x != nil {
+		return x.CommitTs
+	}
+	return 0
+}
+
+func (x *LockInfo) GetRecord() []byte {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *LockInfo) GetStagedUnixNanos() int64 {
+	if x != nil {
+		return x.StagedUnixNanos
+	}
+	return 0
+}
+
+// Intent is one write a cross-range txn stages: the version it commits
+// (kv, with the commit revision as mod_revision), or with delete a
+// tombstone of kv.key at kv.mod_revision.
+type Intent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kv            *KeyValue              `protobuf:"bytes,1,opt,name=kv,proto3" json:"kv,omitempty"`
+	Delete        bool                   `protobuf:"varint,2,opt,name=delete,proto3" json:"delete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Intent) Reset() {
+	*x = Intent{}
+	mi := &file_kvpb_kv_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Intent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Intent) ProtoMessage() {}
+
+func (x *Intent) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Intent.ProtoReflect.Descriptor instead.
+func (*Intent) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Intent) GetKv() *KeyValue {
+	if x != nil {
+		return x.Kv
+	}
+	return nil
+}
+
+func (x *Intent) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+// Lock is what a staged cross-range txn holds on one key (stored beside
+// the key's versions): the txn, its commit revision, its record's anchor
+// and the write it commits. Invariant: at most one lock per key, and the
+// key has no version at or above commit_ts.
+type Lock struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	TxnId           uint64                 `protobuf:"varint,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	CommitTs        int64                  `protobuf:"varint,2,opt,name=commit_ts,json=commitTs,proto3" json:"commit_ts,omitempty"`
+	Record          []byte                 `protobuf:"bytes,3,opt,name=record,proto3" json:"record,omitempty"`
+	Intent          *Intent                `protobuf:"bytes,4,opt,name=intent,proto3" json:"intent,omitempty"`
+	StagedUnixNanos int64                  `protobuf:"varint,5,opt,name=staged_unix_nanos,json=stagedUnixNanos,proto3" json:"staged_unix_nanos,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Lock) Reset() {
+	*x = Lock{}
+	mi := &file_kvpb_kv_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Lock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Lock) ProtoMessage() {}
+
+func (x *Lock) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Lock.ProtoReflect.Descriptor instead.
+func (*Lock) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Lock) GetTxnId() uint64 {
+	if x != nil {
+		return x.TxnId
+	}
+	return 0
+}
+
+func (x *Lock) GetCommitTs() int64 {
+	if x != nil {
+		return x.CommitTs
+	}
+	return 0
+}
+
+func (x *Lock) GetRecord() []byte {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *Lock) GetIntent() *Intent {
+	if x != nil {
+		return x.Intent
+	}
+	return nil
+}
+
+func (x *Lock) GetStagedUnixNanos() int64 {
+	if x != nil {
+		return x.StagedUnixNanos
+	}
+	return 0
+}
+
+// TxnMeta is a participant's staging marker of a cross-range txn, stored
+// at the participant's anchor key; the primary participant's marker is the
+// txn's record and lists every participant's anchor. The txn is committed
+// once every participant's marker is STAGING (parallel commit), or once
+// its record says COMMITTED; aborted once any says ABORTED.
+type TxnMeta struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Status   TxnStatus              `protobuf:"varint,1,opt,name=status,proto3,enum=concord.kv.TxnStatus" json:"status,omitempty"`
+	CommitTs int64                  `protobuf:"varint,2,opt,name=commit_ts,json=commitTs,proto3" json:"commit_ts,omitempty"`
+	// participants, on the record only: the anchors of every participant
+	// (its own included), global keys.
+	Participants    [][]byte `protobuf:"bytes,3,rep,name=participants,proto3" json:"participants,omitempty"`
+	StagedUnixNanos int64    `protobuf:"varint,4,opt,name=staged_unix_nanos,json=stagedUnixNanos,proto3" json:"staged_unix_nanos,omitempty"`
+	// record is the record's anchor (on every marker).
+	Record []byte `protobuf:"bytes,5,opt,name=record,proto3" json:"record,omitempty"`
+	// keys are the keys the participant's staging locked (global), so that
+	// a recoverer resolves them wherever splits moved them.
+	Keys          [][]byte `protobuf:"bytes,6,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnMeta) Reset() {
+	*x = TxnMeta{}
+	mi := &file_kvpb_kv_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnMeta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnMeta) ProtoMessage() {}
+
+func (x *TxnMeta) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnMeta.ProtoReflect.Descriptor instead.
+func (*TxnMeta) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TxnMeta) GetStatus() TxnStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TxnStatus_STAGING
+}
+
+func (x *TxnMeta) GetCommitTs() int64 {
+	if x != nil {
+		return x.CommitTs
+	}
+	return 0
+}
+
+func (x *TxnMeta) GetParticipants() [][]byte {
+	if x != nil {
+		return x.Participants
+	}
+	return nil
+}
+
+func (x *TxnMeta) GetStagedUnixNanos() int64 {
+	if x != nil {
+		return x.StagedUnixNanos
+	}
+	return 0
+}
+
+func (x *TxnMeta) GetRecord() []byte {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *TxnMeta) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 // Event is one change to a key, as a range's change feed reports it and an
 // etcd watch delivers it: a put (kv is the new version) or a delete (kv
 // holds the key and the deleting revision as mod_revision). prev_kv is the
@@ -1609,7 +1992,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_kvpb_kv_proto_msgTypes[14]
+	mi := &file_kvpb_kv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +2004,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[14]
+	mi := &file_kvpb_kv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +2017,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{14}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Event) GetType() Event_EventType {
@@ -1749,13 +2132,36 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x0eCompactRequest\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12'\n" +
 	"\x0fcluster_checked\x18\x04 \x01(\bR\x0eclusterChecked\x12\x14\n" +
-	"\x05clamp\x18\x02 \x01(\bR\x05clampJ\x04\b\x03\x10\x04\"\xae\x01\n" +
+	"\x05clamp\x18\x02 \x01(\bR\x05clampJ\x04\b\x03\x10\x04\"\xd8\x01\n" +
 	"\x05Error\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.concord.kv.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
 	"\vleader_hint\x18\x03 \x01(\x04R\n" +
 	"leaderHint\x12?\n" +
-	"\vdescriptors\x18\x04 \x03(\v2\x1d.concord.meta.RangeDescriptorR\vdescriptors\"\xaf\x01\n" +
+	"\vdescriptors\x18\x04 \x03(\v2\x1d.concord.meta.RangeDescriptorR\vdescriptors\x12(\n" +
+	"\x04lock\x18\x05 \x01(\v2\x14.concord.kv.LockInfoR\x04lock\"\x94\x01\n" +
+	"\bLockInfo\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x15\n" +
+	"\x06txn_id\x18\x02 \x01(\x04R\x05txnId\x12\x1b\n" +
+	"\tcommit_ts\x18\x03 \x01(\x03R\bcommitTs\x12\x16\n" +
+	"\x06record\x18\x04 \x01(\fR\x06record\x12*\n" +
+	"\x11staged_unix_nanos\x18\x05 \x01(\x03R\x0fstagedUnixNanos\"F\n" +
+	"\x06Intent\x12$\n" +
+	"\x02kv\x18\x01 \x01(\v2\x14.concord.kv.KeyValueR\x02kv\x12\x16\n" +
+	"\x06delete\x18\x02 \x01(\bR\x06delete\"\xaa\x01\n" +
+	"\x04Lock\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\x04R\x05txnId\x12\x1b\n" +
+	"\tcommit_ts\x18\x02 \x01(\x03R\bcommitTs\x12\x16\n" +
+	"\x06record\x18\x03 \x01(\fR\x06record\x12*\n" +
+	"\x06intent\x18\x04 \x01(\v2\x12.concord.kv.IntentR\x06intent\x12*\n" +
+	"\x11staged_unix_nanos\x18\x05 \x01(\x03R\x0fstagedUnixNanos\"\xd1\x01\n" +
+	"\aTxnMeta\x12-\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x15.concord.kv.TxnStatusR\x06status\x12\x1b\n" +
+	"\tcommit_ts\x18\x02 \x01(\x03R\bcommitTs\x12\"\n" +
+	"\fparticipants\x18\x03 \x03(\fR\fparticipants\x12*\n" +
+	"\x11staged_unix_nanos\x18\x04 \x01(\x03R\x0fstagedUnixNanos\x12\x16\n" +
+	"\x06record\x18\x05 \x01(\fR\x06record\x12\x12\n" +
+	"\x04keys\x18\x06 \x03(\fR\x04keys\"\xaf\x01\n" +
 	"\x05Event\x12/\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1b.concord.kv.Event.EventTypeR\x04type\x12$\n" +
 	"\x02kv\x18\x02 \x01(\v2\x14.concord.kv.KeyValueR\x02kv\x12-\n" +
@@ -1785,7 +2191,7 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x0eCOMPARE_CREATE\x10\x01\x12\x0f\n" +
 	"\vCOMPARE_MOD\x10\x02\x12\x11\n" +
 	"\rCOMPARE_VALUE\x10\x03\x12\x11\n" +
-	"\rCOMPARE_LEASE\x10\x04*\xa1\x03\n" +
+	"\rCOMPARE_LEASE\x10\x04*\xbe\x03\n" +
 	"\tErrorCode\x12\x06\n" +
 	"\x02OK\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1811,7 +2217,14 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x13FAILED_PRECONDITION\x10\x15\x12\x16\n" +
 	"\x12RESOURCE_EXHAUSTED\x10\x16\x12\x0f\n" +
 	"\vLEASE_EXIST\x10\x17\x12\x17\n" +
-	"\x13LEASE_TTL_TOO_LARGE\x10\x18B6Z4github.com/concorddb/concord/internal/concordpb/kvpbb\x06proto3"
+	"\x13LEASE_TTL_TOO_LARGE\x10\x18\x12\n" +
+	"\n" +
+	"\x06LOCKED\x10\x19\x12\x0f\n" +
+	"\vTXN_ABORTED\x10\x1a*4\n" +
+	"\tTxnStatus\x12\v\n" +
+	"\aSTAGING\x10\x00\x12\r\n" +
+	"\tCOMMITTED\x10\x01\x12\v\n" +
+	"\aABORTED\x10\x02B6Z4github.com/concorddb/concord/internal/concordpb/kvpbb\x06proto3"
 
 var (
 	file_kvpb_kv_proto_rawDescOnce sync.Once
@@ -1825,62 +2238,71 @@ func file_kvpb_kv_proto_rawDescGZIP() []byte {
 	return file_kvpb_kv_proto_rawDescData
 }
 
-var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_kvpb_kv_proto_goTypes = []any{
 	(SortOrder)(0),                 // 0: concord.kv.SortOrder
 	(SortTarget)(0),                // 1: concord.kv.SortTarget
 	(CompareResult)(0),             // 2: concord.kv.CompareResult
 	(CompareTarget)(0),             // 3: concord.kv.CompareTarget
 	(ErrorCode)(0),                 // 4: concord.kv.ErrorCode
-	(Event_EventType)(0),           // 5: concord.kv.Event.EventType
-	(*KeyValue)(nil),               // 6: concord.kv.KeyValue
-	(*RangeRequest)(nil),           // 7: concord.kv.RangeRequest
-	(*RangeResponse)(nil),          // 8: concord.kv.RangeResponse
-	(*PutRequest)(nil),             // 9: concord.kv.PutRequest
-	(*PutResponse)(nil),            // 10: concord.kv.PutResponse
-	(*DeleteRangeRequest)(nil),     // 11: concord.kv.DeleteRangeRequest
-	(*DeleteRangeResponse)(nil),    // 12: concord.kv.DeleteRangeResponse
-	(*Compare)(nil),                // 13: concord.kv.Compare
-	(*RequestOp)(nil),              // 14: concord.kv.RequestOp
-	(*ResponseOp)(nil),             // 15: concord.kv.ResponseOp
-	(*TxnRequest)(nil),             // 16: concord.kv.TxnRequest
-	(*TxnResponse)(nil),            // 17: concord.kv.TxnResponse
-	(*CompactRequest)(nil),         // 18: concord.kv.CompactRequest
-	(*Error)(nil),                  // 19: concord.kv.Error
-	(*Event)(nil),                  // 20: concord.kv.Event
-	(*metapb.RangeDescriptor)(nil), // 21: concord.meta.RangeDescriptor
+	(TxnStatus)(0),                 // 5: concord.kv.TxnStatus
+	(Event_EventType)(0),           // 6: concord.kv.Event.EventType
+	(*KeyValue)(nil),               // 7: concord.kv.KeyValue
+	(*RangeRequest)(nil),           // 8: concord.kv.RangeRequest
+	(*RangeResponse)(nil),          // 9: concord.kv.RangeResponse
+	(*PutRequest)(nil),             // 10: concord.kv.PutRequest
+	(*PutResponse)(nil),            // 11: concord.kv.PutResponse
+	(*DeleteRangeRequest)(nil),     // 12: concord.kv.DeleteRangeRequest
+	(*DeleteRangeResponse)(nil),    // 13: concord.kv.DeleteRangeResponse
+	(*Compare)(nil),                // 14: concord.kv.Compare
+	(*RequestOp)(nil),              // 15: concord.kv.RequestOp
+	(*ResponseOp)(nil),             // 16: concord.kv.ResponseOp
+	(*TxnRequest)(nil),             // 17: concord.kv.TxnRequest
+	(*TxnResponse)(nil),            // 18: concord.kv.TxnResponse
+	(*CompactRequest)(nil),         // 19: concord.kv.CompactRequest
+	(*Error)(nil),                  // 20: concord.kv.Error
+	(*LockInfo)(nil),               // 21: concord.kv.LockInfo
+	(*Intent)(nil),                 // 22: concord.kv.Intent
+	(*Lock)(nil),                   // 23: concord.kv.Lock
+	(*TxnMeta)(nil),                // 24: concord.kv.TxnMeta
+	(*Event)(nil),                  // 25: concord.kv.Event
+	(*metapb.RangeDescriptor)(nil), // 26: concord.meta.RangeDescriptor
 }
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: concord.kv.RangeRequest.sort_order:type_name -> concord.kv.SortOrder
 	1,  // 1: concord.kv.RangeRequest.sort_target:type_name -> concord.kv.SortTarget
-	6,  // 2: concord.kv.RangeResponse.kvs:type_name -> concord.kv.KeyValue
-	6,  // 3: concord.kv.PutResponse.prev_kv:type_name -> concord.kv.KeyValue
-	6,  // 4: concord.kv.DeleteRangeResponse.prev_kvs:type_name -> concord.kv.KeyValue
+	7,  // 2: concord.kv.RangeResponse.kvs:type_name -> concord.kv.KeyValue
+	7,  // 3: concord.kv.PutResponse.prev_kv:type_name -> concord.kv.KeyValue
+	7,  // 4: concord.kv.DeleteRangeResponse.prev_kvs:type_name -> concord.kv.KeyValue
 	2,  // 5: concord.kv.Compare.result:type_name -> concord.kv.CompareResult
 	3,  // 6: concord.kv.Compare.target:type_name -> concord.kv.CompareTarget
-	7,  // 7: concord.kv.RequestOp.range:type_name -> concord.kv.RangeRequest
-	9,  // 8: concord.kv.RequestOp.put:type_name -> concord.kv.PutRequest
-	11, // 9: concord.kv.RequestOp.delete_range:type_name -> concord.kv.DeleteRangeRequest
-	16, // 10: concord.kv.RequestOp.txn:type_name -> concord.kv.TxnRequest
-	8,  // 11: concord.kv.ResponseOp.range:type_name -> concord.kv.RangeResponse
-	10, // 12: concord.kv.ResponseOp.put:type_name -> concord.kv.PutResponse
-	12, // 13: concord.kv.ResponseOp.delete_range:type_name -> concord.kv.DeleteRangeResponse
-	17, // 14: concord.kv.ResponseOp.txn:type_name -> concord.kv.TxnResponse
-	13, // 15: concord.kv.TxnRequest.compare:type_name -> concord.kv.Compare
-	14, // 16: concord.kv.TxnRequest.success:type_name -> concord.kv.RequestOp
-	14, // 17: concord.kv.TxnRequest.failure:type_name -> concord.kv.RequestOp
-	15, // 18: concord.kv.TxnResponse.responses:type_name -> concord.kv.ResponseOp
+	8,  // 7: concord.kv.RequestOp.range:type_name -> concord.kv.RangeRequest
+	10, // 8: concord.kv.RequestOp.put:type_name -> concord.kv.PutRequest
+	12, // 9: concord.kv.RequestOp.delete_range:type_name -> concord.kv.DeleteRangeRequest
+	17, // 10: concord.kv.RequestOp.txn:type_name -> concord.kv.TxnRequest
+	9,  // 11: concord.kv.ResponseOp.range:type_name -> concord.kv.RangeResponse
+	11, // 12: concord.kv.ResponseOp.put:type_name -> concord.kv.PutResponse
+	13, // 13: concord.kv.ResponseOp.delete_range:type_name -> concord.kv.DeleteRangeResponse
+	18, // 14: concord.kv.ResponseOp.txn:type_name -> concord.kv.TxnResponse
+	14, // 15: concord.kv.TxnRequest.compare:type_name -> concord.kv.Compare
+	15, // 16: concord.kv.TxnRequest.success:type_name -> concord.kv.RequestOp
+	15, // 17: concord.kv.TxnRequest.failure:type_name -> concord.kv.RequestOp
+	16, // 18: concord.kv.TxnResponse.responses:type_name -> concord.kv.ResponseOp
 	4,  // 19: concord.kv.Error.code:type_name -> concord.kv.ErrorCode
-	21, // 20: concord.kv.Error.descriptors:type_name -> concord.meta.RangeDescriptor
-	5,  // 21: concord.kv.Event.type:type_name -> concord.kv.Event.EventType
-	6,  // 22: concord.kv.Event.kv:type_name -> concord.kv.KeyValue
-	6,  // 23: concord.kv.Event.prev_kv:type_name -> concord.kv.KeyValue
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	26, // 20: concord.kv.Error.descriptors:type_name -> concord.meta.RangeDescriptor
+	21, // 21: concord.kv.Error.lock:type_name -> concord.kv.LockInfo
+	7,  // 22: concord.kv.Intent.kv:type_name -> concord.kv.KeyValue
+	22, // 23: concord.kv.Lock.intent:type_name -> concord.kv.Intent
+	5,  // 24: concord.kv.TxnMeta.status:type_name -> concord.kv.TxnStatus
+	6,  // 25: concord.kv.Event.type:type_name -> concord.kv.Event.EventType
+	7,  // 26: concord.kv.Event.kv:type_name -> concord.kv.KeyValue
+	7,  // 27: concord.kv.Event.prev_kv:type_name -> concord.kv.KeyValue
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
@@ -1912,8 +2334,8 @@ func file_kvpb_kv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_kv_proto_rawDesc), len(file_kvpb_kv_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   15,
+			NumEnums:      7,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
