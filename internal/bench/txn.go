@@ -47,8 +47,8 @@ import (
 // calls it from one goroutine, never while txns are measured. A server
 // without it (etcd) answers gRPC Unimplemented.
 type RangeAdmin interface {
-	// Split makes a range start at key; that one already does is not an
-	// error.
+	// Split makes a range start at key; a key a range already starts at
+	// is not an error.
 	Split(ctx context.Context, key string) error
 	// RangeStarts returns the start key of every range of the keyspace.
 	RangeStarts(ctx context.Context) ([]string, error)
@@ -634,8 +634,12 @@ func (b *txnBench) logRun(round int, c *txnCase, run *txnRun) {
 		return
 	}
 	l := run.hist.Summary()
-	line := fmt.Sprintf("round %d/%d, %d ranges per txn: %d txns in %.1fs, %.1f txns/s, p50 %.3fms, p99 %.3fms, %d errors",
-		round, b.cfg.Rounds, c.layout.RangesPerTxn, l.Count, run.elapsed.Seconds(), float64(l.Count)/run.elapsed.Seconds(), l.P50Ms, l.P99Ms, run.errs)
+	lat := "no latency"
+	if l.Count > 0 {
+		lat = fmt.Sprintf("p50 %.3fms, p99 %.3fms", l.P50Ms, l.P99Ms)
+	}
+	line := fmt.Sprintf("round %d/%d, %s per txn: %d txns in %.1fs, %.1f txns/s, %s, %d errors",
+		round, b.cfg.Rounds, plural(c.layout.RangesPerTxn, "range"), l.Count, run.elapsed.Seconds(), perSec(l.Count, run.elapsed.Seconds()), lat, run.errs)
 	if run.firstErr != "" {
 		line += " (first: " + run.firstErr + ")"
 	}

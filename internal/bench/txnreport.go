@@ -193,7 +193,7 @@ func (r *TxnReport) WriteText(w io.Writer) error {
 	if r.RunTxns > 0 {
 		run = fmt.Sprintf("%d txns", r.RunTxns)
 	}
-	fmt.Fprintf(&b, "runs       %d rounds of %s per configuration, order reversed every other round, %gs warm-up each\n", r.Rounds, run, r.WarmSec)
+	fmt.Fprintf(&b, "runs       %s of %s per configuration, order reversed every other round, %gs warm-up each\n", plural(r.Rounds, "round"), run, r.WarmSec)
 	checked := "checked against the cluster's ranges"
 	if !r.LayoutChecked {
 		checked = "not split nor checked: no Admin service"
