@@ -44,11 +44,12 @@ gRPC code. It works against Concord and etcd alike.
   concord bench put --endpoints 127.0.0.1:2379 --clients 100 --conns 10
   concord bench range --consistency s --clients 100 --conns 10 --json
   concord bench mixed --ycsb f --dist zipfian --duration 30s
+  concord bench txn-put --compare-ranges 1,2 --rounds 3   # txns whose keys lie in 1 range vs 2
   concord bench load --bytes 10GiB --checkpoints 100MiB,1GiB --local-cluster 3
   concord bench watch --watchers 100000 --streams 100 --watched-keys 1000
   concord bench compare     # Concord against etcd on this machine, into BENCHMARKS.md
 
-Range, txn-put and mixed write every key of the key space once before
+Range, txn-cas and mixed write every key of the key space once before
 measuring (--preload=false to skip). --rate makes the run open-loop: latency
 then counts from each op's scheduled start.`,
 	}
@@ -81,7 +82,7 @@ then counts from each op's scheduled start.`,
 	keepalivePreload := false // set by the lease-keepalive command's flag; it grants its leases whatever it says
 	rng := &cobra.Command{Use: "range", Short: "Get one random key per op", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return bf.run(cmd, bench.Range) }}
-	txn := &cobra.Command{Use: "txn-put", Short: "Compare-and-swap: Txn(if mod_revision(k) = last seen then put else get)", Args: cobra.NoArgs,
+	txn := &cobra.Command{Use: "txn-cas", Short: "Compare-and-swap: Txn(if mod_revision(k) = last seen then put else get)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return bf.run(cmd, bench.TxnPut) }}
 	keepalive := &cobra.Command{Use: "lease-keepalive", Short: "Grant --key-space-size leases, then renew one random lease per op (etcd's benchmark lease-keepalive over many leases)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -100,7 +101,7 @@ then counts from each op's scheduled start.`,
 	for _, c := range []*cobra.Command{rng, mixed} {
 		c.Flags().StringVar(&bf.consistency, "consistency", "l", "read consistency: l (linearizable) or s (serializable)")
 	}
-	cmd.AddCommand(put, rng, txn, keepalive, mixed, loadCmd(bf), watchCmd(bf), compareCmd())
+	cmd.AddCommand(put, rng, txn, txnPutCmd(bf), keepalive, mixed, loadCmd(bf), watchCmd(bf), compareCmd())
 	return cmd
 }
 

@@ -37,7 +37,7 @@ func TestBenchAgainstLocalCluster(t *testing.T) {
 		{name: "put", args: []string{"put"}, maxKeys: 200},
 		{name: "range(linearizable)", args: []string{"range"}},
 		{name: "range(serializable)", args: []string{"range", "--consistency", "s"}},
-		{name: "txn-put", args: []string{"txn-put"}},
+		{name: "txn-put", args: []string{"txn-cas"}}, // the workload is still bench.TxnPut
 		{name: "mixed(ycsb-f,zipfian)", args: []string{"mixed", "--ycsb", "f", "--dist", "zipfian"}, kind: "rmw"},
 		{name: "put", args: []string{"put", "--target-leader", "--rate", "400"}},
 	} {
