@@ -24,9 +24,11 @@ func chaosCmd() *cobra.Command {
 bridge it creates, runs --clients etcd clients (each pinned to one node) with
 the chosen workloads while the nemesis kills, pauses and partitions nodes
 (and splits and merges ranges),
-then checks the recorded history with porcupine, key by key. It exits
-non-zero on a linearizability violation or a node crash, and writes the
-history, the node logs and (on a violation) porcupine's visualisation to --out.
+then checks the recorded history with porcupine, key by key, and the bank
+workload's transfers across ranges by their money (the total never changes,
+every acknowledged transfer is seen). It exits non-zero on a violation or a
+node crash, and writes the history, the node logs and (on a violation)
+porcupine's visualisation to --out.
 Needs root, iproute2 and iptables. Faults: kill, pause, partition, clock,
 split, all, none, or single ones: kill-node, kill-leader, pause-node,
 pause-leader, partition-node, partition-leader, partition-halves,
@@ -69,7 +71,7 @@ partition-bridge, clock-jump, clock-jump-leader, split-range, merge-range.`,
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of concord start processes (3 or more)")
 	f.IntVar(&cfg.ReplicationFactor, "replication-factor", 0, "replicas per range (default: --nodes, so every node holds every range)")
 	f.IntVar(&cfg.Clients, "clients", cfg.Clients, "concurrent clients, client i pinned to node i mod --nodes")
-	f.StringVar(&workloads, "workload", strings.Join(cfg.Workloads, ","), "workloads, comma-separated: register, append, lock (etcd locks on leases, appends fenced by the lock)")
+	f.StringVar(&workloads, "workload", strings.Join(cfg.Workloads, ","), "workloads, comma-separated: register, append, lock (etcd locks on leases, appends fenced by the lock), bank (Txn transfers between accounts in many ranges, readers summing them)")
 	f.StringVar(&nemesis, "nemesis", "all", "faults, comma-separated (see above)")
 	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of the workload")
 	f.DurationVar(&cfg.Interval, "interval", cfg.Interval, "mean quiet gap between faults and mean length of a fault")
@@ -79,10 +81,13 @@ partition-bridge, clock-jump, clock-jump-leader, split-range, merge-range.`,
 	f.DurationVar(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "timeout of one client operation")
 	f.DurationVar(&cfg.ThinkTime, "think-time", cfg.ThinkTime, "mean pause of a client between operations")
 	f.DurationVar(&cfg.CheckTimeout, "check-timeout", cfg.CheckTimeout, "checker time limit per key (past it the key is unknown)")
+	f.IntVar(&cfg.BankAccounts, "bank-accounts", cfg.BankAccounts, "bank workload: number of accounts")
+	f.IntVar(&cfg.BankRanges, "bank-ranges", 0, "bank workload: ranges the accounts are split over at setup (default: --bank-accounts, one account per range; 1 keeps them together)")
 	f.StringVar(&cfg.Binary, "binary", "", "concord binary for the nodes (default: this executable)")
 	f.StringVar(&cfg.OutDir, "out", "", "output folder (default: a new folder under $TMPDIR)")
 	f.BoolVar(&cfg.UnsafeNoReadLease, "unsafe-no-read-lease", false, "TEST ONLY: start the nodes with --unsafe-no-read-lease (stale reads on purpose: the check must fail)")
 	f.BoolVar(&cfg.UnsafeLockNoFence, "unsafe-lock-no-fence", false, "TEST ONLY: the lock workload writes without its lock in the guard (a holder that lost its lock still writes: the check must fail)")
+	f.BoolVar(&cfg.UnsafeBankNoTxn, "unsafe-bank-no-txn", false, "TEST ONLY: the bank workload writes a transfer's two accounts in two Txns, one after the other (a transfer across ranges without a txn record: the check must fail)")
 	return cmd
 }
 

@@ -237,6 +237,9 @@ func Check(ops []Op, opts CheckOptions) (Report, error) {
 	type pk struct{ workload, key string }
 	byKey := map[pk][]Op{}
 	for _, op := range ops {
+		if op.Workload == WorkloadBank {
+			continue // across keys: CheckBank
+		}
 		k := pk{op.Workload, op.Key}
 		byKey[k] = append(byKey[k], op)
 	}

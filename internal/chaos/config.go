@@ -16,7 +16,8 @@ type Config struct {
 	// Clients is the number of concurrent clients; client i is pinned to
 	// node i mod Nodes and runs workload i mod len(Workloads).
 	Clients int
-	// Workloads are any of WorkloadRegister, WorkloadAppend, WorkloadLock.
+	// Workloads are any of WorkloadRegister, WorkloadAppend, WorkloadLock,
+	// WorkloadBank.
 	Workloads []string
 	// Faults are the nemesis's faults (see ParseNemesis); none is allowed.
 	Faults []string
@@ -45,6 +46,12 @@ type Config struct {
 	// CheckTimeout bounds the check of one key's history.
 	CheckTimeout time.Duration
 
+	// BankAccounts is the bank workload's number of accounts.
+	BankAccounts int
+	// BankRanges is how many ranges the bank's accounts are split over
+	// at setup, in contiguous groups; 0 means one range per account.
+	BankRanges int
+
 	// Binary is the concord binary the nodes run.
 	Binary string
 	// OutDir receives history.jsonl, the node logs and, on a violation,
@@ -57,6 +64,11 @@ type Config struct {
 	// writes of a holder that lost its lock land, to show the check
 	// catches them.
 	UnsafeLockNoFence bool
+	// UnsafeBankNoTxn makes the bank workload write a transfer's two
+	// accounts in two Txns, one after the other, as a store without a
+	// transaction record would commit them across ranges, to show the
+	// check catches it.
+	UnsafeBankNoTxn bool
 
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
@@ -77,6 +89,7 @@ func DefaultConfig() Config {
 		OpTimeout:    2 * time.Second,
 		ThinkTime:    10 * time.Millisecond,
 		CheckTimeout: 2 * time.Minute,
+		BankAccounts: 8,
 	}
 }
 
@@ -113,6 +126,13 @@ func (c Config) Validate() error {
 		return errors.New("chaos: no output folder")
 	}
 	for _, w := range c.Workloads {
+		if w == WorkloadBank {
+			// Checked by CheckBank, not by a porcupine model.
+			if err := c.validateBank(); err != nil {
+				return err
+			}
+			continue
+		}
 		if _, err := Model(w); err != nil {
 			return err
 		}

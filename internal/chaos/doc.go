@@ -30,7 +30,8 @@
 //
 // The model is deliberately small: registers (read, write, compare-and-set
 // via Txn on a value) and append-only lists (read, append via a Txn that
-// compares the mod revision). Revisions are dense as etcd's only without
-// faults, and faults are what the harness injects: the checkers never
-// assume they are consecutive.
+// compares the mod revision); the bank workload's transfers across ranges
+// are checked by their money instead (bank.go). Revisions are dense as
+// etcd's only without faults, and faults are what the harness injects: the
+// checkers never assume they are consecutive.
 package chaos

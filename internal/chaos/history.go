@@ -26,7 +26,8 @@ const (
 // Kind is an operation's type.
 type Kind string
 
-// The operation kinds of both workloads.
+// The operation kinds of the register, append and lock workloads (the
+// bank adds KindTransfer).
 const (
 	KindRead   Kind = "read"
 	KindWrite  Kind = "write"
@@ -56,8 +57,11 @@ type Op struct {
 	Succeeded bool   `json:"succeeded,omitempty"`
 	Err       string `json:"err,omitempty"`
 	// Revision is the header revision of an ok write (a put, a cas that
-	// succeeded, an append): the write's commit revision.
+	// succeeded, an append, a transfer that succeeded): the write's
+	// commit revision.
 	Revision int64 `json:"revision,omitempty"`
+	// Bank is what a bank operation read and wrote (see bank.go).
+	Bank *BankOp `json:"bank,omitempty"`
 
 	// Start and End are nanoseconds since the run began, from the
 	// monotonic clock: invocation and completion as the client saw them.

@@ -115,8 +115,8 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, mut := range []func(*Config){
 		func(c *Config) { c.Nodes = 2 },
-		func(c *Config) { c.Workloads = []string{"bank"} },
-		func(c *Config) { c.Faults = []string{"kill"} }, // a group, not a fault
+		func(c *Config) { c.Workloads = []string{"ledger"} }, // no such workload
+		func(c *Config) { c.Faults = []string{"kill"} },      // a group, not a fault
 		func(c *Config) { c.Interval = 0 },
 		func(c *Config) { c.Binary = "" },
 		func(c *Config) { c.ReplicationFactor = 9 },

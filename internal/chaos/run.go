@@ -25,6 +25,7 @@ type Summary struct {
 	Workloads         []string
 	UnsafeNoReadLease bool
 	UnsafeLockNoFence bool
+	UnsafeBankNoTxn   bool
 	// Elapsed is the workload's actual length.
 	Elapsed time.Duration
 	// Interrupted is set when the run was cut short by its context.
@@ -48,6 +49,8 @@ type Summary struct {
 	// Lock lists holds that overlapped in a lock's data (the lock
 	// workload; see lock.go), at most maxWatchViolations.
 	Lock []string
+	// Bank is the bank workload's verdict (see bank.go).
+	Bank BankReport
 
 	// Availability: operations whose whole interval fell while a majority
 	// of nodes was up and connected, and how many of those succeeded;
@@ -61,7 +64,7 @@ type Summary struct {
 // Failed reports whether the run found a consistency violation or a
 // node crash.
 func (s Summary) Failed() bool {
-	return len(s.Report.Anomalies()) > 0 || len(s.Crashes) > 0 || len(s.RevisionOrder) > 0 || len(s.Watch) > 0 || len(s.Lock) > 0
+	return len(s.Report.Anomalies()) > 0 || len(s.Crashes) > 0 || len(s.RevisionOrder) > 0 || len(s.Watch) > 0 || len(s.Lock) > 0 || s.Bank.Found > 0
 }
 
 // Write prints the summary for people.
@@ -72,6 +75,9 @@ func (s Summary) Write(w io.Writer) {
 	}
 	if s.UnsafeLockNoFence {
 		knob += ", --unsafe-lock-no-fence"
+	}
+	if s.UnsafeBankNoTxn {
+		knob += ", --unsafe-bank-no-txn"
 	}
 	fmt.Fprintf(w, "chaos summary (seed %d, %d nodes, %s, %.0fs%s)\n", s.Seed, s.Nodes, strings.Join(s.Workloads, "+"), s.Elapsed.Seconds(), knob)
 	if s.Interrupted {
@@ -128,6 +134,18 @@ func (s Summary) Write(w io.Writer) {
 	for _, v := range s.Lock {
 		fmt.Fprintf(w, "  ANOMALY       %s\n", v)
 	}
+	if contains(s.Workloads, WorkloadBank) {
+		b := s.Bank
+		verdict := fmt.Sprintf("total %d kept, every acknowledged transfer seen", b.Total)
+		if b.Found > 0 {
+			verdict = fmt.Sprintf("MONEY WRONG (%d violations, the first %d below)", b.Found, len(b.Violations))
+		}
+		fmt.Fprintf(w, "  bank          %d accounts in %d range(s) at setup; %d reads, %d transfers acknowledged, %d lost a race: %s\n",
+			b.Accounts, b.Ranges, b.Reads, b.Transfers, b.Raced, verdict)
+	}
+	for _, v := range s.Bank.Violations {
+		fmt.Fprintf(w, "  ANOMALY       %s\n", v)
+	}
 	for _, c := range s.Crashes {
 		fmt.Fprintf(w, "  CRASH         %s\n", c)
 	}
@@ -161,7 +179,7 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	sum = Summary{Seed: cfg.Seed, Nodes: cfg.Nodes, Workloads: cfg.Workloads, UnsafeNoReadLease: cfg.UnsafeNoReadLease, UnsafeLockNoFence: cfg.UnsafeLockNoFence, OutDir: cfg.OutDir}
+	sum = Summary{Seed: cfg.Seed, Nodes: cfg.Nodes, Workloads: cfg.Workloads, UnsafeNoReadLease: cfg.UnsafeNoReadLease, UnsafeLockNoFence: cfg.UnsafeLockNoFence, UnsafeBankNoTxn: cfg.UnsafeBankNoTxn, OutDir: cfg.OutDir}
 	if err := CleanLeftovers(ctx); err != nil {
 		logf("chaos: cleaning leftovers of earlier runs: %v", err)
 	}
@@ -222,6 +240,12 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 		defer cli.Close()
 		wclis = append(wclis, cli)
 	}
+	if contains(cfg.Workloads, WorkloadBank) {
+		if sum.Bank.Ranges, err = setupBank(ctx, c, wclis[0], cfg); err != nil {
+			return sum, err
+		}
+		logf("chaos: bank: %d accounts in %d ranges", cfg.BankAccounts, sum.Bank.Ranges)
+	}
 	startResp, err := clients[0].Get(ctx, "chaos/")
 	if err != nil {
 		return sum, fmt.Errorf("chaos: first read: %w", err)
@@ -235,6 +259,9 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	deadline := t0.Add(cfg.Duration)
 	nm := newNemesis(c, w, t0, logf)
 	nm.splitKey = func(pick uint64) string {
+		if key, ok := bankSplitKey(cfg.Workloads, cfg.BankAccounts, pick); ok {
+			return key
+		}
 		// A key of the current epoch (see client.key), of either workload.
 		epoch := int64(time.Since(t0) / cfg.KeyLifetime)
 		return fmt.Sprintf("chaos/%s/%d/%d", []string{"r", "a"}[pick%2], epoch, (pick/2)%uint64(cfg.Keys))
@@ -303,6 +330,11 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	logf("chaos: checking %d ops", len(ops))
 	sum.RevisionOrder = CheckRevisionOrder(ops, maxRevisionViolations)
 	sum.Watched, sum.Watch = watched, CheckWatches(ops, wevs, werrs, maxWatchViolations)
+	if contains(cfg.Workloads, WorkloadBank) {
+		ranges := sum.Bank.Ranges
+		sum.Bank = CheckBank(ops, cfg.BankAccounts, bankTotal(cfg.BankAccounts), maxBankViolations)
+		sum.Bank.Ranges = ranges
+	}
 	sum.Report, err = Check(ops, CheckOptions{Timeout: cfg.CheckTimeout, OutDir: cfg.OutDir, Annotations: annotations(sum.Events)})
 	if err != nil {
 		return sum, err

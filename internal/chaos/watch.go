@@ -107,7 +107,7 @@ func CheckWatches(ops []Op, evs [][]WatchedEvent, errs []string, max int) []stri
 	var newest int64
 	attempted := map[string]bool{} // key + "=" + written value
 	for _, op := range ops {
-		if op.Kind == KindRead || op.Result == Fail || op.Workload == WorkloadLock {
+		if op.Kind == KindRead || op.Result == Fail || op.Workload == WorkloadLock || op.Workload == WorkloadBank {
 			continue
 		}
 		attempted[op.Key+"="+op.Value] = true
@@ -130,7 +130,7 @@ func CheckWatches(ops []Op, evs [][]WatchedEvent, errs []string, max int) []stri
 		last := int64(0)
 		for _, ev := range wevs {
 			if !strings.HasPrefix(ev.Key, "chaos/r/") && !strings.HasPrefix(ev.Key, "chaos/a/") {
-				continue // the lock workload's keys: checked by CheckHolds
+				continue // the lock and bank workloads' keys: CheckHolds, CheckBank
 			}
 			if ev.Revision <= last {
 				add("watcher %d: event at revision %d after one at %d", i+1, ev.Revision, last)

@@ -115,6 +115,9 @@ func (c *client) one(ctx context.Context) Op {
 		}
 		op.Start = c.now()
 		c.append(octx, &op)
+	case WorkloadBank:
+		op.Start = c.now()
+		c.bank(octx, &op)
 	}
 	op.End = c.now()
 	return op
@@ -220,12 +223,16 @@ func (c *client) finish(op *Op, err error) {
 	}
 }
 
-func invalidArgument(err error) bool {
+func invalidArgument(err error) bool { return errCode(err) == codes.InvalidArgument }
+
+// errCode is the gRPC code of a client error, whether clientv3 turned it
+// into an etcd error or left it a status.
+func errCode(err error) codes.Code {
 	var ee rpctypes.EtcdError
 	if errors.As(err, &ee) {
-		return ee.Code() == codes.InvalidArgument
+		return ee.Code()
 	}
-	return status.Code(err) == codes.InvalidArgument
+	return status.Code(err)
 }
 
 type mvccKV = mvccpb.KeyValue
