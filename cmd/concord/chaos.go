@@ -87,7 +87,7 @@ partition-bridge, clock-jump, clock-jump-leader, split-range, merge-range.`,
 	f.StringVar(&cfg.OutDir, "out", "", "output folder (default: a new folder under $TMPDIR)")
 	f.BoolVar(&cfg.UnsafeNoReadLease, "unsafe-no-read-lease", false, "TEST ONLY: start the nodes with --unsafe-no-read-lease (stale reads on purpose: the check must fail)")
 	f.BoolVar(&cfg.UnsafeLockNoFence, "unsafe-lock-no-fence", false, "TEST ONLY: the lock workload writes without its lock in the guard (a holder that lost its lock still writes: the check must fail)")
-	f.BoolVar(&cfg.UnsafeBankNoTxn, "unsafe-bank-no-txn", false, "TEST ONLY: the bank workload writes a transfer's two accounts in two Txns, one after the other (a transfer across ranges without a txn record: the check must fail)")
+	f.BoolVar(&cfg.UnsafeTxnNoRecord, "unsafe-txn-no-record", false, "TEST ONLY: start the nodes with --unsafe-txn-no-record (a txn across ranges commits range by range, with no txn record: the bank check must fail)")
 	return cmd
 }
 

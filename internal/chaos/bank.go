@@ -33,9 +33,9 @@ import (
 // an account (its mod revision) has one value and at most one successor.
 // A store that commits a transaction's ranges one after the other, with
 // no transaction record to make them one, fails it: a read between the
-// two commits sees money missing or doubled. --unsafe-bank-no-txn makes
-// the clients do exactly that (two Txns, one per account), to show the
-// check catches it.
+// two commits sees money missing or doubled. --unsafe-txn-no-record
+// starts the nodes as exactly such a store (internal/txn's UnsafeNoRecord),
+// to show the check catches it.
 
 // WorkloadBank transfers between accounts spread over ranges while
 // readers sum them.
@@ -309,10 +309,6 @@ func (c *client) transfer(ctx context.Context, op *Op, from, to int) {
 		op.Bank.Amount = 1 + c.rng.Int64N(fv)
 	}
 	nf, nt := strconv.FormatInt(fv-op.Bank.Amount, 10), strconv.FormatInt(tv+op.Bank.Amount, 10)
-	if c.cfg.UnsafeBankNoTxn {
-		c.transferNoTxn(ctx, op, fkv, tkv, nf, nt)
-		return
-	}
 	tresp, err := c.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(fkv.Key), "=", fkv.ModRevision),
 			clientv3.Compare(clientv3.ModRevision(tkv.Key), "=", tkv.ModRevision)).
@@ -326,36 +322,6 @@ func (c *client) transfer(ctx context.Context, op *Op, from, to int) {
 	if tresp.Succeeded {
 		op.Revision = tresp.Header.Revision
 	}
-}
-
-// transferNoTxn is the broken transfer of --unsafe-bank-no-txn: the
-// payer's Txn, then the payee's, each comparing only its own key, as a
-// store without a transaction record would commit the two ranges one
-// after the other. Between the two, and for good when the second loses
-// its race, the money is missing.
-func (c *client) transferNoTxn(ctx context.Context, op *Op, fkv, tkv *BankKV, nf, nt string) {
-	for i, w := range []struct {
-		kv  *BankKV
-		val string
-	}{{fkv, nf}, {tkv, nt}} {
-		tresp, err := c.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(w.kv.Key), "=", w.kv.ModRevision)).
-			Then(clientv3.OpPut(w.kv.Key, w.val)).
-			Commit()
-		if err != nil {
-			finishTransfer(op, err)
-			return
-		}
-		if !tresp.Succeeded {
-			// The first lost: nothing written. The second lost: the
-			// payer paid and nobody got it; the client cannot tell it
-			// from a lost race.
-			op.Result, op.Err = Ok, fmt.Sprintf("unsafe: Txn %d of 2 lost its race", i+1)
-			return
-		}
-		op.Revision = tresp.Header.Revision
-	}
-	op.Result, op.Succeeded = Ok, true
 }
 
 // finishTransfer sets a transfer's result from its Txn's error: a

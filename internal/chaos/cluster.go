@@ -66,6 +66,8 @@ type ClusterOptions struct {
 	ReplicationFactor int
 	// UnsafeNoReadLease passes --unsafe-no-read-lease to every node.
 	UnsafeNoReadLease bool
+	// UnsafeTxnNoRecord passes --unsafe-txn-no-record to every node.
+	UnsafeTxnNoRecord bool
 	// ClockFiles gives every node an --unsafe-clock-offset-file, so that
 	// SetClockOffset can make its wall clock jump.
 	ClockFiles bool
@@ -100,6 +102,9 @@ func StartCluster(ctx context.Context, w *Network, opts ClusterOptions) (*Cluste
 			"--replication-factor", fmt.Sprint(rf), "--log-level", "warn"}
 		if opts.UnsafeNoReadLease {
 			a = append(a, "--unsafe-no-read-lease")
+		}
+		if opts.UnsafeTxnNoRecord {
+			a = append(a, "--unsafe-txn-no-record")
 		}
 		if opts.ClockFiles {
 			path := filepath.Join(opts.DataDir, fmt.Sprintf("n%d.clock", i+1))

@@ -64,11 +64,10 @@ type Config struct {
 	// writes of a holder that lost its lock land, to show the check
 	// catches them.
 	UnsafeLockNoFence bool
-	// UnsafeBankNoTxn makes the bank workload write a transfer's two
-	// accounts in two Txns, one after the other, as a store without a
-	// transaction record would commit them across ranges, to show the
-	// check catches it.
-	UnsafeBankNoTxn bool
+	// UnsafeTxnNoRecord starts every node with --unsafe-txn-no-record: a
+	// txn across ranges commits range by range, with no txn record, to
+	// show the bank check catches it.
+	UnsafeTxnNoRecord bool
 
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)

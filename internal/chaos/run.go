@@ -25,7 +25,7 @@ type Summary struct {
 	Workloads         []string
 	UnsafeNoReadLease bool
 	UnsafeLockNoFence bool
-	UnsafeBankNoTxn   bool
+	UnsafeTxnNoRecord bool
 	// Elapsed is the workload's actual length.
 	Elapsed time.Duration
 	// Interrupted is set when the run was cut short by its context.
@@ -76,8 +76,8 @@ func (s Summary) Write(w io.Writer) {
 	if s.UnsafeLockNoFence {
 		knob += ", --unsafe-lock-no-fence"
 	}
-	if s.UnsafeBankNoTxn {
-		knob += ", --unsafe-bank-no-txn"
+	if s.UnsafeTxnNoRecord {
+		knob += ", --unsafe-txn-no-record"
 	}
 	fmt.Fprintf(w, "chaos summary (seed %d, %d nodes, %s, %.0fs%s)\n", s.Seed, s.Nodes, strings.Join(s.Workloads, "+"), s.Elapsed.Seconds(), knob)
 	if s.Interrupted {
@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	sum = Summary{Seed: cfg.Seed, Nodes: cfg.Nodes, Workloads: cfg.Workloads, UnsafeNoReadLease: cfg.UnsafeNoReadLease, UnsafeLockNoFence: cfg.UnsafeLockNoFence, UnsafeBankNoTxn: cfg.UnsafeBankNoTxn, OutDir: cfg.OutDir}
+	sum = Summary{Seed: cfg.Seed, Nodes: cfg.Nodes, Workloads: cfg.Workloads, UnsafeNoReadLease: cfg.UnsafeNoReadLease, UnsafeLockNoFence: cfg.UnsafeLockNoFence, UnsafeTxnNoRecord: cfg.UnsafeTxnNoRecord, OutDir: cfg.OutDir}
 	if err := CleanLeftovers(ctx); err != nil {
 		logf("chaos: cleaning leftovers of earlier runs: %v", err)
 	}
@@ -208,6 +208,7 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 		LogDir:            filepath.Join(cfg.OutDir, "logs"),
 		ReplicationFactor: cfg.ReplicationFactor,
 		UnsafeNoReadLease: cfg.UnsafeNoReadLease,
+		UnsafeTxnNoRecord: cfg.UnsafeTxnNoRecord,
 		ClockFiles:        hasClockFaults(cfg.Faults),
 	})
 	if err != nil {
