@@ -266,3 +266,16 @@ func PathSpans(op *kvpb.RequestOp, taken []bool) (writes, reads []keys.Span) {
 	walk(op)
 	return writes, reads
 }
+
+// SetTxnHeaders sets the header revision of every non-txn response inside
+// resp's txns (recursively) to rev: a txn that wrote nothing answers them
+// all at the revision it was served at.
+func SetTxnHeaders(resp *kvpb.ResponseOp, rev int64) {
+	for _, r := range resp.GetTxn().GetResponses() {
+		if r.GetTxn() != nil {
+			SetTxnHeaders(r, rev)
+			continue
+		}
+		r.HeaderRevision = rev
+	}
+}

@@ -319,7 +319,7 @@ func (r *Replica) classify(batch []*pendingWrite) (n int, writers []*pendingWrit
 		if scratch == nil {
 			scratch = r.cfg.Engine.NewBatch()
 		}
-		resp, wrote, err := eval.WriteFrom(scratch, span, as.MaxTS+1, as.MaxTS, as.CompactedRev, op)
+		resp, wrote, err := eval.WriteFrom(scratch, span, as.Newest()+1, as.Newest(), as.CompactedRev, op)
 		switch {
 		case err != nil && kvpb.CodeOf(err) == kvpb.ErrorCode_OK:
 			// An engine error: the scratch batch is in an unknown state.
@@ -359,6 +359,8 @@ func (r *Replica) classify(batch []*pendingWrite) (n int, writers []*pendingWrit
 			a.res = result{err: kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: no current revision: %v", r.RangeID, err)}
 		case a.res.resp != nil:
 			a.res.resp.Revision = max(a.res.resp.GetRevision(), cur)
+			// So do the headers inside a txn that wrote nothing.
+			eval.SetTxnHeaders(a.res.resp.GetResp(), a.res.resp.Revision)
 		}
 		a.pw.done <- a.res
 	}
@@ -538,7 +540,10 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *cmdpb.Command, span keys.Sp
 	case cmd.GetTxnMark() != nil:
 		return r.evalTxnMark(b, span, cmd, as)
 	case cmd.GetOp() != nil:
-		resp, wrote, err := eval.WriteIndexed(b, span, cmd.GetTs(), as.MaxTS, as.CompactedRev, r.idx, cmd.GetOp())
+		// Before the txn first writes, its ops see the cluster as of the
+		// revision before its own (as etcd's see its store's), which the
+		// range's newest may lie far below.
+		resp, wrote, err := eval.WriteIndexed(b, span, cmd.GetTs(), cmd.GetTs()-1, as.CompactedRev, r.idx, cmd.GetOp())
 		if err != nil {
 			return result{err: err}
 		}

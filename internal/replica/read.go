@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -29,6 +30,16 @@ func (r *Replica) Read(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.Bat
 		if err := r.waitLease(ctx); err != nil {
 			return nil, err
 		}
+		if req.GetReadRevision() <= 0 && req.GetOp() != nil && !r.holdsAllUserKeys() {
+			// Other ranges write too: read as of the cluster's newest
+			// revision, not this range's (a router whose range cache has
+			// not seen the splits yet sends none).
+			cur, err := r.cfg.Revisions.Current(ctx)
+			if err != nil {
+				return nil, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: no current revision: %v", r.RangeID, err)
+			}
+			req = &cmdpb.BatchRequest{RangeId: req.GetRangeId(), Op: req.GetOp(), ReadRevision: cur, TxnId: req.GetTxnId()}
+		}
 		if rev := req.GetReadRevision(); rev > 0 {
 			if err := r.waitRevision(ctx, rev); err != nil {
 				return nil, err
@@ -41,6 +52,13 @@ func (r *Replica) Read(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.Bat
 			return out, err
 		}
 	}
+}
+
+// holdsAllUserKeys reports whether the range holds the whole user
+// keyspace (one user range: its newest revision is the cluster's).
+func (r *Replica) holdsAllUserKeys() bool {
+	d := r.desc.Load()
+	return bytes.Equal(d.GetStartKey(), keys.UserSpan.Start) && bytes.Equal(d.GetEndKey(), keys.UserSpan.End)
 }
 
 // maxReadRepins bounds how often a read at the range's newest revision

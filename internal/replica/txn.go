@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
@@ -211,6 +212,23 @@ func (r *Replica) reserve(ctx context.Context, rr *cmdpb.TxnReserveRequest) (*cm
 	for _, s := range rr.GetSpans() {
 		fp = append(fp, keys.Span{Start: s.GetStart(), End: s.GetEnd()})
 	}
+	var would [][]byte
+	if rr.GetOp() != nil {
+		// Another txn's locks on the part's keys would make it look
+		// different than it is: wait for them (or have the gateway
+		// resolve them, LOCKED) first.
+		clip := keys.Span{Start: rr.GetSpanStart(), End: rr.GetSpanEnd()}
+		if _, err := r.waitReadLocks(ctx, clipFootprint(rr.GetOp(), clip), math.MaxInt64, 0, rr.GetTxnId(), false); err != nil {
+			return nil, err
+		}
+		var err error
+		if would, err = r.dryRun(rr); err != nil {
+			return nil, err
+		}
+		if len(would) == 0 {
+			return &cmdpb.BatchResponse{}, nil // nothing to reserve
+		}
+	}
 	ttl := min(time.Duration(rr.GetTtlMillis())*time.Millisecond, maxReservationTTL)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -240,7 +258,39 @@ func (r *Replica) reserve(ctx context.Context, rr *cmdpb.TxnReserveRequest) (*cm
 		r.mu.reservations = make(map[uint64]*reservation)
 	}
 	r.mu.reservations[rr.GetTxnId()] = &reservation{fp: fp, floor: floor, deadline: now.Add(ttl)}
-	return &cmdpb.BatchResponse{Revision: floor}, nil
+	return &cmdpb.BatchResponse{Revision: floor, LockedKeys: would}, nil
+}
+
+// dryRun evaluates a reservation's txn part against the range's state now,
+// as of the cluster revision floor, and returns the keys it would write.
+// Errors: the part's request errors.
+func (r *Replica) dryRun(rr *cmdpb.TxnReserveRequest) ([][]byte, error) {
+	clip := keys.Span{Start: rr.GetSpanStart(), End: rr.GetSpanEnd()}
+	r.mu.Lock()
+	as, span := r.mu.applied, r.spanLocked()
+	r.mu.Unlock()
+	if clip.Empty() || !span.ContainsSpan(clip) {
+		return nil, kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: txn part %v outside range %d %v", clip, r.RangeID, span)
+	}
+	at := max(rr.GetFloor(), as.Newest())
+	scratch := r.cfg.Engine.NewBatch()
+	defer scratch.Close()
+	scratch.RecordEvents()
+	_, wrote, err := eval.StagePart(scratch, clip, at+1, rr.GetFloor(), as.CompactedRev, rr.GetPath(), rr.GetOp())
+	if err != nil {
+		if kvpb.CodeOf(err) == kvpb.ErrorCode_OK {
+			err = kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: evaluate txn part: %v", r.RangeID, err)
+		}
+		return nil, err
+	}
+	if !wrote {
+		return nil, nil
+	}
+	var out [][]byte
+	for _, ev := range scratch.TakeEvents() {
+		out = append(out, ev.GetKv().GetKey())
+	}
+	return out, nil
 }
 
 // dropReservationLocked forgets txn's reservation and wakes the reads
@@ -370,16 +420,6 @@ func (r *Replica) evalStage(sr *cmdpb.TxnStageRequest, clip keys.Span, fp []keys
 	case as.Frozen:
 		r.mu.Unlock()
 		return nil, nil, false, errFrozen(r.RangeID)
-	case r.mu.tsc.term != term:
-		// No reservation took the low water mark in this term: the txn
-		// drew its revision before this replica knew what its
-		// predecessor served.
-		r.mu.Unlock()
-		return nil, nil, false, kvpb.Errorf(kvpb.ErrorCode_TXN_ABORTED, "replica: range %d: the txn was not reserved in this leader's term", r.RangeID)
-	case ts <= r.mu.tsc.lw:
-		lw := r.mu.tsc.lw
-		r.mu.Unlock()
-		return nil, nil, false, kvpb.Errorf(kvpb.ErrorCode_TXN_ABORTED, "replica: range %d: txn at revision %d is below revision %d, which reads may have been served at", r.RangeID, ts, lw)
 	case r.mu.inflight.overlaps(fp):
 		r.mu.Unlock()
 		return nil, nil, true, nil
@@ -409,6 +449,17 @@ func (r *Replica) evalStage(sr *cmdpb.TxnStageRequest, clip keys.Span, fp []keys
 	defer r.mu.Unlock()
 	if r.mu.term != term || !r.leadsLocked() {
 		return nil, nil, false, r.notLeaderLocked()
+	}
+	if len(intents) > 0 || sr.GetParticipant() {
+		switch {
+		case r.mu.tsc.term != term:
+			// No reservation took the low water mark in this term: the
+			// txn drew its revision before this replica knew what its
+			// predecessor served.
+			return nil, nil, false, kvpb.Errorf(kvpb.ErrorCode_TXN_ABORTED, "replica: range %d: the txn was not reserved in this leader's term", r.RangeID)
+		case ts <= r.mu.tsc.lw:
+			return nil, nil, false, kvpb.Errorf(kvpb.ErrorCode_TXN_ABORTED, "replica: range %d: txn at revision %d is below revision %d, which reads may have been served at", r.RangeID, ts, r.mu.tsc.lw)
+		}
 	}
 	locked := make([][]byte, 0, len(intents))
 	for _, in := range intents {

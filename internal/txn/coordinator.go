@@ -184,6 +184,11 @@ func (c *Coordinator) attempt(ctx context.Context, op *kvpb.RequestOp, prio *int
 		floor = cur
 	} else {
 		path = allTaken(op)
+		cur, err := c.cfg.Revisions.Current(ctx)
+		if err != nil {
+			return nil, router.Header{}, err, false
+		}
+		floor = cur
 	}
 	writes, reads := eval.PathSpans(op, path)
 	parts, err := c.split(ctx, writes, reads, fresh)
@@ -194,11 +199,21 @@ func (c *Coordinator) attempt(ctx context.Context, op *kvpb.RequestOp, prio *int
 	// Reserve the keys the txn writes before drawing its revision: reads
 	// of them that could be served at or above it wait for its staging
 	// instead of refusing it.
-	reserved, err := c.reserve(ctx, id, parts, floor)
+	reserved, willWrite, err := c.reserve(ctx, id, op, path, parts, floor)
 	var sent []*part // the parts a staging went to: it drops their reservation
 	defer func() { c.release(id, unsent(reserved, sent)) }()
 	if err != nil {
+		// A request error (a lease or key not found, a compacted
+		// revision) fails the txn before it draws a revision.
 		return nil, router.Header{}, err, retryable(err)
+	}
+	if !willWrite {
+		// Its deletes found nothing to delete: a read at floor, if they
+		// find nothing there either.
+		resp, h, err := c.readPath(ctx, op, path, floor)
+		if !errors.Is(err, errWouldWrite) {
+			return resp, h, err, false
+		}
 	}
 	ts, err := c.cfg.Revisions.Next(ctx, 1)
 	if err != nil {
@@ -280,10 +295,23 @@ func (c *Coordinator) attempt(ctx context.Context, op *kvpb.RequestOp, prio *int
 		wg.Wait()
 	}
 	sent = parts
-	sendAll(readers)
-	for _, p := range readers {
-		if p.err != nil {
-			return nil, router.Header{}, p.err, retryable(p.err)
+	for try := 0; ; try++ {
+		sendAll(readers)
+		var moved []*part // readers whose range split or merged since
+		for _, p := range readers {
+			if p.err != nil && isRouting(p.err) && try < maxResplits {
+				moved = append(moved, p)
+			} else if p.err != nil {
+				return nil, router.Header{}, p.err, retryable(p.err)
+			}
+		}
+		if len(moved) == 0 {
+			break
+		}
+		// Read those parts again, range by range as the ranges are now:
+		// the txn's revision is drawn, and a read part is not worth it.
+		if readers, parts, err = c.resplit(ctx, parts, moved, reads); err != nil {
+			return nil, router.Header{}, err, retryable(err)
 		}
 	}
 	sendAll(writers)
@@ -322,8 +350,10 @@ func (c *Coordinator) attempt(ctx context.Context, op *kvpb.RequestOp, prio *int
 }
 
 // reserve reserves the keys each part of parts writes (see
-// cmdpb.TxnReserveRequest), all at once, and returns the parts reserved.
-func (c *Coordinator) reserve(ctx context.Context, id uint64, parts []*part, floor int64) ([]*part, error) {
+// cmdpb.TxnReserveRequest), all at once, after each part's leaseholder
+// evaluated it as of floor; it returns the parts reserved and whether any
+// would write. Errors: the first part's that failed.
+func (c *Coordinator) reserve(ctx context.Context, id uint64, op *kvpb.RequestOp, path []bool, parts []*part, floor int64) (_ []*part, writes bool, _ error) {
 	var ws []*part
 	for _, p := range parts {
 		if p.writer {
@@ -331,29 +361,35 @@ func (c *Coordinator) reserve(ctx context.Context, id uint64, parts []*part, flo
 		}
 	}
 	errs := make([]error, len(ws))
+	would := make([]bool, len(ws))
 	var wg sync.WaitGroup
 	for i, p := range ws {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rr := &cmdpb.TxnReserveRequest{TxnId: id, Floor: floor, TtlMillis: c.cfg.AbandonAfter.Milliseconds()}
+			rr := &cmdpb.TxnReserveRequest{TxnId: id, Floor: floor, TtlMillis: c.cfg.AbandonAfter.Milliseconds(),
+				Op: op, Path: path, SpanStart: p.clip.Start, SpanEnd: p.clip.End}
 			for _, s := range p.writes {
 				rr.Spans = append(rr.Spans, &cmdpb.KeySpan{Start: s.Start, End: s.End})
 			}
-			_, errs[i] = c.r.Send(ctx, p.clip, &cmdpb.BatchRequest{TxnReserve: rr}, false)
+			var resp *cmdpb.BatchResponse
+			resp, errs[i] = c.r.Send(ctx, p.clip, &cmdpb.BatchRequest{TxnReserve: rr}, false)
+			would[i] = len(resp.GetLockedKeys()) > 0
 		}()
 	}
 	wg.Wait()
 	var out []*part
 	var first error
 	for i, p := range ws {
-		if errs[i] == nil {
-			out = append(out, p)
-		} else if first == nil {
+		switch {
+		case errs[i] != nil && first == nil:
 			first = errs[i]
+		case errs[i] == nil && would[i]:
+			out = append(out, p)
+			writes = true
 		}
 	}
-	return out, first
+	return out, writes, first
 }
 
 // release gives up the reservations of parts, in the background: a
@@ -410,6 +446,53 @@ func sameBranches(a, b []bool) bool {
 		}
 	}
 	return true
+}
+
+// maxResplits bounds how often a txn's read parts are cut again by the
+// ranges as they are now.
+const maxResplits = 3
+
+// isRouting reports whether err says a part's keys are no longer where
+// the range cache had them.
+func isRouting(err error) bool {
+	switch kvpb.CodeOf(err) {
+	case kvpb.ErrorCode_CROSS_RANGE, kvpb.ErrorCode_KEY_MISMATCH, kvpb.ErrorCode_RANGE_NOT_FOUND:
+		return true
+	}
+	return false
+}
+
+// resplit replaces the read parts moved by new ones, cut from their clips
+// by the ranges as they are now (reloaded from the meta range), and
+// returns the new read parts (only they are still to send) and all
+// parts, in key order.
+func (c *Coordinator) resplit(ctx context.Context, parts, moved []*part, reads []keys.Span) (readers, all []*part, _ error) {
+	for _, p := range parts {
+		isMoved := false
+		for _, m := range moved {
+			isMoved = isMoved || m == p
+		}
+		if !isMoved {
+			all = append(all, p)
+			continue
+		}
+		var rs []keys.Span
+		for _, r := range reads {
+			if x, ok := clipTo(r, p.clip); ok {
+				rs = append(rs, x)
+			}
+		}
+		sub, err := c.split(ctx, nil, rs, true /* fresh */)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, q := range sub {
+			q.clip = q.clip.Intersect(p.clip)
+			all = append(all, q)
+			readers = append(readers, q)
+		}
+	}
+	return readers, all, nil
 }
 
 // retryable reports whether a failed attempt may run again: it was
@@ -742,7 +825,11 @@ func (c *Coordinator) path(ctx context.Context, op *kvpb.RequestOp, rev int64) (
 	})
 }
 
+// errWouldWrite is readPath's answer for a path that writes after all.
+var errWouldWrite = errors.New("txn: the path writes")
+
 // readPath answers a txn whose path writes nothing: its reads, at rev.
+// Errors: errWouldWrite if a delete on it finds keys at rev, or it puts.
 func (c *Coordinator) readPath(ctx context.Context, op *kvpb.RequestOp, path []bool, rev int64) (*kvpb.ResponseOp, router.Header, error) {
 	h := router.Header{Revision: rev}
 	p := 0
@@ -779,13 +866,28 @@ func (c *Coordinator) readPath(ctx context.Context, op *kvpb.RequestOp, path []b
 				out.Responses = append(out.Responses, r)
 			}
 			return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_Txn{Txn: out}}, nil
+		case *kvpb.RequestOp_DeleteRange:
+			// Deletes nothing, if its keys are all gone at rev.
+			dr := req.DeleteRange
+			resp, _, err := c.r.Do(ctx, &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: dr.GetKey(), RangeEnd: dr.GetRangeEnd(), Revision: rev, CountOnly: true}}})
+			if err != nil {
+				return nil, err
+			}
+			if resp.GetRange().GetCount() > 0 {
+				return nil, errWouldWrite
+			}
+			return &kvpb.ResponseOp{Response: &kvpb.ResponseOp_DeleteRange{DeleteRange: &kvpb.DeleteRangeResponse{}}}, nil
 		case nil:
 			return &kvpb.ResponseOp{}, nil
 		}
-		return nil, kvpb.Errorf(kvpb.ErrorCode_INTERNAL, "txn: a write on a path that writes nothing")
+		return nil, errWouldWrite
 	}
 	resp, err := walk(op)
-	return resp, h, err
+	if err != nil {
+		return nil, router.Header{}, err
+	}
+	eval.SetTxnHeaders(resp, rev)
+	return resp, h, nil
 }
 
 // newTxnID returns a random non-zero txn id.

@@ -9,6 +9,13 @@ var showRuns = flag.Bool("compat.show", false, "log every step's normalised resu
 
 var splitGroups = flag.Bool("compat.split", true, "split Concord's range between the keys of every read group's fixture, so that its reads cross ranges")
 
+var splitWrites = flag.Bool("compat.split-writes", true, "split Concord's range between the keys of every write case and random sequence, so that its Txns and DeleteRanges cross ranges")
+
+// writeSplitKeys are where a write case's or random sequence's keys are
+// split (under its prefix): between the keys the cases use most (a, aa,
+// ab | b | c, d, e | k | n | x, y, z) and past them.
+var writeSplitKeys = []string{"b", "c", "k", "n", "x", "zz"}
+
 // groupSplitKeys are where a read group's keys are split (under the run's
 // prefix): between every two keys of fixture() and past the last.
 var groupSplitKeys = []string{"aa", "ab", "b", "c", "d", "e", "f"}

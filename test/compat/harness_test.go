@@ -305,6 +305,15 @@ func (d diff) String() string {
 func runBoth(steps []step) []diff {
 	prefix := newPrefix()
 	e, c := newExec(etcdSys, prefix), newExec(concordSys, prefix)
+	if *splitWrites {
+		// Every multi-key case now crosses ranges on Concord: its Txns
+		// and DeleteRanges are txns across ranges.
+		for _, k := range writeSplitKeys {
+			if err := splitConcordAt(prefix + k); err != nil {
+				panic(fmt.Sprintf("compat: %v", err))
+			}
+		}
+	}
 	for i, s := range steps {
 		if *traceSteps {
 			fmt.Fprintf(os.Stderr, "TRACE %d %s\n", i, s.desc)

@@ -98,11 +98,19 @@ func runMain(m *testing.M) int {
 // splitConcord splits the Concord cluster's range at the etcd key key.
 func splitConcord(t *testing.T, key string) {
 	t.Helper()
+	if err := splitConcordAt(key); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// splitConcordAt splits the Concord cluster's range at the etcd key key.
+func splitConcordAt(key string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, _, err := concordCluster.Node(0).Split(ctx, []byte(key)); err != nil {
-		t.Fatalf("split at %q: %v", key, err)
+		return fmt.Errorf("split at %q: %w", key, err)
 	}
+	return nil
 }
 
 func newSystem(name string, endpoints []string) (*system, error) {

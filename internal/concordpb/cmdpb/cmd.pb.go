@@ -1357,6 +1357,13 @@ func (x *TxnStageRequest) GetCommitNow() bool {
 // range's newest revision) wait for its staging instead of refusing it,
 // until the staging comes or ttl_millis pass. With release the txn gives
 // up its reservation.
+//
+// With op set the leaseholder first evaluates the txn's part (op with path
+// taken, clipped to [span_start, span_end)) against its state now, as of
+// floor: a request error (a lease or key not found, a compacted revision)
+// fails the reservation, before the txn draws a revision, and a part that
+// would write nothing reserves nothing. The response's locked_keys are the
+// keys the part would write.
 type TxnReserveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TxnId         uint64                 `protobuf:"varint,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
@@ -1364,6 +1371,10 @@ type TxnReserveRequest struct {
 	Floor         int64                  `protobuf:"varint,3,opt,name=floor,proto3" json:"floor,omitempty"`
 	TtlMillis     int64                  `protobuf:"varint,4,opt,name=ttl_millis,json=ttlMillis,proto3" json:"ttl_millis,omitempty"`
 	Release       bool                   `protobuf:"varint,5,opt,name=release,proto3" json:"release,omitempty"`
+	Op            *kvpb.RequestOp        `protobuf:"bytes,6,opt,name=op,proto3" json:"op,omitempty"`
+	Path          []bool                 `protobuf:"varint,7,rep,packed,name=path,proto3" json:"path,omitempty"`
+	SpanStart     []byte                 `protobuf:"bytes,8,opt,name=span_start,json=spanStart,proto3" json:"span_start,omitempty"`
+	SpanEnd       []byte                 `protobuf:"bytes,9,opt,name=span_end,json=spanEnd,proto3" json:"span_end,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1431,6 +1442,34 @@ func (x *TxnReserveRequest) GetRelease() bool {
 		return x.Release
 	}
 	return false
+}
+
+func (x *TxnReserveRequest) GetOp() *kvpb.RequestOp {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *TxnReserveRequest) GetPath() []bool {
+	if x != nil {
+		return x.Path
+	}
+	return nil
+}
+
+func (x *TxnReserveRequest) GetSpanStart() []byte {
+	if x != nil {
+		return x.SpanStart
+	}
+	return nil
+}
+
+func (x *TxnReserveRequest) GetSpanEnd() []byte {
+	if x != nil {
+		return x.SpanEnd
+	}
+	return nil
 }
 
 // KeySpan is a span of global keys; a single key has an empty end.
@@ -2299,14 +2338,19 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	" \x03(\fR\fparticipants\x12*\n" +
 	"\x11staged_unix_nanos\x18\v \x01(\x03R\x0fstagedUnixNanos\x12\x1d\n" +
 	"\n" +
-	"commit_now\x18\f \x01(\bR\tcommitNow\"\xa5\x01\n" +
+	"commit_now\x18\f \x01(\bR\tcommitNow\"\x9a\x02\n" +
 	"\x11TxnReserveRequest\x12\x15\n" +
 	"\x06txn_id\x18\x01 \x01(\x04R\x05txnId\x12*\n" +
 	"\x05spans\x18\x02 \x03(\v2\x14.concord.cmd.KeySpanR\x05spans\x12\x14\n" +
 	"\x05floor\x18\x03 \x01(\x03R\x05floor\x12\x1d\n" +
 	"\n" +
 	"ttl_millis\x18\x04 \x01(\x03R\tttlMillis\x12\x18\n" +
-	"\arelease\x18\x05 \x01(\bR\arelease\"1\n" +
+	"\arelease\x18\x05 \x01(\bR\arelease\x12%\n" +
+	"\x02op\x18\x06 \x01(\v2\x15.concord.kv.RequestOpR\x02op\x12\x12\n" +
+	"\x04path\x18\a \x03(\bR\x04path\x12\x1d\n" +
+	"\n" +
+	"span_start\x18\b \x01(\fR\tspanStart\x12\x19\n" +
+	"\bspan_end\x18\t \x01(\fR\aspanEnd\"1\n" +
 	"\aKeySpan\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\fR\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\fR\x03end\"[\n" +
@@ -2448,35 +2492,36 @@ var file_cmdpb_cmd_proto_depIdxs = []int32{
 	34, // 24: concord.cmd.TxnMark.status:type_name -> concord.kv.TxnStatus
 	31, // 25: concord.cmd.TxnStageRequest.op:type_name -> concord.kv.RequestOp
 	18, // 26: concord.cmd.TxnReserveRequest.spans:type_name -> concord.cmd.KeySpan
-	14, // 27: concord.cmd.TxnResolveRequest.resolve:type_name -> concord.cmd.TxnResolve
-	30, // 28: concord.cmd.MergeRequest.right:type_name -> concord.meta.RangeDescriptor
-	30, // 29: concord.cmd.MergeTrigger.left:type_name -> concord.meta.RangeDescriptor
-	30, // 30: concord.cmd.MergeTrigger.right:type_name -> concord.meta.RangeDescriptor
-	30, // 31: concord.cmd.SplitTrigger.left:type_name -> concord.meta.RangeDescriptor
-	30, // 32: concord.cmd.SplitTrigger.right:type_name -> concord.meta.RangeDescriptor
-	31, // 33: concord.cmd.BatchRequest.op:type_name -> concord.kv.RequestOp
-	7,  // 34: concord.cmd.BatchRequest.sys:type_name -> concord.cmd.SysRequest
-	32, // 35: concord.cmd.BatchRequest.compact:type_name -> concord.kv.CompactRequest
-	24, // 36: concord.cmd.BatchRequest.split:type_name -> concord.cmd.SplitRequest
-	21, // 37: concord.cmd.BatchRequest.freeze:type_name -> concord.cmd.FreezeRequest
-	22, // 38: concord.cmd.BatchRequest.merge:type_name -> concord.cmd.MergeRequest
-	16, // 39: concord.cmd.BatchRequest.txn_stage:type_name -> concord.cmd.TxnStageRequest
-	20, // 40: concord.cmd.BatchRequest.txn_resolve:type_name -> concord.cmd.TxnResolveRequest
-	15, // 41: concord.cmd.BatchRequest.txn_mark:type_name -> concord.cmd.TxnMark
-	19, // 42: concord.cmd.BatchRequest.txn_query:type_name -> concord.cmd.TxnQueryRequest
-	17, // 43: concord.cmd.BatchRequest.txn_reserve:type_name -> concord.cmd.TxnReserveRequest
-	35, // 44: concord.cmd.BatchResponse.resp:type_name -> concord.kv.ResponseOp
-	11, // 45: concord.cmd.BatchResponse.sys:type_name -> concord.cmd.SysResponse
-	36, // 46: concord.cmd.BatchResponse.error:type_name -> concord.kv.Error
-	30, // 47: concord.cmd.BatchResponse.descriptors:type_name -> concord.meta.RangeDescriptor
-	37, // 48: concord.cmd.BatchResponse.txn:type_name -> concord.kv.TxnMeta
-	38, // 49: concord.cmd.BatchResponse.lock:type_name -> concord.kv.LockInfo
-	10, // 50: concord.cmd.SysBatch.puts:type_name -> concord.cmd.SysKV
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	31, // 27: concord.cmd.TxnReserveRequest.op:type_name -> concord.kv.RequestOp
+	14, // 28: concord.cmd.TxnResolveRequest.resolve:type_name -> concord.cmd.TxnResolve
+	30, // 29: concord.cmd.MergeRequest.right:type_name -> concord.meta.RangeDescriptor
+	30, // 30: concord.cmd.MergeTrigger.left:type_name -> concord.meta.RangeDescriptor
+	30, // 31: concord.cmd.MergeTrigger.right:type_name -> concord.meta.RangeDescriptor
+	30, // 32: concord.cmd.SplitTrigger.left:type_name -> concord.meta.RangeDescriptor
+	30, // 33: concord.cmd.SplitTrigger.right:type_name -> concord.meta.RangeDescriptor
+	31, // 34: concord.cmd.BatchRequest.op:type_name -> concord.kv.RequestOp
+	7,  // 35: concord.cmd.BatchRequest.sys:type_name -> concord.cmd.SysRequest
+	32, // 36: concord.cmd.BatchRequest.compact:type_name -> concord.kv.CompactRequest
+	24, // 37: concord.cmd.BatchRequest.split:type_name -> concord.cmd.SplitRequest
+	21, // 38: concord.cmd.BatchRequest.freeze:type_name -> concord.cmd.FreezeRequest
+	22, // 39: concord.cmd.BatchRequest.merge:type_name -> concord.cmd.MergeRequest
+	16, // 40: concord.cmd.BatchRequest.txn_stage:type_name -> concord.cmd.TxnStageRequest
+	20, // 41: concord.cmd.BatchRequest.txn_resolve:type_name -> concord.cmd.TxnResolveRequest
+	15, // 42: concord.cmd.BatchRequest.txn_mark:type_name -> concord.cmd.TxnMark
+	19, // 43: concord.cmd.BatchRequest.txn_query:type_name -> concord.cmd.TxnQueryRequest
+	17, // 44: concord.cmd.BatchRequest.txn_reserve:type_name -> concord.cmd.TxnReserveRequest
+	35, // 45: concord.cmd.BatchResponse.resp:type_name -> concord.kv.ResponseOp
+	11, // 46: concord.cmd.BatchResponse.sys:type_name -> concord.cmd.SysResponse
+	36, // 47: concord.cmd.BatchResponse.error:type_name -> concord.kv.Error
+	30, // 48: concord.cmd.BatchResponse.descriptors:type_name -> concord.meta.RangeDescriptor
+	37, // 49: concord.cmd.BatchResponse.txn:type_name -> concord.kv.TxnMeta
+	38, // 50: concord.cmd.BatchResponse.lock:type_name -> concord.kv.LockInfo
+	10, // 51: concord.cmd.SysBatch.puts:type_name -> concord.cmd.SysKV
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_cmdpb_cmd_proto_init() }
