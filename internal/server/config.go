@@ -75,18 +75,16 @@ type Config struct {
 	CacheBytes int64
 
 	// RangeMaxBytes splits a range whose data grows past it (0: never by
-	// itself; concord range split still works). Off by default until a
-	// txn or delete across ranges is atomic: a split could otherwise make
-	// an application's txns fail with CROSS_RANGE.
+	// itself; concord range split still works). concord start's default
+	// is 512 MiB (see its flag).
 	RangeMaxBytes int64
 	// RangeMinBytes merges a range smaller than it into its left
 	// neighbour when that one is small too (0: never by itself).
 	RangeMinBytes int64
 	// RangeSplitQPS splits a range whose leaseholder served more requests
 	// per second than this over two checks in a row (at least ten
-	// seconds), at the median of its recent request keys (0: never; off
-	// by default for the same reason as RangeMaxBytes; CockroachDB's is
-	// 2500).
+	// seconds), at the median of its recent request keys (0: never;
+	// concord start's default is CockroachDB's 2500).
 	RangeSplitQPS float64
 
 	// RaftLogTruncateEntries bounds each range's Raft log (default 10000

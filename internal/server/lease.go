@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"math"
 	"sort"
 	"time"
@@ -380,45 +379,26 @@ var _ lease.Keys = leaseKeys{}
 // (a Range cannot return leases without them), so it is kept small.
 const scanPageKeys = 256
 
-// maxDeleteRounds bounds the regroupings of a deletion whose ranges
-// changed under it (a split between reading the range cache and sending).
-const maxDeleteRounds = 5
+// maxDeleteTxnKeys bounds the keys one revoke deletes in one txn: a lease
+// with more is deleted in several, each atomic (etcd's limit on a client's
+// txn, --max-txn-ops, is 128 too).
+const maxDeleteTxnKeys = 128
 
-// Delete sends one Txn per range holding some of ks: each key's delete is
-// a nested txn guarded by "the key's lease is still id", so a key re-put
-// without the lease meanwhile stays, and each range deletes its keys at
-// one revision.
+// Delete deletes ks in one txn (across ranges, internal/txn), or in
+// several of maxDeleteTxnKeys keys: each key's delete is a nested txn
+// guarded by "the key's lease is still id", so a key re-put without the
+// lease meanwhile stays, and all of them are deleted at one revision.
 func (k leaseKeys) Delete(ctx context.Context, id int64, ks [][]byte) error {
-	groups := [][][]byte{ks}
-	for round := 0; ; round++ {
-		var retry [][]byte
-		for _, g := range groups {
-			err := k.deleteTxn(ctx, id, g)
-			if kvpb.CodeOf(err) == kvpb.ErrorCode_CROSS_RANGE {
-				retry = append(retry, g...)
-				continue
-			}
-			if err != nil {
-				return err
-			}
-		}
-		if len(retry) == 0 {
-			return nil
-		}
-		if round == maxDeleteRounds {
-			return fmt.Errorf("server: deleting the keys of lease %x: ranges kept changing", id)
-		}
-		if round > 0 {
-			if err := k.n.router.Refresh(ctx); err != nil {
-				return err
-			}
-		}
-		descs, err := k.n.router.Ranges(ctx)
-		if err != nil {
+	ks = append([][]byte(nil), ks...)
+	sort.Slice(ks, func(i, j int) bool { return bytes.Compare(ks[i], ks[j]) < 0 })
+	for len(ks) > 0 {
+		n := min(len(ks), maxDeleteTxnKeys)
+		if err := k.deleteTxn(ctx, id, ks[:n]); err != nil {
 			return err
 		}
-		groups = groupByRange(descs, retry)
+		ks = ks[n:]
 	}
+	return nil
 }
 
 func (k leaseKeys) deleteTxn(ctx context.Context, id int64, ks [][]byte) error {
@@ -429,37 +409,8 @@ func (k leaseKeys) deleteTxn(ctx context.Context, id int64, ks [][]byte) error {
 			Success: []*kvpb.RequestOp{{Request: &kvpb.RequestOp_DeleteRange{DeleteRange: &kvpb.DeleteRangeRequest{Key: key}}}},
 		}}})
 	}
-	_, _, err := k.n.router.Do(ctx, &kvpb.RequestOp{Request: &kvpb.RequestOp_Txn{Txn: txn}})
+	_, _, err := k.n.txns.Do(ctx, &kvpb.RequestOp{Request: &kvpb.RequestOp_Txn{Txn: txn}})
 	return err
-}
-
-// groupByRange splits ks (etcd keys) by the range of descs holding each.
-func groupByRange(descs []*metapb.RangeDescriptor, ks [][]byte) [][][]byte {
-	sort.Slice(ks, func(i, j int) bool { return bytes.Compare(ks[i], ks[j]) < 0 })
-	var out [][][]byte
-	var cur [][]byte
-	var curEnd []byte
-	for _, key := range ks {
-		g := keys.User(key)
-		if cur != nil && (len(curEnd) == 0 || bytes.Compare(g, curEnd) < 0) {
-			cur = append(cur, key)
-			continue
-		}
-		if cur != nil {
-			out = append(out, cur)
-		}
-		cur, curEnd = [][]byte{key}, nil
-		for _, d := range descs {
-			if (keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}).Contains(g) {
-				curEnd = d.GetEndKey()
-				break
-			}
-		}
-	}
-	if cur != nil {
-		out = append(out, cur)
-	}
-	return out
 }
 
 // Scan reads the user keyspace in pages of scanPageKeys, each at the

@@ -343,9 +343,8 @@ func TestLeaseJSONGateway(t *testing.T) {
 	}
 }
 
-// A lease with keys in several ranges: revoke deletes them all, one
-// guarded write per range, and so does expiry; a cluster-wide Txn could
-// not (CROSS_RANGE), so this fails if the deletion is not split by range.
+// A lease with keys in several ranges: revoke deletes them all, in one txn
+// across the ranges, and so does expiry.
 func TestLeaseKeysAcrossRanges(t *testing.T) {
 	c := startCluster(t, 1, nil)
 	cli := client(t, c, 0)
