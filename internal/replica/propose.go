@@ -39,6 +39,7 @@ type pendingWrite struct {
 	txnStage   *cmdpb.TxnStage
 	txnResolve *cmdpb.TxnResolve
 	txnMark    *cmdpb.TxnMark
+	txnForget  *cmdpb.TxnForget
 }
 
 // Write replicates a write (a Put, DeleteRange or writing Txn in req.Op, or
@@ -479,7 +480,7 @@ func (r *Replica) proposeLocked(batch []*pendingWrite, firstTS int64, fps [][]ke
 		}
 		id := r.mu.nextID + 1 + uint64(i)
 		cmd := &cmdpb.Command{Id: id, Proposer: r.cfg.NodeID, Ts: ts, Op: pw.req.GetOp(), Sys: pw.req.GetSys(), Compact: pw.req.GetCompact(), Split: pw.split, Freeze: pw.req.GetFreeze(), Merge: pw.merge,
-			TxnStage: pw.txnStage, TxnResolve: pw.txnResolve, TxnMark: pw.txnMark}
+			TxnStage: pw.txnStage, TxnResolve: pw.txnResolve, TxnMark: pw.txnMark, TxnForget: pw.txnForget}
 		start := len(buf)
 		var err error
 		if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, cmd); err != nil {
@@ -539,6 +540,8 @@ func (r *Replica) evalCommand(b *storage.Batch, cmd *cmdpb.Command, span keys.Sp
 		return r.evalTxnResolve(b, span, cmd, as)
 	case cmd.GetTxnMark() != nil:
 		return r.evalTxnMark(b, span, cmd, as)
+	case cmd.GetTxnForget() != nil:
+		return r.evalTxnForget(b, span, cmd, as)
 	case cmd.GetOp() != nil:
 		// Before the txn first writes, its ops see the cluster as of the
 		// revision before its own (as etcd's see its store's), which the

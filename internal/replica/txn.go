@@ -101,6 +101,8 @@ func (r *Replica) Txn(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.Batc
 		return r.proposeTxn(ctx, &pendingWrite{txnMark: req.GetTxnMark()}, 0, nil)
 	case req.GetTxnReserve() != nil:
 		return r.reserve(ctx, req.GetTxnReserve())
+	case req.GetTxnForget() != nil:
+		return r.proposeTxn(ctx, &pendingWrite{txnForget: req.GetTxnForget()}, 0, nil)
 	case req.GetTxnQuery() != nil:
 		q := req.GetTxnQuery()
 		out := &cmdpb.BatchResponse{}
@@ -637,6 +639,21 @@ func (r *Replica) evalTxnResolve(b *storage.Batch, span keys.Span, cmd *cmdpb.Co
 	return result{resp: &cmdpb.BatchResponse{Revision: max(as.Newest(), 1)}}
 }
 
+// evalTxnForget applies a batch of marker deletions into b (see
+// cmdpb.TxnForget); markers outside the range are skipped (the range
+// split: its new neighbour holds them).
+func (r *Replica) evalTxnForget(b *storage.Batch, span keys.Span, cmd *cmdpb.Command, as *storage.AppliedState) result {
+	for _, ref := range cmd.GetTxnForget().GetRefs() {
+		if !span.Contains(ref.GetAnchor()) {
+			continue
+		}
+		if err := b.DeleteTxnMeta(ref.GetAnchor(), ref.GetTxnId()); err != nil {
+			return result{err: err}
+		}
+	}
+	return result{resp: &cmdpb.BatchResponse{Revision: max(as.Newest(), 1)}}
+}
+
 // evalTxnMark applies a marker decision into b (see cmdpb.TxnMark).
 func (r *Replica) evalTxnMark(b *storage.Batch, span keys.Span, cmd *cmdpb.Command, as *storage.AppliedState) result {
 	mk := cmd.GetTxnMark()
@@ -799,4 +816,21 @@ func (r *Replica) LockCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.mu.locks.len()
+}
+
+// TxnMarkers counts the txn markers (records included) the range holds, as
+// applied here, by status.
+func (r *Replica) TxnMarkers() (map[kvpb.TxnStatus]int, error) {
+	r.mu.Lock()
+	span := r.spanLocked()
+	r.mu.Unlock()
+	out := map[kvpb.TxnStatus]int{}
+	if len(span.End) == 0 {
+		return out, nil
+	}
+	err := storage.ScanTxnMetas(r.cfg.Engine, span, func(_ []byte, _ uint64, m *kvpb.TxnMeta) error {
+		out[m.GetStatus()]++
+		return nil
+	})
+	return out, err
 }

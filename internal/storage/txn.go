@@ -219,3 +219,35 @@ func getRaw(r Reader, k []byte) (_ []byte, ok bool, err error) {
 	}
 	return append([]byte(nil), v...), true, nil
 }
+
+// ScanTxnMetas calls fn, in key order, with every txn marker anchored in
+// span. fn owns its arguments; its error stops the scan and is returned.
+func ScanTxnMetas(r Reader, span keys.Span, fn func(anchor []byte, txnID uint64, m *kvpb.TxnMeta) error) (err error) {
+	lower, upper := txnSpan(span)
+	it, err := newIter(r, lower, upper)
+	if err != nil {
+		return err
+	}
+	defer closeIter(it, &err)
+	for valid := it.First(); valid; valid = it.Next() {
+		key, suffix, id, err := decodeTxnKey(it.Key())
+		if err != nil {
+			return err
+		}
+		if suffix != suffixMarker {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("storage: scan txn markers: %w", err)
+		}
+		m, err := DecodeTxnMeta(v)
+		if err != nil {
+			return err
+		}
+		if err := fn(key, id, m); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}

@@ -826,7 +826,7 @@ func (s *Store) Execute(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.Ba
 	var resp *cmdpb.BatchResponse
 	var err error
 	switch {
-	case req.GetTxnStage() != nil || req.GetTxnResolve() != nil || req.GetTxnMark() != nil || req.GetTxnQuery() != nil || req.GetTxnReserve() != nil:
+	case req.GetTxnStage() != nil || req.GetTxnResolve() != nil || req.GetTxnMark() != nil || req.GetTxnQuery() != nil || req.GetTxnReserve() != nil || req.GetTxnForget() != nil:
 		resp, err = r.Txn(ctx, req)
 	case isRead(req):
 		resp, err = r.Read(ctx, req)

@@ -76,6 +76,9 @@ type Coordinator struct {
 	slots chan struct{}
 	// finishing holds the txns a recoverer is resolving (finishLater).
 	finishing sync.Map
+	// forgets queues the markers of resolved txns for forgetLoop, which
+	// deletes them in batches. Bounded by maxForgets.
+	forgets chan *cmdpb.TxnRef
 	// stop ends the background resolutions (Close).
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -100,7 +103,10 @@ func New(cfg Config) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Coordinator{cfg: cfg, r: cfg.Router, log: cfg.Logger, slots: make(chan struct{}, maxBackground), stop: make(chan struct{})}, nil
+	c := &Coordinator{cfg: cfg, r: cfg.Router, log: cfg.Logger, slots: make(chan struct{}, maxBackground), stop: make(chan struct{}), forgets: make(chan *cmdpb.TxnRef, maxForgets)}
+	c.bg.Add(1)
+	go c.forgetLoop()
+	return c, nil
 }
 
 // Close stops the background resolutions and waits for them to return.
@@ -599,12 +605,34 @@ func (c *Coordinator) resolveLater(id uint64, record []byte, commit bool, writer
 	}
 }
 
-// finish resolves a decided txn everywhere: the record takes its status
-// (and its own locks are resolved), then every other participant's locks
-// are resolved and its marker deleted, then a committed txn's record is
-// deleted. The record goes last, so that a lock left behind always finds
-// it; an aborted txn's record stays (see the end).
+// finish resolves a decided txn everywhere.
+//
+// A committed txn resolves in one round: on every participant at once its
+// locks become versions and its marker (the record too) says COMMITTED,
+// which a recoverer counts as staged; then the markers are deleted, in
+// batches shared with other txns (forgetLater). An aborted txn's record
+// says ABORTED first, then every other participant's locks are dropped and
+// its marker deleted; the record stays (see the end).
 func (c *Coordinator) finish(ctx context.Context, id uint64, record []byte, commit bool, ps []participant) error {
+	if commit {
+		errs := make([]error, len(ps))
+		var wg sync.WaitGroup
+		for i, p := range ps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = c.resolveKeys(ctx, id, true, p.keys, p.anchor, false)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		for _, p := range ps {
+			c.forgetLater(ctx, id, p.anchor)
+		}
+		return nil
+	}
 	var rec *participant
 	var others []participant
 	for i := range ps {
@@ -615,7 +643,7 @@ func (c *Coordinator) finish(ctx context.Context, id uint64, record []byte, comm
 		}
 	}
 	if rec != nil {
-		if err := c.resolveKeys(ctx, id, commit, rec.keys, rec.anchor, false); err != nil {
+		if err := c.resolveKeys(ctx, id, false, rec.keys, rec.anchor, false); err != nil {
 			return err
 		}
 	}
@@ -625,20 +653,95 @@ func (c *Coordinator) finish(ctx context.Context, id uint64, record []byte, comm
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = c.resolveKeys(ctx, id, commit, p.keys, p.anchor, true)
+			errs[i] = c.resolveKeys(ctx, id, false, p.keys, p.anchor, true)
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	// An aborted txn's record stays, ABORTED: a staging of it still on
+	// its way may land later, and must then find it so.
+	return errors.Join(errs...)
+}
+
+// Bounds of the marker deletions (forgetLater).
+const (
+	// maxForgets bounds the markers waiting to be deleted; past it a
+	// marker is deleted at once, on its own.
+	maxForgets = 1 << 16
+	// forgetBatch and forgetEvery bound one batch: a flush deletes what
+	// waits, at most forgetBatch markers, at least every forgetEvery.
+	forgetBatch = 1024
+	forgetEvery = 20 * time.Millisecond
+)
+
+// forgetLater queues txn id's marker at anchor for deletion, once every
+// lock of the txn is resolved (forgetLoop sends it, with others).
+func (c *Coordinator) forgetLater(ctx context.Context, id uint64, anchor []byte) {
+	select {
+	case c.forgets <- &cmdpb.TxnRef{TxnId: id, Anchor: anchor}:
+	default:
+		if err := c.forget(ctx, []*cmdpb.TxnRef{{TxnId: id, Anchor: anchor}}); err != nil {
+			c.log.Debug("txn: forget marker", "txn", txnName(id), "err", err)
+		}
+	}
+}
+
+// forgetLoop deletes the queued markers in batches, one request per range
+// holding some, until Close.
+func (c *Coordinator) forgetLoop() {
+	defer c.bg.Done()
+	t := time.NewTicker(forgetEvery)
+	defer t.Stop()
+	var batch []*cmdpb.TxnRef
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ResolveTimeout)
+		defer cancel()
+		if err := c.forget(ctx, batch); err != nil {
+			c.log.Debug("txn: forget markers", "markers", len(batch), "err", err)
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case <-c.stop:
+			return
+		case ref := <-c.forgets:
+			batch = append(batch, ref)
+			if len(batch) >= forgetBatch {
+				flush()
+			}
+		case <-t.C:
+			flush()
+		}
+	}
+}
+
+// forget deletes the markers refs names, one request per range holding
+// some.
+func (c *Coordinator) forget(ctx context.Context, refs []*cmdpb.TxnRef) error {
+	refs = append([]*cmdpb.TxnRef(nil), refs...)
+	sort.Slice(refs, func(i, j int) bool { return bytes.Compare(refs[i].GetAnchor(), refs[j].GetAnchor()) < 0 })
+	anchors := make([][]byte, len(refs))
+	for i, ref := range refs {
+		anchors[i] = ref.GetAnchor()
+	}
+	groups, err := c.groupByRange(ctx, anchors, false)
+	if err != nil {
 		return err
 	}
-	if record == nil || !commit {
-		// An aborted txn's record stays, ABORTED: a staging of it still
-		// on its way may land later, and must then find it so.
-		return nil
+	var errs []error
+	i := 0
+	for _, g := range groups {
+		part := refs[i : i+len(g)]
+		i += len(g)
+		span := keys.Span{Start: g[0], End: append(append([]byte(nil), g[len(g)-1]...), 0)}
+		if _, err := c.r.Send(ctx, span, &cmdpb.BatchRequest{TxnForget: &cmdpb.TxnForget{Refs: part}}, true); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	_, err := c.r.Send(ctx, keys.Span{Start: record}, &cmdpb.BatchRequest{TxnResolve: &cmdpb.TxnResolveRequest{Resolve: &cmdpb.TxnResolve{TxnId: id, Commit: commit, Anchor: record, Forget: true}}}, true)
-	return err
+	return errors.Join(errs...)
 }
 
 // resolveKeys resolves txn id's locks on ks, in as many requests as the

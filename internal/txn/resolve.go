@@ -91,6 +91,7 @@ func (c *Coordinator) staged(ctx context.Context, id uint64, rec []byte, m *kvpb
 		if pm.GetStatus() == kvpb.TxnStatus_ABORTED {
 			return false, false, nil
 		}
+		// STAGING, or COMMITTED: resolved, which only a committed txn is.
 	}
 	return true, false, nil
 }

@@ -838,6 +838,7 @@ type Command struct {
 	TxnStage      *TxnStage   `protobuf:"bytes,10,opt,name=txn_stage,json=txnStage,proto3" json:"txn_stage,omitempty"`
 	TxnResolve    *TxnResolve `protobuf:"bytes,11,opt,name=txn_resolve,json=txnResolve,proto3" json:"txn_resolve,omitempty"`
 	TxnMark       *TxnMark    `protobuf:"bytes,12,opt,name=txn_mark,json=txnMark,proto3" json:"txn_mark,omitempty"`
+	TxnForget     *TxnForget  `protobuf:"bytes,13,opt,name=txn_forget,json=txnForget,proto3" json:"txn_forget,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -952,6 +953,13 @@ func (x *Command) GetTxnResolve() *TxnResolve {
 func (x *Command) GetTxnMark() *TxnMark {
 	if x != nil {
 		return x.TxnMark
+	}
+	return nil
+}
+
+func (x *Command) GetTxnForget() *TxnForget {
+	if x != nil {
+		return x.TxnForget
 	}
 	return nil
 }
@@ -1138,6 +1146,105 @@ func (x *TxnResolve) GetForget() bool {
 	return false
 }
 
+// TxnRef names a txn's marker: the txn and the anchor it is at.
+type TxnRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TxnId         uint64                 `protobuf:"varint,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	Anchor        []byte                 `protobuf:"bytes,2,opt,name=anchor,proto3" json:"anchor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnRef) Reset() {
+	*x = TxnRef{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnRef) ProtoMessage() {}
+
+func (x *TxnRef) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnRef.ProtoReflect.Descriptor instead.
+func (*TxnRef) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TxnRef) GetTxnId() uint64 {
+	if x != nil {
+		return x.TxnId
+	}
+	return 0
+}
+
+func (x *TxnRef) GetAnchor() []byte {
+	if x != nil {
+		return x.Anchor
+	}
+	return nil
+}
+
+// TxnForget deletes the markers refs name that lie in the range: those of
+// committed txns whose every lock is resolved, many txns at once.
+type TxnForget struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Refs          []*TxnRef              `protobuf:"bytes,1,rep,name=refs,proto3" json:"refs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnForget) Reset() {
+	*x = TxnForget{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnForget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnForget) ProtoMessage() {}
+
+func (x *TxnForget) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnForget.ProtoReflect.Descriptor instead.
+func (*TxnForget) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TxnForget) GetRefs() []*TxnRef {
+	if x != nil {
+		return x.Refs
+	}
+	return nil
+}
+
 // TxnMark decides a marker's status: with if_absent it writes an ABORTED
 // marker only where none exists (a recoverer prevents a participant that
 // never staged from staging later) and leaves an existing one alone;
@@ -1155,7 +1262,7 @@ type TxnMark struct {
 
 func (x *TxnMark) Reset() {
 	*x = TxnMark{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	mi := &file_cmdpb_cmd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1274,7 @@ func (x *TxnMark) String() string {
 func (*TxnMark) ProtoMessage() {}
 
 func (x *TxnMark) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	mi := &file_cmdpb_cmd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1287,7 @@ func (x *TxnMark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnMark.ProtoReflect.Descriptor instead.
 func (*TxnMark) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{15}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TxnMark) GetTxnId() uint64 {
@@ -1239,7 +1346,7 @@ type TxnStageRequest struct {
 
 func (x *TxnStageRequest) Reset() {
 	*x = TxnStageRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[16]
+	mi := &file_cmdpb_cmd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1358,7 @@ func (x *TxnStageRequest) String() string {
 func (*TxnStageRequest) ProtoMessage() {}
 
 func (x *TxnStageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[16]
+	mi := &file_cmdpb_cmd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1371,7 @@ func (x *TxnStageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnStageRequest.ProtoReflect.Descriptor instead.
 func (*TxnStageRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{16}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TxnStageRequest) GetTxnId() uint64 {
@@ -1381,7 +1488,7 @@ type TxnReserveRequest struct {
 
 func (x *TxnReserveRequest) Reset() {
 	*x = TxnReserveRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[17]
+	mi := &file_cmdpb_cmd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1500,7 @@ func (x *TxnReserveRequest) String() string {
 func (*TxnReserveRequest) ProtoMessage() {}
 
 func (x *TxnReserveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[17]
+	mi := &file_cmdpb_cmd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1513,7 @@ func (x *TxnReserveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnReserveRequest.ProtoReflect.Descriptor instead.
 func (*TxnReserveRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{17}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TxnReserveRequest) GetTxnId() uint64 {
@@ -1483,7 +1590,7 @@ type KeySpan struct {
 
 func (x *KeySpan) Reset() {
 	*x = KeySpan{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[18]
+	mi := &file_cmdpb_cmd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1602,7 @@ func (x *KeySpan) String() string {
 func (*KeySpan) ProtoMessage() {}
 
 func (x *KeySpan) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[18]
+	mi := &file_cmdpb_cmd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1615,7 @@ func (x *KeySpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySpan.ProtoReflect.Descriptor instead.
 func (*KeySpan) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{18}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KeySpan) GetStart() []byte {
@@ -1538,7 +1645,7 @@ type TxnQueryRequest struct {
 
 func (x *TxnQueryRequest) Reset() {
 	*x = TxnQueryRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[19]
+	mi := &file_cmdpb_cmd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1657,7 @@ func (x *TxnQueryRequest) String() string {
 func (*TxnQueryRequest) ProtoMessage() {}
 
 func (x *TxnQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[19]
+	mi := &file_cmdpb_cmd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1670,7 @@ func (x *TxnQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnQueryRequest.ProtoReflect.Descriptor instead.
 func (*TxnQueryRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{19}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TxnQueryRequest) GetTxnId() uint64 {
@@ -1600,7 +1707,7 @@ type TxnResolveRequest struct {
 
 func (x *TxnResolveRequest) Reset() {
 	*x = TxnResolveRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[20]
+	mi := &file_cmdpb_cmd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1719,7 @@ func (x *TxnResolveRequest) String() string {
 func (*TxnResolveRequest) ProtoMessage() {}
 
 func (x *TxnResolveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[20]
+	mi := &file_cmdpb_cmd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1732,7 @@ func (x *TxnResolveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResolveRequest.ProtoReflect.Descriptor instead.
 func (*TxnResolveRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{20}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TxnResolveRequest) GetResolve() *TxnResolve {
@@ -1654,7 +1761,7 @@ type FreezeRequest struct {
 
 func (x *FreezeRequest) Reset() {
 	*x = FreezeRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[21]
+	mi := &file_cmdpb_cmd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1773,7 @@ func (x *FreezeRequest) String() string {
 func (*FreezeRequest) ProtoMessage() {}
 
 func (x *FreezeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[21]
+	mi := &file_cmdpb_cmd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1786,7 @@ func (x *FreezeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreezeRequest.ProtoReflect.Descriptor instead.
 func (*FreezeRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{21}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FreezeRequest) GetThaw() bool {
@@ -1700,7 +1807,7 @@ type MergeRequest struct {
 
 func (x *MergeRequest) Reset() {
 	*x = MergeRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[22]
+	mi := &file_cmdpb_cmd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1819,7 @@ func (x *MergeRequest) String() string {
 func (*MergeRequest) ProtoMessage() {}
 
 func (x *MergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[22]
+	mi := &file_cmdpb_cmd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1832,7 @@ func (x *MergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRequest.ProtoReflect.Descriptor instead.
 func (*MergeRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{22}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MergeRequest) GetRight() *metapb.RangeDescriptor {
@@ -1747,7 +1854,7 @@ type MergeTrigger struct {
 
 func (x *MergeTrigger) Reset() {
 	*x = MergeTrigger{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[23]
+	mi := &file_cmdpb_cmd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1866,7 @@ func (x *MergeTrigger) String() string {
 func (*MergeTrigger) ProtoMessage() {}
 
 func (x *MergeTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[23]
+	mi := &file_cmdpb_cmd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1879,7 @@ func (x *MergeTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeTrigger.ProtoReflect.Descriptor instead.
 func (*MergeTrigger) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{23}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MergeTrigger) GetLeft() *metapb.RangeDescriptor {
@@ -1802,7 +1909,7 @@ type SplitRequest struct {
 
 func (x *SplitRequest) Reset() {
 	*x = SplitRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[24]
+	mi := &file_cmdpb_cmd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1921,7 @@ func (x *SplitRequest) String() string {
 func (*SplitRequest) ProtoMessage() {}
 
 func (x *SplitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[24]
+	mi := &file_cmdpb_cmd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1934,7 @@ func (x *SplitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRequest.ProtoReflect.Descriptor instead.
 func (*SplitRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{24}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SplitRequest) GetSplitKey() []byte {
@@ -1857,7 +1964,7 @@ type SplitTrigger struct {
 
 func (x *SplitTrigger) Reset() {
 	*x = SplitTrigger{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[25]
+	mi := &file_cmdpb_cmd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +1976,7 @@ func (x *SplitTrigger) String() string {
 func (*SplitTrigger) ProtoMessage() {}
 
 func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[25]
+	mi := &file_cmdpb_cmd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +1989,7 @@ func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitTrigger.ProtoReflect.Descriptor instead.
 func (*SplitTrigger) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{25}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SplitTrigger) GetLeft() *metapb.RangeDescriptor {
@@ -1922,14 +2029,15 @@ type BatchRequest struct {
 	TxnReserve   *TxnReserveRequest `protobuf:"bytes,13,opt,name=txn_reserve,json=txnReserve,proto3" json:"txn_reserve,omitempty"`
 	// txn_id, on a read, is the cross-range txn the read is part of: its
 	// own reservations do not hold the read back.
-	TxnId         uint64 `protobuf:"varint,14,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	TxnId         uint64     `protobuf:"varint,14,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	TxnForget     *TxnForget `protobuf:"bytes,15,opt,name=txn_forget,json=txnForget,proto3" json:"txn_forget,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[26]
+	mi := &file_cmdpb_cmd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1941,7 +2049,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[26]
+	mi := &file_cmdpb_cmd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1954,7 +2062,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{26}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BatchRequest) GetRangeId() uint64 {
@@ -2055,6 +2163,13 @@ func (x *BatchRequest) GetTxnId() uint64 {
 	return 0
 }
 
+func (x *BatchRequest) GetTxnForget() *TxnForget {
+	if x != nil {
+		return x.TxnForget
+	}
+	return nil
+}
+
 type BatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Resp  *kvpb.ResponseOp       `protobuf:"bytes,1,opt,name=resp,proto3" json:"resp,omitempty"`
@@ -2082,7 +2197,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[27]
+	mi := &file_cmdpb_cmd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2209,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[27]
+	mi := &file_cmdpb_cmd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2222,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{27}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BatchResponse) GetResp() *kvpb.ResponseOp {
@@ -2192,7 +2307,7 @@ type SysBatch struct {
 
 func (x *SysBatch) Reset() {
 	*x = SysBatch{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[28]
+	mi := &file_cmdpb_cmd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2319,7 @@ func (x *SysBatch) String() string {
 func (*SysBatch) ProtoMessage() {}
 
 func (x *SysBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[28]
+	mi := &file_cmdpb_cmd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2332,7 @@ func (x *SysBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysBatch.ProtoReflect.Descriptor instead.
 func (*SysBatch) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{28}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SysBatch) GetPuts() []*SysKV {
@@ -2286,7 +2401,7 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\vSysResponse\x12$\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x12.concord.cmd.SysKVR\x03kvs\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value\x12,\n" +
-	"\x04node\x18\x03 \x01(\v2\x18.concord.meta.NodeRecordR\x04node\"\x82\x04\n" +
+	"\x04node\x18\x03 \x01(\v2\x18.concord.meta.NodeRecordR\x04node\"\xb9\x04\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
 	"\bproposer\x18\x02 \x01(\x04R\bproposer\x12\x0e\n" +
@@ -2301,7 +2416,9 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	" \x01(\v2\x15.concord.cmd.TxnStageR\btxnStage\x128\n" +
 	"\vtxn_resolve\x18\v \x01(\v2\x17.concord.cmd.TxnResolveR\n" +
 	"txnResolve\x12/\n" +
-	"\btxn_mark\x18\f \x01(\v2\x14.concord.cmd.TxnMarkR\atxnMark\"\xee\x01\n" +
+	"\btxn_mark\x18\f \x01(\v2\x14.concord.cmd.TxnMarkR\atxnMark\x125\n" +
+	"\n" +
+	"txn_forget\x18\r \x01(\v2\x16.concord.cmd.TxnForgetR\ttxnForget\"\xee\x01\n" +
 	"\bTxnStage\x12\x15\n" +
 	"\x06txn_id\x18\x01 \x01(\x04R\x05txnId\x12\x16\n" +
 	"\x06anchor\x18\x02 \x01(\fR\x06anchor\x12\x16\n" +
@@ -2317,7 +2434,12 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\x06commit\x18\x02 \x01(\bR\x06commit\x12\x12\n" +
 	"\x04keys\x18\x03 \x03(\fR\x04keys\x12\x16\n" +
 	"\x06anchor\x18\x04 \x01(\fR\x06anchor\x12\x16\n" +
-	"\x06forget\x18\x05 \x01(\bR\x06forget\"\x84\x01\n" +
+	"\x06forget\x18\x05 \x01(\bR\x06forget\"7\n" +
+	"\x06TxnRef\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\x04R\x05txnId\x12\x16\n" +
+	"\x06anchor\x18\x02 \x01(\fR\x06anchor\"4\n" +
+	"\tTxnForget\x12'\n" +
+	"\x04refs\x18\x01 \x03(\v2\x13.concord.cmd.TxnRefR\x04refs\"\x84\x01\n" +
 	"\aTxnMark\x12\x15\n" +
 	"\x06txn_id\x18\x01 \x01(\x04R\x05txnId\x12\x16\n" +
 	"\x06anchor\x18\x02 \x01(\fR\x06anchor\x12-\n" +
@@ -2374,7 +2496,7 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"newRangeId\"v\n" +
 	"\fSplitTrigger\x121\n" +
 	"\x04left\x18\x01 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x04left\x123\n" +
-	"\x05right\x18\x02 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x05right\"\xac\x05\n" +
+	"\x05right\x18\x02 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x05right\"\xe3\x05\n" +
 	"\fBatchRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12%\n" +
 	"\x02op\x18\x02 \x01(\v2\x15.concord.kv.RequestOpR\x02op\x12)\n" +
@@ -2392,7 +2514,9 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\ttxn_query\x18\f \x01(\v2\x1c.concord.cmd.TxnQueryRequestR\btxnQuery\x12?\n" +
 	"\vtxn_reserve\x18\r \x01(\v2\x1e.concord.cmd.TxnReserveRequestR\n" +
 	"txnReserve\x12\x15\n" +
-	"\x06txn_id\x18\x0e \x01(\x04R\x05txnId\"\xa1\x03\n" +
+	"\x06txn_id\x18\x0e \x01(\x04R\x05txnId\x125\n" +
+	"\n" +
+	"txn_forget\x18\x0f \x01(\v2\x16.concord.cmd.TxnForgetR\ttxnForget\"\xa1\x03\n" +
 	"\rBatchResponse\x12*\n" +
 	"\x04resp\x18\x01 \x01(\v2\x16.concord.kv.ResponseOpR\x04resp\x12*\n" +
 	"\x03sys\x18\x02 \x01(\v2\x18.concord.cmd.SysResponseR\x03sys\x12\x1a\n" +
@@ -2422,7 +2546,7 @@ func file_cmdpb_cmd_proto_rawDescGZIP() []byte {
 	return file_cmdpb_cmd_proto_rawDescData
 }
 
-var file_cmdpb_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_cmdpb_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_cmdpb_cmd_proto_goTypes = []any{
 	(*SysGet)(nil),                 // 0: concord.cmd.SysGet
 	(*SysScan)(nil),                // 1: concord.cmd.SysScan
@@ -2439,33 +2563,35 @@ var file_cmdpb_cmd_proto_goTypes = []any{
 	(*Command)(nil),                // 12: concord.cmd.Command
 	(*TxnStage)(nil),               // 13: concord.cmd.TxnStage
 	(*TxnResolve)(nil),             // 14: concord.cmd.TxnResolve
-	(*TxnMark)(nil),                // 15: concord.cmd.TxnMark
-	(*TxnStageRequest)(nil),        // 16: concord.cmd.TxnStageRequest
-	(*TxnReserveRequest)(nil),      // 17: concord.cmd.TxnReserveRequest
-	(*KeySpan)(nil),                // 18: concord.cmd.KeySpan
-	(*TxnQueryRequest)(nil),        // 19: concord.cmd.TxnQueryRequest
-	(*TxnResolveRequest)(nil),      // 20: concord.cmd.TxnResolveRequest
-	(*FreezeRequest)(nil),          // 21: concord.cmd.FreezeRequest
-	(*MergeRequest)(nil),           // 22: concord.cmd.MergeRequest
-	(*MergeTrigger)(nil),           // 23: concord.cmd.MergeTrigger
-	(*SplitRequest)(nil),           // 24: concord.cmd.SplitRequest
-	(*SplitTrigger)(nil),           // 25: concord.cmd.SplitTrigger
-	(*BatchRequest)(nil),           // 26: concord.cmd.BatchRequest
-	(*BatchResponse)(nil),          // 27: concord.cmd.BatchResponse
-	(*SysBatch)(nil),               // 28: concord.cmd.SysBatch
-	(*metapb.NodeRecord)(nil),      // 29: concord.meta.NodeRecord
-	(*metapb.RangeDescriptor)(nil), // 30: concord.meta.RangeDescriptor
-	(*kvpb.RequestOp)(nil),         // 31: concord.kv.RequestOp
-	(*kvpb.CompactRequest)(nil),    // 32: concord.kv.CompactRequest
-	(*kvpb.Intent)(nil),            // 33: concord.kv.Intent
-	(kvpb.TxnStatus)(0),            // 34: concord.kv.TxnStatus
-	(*kvpb.ResponseOp)(nil),        // 35: concord.kv.ResponseOp
-	(*kvpb.Error)(nil),             // 36: concord.kv.Error
-	(*kvpb.TxnMeta)(nil),           // 37: concord.kv.TxnMeta
-	(*kvpb.LockInfo)(nil),          // 38: concord.kv.LockInfo
+	(*TxnRef)(nil),                 // 15: concord.cmd.TxnRef
+	(*TxnForget)(nil),              // 16: concord.cmd.TxnForget
+	(*TxnMark)(nil),                // 17: concord.cmd.TxnMark
+	(*TxnStageRequest)(nil),        // 18: concord.cmd.TxnStageRequest
+	(*TxnReserveRequest)(nil),      // 19: concord.cmd.TxnReserveRequest
+	(*KeySpan)(nil),                // 20: concord.cmd.KeySpan
+	(*TxnQueryRequest)(nil),        // 21: concord.cmd.TxnQueryRequest
+	(*TxnResolveRequest)(nil),      // 22: concord.cmd.TxnResolveRequest
+	(*FreezeRequest)(nil),          // 23: concord.cmd.FreezeRequest
+	(*MergeRequest)(nil),           // 24: concord.cmd.MergeRequest
+	(*MergeTrigger)(nil),           // 25: concord.cmd.MergeTrigger
+	(*SplitRequest)(nil),           // 26: concord.cmd.SplitRequest
+	(*SplitTrigger)(nil),           // 27: concord.cmd.SplitTrigger
+	(*BatchRequest)(nil),           // 28: concord.cmd.BatchRequest
+	(*BatchResponse)(nil),          // 29: concord.cmd.BatchResponse
+	(*SysBatch)(nil),               // 30: concord.cmd.SysBatch
+	(*metapb.NodeRecord)(nil),      // 31: concord.meta.NodeRecord
+	(*metapb.RangeDescriptor)(nil), // 32: concord.meta.RangeDescriptor
+	(*kvpb.RequestOp)(nil),         // 33: concord.kv.RequestOp
+	(*kvpb.CompactRequest)(nil),    // 34: concord.kv.CompactRequest
+	(*kvpb.Intent)(nil),            // 35: concord.kv.Intent
+	(kvpb.TxnStatus)(0),            // 36: concord.kv.TxnStatus
+	(*kvpb.ResponseOp)(nil),        // 37: concord.kv.ResponseOp
+	(*kvpb.Error)(nil),             // 38: concord.kv.Error
+	(*kvpb.TxnMeta)(nil),           // 39: concord.kv.TxnMeta
+	(*kvpb.LockInfo)(nil),          // 40: concord.kv.LockInfo
 }
 var file_cmdpb_cmd_proto_depIdxs = []int32{
-	29, // 0: concord.cmd.SysAddNode.node:type_name -> concord.meta.NodeRecord
+	31, // 0: concord.cmd.SysAddNode.node:type_name -> concord.meta.NodeRecord
 	0,  // 1: concord.cmd.SysRequest.get:type_name -> concord.cmd.SysGet
 	1,  // 2: concord.cmd.SysRequest.scan:type_name -> concord.cmd.SysScan
 	2,  // 3: concord.cmd.SysRequest.put:type_name -> concord.cmd.SysPut
@@ -2475,53 +2601,56 @@ var file_cmdpb_cmd_proto_depIdxs = []int32{
 	6,  // 7: concord.cmd.SysRequest.change_node:type_name -> concord.cmd.SysChangeNode
 	8,  // 8: concord.cmd.SysRequest.alloc_range_id:type_name -> concord.cmd.SysAllocRangeID
 	9,  // 9: concord.cmd.SysRequest.update_ranges:type_name -> concord.cmd.SysUpdateRanges
-	28, // 10: concord.cmd.SysRequest.batch:type_name -> concord.cmd.SysBatch
-	30, // 11: concord.cmd.SysUpdateRanges.descriptors:type_name -> concord.meta.RangeDescriptor
+	30, // 10: concord.cmd.SysRequest.batch:type_name -> concord.cmd.SysBatch
+	32, // 11: concord.cmd.SysUpdateRanges.descriptors:type_name -> concord.meta.RangeDescriptor
 	10, // 12: concord.cmd.SysResponse.kvs:type_name -> concord.cmd.SysKV
-	29, // 13: concord.cmd.SysResponse.node:type_name -> concord.meta.NodeRecord
-	31, // 14: concord.cmd.Command.op:type_name -> concord.kv.RequestOp
+	31, // 13: concord.cmd.SysResponse.node:type_name -> concord.meta.NodeRecord
+	33, // 14: concord.cmd.Command.op:type_name -> concord.kv.RequestOp
 	7,  // 15: concord.cmd.Command.sys:type_name -> concord.cmd.SysRequest
-	32, // 16: concord.cmd.Command.compact:type_name -> concord.kv.CompactRequest
-	25, // 17: concord.cmd.Command.split:type_name -> concord.cmd.SplitTrigger
-	21, // 18: concord.cmd.Command.freeze:type_name -> concord.cmd.FreezeRequest
-	23, // 19: concord.cmd.Command.merge:type_name -> concord.cmd.MergeTrigger
+	34, // 16: concord.cmd.Command.compact:type_name -> concord.kv.CompactRequest
+	27, // 17: concord.cmd.Command.split:type_name -> concord.cmd.SplitTrigger
+	23, // 18: concord.cmd.Command.freeze:type_name -> concord.cmd.FreezeRequest
+	25, // 19: concord.cmd.Command.merge:type_name -> concord.cmd.MergeTrigger
 	13, // 20: concord.cmd.Command.txn_stage:type_name -> concord.cmd.TxnStage
 	14, // 21: concord.cmd.Command.txn_resolve:type_name -> concord.cmd.TxnResolve
-	15, // 22: concord.cmd.Command.txn_mark:type_name -> concord.cmd.TxnMark
-	33, // 23: concord.cmd.TxnStage.intents:type_name -> concord.kv.Intent
-	34, // 24: concord.cmd.TxnMark.status:type_name -> concord.kv.TxnStatus
-	31, // 25: concord.cmd.TxnStageRequest.op:type_name -> concord.kv.RequestOp
-	18, // 26: concord.cmd.TxnReserveRequest.spans:type_name -> concord.cmd.KeySpan
-	31, // 27: concord.cmd.TxnReserveRequest.op:type_name -> concord.kv.RequestOp
-	14, // 28: concord.cmd.TxnResolveRequest.resolve:type_name -> concord.cmd.TxnResolve
-	30, // 29: concord.cmd.MergeRequest.right:type_name -> concord.meta.RangeDescriptor
-	30, // 30: concord.cmd.MergeTrigger.left:type_name -> concord.meta.RangeDescriptor
-	30, // 31: concord.cmd.MergeTrigger.right:type_name -> concord.meta.RangeDescriptor
-	30, // 32: concord.cmd.SplitTrigger.left:type_name -> concord.meta.RangeDescriptor
-	30, // 33: concord.cmd.SplitTrigger.right:type_name -> concord.meta.RangeDescriptor
-	31, // 34: concord.cmd.BatchRequest.op:type_name -> concord.kv.RequestOp
-	7,  // 35: concord.cmd.BatchRequest.sys:type_name -> concord.cmd.SysRequest
-	32, // 36: concord.cmd.BatchRequest.compact:type_name -> concord.kv.CompactRequest
-	24, // 37: concord.cmd.BatchRequest.split:type_name -> concord.cmd.SplitRequest
-	21, // 38: concord.cmd.BatchRequest.freeze:type_name -> concord.cmd.FreezeRequest
-	22, // 39: concord.cmd.BatchRequest.merge:type_name -> concord.cmd.MergeRequest
-	16, // 40: concord.cmd.BatchRequest.txn_stage:type_name -> concord.cmd.TxnStageRequest
-	20, // 41: concord.cmd.BatchRequest.txn_resolve:type_name -> concord.cmd.TxnResolveRequest
-	15, // 42: concord.cmd.BatchRequest.txn_mark:type_name -> concord.cmd.TxnMark
-	19, // 43: concord.cmd.BatchRequest.txn_query:type_name -> concord.cmd.TxnQueryRequest
-	17, // 44: concord.cmd.BatchRequest.txn_reserve:type_name -> concord.cmd.TxnReserveRequest
-	35, // 45: concord.cmd.BatchResponse.resp:type_name -> concord.kv.ResponseOp
-	11, // 46: concord.cmd.BatchResponse.sys:type_name -> concord.cmd.SysResponse
-	36, // 47: concord.cmd.BatchResponse.error:type_name -> concord.kv.Error
-	30, // 48: concord.cmd.BatchResponse.descriptors:type_name -> concord.meta.RangeDescriptor
-	37, // 49: concord.cmd.BatchResponse.txn:type_name -> concord.kv.TxnMeta
-	38, // 50: concord.cmd.BatchResponse.lock:type_name -> concord.kv.LockInfo
-	10, // 51: concord.cmd.SysBatch.puts:type_name -> concord.cmd.SysKV
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	17, // 22: concord.cmd.Command.txn_mark:type_name -> concord.cmd.TxnMark
+	16, // 23: concord.cmd.Command.txn_forget:type_name -> concord.cmd.TxnForget
+	35, // 24: concord.cmd.TxnStage.intents:type_name -> concord.kv.Intent
+	15, // 25: concord.cmd.TxnForget.refs:type_name -> concord.cmd.TxnRef
+	36, // 26: concord.cmd.TxnMark.status:type_name -> concord.kv.TxnStatus
+	33, // 27: concord.cmd.TxnStageRequest.op:type_name -> concord.kv.RequestOp
+	20, // 28: concord.cmd.TxnReserveRequest.spans:type_name -> concord.cmd.KeySpan
+	33, // 29: concord.cmd.TxnReserveRequest.op:type_name -> concord.kv.RequestOp
+	14, // 30: concord.cmd.TxnResolveRequest.resolve:type_name -> concord.cmd.TxnResolve
+	32, // 31: concord.cmd.MergeRequest.right:type_name -> concord.meta.RangeDescriptor
+	32, // 32: concord.cmd.MergeTrigger.left:type_name -> concord.meta.RangeDescriptor
+	32, // 33: concord.cmd.MergeTrigger.right:type_name -> concord.meta.RangeDescriptor
+	32, // 34: concord.cmd.SplitTrigger.left:type_name -> concord.meta.RangeDescriptor
+	32, // 35: concord.cmd.SplitTrigger.right:type_name -> concord.meta.RangeDescriptor
+	33, // 36: concord.cmd.BatchRequest.op:type_name -> concord.kv.RequestOp
+	7,  // 37: concord.cmd.BatchRequest.sys:type_name -> concord.cmd.SysRequest
+	34, // 38: concord.cmd.BatchRequest.compact:type_name -> concord.kv.CompactRequest
+	26, // 39: concord.cmd.BatchRequest.split:type_name -> concord.cmd.SplitRequest
+	23, // 40: concord.cmd.BatchRequest.freeze:type_name -> concord.cmd.FreezeRequest
+	24, // 41: concord.cmd.BatchRequest.merge:type_name -> concord.cmd.MergeRequest
+	18, // 42: concord.cmd.BatchRequest.txn_stage:type_name -> concord.cmd.TxnStageRequest
+	22, // 43: concord.cmd.BatchRequest.txn_resolve:type_name -> concord.cmd.TxnResolveRequest
+	17, // 44: concord.cmd.BatchRequest.txn_mark:type_name -> concord.cmd.TxnMark
+	21, // 45: concord.cmd.BatchRequest.txn_query:type_name -> concord.cmd.TxnQueryRequest
+	19, // 46: concord.cmd.BatchRequest.txn_reserve:type_name -> concord.cmd.TxnReserveRequest
+	16, // 47: concord.cmd.BatchRequest.txn_forget:type_name -> concord.cmd.TxnForget
+	37, // 48: concord.cmd.BatchResponse.resp:type_name -> concord.kv.ResponseOp
+	11, // 49: concord.cmd.BatchResponse.sys:type_name -> concord.cmd.SysResponse
+	38, // 50: concord.cmd.BatchResponse.error:type_name -> concord.kv.Error
+	32, // 51: concord.cmd.BatchResponse.descriptors:type_name -> concord.meta.RangeDescriptor
+	39, // 52: concord.cmd.BatchResponse.txn:type_name -> concord.kv.TxnMeta
+	40, // 53: concord.cmd.BatchResponse.lock:type_name -> concord.kv.LockInfo
+	10, // 54: concord.cmd.SysBatch.puts:type_name -> concord.cmd.SysKV
+	55, // [55:55] is the sub-list for method output_type
+	55, // [55:55] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_cmdpb_cmd_proto_init() }
@@ -2547,7 +2676,7 @@ func file_cmdpb_cmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cmdpb_cmd_proto_rawDesc), len(file_cmdpb_cmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
