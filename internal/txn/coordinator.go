@@ -366,6 +366,7 @@ func (c *Coordinator) reserve(ctx context.Context, id uint64, op *kvpb.RequestOp
 			ws = append(ws, p)
 		}
 	}
+	dry := needsDryRun(op, path)
 	errs := make([]error, len(ws))
 	would := make([]bool, len(ws))
 	var wg sync.WaitGroup
@@ -373,14 +374,16 @@ func (c *Coordinator) reserve(ctx context.Context, id uint64, op *kvpb.RequestOp
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rr := &cmdpb.TxnReserveRequest{TxnId: id, Floor: floor, TtlMillis: c.cfg.AbandonAfter.Milliseconds(),
-				Op: op, Path: path, SpanStart: p.clip.Start, SpanEnd: p.clip.End}
+			rr := &cmdpb.TxnReserveRequest{TxnId: id, Floor: floor, TtlMillis: c.cfg.AbandonAfter.Milliseconds()}
+			if dry {
+				rr.Op, rr.Path, rr.SpanStart, rr.SpanEnd = op, path, p.clip.Start, p.clip.End
+			}
 			for _, s := range p.writes {
 				rr.Spans = append(rr.Spans, &cmdpb.KeySpan{Start: s.Start, End: s.End})
 			}
 			var resp *cmdpb.BatchResponse
 			resp, errs[i] = c.r.Send(ctx, p.clip, &cmdpb.BatchRequest{TxnReserve: rr}, false)
-			would[i] = len(resp.GetLockedKeys()) > 0
+			would[i] = !dry || len(resp.GetLockedKeys()) > 0
 		}()
 	}
 	wg.Wait()
@@ -420,6 +423,41 @@ func (c *Coordinator) release(id uint64, parts []*part) {
 			_, _ = c.r.Send(ctx, p.clip, &cmdpb.BatchRequest{TxnReserve: &cmdpb.TxnReserveRequest{TxnId: id, Release: true}}, false)
 		}
 	}()
+}
+
+// needsDryRun reports whether the ops on op's path may fail or write
+// nothing (a DeleteRange, a Put with a lease or ignore flags, a Range at
+// a revision), which only an evaluation on each range tells: a txn of
+// plain Puts and current reads skips it.
+func needsDryRun(op *kvpb.RequestOp, taken []bool) bool {
+	p := 0
+	var walk func(op *kvpb.RequestOp) bool
+	walk = func(op *kvpb.RequestOp) bool {
+		switch req := op.GetRequest().(type) {
+		case *kvpb.RequestOp_Range:
+			return req.Range.GetRevision() > 0
+		case *kvpb.RequestOp_Put:
+			return !eval.AlwaysWrites(op)
+		case *kvpb.RequestOp_DeleteRange:
+			return true
+		case *kvpb.RequestOp_Txn:
+			if p >= len(taken) {
+				return true
+			}
+			ops := req.Txn.GetSuccess()
+			if !taken[p] {
+				ops = req.Txn.GetFailure()
+			}
+			p++
+			for _, o := range ops {
+				if walk(o) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return walk(op)
 }
 
 // unsent returns the parts of reserved that no part of sent has the clip
