@@ -52,9 +52,15 @@ import (
 //	ranges                       every node's replicas: span, leader, applied revision
 //	scan node=3                  the user keys node 3's replicas hold, as of now
 //	get node=2 key=a             a linearizable read of a through node 2's replica
+//	                             (no node: the leader's; rev=5: at revision 5;
+//	                             async=r: left running, see await in
+//	                             txn_harness_test.go)
 //	awake                        which replicas tick and which are quiesced
 //	snapshots                    how many snapshots each replica received
 //	messages                     the Raft messages delivered since last asked
+//
+// The steps of cross-range txns (txn-begin, txn-reserve, txn-stage, ...),
+// played by the script as a coordinator would, are in txn_harness_test.go.
 //
 // Outcomes, not message traces, are what the scripts check: Raft's message
 // interleaving depends on goroutine timing, its results do not.
@@ -80,6 +86,8 @@ type harness struct {
 	// delivered counts the Raft messages delivered since the script last
 	// asked (messages).
 	delivered int
+	// txn is the state of the txn commands (txn_harness_test.go).
+	txn txnState
 }
 
 type sent struct {
@@ -197,6 +205,7 @@ func (h *harness) start(id uint64) {
 func (h *harness) stop(id uint64) {
 	nd := h.nodes[id]
 	nd.store.Stop()
+	h.endReads(id) // before their engine closes under them
 	if err := nd.engine.Close(); err != nil {
 		h.t.Fatal(err)
 	}
@@ -486,6 +495,18 @@ func (h *harness) scan(id uint64) string {
 	return strings.Join(out, "\n") + "\n"
 }
 
+// showRead renders a get's answer from range rangeID.
+func showRead(rangeID uint64, resp *cmdpb.BatchResponse, err error) string {
+	if err != nil {
+		return fmt.Sprintf("error: %v\n", err)
+	}
+	var out []string
+	for _, kv := range resp.GetResp().GetRange().GetKvs() {
+		out = append(out, fmt.Sprintf("%s=%s@%d", kv.GetKey(), kv.GetValue(), kv.GetModRevision()))
+	}
+	return fmt.Sprintf("%s (range %d)\n", strings.Join(out, " "), rangeID)
+}
+
 func (h *harness) stopAll() {
 	for _, id := range h.ids {
 		if h.nodes[id].store != nil {
@@ -633,24 +654,31 @@ func TestStoreHarness(t *testing.T) {
 				h.delivered = 0
 				return out
 			case "get":
-				// A linearizable read of key through node's replica.
-				td.ScanArgs(t, "node", &node)
+				// A linearizable read of key through node's replica (the
+				// leader's if no node), at revision rev if given.
 				td.ScanArgs(t, "key", &key)
+				if !td.MaybeScanArgs(t, "node", &node) {
+					node = h.leaderOf([]byte(key))
+				}
+				var rev int64
+				td.MaybeScanArgs(t, "rev", &rev)
 				r := h.holding(node, []byte(key))
-				resp, err := h.drive(func() (*cmdpb.BatchResponse, error) {
-					return r.Read(context.Background(), &cmdpb.BatchRequest{RangeId: r.RangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte(key)}}}})
-				})
-				if err != nil {
-					return fmt.Sprintf("error: %v\n", err)
+				read := func() (*cmdpb.BatchResponse, error) {
+					return r.Read(context.Background(), &cmdpb.BatchRequest{RangeId: r.RangeID, Op: &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: &kvpb.RangeRequest{Key: []byte(key), Revision: rev}}}})
 				}
-				var out []string
-				for _, kv := range resp.GetResp().GetRange().GetKvs() {
-					out = append(out, fmt.Sprintf("%s=%s@%d", kv.GetKey(), kv.GetValue(), kv.GetModRevision()))
+				var name string
+				if td.MaybeScanArgs(t, "async", &name) {
+					h.startRead(name, node, r.RangeID, read)
+					return ""
 				}
-				return fmt.Sprintf("%s (range %d)\n", strings.Join(out, " "), r.RangeID)
+				resp, err := h.drive(read)
+				return showRead(r.RangeID, resp, err)
 			case "scan":
 				td.ScanArgs(t, "node", &node)
 				return h.scan(node)
+			}
+			if out, ok := h.txnCommand(t, td); ok {
+				return out
 			}
 			t.Fatalf("unknown command %q", td.Cmd)
 			return ""
