@@ -88,10 +88,18 @@ func (r *Replica) Txn(ctx context.Context, req *cmdpb.BatchRequest) (*cmdpb.Batc
 	case req.GetTxnResolve() != nil:
 		rr := req.GetTxnResolve()
 		res := proto.CloneOf(rr.GetResolve())
+		r.mu.Lock()
 		if rr.GetAllKeys() {
-			r.mu.Lock()
 			res.Keys = r.mu.locks.keysOf(res.GetTxnId())
-			r.mu.Unlock()
+		}
+		span := r.spanLocked()
+		r.mu.Unlock()
+		for _, k := range res.GetKeys() {
+			if !span.Contains(k) {
+				// A router that routed by a descriptor from before a
+				// split: it must send each range its own keys.
+				return nil, kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: txn lock %q outside range %d %v", k, r.RangeID, span)
+			}
 		}
 		return r.proposeTxn(ctx, &pendingWrite{txnResolve: res}, 0, nil)
 	case req.GetTxnMark() != nil:
@@ -557,7 +565,7 @@ func (r *Replica) evalTxnStage(b *storage.Batch, span keys.Span, cmd *cmdpb.Comm
 		return result{err: err}
 	}
 	if m != nil {
-		return result{err: kvpb.Errorf(kvpb.ErrorCode_TXN_ABORTED, "replica: range %d: txn %x already has a %s marker here", r.RangeID, st.GetTxnId(), m.GetStatus())}
+		return result{err: kvpb.Errorf(kvpb.ErrorCode_TXN_ABORTED, "replica: range %d: txn %x already has its marker here (%s)", r.RangeID, st.GetTxnId(), m.GetStatus())}
 	}
 	for _, in := range st.GetIntents() {
 		l := &kvpb.Lock{TxnId: st.GetTxnId(), CommitTs: ts, Record: st.GetRecord(), Intent: in, StagedUnixNanos: st.GetStagedUnixNanos()}
@@ -596,8 +604,13 @@ func (r *Replica) evalTxnResolve(b *storage.Batch, span keys.Span, cmd *cmdpb.Co
 	}
 	for _, key := range rs.GetKeys() {
 		if !span.Contains(key) {
-			continue // split away: its new range resolves it
+			// A split applied since the resolution was proposed: resolve
+			// nothing, so that the resolver sends each range its own keys
+			// (skipping it would leave its lock behind a forgotten record).
+			return result{err: kvpb.Errorf(kvpb.ErrorCode_KEY_MISMATCH, "replica: range %d %v: txn lock %q outside", r.RangeID, span, key)}
 		}
+	}
+	for _, key := range rs.GetKeys() {
 		l, err := storage.GetLock(b, key)
 		if err != nil {
 			return result{err: err}
@@ -698,9 +711,6 @@ func (r *Replica) waitReadLocks(ctx context.Context, fp []keys.Span, rev, atMost
 		if atMost > 0 {
 			read = min(read, atMost)
 		}
-		if linearizable && r.leadsLocked() {
-			r.mu.tsc.bump(fp, read)
-		}
 		blocked := linearizable && r.stagingBelowLocked(fp, read)
 		var reserved time.Time
 		if linearizable && !blocked && len(r.mu.reservations) > 0 {
@@ -711,6 +721,13 @@ func (r *Replica) waitReadLocks(ctx context.Context, fp []keys.Span, rev, atMost
 		if !blocked {
 			key, l := r.mu.locks.first(fp, read, 0)
 			if l == nil {
+				// Served from here on: no txn may stage below it now
+				// (recorded in the same critical section as the checks,
+				// and not before: a read held back must not refuse the
+				// staging it waits for).
+				if linearizable && r.leadsLocked() {
+					r.mu.tsc.bump(fp, read)
+				}
 				r.mu.Unlock()
 				return rev, nil
 			}

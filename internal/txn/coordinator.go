@@ -811,7 +811,7 @@ func (c *Coordinator) resolveKeys(ctx context.Context, id uint64, commit bool, k
 		if failed == nil {
 			break
 		}
-		if kvpb.CodeOf(failed) != kvpb.ErrorCode_CROSS_RANGE || attempt >= 3 {
+		if !isRouting(failed) || attempt >= 3 {
 			return failed
 		}
 	}
