@@ -26,4 +26,9 @@
 // Reads enter through Read: serializable reads use the applied state as it
 // is; linearizable reads need this replica to be the leader and to hold a
 // leader lease (see lease.go).
+// The steps of transactions across ranges (reservations, stagings, lock
+// resolution, markers) enter through Txn (txn.go): their commit revision
+// is drawn by the txn's coordinator, not by the proposer, so they apply
+// below the range's newest revision, judged per key, and reads and feeds
+// keep time consistent around their locks (locks.go).
 package replica

@@ -18,13 +18,18 @@ import (
 // from, first from the MVCC history and then as the changes apply, and
 // resolved revisions: every change at or below one has been given.
 //
-// Resolved revisions come from two facts. On one replica, commands apply
-// in increasing revision order (the proposer numbers and proposes them in
-// order, and apply refuses a revision not above the applied one), so the
-// newest applied revision is resolved. And a revision T above it is
-// resolved once the leaseholder has waited, as a read at T does, for the
-// writes it numbered at or below T (Resolve): none can apply below T
-// later. A feed lives on the leader: it ends when the replica stops
+// Resolved revisions come from three facts. On one replica, the commands
+// the range numbers apply in increasing revision order (the proposer
+// numbers and proposes them in order, and apply refuses a revision not
+// above the applied one), so the newest applied revision is resolved. A
+// revision T above it is resolved once the leaseholder has waited, as a
+// read at T does, for the writes it numbered at or below T (Resolve):
+// none can apply below T later. And a cross-range txn commits below the
+// range's newest revision, at its own, only where it reserved, staged or
+// locked keys first: a feed's resolved revision stays below those
+// (txnCapLocked), its events above it wait in pending, and its resolved
+// revision counts as a read in the timestamp cache, so no txn stages
+// below it later (txn.go). A feed lives on the leader: it ends when the replica stops
 // leading, splits, merges, takes a snapshot or stops; its reader opens
 // the new ranges from the last resolved revision.
 

@@ -171,7 +171,8 @@ type Header struct {
 // Do routes a KV request on user keys to its range. A read whose keys lie
 // in several ranges is served across them (across.go); one that finds the
 // ranges changed under it (CROSS_RANGE after a split) starts again, up to
-// maxAcrossAttempts times. A write across ranges fails with CROSS_RANGE.
+// maxAcrossAttempts times. A write across ranges fails with CROSS_RANGE:
+// internal/txn runs it.
 func (r *Router) Do(ctx context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, Header, error) {
 	span, err := opSpan(op)
 	if err != nil {
@@ -843,7 +844,7 @@ func (r *Router) crossRange(span keys.Span) error {
 	for _, d := range r.cachedOverlapping(span) {
 		ids = append(ids, fmt.Sprintf("%d [%q, %q)", d.GetRangeId(), userKey(d.GetStartKey()), userKey(d.GetEndKey())))
 	}
-	return kvpb.Errorf(kvpb.ErrorCode_CROSS_RANGE, "concord: keys [%q, %q) span ranges %s: a txn or delete across ranges is not supported yet",
+	return kvpb.Errorf(kvpb.ErrorCode_CROSS_RANGE, "concord: keys [%q, %q) span ranges %s: a write across ranges runs as a txn across ranges (internal/txn), not through the router alone",
 		userKey(span.Start), userKey(span.End), strings.Join(ids, ", "))
 }
 
