@@ -114,7 +114,20 @@ func DecodeLock(v []byte) (*kvpb.Lock, error) {
 
 // ScanLocks calls fn, in key order, with every lock on a global key of
 // span. fn owns its arguments; its error stops the scan and is returned.
-func ScanLocks(r Reader, span keys.Span, fn func(key []byte, l *kvpb.Lock) error) (err error) {
+func ScanLocks(r Reader, span keys.Span, fn func(key []byte, l *kvpb.Lock) error) error {
+	return scanTxnKeys(r, span, suffixLock, func(key []byte, _ uint64, v []byte) error {
+		l, err := DecodeLock(v)
+		if err != nil {
+			return err
+		}
+		return fn(key, l)
+	})
+}
+
+// scanTxnKeys calls fn, in key order, with every txn engine key of span
+// with the given suffix (a lock or a marker): its global key, its txn id
+// (markers only) and its value, which fn must not keep.
+func scanTxnKeys(r Reader, span keys.Span, want byte, fn func(key []byte, txnID uint64, v []byte) error) (err error) {
 	lower, upper := txnSpan(span)
 	it, err := newIter(r, lower, upper)
 	if err != nil {
@@ -122,22 +135,18 @@ func ScanLocks(r Reader, span keys.Span, fn func(key []byte, l *kvpb.Lock) error
 	}
 	defer closeIter(it, &err)
 	for valid := it.First(); valid; valid = it.Next() {
-		key, suffix, _, err := decodeTxnKey(it.Key())
+		key, suffix, id, err := decodeTxnKey(it.Key())
 		if err != nil {
 			return err
 		}
-		if suffix != suffixLock {
+		if suffix != want {
 			continue
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return fmt.Errorf("storage: scan locks: %w", err)
+			return fmt.Errorf("storage: scan txn state: %w", err)
 		}
-		l, err := DecodeLock(v)
-		if err != nil {
-			return err
-		}
-		if err := fn(key, l); err != nil {
+		if err := fn(key, id, v); err != nil {
 			return err
 		}
 	}
@@ -224,32 +233,12 @@ func getRaw(r Reader, k []byte) (_ []byte, ok bool, err error) {
 
 // ScanTxnMetas calls fn, in key order, with every txn marker anchored in
 // span. fn owns its arguments; its error stops the scan and is returned.
-func ScanTxnMetas(r Reader, span keys.Span, fn func(anchor []byte, txnID uint64, m *kvpb.TxnMeta) error) (err error) {
-	lower, upper := txnSpan(span)
-	it, err := newIter(r, lower, upper)
-	if err != nil {
-		return err
-	}
-	defer closeIter(it, &err)
-	for valid := it.First(); valid; valid = it.Next() {
-		key, suffix, id, err := decodeTxnKey(it.Key())
-		if err != nil {
-			return err
-		}
-		if suffix != suffixMarker {
-			continue
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return fmt.Errorf("storage: scan txn markers: %w", err)
-		}
+func ScanTxnMetas(r Reader, span keys.Span, fn func(anchor []byte, txnID uint64, m *kvpb.TxnMeta) error) error {
+	return scanTxnKeys(r, span, suffixMarker, func(key []byte, id uint64, v []byte) error {
 		m, err := DecodeTxnMeta(v)
 		if err != nil {
 			return err
 		}
-		if err := fn(key, id, m); err != nil {
-			return err
-		}
-	}
-	return it.Error()
+		return fn(key, id, m)
+	})
 }

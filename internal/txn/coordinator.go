@@ -408,21 +408,12 @@ func (c *Coordinator) release(id uint64, parts []*part) {
 	if len(parts) == 0 {
 		return
 	}
-	select {
-	case c.slots <- struct{}{}:
-	default:
-		return // the reservations expire
-	}
-	c.bg.Add(1)
-	go func() {
-		defer c.bg.Done()
-		defer func() { <-c.slots }()
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.AbandonAfter)
-		defer cancel()
+	// Without a free slot the reservations simply expire.
+	c.background(c.cfg.AbandonAfter, func(ctx context.Context) {
 		for _, p := range parts {
 			_, _ = c.r.Send(ctx, p.clip, &cmdpb.BatchRequest{TxnReserve: &cmdpb.TxnReserveRequest{TxnId: id, Release: true}}, false)
 		}
-	}()
+	})
 }
 
 // needsDryRun reports whether the ops on op's path may fail or write
@@ -616,31 +607,46 @@ func participantsOf(writers []*part) []participant {
 // many are being resolved).
 func (c *Coordinator) resolveLater(id uint64, record []byte, commit bool, writers []*part) {
 	ps := participantsOf(writers)
-	run := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ResolveTimeout)
-		defer cancel()
-		go func() {
-			select {
-			case <-c.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+	run := func(ctx context.Context) {
 		if err := c.finish(ctx, id, record, commit, ps); err != nil {
 			c.log.Debug("txn: resolve", "txn", txnName(id), "err", err)
 		}
 	}
+	if !c.background(c.cfg.ResolveTimeout, run) {
+		c.withStop(c.cfg.ResolveTimeout, run)
+	}
+}
+
+// background runs fn on a goroutine that Close waits for, with a context
+// that ends after timeout or at Close, if one of the maxBackground slots
+// is free (false if none is).
+func (c *Coordinator) background(timeout time.Duration, fn func(ctx context.Context)) bool {
 	select {
 	case c.slots <- struct{}{}:
-		c.bg.Add(1)
-		go func() {
-			defer c.bg.Done()
-			defer func() { <-c.slots }()
-			run()
-		}()
 	default:
-		run()
+		return false
 	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		defer func() { <-c.slots }()
+		c.withStop(timeout, fn)
+	}()
+	return true
+}
+
+// withStop runs fn with a context that ends after timeout or at Close.
+func (c *Coordinator) withStop(timeout time.Duration, fn func(ctx context.Context)) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	fn(ctx)
 }
 
 // finish resolves a decided txn everywhere.

@@ -103,26 +103,8 @@ func (c *Coordinator) finishLater(id uint64, rec []byte, commit bool, m *kvpb.Tx
 	if _, busy := c.finishing.LoadOrStore(id, struct{}{}); busy {
 		return
 	}
-	select {
-	case c.slots <- struct{}{}:
-	default:
-		c.finishing.Delete(id)
-		return // the next request that meets a lock of it tries again
-	}
-	c.bg.Add(1)
-	go func() {
-		defer c.bg.Done()
-		defer func() { <-c.slots }()
+	started := c.background(c.cfg.ResolveTimeout, func(ctx context.Context) {
 		defer c.finishing.Delete(id)
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ResolveTimeout)
-		defer cancel()
-		go func() {
-			select {
-			case <-c.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		ps := []participant{{anchor: rec, keys: m.GetKeys()}}
 		for _, a := range m.GetParticipants() {
 			if bytes.Equal(a, rec) {
@@ -138,7 +120,10 @@ func (c *Coordinator) finishLater(id uint64, rec []byte, commit bool, m *kvpb.Tx
 		if err := c.finish(ctx, id, rec, commit, ps); err != nil {
 			c.log.Debug("txn: recover: resolve", "txn", txnName(id), "err", err)
 		}
-	}()
+	})
+	if !started {
+		c.finishing.Delete(id) // the next request that meets a lock of it tries again
+	}
 }
 
 // query reads txn id's marker at anchor (nil: none).
