@@ -43,9 +43,9 @@ type Config struct {
 	// Now reads the wall clock that stamps stagings (nil: time.Now).
 	Now func() time.Time
 	// UnsafeNoRecord commits a txn's ranges one after the other, each at
-	// once, with no locks and no record: NOT atomic, on purpose, so that
-	// the fault-injection harness can prove its bank checker notices.
-	// Never set outside tests.
+	// once at a revision of its own, with no reservation, no locks and no
+	// record: NOT atomic, on purpose, so that the fault-injection harness
+	// can prove its bank checker notices. Never set outside tests.
 	UnsafeNoRecord bool
 }
 
@@ -202,6 +202,9 @@ func (c *Coordinator) attempt(ctx context.Context, op *kvpb.RequestOp, prio *int
 		return nil, router.Header{}, err, retryable(err)
 	}
 	id := newTxnID()
+	if c.cfg.UnsafeNoRecord {
+		return c.unsafeCommit(ctx, op, path, parts, id)
+	}
 	// Reserve the keys the txn writes before drawing its revision: reads
 	// of them that could be served at or above it wait for its staging
 	// instead of refusing it.
@@ -265,7 +268,7 @@ func (c *Coordinator) attempt(ctx context.Context, op *kvpb.RequestOp, prio *int
 	build := func(p *part) *cmdpb.BatchRequest {
 		sr := &cmdpb.TxnStageRequest{TxnId: id, Ts: ts, Op: op, Path: path, SpanStart: p.clip.Start, SpanEnd: p.clip.End, StagedUnixNanos: staged}
 		switch {
-		case p.writer && (len(writers) == 1 || c.cfg.UnsafeNoRecord):
+		case p.writer && len(writers) == 1:
 			sr.CommitNow = true
 		case p.writer:
 			sr.Participant, sr.Anchor, sr.Record = true, p.anchor, record
@@ -284,12 +287,6 @@ func (c *Coordinator) attempt(ctx context.Context, op *kvpb.RequestOp, prio *int
 		}
 	}
 	sendAll := func(ps []*part) {
-		if c.cfg.UnsafeNoRecord {
-			for _, p := range ps {
-				p.resp, p.err = c.r.Send(ctx, p.clip, build(p), p.writer)
-			}
-			return
-		}
 		var wg sync.WaitGroup
 		for _, p := range ps {
 			wg.Add(1)
@@ -329,7 +326,7 @@ func (c *Coordinator) attempt(ctx context.Context, op *kvpb.RequestOp, prio *int
 		}
 	}
 	switch {
-	case werr != nil && (len(writers) == 1 || c.cfg.UnsafeNoRecord):
+	case werr != nil && len(writers) == 1:
 		// One-phase: the one writer's outcome is the txn's.
 		return nil, router.Header{}, werr, retryable(werr)
 	case werr != nil:
@@ -343,7 +340,7 @@ func (c *Coordinator) attempt(ctx context.Context, op *kvpb.RequestOp, prio *int
 		}
 	}
 	// Committed: every participant staged.
-	if len(writers) > 1 && !c.cfg.UnsafeNoRecord {
+	if len(writers) > 1 {
 		c.resolveLater(id, record, true, writers)
 	}
 	resps := make([]*kvpb.ResponseOp, 0, len(parts))
@@ -353,6 +350,32 @@ func (c *Coordinator) attempt(ctx context.Context, op *kvpb.RequestOp, prio *int
 		h.RaftTerm = max(h.RaftTerm, p.resp.GetRaftTerm())
 	}
 	return eval.MergeParts(op, path, ts, resps), h, nil, false
+}
+
+// unsafeCommit is Config.UnsafeNoRecord's broken commit: every part, one
+// after the other, at once, at a revision drawn for it alone.
+func (c *Coordinator) unsafeCommit(ctx context.Context, op *kvpb.RequestOp, path []bool, parts []*part, id uint64) (*kvpb.ResponseOp, router.Header, error, bool) {
+	var h router.Header
+	resps := make([]*kvpb.ResponseOp, 0, len(parts))
+	for _, p := range parts {
+		// A reservation of no keys: only the range's low water mark, which
+		// a staging needs.
+		if _, err := c.r.Send(ctx, p.clip, &cmdpb.BatchRequest{TxnReserve: &cmdpb.TxnReserveRequest{TxnId: id, TtlMillis: c.cfg.AbandonAfter.Milliseconds()}}, false); err != nil {
+			return nil, router.Header{}, err, false
+		}
+		ts, err := c.cfg.Revisions.Next(ctx, 1)
+		if err != nil {
+			return nil, router.Header{}, err, false
+		}
+		sr := &cmdpb.TxnStageRequest{TxnId: id, Ts: ts, Op: op, Path: path, SpanStart: p.clip.Start, SpanEnd: p.clip.End, CommitNow: p.writer}
+		resp, err := c.r.Send(ctx, p.clip, &cmdpb.BatchRequest{TxnStage: sr}, p.writer)
+		if err != nil {
+			return nil, router.Header{}, err, false
+		}
+		resps = append(resps, resp.GetResp())
+		h = router.Header{Revision: ts, RaftTerm: max(h.RaftTerm, resp.GetRaftTerm())}
+	}
+	return eval.MergeParts(op, path, h.Revision, resps), h, nil, false
 }
 
 // reserve reserves the keys each part of parts writes (see
