@@ -370,6 +370,13 @@ func (n *Node) Stop() {
 	default:
 	}
 	close(n.stop)
+	if n.leases.lessor != nil {
+		// Ends a sweep or revocation in progress (their contexts are the
+		// lessor's): the lessor's goroutine, which Stop waits for, would
+		// otherwise retry against the stopping store until their
+		// timeouts, up to 100 s.
+		n.leases.lessor.Demote()
+	}
 	n.stopTelemetry()
 	if n.httpServer != nil {
 		closeHTTP(n.httpServer)
