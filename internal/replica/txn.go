@@ -851,3 +851,25 @@ func (r *Replica) TxnMarkers() (map[kvpb.TxnStatus]int, error) {
 	})
 	return out, err
 }
+
+// StaleLocks returns, on the leader, up to max locks whose txns began
+// staging before olderThan (a coordinator's clock): txns whose locks
+// nobody met may still hold the range's feeds back, so the node resolves
+// them (internal/server's lock sweeper). Nil on a follower.
+func (r *Replica) StaleLocks(olderThan time.Time, max int) []*kvpb.LockInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.leadsLocked() || len(r.mu.locks.m) == 0 {
+		return nil
+	}
+	var out []*kvpb.LockInfo
+	for k, l := range r.mu.locks.m {
+		if len(out) >= max {
+			break
+		}
+		if l.GetStagedUnixNanos() < olderThan.UnixNano() {
+			out = append(out, lockInfo([]byte(k), l))
+		}
+	}
+	return out
+}

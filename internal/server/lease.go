@@ -50,6 +50,8 @@ func (n *Node) startLeases() error {
 	n.leases.lessor = l
 	n.wg.Add(1)
 	go n.runLessor()
+	n.wg.Add(1)
+	go n.runLockSweeper()
 	return nil
 }
 

@@ -250,3 +250,40 @@ func TestTxnAbandonedByItsCoordinatorIsResolved(t *testing.T) {
 	}
 	waitNoLocks(t, c)
 }
+
+// A txn whose coordinator died after its commit point, whose locks no
+// client request meets, is resolved all the same (the node's own readers,
+// and at the latest the leaseholders' lock sweeper, meet them): a lock
+// holds its range's feeds, and so the watches of its keys, below its
+// revision until it resolves.
+func TestTxnNobodyMeetsIsResolved(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cli := client(t, c, 0)
+	splitAt(t, c, "b")
+	putRetry(t, cli, "a", "0")
+	putRetry(t, cli, "b", "0")
+	n := c.Node(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	put := func(k string) *kvpb.RequestOp {
+		return &kvpb.RequestOp{Request: &kvpb.RequestOp_Put{Put: &kvpb.PutRequest{Key: []byte(k), Value: []byte("swept")}}}
+	}
+	op := &kvpb.RequestOp{Request: &kvpb.RequestOp_Txn{Txn: &kvpb.TxnRequest{Success: []*kvpb.RequestOp{put("a"), put("b")}}}}
+	if err := reserveKeys(ctx, n, 2001, "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := n.tsoClient.Next(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"a", "b"} {
+		if err := stagePart(ctx, n, 2001, ts, op, []bool{true}, k, "a", "a", "b"); err != nil {
+			t.Fatalf("stage %s: %v", k, err)
+		}
+	}
+	waitNoLocks(t, c) // no client read
+	resp := get(t, cli, "", clientv3.WithFromKey())
+	if len(resp.Kvs) != 2 || string(resp.Kvs[0].Value) != "swept" || resp.Kvs[1].ModRevision != ts {
+		t.Fatalf("after the sweep: %v, want both swept at %d", resp.Kvs, ts)
+	}
+}
