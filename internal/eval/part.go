@@ -1,7 +1,6 @@
 package eval
 
 import (
-	"bytes"
 
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/keys"
@@ -116,17 +115,7 @@ func (e *evaluator) inClip(s keys.Span) (keys.Span, bool) {
 	if !e.clip {
 		return s, true
 	}
-	if len(s.End) == 0 {
-		return s, e.span.Contains(s.Start)
-	}
-	out := s
-	if bytes.Compare(e.span.Start, out.Start) > 0 {
-		out.Start = e.span.Start
-	}
-	if bytes.Compare(e.span.End, out.End) < 0 {
-		out.End = e.span.End
-	}
-	return out, bytes.Compare(out.Start, out.End) < 0
+	return s.Within(e.span)
 }
 
 // clippedRange is the part of a Range in clip, for StagePart: its keys in

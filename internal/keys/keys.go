@@ -63,6 +63,17 @@ func (s Span) Intersect(o Span) Span {
 	return out
 }
 
+// Within returns the part of s inside clip (a span with an End) and
+// whether there is any: s is a single key when its End is empty, and then
+// it is inside or not.
+func (s Span) Within(clip Span) (Span, bool) {
+	if len(s.End) == 0 {
+		return s, clip.Contains(s.Start)
+	}
+	x := s.Intersect(clip)
+	return x, !x.Empty()
+}
+
 // Empty reports whether a span with a non-empty End holds no key.
 func (s Span) Empty() bool { return bytes.Compare(s.Start, s.End) >= 0 }
 

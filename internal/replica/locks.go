@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bytes"
+	"slices"
 
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/keys"
@@ -100,16 +101,8 @@ func (t *lockTable) keysOf(txn uint64) [][]byte {
 			out = append(out, []byte(k))
 		}
 	}
-	sortKeys(out)
+	slices.SortFunc(out, bytes.Compare)
 	return out
-}
-
-func sortKeys(ks [][]byte) {
-	for i := 1; i < len(ks); i++ {
-		for j := i; j > 0 && bytes.Compare(ks[j], ks[j-1]) < 0; j-- {
-			ks[j], ks[j-1] = ks[j-1], ks[j]
-		}
-	}
 }
 
 // lockInfo describes lock l on key for a LOCKED error.

@@ -346,13 +346,7 @@ func (r *Replica) reservedBelowLocked(fp []keys.Span, rev int64, except uint64, 
 func clipFootprint(op *kvpb.RequestOp, clip keys.Span) []keys.Span {
 	var out []keys.Span
 	for _, s := range eval.Footprint(op) {
-		if isPoint(s) {
-			if clip.Contains(s.Start) {
-				out = append(out, s)
-			}
-			continue
-		}
-		if x := s.Intersect(clip); !x.Empty() {
+		if x, ok := s.Within(clip); ok {
 			out = append(out, x)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -237,7 +238,7 @@ func (c *Coordinator) attempt(ctx context.Context, op *kvpb.RequestOp, prio *int
 		if err != nil {
 			return nil, router.Header{}, err, retryable(err)
 		}
-		if !sameBranches(again, path) {
+		if !slices.Equal(again, path) {
 			path = again
 			if writes, reads = eval.PathSpans(op, path); len(writes) == 0 {
 				// The path changed since it was first read: a read at
@@ -493,19 +494,6 @@ func unsent(reserved, sent []*part) []*part {
 	return out
 }
 
-// sameBranches reports whether two paths take the same branches.
-func sameBranches(a, b []bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // maxResplits bounds how often a txn's read parts are cut again by the
 // ranges as they are now.
 const maxResplits = 3
@@ -536,7 +524,7 @@ func (c *Coordinator) resplit(ctx context.Context, parts, moved []*part, reads [
 		}
 		var rs []keys.Span
 		for _, r := range reads {
-			if x, ok := clipTo(r, p.clip); ok {
+			if x, ok := r.Within(p.clip); ok {
 				rs = append(rs, x)
 			}
 		}
@@ -909,7 +897,7 @@ func (c *Coordinator) split(ctx context.Context, writes, reads []keys.Span, fres
 		p := &part{clip: clip}
 		touched := false
 		for _, w := range writes {
-			if s, ok := clipTo(w, clip); ok {
+			if s, ok := w.Within(clip); ok {
 				p.writes = append(p.writes, s)
 				if p.anchor == nil || bytes.Compare(s.Start, p.anchor) < 0 {
 					p.anchor = s.Start
@@ -917,7 +905,7 @@ func (c *Coordinator) split(ctx context.Context, writes, reads []keys.Span, fres
 			}
 		}
 		for _, r := range reads {
-			if _, ok := clipTo(r, clip); ok {
+			if _, ok := r.Within(clip); ok {
 				touched = true
 			}
 		}
@@ -930,15 +918,6 @@ func (c *Coordinator) split(ctx context.Context, writes, reads []keys.Span, fres
 		return nil, kvpb.Errorf(kvpb.ErrorCode_INTERNAL, "txn: no range holds the txn's keys %v", bound)
 	}
 	return out, nil
-}
-
-// clipTo returns the part of s (a single key when End is empty) in clip.
-func clipTo(s, clip keys.Span) (keys.Span, bool) {
-	if len(s.End) == 0 {
-		return s, clip.Contains(s.Start)
-	}
-	x := s.Intersect(clip)
-	return x, !x.Empty()
 }
 
 // bounding is the smallest span (with an End) holding every span of ss.
