@@ -1,7 +1,6 @@
 package eval
 
 import (
-
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/keys"
 	"github.com/concorddb/concord/internal/storage"
