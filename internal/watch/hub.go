@@ -295,6 +295,14 @@ func (h *Hub) release(b Batch) error {
 		h.noteCompactedLocked(b.Compacted)
 	}
 	if len(b.Events) > 0 {
+		// A change at or below a compaction this hub heard of (from the
+		// gateway that served it, possibly before the feed that read the
+		// change saw it) has no previous version any more.
+		for _, ev := range b.Events {
+			if ev.GetKv().GetModRevision() <= h.mu.compacted {
+				ev.PrevKv = nil
+			}
+		}
 		evs := wrap(b.Events)
 		h.dispatchLocked(evs, prev)
 		h.appendRingLocked(evs)

@@ -184,3 +184,47 @@ func TestProgressRequestsAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// A compaction the hub hears of from its gateway before its feed brings
+// the change at that revision: the change comes without its previous
+// version, which the compaction removed (etcd sends no prev_kv there), and
+// the next change keeps its own.
+func TestHubDropsPrevKVAtACompactionItHeardOfFirst(t *testing.T) {
+	src := oneRange()
+	h := NewHub(src, nil)
+	defer h.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := h.NewStream(ctx)
+	defer st.Close()
+	if _, err := st.Watch(ctx, Request{Span: keys.Span{Start: keys.User([]byte("k"))}}); err != nil {
+		t.Fatal(err)
+	}
+	<-st.Out()
+	f := feedOf(t, src)
+	h.NoteCompacted(5)
+	put := func(rev int64) *kvpb.Event {
+		return &kvpb.Event{
+			Kv:     &kvpb.KeyValue{Key: []byte("k"), ModRevision: rev, CreateRevision: 1, Value: []byte{byte(rev)}},
+			PrevKv: &kvpb.KeyValue{Key: []byte("k"), ModRevision: rev - 1, CreateRevision: 1, Value: []byte{byte(rev - 1)}},
+		}
+	}
+	f.ch <- &rpcpb.RangeFeedEvent{Resolved: 6, Events: []*kvpb.Event{put(5), put(6)}}
+	var got []*kvpb.Event
+	for len(got) < 2 {
+		select {
+		case r := <-st.Out():
+			for _, ev := range r.Events {
+				got = append(got, ev.Event)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("got %d of 2 changes", len(got))
+		}
+	}
+	if got[0].GetPrevKv() != nil {
+		t.Fatalf("the change at the compaction came with prev %v, which the compaction removed", got[0].GetPrevKv())
+	}
+	if got[1].GetPrevKv().GetModRevision() != 5 {
+		t.Fatalf("the change above the compaction came with prev %v, want the version at 5", got[1].GetPrevKv())
+	}
+}
