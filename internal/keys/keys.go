@@ -96,6 +96,8 @@ var (
 	RangeSeq = []byte("\x01rangeseq")
 
 	leasePrefix = []byte("\x01lease/")
+	// Auth is the key of the auth state (metapb.AuthState).
+	Auth = []byte("\x01auth")
 )
 
 // User maps an etcd key to its global key. The caller owns the result.

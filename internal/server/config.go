@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/concorddb/concord/internal/auth"
 )
 
 // Config is one node's configuration. Field names follow etcd's flags
@@ -110,6 +113,20 @@ type Config struct {
 	// its bank check notices.
 	UnsafeTxnNoRecord bool
 
+	// AuthToken is etcd's --auth-token: "simple" (the default) or
+	// "jwt,pub-key=PATH,priv-key=PATH,sign-method=ALG[,ttl=D]".
+	AuthToken string
+	// AuthTokenTTL is etcd's --auth-token-ttl: a simple token's life after
+	// its last use (0: 300 s, etcd's default).
+	AuthTokenTTL time.Duration
+	// BcryptCost is etcd's --bcrypt-cost for password hashes (0: 10,
+	// etcd's default).
+	BcryptCost int
+	// ClientCertCommonName, when set, returns the common name of the
+	// verified client certificate of a gRPC call: with auth on, a call
+	// with no token is that user's (etcd's --client-cert-auth rule).
+	ClientCertCommonName func(ctx context.Context) (string, bool)
+
 	Logger *slog.Logger
 
 	// ClientListener and PeerListener, when set, are used instead of
@@ -156,6 +173,8 @@ func DefaultConfig() Config {
 		MaxTxnOps:                128,
 		MaxConcurrentStreams:     math.MaxUint32,
 		CacheBytes:               128 << 20,
+		AuthToken:                "simple",
+		BcryptCost:               10,
 	}
 }
 
@@ -201,6 +220,21 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("server: --data-dir is empty")
+	}
+	if c.AuthToken == "" {
+		c.AuthToken = "simple"
+	}
+	if _, err := auth.ParseTokenOption(c.AuthToken); err != nil {
+		return err
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = 10
+	}
+	if err := auth.ValidateBcryptCost(c.BcryptCost); err != nil {
+		return err
+	}
+	if c.AuthTokenTTL < 0 {
+		return fmt.Errorf("server: --auth-token-ttl %v is negative", c.AuthTokenTTL)
 	}
 	switch c.InitialClusterState {
 	case "new", "existing":

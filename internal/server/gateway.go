@@ -50,7 +50,7 @@ func (n *Node) serveClient() error {
 	}))
 	ctx := context.Background()
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-		gw.RegisterKVHandler, gw.RegisterClusterHandler, gw.RegisterMaintenanceHandler, gw.RegisterWatchHandler, gw.RegisterLeaseHandler,
+		gw.RegisterKVHandler, gw.RegisterClusterHandler, gw.RegisterAuthHandler, gw.RegisterMaintenanceHandler, gw.RegisterWatchHandler, gw.RegisterLeaseHandler,
 		v3lockgw.RegisterLockHandler, v3electiongw.RegisterElectionHandler,
 	} {
 		if err := register(ctx, gwmux, conn); err != nil {

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/concorddb/concord/internal/auth"
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
 	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
@@ -104,6 +105,9 @@ type Node struct {
 
 	// leases is the node's lessor (lease.go).
 	leases leaseState
+	// auth is the node's copy of etcd's auth state, and its checks
+	// (auth.go).
+	auth *auth.Store
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -218,6 +222,9 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err := n.startLeases(); err != nil {
 		return nil, err
 	}
+	if err := n.startAuth(); err != nil {
+		return nil, err
+	}
 
 	// Both servers' Stop waits for their handlers to return (it cancels
 	// them first): the engine closes after, with no read still open on it
@@ -240,6 +247,8 @@ func Start(cfg Config) (_ *Node, err error) {
 
 		MaxConcurrentStreams:   cfg.MaxConcurrentStreams,
 		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
+		Auth:                   n.auth,
+		LeaseKeys:              n.leaseKeysOf,
 	}
 	n.clientServer = grpc.NewServer(append(append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...), grpc.WaitForHandlers(true))...)
 	etcdapi.Register(n.clientServer, backend{n}, ecfg)
@@ -259,7 +268,8 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
-	n.wg.Add(2)
+	n.wg.Add(3)
+	go n.runAuthRefresh()
 	go n.runAddressRefresh()
 	go n.runRangeRepair()
 	if cfg.RangeMaxBytes > 0 || cfg.RangeMinBytes > 0 || cfg.RangeSplitQPS > 0 {
