@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/concorddb/concord/internal/tlsutil"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -111,6 +112,15 @@ type Config struct {
 	UnsafeTxnNoRecord bool
 
 	Logger *slog.Logger
+
+	// ClientTLS are the client port's TLS options, etcd's --cert-file,
+	// --key-file, --trusted-ca-file, --client-cert-auth, --auto-tls,
+	// --cipher-suites and --tls-min-version; the metrics port uses them too
+	// when its URL is https://. PeerTLS are the peer port's, etcd's
+	// --peer-* twins and --peer-cert-allowed-cn. A port has TLS when its
+	// options have a certificate (or auto-tls), and then its URLs must be
+	// https:// (tls.go).
+	ClientTLS, PeerTLS tlsutil.Options
 
 	// ClientListener and PeerListener, when set, are used instead of
 	// listening on the URLs (tests and demo bind port 0 this way).
@@ -227,6 +237,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 || c.ElectionTimeout < 5*c.HeartbeatInterval {
 		return fmt.Errorf("server: --election-timeout (%v) must be at least 5 times --heartbeat-interval (%v)", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	if c.WatchProgressNotifyInterval < 0 {
 		return fmt.Errorf("server: --watch-progress-notify-interval must be positive, got %v", c.WatchProgressNotifyInterval)
