@@ -25,6 +25,7 @@ func startCmd() *cobra.Command {
 		listenMetrics                                            string
 		traceSampling                                            float64
 		slowFsyncMs                                              int
+		tlsf                                                     *tlsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -35,6 +36,7 @@ func startCmd() *cobra.Command {
 			cfg.AdvertiseClientURLs = splitURLs(advertiseClient)
 			cfg.ListenPeerURLs = splitURLs(listenPeer)
 			cfg.InitialAdvertisePeerURLs = splitURLs(advertisePeer)
+			tlsf.apply(&cfg)
 			cfg.HeartbeatInterval = msDuration(heartbeatMs)
 			cfg.ElectionTimeout = msDuration(electionMs)
 			if cfg.DataDir == "" {
@@ -118,6 +120,7 @@ func startCmd() *cobra.Command {
 	f.IntVar(&slowFsyncMs, "slow-fsync-threshold", 50, "fsync duration (in milliseconds) above which a group commit is logged as slow")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	tlsf = addTLSFlags(f)
 	return cmd
 }
 

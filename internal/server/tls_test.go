@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -278,5 +279,67 @@ func TestTLSConfigErrorsStopTheStart(t *testing.T) {
 				t.Fatal("a refused start wrote the data dir")
 			}
 		})
+	}
+}
+
+// TestAutoTLSNode: a node with --auto-tls and --peer-auto-tls writes its
+// certificates into the data dir and serves gRPC and the gateway (which
+// calls the node's own port) over TLS.
+func TestAutoTLSNode(t *testing.T) {
+	cl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.DataDir = filepath.Join(t.TempDir(), "d")
+	cfg.Logger = quietLogger()
+	cfg.ClientListener, cfg.PeerListener = cl, pl
+	cfg.ListenClientURLs = []string{"https://" + cl.Addr().String()}
+	cfg.AdvertiseClientURLs = cfg.ListenClientURLs
+	cfg.ListenPeerURLs = []string{"https://" + pl.Addr().String()}
+	cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
+	cfg.InitialCluster = "default=" + cfg.ListenPeerURLs[0]
+	cfg.ClientTLS.AutoTLS, cfg.PeerTLS.AutoTLS = true, true
+	n, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	for _, f := range []string{"fixtures/client/cert.pem", "fixtures/client/key.pem", "fixtures/peer/cert.pem"} {
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// etcd's auto-tls authenticates nobody: clients skip verification.
+	insecureTLS := &tls.Config{InsecureSkipVerify: true}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.AdvertiseClientURLs, TLS: insecureTLS, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	putRetry(t, cli, "auto", "tls")
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: insecureTLS}}
+	resp, err := hc.Get(cfg.AdvertiseClientURLs[0] + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(out), `"health":"true"`) {
+		t.Fatalf("/health: %s", out)
+	}
+	body, _ := json.Marshal(map[string]string{"key": base64.StdEncoding.EncodeToString([]byte("auto"))})
+	resp, err = hc.Post(cfg.AdvertiseClientURLs[0]+"/v3/kv/range", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(out), base64.StdEncoding.EncodeToString([]byte("tls"))) {
+		t.Fatalf("gateway range: %s", out)
 	}
 }
