@@ -26,6 +26,7 @@ func startCmd() *cobra.Command {
 		traceSampling                                            float64
 		slowFsyncMs                                              int
 		authTokenTTL                                             uint
+		tlsf                                                     *tlsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -36,6 +37,7 @@ func startCmd() *cobra.Command {
 			cfg.AdvertiseClientURLs = splitURLs(advertiseClient)
 			cfg.ListenPeerURLs = splitURLs(listenPeer)
 			cfg.InitialAdvertisePeerURLs = splitURLs(advertisePeer)
+			tlsf.apply(&cfg)
 			cfg.HeartbeatInterval = msDuration(heartbeatMs)
 			cfg.ElectionTimeout = msDuration(electionMs)
 			if cfg.DataDir == "" {
@@ -123,6 +125,7 @@ func startCmd() *cobra.Command {
 	f.IntVar(&slowFsyncMs, "slow-fsync-threshold", 50, "fsync duration (in milliseconds) above which a group commit is logged as slow")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	tlsf = addTLSFlags(f)
 	return cmd
 }
 

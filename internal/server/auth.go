@@ -11,6 +11,7 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/tlsutil"
 )
 
 // The node's auth store (internal/auth): its record lives in the meta
@@ -23,12 +24,24 @@ func (n *Node) startAuth() error {
 	if err != nil {
 		return err
 	}
+	// With --client-cert-auth a call with no token is the user its
+	// certificate names (etcd's rule), but not the node's own calls
+	// through its client port: they carry its own certificate.
+	var cn func(context.Context) (string, bool)
+	if n.cfg.ClientTLS.ClientCertAuth {
+		cn = func(ctx context.Context) (string, bool) {
+			if md, _ := metadata.FromIncomingContext(ctx); len(md.Get(selfCallKey)) > 0 {
+				return "", false
+			}
+			return tlsutil.VerifiedCommonName(ctx)
+		}
+	}
 	n.auth = auth.NewStore(auth.Config{
 		Backend:    authRecord{n},
 		JWT:        jwt,
 		TokenTTL:   n.cfg.AuthTokenTTL,
 		BcryptCost: n.cfg.BcryptCost,
-		CommonName: n.cfg.ClientCertCommonName,
+		CommonName: cn,
 		Logger:     n.log,
 	})
 	return nil
@@ -126,11 +139,17 @@ func (n *Node) leaseKeysOf(ctx context.Context, id int64) ([][]byte, error) {
 	return st.Keys, nil
 }
 
+// selfCallKey marks the calls of the node's own client (Lock and
+// Election): their certificate is the node's, never a user's. A client
+// that sets it only gives up its certificate's user.
+const selfCallKey = "concord-self-call"
+
 // forwardToken carries the token of the call a Lock or Election request
 // came in on to the calls its server makes through the node's own client
 // (etcd's run in process with the caller's context, so its checks see the
 // caller; over a connection the token must be sent along).
 func forwardToken(ctx context.Context) context.Context {
+	ctx = metadata.AppendToOutgoingContext(ctx, selfCallKey, "1")
 	md, ok := metadata.FromIncomingContext(ctx)
 	if !ok {
 		return ctx

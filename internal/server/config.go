@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/concorddb/concord/internal/tlsutil"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/concorddb/concord/internal/auth"
@@ -122,12 +122,17 @@ type Config struct {
 	// BcryptCost is etcd's --bcrypt-cost for password hashes (0: 10,
 	// etcd's default).
 	BcryptCost int
-	// ClientCertCommonName, when set, returns the common name of the
-	// verified client certificate of a gRPC call: with auth on, a call
-	// with no token is that user's (etcd's --client-cert-auth rule).
-	ClientCertCommonName func(ctx context.Context) (string, bool)
 
 	Logger *slog.Logger
+
+	// ClientTLS are the client port's TLS options, etcd's --cert-file,
+	// --key-file, --trusted-ca-file, --client-cert-auth, --auto-tls,
+	// --cipher-suites and --tls-min-version; the metrics port uses them too
+	// when its URL is https://. PeerTLS are the peer port's, etcd's
+	// --peer-* twins and --peer-cert-allowed-cn. A port has TLS when its
+	// options have a certificate (or auto-tls), and then its URLs must be
+	// https:// (tls.go).
+	ClientTLS, PeerTLS tlsutil.Options
 
 	// ClientListener and PeerListener, when set, are used instead of
 	// listening on the URLs (tests and demo bind port 0 this way).
@@ -261,6 +266,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 || c.ElectionTimeout < 5*c.HeartbeatInterval {
 		return fmt.Errorf("server: --election-timeout (%v) must be at least 5 times --heartbeat-interval (%v)", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	if c.WatchProgressNotifyInterval < 0 {
 		return fmt.Errorf("server: --watch-progress-notify-interval must be positive, got %v", c.WatchProgressNotifyInterval)

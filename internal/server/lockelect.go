@@ -24,6 +24,7 @@ func (n *Node) registerLockElection() error {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: []string{n.clientLis.Addr().String()},
 		Logger:    zap.NewNop(),
+		TLS:       n.loopbackTLS(),
 		// A lock or a campaign waits as long as its caller does; these
 		// bound only what the client does on its own.
 		DialKeepAliveTime:    30 * time.Second,

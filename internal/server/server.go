@@ -39,7 +39,7 @@ import (
 	"github.com/soheilhy/cmux"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -109,6 +109,9 @@ type Node struct {
 	// (auth.go).
 	auth *auth.Store
 
+	// tls holds the client and peer ports' certificates (tls.go).
+	tls nodeTLS
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -130,6 +133,10 @@ func Start(cfg Config) (_ *Node, err error) {
 	held, isMember, err := storage.Inspect(cfg.DataDir, storage.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("server: refusing to start: %w", err)
+	}
+	// Before the identity check, which calls the peers.
+	if err := n.setupTLS(); err != nil {
+		return nil, err
 	}
 	if isMember {
 		if err := n.checkHeldIdentity(held); err != nil {
@@ -191,6 +198,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		Resolve:     n.resolve,
 		Logger:      n.log,
 		DialOptions: n.peerDialOptions(),
+		Credentials: n.peerCredentials(),
 	}, n.store)
 	if err != nil {
 		return nil, err
@@ -229,7 +237,8 @@ func Start(cfg Config) (_ *Node, err error) {
 	// Both servers' Stop waits for their handlers to return (it cancels
 	// them first): the engine closes after, with no read still open on it
 	// (Pebble panics at Close on an open snapshot or iterator).
-	n.peerServer = grpc.NewServer(append(append(n.transport.ServerOptions(), n.peerServerOptions()...), grpc.WaitForHandlers(true))...)
+	peerOpts := append(n.transport.ServerOptions(), n.peerServerOptions()...)
+	n.peerServer = grpc.NewServer(append(append(peerOpts, n.peerTLSOptions()...), grpc.WaitForHandlers(true))...)
 	rpcpb.RegisterPeerServer(n.peerServer, &peerService{n: n})
 	n.serve(n.peerServer, n.peerLis)
 	n.store.Start()
@@ -250,7 +259,8 @@ func Start(cfg Config) (_ *Node, err error) {
 		Auth:                   n.auth,
 		LeaseKeys:              n.leaseKeysOf,
 	}
-	n.clientServer = grpc.NewServer(append(append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...), grpc.WaitForHandlers(true))...)
+	clientOpts := append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...)
+	n.clientServer = grpc.NewServer(append(append(clientOpts, n.clientTLSOptions()...), grpc.WaitForHandlers(true))...)
 	etcdapi.Register(n.clientServer, backend{n}, ecfg)
 	n.feeds = &localFeeds{}
 	n.watchHub = watch.NewHub(feedSource{n: n, servers: n.feeds}, n.log)
@@ -563,7 +573,7 @@ func (n *Node) join(members []member) (*rpcpb.JoinResponse, error) {
 			if m.name == n.cfg.Name {
 				continue
 			}
-			resp, err := joinVia(ctx, m.peerURL, rec)
+			resp, err := joinVia(ctx, m.peerURL, rec, n.peerCredentials())
 			if err != nil {
 				lastErr = err
 				continue
@@ -583,14 +593,14 @@ func (n *Node) join(members []member) (*rpcpb.JoinResponse, error) {
 	return nil, fmt.Errorf("server: could not join through %s: %v", n.cfg.InitialCluster, lastErr)
 }
 
-func joinVia(ctx context.Context, peerURL string, rec *metapb.NodeRecord) (*rpcpb.JoinResponse, error) {
+func joinVia(ctx context.Context, peerURL string, rec *metapb.NodeRecord, creds credentials.TransportCredentials) (*rpcpb.JoinResponse, error) {
 	hp, err := transport.HostPort(peerURL)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	conn, err := grpc.NewClient(hp, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(hp, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}

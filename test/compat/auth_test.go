@@ -415,7 +415,6 @@ func TestAuthMatchesEtcd(t *testing.T) {
 	}
 }
 
-
 func statusOf(r *clientv3.AuthStatusResponse) string {
 	if r == nil {
 		return "-"
