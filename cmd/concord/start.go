@@ -26,6 +26,7 @@ func startCmd() *cobra.Command {
 		traceSampling                                            float64
 		slowFsyncMs                                              int
 		authTokenTTL                                             uint
+		strictReconfig                                           bool
 		tlsf                                                     *tlsFlags
 	)
 	cmd := &cobra.Command{
@@ -58,6 +59,7 @@ func startCmd() *cobra.Command {
 			cfg.ProcessMetrics = true
 			cfg.SlowFsync = msDuration(slowFsyncMs)
 			cfg.AuthTokenTTL = time.Duration(authTokenTTL) * time.Second
+			cfg.UnsafeNoStrictReconfigCheck = !strictReconfig
 			tp, shutdownTracing, err := telemetry.SetupTracing(cmd.Context(), telemetry.TracingOptions{SamplingRatio: traceSampling, NodeName: cfg.Name})
 			if err != nil {
 				return err
@@ -98,6 +100,7 @@ func startCmd() *cobra.Command {
 	f.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", cfg.InitialClusterToken, "initial cluster token, part of the cluster id")
 	f.IntVar(&heartbeatMs, "heartbeat-interval", 100, "time (in milliseconds) of a heartbeat interval")
 	f.IntVar(&electionMs, "election-timeout", 1000, "time (in milliseconds) for an election to timeout")
+	f.BoolVar(&strictReconfig, "strict-reconfig-check", true, "reject membership changes that would cost the cluster its quorum (etcd's)")
 	f.StringVar(&cfg.AuthToken, "auth-token", cfg.AuthToken, "auth token type: simple, or jwt,pub-key=PATH,priv-key=PATH,sign-method=ALG[,ttl=DURATION] (etcd's)")
 	f.UintVar(&authTokenTTL, "auth-token-ttl", 300, "time (in seconds) a simple token lives after its last use")
 	f.IntVar(&cfg.BcryptCost, "bcrypt-cost", cfg.BcryptCost, "cost of the bcrypt hashes of passwords (4 to 31)")

@@ -46,10 +46,10 @@ type Status struct {
 //
 // Errors are *kvpb.Error (translated by code, see toGRPCError), context
 // errors, or anything else (reported as codes.Unknown with its message, as
-// etcd does for errors it has no mapping for; a gRPC status with
-// codes.Unavailable keeps its code so clients retry reads, and one with
-// codes.ResourceExhausted, a bound on the request path that was full, keeps
-// its code and message so clients know to back off).
+// etcd does for errors it has no mapping for; a gRPC status keeps its code
+// and message: one of etcd's rpctypes errors, codes.Unavailable so clients
+// retry reads, or codes.ResourceExhausted, a bound on the request path that
+// was full, so clients know to back off).
 type Backend interface {
 	// Do serves a Range, Put, DeleteRange or Txn on user keys and returns a
 	// ResponseOp of the same kind. The request is validated and the caller

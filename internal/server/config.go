@@ -123,6 +123,11 @@ type Config struct {
 	// etcd's default).
 	BcryptCost int
 
+	// UnsafeNoStrictReconfigCheck turns off etcd's --strict-reconfig-check
+	// (on by default, as in etcd): member add then accepts a member that
+	// would cost the cluster its quorum.
+	UnsafeNoStrictReconfigCheck bool
+
 	Logger *slog.Logger
 
 	// ClientTLS are the client port's TLS options, etcd's --cert-file,
