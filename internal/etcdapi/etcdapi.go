@@ -96,7 +96,7 @@ const (
 	// DefaultVersion is the etcd server version reported by Status. etcdctl
 	// and clientv3 feature checks read it, so it names the etcd release whose
 	// API we serve, not Concord's own version.
-	DefaultVersion = "3.7.0"
+	DefaultVersion = "3.7.3"
 	// DefaultMaxConcurrentStreams is etcd's --max-concurrent-streams
 	// default: no bound on the calls one client connection has in flight.
 	// clientv3 carries every call of a Client (and its watches) over one

@@ -44,10 +44,11 @@ import (
 )
 
 // Version is Concord's version; the etcd API reports EtcdVersion so that
-// etcd clients enable every v3 feature.
+// etcd clients enable every v3 feature: the etcd release its
+// compatibility suite compares with (test/compat, etcd 3.7.3).
 const (
 	Version     = "0.1.0"
-	EtcdVersion = "3.7.0"
+	EtcdVersion = "3.7.3"
 )
 
 // Node is one running Concord node.
