@@ -219,7 +219,8 @@ func (r *Replica) leaseOffLocked() bool {
 }
 
 // TransferLeadershipTo hands this replica's leadership to replica target
-// (etcd's move-leader) and waits until another replica leads, for at most
+// (etcd's move-leader; 0: the most up-to-date other voter) and waits until
+// another replica leads, for at most
 // two election timeouts. The lease ends first: the target campaigns at
 // once. A replica that does not lead, or whose target is itself, returns
 // at once. Errors: INVALID_ARGUMENT for a target that is no voter of the
@@ -231,6 +232,12 @@ func (r *Replica) TransferLeadershipTo(ctx context.Context, target uint64) error
 	if st.RaftState != raft.StateLeader || target == r.replicaID {
 		r.mu.Unlock()
 		return nil
+	}
+	if target == 0 {
+		if target = r.leaderTargetLocked(st); target == 0 {
+			r.mu.Unlock()
+			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d has no other voter to lead it", r.RangeID)
+		}
 	}
 	if pr, ok := st.Progress[target]; !ok || pr.IsLearner {
 		r.mu.Unlock()

@@ -328,6 +328,9 @@ type Replica struct {
 		drawing   bool
 		nextID    uint64
 		proposals map[uint64]*proposal
+		// confPending is the id of this leader's replica change not yet
+		// applied (0: none); one at a time, as Raft allows.
+		confPending uint64
 		// inflight holds the footprints of the user writes this leader
 		// proposed that have not applied yet (see inflight.go).
 		// Invariant: empty while this replica does not lead.

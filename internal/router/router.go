@@ -399,6 +399,21 @@ func (r *Router) Split(ctx context.Context, key []byte, newRangeID uint64) (left
 	return ds[0], ds[1], nil
 }
 
+// RemoveReplica removes range desc's replica on node (nothing if it has
+// none there) and returns the range's descriptor after.
+func (r *Router) RemoveReplica(ctx context.Context, desc *metapb.RangeDescriptor, node uint64) (*metapb.RangeDescriptor, error) {
+	resp, err := r.send(ctx, keys.Span{Start: desc.GetStartKey()}, &cmdpb.BatchRequest{ChangeReplicas: &cmdpb.ChangeReplicasRequest{RemoveNode: node}}, true /* write */)
+	if err != nil {
+		return nil, err
+	}
+	ds := resp.GetDescriptors()
+	if len(ds) != 1 {
+		return nil, fmt.Errorf("router: replica change answered %d descriptors, want 1", len(ds))
+	}
+	r.Learn(ds[0])
+	return ds[0], nil
+}
+
 // Freeze freezes the range desc (thaw: unfreezes it) for a merge, and
 // returns the log index the freeze applied at.
 func (r *Router) Freeze(ctx context.Context, desc *metapb.RangeDescriptor, thaw bool) (uint64, error) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -285,6 +284,9 @@ func (n *Node) mayAddMember(ctx context.Context, learner bool) error {
 const healthProbeTimeout = 2 * time.Second
 
 func (b backend) ChangeMember(ctx context.Context, change *cmdpb.SysChangeNode) (*metapb.NodeRecord, error) {
+	if change.GetRemove() {
+		return b.n.removeMember(ctx, change)
+	}
 	resp, err := b.n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_ChangeNode{ChangeNode: change}})
 	if err != nil {
 		return nil, err
@@ -356,44 +358,7 @@ func (b backend) MoveLeader(ctx context.Context, target uint64) error {
 	if target == n.ident.NodeID {
 		return nil
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, len(n.store.Replicas()))
-	for _, r := range n.store.Replicas() {
-		st := r.Status()
-		if !st.IsLeader {
-			continue
-		}
-		var to uint64
-		for _, rd := range r.Descriptor().GetReplicas() {
-			if rd.GetNodeId() == target {
-				to = rd.GetReplicaId()
-			}
-		}
-		if to == 0 {
-			continue // target holds no replica of this range
-		}
-		wg.Go(func() {
-			if r.RangeID == meta.MetaRangeID {
-				if err := n.oracle.Settle(ctx, st.Term); err != nil {
-					errs <- err
-					return
-				}
-				if err := n.leases.lessor.Settle(ctx); err != nil {
-					n.log.Warn("leases not checkpointed before moving the meta leadership", "err", err)
-				}
-			}
-			err := r.TransferLeadershipTo(ctx, to)
-			if err != nil && r.RangeID == meta.MetaRangeID {
-				n.oracle.Resume(st.Term)
-			}
-			if err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	if err := n.moveLeaderships(ctx, target); err != nil {
 		return err
 	}
 	n.log.Info("moved leaderships", "to", target)

@@ -33,6 +33,7 @@ const (
 	Peer_Lease_FullMethodName       = "/concordpb.Peer/Lease"
 	Peer_RangeFeed_FullMethodName   = "/concordpb.Peer/RangeFeed"
 	Peer_AuthRefresh_FullMethodName = "/concordpb.Peer/AuthRefresh"
+	Peer_Drain_FullMethodName       = "/concordpb.Peer/Drain"
 )
 
 // PeerClient is the client API for Peer service.
@@ -57,6 +58,9 @@ type PeerClient interface {
 	// older than the generation given: a gateway that changed users, roles
 	// or permissions calls every node before it answers.
 	AuthRefresh(ctx context.Context, in *AuthRefreshRequest, opts ...grpc.CallOption) (*AuthRefreshResponse, error)
+	// Drain makes a node hand every leadership it holds to other members
+	// (before its removal).
+	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
 }
 
 type peerClient struct {
@@ -166,6 +170,16 @@ func (c *peerClient) AuthRefresh(ctx context.Context, in *AuthRefreshRequest, op
 	return out, nil
 }
 
+func (c *peerClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainResponse)
+	err := c.cc.Invoke(ctx, Peer_Drain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -188,6 +202,9 @@ type PeerServer interface {
 	// older than the generation given: a gateway that changed users, roles
 	// or permissions calls every node before it answers.
 	AuthRefresh(context.Context, *AuthRefreshRequest) (*AuthRefreshResponse, error)
+	// Drain makes a node hand every leadership it holds to other members
+	// (before its removal).
+	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -224,6 +241,9 @@ func (UnimplementedPeerServer) RangeFeed(grpc.BidiStreamingServer[RangeFeedReque
 }
 func (UnimplementedPeerServer) AuthRefresh(context.Context, *AuthRefreshRequest) (*AuthRefreshResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AuthRefresh not implemented")
+}
+func (UnimplementedPeerServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Drain not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -375,6 +395,24 @@ func _Peer_AuthRefresh_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Drain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Drain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Drain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Drain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -405,6 +443,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuthRefresh",
 			Handler:    _Peer_AuthRefresh_Handler,
+		},
+		{
+			MethodName: "Drain",
+			Handler:    _Peer_Drain_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,209 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
+	"github.com/concorddb/concord/internal/concordpb/metapb"
+	"github.com/concorddb/concord/internal/concordpb/rpcpb"
+	"github.com/concorddb/concord/internal/meta"
+)
+
+// Member removal of a member that holds replicas (etcd's member remove):
+// its leaderships move off first (so the TSO settles and revisions stay
+// dense), then every range drops its replica there (one Raft conf change
+// each, with the descriptor), the meta index records the new descriptors,
+// and only then is the member's record deleted. A range whose only
+// replica is on the member stops the removal with FAILED_PRECONDITION.
+
+// removeMember drains member id and deletes its record.
+func (n *Node) removeMember(ctx context.Context, change *cmdpb.SysChangeNode) (*metapb.NodeRecord, error) {
+	id := change.GetNodeId()
+	if !n.cfg.UnsafeNoStrictReconfigCheck {
+		if err := n.mayRemoveMember(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.drainLeadership(ctx, id); err != nil {
+		n.log.Info("member remove: its leaderships did not all move (those ranges elect a leader when it goes)", "member", id, "err", err)
+	}
+	ranges, err := n.router.Ranges(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if md := n.router.MetaDescriptor(); md != nil {
+		ranges = append([]*metapb.RangeDescriptor{md}, ranges...)
+	}
+	var changed []*metapb.RangeDescriptor
+	for _, d := range ranges {
+		if d.ReplicaOn(id) == nil {
+			continue
+		}
+		nd, err := n.removeReplicaRetry(ctx, d, id)
+		if err != nil {
+			return nil, fmt.Errorf("member remove: range %d: %w", d.GetRangeId(), err)
+		}
+		changed = append(changed, nd)
+	}
+	if len(changed) > 0 {
+		if _, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_UpdateRanges{UpdateRanges: &cmdpb.SysUpdateRanges{Descriptors: changed}}}); err != nil {
+			return nil, err
+		}
+		n.log.Info("member remove: replicas moved off", "member", id, "ranges", len(changed))
+	}
+	resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_ChangeNode{ChangeNode: change}})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetNode(), nil
+}
+
+// removeReplicaRetry removes d's replica on node, retrying while a leader
+// moves or a change is pending.
+func (n *Node) removeReplicaRetry(ctx context.Context, d *metapb.RangeDescriptor, node uint64) (*metapb.RangeDescriptor, error) {
+	for attempt := 0; ; attempt++ {
+		nd, err := n.router.RemoveReplica(ctx, d, node)
+		if err == nil {
+			return nd, nil
+		}
+		switch kvpb.CodeOf(err) {
+		case kvpb.ErrorCode_RETRY, kvpb.ErrorCode_NOT_LEADER, kvpb.ErrorCode_UNAVAILABLE:
+		default:
+			return nil, err
+		}
+		if attempt >= 50 || ctx.Err() != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// mayRemoveMember is etcd's --strict-reconfig-check for a removal: the
+// voting members that answer, without the one removed, must be a quorum of
+// the membership after it.
+func (n *Node) mayRemoveMember(ctx context.Context, id uint64) error {
+	members, err := n.members(ctx)
+	if err != nil {
+		return err
+	}
+	voters, removingVoter := 0, false
+	var others []uint64
+	for _, m := range members {
+		if m.GetIsLearner() {
+			continue
+		}
+		voters++
+		if m.GetNodeId() == id {
+			removingVoter = true
+			continue
+		}
+		others = append(others, m.GetNodeId())
+	}
+	if !removingVoter {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, healthProbeTimeout)
+	defer cancel()
+	ok := make(chan bool, len(others))
+	for _, o := range others {
+		go func() {
+			_, err := n.nodeStatusOf(ctx, o, true)
+			ok <- err == nil
+		}()
+	}
+	active := 0
+	for range others {
+		if <-ok {
+			active++
+		}
+	}
+	if active < (voters-1)/2+1 {
+		return rpctypes.ErrGRPCMemberNotEnoughStarted
+	}
+	return nil
+}
+
+// drainLeadership asks member id to hand every leadership it holds to
+// other members (itself when id is this node).
+func (n *Node) drainLeadership(ctx context.Context, id uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if id == n.ident.NodeID {
+		return n.moveLeaderships(ctx, 0)
+	}
+	conn, err := n.transport.Conn(ctx, id)
+	if err != nil {
+		return err
+	}
+	_, err = rpcpb.NewPeerClient(conn).Drain(ctx, &rpcpb.DrainRequest{})
+	return err
+}
+
+// Drain hands every leadership this node holds to other members.
+func (s *peerService) Drain(ctx context.Context, _ *rpcpb.DrainRequest) (*rpcpb.DrainResponse, error) {
+	if err := s.n.moveLeaderships(ctx, 0); err != nil {
+		return nil, err
+	}
+	return &rpcpb.DrainResponse{}, nil
+}
+
+// moveLeaderships hands the leadership of every range this node leads to
+// node target wherever it has a replica (0: to each range's most
+// up-to-date other voter), settling the TSO and the leases first for the
+// meta range. Ranges target holds no replica of are left alone.
+func (n *Node) moveLeaderships(ctx context.Context, target uint64) error {
+	errs := make(chan error, len(n.store.Replicas()))
+	done := make(chan struct{})
+	pending := 0
+	for _, r := range n.store.Replicas() {
+		st := r.Status()
+		if !st.IsLeader {
+			continue
+		}
+		var to uint64
+		if target != 0 {
+			rd := r.Descriptor().ReplicaOn(target)
+			if rd == nil {
+				continue
+			}
+			to = rd.GetReplicaId()
+		}
+		pending++
+		go func() {
+			defer func() { done <- struct{}{} }()
+			if r.RangeID == meta.MetaRangeID {
+				if err := n.oracle.Settle(ctx, st.Term); err != nil {
+					errs <- err
+					return
+				}
+				if err := n.leases.lessor.Settle(ctx); err != nil {
+					n.log.Warn("leases not checkpointed before moving the meta leadership", "err", err)
+				}
+			}
+			err := r.TransferLeadershipTo(ctx, to)
+			if err != nil && r.RangeID == meta.MetaRangeID {
+				n.oracle.Resume(st.Term)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	for range pending {
+		<-done
+	}
+	close(errs)
+	for err := range errs {
+		return err
+	}
+	return nil
+}
