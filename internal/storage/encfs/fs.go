@@ -227,3 +227,18 @@ func isPlaintext(name string, plaintext []string) bool {
 	}
 	return false
 }
+
+// IsEncrypted reports whether the file at path on fs (the file system
+// beneath any FS) starts with an encfs header's magic.
+func IsEncrypted(fs vfs.FS, path string) (bool, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return false, err
+	}
+	var b [len(magic)]byte
+	n, err := io.ReadFull(f, b[:])
+	if cerr := f.Close(); err == nil || err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = cerr
+	}
+	return n == len(b) && string(b[:]) == magic, err
+}
