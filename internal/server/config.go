@@ -74,6 +74,15 @@ type Config struct {
 	// saves a disk read per write. Memory is taken only as blocks are read.
 	CacheBytes int64
 
+	// EncryptionKeyFile names the file holding the AES-256 key that
+	// encrypts every file the storage engine writes, the Raft log
+	// included (32 raw bytes, 64 hex digits or base64; encfs.ParseKey).
+	// Empty: no encryption at rest. New files always use this key.
+	EncryptionKeyFile string
+	// EncryptionOldKeyFiles hold earlier keys that files may still be
+	// encrypted with, after a rotation.
+	EncryptionOldKeyFiles []string
+
 	// RangeMaxBytes splits a range whose data grows past it (0: never by
 	// itself; concord range split still works). concord start's default
 	// is 512 MiB (see its flag).
@@ -227,6 +236,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 || c.ElectionTimeout < 5*c.HeartbeatInterval {
 		return fmt.Errorf("server: --election-timeout (%v) must be at least 5 times --heartbeat-interval (%v)", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if len(c.EncryptionOldKeyFiles) > 0 && c.EncryptionKeyFile == "" {
+		return errors.New("server: --encryption-old-key-files needs --encryption-key-file")
 	}
 	if c.WatchProgressNotifyInterval < 0 {
 		return fmt.Errorf("server: --watch-progress-notify-interval must be positive, got %v", c.WatchProgressNotifyInterval)

@@ -123,7 +123,11 @@ func Start(cfg Config) (_ *Node, err error) {
 	}()
 	// What the data dir holds decides, before anything is written there,
 	// whether this start bootstraps, joins or restarts a member.
-	held, isMember, err := storage.Inspect(cfg.DataDir, storage.Options{})
+	sopts, err := cfg.storageOptions()
+	if err != nil {
+		return nil, err
+	}
+	held, isMember, err := storage.Inspect(cfg.DataDir, sopts)
 	if err != nil {
 		return nil, fmt.Errorf("server: refusing to start: %w", err)
 	}
@@ -135,10 +139,12 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
-	n.engine, err = storage.Open(cfg.DataDir, storage.Options{CacheBytes: cfg.CacheBytes})
+	sopts.CacheBytes = cfg.CacheBytes
+	n.engine, err = storage.Open(cfg.DataDir, sopts)
 	if err != nil {
 		return nil, err
 	}
+	n.logEncryption(sopts)
 	if err := n.listen(); err != nil {
 		return nil, err
 	}

@@ -35,7 +35,8 @@
 //  2. Open reads the header and looks its key id up among the keys given
 //     to New (the active key and the old ones). A file under a key that is
 //     not given fails with an error wrapping ErrUnknownKey that names the
-//     key id; it is never decrypted with the wrong key. CheckDir does this
+//     key id; it is never decrypted with the wrong key (a file that holds
+//     a header and no data needs no key: it opens as empty). CheckDir does this
 //     for every file of a directory at once, so a node fails at start
 //     rather than at the first read of an old sstable.
 //  3. A file whose header is absent (size 0) or all zeros was created but

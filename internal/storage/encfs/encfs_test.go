@@ -257,6 +257,12 @@ func TestKeysAndRotation(t *testing.T) {
 		t.Fatalf("CheckDir without the file's key: %v", err)
 	}
 
+	// An empty file needs no key.
+	writeFile(t, newFS(t, mem, k1), "marker.empty", nil)
+	if got := readAll(t, newFS(t, mem, k2), "marker.empty"); len(got) != 0 {
+		t.Fatalf("an empty file under a key not given reads %q", got)
+	}
+
 	rotated := newFS(t, mem, k2, k1)
 	if got := string(readAll(t, rotated, "one")); got != "under key one" {
 		t.Fatalf("old file reads %q after rotation", got)
@@ -266,8 +272,8 @@ func TestKeysAndRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if census.ByKey[k1.ID()] != 1 || census.ByKey[k2.ID()] != 1 {
-		t.Fatalf("census %v; want one file under each key", census.ByKey)
+	if census.ByKey[k1.ID()] != 2 || census.ByKey[k2.ID()] != 1 {
+		t.Fatalf("census %v; want two files under the old key and one under the new", census.ByKey)
 	}
 	if _, err := newFS(t, mem, k1).Open("two"); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("the new file is not under the new key: %v", err)

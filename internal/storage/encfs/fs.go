@@ -80,10 +80,22 @@ func (fs *FS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
 		return &file{base: f}, nil
 	}
 	k, h, err := fs.decode(name, b[:n])
+	if errors.Is(err, ErrUnknownKey) && isHeaderOnly(f) {
+		// Nothing to decrypt, so no key is needed: Pebble's marker files
+		// (their names are their contents) stay readable after the key
+		// they were created under is dropped.
+		return &file{base: f}, nil
+	}
 	if err != nil {
 		return nil, errors.Join(err, f.Close())
 	}
 	return newFile(f, k, h.iv), nil
+}
+
+// isHeaderOnly reports whether f holds a header and nothing else.
+func isHeaderOnly(f vfs.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Size() == HeaderBytes
 }
 
 // OpenReadWrite opens name for reading and writing, creating it if it does
@@ -167,8 +179,9 @@ func (fi plainInfo) Size() int64 { return max(0, fi.FileInfo.Size()-HeaderBytes)
 // with.
 type Census struct {
 	ByKey map[KeyID]int
-	// Empty counts the files with no header (lock files, files created but
-	// never synced).
+	// Empty counts the files with no plaintext whose key is not given (so
+	// it is not needed) or that have no header (lock files, files created
+	// but never synced).
 	Empty int
 }
 
