@@ -116,6 +116,7 @@ func startCmd() *cobra.Command {
 	f.StringVar(&listenMetrics, "listen-metrics-urls", "", "URLs of the HTTP port: /metrics, /healthz, /readyz, pprof and the dashboard (default: none)")
 	f.Float64Var(&traceSampling, "trace-sampling-ratio", 0.1, "fraction of client requests traced when OTLP export is configured by the OTEL_* environment variables")
 	f.IntVar(&slowFsyncMs, "slow-fsync-threshold", 50, "fsync duration (in milliseconds) above which a group commit is logged as slow")
+	addEncryptionFlags(f, &cfg)
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

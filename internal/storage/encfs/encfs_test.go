@@ -385,3 +385,40 @@ func TestOffsetsPassedBeneathSkipTheHeader(t *testing.T) {
 		t.Fatalf("calls beneath: %s; want %s", got, want)
 	}
 }
+
+func TestTempFile(t *testing.T) {
+	dir := t.TempDir()
+	f, err := CreateTemp(dir, "spool-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Repeat([]byte("spooled plaintext "), 5000)
+	for rest := want; len(rest) > 0; {
+		n := min(len(rest), 7777)
+		if _, err := f.Write(rest[:n]); err != nil {
+			t.Fatal(err)
+		}
+		rest = rest[n:]
+	}
+	if f.Size() != int64(len(want)) {
+		t.Fatalf("size %d, want %d", f.Size(), len(want))
+	}
+	raw, err := vfs.Default.List(dir)
+	if err != nil || len(raw) != 1 {
+		t.Fatalf("dir holds %v (%v)", raw, err)
+	}
+	onDisk := readAll(t, vfs.Default, dir+"/"+raw[0])
+	if bytes.Contains(onDisk, []byte("spooled plaintext")) {
+		t.Fatal("the spool holds plaintext")
+	}
+	got, err := io.ReadAll(io.NewSectionReader(f, 0, f.Size()))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read back %d bytes (%v), want %d", len(got), err, len(want))
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := vfs.Default.List(dir); len(left) != 0 {
+		t.Fatalf("Close left %v", left)
+	}
+}
