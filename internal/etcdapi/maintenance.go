@@ -14,8 +14,8 @@ import (
 )
 
 // maintenanceServer serves Status (what `etcdctl endpoint status` prints),
-// an alarm list that is always empty (Concord raises no etcd alarms: no
-// space quota, no corruption check yet), HashKV, Defragment and Snapshot.
+// alarms (NOSPACE, from the space quota; see Alarm), HashKV, Defragment
+// and Snapshot.
 // Hash, MoveLeader and Downgrade answer Unimplemented.
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
@@ -51,15 +51,47 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 	return resp, nil
 }
 
-// Alarm lists no alarms and accepts deactivation (of nothing), so
-// `etcdctl alarm list` and `alarm disarm` work; activation is not served.
-func (s *maintenanceServer) Alarm(_ context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	switch r.GetAction() {
-	case pb.AlarmRequest_GET, pb.AlarmRequest_DEACTIVATE:
+// Alarm lists, activates and deactivates the cluster's alarms through an
+// AlarmBackend, as etcd does: GET lists every member's, ACTIVATE and
+// DEACTIVATE answer the alarm they changed (none if nothing changed).
+// Without an AlarmBackend the list is empty and activation is refused.
+func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	ab, ok := s.b.(AlarmBackend)
+	if !ok {
+		if r.GetAction() == pb.AlarmRequest_ACTIVATE {
+			return nil, errAlarmActivate
+		}
 		return &pb.AlarmResponse{Header: header(s.cfg, Header{})}, nil
-	default:
-		return nil, errAlarmActivate
 	}
+	a := Alarm{MemberID: r.GetMemberID(), Type: r.GetAlarm()}
+	var changed []Alarm
+	switch r.GetAction() {
+	case pb.AlarmRequest_GET:
+		as, err := ab.Alarms(ctx)
+		if err != nil {
+			return nil, toGRPCError(err)
+		}
+		changed = as
+	case pb.AlarmRequest_ACTIVATE:
+		if a.Type == pb.AlarmType_NONE {
+			break
+		}
+		if err := ab.RaiseAlarm(ctx, a); err != nil {
+			return nil, toGRPCError(err)
+		}
+		changed = []Alarm{a}
+	case pb.AlarmRequest_DEACTIVATE:
+		was, err := ab.DisarmAlarm(ctx, a)
+		if err != nil {
+			return nil, toGRPCError(err)
+		}
+		if was {
+			changed = []Alarm{a}
+		}
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "etcdserver: unknown alarm action %v", r.GetAction())
+	}
+	return &pb.AlarmResponse{Header: header(s.cfg, Header{}), Alarms: alarmMembers(changed)}, nil
 }
 
 // Defragment compacts the node's storage engine files: Pebble's

@@ -74,6 +74,13 @@ type Config struct {
 	// saves a disk read per write. Memory is taken only as blocks are read.
 	CacheBytes int64
 
+	// QuotaBackendBytes bounds this node's storage engine (every replica
+	// it holds, with their Raft logs and MVCC history): past it, the node
+	// raises a NOSPACE alarm and the cluster refuses writes that add data
+	// (alarm.go). 0: no quota (the free-space reserve still applies);
+	// concord start's default is 8 GiB (see its flag).
+	QuotaBackendBytes int64
+
 	// EncryptionKeyFile names the file holding the AES-256 key that
 	// encrypts every file the storage engine writes, the Raft log
 	// included (32 raw bytes, 64 hex digits or base64; encfs.ParseKey).

@@ -105,6 +105,9 @@ type Node struct {
 	// leases is the node's lessor (lease.go).
 	leases leaseState
 
+	// alarms are the cluster's alarms and this node's space (alarm.go).
+	alarms alarmState
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -265,9 +268,10 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.runAddressRefresh()
 	go n.runRangeRepair()
+	go n.runAlarms()
 	if cfg.RangeMaxBytes > 0 || cfg.RangeMinBytes > 0 || cfg.RangeSplitQPS > 0 {
 		n.wg.Add(1)
 		go n.runSizeQueue()
