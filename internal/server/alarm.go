@@ -35,8 +35,13 @@ import (
 // WAL write as fatal (its logger's Fatalf, which panics here), so a disk
 // that fills under the engine would crash the node. The reserve makes the
 // node refuse writes while the file system still has room for what is in
-// flight: the memtable's flush, the compactions that follow, and the
-// writes accepted before the next check.
+// flight: the memtable's flush, the compactions that follow, the writes
+// already accepted, and those other nodes accept before they see the
+// alarm (up to alarmRefreshInterval: this node's replicas still apply
+// them). The gateway checks the free space at every write that adds data.
+// What the reserve cannot cover, a burst through other gateways larger
+// than it within alarmRefreshInterval, would still crash the node:
+// refusing Raft appends on a full node would close that, and is not done.
 const (
 	// spaceCheckInterval is how often a node measures its engine and its
 	// file system (Pebble's metrics and a statfs: cheap), which bounds the
@@ -120,6 +125,15 @@ func (n *Node) checkSpace(ctx context.Context) {
 	}
 }
 
+// belowReserve reports whether the data dir's file system has less free
+// space than its reserve. It runs on every write that adds data, not only
+// every spaceCheckInterval: a statfs costs about a microsecond, and a
+// write that reaches a full disk through the WAL panics the node.
+func (n *Node) belowReserve() bool {
+	du, err := vfs.Default.GetDiskUsage(n.cfg.DataDir)
+	return err == nil && du.AvailBytes < freeSpaceReserve(du.TotalBytes)
+}
+
 func (n *Node) hasOwnNoSpace() bool {
 	n.alarms.mu.Lock()
 	defer n.alarms.mu.Unlock()
@@ -187,7 +201,7 @@ func (n *Node) checkSpaceForWrite(ctx context.Context) error {
 	if n.alarms.noSpace.Load() {
 		return rpctypes.ErrGRPCNoSpace
 	}
-	if n.alarms.overQuota.Load() {
+	if n.alarms.overQuota.Load() || n.belowReserve() {
 		if err := n.raiseAlarm(ctx, etcdapi.Alarm{MemberID: n.ident.NodeID, Type: etcdapi.AlarmNoSpace}); err != nil {
 			n.log.Warn("raising NOSPACE", "err", err)
 		}

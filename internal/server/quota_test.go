@@ -2,9 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +22,9 @@ func fillUntilNoSpace(t *testing.T, cli *clientv3.Client, prefix string, maxPuts
 	acked := map[string]string{}
 	for i := range maxPuts {
 		k := fmt.Sprintf("%s/%05d", prefix, i)
-		v := fmt.Sprintf("%05d", i) + strings.Repeat("x", 64<<10)
+		raw := make([]byte, 48<<10)
+		rand.Read(raw)
+		v := base64.StdEncoding.EncodeToString(raw) // 64 KiB Pebble cannot compress away
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := cli.Put(ctx, k, v)
 		cancel()
