@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/concorddb/concord/internal/server"
+	"github.com/concorddb/concord/internal/tlsutil"
 	"github.com/spf13/cobra"
 )
 
@@ -17,6 +19,7 @@ func demoCmd() *cobra.Command {
 		dataDir  string
 		basePort int
 		logLevel string
+		withTLS  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -37,7 +40,13 @@ func demoCmd() *cobra.Command {
 				}
 				defer os.RemoveAll(dir)
 			}
-			c, err := server.StartLocalCluster(nodes, dir, server.LocalOptions{BasePort: basePort, Logger: logger, HTTP: true, Faults: true})
+			opts := server.LocalOptions{BasePort: basePort, Logger: logger, HTTP: true, Faults: true}
+			if withTLS {
+				if opts.CertsDir, err = demoCerts(dir); err != nil {
+					return err
+				}
+			}
+			c, err := server.StartLocalCluster(nodes, dir, opts)
 			if err != nil {
 				return err
 			}
@@ -48,8 +57,13 @@ func demoCmd() *cobra.Command {
 				fmt.Fprintf(out, "  node n%d  client %s  dashboard %s\n", i+1, u, c.HTTPURLs()[i])
 			}
 			fmt.Fprintf(out, "\nDashboard: %s/ (stop, restart and isolate nodes from it)\n", c.HTTPURLs()[0])
-			fmt.Fprintf(out, "\nTry:\n  etcdctl --endpoints=%s put hello world\n  etcdctl --endpoints=%s get hello\n\nCtrl-C stops the cluster.\n",
-				strings.Join(c.ClientURLs(), ","), c.ClientURLs()[len(c.ClientURLs())-1])
+			tlsArgs := ""
+			if withTLS {
+				tlsArgs = demoEtcdctlTLS(opts.CertsDir)
+				fmt.Fprintf(out, "\nClient and peer TLS on, client certificates required: CA and certificates in %s\n", opts.CertsDir)
+			}
+			fmt.Fprintf(out, "\nTry:\n  etcdctl --endpoints=%s%s put hello world\n  etcdctl --endpoints=%s%s get hello\n\nCtrl-C stops the cluster.\n",
+				strings.Join(c.ClientURLs(), ","), tlsArgs, c.ClientURLs()[len(c.ClientURLs())-1], tlsArgs)
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 			<-sig
@@ -62,7 +76,31 @@ func demoCmd() *cobra.Command {
 	f.StringVar(&dataDir, "data-dir", "", "data directory (default: a temporary directory, removed on exit)")
 	f.IntVar(&basePort, "base-port", 2379, "client port of node 1; node i uses base+10000*(i-1) (client), one above (peer) and two above (HTTP: metrics and dashboard); 0 picks free ports")
 	f.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	f.BoolVar(&withTLS, "tls", false, "client and peer TLS with client certificates, from a CA generated in the data directory's certs/")
 	return cmd
+}
+
+// demoCerts creates, unless there already, a CA, the nodes' certificate
+// and a client certificate for the user root in dir/certs (the CA key
+// beside it in dir), and returns the certs directory.
+func demoCerts(dir string) (string, error) {
+	certs, caKey := filepath.Join(dir, "certs"), filepath.Join(dir, "ca.key")
+	if _, err := os.Stat(filepath.Join(certs, tlsutil.ClientCertName("root"))); err == nil {
+		return certs, nil // a --data-dir kept from an earlier demo
+	}
+	if err := tlsutil.CreateCA(certs, caKey, tlsutil.CALifetime, true /* overwrite */); err != nil {
+		return "", err
+	}
+	if err := tlsutil.CreateNode(certs, caKey, nil, tlsutil.CertLifetime, true /* overwrite */); err != nil {
+		return "", err
+	}
+	return certs, tlsutil.CreateClient(certs, caKey, "root", tlsutil.CertLifetime, true /* overwrite */)
+}
+
+// demoEtcdctlTLS are the etcdctl flags for the demo's certificates.
+func demoEtcdctlTLS(certs string) string {
+	return fmt.Sprintf(" --cacert=%s --cert=%s --key=%s", filepath.Join(certs, tlsutil.CACertName),
+		filepath.Join(certs, tlsutil.ClientCertName("root")), filepath.Join(certs, tlsutil.ClientKeyName("root")))
 }
 
 func init() { subcommands = append(subcommands, demoCmd) }

@@ -25,6 +25,9 @@ func startCmd() *cobra.Command {
 		listenMetrics                                            string
 		traceSampling                                            float64
 		slowFsyncMs                                              int
+		authTokenTTL                                             uint
+		strictReconfig                                           bool
+		tlsf                                                     *tlsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -35,6 +38,7 @@ func startCmd() *cobra.Command {
 			cfg.AdvertiseClientURLs = splitURLs(advertiseClient)
 			cfg.ListenPeerURLs = splitURLs(listenPeer)
 			cfg.InitialAdvertisePeerURLs = splitURLs(advertisePeer)
+			tlsf.apply(&cfg)
 			cfg.HeartbeatInterval = msDuration(heartbeatMs)
 			cfg.ElectionTimeout = msDuration(electionMs)
 			if cfg.DataDir == "" {
@@ -54,6 +58,8 @@ func startCmd() *cobra.Command {
 			cfg.ListenMetricsURLs = splitURLs(listenMetrics)
 			cfg.ProcessMetrics = true
 			cfg.SlowFsync = msDuration(slowFsyncMs)
+			cfg.AuthTokenTTL = time.Duration(authTokenTTL) * time.Second
+			cfg.UnsafeNoStrictReconfigCheck = !strictReconfig
 			tp, shutdownTracing, err := telemetry.SetupTracing(cmd.Context(), telemetry.TracingOptions{SamplingRatio: traceSampling, NodeName: cfg.Name})
 			if err != nil {
 				return err
@@ -94,6 +100,10 @@ func startCmd() *cobra.Command {
 	f.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", cfg.InitialClusterToken, "initial cluster token, part of the cluster id")
 	f.IntVar(&heartbeatMs, "heartbeat-interval", 100, "time (in milliseconds) of a heartbeat interval")
 	f.IntVar(&electionMs, "election-timeout", 1000, "time (in milliseconds) for an election to timeout")
+	f.BoolVar(&strictReconfig, "strict-reconfig-check", true, "reject membership changes that would cost the cluster its quorum (etcd's)")
+	f.StringVar(&cfg.AuthToken, "auth-token", cfg.AuthToken, "auth token type: simple, or jwt,pub-key=PATH,priv-key=PATH,sign-method=ALG[,ttl=DURATION] (etcd's)")
+	f.UintVar(&authTokenTTL, "auth-token-ttl", 300, "time (in seconds) a simple token lives after its last use")
+	f.IntVar(&cfg.BcryptCost, "bcrypt-cost", cfg.BcryptCost, "cost of the bcrypt hashes of passwords (4 to 31)")
 	f.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "maximum client request size in bytes the server will accept")
 	f.IntVar(&cfg.MaxTxnOps, "max-txn-ops", cfg.MaxTxnOps, "maximum number of operations permitted in a transaction")
 	f.Uint32Var(&cfg.MaxConcurrentStreams, "max-concurrent-streams", cfg.MaxConcurrentStreams, "maximum concurrent streams that each client can open at a time")
@@ -120,6 +130,7 @@ func startCmd() *cobra.Command {
 	addEncryptionFlags(f, &cfg)
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	tlsf = addTLSFlags(f)
 	return cmd
 }
 

@@ -101,7 +101,9 @@ func toGRPCError(err error) error {
 	case errors.Is(err, context.Canceled):
 		return rpctypes.ErrGRPCCanceled
 	}
-	if s, ok := status.FromError(err); ok && (s.Code() == codes.Unavailable || s.Code() == codes.ResourceExhausted) {
+	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
+		// Already etcd's answer (an rpctypes error of the backend's, or
+		// a bound that was full): as it is.
 		return s.Err()
 	}
 	return status.Error(codes.Unknown, err.Error())

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/concorddb/concord/internal/auth"
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/concordpb/metapb"
@@ -45,10 +46,10 @@ type Status struct {
 //
 // Errors are *kvpb.Error (translated by code, see toGRPCError), context
 // errors, or anything else (reported as codes.Unknown with its message, as
-// etcd does for errors it has no mapping for; a gRPC status with
-// codes.Unavailable keeps its code so clients retry reads, and one with
-// codes.ResourceExhausted, a bound on the request path that was full, keeps
-// its code and message so clients know to back off).
+// etcd does for errors it has no mapping for; a gRPC status keeps its code
+// and message: one of etcd's rpctypes errors, codes.Unavailable so clients
+// retry reads, or codes.ResourceExhausted, a bound on the request path that
+// was full, so clients know to back off).
 type Backend interface {
 	// Do serves a Range, Put, DeleteRange or Txn on user keys and returns a
 	// ResponseOp of the same kind. The request is validated and the caller
@@ -95,7 +96,7 @@ const (
 	// DefaultVersion is the etcd server version reported by Status. etcdctl
 	// and clientv3 feature checks read it, so it names the etcd release whose
 	// API we serve, not Concord's own version.
-	DefaultVersion = "3.7.0"
+	DefaultVersion = "3.7.3"
 	// DefaultMaxConcurrentStreams is etcd's --max-concurrent-streams
 	// default: no bound on the calls one client connection has in flight.
 	// clientv3 carries every call of a Client (and its watches) over one
@@ -135,6 +136,13 @@ type Config struct {
 	// progress_notify hears of its revision (DefaultProgressNotifyInterval
 	// if 0), etcd's --experimental-watch-progress-notify-interval.
 	ProgressNotifyInterval time.Duration
+	// Auth, when set, serves etcd's Auth service and checks every call
+	// against it (ServerOptions installs the checks); nil: no auth, every
+	// call allowed.
+	Auth *auth.Store
+	// LeaseKeys returns the keys attached to a lease, for the permission
+	// checks of lease calls and of puts with a lease (nil: not checked).
+	LeaseKeys func(ctx context.Context, id int64) ([][]byte, error)
 }
 
 // Validate reports a config that cannot work.
@@ -191,6 +199,9 @@ func Register(s *grpc.Server, b Backend, cfg Config) {
 	if lb, ok := b.(LeaseBackend); ok {
 		pb.RegisterLeaseServer(s, &leaseServer{b: lb, cfg: cfg, maxStreams: MaxKeepAliveStreams})
 	}
+	if cfg.Auth != nil {
+		pb.RegisterAuthServer(s, &authServer{a: cfg.Auth, cfg: cfg})
+	}
 }
 
 // ServerOptions returns the grpc.ServerOptions etcd uses for its client
@@ -200,7 +211,7 @@ func Register(s *grpc.Server, b Backend, cfg Config) {
 // panics if cfg does not Validate.
 func ServerOptions(cfg Config) []grpc.ServerOption {
 	cfg = mustComplete(cfg)
-	return []grpc.ServerOption{
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
@@ -213,6 +224,10 @@ func ServerOptions(cfg Config) []grpc.ServerOption {
 			Timeout: keepAliveTimeout,
 		}),
 	}
+	if cfg.Auth != nil {
+		opts = append(opts, grpc.ChainUnaryInterceptor(cfg.authUnary), grpc.ChainStreamInterceptor(cfg.authStream))
+	}
+	return opts
 }
 
 // header builds a top-level response header.

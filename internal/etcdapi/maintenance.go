@@ -3,6 +3,7 @@ package etcdapi
 import (
 	"context"
 	"io"
+	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -44,11 +45,23 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		DbSizeInUse:      st.DBSizeInUse,
 		IsLearner:        st.IsLearner,
 		DowngradeInfo:    &pb.DowngradeInfo{},
+		StorageVersion:   storageVersion(s.cfg.Version),
 	}
 	if st.Leader == 0 {
 		resp.Errors = append(resp.Errors, rpctypes.ErrorDesc(rpctypes.ErrGRPCNoLeader))
 	}
 	return resp, nil
+}
+
+// storageVersion is the storage schema version etcd of the given release
+// reports (etcd's schema version is its release's major.minor, as
+// `etcdctl endpoint status` shows).
+func storageVersion(release string) string {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return release
+	}
+	return parts[0] + "." + parts[1] + ".0"
 }
 
 // Alarm lists, activates and deactivates the cluster's alarms through an

@@ -215,6 +215,11 @@ func (ws *watchServer) create(ctx context.Context, st *watch.Stream, c *pb.Watch
 		refuse(rpctypes.ErrCompacted.Error())
 		return
 	}
+	if err := ws.cfg.watchAllowed(ctx, key, c.GetRangeEnd()); err != nil {
+		// etcd's cancel reasons are its gRPC errors' messages.
+		refuse(rpctypes.ErrorDesc(err))
+		return
+	}
 	span := keys.Span{Start: keys.User(key)}
 	if end := c.GetRangeEnd(); len(end) > 0 {
 		span.End = keys.UserEnd(end)

@@ -99,6 +99,8 @@ var (
 
 	leasePrefix = []byte("\x01lease/")
 	alarmPrefix = []byte("\x01alarm/")
+	// Auth is the key of the auth state (metapb.AuthState).
+	Auth = []byte("\x01auth")
 )
 
 // User maps an etcd key to its global key. The caller owns the result.

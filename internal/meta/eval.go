@@ -88,6 +88,23 @@ func EvalWrite(b *storage.Batch, span keys.Span, req *cmdpb.SysRequest) (*cmdpb.
 			}
 		}
 		return &cmdpb.SysResponse{Value: cur}, nil
+	case req.GetCas() != nil:
+		c := req.GetCas()
+		if err := checkSysKey(span, c.GetKey()); err != nil {
+			return nil, err
+		}
+		cur, ok, err := storage.SysGet(b, c.GetKey())
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(cur, c.GetExpect()) || (!ok && len(c.GetExpect()) > 0) {
+			out := &cmdpb.SysResponse{}
+			if ok {
+				out.Kvs = []*cmdpb.SysKV{{Key: c.GetKey(), Value: append([]byte(nil), cur...)}}
+			}
+			return out, nil
+		}
+		return &cmdpb.SysResponse{Value: 1}, b.SysPut(c.GetKey(), c.GetValue())
 	case req.GetAddNode() != nil:
 		return addNode(b, span, req.GetAddNode().GetNode())
 	case req.GetChangeNode() != nil:

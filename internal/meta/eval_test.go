@@ -111,3 +111,45 @@ func TestSysBatch(t *testing.T) {
 		t.Fatalf("lease records after the batches: %v, want only lease 2", kvs)
 	}
 }
+
+// A compare-and-swap puts only over the value it expects: the first write
+// of a key expects it absent, a second writer holding the same old value
+// loses and is told the current one.
+func TestSysCAS(t *testing.T) {
+	e, err := storage.Open("db", storage.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	cas := func(expect, value string) *cmdpb.SysResponse {
+		t.Helper()
+		b := e.NewBatch()
+		defer b.Close()
+		resp, err := EvalWrite(b, keys.MetaSpan, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Cas{Cas: &cmdpb.SysCAS{Key: keys.Auth, Expect: []byte(expect), Value: []byte(value)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(false); err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if r := cas("x", "a"); r.GetValue() != 0 || len(r.GetKvs()) != 0 {
+		t.Fatalf("expecting a value of an absent key: %v, want refused with no current value", r)
+	}
+	if r := cas("", "a"); r.GetValue() != 1 {
+		t.Fatalf("first write expecting absence: %v, want put", r)
+	}
+	if r := cas("", "b"); r.GetValue() != 0 || string(r.GetKvs()[0].GetValue()) != "a" {
+		t.Fatalf("second write expecting absence: %v, want refused with a", r)
+	}
+	if r := cas("a", "c"); r.GetValue() != 1 {
+		t.Fatalf("write over the expected value: %v, want put", r)
+	}
+	if r := cas("a", "d"); r.GetValue() != 0 || string(r.GetKvs()[0].GetValue()) != "c" {
+		t.Fatalf("stale writer: %v, want refused with c", r)
+	}
+	if _, err := EvalWrite(e.NewBatch(), keys.MetaSpan, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Cas{Cas: &cmdpb.SysCAS{Key: keys.User([]byte("k"))}}}); kvpb.CodeOf(err) != kvpb.ErrorCode_KEY_MISMATCH {
+		t.Fatalf("a user key: %v, want KEY_MISMATCH", err)
+	}
+}

@@ -11,7 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/concorddb/concord/internal/tlsutil"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/concorddb/concord/internal/auth"
 )
 
 // Config is one node's configuration. Field names follow etcd's flags
@@ -126,7 +129,31 @@ type Config struct {
 	// its bank check notices.
 	UnsafeTxnNoRecord bool
 
+	// AuthToken is etcd's --auth-token: "simple" (the default) or
+	// "jwt,pub-key=PATH,priv-key=PATH,sign-method=ALG[,ttl=D]".
+	AuthToken string
+	// AuthTokenTTL is etcd's --auth-token-ttl: a simple token's life after
+	// its last use (0: 300 s, etcd's default).
+	AuthTokenTTL time.Duration
+	// BcryptCost is etcd's --bcrypt-cost for password hashes (0: 10,
+	// etcd's default).
+	BcryptCost int
+
+	// UnsafeNoStrictReconfigCheck turns off etcd's --strict-reconfig-check
+	// (on by default, as in etcd): member add then accepts a member that
+	// would cost the cluster its quorum.
+	UnsafeNoStrictReconfigCheck bool
+
 	Logger *slog.Logger
+
+	// ClientTLS are the client port's TLS options, etcd's --cert-file,
+	// --key-file, --trusted-ca-file, --client-cert-auth, --auto-tls,
+	// --cipher-suites and --tls-min-version; the metrics port uses them too
+	// when its URL is https://. PeerTLS are the peer port's, etcd's
+	// --peer-* twins and --peer-cert-allowed-cn. A port has TLS when its
+	// options have a certificate (or auto-tls), and then its URLs must be
+	// https:// (tls.go).
+	ClientTLS, PeerTLS tlsutil.Options
 
 	// ClientListener and PeerListener, when set, are used instead of
 	// listening on the URLs (tests and demo bind port 0 this way).
@@ -172,6 +199,8 @@ func DefaultConfig() Config {
 		MaxTxnOps:                128,
 		MaxConcurrentStreams:     math.MaxUint32,
 		CacheBytes:               128 << 20,
+		AuthToken:                "simple",
+		BcryptCost:               10,
 	}
 }
 
@@ -218,6 +247,21 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("server: --data-dir is empty")
 	}
+	if c.AuthToken == "" {
+		c.AuthToken = "simple"
+	}
+	if _, err := auth.ParseTokenOption(c.AuthToken); err != nil {
+		return err
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = 10
+	}
+	if err := auth.ValidateBcryptCost(c.BcryptCost); err != nil {
+		return err
+	}
+	if c.AuthTokenTTL < 0 {
+		return fmt.Errorf("server: --auth-token-ttl %v is negative", c.AuthTokenTTL)
+	}
 	switch c.InitialClusterState {
 	case "new", "existing":
 	default:
@@ -246,6 +290,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.EncryptionOldKeyFiles) > 0 && c.EncryptionKeyFile == "" {
 		return errors.New("server: --encryption-old-key-files needs --encryption-key-file")
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	if c.WatchProgressNotifyInterval < 0 {
 		return fmt.Errorf("server: --watch-progress-notify-interval must be positive, got %v", c.WatchProgressNotifyInterval)

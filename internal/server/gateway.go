@@ -15,7 +15,6 @@ import (
 	v3electiongw "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb/gw"
 	v3lockgw "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb/gw"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
@@ -28,7 +27,7 @@ import (
 // serveClient starts the gRPC server and the HTTP gateway on the client
 // listener.
 func (n *Node) serveClient() error {
-	n.clientMux = cmux.New(n.clientLis)
+	n.clientMux = cmux.New(n.clientListener())
 	grpcL := n.clientMux.Match(cmux.HTTP2())
 	httpL := n.clientMux.Match(cmux.HTTP1Fast())
 	n.serve(n.clientServer, grpcL)
@@ -36,7 +35,7 @@ func (n *Node) serveClient() error {
 	// The gateway calls this node's own gRPC server, so it shares every
 	// check (validation, size limits) with gRPC clients.
 	conn, err := grpc.NewClient(n.clientLis.Addr().String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(n.loopbackCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxGatewayMsgBytes)))
 	if err != nil {
 		return err
@@ -50,7 +49,7 @@ func (n *Node) serveClient() error {
 	}))
 	ctx := context.Background()
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-		gw.RegisterKVHandler, gw.RegisterClusterHandler, gw.RegisterMaintenanceHandler, gw.RegisterWatchHandler, gw.RegisterLeaseHandler,
+		gw.RegisterKVHandler, gw.RegisterClusterHandler, gw.RegisterAuthHandler, gw.RegisterMaintenanceHandler, gw.RegisterWatchHandler, gw.RegisterLeaseHandler,
 		v3lockgw.RegisterLockHandler, v3electiongw.RegisterElectionHandler,
 	} {
 		if err := register(ctx, gwmux, conn); err != nil {
@@ -75,6 +74,19 @@ func (n *Node) serveClient() error {
 		}
 	}()
 	return nil
+}
+
+// clientListener is the client listener, under TLS when the port has it.
+// gRPC and HTTP share the port, and which one a connection speaks shows
+// only after the handshake; ALPN prefers http/1.1, so that an HTTPS client
+// (curl, a browser), which offers it besides h2, speaks HTTP/1 to the JSON
+// gateway, while gRPC clients, which offer only h2, speak HTTP/2: the cmux
+// then splits them by their first bytes, as on a plain port.
+func (n *Node) clientListener() net.Listener {
+	if n.tls.client == nil {
+		return n.clientLis
+	}
+	return n.tls.client.Listener(n.clientLis, "http/1.1", "h2")
 }
 
 // maxGatewayMsgBytes bounds a gateway response, as etcd's gateway does.

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -207,6 +208,9 @@ func (n *Node) serveHTTP() error {
 		if lis, err = net.Listen("tcp", hp); err != nil {
 			return fmt.Errorf("server: listen metrics: %w", err)
 		}
+	}
+	if len(n.cfg.ListenMetricsURLs) > 0 && strings.HasPrefix(n.cfg.ListenMetricsURLs[0], "https://") {
+		lis = n.tls.client.Listener(lis, "http/1.1")
 	}
 	n.tel.httpLis = lis
 	mux := http.NewServeMux()

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/concorddb/concord/internal/tlsutil"
 )
 
 // LocalCluster runs several nodes inside one process on loopback: the
@@ -44,6 +46,11 @@ type LocalOptions struct {
 	HTTP bool
 	// Faults lets the dashboard stop, restart and isolate nodes.
 	Faults bool
+	// CertsDir, if set, turns on client and peer TLS with client
+	// certificates required, from the files `concord cert` writes there:
+	// ca.crt, and node.crt and node.key, which every node shares (peers
+	// must present the CN "node"). The HTTP port stays plain.
+	CertsDir string
 }
 
 // StartLocalCluster starts n nodes with data under dir and returns once all
@@ -61,6 +68,10 @@ func StartLocalCluster(n int, dir string, opts LocalOptions) (*LocalCluster, err
 		for _, l := range append(append(clientLis, peerLis...), httpLis...) {
 			l.Close()
 		}
+	}
+	scheme := "http://"
+	if opts.CertsDir != "" {
+		scheme = "https://"
 	}
 	var members []string
 	for i := 0; i < n; i++ {
@@ -93,15 +104,15 @@ func StartLocalCluster(n int, dir string, opts LocalOptions) (*LocalCluster, err
 			}
 			httpLis = append(httpLis, hl)
 		}
-		members = append(members, fmt.Sprintf("n%d=http://%s", i+1, pl.Addr()))
+		members = append(members, fmt.Sprintf("n%d=%s%s", i+1, scheme, pl.Addr()))
 	}
 	for i := 0; i < n; i++ {
 		cfg := DefaultConfig()
 		cfg.Name = fmt.Sprintf("n%d", i+1)
 		cfg.DataDir = filepath.Join(dir, cfg.Name)
-		cfg.ListenClientURLs = []string{"http://" + clientLis[i].Addr().String()}
+		cfg.ListenClientURLs = []string{scheme + clientLis[i].Addr().String()}
 		cfg.AdvertiseClientURLs = cfg.ListenClientURLs
-		cfg.ListenPeerURLs = []string{"http://" + peerLis[i].Addr().String()}
+		cfg.ListenPeerURLs = []string{scheme + peerLis[i].Addr().String()}
 		cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
 		cfg.InitialCluster = strings.Join(members, ",")
 		cfg.InitialClusterToken = "concord-local"
@@ -111,6 +122,11 @@ func StartLocalCluster(n int, dir string, opts LocalOptions) (*LocalCluster, err
 		}
 		if opts.Faults {
 			cfg.Demo = c
+		}
+		if opts.CertsDir != "" {
+			cfg.ClientTLS = certsDirTLS(opts.CertsDir)
+			cfg.PeerTLS = certsDirTLS(opts.CertsDir)
+			cfg.PeerTLS.AllowedCN = "node"
 		}
 		if opts.Tune != nil {
 			opts.Tune(i, &cfg)
@@ -172,7 +188,8 @@ func (c *LocalCluster) ClientURLs() []string {
 func (c *LocalCluster) ClientAddrs() []string {
 	out := make([]string, len(c.cfgs))
 	for i, cfg := range c.cfgs {
-		out[i] = strings.TrimPrefix(cfg.AdvertiseClientURLs[0], "http://")
+		u := cfg.AdvertiseClientURLs[0]
+		out[i] = u[strings.Index(u, "://")+len("://"):]
 	}
 	return out
 }
@@ -231,4 +248,15 @@ func (c *LocalCluster) Stop() {
 		}()
 	}
 	wg.Wait()
+}
+
+// certsDirTLS are the TLS options of a node using the files of a `concord
+// cert` directory, with client certificates required.
+func certsDirTLS(dir string) tlsutil.Options {
+	return tlsutil.Options{
+		CertFile:       filepath.Join(dir, tlsutil.NodeCertName),
+		KeyFile:        filepath.Join(dir, tlsutil.NodeKeyName),
+		TrustedCAFile:  filepath.Join(dir, tlsutil.CACertName),
+		ClientCertAuth: true,
+	}
 }

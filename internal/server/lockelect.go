@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -9,6 +10,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // registerLockElection installs etcd's Lock and Election services (etcdctl
@@ -22,10 +24,20 @@ func (n *Node) registerLockElection() error {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: []string{n.clientLis.Addr().String()},
 		Logger:    zap.NewNop(),
+		TLS:       n.loopbackTLS(),
 		// A lock or a campaign waits as long as its caller does; these
 		// bound only what the client does on its own.
 		DialKeepAliveTime:    30 * time.Second,
 		DialKeepAliveTimeout: 10 * time.Second,
+		// With auth on, etcd's servers call the KV as their caller.
+		DialOptions: []grpc.DialOption{
+			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				return invoker(forwardToken(ctx), method, req, reply, cc, opts...)
+			}),
+			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+				return streamer(forwardToken(ctx), desc, cc, method, opts...)
+			}),
+		},
 	})
 	if err != nil {
 		return err

@@ -11,7 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -90,7 +90,7 @@ func (n *Node) probePeers(id storage.Ident) error {
 			defer wg.Done()
 			// A peer of another cluster refuses the call (the transport
 			// checks the caller's cluster id) with PermissionDenied.
-			resp, err := membersVia(ctx, m.peerURL, id.ClusterID)
+			resp, err := membersVia(ctx, m.peerURL, id.ClusterID, n.peerCredentials())
 			switch {
 			case status.Code(err) == codes.PermissionDenied:
 				errs <- fmt.Errorf("peer %s (%s in --initial-cluster) belongs to another cluster (it says: %s)", m.name, m.peerURL, status.Convert(err).Message())
@@ -106,13 +106,13 @@ func (n *Node) probePeers(id storage.Ident) error {
 
 // membersVia calls Members on the node at peerURL as a member of cluster
 // clusterID.
-func membersVia(ctx context.Context, peerURL string, clusterID uint64) (*rpcpb.MembersResponse, error) {
+func membersVia(ctx context.Context, peerURL string, clusterID uint64, creds credentials.TransportCredentials) (*rpcpb.MembersResponse, error) {
 	hp, err := transport.HostPort(peerURL)
 	if err != nil {
 		return nil, err
 	}
 	ctx = metadata.AppendToOutgoingContext(ctx, transport.MetadataClusterID, strconv.FormatUint(clusterID, 10))
-	conn, err := grpc.NewClient(hp, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(hp, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +329,7 @@ func (n *Node) refreshAddresses(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := membersVia(ctx, p.peerURL, n.ident.ClusterID)
+			resp, err := membersVia(ctx, p.peerURL, n.ident.ClusterID, n.peerCredentials())
 			if err == nil && resp.GetClusterId() == n.ident.ClusterID {
 				n.learnNodes(resp.GetNodes(), false /* authoritative */)
 			}

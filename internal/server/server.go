@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/concorddb/concord/internal/auth"
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
 	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
@@ -38,15 +39,16 @@ import (
 	"github.com/soheilhy/cmux"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 )
 
 // Version is Concord's version; the etcd API reports EtcdVersion so that
-// etcd clients enable every v3 feature.
+// etcd clients enable every v3 feature: the etcd release its
+// compatibility suite compares with (test/compat, etcd 3.7.3).
 const (
 	Version     = "0.1.0"
-	EtcdVersion = "3.7.0"
+	EtcdVersion = "3.7.3"
 )
 
 // Node is one running Concord node.
@@ -104,6 +106,12 @@ type Node struct {
 
 	// leases is the node's lessor (lease.go).
 	leases leaseState
+	// auth is the node's copy of etcd's auth state, and its checks
+	// (auth.go).
+	auth *auth.Store
+
+	// tls holds the client and peer ports' certificates (tls.go).
+	tls nodeTLS
 
 	// alarms are the cluster's alarms and this node's space (alarm.go).
 	alarms alarmState
@@ -133,6 +141,10 @@ func Start(cfg Config) (_ *Node, err error) {
 	held, isMember, err := storage.Inspect(cfg.DataDir, sopts)
 	if err != nil {
 		return nil, fmt.Errorf("server: refusing to start: %w", err)
+	}
+	// Before the identity check, which calls the peers.
+	if err := n.setupTLS(); err != nil {
+		return nil, err
 	}
 	if isMember {
 		if err := n.checkHeldIdentity(held); err != nil {
@@ -196,6 +208,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		Resolve:     n.resolve,
 		Logger:      n.log,
 		DialOptions: n.peerDialOptions(),
+		Credentials: n.peerCredentials(),
 	}, n.store)
 	if err != nil {
 		return nil, err
@@ -227,11 +240,15 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err := n.startLeases(); err != nil {
 		return nil, err
 	}
+	if err := n.startAuth(); err != nil {
+		return nil, err
+	}
 
 	// Both servers' Stop waits for their handlers to return (it cancels
 	// them first): the engine closes after, with no read still open on it
 	// (Pebble panics at Close on an open snapshot or iterator).
-	n.peerServer = grpc.NewServer(append(append(n.transport.ServerOptions(), n.peerServerOptions()...), grpc.WaitForHandlers(true))...)
+	peerOpts := append(n.transport.ServerOptions(), n.peerServerOptions()...)
+	n.peerServer = grpc.NewServer(append(append(peerOpts, n.peerTLSOptions()...), grpc.WaitForHandlers(true))...)
 	rpcpb.RegisterPeerServer(n.peerServer, &peerService{n: n})
 	n.serve(n.peerServer, n.peerLis)
 	n.store.Start()
@@ -249,8 +266,11 @@ func Start(cfg Config) (_ *Node, err error) {
 
 		MaxConcurrentStreams:   cfg.MaxConcurrentStreams,
 		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
+		Auth:                   n.auth,
+		LeaseKeys:              n.leaseKeysOf,
 	}
-	n.clientServer = grpc.NewServer(append(append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...), grpc.WaitForHandlers(true))...)
+	clientOpts := append(etcdapi.ServerOptions(ecfg), n.clientServerOptions()...)
+	n.clientServer = grpc.NewServer(append(append(clientOpts, n.clientTLSOptions()...), grpc.WaitForHandlers(true))...)
 	etcdapi.Register(n.clientServer, backend{n}, ecfg)
 	n.feeds = &localFeeds{}
 	n.watchHub = watch.NewHub(feedSource{n: n, servers: n.feeds}, n.log)
@@ -268,7 +288,8 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go n.runAuthRefresh()
 	go n.runAddressRefresh()
 	go n.runRangeRepair()
 	go n.runAlarms()
@@ -563,7 +584,7 @@ func (n *Node) join(members []member) (*rpcpb.JoinResponse, error) {
 			if m.name == n.cfg.Name {
 				continue
 			}
-			resp, err := joinVia(ctx, m.peerURL, rec)
+			resp, err := joinVia(ctx, m.peerURL, rec, n.peerCredentials())
 			if err != nil {
 				lastErr = err
 				continue
@@ -583,14 +604,14 @@ func (n *Node) join(members []member) (*rpcpb.JoinResponse, error) {
 	return nil, fmt.Errorf("server: could not join through %s: %v", n.cfg.InitialCluster, lastErr)
 }
 
-func joinVia(ctx context.Context, peerURL string, rec *metapb.NodeRecord) (*rpcpb.JoinResponse, error) {
+func joinVia(ctx context.Context, peerURL string, rec *metapb.NodeRecord, creds credentials.TransportCredentials) (*rpcpb.JoinResponse, error) {
 	hp, err := transport.HostPort(peerURL)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	conn, err := grpc.NewClient(hp, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(hp, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
@@ -223,6 +226,11 @@ func (b backend) Snapshot(ctx context.Context, w io.Writer) error {
 }
 
 func (b backend) AddMember(ctx context.Context, peerURLs []string, learner bool) (*metapb.NodeRecord, error) {
+	if !b.n.cfg.UnsafeNoStrictReconfigCheck {
+		if err := b.n.mayAddMember(ctx, learner); err != nil {
+			return nil, err
+		}
+	}
 	resp, err := b.n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_AddNode{AddNode: &cmdpb.SysAddNode{
 		Node: &metapb.NodeRecord{PeerUrls: peerURLs, IsLearner: learner},
 	}}})
@@ -231,6 +239,52 @@ func (b backend) AddMember(ctx context.Context, peerURLs []string, learner bool)
 	}
 	return resp.GetNode(), nil
 }
+
+// mayAddMember is etcd's --strict-reconfig-check: a voting member may be
+// added only if the members that ever started are a quorum of the
+// membership with it, and any member only while every voting member
+// answers (an added member that never started does not, so two adds in a
+// row need the first one started, as on etcd).
+func (n *Node) mayAddMember(ctx context.Context, learner bool) error {
+	members, err := n.members(ctx)
+	if err != nil {
+		return err
+	}
+	voters, started := 0, 0
+	var ids []uint64
+	for _, m := range members {
+		if m.GetIsLearner() {
+			continue
+		}
+		voters++
+		ids = append(ids, m.GetNodeId())
+		if m.GetName() != "" {
+			started++
+		}
+	}
+	if !learner && started < (voters+1)/2+1 {
+		return rpctypes.ErrGRPCMemberNotEnoughStarted
+	}
+	ctx, cancel := context.WithTimeout(ctx, healthProbeTimeout)
+	defer cancel()
+	errs := make(chan error, len(ids))
+	for _, id := range ids {
+		go func() {
+			_, err := n.nodeStatusOf(ctx, id, true)
+			errs <- err
+		}()
+	}
+	for range ids {
+		if err := <-errs; err != nil {
+			return rpctypes.ErrGRPCUnhealthy
+		}
+	}
+	return nil
+}
+
+// healthProbeTimeout bounds the wait for a member's answer in the checks
+// of a membership change.
+const healthProbeTimeout = 2 * time.Second
 
 func (b backend) ChangeMember(ctx context.Context, change *cmdpb.SysChangeNode) (*metapb.NodeRecord, error) {
 	resp, err := b.n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_ChangeNode{ChangeNode: change}})

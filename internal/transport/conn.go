@@ -162,13 +162,17 @@ func (t *Transport) closeConn(cc *grpc.ClientConn, target string) {
 }
 
 // dialOptions are the options of every connection the transport makes:
-// insecure credentials (TLS comes later), message size limits that let a
+// Config.Credentials (insecure without), message size limits that let a
 // snapshot through, keepalive, fast reconnection, and the cluster id on
 // every call.
 func (t *Transport) dialOptions() []grpc.DialOption {
 	id := strconv.FormatUint(t.cfg.ClusterID, 10)
+	creds := t.cfg.Credentials
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallSendMsgSize(MaxMsgBytes),
 			grpc.MaxCallRecvMsgSize(MaxMsgBytes),

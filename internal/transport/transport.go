@@ -10,6 +10,7 @@ import (
 
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 const (
@@ -95,6 +96,9 @@ type Config struct {
 	MaxBatchBytes int
 	// DialOptions are appended to the transport's own dial options (tests).
 	DialOptions []grpc.DialOption
+	// Credentials secure every connection the transport dials (the peer
+	// port's mutual TLS). Nil means insecure.
+	Credentials credentials.TransportCredentials
 }
 
 // Validate reports the first problem with c, or nil.

@@ -37,7 +37,7 @@ func (r ctlResult) String() string {
 
 func runCtl(t *testing.T, path string, endpoints []string, stdin string, args ...string) ctlResult {
 	t.Helper()
-	all := append([]string{"--endpoints=" + strings.Join(endpoints, ","), "--command-timeout=15s", "--dial-timeout=5s"}, args...)
+	all := append(append([]string{"--endpoints=" + strings.Join(endpoints, ","), "--command-timeout=15s", "--dial-timeout=5s"}, ctlTLSArgs(endpoints)...), args...)
 	cmd := osexec.Command(path, all...)
 	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
 	cmd.Stdin = strings.NewReader(stdin)

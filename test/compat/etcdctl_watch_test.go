@@ -17,7 +17,7 @@ func ctlLines(t *testing.T, ctl string, endpoints []string, lines int, args ...s
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	all := append([]string{"--endpoints=" + strings.Join(endpoints, ","), "--dial-timeout=5s"}, args...)
+	all := append(append([]string{"--endpoints=" + strings.Join(endpoints, ","), "--dial-timeout=5s"}, ctlTLSArgs(endpoints)...), args...)
 	cmd := osexec.CommandContext(ctx, ctl, all...)
 	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
 	out, err := cmd.StdoutPipe()
@@ -81,7 +81,7 @@ func TestEtcdctlLockAndElect(t *testing.T) {
 		}
 		// A candidate campaigns and holds on; a listener sees it lead.
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		cand := osexec.CommandContext(ctx, ctl, "--endpoints="+strings.Join(endpointsOf(s), ","), "elect", p+"E", "alice")
+		cand := osexec.CommandContext(ctx, ctl, append(append([]string{"--endpoints=" + strings.Join(endpointsOf(s), ",")}, ctlTLSArgs(endpointsOf(s))...), "elect", p+"E", "alice")...)
 		cand.Env = append(os.Environ(), "ETCDCTL_API=3")
 		if err := cand.Start(); err != nil {
 			t.Fatal(err)

@@ -2,11 +2,15 @@ package compat
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/concorddb/concord/internal/server"
+	"github.com/concorddb/concord/internal/tlsutil"
 	"github.com/concorddb/concord/test/etcdtest"
 )
 
@@ -46,6 +51,62 @@ func newPrefix() string {
 	return fmt.Sprintf("/compat/%06d/", runSeq.Add(1))
 }
 
+// withTLS runs the Concord cluster with client and peer TLS, client
+// certificates required: every case then also proves TLS changes nothing a
+// client sees.
+var withTLS = flag.Bool("compat.tls", false, "run the Concord cluster with client and peer TLS (client certificates required)")
+
+// concordTLS is the clients' TLS configuration for Concord with
+// -compat.tls, and concordCtlTLS etcdctl's flags for it.
+var (
+	concordTLS    *tls.Config
+	concordCtlTLS []string
+)
+
+// makeCerts writes a CA, the nodes' certificate and a root client
+// certificate into dir.
+func makeCerts(dir string) error {
+	caKey := filepath.Join(dir, "ca.key")
+	if err := tlsutil.CreateCA(dir, caKey, tlsutil.CALifetime, false); err != nil {
+		return err
+	}
+	if err := tlsutil.CreateNode(dir, caKey, nil, tlsutil.CertLifetime, false); err != nil {
+		return err
+	}
+	if err := tlsutil.CreateClient(dir, caKey, "root", tlsutil.CertLifetime, false); err != nil {
+		return err
+	}
+	ca, err := os.ReadFile(filepath.Join(dir, tlsutil.CACertName))
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	crt, key := filepath.Join(dir, tlsutil.ClientCertName("root")), filepath.Join(dir, tlsutil.ClientKeyName("root"))
+	cert, err := tls.LoadX509KeyPair(crt, key)
+	if err != nil {
+		return err
+	}
+	concordTLS = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}
+	concordCtlTLS = []string{"--cacert=" + filepath.Join(dir, tlsutil.CACertName), "--cert=" + crt, "--key=" + key}
+	return nil
+}
+
+// ctlTLSArgs are the TLS flags etcdctl needs for endpoints.
+func ctlTLSArgs(endpoints []string) []string {
+	if concordTLS == nil || concordCluster == nil {
+		return nil
+	}
+	for _, a := range concordCluster.ClientAddrs() {
+		for _, ep := range endpoints {
+			if strings.Contains(ep, a) {
+				return concordCtlTLS
+			}
+		}
+	}
+	return nil
+}
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	os.Exit(runMain(m))
@@ -67,20 +128,32 @@ func runMain(m *testing.M) int {
 	defer etcd.Close()
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	concordCluster, err = server.StartLocalCluster(3, dir+"/concord", server.LocalOptions{Logger: quiet})
+	opts := server.LocalOptions{Logger: quiet}
+	if *withTLS {
+		opts.CertsDir = dir + "/certs"
+		if err := os.MkdirAll(opts.CertsDir, 0o700); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if err := makeCerts(opts.CertsDir); err != nil {
+			fmt.Fprintln(os.Stderr, "compat: certificates:", err)
+			return 1
+		}
+	}
+	concordCluster, err = server.StartLocalCluster(3, dir+"/concord", opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "compat: start concord:", err)
 		return 1
 	}
 	defer concordCluster.Stop()
 
-	etcdSys, err = newSystem("etcd", []string{etcd.Clients[0].Addr().String()})
+	etcdSys, err = newSystem("etcd", []string{etcd.Clients[0].Addr().String()}, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer etcdSys.cli.Close()
-	concordSys, err = newSystem("concord", concordCluster.ClientAddrs())
+	concordSys, err = newSystem("concord", concordCluster.ClientAddrs(), concordTLS)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -113,9 +186,10 @@ func splitConcordAt(key string) error {
 	return nil
 }
 
-func newSystem(name string, endpoints []string) (*system, error) {
+func newSystem(name string, endpoints []string, tc *tls.Config) (*system, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
+		TLS:         tc,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 	})

@@ -420,6 +420,7 @@ type SysRequest struct {
 	//	*SysRequest_AllocRangeId
 	//	*SysRequest_UpdateRanges
 	//	*SysRequest_Batch
+	//	*SysRequest_Cas
 	Request       isSysRequest_Request `protobuf_oneof:"request"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -552,6 +553,15 @@ func (x *SysRequest) GetBatch() *SysBatch {
 	return nil
 }
 
+func (x *SysRequest) GetCas() *SysCAS {
+	if x != nil {
+		if x, ok := x.Request.(*SysRequest_Cas); ok {
+			return x.Cas
+		}
+	}
+	return nil
+}
+
 type isSysRequest_Request interface {
 	isSysRequest_Request()
 }
@@ -596,6 +606,10 @@ type SysRequest_Batch struct {
 	Batch *SysBatch `protobuf:"bytes,10,opt,name=batch,proto3,oneof"`
 }
 
+type SysRequest_Cas struct {
+	Cas *SysCAS `protobuf:"bytes,11,opt,name=cas,proto3,oneof"`
+}
+
 func (*SysRequest_Get) isSysRequest_Request() {}
 
 func (*SysRequest_Scan) isSysRequest_Request() {}
@@ -616,6 +630,71 @@ func (*SysRequest_UpdateRanges) isSysRequest_Request() {}
 
 func (*SysRequest_Batch) isSysRequest_Request() {}
 
+func (*SysRequest_Cas) isSysRequest_Request() {}
+
+// SysCAS puts value at key only if the key's value is expect now (an
+// empty expect: the key is absent). The response's value is 1 if it put,
+// else 0 with the current value in kvs (none if absent).
+type SysCAS struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Expect        []byte                 `protobuf:"bytes,2,opt,name=expect,proto3" json:"expect,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysCAS) Reset() {
+	*x = SysCAS{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysCAS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysCAS) ProtoMessage() {}
+
+func (x *SysCAS) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysCAS.ProtoReflect.Descriptor instead.
+func (*SysCAS) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SysCAS) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *SysCAS) GetExpect() []byte {
+	if x != nil {
+		return x.Expect
+	}
+	return nil
+}
+
+func (x *SysCAS) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
 // SysAllocRangeID assigns the next range id (SysResponse.value): above
 // every id handed out or held by a descriptor.
 type SysAllocRangeID struct {
@@ -626,7 +705,7 @@ type SysAllocRangeID struct {
 
 func (x *SysAllocRangeID) Reset() {
 	*x = SysAllocRangeID{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[8]
+	mi := &file_cmdpb_cmd_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +717,7 @@ func (x *SysAllocRangeID) String() string {
 func (*SysAllocRangeID) ProtoMessage() {}
 
 func (x *SysAllocRangeID) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[8]
+	mi := &file_cmdpb_cmd_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +730,7 @@ func (x *SysAllocRangeID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysAllocRangeID.ProtoReflect.Descriptor instead.
 func (*SysAllocRangeID) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{8}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{9}
 }
 
 // SysUpdateRanges records range descriptors in the meta range, each only if
@@ -666,7 +745,7 @@ type SysUpdateRanges struct {
 
 func (x *SysUpdateRanges) Reset() {
 	*x = SysUpdateRanges{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[9]
+	mi := &file_cmdpb_cmd_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +757,7 @@ func (x *SysUpdateRanges) String() string {
 func (*SysUpdateRanges) ProtoMessage() {}
 
 func (x *SysUpdateRanges) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[9]
+	mi := &file_cmdpb_cmd_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +770,7 @@ func (x *SysUpdateRanges) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysUpdateRanges.ProtoReflect.Descriptor instead.
 func (*SysUpdateRanges) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{9}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SysUpdateRanges) GetDescriptors() []*metapb.RangeDescriptor {
@@ -711,7 +790,7 @@ type SysKV struct {
 
 func (x *SysKV) Reset() {
 	*x = SysKV{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[10]
+	mi := &file_cmdpb_cmd_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +802,7 @@ func (x *SysKV) String() string {
 func (*SysKV) ProtoMessage() {}
 
 func (x *SysKV) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[10]
+	mi := &file_cmdpb_cmd_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +815,7 @@ func (x *SysKV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysKV.ProtoReflect.Descriptor instead.
 func (*SysKV) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{10}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SysKV) GetKey() []byte {
@@ -764,7 +843,7 @@ type SysResponse struct {
 
 func (x *SysResponse) Reset() {
 	*x = SysResponse{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[11]
+	mi := &file_cmdpb_cmd_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +855,7 @@ func (x *SysResponse) String() string {
 func (*SysResponse) ProtoMessage() {}
 
 func (x *SysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[11]
+	mi := &file_cmdpb_cmd_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +868,7 @@ func (x *SysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysResponse.ProtoReflect.Descriptor instead.
 func (*SysResponse) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{11}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SysResponse) GetKvs() []*SysKV {
@@ -845,7 +924,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[12]
+	mi := &file_cmdpb_cmd_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +936,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[12]
+	mi := &file_cmdpb_cmd_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +949,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{12}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Command) GetId() uint64 {
@@ -987,7 +1066,7 @@ type TxnStage struct {
 
 func (x *TxnStage) Reset() {
 	*x = TxnStage{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[13]
+	mi := &file_cmdpb_cmd_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1078,7 @@ func (x *TxnStage) String() string {
 func (*TxnStage) ProtoMessage() {}
 
 func (x *TxnStage) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[13]
+	mi := &file_cmdpb_cmd_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1091,7 @@ func (x *TxnStage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnStage.ProtoReflect.Descriptor instead.
 func (*TxnStage) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{13}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TxnStage) GetTxnId() uint64 {
@@ -1083,7 +1162,7 @@ type TxnResolve struct {
 
 func (x *TxnResolve) Reset() {
 	*x = TxnResolve{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[14]
+	mi := &file_cmdpb_cmd_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1174,7 @@ func (x *TxnResolve) String() string {
 func (*TxnResolve) ProtoMessage() {}
 
 func (x *TxnResolve) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[14]
+	mi := &file_cmdpb_cmd_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1187,7 @@ func (x *TxnResolve) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResolve.ProtoReflect.Descriptor instead.
 func (*TxnResolve) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{14}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TxnResolve) GetTxnId() uint64 {
@@ -1157,7 +1236,7 @@ type TxnRef struct {
 
 func (x *TxnRef) Reset() {
 	*x = TxnRef{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	mi := &file_cmdpb_cmd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1248,7 @@ func (x *TxnRef) String() string {
 func (*TxnRef) ProtoMessage() {}
 
 func (x *TxnRef) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	mi := &file_cmdpb_cmd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1261,7 @@ func (x *TxnRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRef.ProtoReflect.Descriptor instead.
 func (*TxnRef) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{15}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TxnRef) GetTxnId() uint64 {
@@ -1210,7 +1289,7 @@ type TxnForget struct {
 
 func (x *TxnForget) Reset() {
 	*x = TxnForget{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[16]
+	mi := &file_cmdpb_cmd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1301,7 @@ func (x *TxnForget) String() string {
 func (*TxnForget) ProtoMessage() {}
 
 func (x *TxnForget) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[16]
+	mi := &file_cmdpb_cmd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1314,7 @@ func (x *TxnForget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnForget.ProtoReflect.Descriptor instead.
 func (*TxnForget) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{16}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TxnForget) GetRefs() []*TxnRef {
@@ -1262,7 +1341,7 @@ type TxnMark struct {
 
 func (x *TxnMark) Reset() {
 	*x = TxnMark{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[17]
+	mi := &file_cmdpb_cmd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1353,7 @@ func (x *TxnMark) String() string {
 func (*TxnMark) ProtoMessage() {}
 
 func (x *TxnMark) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[17]
+	mi := &file_cmdpb_cmd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1366,7 @@ func (x *TxnMark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnMark.ProtoReflect.Descriptor instead.
 func (*TxnMark) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{17}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TxnMark) GetTxnId() uint64 {
@@ -1346,7 +1425,7 @@ type TxnStageRequest struct {
 
 func (x *TxnStageRequest) Reset() {
 	*x = TxnStageRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[18]
+	mi := &file_cmdpb_cmd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1437,7 @@ func (x *TxnStageRequest) String() string {
 func (*TxnStageRequest) ProtoMessage() {}
 
 func (x *TxnStageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[18]
+	mi := &file_cmdpb_cmd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1450,7 @@ func (x *TxnStageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnStageRequest.ProtoReflect.Descriptor instead.
 func (*TxnStageRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{18}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TxnStageRequest) GetTxnId() uint64 {
@@ -1488,7 +1567,7 @@ type TxnReserveRequest struct {
 
 func (x *TxnReserveRequest) Reset() {
 	*x = TxnReserveRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[19]
+	mi := &file_cmdpb_cmd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1579,7 @@ func (x *TxnReserveRequest) String() string {
 func (*TxnReserveRequest) ProtoMessage() {}
 
 func (x *TxnReserveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[19]
+	mi := &file_cmdpb_cmd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1592,7 @@ func (x *TxnReserveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnReserveRequest.ProtoReflect.Descriptor instead.
 func (*TxnReserveRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{19}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TxnReserveRequest) GetTxnId() uint64 {
@@ -1590,7 +1669,7 @@ type KeySpan struct {
 
 func (x *KeySpan) Reset() {
 	*x = KeySpan{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[20]
+	mi := &file_cmdpb_cmd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1681,7 @@ func (x *KeySpan) String() string {
 func (*KeySpan) ProtoMessage() {}
 
 func (x *KeySpan) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[20]
+	mi := &file_cmdpb_cmd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1694,7 @@ func (x *KeySpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySpan.ProtoReflect.Descriptor instead.
 func (*KeySpan) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{20}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KeySpan) GetStart() []byte {
@@ -1645,7 +1724,7 @@ type TxnQueryRequest struct {
 
 func (x *TxnQueryRequest) Reset() {
 	*x = TxnQueryRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[21]
+	mi := &file_cmdpb_cmd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1736,7 @@ func (x *TxnQueryRequest) String() string {
 func (*TxnQueryRequest) ProtoMessage() {}
 
 func (x *TxnQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[21]
+	mi := &file_cmdpb_cmd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1749,7 @@ func (x *TxnQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnQueryRequest.ProtoReflect.Descriptor instead.
 func (*TxnQueryRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{21}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TxnQueryRequest) GetTxnId() uint64 {
@@ -1707,7 +1786,7 @@ type TxnResolveRequest struct {
 
 func (x *TxnResolveRequest) Reset() {
 	*x = TxnResolveRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[22]
+	mi := &file_cmdpb_cmd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1798,7 @@ func (x *TxnResolveRequest) String() string {
 func (*TxnResolveRequest) ProtoMessage() {}
 
 func (x *TxnResolveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[22]
+	mi := &file_cmdpb_cmd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1811,7 @@ func (x *TxnResolveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResolveRequest.ProtoReflect.Descriptor instead.
 func (*TxnResolveRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{22}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TxnResolveRequest) GetResolve() *TxnResolve {
@@ -1761,7 +1840,7 @@ type FreezeRequest struct {
 
 func (x *FreezeRequest) Reset() {
 	*x = FreezeRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[23]
+	mi := &file_cmdpb_cmd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1852,7 @@ func (x *FreezeRequest) String() string {
 func (*FreezeRequest) ProtoMessage() {}
 
 func (x *FreezeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[23]
+	mi := &file_cmdpb_cmd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1865,7 @@ func (x *FreezeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreezeRequest.ProtoReflect.Descriptor instead.
 func (*FreezeRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{23}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FreezeRequest) GetThaw() bool {
@@ -1807,7 +1886,7 @@ type MergeRequest struct {
 
 func (x *MergeRequest) Reset() {
 	*x = MergeRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[24]
+	mi := &file_cmdpb_cmd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +1898,7 @@ func (x *MergeRequest) String() string {
 func (*MergeRequest) ProtoMessage() {}
 
 func (x *MergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[24]
+	mi := &file_cmdpb_cmd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +1911,7 @@ func (x *MergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRequest.ProtoReflect.Descriptor instead.
 func (*MergeRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{24}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MergeRequest) GetRight() *metapb.RangeDescriptor {
@@ -1854,7 +1933,7 @@ type MergeTrigger struct {
 
 func (x *MergeTrigger) Reset() {
 	*x = MergeTrigger{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[25]
+	mi := &file_cmdpb_cmd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +1945,7 @@ func (x *MergeTrigger) String() string {
 func (*MergeTrigger) ProtoMessage() {}
 
 func (x *MergeTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[25]
+	mi := &file_cmdpb_cmd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +1958,7 @@ func (x *MergeTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeTrigger.ProtoReflect.Descriptor instead.
 func (*MergeTrigger) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{25}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MergeTrigger) GetLeft() *metapb.RangeDescriptor {
@@ -1909,7 +1988,7 @@ type SplitRequest struct {
 
 func (x *SplitRequest) Reset() {
 	*x = SplitRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[26]
+	mi := &file_cmdpb_cmd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1921,7 +2000,7 @@ func (x *SplitRequest) String() string {
 func (*SplitRequest) ProtoMessage() {}
 
 func (x *SplitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[26]
+	mi := &file_cmdpb_cmd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1934,7 +2013,7 @@ func (x *SplitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRequest.ProtoReflect.Descriptor instead.
 func (*SplitRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{26}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SplitRequest) GetSplitKey() []byte {
@@ -1964,7 +2043,7 @@ type SplitTrigger struct {
 
 func (x *SplitTrigger) Reset() {
 	*x = SplitTrigger{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[27]
+	mi := &file_cmdpb_cmd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2055,7 @@ func (x *SplitTrigger) String() string {
 func (*SplitTrigger) ProtoMessage() {}
 
 func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[27]
+	mi := &file_cmdpb_cmd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2068,7 @@ func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitTrigger.ProtoReflect.Descriptor instead.
 func (*SplitTrigger) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{27}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SplitTrigger) GetLeft() *metapb.RangeDescriptor {
@@ -2037,7 +2116,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[28]
+	mi := &file_cmdpb_cmd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2128,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[28]
+	mi := &file_cmdpb_cmd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2141,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{28}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BatchRequest) GetRangeId() uint64 {
@@ -2197,7 +2276,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[29]
+	mi := &file_cmdpb_cmd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2288,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[29]
+	mi := &file_cmdpb_cmd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2301,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{29}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BatchResponse) GetResp() *kvpb.ResponseOp {
@@ -2307,7 +2386,7 @@ type SysBatch struct {
 
 func (x *SysBatch) Reset() {
 	*x = SysBatch{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[30]
+	mi := &file_cmdpb_cmd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2398,7 @@ func (x *SysBatch) String() string {
 func (*SysBatch) ProtoMessage() {}
 
 func (x *SysBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[30]
+	mi := &file_cmdpb_cmd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2411,7 @@ func (x *SysBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysBatch.ProtoReflect.Descriptor instead.
 func (*SysBatch) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{30}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SysBatch) GetPuts() []*SysKV {
@@ -2376,7 +2455,7 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1b\n" +
 	"\tpeer_urls\x18\x02 \x03(\tR\bpeerUrls\x12\x18\n" +
 	"\apromote\x18\x03 \x01(\bR\apromote\x12\x16\n" +
-	"\x06remove\x18\x04 \x01(\bR\x06remove\"\xab\x04\n" +
+	"\x06remove\x18\x04 \x01(\bR\x06remove\"\xd4\x04\n" +
 	"\n" +
 	"SysRequest\x12'\n" +
 	"\x03get\x18\x01 \x01(\v2\x13.concord.cmd.SysGetH\x00R\x03get\x12*\n" +
@@ -2390,8 +2469,13 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\x0ealloc_range_id\x18\b \x01(\v2\x1c.concord.cmd.SysAllocRangeIDH\x00R\fallocRangeId\x12C\n" +
 	"\rupdate_ranges\x18\t \x01(\v2\x1c.concord.cmd.SysUpdateRangesH\x00R\fupdateRanges\x12-\n" +
 	"\x05batch\x18\n" +
-	" \x01(\v2\x15.concord.cmd.SysBatchH\x00R\x05batchB\t\n" +
-	"\arequest\"\x11\n" +
+	" \x01(\v2\x15.concord.cmd.SysBatchH\x00R\x05batch\x12'\n" +
+	"\x03cas\x18\v \x01(\v2\x13.concord.cmd.SysCASH\x00R\x03casB\t\n" +
+	"\arequest\"H\n" +
+	"\x06SysCAS\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x16\n" +
+	"\x06expect\x18\x02 \x01(\fR\x06expect\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"\x11\n" +
 	"\x0fSysAllocRangeID\"R\n" +
 	"\x0fSysUpdateRanges\x12?\n" +
 	"\vdescriptors\x18\x01 \x03(\v2\x1d.concord.meta.RangeDescriptorR\vdescriptors\"/\n" +
@@ -2546,7 +2630,7 @@ func file_cmdpb_cmd_proto_rawDescGZIP() []byte {
 	return file_cmdpb_cmd_proto_rawDescData
 }
 
-var file_cmdpb_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_cmdpb_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_cmdpb_cmd_proto_goTypes = []any{
 	(*SysGet)(nil),                 // 0: concord.cmd.SysGet
 	(*SysScan)(nil),                // 1: concord.cmd.SysScan
@@ -2556,42 +2640,43 @@ var file_cmdpb_cmd_proto_goTypes = []any{
 	(*SysAddNode)(nil),             // 5: concord.cmd.SysAddNode
 	(*SysChangeNode)(nil),          // 6: concord.cmd.SysChangeNode
 	(*SysRequest)(nil),             // 7: concord.cmd.SysRequest
-	(*SysAllocRangeID)(nil),        // 8: concord.cmd.SysAllocRangeID
-	(*SysUpdateRanges)(nil),        // 9: concord.cmd.SysUpdateRanges
-	(*SysKV)(nil),                  // 10: concord.cmd.SysKV
-	(*SysResponse)(nil),            // 11: concord.cmd.SysResponse
-	(*Command)(nil),                // 12: concord.cmd.Command
-	(*TxnStage)(nil),               // 13: concord.cmd.TxnStage
-	(*TxnResolve)(nil),             // 14: concord.cmd.TxnResolve
-	(*TxnRef)(nil),                 // 15: concord.cmd.TxnRef
-	(*TxnForget)(nil),              // 16: concord.cmd.TxnForget
-	(*TxnMark)(nil),                // 17: concord.cmd.TxnMark
-	(*TxnStageRequest)(nil),        // 18: concord.cmd.TxnStageRequest
-	(*TxnReserveRequest)(nil),      // 19: concord.cmd.TxnReserveRequest
-	(*KeySpan)(nil),                // 20: concord.cmd.KeySpan
-	(*TxnQueryRequest)(nil),        // 21: concord.cmd.TxnQueryRequest
-	(*TxnResolveRequest)(nil),      // 22: concord.cmd.TxnResolveRequest
-	(*FreezeRequest)(nil),          // 23: concord.cmd.FreezeRequest
-	(*MergeRequest)(nil),           // 24: concord.cmd.MergeRequest
-	(*MergeTrigger)(nil),           // 25: concord.cmd.MergeTrigger
-	(*SplitRequest)(nil),           // 26: concord.cmd.SplitRequest
-	(*SplitTrigger)(nil),           // 27: concord.cmd.SplitTrigger
-	(*BatchRequest)(nil),           // 28: concord.cmd.BatchRequest
-	(*BatchResponse)(nil),          // 29: concord.cmd.BatchResponse
-	(*SysBatch)(nil),               // 30: concord.cmd.SysBatch
-	(*metapb.NodeRecord)(nil),      // 31: concord.meta.NodeRecord
-	(*metapb.RangeDescriptor)(nil), // 32: concord.meta.RangeDescriptor
-	(*kvpb.RequestOp)(nil),         // 33: concord.kv.RequestOp
-	(*kvpb.CompactRequest)(nil),    // 34: concord.kv.CompactRequest
-	(*kvpb.Intent)(nil),            // 35: concord.kv.Intent
-	(kvpb.TxnStatus)(0),            // 36: concord.kv.TxnStatus
-	(*kvpb.ResponseOp)(nil),        // 37: concord.kv.ResponseOp
-	(*kvpb.Error)(nil),             // 38: concord.kv.Error
-	(*kvpb.TxnMeta)(nil),           // 39: concord.kv.TxnMeta
-	(*kvpb.LockInfo)(nil),          // 40: concord.kv.LockInfo
+	(*SysCAS)(nil),                 // 8: concord.cmd.SysCAS
+	(*SysAllocRangeID)(nil),        // 9: concord.cmd.SysAllocRangeID
+	(*SysUpdateRanges)(nil),        // 10: concord.cmd.SysUpdateRanges
+	(*SysKV)(nil),                  // 11: concord.cmd.SysKV
+	(*SysResponse)(nil),            // 12: concord.cmd.SysResponse
+	(*Command)(nil),                // 13: concord.cmd.Command
+	(*TxnStage)(nil),               // 14: concord.cmd.TxnStage
+	(*TxnResolve)(nil),             // 15: concord.cmd.TxnResolve
+	(*TxnRef)(nil),                 // 16: concord.cmd.TxnRef
+	(*TxnForget)(nil),              // 17: concord.cmd.TxnForget
+	(*TxnMark)(nil),                // 18: concord.cmd.TxnMark
+	(*TxnStageRequest)(nil),        // 19: concord.cmd.TxnStageRequest
+	(*TxnReserveRequest)(nil),      // 20: concord.cmd.TxnReserveRequest
+	(*KeySpan)(nil),                // 21: concord.cmd.KeySpan
+	(*TxnQueryRequest)(nil),        // 22: concord.cmd.TxnQueryRequest
+	(*TxnResolveRequest)(nil),      // 23: concord.cmd.TxnResolveRequest
+	(*FreezeRequest)(nil),          // 24: concord.cmd.FreezeRequest
+	(*MergeRequest)(nil),           // 25: concord.cmd.MergeRequest
+	(*MergeTrigger)(nil),           // 26: concord.cmd.MergeTrigger
+	(*SplitRequest)(nil),           // 27: concord.cmd.SplitRequest
+	(*SplitTrigger)(nil),           // 28: concord.cmd.SplitTrigger
+	(*BatchRequest)(nil),           // 29: concord.cmd.BatchRequest
+	(*BatchResponse)(nil),          // 30: concord.cmd.BatchResponse
+	(*SysBatch)(nil),               // 31: concord.cmd.SysBatch
+	(*metapb.NodeRecord)(nil),      // 32: concord.meta.NodeRecord
+	(*metapb.RangeDescriptor)(nil), // 33: concord.meta.RangeDescriptor
+	(*kvpb.RequestOp)(nil),         // 34: concord.kv.RequestOp
+	(*kvpb.CompactRequest)(nil),    // 35: concord.kv.CompactRequest
+	(*kvpb.Intent)(nil),            // 36: concord.kv.Intent
+	(kvpb.TxnStatus)(0),            // 37: concord.kv.TxnStatus
+	(*kvpb.ResponseOp)(nil),        // 38: concord.kv.ResponseOp
+	(*kvpb.Error)(nil),             // 39: concord.kv.Error
+	(*kvpb.TxnMeta)(nil),           // 40: concord.kv.TxnMeta
+	(*kvpb.LockInfo)(nil),          // 41: concord.kv.LockInfo
 }
 var file_cmdpb_cmd_proto_depIdxs = []int32{
-	31, // 0: concord.cmd.SysAddNode.node:type_name -> concord.meta.NodeRecord
+	32, // 0: concord.cmd.SysAddNode.node:type_name -> concord.meta.NodeRecord
 	0,  // 1: concord.cmd.SysRequest.get:type_name -> concord.cmd.SysGet
 	1,  // 2: concord.cmd.SysRequest.scan:type_name -> concord.cmd.SysScan
 	2,  // 3: concord.cmd.SysRequest.put:type_name -> concord.cmd.SysPut
@@ -2599,58 +2684,59 @@ var file_cmdpb_cmd_proto_depIdxs = []int32{
 	4,  // 5: concord.cmd.SysRequest.advance:type_name -> concord.cmd.SysAdvance
 	5,  // 6: concord.cmd.SysRequest.add_node:type_name -> concord.cmd.SysAddNode
 	6,  // 7: concord.cmd.SysRequest.change_node:type_name -> concord.cmd.SysChangeNode
-	8,  // 8: concord.cmd.SysRequest.alloc_range_id:type_name -> concord.cmd.SysAllocRangeID
-	9,  // 9: concord.cmd.SysRequest.update_ranges:type_name -> concord.cmd.SysUpdateRanges
-	30, // 10: concord.cmd.SysRequest.batch:type_name -> concord.cmd.SysBatch
-	32, // 11: concord.cmd.SysUpdateRanges.descriptors:type_name -> concord.meta.RangeDescriptor
-	10, // 12: concord.cmd.SysResponse.kvs:type_name -> concord.cmd.SysKV
-	31, // 13: concord.cmd.SysResponse.node:type_name -> concord.meta.NodeRecord
-	33, // 14: concord.cmd.Command.op:type_name -> concord.kv.RequestOp
-	7,  // 15: concord.cmd.Command.sys:type_name -> concord.cmd.SysRequest
-	34, // 16: concord.cmd.Command.compact:type_name -> concord.kv.CompactRequest
-	27, // 17: concord.cmd.Command.split:type_name -> concord.cmd.SplitTrigger
-	23, // 18: concord.cmd.Command.freeze:type_name -> concord.cmd.FreezeRequest
-	25, // 19: concord.cmd.Command.merge:type_name -> concord.cmd.MergeTrigger
-	13, // 20: concord.cmd.Command.txn_stage:type_name -> concord.cmd.TxnStage
-	14, // 21: concord.cmd.Command.txn_resolve:type_name -> concord.cmd.TxnResolve
-	17, // 22: concord.cmd.Command.txn_mark:type_name -> concord.cmd.TxnMark
-	16, // 23: concord.cmd.Command.txn_forget:type_name -> concord.cmd.TxnForget
-	35, // 24: concord.cmd.TxnStage.intents:type_name -> concord.kv.Intent
-	15, // 25: concord.cmd.TxnForget.refs:type_name -> concord.cmd.TxnRef
-	36, // 26: concord.cmd.TxnMark.status:type_name -> concord.kv.TxnStatus
-	33, // 27: concord.cmd.TxnStageRequest.op:type_name -> concord.kv.RequestOp
-	20, // 28: concord.cmd.TxnReserveRequest.spans:type_name -> concord.cmd.KeySpan
-	33, // 29: concord.cmd.TxnReserveRequest.op:type_name -> concord.kv.RequestOp
-	14, // 30: concord.cmd.TxnResolveRequest.resolve:type_name -> concord.cmd.TxnResolve
-	32, // 31: concord.cmd.MergeRequest.right:type_name -> concord.meta.RangeDescriptor
-	32, // 32: concord.cmd.MergeTrigger.left:type_name -> concord.meta.RangeDescriptor
-	32, // 33: concord.cmd.MergeTrigger.right:type_name -> concord.meta.RangeDescriptor
-	32, // 34: concord.cmd.SplitTrigger.left:type_name -> concord.meta.RangeDescriptor
-	32, // 35: concord.cmd.SplitTrigger.right:type_name -> concord.meta.RangeDescriptor
-	33, // 36: concord.cmd.BatchRequest.op:type_name -> concord.kv.RequestOp
-	7,  // 37: concord.cmd.BatchRequest.sys:type_name -> concord.cmd.SysRequest
-	34, // 38: concord.cmd.BatchRequest.compact:type_name -> concord.kv.CompactRequest
-	26, // 39: concord.cmd.BatchRequest.split:type_name -> concord.cmd.SplitRequest
-	23, // 40: concord.cmd.BatchRequest.freeze:type_name -> concord.cmd.FreezeRequest
-	24, // 41: concord.cmd.BatchRequest.merge:type_name -> concord.cmd.MergeRequest
-	18, // 42: concord.cmd.BatchRequest.txn_stage:type_name -> concord.cmd.TxnStageRequest
-	22, // 43: concord.cmd.BatchRequest.txn_resolve:type_name -> concord.cmd.TxnResolveRequest
-	17, // 44: concord.cmd.BatchRequest.txn_mark:type_name -> concord.cmd.TxnMark
-	21, // 45: concord.cmd.BatchRequest.txn_query:type_name -> concord.cmd.TxnQueryRequest
-	19, // 46: concord.cmd.BatchRequest.txn_reserve:type_name -> concord.cmd.TxnReserveRequest
-	16, // 47: concord.cmd.BatchRequest.txn_forget:type_name -> concord.cmd.TxnForget
-	37, // 48: concord.cmd.BatchResponse.resp:type_name -> concord.kv.ResponseOp
-	11, // 49: concord.cmd.BatchResponse.sys:type_name -> concord.cmd.SysResponse
-	38, // 50: concord.cmd.BatchResponse.error:type_name -> concord.kv.Error
-	32, // 51: concord.cmd.BatchResponse.descriptors:type_name -> concord.meta.RangeDescriptor
-	39, // 52: concord.cmd.BatchResponse.txn:type_name -> concord.kv.TxnMeta
-	40, // 53: concord.cmd.BatchResponse.lock:type_name -> concord.kv.LockInfo
-	10, // 54: concord.cmd.SysBatch.puts:type_name -> concord.cmd.SysKV
-	55, // [55:55] is the sub-list for method output_type
-	55, // [55:55] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	9,  // 8: concord.cmd.SysRequest.alloc_range_id:type_name -> concord.cmd.SysAllocRangeID
+	10, // 9: concord.cmd.SysRequest.update_ranges:type_name -> concord.cmd.SysUpdateRanges
+	31, // 10: concord.cmd.SysRequest.batch:type_name -> concord.cmd.SysBatch
+	8,  // 11: concord.cmd.SysRequest.cas:type_name -> concord.cmd.SysCAS
+	33, // 12: concord.cmd.SysUpdateRanges.descriptors:type_name -> concord.meta.RangeDescriptor
+	11, // 13: concord.cmd.SysResponse.kvs:type_name -> concord.cmd.SysKV
+	32, // 14: concord.cmd.SysResponse.node:type_name -> concord.meta.NodeRecord
+	34, // 15: concord.cmd.Command.op:type_name -> concord.kv.RequestOp
+	7,  // 16: concord.cmd.Command.sys:type_name -> concord.cmd.SysRequest
+	35, // 17: concord.cmd.Command.compact:type_name -> concord.kv.CompactRequest
+	28, // 18: concord.cmd.Command.split:type_name -> concord.cmd.SplitTrigger
+	24, // 19: concord.cmd.Command.freeze:type_name -> concord.cmd.FreezeRequest
+	26, // 20: concord.cmd.Command.merge:type_name -> concord.cmd.MergeTrigger
+	14, // 21: concord.cmd.Command.txn_stage:type_name -> concord.cmd.TxnStage
+	15, // 22: concord.cmd.Command.txn_resolve:type_name -> concord.cmd.TxnResolve
+	18, // 23: concord.cmd.Command.txn_mark:type_name -> concord.cmd.TxnMark
+	17, // 24: concord.cmd.Command.txn_forget:type_name -> concord.cmd.TxnForget
+	36, // 25: concord.cmd.TxnStage.intents:type_name -> concord.kv.Intent
+	16, // 26: concord.cmd.TxnForget.refs:type_name -> concord.cmd.TxnRef
+	37, // 27: concord.cmd.TxnMark.status:type_name -> concord.kv.TxnStatus
+	34, // 28: concord.cmd.TxnStageRequest.op:type_name -> concord.kv.RequestOp
+	21, // 29: concord.cmd.TxnReserveRequest.spans:type_name -> concord.cmd.KeySpan
+	34, // 30: concord.cmd.TxnReserveRequest.op:type_name -> concord.kv.RequestOp
+	15, // 31: concord.cmd.TxnResolveRequest.resolve:type_name -> concord.cmd.TxnResolve
+	33, // 32: concord.cmd.MergeRequest.right:type_name -> concord.meta.RangeDescriptor
+	33, // 33: concord.cmd.MergeTrigger.left:type_name -> concord.meta.RangeDescriptor
+	33, // 34: concord.cmd.MergeTrigger.right:type_name -> concord.meta.RangeDescriptor
+	33, // 35: concord.cmd.SplitTrigger.left:type_name -> concord.meta.RangeDescriptor
+	33, // 36: concord.cmd.SplitTrigger.right:type_name -> concord.meta.RangeDescriptor
+	34, // 37: concord.cmd.BatchRequest.op:type_name -> concord.kv.RequestOp
+	7,  // 38: concord.cmd.BatchRequest.sys:type_name -> concord.cmd.SysRequest
+	35, // 39: concord.cmd.BatchRequest.compact:type_name -> concord.kv.CompactRequest
+	27, // 40: concord.cmd.BatchRequest.split:type_name -> concord.cmd.SplitRequest
+	24, // 41: concord.cmd.BatchRequest.freeze:type_name -> concord.cmd.FreezeRequest
+	25, // 42: concord.cmd.BatchRequest.merge:type_name -> concord.cmd.MergeRequest
+	19, // 43: concord.cmd.BatchRequest.txn_stage:type_name -> concord.cmd.TxnStageRequest
+	23, // 44: concord.cmd.BatchRequest.txn_resolve:type_name -> concord.cmd.TxnResolveRequest
+	18, // 45: concord.cmd.BatchRequest.txn_mark:type_name -> concord.cmd.TxnMark
+	22, // 46: concord.cmd.BatchRequest.txn_query:type_name -> concord.cmd.TxnQueryRequest
+	20, // 47: concord.cmd.BatchRequest.txn_reserve:type_name -> concord.cmd.TxnReserveRequest
+	17, // 48: concord.cmd.BatchRequest.txn_forget:type_name -> concord.cmd.TxnForget
+	38, // 49: concord.cmd.BatchResponse.resp:type_name -> concord.kv.ResponseOp
+	12, // 50: concord.cmd.BatchResponse.sys:type_name -> concord.cmd.SysResponse
+	39, // 51: concord.cmd.BatchResponse.error:type_name -> concord.kv.Error
+	33, // 52: concord.cmd.BatchResponse.descriptors:type_name -> concord.meta.RangeDescriptor
+	40, // 53: concord.cmd.BatchResponse.txn:type_name -> concord.kv.TxnMeta
+	41, // 54: concord.cmd.BatchResponse.lock:type_name -> concord.kv.LockInfo
+	11, // 55: concord.cmd.SysBatch.puts:type_name -> concord.cmd.SysKV
+	56, // [56:56] is the sub-list for method output_type
+	56, // [56:56] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_cmdpb_cmd_proto_init() }
@@ -2669,6 +2755,7 @@ func file_cmdpb_cmd_proto_init() {
 		(*SysRequest_AllocRangeId)(nil),
 		(*SysRequest_UpdateRanges)(nil),
 		(*SysRequest_Batch)(nil),
+		(*SysRequest_Cas)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2676,7 +2763,7 @@ func file_cmdpb_cmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cmdpb_cmd_proto_rawDesc), len(file_cmdpb_cmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

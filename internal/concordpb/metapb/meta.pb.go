@@ -341,6 +341,294 @@ func (x *LeaseRecord) GetRevoking() bool {
 	return false
 }
 
+// AuthPermission is one key permission of a role, as etcd's
+// authpb.Permission: type 0 read, 1 write, 2 readwrite; an empty
+// range_end is the single key, "\x00" every key from key on.
+type AuthPermission struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          int32                  `protobuf:"varint,1,opt,name=type,proto3" json:"type,omitempty"`
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	RangeEnd      []byte                 `protobuf:"bytes,3,opt,name=range_end,json=rangeEnd,proto3" json:"range_end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthPermission) Reset() {
+	*x = AuthPermission{}
+	mi := &file_metapb_meta_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthPermission) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthPermission) ProtoMessage() {}
+
+func (x *AuthPermission) ProtoReflect() protoreflect.Message {
+	mi := &file_metapb_meta_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthPermission.ProtoReflect.Descriptor instead.
+func (*AuthPermission) Descriptor() ([]byte, []int) {
+	return file_metapb_meta_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AuthPermission) GetType() int32 {
+	if x != nil {
+		return x.Type
+	}
+	return 0
+}
+
+func (x *AuthPermission) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *AuthPermission) GetRangeEnd() []byte {
+	if x != nil {
+		return x.RangeEnd
+	}
+	return nil
+}
+
+// AuthRole is a role and its permissions, sorted by key.
+type AuthRole struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Perms         []*AuthPermission      `protobuf:"bytes,2,rep,name=perms,proto3" json:"perms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthRole) Reset() {
+	*x = AuthRole{}
+	mi := &file_metapb_meta_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthRole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthRole) ProtoMessage() {}
+
+func (x *AuthRole) ProtoReflect() protoreflect.Message {
+	mi := &file_metapb_meta_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthRole.ProtoReflect.Descriptor instead.
+func (*AuthRole) Descriptor() ([]byte, []int) {
+	return file_metapb_meta_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AuthRole) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AuthRole) GetPerms() []*AuthPermission {
+	if x != nil {
+		return x.Perms
+	}
+	return nil
+}
+
+// AuthUser is a user: its bcrypt password hash (empty for a no-password
+// user, who signs in by certificate only) and its roles, sorted.
+type AuthUser struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Password   []byte                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	Roles      []string               `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
+	NoPassword bool                   `protobuf:"varint,4,opt,name=no_password,json=noPassword,proto3" json:"no_password,omitempty"`
+	// tokens_from is the auth revision of the user's creation or last
+	// password change: a token issued below it is no longer valid.
+	TokensFrom    uint64 `protobuf:"varint,5,opt,name=tokens_from,json=tokensFrom,proto3" json:"tokens_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthUser) Reset() {
+	*x = AuthUser{}
+	mi := &file_metapb_meta_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthUser) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthUser) ProtoMessage() {}
+
+func (x *AuthUser) ProtoReflect() protoreflect.Message {
+	mi := &file_metapb_meta_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthUser.ProtoReflect.Descriptor instead.
+func (*AuthUser) Descriptor() ([]byte, []int) {
+	return file_metapb_meta_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AuthUser) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AuthUser) GetPassword() []byte {
+	if x != nil {
+		return x.Password
+	}
+	return nil
+}
+
+func (x *AuthUser) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *AuthUser) GetNoPassword() bool {
+	if x != nil {
+		return x.NoPassword
+	}
+	return false
+}
+
+func (x *AuthUser) GetTokensFrom() uint64 {
+	if x != nil {
+		return x.TokensFrom
+	}
+	return 0
+}
+
+// AuthState is the whole of etcd's auth store, kept as one meta record
+// (internal/auth owns its meaning) so that every change is one
+// compare-and-swap of it.
+type AuthState struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Enabled bool                   `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// revision counts the changes (etcd's auth revision).
+	Revision uint64      `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Users    []*AuthUser `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"`
+	Roles    []*AuthRole `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
+	// token_secret signs simple tokens; a new one each time auth is enabled,
+	// so tokens from before a disable stop working.
+	TokenSecret []byte `protobuf:"bytes,5,opt,name=token_secret,json=tokenSecret,proto3" json:"token_secret,omitempty"`
+	// generation counts the writes of the record (an enable is one but
+	// keeps the revision, as etcd's): of two copies the higher is newer.
+	Generation    uint64 `protobuf:"varint,6,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthState) Reset() {
+	*x = AuthState{}
+	mi := &file_metapb_meta_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthState) ProtoMessage() {}
+
+func (x *AuthState) ProtoReflect() protoreflect.Message {
+	mi := &file_metapb_meta_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthState.ProtoReflect.Descriptor instead.
+func (*AuthState) Descriptor() ([]byte, []int) {
+	return file_metapb_meta_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AuthState) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *AuthState) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *AuthState) GetUsers() []*AuthUser {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *AuthState) GetRoles() []*AuthRole {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *AuthState) GetTokenSecret() []byte {
+	if x != nil {
+		return x.TokenSecret
+	}
+	return nil
+}
+
+func (x *AuthState) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
 var File_metapb_meta_proto protoreflect.FileDescriptor
 
 const file_metapb_meta_proto_rawDesc = "" +
@@ -376,7 +664,31 @@ const file_metapb_meta_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x10\n" +
 	"\x03ttl\x18\x02 \x01(\x03R\x03ttl\x12#\n" +
 	"\rremaining_ttl\x18\x03 \x01(\x03R\fremainingTtl\x12\x1a\n" +
-	"\brevoking\x18\x04 \x01(\bR\brevokingB8Z6github.com/concorddb/concord/internal/concordpb/metapbb\x06proto3"
+	"\brevoking\x18\x04 \x01(\bR\brevoking\"S\n" +
+	"\x0eAuthPermission\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\x05R\x04type\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x1b\n" +
+	"\trange_end\x18\x03 \x01(\fR\brangeEnd\"R\n" +
+	"\bAuthRole\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
+	"\x05perms\x18\x02 \x03(\v2\x1c.concord.meta.AuthPermissionR\x05perms\"\x92\x01\n" +
+	"\bAuthUser\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\fR\bpassword\x12\x14\n" +
+	"\x05roles\x18\x03 \x03(\tR\x05roles\x12\x1f\n" +
+	"\vno_password\x18\x04 \x01(\bR\n" +
+	"noPassword\x12\x1f\n" +
+	"\vtokens_from\x18\x05 \x01(\x04R\n" +
+	"tokensFrom\"\xe0\x01\n" +
+	"\tAuthState\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x12,\n" +
+	"\x05users\x18\x03 \x03(\v2\x16.concord.meta.AuthUserR\x05users\x12,\n" +
+	"\x05roles\x18\x04 \x03(\v2\x16.concord.meta.AuthRoleR\x05roles\x12!\n" +
+	"\ftoken_secret\x18\x05 \x01(\fR\vtokenSecret\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x06 \x01(\x04R\n" +
+	"generationB8Z6github.com/concorddb/concord/internal/concordpb/metapbb\x06proto3"
 
 var (
 	file_metapb_meta_proto_rawDescOnce sync.Once
@@ -390,20 +702,27 @@ func file_metapb_meta_proto_rawDescGZIP() []byte {
 	return file_metapb_meta_proto_rawDescData
 }
 
-var file_metapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_metapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_metapb_meta_proto_goTypes = []any{
 	(*ReplicaDescriptor)(nil), // 0: concord.meta.ReplicaDescriptor
 	(*RangeDescriptor)(nil),   // 1: concord.meta.RangeDescriptor
 	(*NodeRecord)(nil),        // 2: concord.meta.NodeRecord
 	(*LeaseRecord)(nil),       // 3: concord.meta.LeaseRecord
+	(*AuthPermission)(nil),    // 4: concord.meta.AuthPermission
+	(*AuthRole)(nil),          // 5: concord.meta.AuthRole
+	(*AuthUser)(nil),          // 6: concord.meta.AuthUser
+	(*AuthState)(nil),         // 7: concord.meta.AuthState
 }
 var file_metapb_meta_proto_depIdxs = []int32{
 	0, // 0: concord.meta.RangeDescriptor.replicas:type_name -> concord.meta.ReplicaDescriptor
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	4, // 1: concord.meta.AuthRole.perms:type_name -> concord.meta.AuthPermission
+	6, // 2: concord.meta.AuthState.users:type_name -> concord.meta.AuthUser
+	5, // 3: concord.meta.AuthState.roles:type_name -> concord.meta.AuthRole
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_metapb_meta_proto_init() }
@@ -417,7 +736,7 @@ func file_metapb_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_metapb_meta_proto_rawDesc), len(file_metapb_meta_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1035,6 +1035,96 @@ func (x *ForwardResponses) GetResps() []*ForwardResponse {
 	return nil
 }
 
+type AuthRefreshRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Generation    uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthRefreshRequest) Reset() {
+	*x = AuthRefreshRequest{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthRefreshRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthRefreshRequest) ProtoMessage() {}
+
+func (x *AuthRefreshRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthRefreshRequest.ProtoReflect.Descriptor instead.
+func (*AuthRefreshRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AuthRefreshRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+// AuthRefreshResponse carries the generation of the node's copy after the
+// refresh.
+type AuthRefreshResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Generation    uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthRefreshResponse) Reset() {
+	*x = AuthRefreshResponse{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthRefreshResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthRefreshResponse) ProtoMessage() {}
+
+func (x *AuthRefreshResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthRefreshResponse.ProtoReflect.Descriptor instead.
+func (*AuthRefreshResponse) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AuthRefreshResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
 type RangesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1043,7 +1133,7 @@ type RangesRequest struct {
 
 func (x *RangesRequest) Reset() {
 	*x = RangesRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	mi := &file_rpcpb_rpc_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1145,7 @@ func (x *RangesRequest) String() string {
 func (*RangesRequest) ProtoMessage() {}
 
 func (x *RangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	mi := &file_rpcpb_rpc_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1158,7 @@ func (x *RangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
 func (*RangesRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{16}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{18}
 }
 
 // RangeInfo describes one user range for operators, in etcd keys.
@@ -1098,7 +1188,7 @@ type RangeInfo struct {
 
 func (x *RangeInfo) Reset() {
 	*x = RangeInfo{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	mi := &file_rpcpb_rpc_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1200,7 @@ func (x *RangeInfo) String() string {
 func (*RangeInfo) ProtoMessage() {}
 
 func (x *RangeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	mi := &file_rpcpb_rpc_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1213,7 @@ func (x *RangeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeInfo.ProtoReflect.Descriptor instead.
 func (*RangeInfo) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{17}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RangeInfo) GetRangeId() uint64 {
@@ -1198,7 +1288,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[18]
+	mi := &file_rpcpb_rpc_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1300,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[18]
+	mi := &file_rpcpb_rpc_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1313,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{18}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RangesResponse) GetRanges() []*RangeInfo {
@@ -1243,7 +1333,7 @@ type SplitRangeRequest struct {
 
 func (x *SplitRangeRequest) Reset() {
 	*x = SplitRangeRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[19]
+	mi := &file_rpcpb_rpc_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1345,7 @@ func (x *SplitRangeRequest) String() string {
 func (*SplitRangeRequest) ProtoMessage() {}
 
 func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[19]
+	mi := &file_rpcpb_rpc_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1358,7 @@ func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
 func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{19}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SplitRangeRequest) GetKey() []byte {
@@ -1289,7 +1379,7 @@ type MergeRangeRequest struct {
 
 func (x *MergeRangeRequest) Reset() {
 	*x = MergeRangeRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[20]
+	mi := &file_rpcpb_rpc_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1391,7 @@ func (x *MergeRangeRequest) String() string {
 func (*MergeRangeRequest) ProtoMessage() {}
 
 func (x *MergeRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[20]
+	mi := &file_rpcpb_rpc_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1404,7 @@ func (x *MergeRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRangeRequest.ProtoReflect.Descriptor instead.
 func (*MergeRangeRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{20}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MergeRangeRequest) GetKey() []byte {
@@ -1333,7 +1423,7 @@ type MergeRangeResponse struct {
 
 func (x *MergeRangeResponse) Reset() {
 	*x = MergeRangeResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[21]
+	mi := &file_rpcpb_rpc_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1435,7 @@ func (x *MergeRangeResponse) String() string {
 func (*MergeRangeResponse) ProtoMessage() {}
 
 func (x *MergeRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[21]
+	mi := &file_rpcpb_rpc_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1448,7 @@ func (x *MergeRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRangeResponse.ProtoReflect.Descriptor instead.
 func (*MergeRangeResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{21}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MergeRangeResponse) GetMerged() *RangeInfo {
@@ -1379,7 +1469,7 @@ type SplitRangeResponse struct {
 
 func (x *SplitRangeResponse) Reset() {
 	*x = SplitRangeResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[22]
+	mi := &file_rpcpb_rpc_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1481,7 @@ func (x *SplitRangeResponse) String() string {
 func (*SplitRangeResponse) ProtoMessage() {}
 
 func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[22]
+	mi := &file_rpcpb_rpc_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1494,7 @@ func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
 func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{22}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SplitRangeResponse) GetLeft() *RangeInfo {
@@ -1438,7 +1528,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[23]
+	mi := &file_rpcpb_rpc_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1540,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[23]
+	mi := &file_rpcpb_rpc_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1553,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{23}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaseRequest) GetOp() LeaseOp {
@@ -1521,7 +1611,7 @@ type LeaseResponse struct {
 
 func (x *LeaseResponse) Reset() {
 	*x = LeaseResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[24]
+	mi := &file_rpcpb_rpc_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1623,7 @@ func (x *LeaseResponse) String() string {
 func (*LeaseResponse) ProtoMessage() {}
 
 func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[24]
+	mi := &file_rpcpb_rpc_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1636,7 @@ func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
 func (*LeaseResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{24}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeaseResponse) GetId() int64 {
@@ -1624,7 +1714,7 @@ type RangeFeedCreate struct {
 
 func (x *RangeFeedCreate) Reset() {
 	*x = RangeFeedCreate{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[25]
+	mi := &file_rpcpb_rpc_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1726,7 @@ func (x *RangeFeedCreate) String() string {
 func (*RangeFeedCreate) ProtoMessage() {}
 
 func (x *RangeFeedCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[25]
+	mi := &file_rpcpb_rpc_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1739,7 @@ func (x *RangeFeedCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedCreate.ProtoReflect.Descriptor instead.
 func (*RangeFeedCreate) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{25}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RangeFeedCreate) GetRangeId() uint64 {
@@ -1707,7 +1797,7 @@ type RangeFeedClose struct {
 
 func (x *RangeFeedClose) Reset() {
 	*x = RangeFeedClose{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[26]
+	mi := &file_rpcpb_rpc_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1809,7 @@ func (x *RangeFeedClose) String() string {
 func (*RangeFeedClose) ProtoMessage() {}
 
 func (x *RangeFeedClose) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[26]
+	mi := &file_rpcpb_rpc_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1822,7 @@ func (x *RangeFeedClose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedClose.ProtoReflect.Descriptor instead.
 func (*RangeFeedClose) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{26}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RangeFeedClose) GetRevision() int64 {
@@ -1757,7 +1847,7 @@ type RangeFeedRequest struct {
 
 func (x *RangeFeedRequest) Reset() {
 	*x = RangeFeedRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[27]
+	mi := &file_rpcpb_rpc_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +1859,7 @@ func (x *RangeFeedRequest) String() string {
 func (*RangeFeedRequest) ProtoMessage() {}
 
 func (x *RangeFeedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[27]
+	mi := &file_rpcpb_rpc_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +1872,7 @@ func (x *RangeFeedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedRequest.ProtoReflect.Descriptor instead.
 func (*RangeFeedRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{27}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RangeFeedRequest) GetRequest() isRangeFeedRequest_Request {
@@ -1847,7 +1937,7 @@ type RangeFeedEvent struct {
 
 func (x *RangeFeedEvent) Reset() {
 	*x = RangeFeedEvent{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[28]
+	mi := &file_rpcpb_rpc_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +1949,7 @@ func (x *RangeFeedEvent) String() string {
 func (*RangeFeedEvent) ProtoMessage() {}
 
 func (x *RangeFeedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[28]
+	mi := &file_rpcpb_rpc_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +1962,7 @@ func (x *RangeFeedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedEvent.ProtoReflect.Descriptor instead.
 func (*RangeFeedEvent) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{28}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RangeFeedEvent) GetEvents() []*kvpb.Event {
@@ -1974,7 +2064,15 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\x04resp\x18\x02 \x01(\v2\x1a.concord.cmd.BatchResponseR\x04resp\"D\n" +
 	"\x10ForwardResponses\x120\n" +
-	"\x05resps\x18\x01 \x03(\v2\x1a.concordpb.ForwardResponseR\x05resps\"\x0f\n" +
+	"\x05resps\x18\x01 \x03(\v2\x1a.concordpb.ForwardResponseR\x05resps\"4\n" +
+	"\x12AuthRefreshRequest\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x04R\n" +
+	"generation\"5\n" +
+	"\x13AuthRefreshResponse\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x04R\n" +
+	"generation\"\x0f\n" +
 	"\rRangesRequest\"\x8d\x02\n" +
 	"\tRangeInfo\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
@@ -2041,7 +2139,7 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x12LEASE_TIME_TO_LIVE\x10\x03\x12\x0e\n" +
 	"\n" +
 	"LEASE_LIST\x10\x04\x12\x10\n" +
-	"\fLEASE_ATTACH\x10\x052\x92\x04\n" +
+	"\fLEASE_ATTACH\x10\x052\xe0\x04\n" +
 	"\x04Peer\x122\n" +
 	"\x04Raft\x12\x14.concordpb.RaftBatch\x1a\x12.concordpb.RaftAck(\x01\x12C\n" +
 	"\aForward\x12\x17.concordpb.ForwardBatch\x1a\x1b.concordpb.ForwardResponses(\x010\x01\x12F\n" +
@@ -2051,7 +2149,8 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"NodeStatus\x12\x1c.concordpb.NodeStatusRequest\x1a\x1d.concordpb.NodeStatusResponse\x12@\n" +
 	"\aMembers\x12\x19.concordpb.MembersRequest\x1a\x1a.concordpb.MembersResponse\x12:\n" +
 	"\x05Lease\x12\x17.concordpb.LeaseRequest\x1a\x18.concordpb.LeaseResponse\x12G\n" +
-	"\tRangeFeed\x12\x1b.concordpb.RangeFeedRequest\x1a\x19.concordpb.RangeFeedEvent(\x010\x012\xdc\x01\n" +
+	"\tRangeFeed\x12\x1b.concordpb.RangeFeedRequest\x1a\x19.concordpb.RangeFeedEvent(\x010\x01\x12L\n" +
+	"\vAuthRefresh\x12\x1d.concordpb.AuthRefreshRequest\x1a\x1e.concordpb.AuthRefreshResponse2\xdc\x01\n" +
 	"\x05Admin\x12=\n" +
 	"\x06Ranges\x12\x18.concordpb.RangesRequest\x1a\x19.concordpb.RangesResponse\x12I\n" +
 	"\n" +
@@ -2072,7 +2171,7 @@ func file_rpcpb_rpc_proto_rawDescGZIP() []byte {
 }
 
 var file_rpcpb_rpc_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_rpcpb_rpc_proto_goTypes = []any{
 	(LeaseOp)(0),                   // 0: concordpb.LeaseOp
 	(*RaftMessage)(nil),            // 1: concordpb.RaftMessage
@@ -2091,77 +2190,81 @@ var file_rpcpb_rpc_proto_goTypes = []any{
 	(*ForwardBatch)(nil),           // 14: concordpb.ForwardBatch
 	(*ForwardResponse)(nil),        // 15: concordpb.ForwardResponse
 	(*ForwardResponses)(nil),       // 16: concordpb.ForwardResponses
-	(*RangesRequest)(nil),          // 17: concordpb.RangesRequest
-	(*RangeInfo)(nil),              // 18: concordpb.RangeInfo
-	(*RangesResponse)(nil),         // 19: concordpb.RangesResponse
-	(*SplitRangeRequest)(nil),      // 20: concordpb.SplitRangeRequest
-	(*MergeRangeRequest)(nil),      // 21: concordpb.MergeRangeRequest
-	(*MergeRangeResponse)(nil),     // 22: concordpb.MergeRangeResponse
-	(*SplitRangeResponse)(nil),     // 23: concordpb.SplitRangeResponse
-	(*LeaseRequest)(nil),           // 24: concordpb.LeaseRequest
-	(*LeaseResponse)(nil),          // 25: concordpb.LeaseResponse
-	(*RangeFeedCreate)(nil),        // 26: concordpb.RangeFeedCreate
-	(*RangeFeedClose)(nil),         // 27: concordpb.RangeFeedClose
-	(*RangeFeedRequest)(nil),       // 28: concordpb.RangeFeedRequest
-	(*RangeFeedEvent)(nil),         // 29: concordpb.RangeFeedEvent
-	nil,                            // 30: concordpb.ForwardRequest.TraceEntry
-	(*raftpb.Message)(nil),         // 31: raftpb.Message
-	(*kvpb.Error)(nil),             // 32: concord.kv.Error
-	(*metapb.NodeRecord)(nil),      // 33: concord.meta.NodeRecord
-	(*metapb.RangeDescriptor)(nil), // 34: concord.meta.RangeDescriptor
-	(*cmdpb.BatchRequest)(nil),     // 35: concord.cmd.BatchRequest
-	(*cmdpb.BatchResponse)(nil),    // 36: concord.cmd.BatchResponse
-	(*kvpb.Event)(nil),             // 37: concord.kv.Event
+	(*AuthRefreshRequest)(nil),     // 17: concordpb.AuthRefreshRequest
+	(*AuthRefreshResponse)(nil),    // 18: concordpb.AuthRefreshResponse
+	(*RangesRequest)(nil),          // 19: concordpb.RangesRequest
+	(*RangeInfo)(nil),              // 20: concordpb.RangeInfo
+	(*RangesResponse)(nil),         // 21: concordpb.RangesResponse
+	(*SplitRangeRequest)(nil),      // 22: concordpb.SplitRangeRequest
+	(*MergeRangeRequest)(nil),      // 23: concordpb.MergeRangeRequest
+	(*MergeRangeResponse)(nil),     // 24: concordpb.MergeRangeResponse
+	(*SplitRangeResponse)(nil),     // 25: concordpb.SplitRangeResponse
+	(*LeaseRequest)(nil),           // 26: concordpb.LeaseRequest
+	(*LeaseResponse)(nil),          // 27: concordpb.LeaseResponse
+	(*RangeFeedCreate)(nil),        // 28: concordpb.RangeFeedCreate
+	(*RangeFeedClose)(nil),         // 29: concordpb.RangeFeedClose
+	(*RangeFeedRequest)(nil),       // 30: concordpb.RangeFeedRequest
+	(*RangeFeedEvent)(nil),         // 31: concordpb.RangeFeedEvent
+	nil,                            // 32: concordpb.ForwardRequest.TraceEntry
+	(*raftpb.Message)(nil),         // 33: raftpb.Message
+	(*kvpb.Error)(nil),             // 34: concord.kv.Error
+	(*metapb.NodeRecord)(nil),      // 35: concord.meta.NodeRecord
+	(*metapb.RangeDescriptor)(nil), // 36: concord.meta.RangeDescriptor
+	(*cmdpb.BatchRequest)(nil),     // 37: concord.cmd.BatchRequest
+	(*cmdpb.BatchResponse)(nil),    // 38: concord.cmd.BatchResponse
+	(*kvpb.Event)(nil),             // 39: concord.kv.Event
 }
 var file_rpcpb_rpc_proto_depIdxs = []int32{
-	31, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	33, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
 	1,  // 1: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
-	32, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
-	33, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
-	33, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
-	34, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
-	33, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
-	34, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
+	34, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
+	35, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
+	35, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
+	36, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
+	35, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
+	36, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
 	12, // 8: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	35, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
-	30, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
+	37, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
+	32, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
 	13, // 11: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
-	36, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
+	38, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
 	15, // 13: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
-	18, // 14: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
-	18, // 15: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
-	18, // 16: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
-	18, // 17: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
+	20, // 14: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
+	20, // 15: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
+	20, // 16: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
+	20, // 17: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
 	0,  // 18: concordpb.LeaseRequest.op:type_name -> concordpb.LeaseOp
-	32, // 19: concordpb.LeaseResponse.error:type_name -> concord.kv.Error
-	26, // 20: concordpb.RangeFeedRequest.create:type_name -> concordpb.RangeFeedCreate
-	27, // 21: concordpb.RangeFeedRequest.close:type_name -> concordpb.RangeFeedClose
-	37, // 22: concordpb.RangeFeedEvent.events:type_name -> concord.kv.Event
-	32, // 23: concordpb.RangeFeedEvent.error:type_name -> concord.kv.Error
+	34, // 19: concordpb.LeaseResponse.error:type_name -> concord.kv.Error
+	28, // 20: concordpb.RangeFeedRequest.create:type_name -> concordpb.RangeFeedCreate
+	29, // 21: concordpb.RangeFeedRequest.close:type_name -> concordpb.RangeFeedClose
+	39, // 22: concordpb.RangeFeedEvent.events:type_name -> concord.kv.Event
+	34, // 23: concordpb.RangeFeedEvent.error:type_name -> concord.kv.Error
 	2,  // 24: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
 	14, // 25: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
 	4,  // 26: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
 	6,  // 27: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
 	10, // 28: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
 	8,  // 29: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
-	24, // 30: concordpb.Peer.Lease:input_type -> concordpb.LeaseRequest
-	28, // 31: concordpb.Peer.RangeFeed:input_type -> concordpb.RangeFeedRequest
-	17, // 32: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
-	20, // 33: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
-	21, // 34: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
-	3,  // 35: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	16, // 36: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
-	5,  // 37: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	7,  // 38: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	11, // 39: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	9,  // 40: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
-	25, // 41: concordpb.Peer.Lease:output_type -> concordpb.LeaseResponse
-	29, // 42: concordpb.Peer.RangeFeed:output_type -> concordpb.RangeFeedEvent
-	19, // 43: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
-	23, // 44: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
-	22, // 45: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
-	35, // [35:46] is the sub-list for method output_type
-	24, // [24:35] is the sub-list for method input_type
+	26, // 30: concordpb.Peer.Lease:input_type -> concordpb.LeaseRequest
+	30, // 31: concordpb.Peer.RangeFeed:input_type -> concordpb.RangeFeedRequest
+	17, // 32: concordpb.Peer.AuthRefresh:input_type -> concordpb.AuthRefreshRequest
+	19, // 33: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
+	22, // 34: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
+	23, // 35: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
+	3,  // 36: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	16, // 37: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
+	5,  // 38: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	7,  // 39: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	11, // 40: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	9,  // 41: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
+	27, // 42: concordpb.Peer.Lease:output_type -> concordpb.LeaseResponse
+	31, // 43: concordpb.Peer.RangeFeed:output_type -> concordpb.RangeFeedEvent
+	18, // 44: concordpb.Peer.AuthRefresh:output_type -> concordpb.AuthRefreshResponse
+	21, // 45: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
+	25, // 46: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
+	24, // 47: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
+	36, // [36:48] is the sub-list for method output_type
+	24, // [24:36] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
 	24, // [24:24] is the sub-list for extension extendee
 	0,  // [0:24] is the sub-list for field type_name
@@ -2172,7 +2275,7 @@ func file_rpcpb_rpc_proto_init() {
 	if File_rpcpb_rpc_proto != nil {
 		return
 	}
-	file_rpcpb_rpc_proto_msgTypes[27].OneofWrappers = []any{
+	file_rpcpb_rpc_proto_msgTypes[29].OneofWrappers = []any{
 		(*RangeFeedRequest_Create)(nil),
 		(*RangeFeedRequest_Close)(nil),
 	}
@@ -2182,7 +2285,7 @@ func file_rpcpb_rpc_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpcpb_rpc_proto_rawDesc), len(file_rpcpb_rpc_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

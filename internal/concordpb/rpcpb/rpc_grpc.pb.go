@@ -24,14 +24,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Raft_FullMethodName       = "/concordpb.Peer/Raft"
-	Peer_Forward_FullMethodName    = "/concordpb.Peer/Forward"
-	Peer_Timestamp_FullMethodName  = "/concordpb.Peer/Timestamp"
-	Peer_Join_FullMethodName       = "/concordpb.Peer/Join"
-	Peer_NodeStatus_FullMethodName = "/concordpb.Peer/NodeStatus"
-	Peer_Members_FullMethodName    = "/concordpb.Peer/Members"
-	Peer_Lease_FullMethodName      = "/concordpb.Peer/Lease"
-	Peer_RangeFeed_FullMethodName  = "/concordpb.Peer/RangeFeed"
+	Peer_Raft_FullMethodName        = "/concordpb.Peer/Raft"
+	Peer_Forward_FullMethodName     = "/concordpb.Peer/Forward"
+	Peer_Timestamp_FullMethodName   = "/concordpb.Peer/Timestamp"
+	Peer_Join_FullMethodName        = "/concordpb.Peer/Join"
+	Peer_NodeStatus_FullMethodName  = "/concordpb.Peer/NodeStatus"
+	Peer_Members_FullMethodName     = "/concordpb.Peer/Members"
+	Peer_Lease_FullMethodName       = "/concordpb.Peer/Lease"
+	Peer_RangeFeed_FullMethodName   = "/concordpb.Peer/RangeFeed"
+	Peer_AuthRefresh_FullMethodName = "/concordpb.Peer/AuthRefresh"
 )
 
 // PeerClient is the client API for Peer service.
@@ -52,6 +53,10 @@ type PeerClient interface {
 	// RangeFeed streams a range's changes from its leader: the history above
 	// a revision, then every change as it applies, with resolved revisions.
 	RangeFeed(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RangeFeedRequest, RangeFeedEvent], error)
+	// AuthRefresh makes a node load the auth state again if its copy is
+	// older than the generation given: a gateway that changed users, roles
+	// or permissions calls every node before it answers.
+	AuthRefresh(ctx context.Context, in *AuthRefreshRequest, opts ...grpc.CallOption) (*AuthRefreshResponse, error)
 }
 
 type peerClient struct {
@@ -151,6 +156,16 @@ func (c *peerClient) RangeFeed(ctx context.Context, opts ...grpc.CallOption) (gr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_RangeFeedClient = grpc.BidiStreamingClient[RangeFeedRequest, RangeFeedEvent]
 
+func (c *peerClient) AuthRefresh(ctx context.Context, in *AuthRefreshRequest, opts ...grpc.CallOption) (*AuthRefreshResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuthRefreshResponse)
+	err := c.cc.Invoke(ctx, Peer_AuthRefresh_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -169,6 +184,10 @@ type PeerServer interface {
 	// RangeFeed streams a range's changes from its leader: the history above
 	// a revision, then every change as it applies, with resolved revisions.
 	RangeFeed(grpc.BidiStreamingServer[RangeFeedRequest, RangeFeedEvent]) error
+	// AuthRefresh makes a node load the auth state again if its copy is
+	// older than the generation given: a gateway that changed users, roles
+	// or permissions calls every node before it answers.
+	AuthRefresh(context.Context, *AuthRefreshRequest) (*AuthRefreshResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -202,6 +221,9 @@ func (UnimplementedPeerServer) Lease(context.Context, *LeaseRequest) (*LeaseResp
 }
 func (UnimplementedPeerServer) RangeFeed(grpc.BidiStreamingServer[RangeFeedRequest, RangeFeedEvent]) error {
 	return status.Error(codes.Unimplemented, "method RangeFeed not implemented")
+}
+func (UnimplementedPeerServer) AuthRefresh(context.Context, *AuthRefreshRequest) (*AuthRefreshResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuthRefresh not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -335,6 +357,24 @@ func _Peer_RangeFeed_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_RangeFeedServer = grpc.BidiStreamingServer[RangeFeedRequest, RangeFeedEvent]
 
+func _Peer_AuthRefresh_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuthRefreshRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).AuthRefresh(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_AuthRefresh_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).AuthRefresh(ctx, req.(*AuthRefreshRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -361,6 +401,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Lease",
 			Handler:    _Peer_Lease_Handler,
+		},
+		{
+			MethodName: "AuthRefresh",
+			Handler:    _Peer_AuthRefresh_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
