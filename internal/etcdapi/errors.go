@@ -16,7 +16,7 @@ import (
 var (
 	errAlarmActivate = status.Error(codes.Unimplemented, "etcdserver: alarm activation not supported yet")
 	errHash          = status.Error(codes.Unimplemented, "etcdserver: Hash (of the whole storage file) is not supported; use HashKV")
-	errMoveLeader    = status.Error(codes.Unimplemented, "etcdserver: move-leader not supported (each range has its own leader)")
+	errMoveLeader    = status.Error(codes.Unimplemented, "etcdserver: move-leader not supported by this backend")
 	errDowngrade     = status.Error(codes.Unimplemented, "etcdserver: downgrade not supported")
 )
 

@@ -16,8 +16,8 @@ import (
 
 // maintenanceServer serves Status (what `etcdctl endpoint status` prints),
 // alarms (NOSPACE, from the space quota; see Alarm), HashKV, Defragment
-// and Snapshot.
-// Hash, MoveLeader and Downgrade answer Unimplemented.
+// and Snapshot. Hash and Downgrade answer Unimplemented, MoveLeader too
+// unless the Backend is a LeaderMover.
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
 	b   Backend
@@ -165,8 +165,26 @@ func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream grpc.ServerSt
 	return nil
 }
 
-func (s *maintenanceServer) MoveLeader(context.Context, *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
-	return nil, errMoveLeader
+// LeaderMover is a Backend that serves etcd's MoveLeader: this node hands
+// the leaderships it holds to the member target. Errors are etcd's:
+// ErrGRPCNotLeader on a node that does not lead (etcdctl sends the request
+// to the member Status names leader), ErrGRPCBadLeaderTransferee for a
+// target that is no voting member.
+type LeaderMover interface {
+	MoveLeader(ctx context.Context, target uint64) error
+}
+
+// MoveLeader is etcd's move-leader; a Backend that is no LeaderMover
+// answers Unimplemented.
+func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	lm, ok := s.b.(LeaderMover)
+	if !ok {
+		return nil, errMoveLeader
+	}
+	if err := lm.MoveLeader(ctx, r.GetTargetID()); err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.MoveLeaderResponse{Header: header(s.cfg, Header{})}, nil
 }
 
 func (s *maintenanceServer) Downgrade(context.Context, *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {

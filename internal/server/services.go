@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -327,3 +328,77 @@ func (b backend) Status(ctx context.Context) (etcdapi.Status, error) {
 
 // be64 encodes v as 8 bytes big-endian.
 func be64(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
+
+var _ etcdapi.LeaderMover = backend{}
+
+// MoveLeader is etcd's move-leader on Concord: this node, which must lead
+// the meta range (the member Status names leader, where etcdctl sends the
+// request), hands every leadership it holds to target wherever target has
+// a voting replica: the meta range (so the TSO, settled first so that
+// revisions stay dense, and the lessor, its leases checkpointed) and the
+// user ranges. It returns once they moved.
+func (b backend) MoveLeader(ctx context.Context, target uint64) error {
+	n := b.n
+	metaRep := n.store.Replica(meta.MetaRangeID)
+	if metaRep == nil || !metaRep.Status().IsLeader {
+		return rpctypes.ErrGRPCNotLeader
+	}
+	members, err := n.members(ctx)
+	if err != nil {
+		return err
+	}
+	ok := false
+	for _, m := range members {
+		if m.GetNodeId() == target && !m.GetIsLearner() && m.GetName() != "" {
+			ok = true
+		}
+	}
+	if !ok {
+		return rpctypes.ErrGRPCBadLeaderTransferee
+	}
+	if target == n.ident.NodeID {
+		return nil
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(n.store.Replicas()))
+	for _, r := range n.store.Replicas() {
+		st := r.Status()
+		if !st.IsLeader {
+			continue
+		}
+		var to uint64
+		for _, rd := range r.Descriptor().GetReplicas() {
+			if rd.GetNodeId() == target {
+				to = rd.GetReplicaId()
+			}
+		}
+		if to == 0 {
+			continue // target holds no replica of this range
+		}
+		wg.Go(func() {
+			if r.RangeID == meta.MetaRangeID {
+				if err := n.oracle.Settle(ctx, st.Term); err != nil {
+					errs <- err
+					return
+				}
+				if err := n.leases.lessor.Settle(ctx); err != nil {
+					n.log.Warn("leases not checkpointed before moving the meta leadership", "err", err)
+				}
+			}
+			err := r.TransferLeadershipTo(ctx, to)
+			if err != nil && r.RangeID == meta.MetaRangeID {
+				n.oracle.Resume(st.Term)
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return err
+	}
+	n.log.Info("moved leaderships", "to", target)
+	return nil
+}
