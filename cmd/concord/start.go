@@ -126,6 +126,8 @@ func startCmd() *cobra.Command {
 	f.StringVar(&listenMetrics, "listen-metrics-urls", "", "URLs of the HTTP port: /metrics, /healthz, /readyz, pprof and the dashboard (default: none)")
 	f.Float64Var(&traceSampling, "trace-sampling-ratio", 0.1, "fraction of client requests traced when OTLP export is configured by the OTEL_* environment variables")
 	f.IntVar(&slowFsyncMs, "slow-fsync-threshold", 50, "fsync duration (in milliseconds) above which a group commit is logged as slow")
+	f.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", 8<<30, "bound on this node's storage engine, every replica it holds with Raft logs and history; past it (or when the disk's free space falls under a quarter of the disk, at most 1 GiB) the node raises a NOSPACE alarm and the cluster refuses puts, txns with puts and lease grants until etcdctl alarm disarm (0: no quota). Default 8 GiB, not etcd's 2 GiB: etcd's bounds one bbolt file holding the whole keyspace, Concord's one node's share of many ranges in Pebble, which has no bbolt-like size limit; 8 GiB is etcd's own suggested maximum")
+	addEncryptionFlags(f, &cfg)
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	tlsf = addTLSFlags(f)

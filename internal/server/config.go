@@ -77,6 +77,22 @@ type Config struct {
 	// saves a disk read per write. Memory is taken only as blocks are read.
 	CacheBytes int64
 
+	// QuotaBackendBytes bounds this node's storage engine (every replica
+	// it holds, with their Raft logs and MVCC history): past it, the node
+	// raises a NOSPACE alarm and the cluster refuses writes that add data
+	// (alarm.go). 0: no quota (the free-space reserve still applies);
+	// concord start's default is 8 GiB (see its flag).
+	QuotaBackendBytes int64
+
+	// EncryptionKeyFile names the file holding the AES-256 key that
+	// encrypts every file the storage engine writes, the Raft log
+	// included (32 raw bytes, 64 hex digits or base64; encfs.ParseKey).
+	// Empty: no encryption at rest. New files always use this key.
+	EncryptionKeyFile string
+	// EncryptionOldKeyFiles hold earlier keys that files may still be
+	// encrypted with, after a rotation.
+	EncryptionOldKeyFiles []string
+
 	// RangeMaxBytes splits a range whose data grows past it (0: never by
 	// itself; concord range split still works). concord start's default
 	// is 512 MiB (see its flag).
@@ -271,6 +287,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 || c.ElectionTimeout < 5*c.HeartbeatInterval {
 		return fmt.Errorf("server: --election-timeout (%v) must be at least 5 times --heartbeat-interval (%v)", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if len(c.EncryptionOldKeyFiles) > 0 && c.EncryptionKeyFile == "" {
+		return errors.New("server: --encryption-old-key-files needs --encryption-key-file")
 	}
 	if err := c.validateTLS(); err != nil {
 		return err

@@ -113,6 +113,9 @@ type Node struct {
 	// tls holds the client and peer ports' certificates (tls.go).
 	tls nodeTLS
 
+	// alarms are the cluster's alarms and this node's space (alarm.go).
+	alarms alarmState
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -131,7 +134,11 @@ func Start(cfg Config) (_ *Node, err error) {
 	}()
 	// What the data dir holds decides, before anything is written there,
 	// whether this start bootstraps, joins or restarts a member.
-	held, isMember, err := storage.Inspect(cfg.DataDir, storage.Options{})
+	sopts, err := cfg.storageOptions()
+	if err != nil {
+		return nil, err
+	}
+	held, isMember, err := storage.Inspect(cfg.DataDir, sopts)
 	if err != nil {
 		return nil, fmt.Errorf("server: refusing to start: %w", err)
 	}
@@ -147,10 +154,12 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
-	n.engine, err = storage.Open(cfg.DataDir, storage.Options{CacheBytes: cfg.CacheBytes})
+	sopts.CacheBytes = cfg.CacheBytes
+	n.engine, err = storage.Open(cfg.DataDir, sopts)
 	if err != nil {
 		return nil, err
 	}
+	n.logEncryption(sopts)
 	if err := n.listen(); err != nil {
 		return nil, err
 	}
@@ -279,10 +288,11 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.runAuthRefresh()
 	go n.runAddressRefresh()
 	go n.runRangeRepair()
+	go n.runAlarms()
 	if cfg.RangeMaxBytes > 0 || cfg.RangeMinBytes > 0 || cfg.RangeSplitQPS > 0 {
 		n.wg.Add(1)
 		go n.runSizeQueue()

@@ -169,6 +169,9 @@ type backend struct{ n *Node }
 var _ etcdapi.Backend = backend{}
 
 func (b backend) Do(ctx context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, etcdapi.Header, error) {
+	if err := b.n.checkWrite(ctx, op); err != nil {
+		return nil, etcdapi.Header{}, err
+	}
 	if err := b.n.attachLeases(ctx, op); err != nil {
 		return nil, etcdapi.Header{}, err
 	}
