@@ -26,14 +26,23 @@ import (
 // entry of its own term (a new leader's earlier conf changes are settled
 // then).
 
-// changeReplicas serves a ChangeReplicasRequest: it removes the replica
-// on node cr.RemoveNode and returns the new descriptor once the change
-// applied here. A range with no replica there is answered with its
-// descriptor as it is. Errors: NOT_LEADER (this replica leads no more; it
-// hands its leadership to another voter first when it is the one
-// removed), RETRY (a change is pending, or this leader has not applied an
-// entry of its term yet), FAILED_PRECONDITION (the last voter, or a frozen
-// range), AMBIGUOUS (ctx ended with the change proposed).
+// changeReplicas serves a ChangeReplicasRequest and returns the new
+// descriptor once the change applied here:
+//   - remove_node: removes the range's replica there (a range with none is
+//     answered with its descriptor as it is);
+//   - add_learner_node: adds a learner replica there, with the range's next
+//     replica id (the node must then create it, store.AddUninitialized,
+//     to receive its snapshot); a node that holds one already is answered
+//     as it is;
+//   - promote_node: makes the learner there a voter, once it has caught up
+//     with the leader's log (RETRY until then).
+//
+// Errors: NOT_LEADER (this replica leads no more; it hands its leadership
+// to another voter first when it is the one removed), RETRY (a change is
+// pending, this leader has not applied an entry of its term yet, or the
+// learner lags), FAILED_PRECONDITION (removing the last voter),
+// UNAVAILABLE (a frozen range), AMBIGUOUS (ctx ended with the change
+// proposed).
 func (r *Replica) changeReplicas(ctx context.Context, cr *cmdpb.ChangeReplicasRequest) (*cmdpb.BatchResponse, error) {
 	r.mu.Lock()
 	if !r.leadsLocked() {
@@ -42,47 +51,92 @@ func (r *Replica) changeReplicas(ctx context.Context, cr *cmdpb.ChangeReplicasRe
 		return nil, err
 	}
 	d := r.mu.desc
-	var target uint64
-	voters := 0
-	for _, rd := range d.GetReplicas() {
-		voters++
-		if rd.GetNodeId() == cr.GetRemoveNode() {
-			target = rd.GetReplicaId()
-		}
-	}
+	unchanged := &cmdpb.BatchResponse{Descriptors: []*metapb.RangeDescriptor{d}}
 	switch {
-	case target == 0:
-		r.mu.Unlock()
-		return &cmdpb.BatchResponse{Descriptors: []*metapb.RangeDescriptor{d}}, nil
-	case voters == 1:
-		r.mu.Unlock()
-		return nil, kvpb.Errorf(kvpb.ErrorCode_FAILED_PRECONDITION, "replica: range %d has its only replica on node %d; it cannot be removed", r.RangeID, cr.GetRemoveNode())
 	case r.mu.applied.Frozen:
 		r.mu.Unlock()
 		return nil, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d is frozen for a merge; change its replicas after", r.RangeID)
-	case target == r.replicaID:
-		r.mu.Unlock()
-		// The leader leaves: another voter leads first, then it removes
-		// this one.
-		if err := r.TransferLeadershipTo(ctx, 0); err != nil {
-			return nil, err
-		}
-		r.mu.Lock()
-		err := r.notLeaderLocked()
-		r.mu.Unlock()
-		return nil, err
 	case r.mu.confPending != 0 || r.mu.applied.Term != r.mu.term:
 		r.mu.Unlock()
 		return nil, kvpb.Errorf(kvpb.ErrorCode_RETRY, "replica: range %d: a replica change is pending; retry", r.RangeID)
 	}
 	nd := proto.CloneOf(d)
-	nd.Replicas = nd.Replicas[:0]
-	for _, rd := range d.GetReplicas() {
-		if rd.GetReplicaId() != target {
-			nd.Replicas = append(nd.Replicas, proto.CloneOf(rd))
-		}
-	}
 	nd.Generation++
+	var cc raftpb.ConfChange
+	var what string
+	switch {
+	case cr.GetRemoveNode() != 0:
+		rd := d.ReplicaOn(cr.GetRemoveNode())
+		if rd == nil {
+			r.mu.Unlock()
+			return unchanged, nil
+		}
+		target := rd.ID()
+		voters := 0
+		for _, x := range d.GetReplicas() {
+			if !x.GetLearner() {
+				voters++
+			}
+		}
+		if voters == 1 && !rd.GetLearner() {
+			r.mu.Unlock()
+			return nil, kvpb.Errorf(kvpb.ErrorCode_FAILED_PRECONDITION, "replica: range %d has its only voter on node %d; it cannot be removed", r.RangeID, cr.GetRemoveNode())
+		}
+		if target == r.replicaID {
+			r.mu.Unlock()
+			// The leader leaves: another voter leads first, then it
+			// removes this one.
+			if err := r.TransferLeadershipTo(ctx, 0); err != nil {
+				return nil, err
+			}
+			r.mu.Lock()
+			err := r.notLeaderLocked()
+			r.mu.Unlock()
+			return nil, err
+		}
+		nd.Replicas = nd.Replicas[:0]
+		for _, x := range d.GetReplicas() {
+			if x.ID() != target {
+				nd.Replicas = append(nd.Replicas, proto.CloneOf(x))
+			}
+		}
+		cc = raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(target)}
+		what = fmt.Sprintf("removing replica %d on node %d", target, cr.GetRemoveNode())
+	case cr.GetAddLearnerNode() != 0:
+		if d.ReplicaOn(cr.GetAddLearnerNode()) != nil {
+			r.mu.Unlock()
+			return unchanged, nil
+		}
+		id := d.GetNextReplicaId()
+		for _, x := range d.GetReplicas() {
+			id = max(id, x.ID()+1)
+		}
+		nd.NextReplicaId = id + 1
+		nd.Replicas = append(nd.Replicas, &metapb.ReplicaDescriptor{NodeId: cr.GetAddLearnerNode(), ReplicaId: id, Learner: true})
+		cc = raftpb.ConfChange{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: new(id)}
+		what = fmt.Sprintf("adding learner replica %d on node %d", id, cr.GetAddLearnerNode())
+	case cr.GetPromoteNode() != 0:
+		rd := nd.ReplicaOn(cr.GetPromoteNode())
+		if rd == nil {
+			r.mu.Unlock()
+			return nil, kvpb.Errorf(kvpb.ErrorCode_FAILED_PRECONDITION, "replica: range %d has no replica on node %d to promote", r.RangeID, cr.GetPromoteNode())
+		}
+		if !rd.GetLearner() {
+			r.mu.Unlock()
+			return unchanged, nil
+		}
+		st := r.mu.rn.Status()
+		if pr, ok := st.Progress[rd.ID()]; !ok || pr.Match < st.HardState.GetCommit() {
+			r.mu.Unlock()
+			return nil, kvpb.Errorf(kvpb.ErrorCode_RETRY, "replica: range %d: learner on node %d has not caught up yet", r.RangeID, cr.GetPromoteNode())
+		}
+		rd.Learner = false
+		cc = raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(rd.ID())}
+		what = fmt.Sprintf("promoting replica %d on node %d", rd.ID(), cr.GetPromoteNode())
+	default:
+		r.mu.Unlock()
+		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: range %d: an empty replica change", r.RangeID)
+	}
 	r.mu.nextID++
 	id := r.mu.nextID
 	cmd := &cmdpb.Command{Id: id, Proposer: r.cfg.NodeID, ChangeReplicas: &cmdpb.ChangeReplicasTrigger{Desc: nd}}
@@ -91,7 +145,7 @@ func (r *Replica) changeReplicas(ctx context.Context, cr *cmdpb.ChangeReplicasRe
 		r.mu.Unlock()
 		return nil, err
 	}
-	cc := raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(target), Context: cctx}
+	cc.Context = cctx
 	if err := r.mu.rn.ProposeConfChange(&cc); err != nil {
 		r.mu.Unlock()
 		return nil, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: replica change dropped: %v", r.RangeID, err)
@@ -101,7 +155,7 @@ func (r *Replica) changeReplicas(ctx context.Context, cr *cmdpb.ChangeReplicasRe
 	r.mu.confPending = id
 	r.mu.Unlock()
 	r.signal()
-	r.log.Info("removing a replica", "replica", target, "node", cr.GetRemoveNode(), "generation", nd.GetGeneration())
+	r.log.Info(what, "generation", nd.GetGeneration())
 	select {
 	case res := <-done:
 		return res.resp, res.err

@@ -399,10 +399,10 @@ func (r *Router) Split(ctx context.Context, key []byte, newRangeID uint64) (left
 	return ds[0], ds[1], nil
 }
 
-// RemoveReplica removes range desc's replica on node (nothing if it has
-// none there) and returns the range's descriptor after.
-func (r *Router) RemoveReplica(ctx context.Context, desc *metapb.RangeDescriptor, node uint64) (*metapb.RangeDescriptor, error) {
-	resp, err := r.send(ctx, keys.Span{Start: desc.GetStartKey()}, &cmdpb.BatchRequest{ChangeReplicas: &cmdpb.ChangeReplicasRequest{RemoveNode: node}}, true /* write */)
+// ChangeReplicas sends one replica change of range desc to its leader
+// (cmdpb.ChangeReplicasRequest) and returns the range's descriptor after.
+func (r *Router) ChangeReplicas(ctx context.Context, desc *metapb.RangeDescriptor, change *cmdpb.ChangeReplicasRequest) (*metapb.RangeDescriptor, error) {
+	resp, err := r.send(ctx, keys.Span{Start: desc.GetStartKey()}, &cmdpb.BatchRequest{ChangeReplicas: change}, true /* write */)
 	if err != nil {
 		return nil, err
 	}

@@ -51,9 +51,6 @@ func (n *Node) removeMember(ctx context.Context, change *cmdpb.SysChangeNode) (*
 		changed = append(changed, nd)
 	}
 	if len(changed) > 0 {
-		if _, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_UpdateRanges{UpdateRanges: &cmdpb.SysUpdateRanges{Descriptors: changed}}}); err != nil {
-			return nil, err
-		}
 		n.log.Info("member remove: replicas moved off", "member", id, "ranges", len(changed))
 	}
 	resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_ChangeNode{ChangeNode: change}})
@@ -66,9 +63,21 @@ func (n *Node) removeMember(ctx context.Context, change *cmdpb.SysChangeNode) (*
 // removeReplicaRetry removes d's replica on node, retrying while a leader
 // moves or a change is pending.
 func (n *Node) removeReplicaRetry(ctx context.Context, d *metapb.RangeDescriptor, node uint64) (*metapb.RangeDescriptor, error) {
+	return n.changeReplicasRetry(ctx, d, &cmdpb.ChangeReplicasRequest{RemoveNode: node}, 50)
+}
+
+// changeReplicasRetry sends a replica change, retrying up to attempts
+// times (100 ms apart) while a leader moves, a change is pending or a
+// learner catches up, and records the new descriptor in the meta index.
+func (n *Node) changeReplicasRetry(ctx context.Context, d *metapb.RangeDescriptor, change *cmdpb.ChangeReplicasRequest, attempts int) (*metapb.RangeDescriptor, error) {
 	for attempt := 0; ; attempt++ {
-		nd, err := n.router.RemoveReplica(ctx, d, node)
+		nd, err := n.router.ChangeReplicas(ctx, d, change)
 		if err == nil {
+			// The range's own descriptor is the truth; the index learns
+			// it now rather than at the leader's next repair round.
+			if _, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_UpdateRanges{UpdateRanges: &cmdpb.SysUpdateRanges{Descriptors: []*metapb.RangeDescriptor{nd}}}}); err != nil {
+				return nil, err
+			}
 			return nd, nil
 		}
 		switch kvpb.CodeOf(err) {
@@ -76,7 +85,7 @@ func (n *Node) removeReplicaRetry(ctx context.Context, d *metapb.RangeDescriptor
 		default:
 			return nil, err
 		}
-		if attempt >= 50 || ctx.Err() != nil {
+		if attempt >= attempts || ctx.Err() != nil {
 			return nil, err
 		}
 		select {
@@ -206,4 +215,61 @@ func (n *Node) moveLeaderships(ctx context.Context, target uint64) error {
 		return err
 	}
 	return nil
+}
+
+// addReplica adds a voting replica of range d on node: a learner first,
+// which the node creates and the leader brings up to date by snapshot,
+// then promoted once it has caught up; the meta index records the result.
+func (n *Node) addReplica(ctx context.Context, d *metapb.RangeDescriptor, node uint64) (*metapb.RangeDescriptor, error) {
+	nd, err := n.changeReplicasRetry(ctx, d, &cmdpb.ChangeReplicasRequest{AddLearnerNode: node}, 50)
+	if err != nil {
+		return nil, fmt.Errorf("add a learner: %w", err)
+	}
+	rd := nd.ReplicaOn(node)
+	if rd == nil {
+		return nil, fmt.Errorf("range %d has no replica on node %d after adding it", d.GetRangeId(), node)
+	}
+	// A learner that cannot be made a voter is taken out again, so that a
+	// failed add leaves the range as it was.
+	undo := func(cause error) error {
+		if _, err := n.removeReplicaRetry(ctx, nd, node); err != nil {
+			n.log.Warn("a learner replica that failed to join was not removed", "range", nd.GetRangeId(), "node", node, "err", err)
+		}
+		return cause
+	}
+	if err := n.createReplicaOn(ctx, node, nd.GetRangeId(), rd.ID()); err != nil {
+		return nil, undo(fmt.Errorf("create the replica on node %d: %w", node, err))
+	}
+	// The learner catches up by snapshot, then from the log.
+	pd, err := n.changeReplicasRetry(ctx, nd, &cmdpb.ChangeReplicasRequest{PromoteNode: node}, 300)
+	if err != nil {
+		return nil, undo(fmt.Errorf("promote the learner: %w", err))
+	}
+	nd = pd
+	return nd, nil
+}
+
+// createReplicaOn makes node create its uninitialized replica of a range.
+func (n *Node) createReplicaOn(ctx context.Context, node, rangeID, replicaID uint64) error {
+	if node == n.ident.NodeID {
+		return n.store.AddUninitialized(rangeID, replicaID)
+	}
+	conn, err := n.transport.Conn(ctx, node)
+	if err != nil {
+		return err
+	}
+	_, err = rpcpb.NewPeerClient(conn).CreateReplica(ctx, &rpcpb.CreateReplicaRequest{RangeId: rangeID, ReplicaId: replicaID})
+	return err
+}
+
+// CreateReplica creates an uninitialized replica of a range that added a
+// learner here.
+func (s *peerService) CreateReplica(ctx context.Context, req *rpcpb.CreateReplicaRequest) (*rpcpb.CreateReplicaResponse, error) {
+	if req.GetRangeId() == 0 || req.GetReplicaId() == 0 {
+		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "server: create replica needs a range and a replica id")
+	}
+	if err := s.n.store.AddUninitialized(req.GetRangeId(), req.GetReplicaId()); err != nil {
+		return nil, err
+	}
+	return &rpcpb.CreateReplicaResponse{}, nil
 }

@@ -1053,13 +1053,17 @@ func (x *Command) GetChangeReplicas() *ChangeReplicasTrigger {
 	return nil
 }
 
-// ChangeReplicasRequest asks a range's leader to remove the range's
-// replica on node remove_node (etcd's member remove drains a member so).
+// ChangeReplicasRequest asks a range's leader for one replica change:
+// remove the range's replica on node remove_node (etcd's member remove
+// drains a member so), add a learner replica on add_learner_node, or
+// promote the learner on promote_node to a voter. Exactly one is set.
 type ChangeReplicasRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RemoveNode    uint64                 `protobuf:"varint,1,opt,name=remove_node,json=removeNode,proto3" json:"remove_node,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RemoveNode     uint64                 `protobuf:"varint,1,opt,name=remove_node,json=removeNode,proto3" json:"remove_node,omitempty"`
+	AddLearnerNode uint64                 `protobuf:"varint,2,opt,name=add_learner_node,json=addLearnerNode,proto3" json:"add_learner_node,omitempty"`
+	PromoteNode    uint64                 `protobuf:"varint,3,opt,name=promote_node,json=promoteNode,proto3" json:"promote_node,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ChangeReplicasRequest) Reset() {
@@ -1095,6 +1099,20 @@ func (*ChangeReplicasRequest) Descriptor() ([]byte, []int) {
 func (x *ChangeReplicasRequest) GetRemoveNode() uint64 {
 	if x != nil {
 		return x.RemoveNode
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetAddLearnerNode() uint64 {
+	if x != nil {
+		return x.AddLearnerNode
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetPromoteNode() uint64 {
+	if x != nil {
+		return x.PromoteNode
 	}
 	return 0
 }
@@ -2614,10 +2632,12 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\btxn_mark\x18\f \x01(\v2\x14.concord.cmd.TxnMarkR\atxnMark\x125\n" +
 	"\n" +
 	"txn_forget\x18\r \x01(\v2\x16.concord.cmd.TxnForgetR\ttxnForget\x12K\n" +
-	"\x0fchange_replicas\x18\x0e \x01(\v2\".concord.cmd.ChangeReplicasTriggerR\x0echangeReplicas\"8\n" +
+	"\x0fchange_replicas\x18\x0e \x01(\v2\".concord.cmd.ChangeReplicasTriggerR\x0echangeReplicas\"\x85\x01\n" +
 	"\x15ChangeReplicasRequest\x12\x1f\n" +
 	"\vremove_node\x18\x01 \x01(\x04R\n" +
-	"removeNode\"J\n" +
+	"removeNode\x12(\n" +
+	"\x10add_learner_node\x18\x02 \x01(\x04R\x0eaddLearnerNode\x12!\n" +
+	"\fpromote_node\x18\x03 \x01(\x04R\vpromoteNode\"J\n" +
 	"\x15ChangeReplicasTrigger\x121\n" +
 	"\x04desc\x18\x01 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x04desc\"\xee\x01\n" +
 	"\bTxnStage\x12\x15\n" +

@@ -29,9 +29,12 @@ const (
 // never mistakes the new replica for the old one. A descriptor written
 // before replica ids existed has replica_id 0, which stands for node_id.
 type ReplicaDescriptor struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	ReplicaId     uint64                 `protobuf:"varint,2,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NodeId    uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ReplicaId uint64                 `protobuf:"varint,2,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	// learner marks a replica that receives the log but does not vote (a
+	// replica being added: it catches up first, then is promoted).
+	Learner       bool `protobuf:"varint,3,opt,name=learner,proto3" json:"learner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -78,6 +81,13 @@ func (x *ReplicaDescriptor) GetReplicaId() uint64 {
 		return x.ReplicaId
 	}
 	return 0
+}
+
+func (x *ReplicaDescriptor) GetLearner() bool {
+	if x != nil {
+		return x.Learner
+	}
+	return false
 }
 
 type RangeDescriptor struct {
@@ -633,11 +643,12 @@ var File_metapb_meta_proto protoreflect.FileDescriptor
 
 const file_metapb_meta_proto_rawDesc = "" +
 	"\n" +
-	"\x11metapb/meta.proto\x12\fconcord.meta\"K\n" +
+	"\x11metapb/meta.proto\x12\fconcord.meta\"e\n" +
 	"\x11ReplicaDescriptor\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1d\n" +
 	"\n" +
-	"replica_id\x18\x02 \x01(\x04R\treplicaId\"\xe7\x01\n" +
+	"replica_id\x18\x02 \x01(\x04R\treplicaId\x12\x18\n" +
+	"\alearner\x18\x03 \x01(\bR\alearner\"\xe7\x01\n" +
 	"\x0fRangeDescriptor\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
 	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x17\n" +

@@ -1035,6 +1035,94 @@ func (x *ForwardResponses) GetResps() []*ForwardResponse {
 	return nil
 }
 
+type CreateReplicaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	ReplicaId     uint64                 `protobuf:"varint,2,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateReplicaRequest) Reset() {
+	*x = CreateReplicaRequest{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateReplicaRequest) ProtoMessage() {}
+
+func (x *CreateReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateReplicaRequest.ProtoReflect.Descriptor instead.
+func (*CreateReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CreateReplicaRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *CreateReplicaRequest) GetReplicaId() uint64 {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return 0
+}
+
+type CreateReplicaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateReplicaResponse) Reset() {
+	*x = CreateReplicaResponse{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateReplicaResponse) ProtoMessage() {}
+
+func (x *CreateReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateReplicaResponse.ProtoReflect.Descriptor instead.
+func (*CreateReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{17}
+}
+
 type DrainRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1043,7 +1131,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	mi := &file_rpcpb_rpc_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1143,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	mi := &file_rpcpb_rpc_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1156,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{16}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{18}
 }
 
 type DrainResponse struct {
@@ -1079,7 +1167,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	mi := &file_rpcpb_rpc_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1179,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	mi := &file_rpcpb_rpc_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1192,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{17}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{19}
 }
 
 type AuthRefreshRequest struct {
@@ -1116,7 +1204,7 @@ type AuthRefreshRequest struct {
 
 func (x *AuthRefreshRequest) Reset() {
 	*x = AuthRefreshRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[18]
+	mi := &file_rpcpb_rpc_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1216,7 @@ func (x *AuthRefreshRequest) String() string {
 func (*AuthRefreshRequest) ProtoMessage() {}
 
 func (x *AuthRefreshRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[18]
+	mi := &file_rpcpb_rpc_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1229,7 @@ func (x *AuthRefreshRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRefreshRequest.ProtoReflect.Descriptor instead.
 func (*AuthRefreshRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{18}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AuthRefreshRequest) GetGeneration() uint64 {
@@ -1162,7 +1250,7 @@ type AuthRefreshResponse struct {
 
 func (x *AuthRefreshResponse) Reset() {
 	*x = AuthRefreshResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[19]
+	mi := &file_rpcpb_rpc_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1262,7 @@ func (x *AuthRefreshResponse) String() string {
 func (*AuthRefreshResponse) ProtoMessage() {}
 
 func (x *AuthRefreshResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[19]
+	mi := &file_rpcpb_rpc_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1275,7 @@ func (x *AuthRefreshResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRefreshResponse.ProtoReflect.Descriptor instead.
 func (*AuthRefreshResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{19}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AuthRefreshResponse) GetGeneration() uint64 {
@@ -1205,7 +1293,7 @@ type RangesRequest struct {
 
 func (x *RangesRequest) Reset() {
 	*x = RangesRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[20]
+	mi := &file_rpcpb_rpc_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1305,7 @@ func (x *RangesRequest) String() string {
 func (*RangesRequest) ProtoMessage() {}
 
 func (x *RangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[20]
+	mi := &file_rpcpb_rpc_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1318,7 @@ func (x *RangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
 func (*RangesRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{20}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{22}
 }
 
 // RangeInfo describes one user range for operators, in etcd keys.
@@ -1260,7 +1348,7 @@ type RangeInfo struct {
 
 func (x *RangeInfo) Reset() {
 	*x = RangeInfo{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[21]
+	mi := &file_rpcpb_rpc_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1360,7 @@ func (x *RangeInfo) String() string {
 func (*RangeInfo) ProtoMessage() {}
 
 func (x *RangeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[21]
+	mi := &file_rpcpb_rpc_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1373,7 @@ func (x *RangeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeInfo.ProtoReflect.Descriptor instead.
 func (*RangeInfo) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{21}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RangeInfo) GetRangeId() uint64 {
@@ -1360,7 +1448,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[22]
+	mi := &file_rpcpb_rpc_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1460,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[22]
+	mi := &file_rpcpb_rpc_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1473,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{22}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RangesResponse) GetRanges() []*RangeInfo {
@@ -1405,7 +1493,7 @@ type SplitRangeRequest struct {
 
 func (x *SplitRangeRequest) Reset() {
 	*x = SplitRangeRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[23]
+	mi := &file_rpcpb_rpc_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1417,7 +1505,7 @@ func (x *SplitRangeRequest) String() string {
 func (*SplitRangeRequest) ProtoMessage() {}
 
 func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[23]
+	mi := &file_rpcpb_rpc_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1430,7 +1518,7 @@ func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
 func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{23}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SplitRangeRequest) GetKey() []byte {
@@ -1451,7 +1539,7 @@ type MergeRangeRequest struct {
 
 func (x *MergeRangeRequest) Reset() {
 	*x = MergeRangeRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[24]
+	mi := &file_rpcpb_rpc_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1551,7 @@ func (x *MergeRangeRequest) String() string {
 func (*MergeRangeRequest) ProtoMessage() {}
 
 func (x *MergeRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[24]
+	mi := &file_rpcpb_rpc_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1564,7 @@ func (x *MergeRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRangeRequest.ProtoReflect.Descriptor instead.
 func (*MergeRangeRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{24}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MergeRangeRequest) GetKey() []byte {
@@ -1495,7 +1583,7 @@ type MergeRangeResponse struct {
 
 func (x *MergeRangeResponse) Reset() {
 	*x = MergeRangeResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[25]
+	mi := &file_rpcpb_rpc_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1595,7 @@ func (x *MergeRangeResponse) String() string {
 func (*MergeRangeResponse) ProtoMessage() {}
 
 func (x *MergeRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[25]
+	mi := &file_rpcpb_rpc_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1608,7 @@ func (x *MergeRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRangeResponse.ProtoReflect.Descriptor instead.
 func (*MergeRangeResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{25}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MergeRangeResponse) GetMerged() *RangeInfo {
@@ -1541,7 +1629,7 @@ type SplitRangeResponse struct {
 
 func (x *SplitRangeResponse) Reset() {
 	*x = SplitRangeResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[26]
+	mi := &file_rpcpb_rpc_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1641,7 @@ func (x *SplitRangeResponse) String() string {
 func (*SplitRangeResponse) ProtoMessage() {}
 
 func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[26]
+	mi := &file_rpcpb_rpc_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1654,7 @@ func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
 func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{26}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SplitRangeResponse) GetLeft() *RangeInfo {
@@ -1600,7 +1688,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[27]
+	mi := &file_rpcpb_rpc_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1700,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[27]
+	mi := &file_rpcpb_rpc_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1713,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{27}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LeaseRequest) GetOp() LeaseOp {
@@ -1683,7 +1771,7 @@ type LeaseResponse struct {
 
 func (x *LeaseResponse) Reset() {
 	*x = LeaseResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[28]
+	mi := &file_rpcpb_rpc_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1783,7 @@ func (x *LeaseResponse) String() string {
 func (*LeaseResponse) ProtoMessage() {}
 
 func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[28]
+	mi := &file_rpcpb_rpc_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1796,7 @@ func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
 func (*LeaseResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{28}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LeaseResponse) GetId() int64 {
@@ -1786,7 +1874,7 @@ type RangeFeedCreate struct {
 
 func (x *RangeFeedCreate) Reset() {
 	*x = RangeFeedCreate{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[29]
+	mi := &file_rpcpb_rpc_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +1886,7 @@ func (x *RangeFeedCreate) String() string {
 func (*RangeFeedCreate) ProtoMessage() {}
 
 func (x *RangeFeedCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[29]
+	mi := &file_rpcpb_rpc_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +1899,7 @@ func (x *RangeFeedCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedCreate.ProtoReflect.Descriptor instead.
 func (*RangeFeedCreate) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{29}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RangeFeedCreate) GetRangeId() uint64 {
@@ -1869,7 +1957,7 @@ type RangeFeedClose struct {
 
 func (x *RangeFeedClose) Reset() {
 	*x = RangeFeedClose{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[30]
+	mi := &file_rpcpb_rpc_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1881,7 +1969,7 @@ func (x *RangeFeedClose) String() string {
 func (*RangeFeedClose) ProtoMessage() {}
 
 func (x *RangeFeedClose) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[30]
+	mi := &file_rpcpb_rpc_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1894,7 +1982,7 @@ func (x *RangeFeedClose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedClose.ProtoReflect.Descriptor instead.
 func (*RangeFeedClose) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{30}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RangeFeedClose) GetRevision() int64 {
@@ -1919,7 +2007,7 @@ type RangeFeedRequest struct {
 
 func (x *RangeFeedRequest) Reset() {
 	*x = RangeFeedRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[31]
+	mi := &file_rpcpb_rpc_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +2019,7 @@ func (x *RangeFeedRequest) String() string {
 func (*RangeFeedRequest) ProtoMessage() {}
 
 func (x *RangeFeedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[31]
+	mi := &file_rpcpb_rpc_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +2032,7 @@ func (x *RangeFeedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedRequest.ProtoReflect.Descriptor instead.
 func (*RangeFeedRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{31}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RangeFeedRequest) GetRequest() isRangeFeedRequest_Request {
@@ -2009,7 +2097,7 @@ type RangeFeedEvent struct {
 
 func (x *RangeFeedEvent) Reset() {
 	*x = RangeFeedEvent{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[32]
+	mi := &file_rpcpb_rpc_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2109,7 @@ func (x *RangeFeedEvent) String() string {
 func (*RangeFeedEvent) ProtoMessage() {}
 
 func (x *RangeFeedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[32]
+	mi := &file_rpcpb_rpc_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2122,7 @@ func (x *RangeFeedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedEvent.ProtoReflect.Descriptor instead.
 func (*RangeFeedEvent) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{32}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RangeFeedEvent) GetEvents() []*kvpb.Event {
@@ -2136,7 +2224,12 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\x04resp\x18\x02 \x01(\v2\x1a.concord.cmd.BatchResponseR\x04resp\"D\n" +
 	"\x10ForwardResponses\x120\n" +
-	"\x05resps\x18\x01 \x03(\v2\x1a.concordpb.ForwardResponseR\x05resps\"\x0e\n" +
+	"\x05resps\x18\x01 \x03(\v2\x1a.concordpb.ForwardResponseR\x05resps\"P\n" +
+	"\x14CreateReplicaRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x02 \x01(\x04R\treplicaId\"\x17\n" +
+	"\x15CreateReplicaResponse\"\x0e\n" +
 	"\fDrainRequest\"\x0f\n" +
 	"\rDrainResponse\"4\n" +
 	"\x12AuthRefreshRequest\x12\x1e\n" +
@@ -2213,7 +2306,7 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x12LEASE_TIME_TO_LIVE\x10\x03\x12\x0e\n" +
 	"\n" +
 	"LEASE_LIST\x10\x04\x12\x10\n" +
-	"\fLEASE_ATTACH\x10\x052\x9c\x05\n" +
+	"\fLEASE_ATTACH\x10\x052\xf0\x05\n" +
 	"\x04Peer\x122\n" +
 	"\x04Raft\x12\x14.concordpb.RaftBatch\x1a\x12.concordpb.RaftAck(\x01\x12C\n" +
 	"\aForward\x12\x17.concordpb.ForwardBatch\x1a\x1b.concordpb.ForwardResponses(\x010\x01\x12F\n" +
@@ -2225,7 +2318,8 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x05Lease\x12\x17.concordpb.LeaseRequest\x1a\x18.concordpb.LeaseResponse\x12G\n" +
 	"\tRangeFeed\x12\x1b.concordpb.RangeFeedRequest\x1a\x19.concordpb.RangeFeedEvent(\x010\x01\x12L\n" +
 	"\vAuthRefresh\x12\x1d.concordpb.AuthRefreshRequest\x1a\x1e.concordpb.AuthRefreshResponse\x12:\n" +
-	"\x05Drain\x12\x17.concordpb.DrainRequest\x1a\x18.concordpb.DrainResponse2\xdc\x01\n" +
+	"\x05Drain\x12\x17.concordpb.DrainRequest\x1a\x18.concordpb.DrainResponse\x12R\n" +
+	"\rCreateReplica\x12\x1f.concordpb.CreateReplicaRequest\x1a .concordpb.CreateReplicaResponse2\xdc\x01\n" +
 	"\x05Admin\x12=\n" +
 	"\x06Ranges\x12\x18.concordpb.RangesRequest\x1a\x19.concordpb.RangesResponse\x12I\n" +
 	"\n" +
@@ -2246,7 +2340,7 @@ func file_rpcpb_rpc_proto_rawDescGZIP() []byte {
 }
 
 var file_rpcpb_rpc_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_rpcpb_rpc_proto_goTypes = []any{
 	(LeaseOp)(0),                   // 0: concordpb.LeaseOp
 	(*RaftMessage)(nil),            // 1: concordpb.RaftMessage
@@ -2265,85 +2359,89 @@ var file_rpcpb_rpc_proto_goTypes = []any{
 	(*ForwardBatch)(nil),           // 14: concordpb.ForwardBatch
 	(*ForwardResponse)(nil),        // 15: concordpb.ForwardResponse
 	(*ForwardResponses)(nil),       // 16: concordpb.ForwardResponses
-	(*DrainRequest)(nil),           // 17: concordpb.DrainRequest
-	(*DrainResponse)(nil),          // 18: concordpb.DrainResponse
-	(*AuthRefreshRequest)(nil),     // 19: concordpb.AuthRefreshRequest
-	(*AuthRefreshResponse)(nil),    // 20: concordpb.AuthRefreshResponse
-	(*RangesRequest)(nil),          // 21: concordpb.RangesRequest
-	(*RangeInfo)(nil),              // 22: concordpb.RangeInfo
-	(*RangesResponse)(nil),         // 23: concordpb.RangesResponse
-	(*SplitRangeRequest)(nil),      // 24: concordpb.SplitRangeRequest
-	(*MergeRangeRequest)(nil),      // 25: concordpb.MergeRangeRequest
-	(*MergeRangeResponse)(nil),     // 26: concordpb.MergeRangeResponse
-	(*SplitRangeResponse)(nil),     // 27: concordpb.SplitRangeResponse
-	(*LeaseRequest)(nil),           // 28: concordpb.LeaseRequest
-	(*LeaseResponse)(nil),          // 29: concordpb.LeaseResponse
-	(*RangeFeedCreate)(nil),        // 30: concordpb.RangeFeedCreate
-	(*RangeFeedClose)(nil),         // 31: concordpb.RangeFeedClose
-	(*RangeFeedRequest)(nil),       // 32: concordpb.RangeFeedRequest
-	(*RangeFeedEvent)(nil),         // 33: concordpb.RangeFeedEvent
-	nil,                            // 34: concordpb.ForwardRequest.TraceEntry
-	(*raftpb.Message)(nil),         // 35: raftpb.Message
-	(*kvpb.Error)(nil),             // 36: concord.kv.Error
-	(*metapb.NodeRecord)(nil),      // 37: concord.meta.NodeRecord
-	(*metapb.RangeDescriptor)(nil), // 38: concord.meta.RangeDescriptor
-	(*cmdpb.BatchRequest)(nil),     // 39: concord.cmd.BatchRequest
-	(*cmdpb.BatchResponse)(nil),    // 40: concord.cmd.BatchResponse
-	(*kvpb.Event)(nil),             // 41: concord.kv.Event
+	(*CreateReplicaRequest)(nil),   // 17: concordpb.CreateReplicaRequest
+	(*CreateReplicaResponse)(nil),  // 18: concordpb.CreateReplicaResponse
+	(*DrainRequest)(nil),           // 19: concordpb.DrainRequest
+	(*DrainResponse)(nil),          // 20: concordpb.DrainResponse
+	(*AuthRefreshRequest)(nil),     // 21: concordpb.AuthRefreshRequest
+	(*AuthRefreshResponse)(nil),    // 22: concordpb.AuthRefreshResponse
+	(*RangesRequest)(nil),          // 23: concordpb.RangesRequest
+	(*RangeInfo)(nil),              // 24: concordpb.RangeInfo
+	(*RangesResponse)(nil),         // 25: concordpb.RangesResponse
+	(*SplitRangeRequest)(nil),      // 26: concordpb.SplitRangeRequest
+	(*MergeRangeRequest)(nil),      // 27: concordpb.MergeRangeRequest
+	(*MergeRangeResponse)(nil),     // 28: concordpb.MergeRangeResponse
+	(*SplitRangeResponse)(nil),     // 29: concordpb.SplitRangeResponse
+	(*LeaseRequest)(nil),           // 30: concordpb.LeaseRequest
+	(*LeaseResponse)(nil),          // 31: concordpb.LeaseResponse
+	(*RangeFeedCreate)(nil),        // 32: concordpb.RangeFeedCreate
+	(*RangeFeedClose)(nil),         // 33: concordpb.RangeFeedClose
+	(*RangeFeedRequest)(nil),       // 34: concordpb.RangeFeedRequest
+	(*RangeFeedEvent)(nil),         // 35: concordpb.RangeFeedEvent
+	nil,                            // 36: concordpb.ForwardRequest.TraceEntry
+	(*raftpb.Message)(nil),         // 37: raftpb.Message
+	(*kvpb.Error)(nil),             // 38: concord.kv.Error
+	(*metapb.NodeRecord)(nil),      // 39: concord.meta.NodeRecord
+	(*metapb.RangeDescriptor)(nil), // 40: concord.meta.RangeDescriptor
+	(*cmdpb.BatchRequest)(nil),     // 41: concord.cmd.BatchRequest
+	(*cmdpb.BatchResponse)(nil),    // 42: concord.cmd.BatchResponse
+	(*kvpb.Event)(nil),             // 43: concord.kv.Event
 }
 var file_rpcpb_rpc_proto_depIdxs = []int32{
-	35, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	37, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
 	1,  // 1: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
-	36, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
-	37, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
-	37, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
-	38, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
-	37, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
-	38, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
+	38, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
+	39, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
+	39, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
+	40, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
+	39, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
+	40, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
 	12, // 8: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	39, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
-	34, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
+	41, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
+	36, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
 	13, // 11: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
-	40, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
+	42, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
 	15, // 13: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
-	22, // 14: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
-	22, // 15: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
-	22, // 16: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
-	22, // 17: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
+	24, // 14: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
+	24, // 15: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
+	24, // 16: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
+	24, // 17: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
 	0,  // 18: concordpb.LeaseRequest.op:type_name -> concordpb.LeaseOp
-	36, // 19: concordpb.LeaseResponse.error:type_name -> concord.kv.Error
-	30, // 20: concordpb.RangeFeedRequest.create:type_name -> concordpb.RangeFeedCreate
-	31, // 21: concordpb.RangeFeedRequest.close:type_name -> concordpb.RangeFeedClose
-	41, // 22: concordpb.RangeFeedEvent.events:type_name -> concord.kv.Event
-	36, // 23: concordpb.RangeFeedEvent.error:type_name -> concord.kv.Error
+	38, // 19: concordpb.LeaseResponse.error:type_name -> concord.kv.Error
+	32, // 20: concordpb.RangeFeedRequest.create:type_name -> concordpb.RangeFeedCreate
+	33, // 21: concordpb.RangeFeedRequest.close:type_name -> concordpb.RangeFeedClose
+	43, // 22: concordpb.RangeFeedEvent.events:type_name -> concord.kv.Event
+	38, // 23: concordpb.RangeFeedEvent.error:type_name -> concord.kv.Error
 	2,  // 24: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
 	14, // 25: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
 	4,  // 26: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
 	6,  // 27: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
 	10, // 28: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
 	8,  // 29: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
-	28, // 30: concordpb.Peer.Lease:input_type -> concordpb.LeaseRequest
-	32, // 31: concordpb.Peer.RangeFeed:input_type -> concordpb.RangeFeedRequest
-	19, // 32: concordpb.Peer.AuthRefresh:input_type -> concordpb.AuthRefreshRequest
-	17, // 33: concordpb.Peer.Drain:input_type -> concordpb.DrainRequest
-	21, // 34: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
-	24, // 35: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
-	25, // 36: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
-	3,  // 37: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	16, // 38: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
-	5,  // 39: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	7,  // 40: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	11, // 41: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	9,  // 42: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
-	29, // 43: concordpb.Peer.Lease:output_type -> concordpb.LeaseResponse
-	33, // 44: concordpb.Peer.RangeFeed:output_type -> concordpb.RangeFeedEvent
-	20, // 45: concordpb.Peer.AuthRefresh:output_type -> concordpb.AuthRefreshResponse
-	18, // 46: concordpb.Peer.Drain:output_type -> concordpb.DrainResponse
-	23, // 47: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
-	27, // 48: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
-	26, // 49: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
-	37, // [37:50] is the sub-list for method output_type
-	24, // [24:37] is the sub-list for method input_type
+	30, // 30: concordpb.Peer.Lease:input_type -> concordpb.LeaseRequest
+	34, // 31: concordpb.Peer.RangeFeed:input_type -> concordpb.RangeFeedRequest
+	21, // 32: concordpb.Peer.AuthRefresh:input_type -> concordpb.AuthRefreshRequest
+	19, // 33: concordpb.Peer.Drain:input_type -> concordpb.DrainRequest
+	17, // 34: concordpb.Peer.CreateReplica:input_type -> concordpb.CreateReplicaRequest
+	23, // 35: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
+	26, // 36: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
+	27, // 37: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
+	3,  // 38: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	16, // 39: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
+	5,  // 40: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	7,  // 41: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	11, // 42: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	9,  // 43: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
+	31, // 44: concordpb.Peer.Lease:output_type -> concordpb.LeaseResponse
+	35, // 45: concordpb.Peer.RangeFeed:output_type -> concordpb.RangeFeedEvent
+	22, // 46: concordpb.Peer.AuthRefresh:output_type -> concordpb.AuthRefreshResponse
+	20, // 47: concordpb.Peer.Drain:output_type -> concordpb.DrainResponse
+	18, // 48: concordpb.Peer.CreateReplica:output_type -> concordpb.CreateReplicaResponse
+	25, // 49: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
+	29, // 50: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
+	28, // 51: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
+	38, // [38:52] is the sub-list for method output_type
+	24, // [24:38] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
 	24, // [24:24] is the sub-list for extension extendee
 	0,  // [0:24] is the sub-list for field type_name
@@ -2354,7 +2452,7 @@ func file_rpcpb_rpc_proto_init() {
 	if File_rpcpb_rpc_proto != nil {
 		return
 	}
-	file_rpcpb_rpc_proto_msgTypes[31].OneofWrappers = []any{
+	file_rpcpb_rpc_proto_msgTypes[33].OneofWrappers = []any{
 		(*RangeFeedRequest_Create)(nil),
 		(*RangeFeedRequest_Close)(nil),
 	}
@@ -2364,7 +2462,7 @@ func file_rpcpb_rpc_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpcpb_rpc_proto_rawDesc), len(file_rpcpb_rpc_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

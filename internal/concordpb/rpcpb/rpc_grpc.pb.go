@@ -24,16 +24,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Raft_FullMethodName        = "/concordpb.Peer/Raft"
-	Peer_Forward_FullMethodName     = "/concordpb.Peer/Forward"
-	Peer_Timestamp_FullMethodName   = "/concordpb.Peer/Timestamp"
-	Peer_Join_FullMethodName        = "/concordpb.Peer/Join"
-	Peer_NodeStatus_FullMethodName  = "/concordpb.Peer/NodeStatus"
-	Peer_Members_FullMethodName     = "/concordpb.Peer/Members"
-	Peer_Lease_FullMethodName       = "/concordpb.Peer/Lease"
-	Peer_RangeFeed_FullMethodName   = "/concordpb.Peer/RangeFeed"
-	Peer_AuthRefresh_FullMethodName = "/concordpb.Peer/AuthRefresh"
-	Peer_Drain_FullMethodName       = "/concordpb.Peer/Drain"
+	Peer_Raft_FullMethodName          = "/concordpb.Peer/Raft"
+	Peer_Forward_FullMethodName       = "/concordpb.Peer/Forward"
+	Peer_Timestamp_FullMethodName     = "/concordpb.Peer/Timestamp"
+	Peer_Join_FullMethodName          = "/concordpb.Peer/Join"
+	Peer_NodeStatus_FullMethodName    = "/concordpb.Peer/NodeStatus"
+	Peer_Members_FullMethodName       = "/concordpb.Peer/Members"
+	Peer_Lease_FullMethodName         = "/concordpb.Peer/Lease"
+	Peer_RangeFeed_FullMethodName     = "/concordpb.Peer/RangeFeed"
+	Peer_AuthRefresh_FullMethodName   = "/concordpb.Peer/AuthRefresh"
+	Peer_Drain_FullMethodName         = "/concordpb.Peer/Drain"
+	Peer_CreateReplica_FullMethodName = "/concordpb.Peer/CreateReplica"
 )
 
 // PeerClient is the client API for Peer service.
@@ -61,6 +62,9 @@ type PeerClient interface {
 	// Drain makes a node hand every leadership it holds to other members
 	// (before its removal).
 	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
+	// CreateReplica makes a node create an uninitialized replica of a range
+	// that just added a learner replica there, to receive its snapshot.
+	CreateReplica(ctx context.Context, in *CreateReplicaRequest, opts ...grpc.CallOption) (*CreateReplicaResponse, error)
 }
 
 type peerClient struct {
@@ -180,6 +184,16 @@ func (c *peerClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *peerClient) CreateReplica(ctx context.Context, in *CreateReplicaRequest, opts ...grpc.CallOption) (*CreateReplicaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateReplicaResponse)
+	err := c.cc.Invoke(ctx, Peer_CreateReplica_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -205,6 +219,9 @@ type PeerServer interface {
 	// Drain makes a node hand every leadership it holds to other members
 	// (before its removal).
 	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
+	// CreateReplica makes a node create an uninitialized replica of a range
+	// that just added a learner replica there, to receive its snapshot.
+	CreateReplica(context.Context, *CreateReplicaRequest) (*CreateReplicaResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -244,6 +261,9 @@ func (UnimplementedPeerServer) AuthRefresh(context.Context, *AuthRefreshRequest)
 }
 func (UnimplementedPeerServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Drain not implemented")
+}
+func (UnimplementedPeerServer) CreateReplica(context.Context, *CreateReplicaRequest) (*CreateReplicaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateReplica not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -413,6 +433,24 @@ func _Peer_Drain_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_CreateReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateReplicaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).CreateReplica(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_CreateReplica_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).CreateReplica(ctx, req.(*CreateReplicaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -447,6 +485,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Drain",
 			Handler:    _Peer_Drain_Handler,
+		},
+		{
+			MethodName: "CreateReplica",
+			Handler:    _Peer_CreateReplica_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
