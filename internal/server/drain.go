@@ -14,12 +14,15 @@ import (
 	"github.com/concorddb/concord/internal/meta"
 )
 
-// Member removal of a member that holds replicas (etcd's member remove):
-// its leaderships move off first (so the TSO settles and revisions stay
-// dense), then every range drops its replica there (one Raft conf change
-// each, with the descriptor), the meta index records the new descriptors,
-// and only then is the member's record deleted. A range whose only
-// replica is on the member stops the removal with FAILED_PRECONDITION.
+// Member removal of a member that holds replicas (etcd's member remove,
+// concord node decommission): its leaderships move off first (so the TSO
+// settles and revisions stay dense), then every range re-creates its
+// replica there on another member when there is one (a learner, caught up
+// and promoted before the old replica goes, so the range never has fewer
+// replicas than before) and drops it (one Raft conf change each, with the
+// descriptor, recorded in the meta index), and only then is the member's
+// record deleted. A range whose only replica is on the member stops the
+// removal with FAILED_PRECONDITION.
 
 // removeMember drains member id and deletes its record.
 func (n *Node) removeMember(ctx context.Context, change *cmdpb.SysChangeNode) (*metapb.NodeRecord, error) {
@@ -32,32 +35,89 @@ func (n *Node) removeMember(ctx context.Context, change *cmdpb.SysChangeNode) (*
 	if err := n.drainLeadership(ctx, id); err != nil {
 		n.log.Info("member remove: its leaderships did not all move (those ranges elect a leader when it goes)", "member", id, "err", err)
 	}
-	ranges, err := n.router.Ranges(ctx)
+	moved, dropped, err := n.drainReplicas(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("member remove: %w", err)
 	}
-	if md := n.router.MetaDescriptor(); md != nil {
-		ranges = append([]*metapb.RangeDescriptor{md}, ranges...)
-	}
-	var changed []*metapb.RangeDescriptor
-	for _, d := range ranges {
-		if d.ReplicaOn(id) == nil {
-			continue
-		}
-		nd, err := n.removeReplicaRetry(ctx, d, id)
-		if err != nil {
-			return nil, fmt.Errorf("member remove: range %d: %w", d.GetRangeId(), err)
-		}
-		changed = append(changed, nd)
-	}
-	if len(changed) > 0 {
-		n.log.Info("member remove: replicas moved off", "member", id, "ranges", len(changed))
+	if moved+dropped > 0 {
+		n.log.Info("member remove: replicas moved off", "member", id, "moved", moved, "dropped", dropped)
 	}
 	resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_ChangeNode{ChangeNode: change}})
 	if err != nil {
 		return nil, err
 	}
 	return resp.GetNode(), nil
+}
+
+// drainReplicas moves every replica off node id: each range first gains a
+// replica on the live member holding fewest (one that holds none of the
+// range) so that it keeps its replication factor, then drops the one on
+// id; a range with no such member left only drops it. It returns how many
+// replicas moved and how many were only dropped.
+func (n *Node) drainReplicas(ctx context.Context, id uint64) (moved, dropped int, err error) {
+	if err := n.router.Refresh(ctx); err != nil {
+		return 0, 0, err
+	}
+	ranges, err := n.router.Ranges(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if md := n.router.MetaDescriptor(); md != nil {
+		ranges = append([]*metapb.RangeDescriptor{md}, ranges...)
+	}
+	members, err := n.members(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	// Candidates: started voting members other than id that answer now,
+	// by the replicas they hold.
+	load := map[uint64]int{}
+	for _, m := range members {
+		if m.GetNodeId() == id || m.GetIsLearner() || m.GetName() == "" {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, healthProbeTimeout)
+		_, perr := n.nodeStatusOf(pctx, m.GetNodeId(), true)
+		cancel()
+		if perr == nil {
+			load[m.GetNodeId()] = 0
+		}
+	}
+	for _, d := range ranges {
+		for _, rd := range d.GetReplicas() {
+			if _, ok := load[rd.GetNodeId()]; ok {
+				load[rd.GetNodeId()]++
+			}
+		}
+	}
+	for _, d := range ranges {
+		if d.ReplicaOn(id) == nil {
+			continue
+		}
+		var target uint64
+		for node, l := range load {
+			if d.ReplicaOn(node) == nil && (target == 0 || l < load[target] || (l == load[target] && node < target)) {
+				target = node
+			}
+		}
+		if target != 0 {
+			nd, err := n.addReplica(ctx, d, target)
+			if err != nil {
+				return moved, dropped, fmt.Errorf("range %d: add a replica on member %x: %w", d.GetRangeId(), target, err)
+			}
+			d = nd
+			load[target]++
+		}
+		if _, err := n.removeReplicaRetry(ctx, d, id); err != nil {
+			return moved, dropped, fmt.Errorf("range %d: %w", d.GetRangeId(), err)
+		}
+		if target != 0 {
+			moved++
+		} else {
+			dropped++
+		}
+	}
+	return moved, dropped, nil
 }
 
 // removeReplicaRetry removes d's replica on node, retrying while a leader

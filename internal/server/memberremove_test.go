@@ -88,3 +88,50 @@ func TestMemberRemoveRefusedWithoutQuorum(t *testing.T) {
 		t.Fatalf("removing an up member with another down: %v, want %v", err, rpctypes.ErrMemberNotEnoughStarted)
 	}
 }
+
+// With a member to spare, member remove keeps every range at its
+// replication factor: each replica on the member removed is re-created on
+// the spare member (caught up and promoted) before it goes.
+func TestMemberRemoveKeepsTheReplicationFactor(t *testing.T) {
+	c := startCluster(t, 4, nil)
+	cli := client(t, c, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if _, _, err := c.Node(3).Split(ctx, []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		putRetry(t, cli, fmt.Sprintf("%c%02d", 'a'+i%26, i), "v")
+	}
+	victim := c.Node(1).ID()
+	if _, err := cli.MemberRemove(ctx, victim); err != nil {
+		t.Fatalf("member remove: %v", err)
+	}
+	n := c.Node(3)
+	if err := n.router.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ranges, err := n.router.Ranges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ranges = append(ranges, n.router.MetaDescriptor())
+	for _, d := range ranges {
+		voters := 0
+		for _, rd := range d.GetReplicas() {
+			if !rd.GetLearner() {
+				voters++
+			}
+		}
+		if d.ReplicaOn(victim) != nil || voters != 3 || d.ReplicaOn(c.Node(3).ID()) == nil {
+			t.Errorf("range %d after the remove: %v", d.GetRangeId(), d.GetReplicas())
+		}
+	}
+	c.StopNode(1)
+	// Any one more member may fail now: every range has 3 replicas.
+	c.StopNode(0)
+	resp, err := cli.Get(ctx, "", clientv3.WithFromKey(), clientv3.WithCountOnly())
+	if err != nil || resp.Count < 40 {
+		t.Fatalf("keys with the removed member and one more down: %v %v", resp, err)
+	}
+}
