@@ -26,10 +26,17 @@ import (
 
 // removeMember drains member id and deletes its record.
 func (n *Node) removeMember(ctx context.Context, change *cmdpb.SysChangeNode) (*metapb.NodeRecord, error) {
-	id := change.GetNodeId()
+	rec, _, _, err := n.decommission(ctx, change.GetNodeId())
+	return rec, err
+}
+
+// decommission drains member id (its leaderships, then its replicas) and
+// deletes its record, returning it and how many replicas moved elsewhere
+// or were only dropped.
+func (n *Node) decommission(ctx context.Context, id uint64) (_ *metapb.NodeRecord, moved, dropped int, _ error) {
 	if !n.cfg.UnsafeNoStrictReconfigCheck {
 		if err := n.mayRemoveMember(ctx, id); err != nil {
-			return nil, err
+			return nil, 0, 0, err
 		}
 	}
 	if err := n.drainLeadership(ctx, id); err != nil {
@@ -37,16 +44,16 @@ func (n *Node) removeMember(ctx context.Context, change *cmdpb.SysChangeNode) (*
 	}
 	moved, dropped, err := n.drainReplicas(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("member remove: %w", err)
+		return nil, moved, dropped, fmt.Errorf("member remove: %w", err)
 	}
 	if moved+dropped > 0 {
 		n.log.Info("member remove: replicas moved off", "member", id, "moved", moved, "dropped", dropped)
 	}
-	resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_ChangeNode{ChangeNode: change}})
+	resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_ChangeNode{ChangeNode: &cmdpb.SysChangeNode{NodeId: id, Remove: true}}})
 	if err != nil {
-		return nil, err
+		return nil, moved, dropped, err
 	}
-	return resp.GetNode(), nil
+	return resp.GetNode(), moved, dropped, nil
 }
 
 // drainReplicas moves every replica off node id: each range first gains a

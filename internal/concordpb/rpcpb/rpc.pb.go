@@ -1671,6 +1671,294 @@ func (x *SplitRangeResponse) GetRight() *RangeInfo {
 	return nil
 }
 
+type NodesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodesRequest) Reset() {
+	*x = NodesRequest{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodesRequest) ProtoMessage() {}
+
+func (x *NodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodesRequest.ProtoReflect.Descriptor instead.
+func (*NodesRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{29}
+}
+
+// NodeInfo is one member as concord node status shows it.
+type NodeInfo struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	NodeId     uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Name       string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	PeerUrls   []string               `protobuf:"bytes,3,rep,name=peer_urls,json=peerUrls,proto3" json:"peer_urls,omitempty"`
+	ClientUrls []string               `protobuf:"bytes,4,rep,name=client_urls,json=clientUrls,proto3" json:"client_urls,omitempty"`
+	Learner    bool                   `protobuf:"varint,5,opt,name=learner,proto3" json:"learner,omitempty"`
+	// live: it answered just now; then the counts below are its own.
+	Live          bool   `protobuf:"varint,6,opt,name=live,proto3" json:"live,omitempty"`
+	Replicas      uint64 `protobuf:"varint,7,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Leaders       uint64 `protobuf:"varint,8,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	DbSizeBytes   int64  `protobuf:"varint,9,opt,name=db_size_bytes,json=dbSizeBytes,proto3" json:"db_size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeInfo) Reset() {
+	*x = NodeInfo{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeInfo) ProtoMessage() {}
+
+func (x *NodeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
+func (*NodeInfo) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *NodeInfo) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetPeerUrls() []string {
+	if x != nil {
+		return x.PeerUrls
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetClientUrls() []string {
+	if x != nil {
+		return x.ClientUrls
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetLearner() bool {
+	if x != nil {
+		return x.Learner
+	}
+	return false
+}
+
+func (x *NodeInfo) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
+func (x *NodeInfo) GetReplicas() uint64 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetLeaders() uint64 {
+	if x != nil {
+		return x.Leaders
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetDbSizeBytes() int64 {
+	if x != nil {
+		return x.DbSizeBytes
+	}
+	return 0
+}
+
+type NodesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodesResponse) Reset() {
+	*x = NodesResponse{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodesResponse) ProtoMessage() {}
+
+func (x *NodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodesResponse.ProtoReflect.Descriptor instead.
+func (*NodesResponse) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *NodesResponse) GetNodes() []*NodeInfo {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+type DecommissionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecommissionRequest) Reset() {
+	*x = DecommissionRequest{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionRequest) ProtoMessage() {}
+
+func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionRequest.ProtoReflect.Descriptor instead.
+func (*DecommissionRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *DecommissionRequest) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+// DecommissionResponse counts the replicas re-created elsewhere (moved)
+// and those only dropped (no member left to take them).
+type DecommissionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Moved         uint64                 `protobuf:"varint,1,opt,name=moved,proto3" json:"moved,omitempty"`
+	Dropped       uint64                 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecommissionResponse) Reset() {
+	*x = DecommissionResponse{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionResponse) ProtoMessage() {}
+
+func (x *DecommissionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionResponse.ProtoReflect.Descriptor instead.
+func (*DecommissionResponse) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *DecommissionResponse) GetMoved() uint64 {
+	if x != nil {
+		return x.Moved
+	}
+	return 0
+}
+
+func (x *DecommissionResponse) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
 // LeaseRequest is one lease operation for the lessor (see internal/lease).
 type LeaseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1688,7 +1976,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[29]
+	mi := &file_rpcpb_rpc_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1988,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[29]
+	mi := &file_rpcpb_rpc_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +2001,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{29}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LeaseRequest) GetOp() LeaseOp {
@@ -1771,7 +2059,7 @@ type LeaseResponse struct {
 
 func (x *LeaseResponse) Reset() {
 	*x = LeaseResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[30]
+	mi := &file_rpcpb_rpc_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +2071,7 @@ func (x *LeaseResponse) String() string {
 func (*LeaseResponse) ProtoMessage() {}
 
 func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[30]
+	mi := &file_rpcpb_rpc_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +2084,7 @@ func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
 func (*LeaseResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{30}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LeaseResponse) GetId() int64 {
@@ -1874,7 +2162,7 @@ type RangeFeedCreate struct {
 
 func (x *RangeFeedCreate) Reset() {
 	*x = RangeFeedCreate{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[31]
+	mi := &file_rpcpb_rpc_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +2174,7 @@ func (x *RangeFeedCreate) String() string {
 func (*RangeFeedCreate) ProtoMessage() {}
 
 func (x *RangeFeedCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[31]
+	mi := &file_rpcpb_rpc_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +2187,7 @@ func (x *RangeFeedCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedCreate.ProtoReflect.Descriptor instead.
 func (*RangeFeedCreate) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{31}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RangeFeedCreate) GetRangeId() uint64 {
@@ -1957,7 +2245,7 @@ type RangeFeedClose struct {
 
 func (x *RangeFeedClose) Reset() {
 	*x = RangeFeedClose{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[32]
+	mi := &file_rpcpb_rpc_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1969,7 +2257,7 @@ func (x *RangeFeedClose) String() string {
 func (*RangeFeedClose) ProtoMessage() {}
 
 func (x *RangeFeedClose) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[32]
+	mi := &file_rpcpb_rpc_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1982,7 +2270,7 @@ func (x *RangeFeedClose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedClose.ProtoReflect.Descriptor instead.
 func (*RangeFeedClose) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{32}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RangeFeedClose) GetRevision() int64 {
@@ -2007,7 +2295,7 @@ type RangeFeedRequest struct {
 
 func (x *RangeFeedRequest) Reset() {
 	*x = RangeFeedRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[33]
+	mi := &file_rpcpb_rpc_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2307,7 @@ func (x *RangeFeedRequest) String() string {
 func (*RangeFeedRequest) ProtoMessage() {}
 
 func (x *RangeFeedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[33]
+	mi := &file_rpcpb_rpc_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2320,7 @@ func (x *RangeFeedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedRequest.ProtoReflect.Descriptor instead.
 func (*RangeFeedRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{33}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RangeFeedRequest) GetRequest() isRangeFeedRequest_Request {
@@ -2097,7 +2385,7 @@ type RangeFeedEvent struct {
 
 func (x *RangeFeedEvent) Reset() {
 	*x = RangeFeedEvent{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[34]
+	mi := &file_rpcpb_rpc_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2397,7 @@ func (x *RangeFeedEvent) String() string {
 func (*RangeFeedEvent) ProtoMessage() {}
 
 func (x *RangeFeedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[34]
+	mi := &file_rpcpb_rpc_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2410,7 @@ func (x *RangeFeedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedEvent.ProtoReflect.Descriptor instead.
 func (*RangeFeedEvent) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{34}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RangeFeedEvent) GetEvents() []*kvpb.Event {
@@ -2263,7 +2551,26 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x06merged\x18\x01 \x01(\v2\x14.concordpb.RangeInfoR\x06merged\"j\n" +
 	"\x12SplitRangeResponse\x12(\n" +
 	"\x04left\x18\x01 \x01(\v2\x14.concordpb.RangeInfoR\x04left\x12*\n" +
-	"\x05right\x18\x02 \x01(\v2\x14.concordpb.RangeInfoR\x05right\"\x80\x01\n" +
+	"\x05right\x18\x02 \x01(\v2\x14.concordpb.RangeInfoR\x05right\"\x0e\n" +
+	"\fNodesRequest\"\xfd\x01\n" +
+	"\bNodeInfo\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
+	"\tpeer_urls\x18\x03 \x03(\tR\bpeerUrls\x12\x1f\n" +
+	"\vclient_urls\x18\x04 \x03(\tR\n" +
+	"clientUrls\x12\x18\n" +
+	"\alearner\x18\x05 \x01(\bR\alearner\x12\x12\n" +
+	"\x04live\x18\x06 \x01(\bR\x04live\x12\x1a\n" +
+	"\breplicas\x18\a \x01(\x04R\breplicas\x12\x18\n" +
+	"\aleaders\x18\b \x01(\x04R\aleaders\x12\"\n" +
+	"\rdb_size_bytes\x18\t \x01(\x03R\vdbSizeBytes\":\n" +
+	"\rNodesResponse\x12)\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x13.concordpb.NodeInfoR\x05nodes\".\n" +
+	"\x13DecommissionRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\"F\n" +
+	"\x14DecommissionResponse\x12\x14\n" +
+	"\x05moved\x18\x01 \x01(\x04R\x05moved\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x04R\adropped\"\x80\x01\n" +
 	"\fLeaseRequest\x12\"\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x12.concordpb.LeaseOpR\x02op\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x03R\x02id\x12\x10\n" +
@@ -2319,13 +2626,15 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\tRangeFeed\x12\x1b.concordpb.RangeFeedRequest\x1a\x19.concordpb.RangeFeedEvent(\x010\x01\x12L\n" +
 	"\vAuthRefresh\x12\x1d.concordpb.AuthRefreshRequest\x1a\x1e.concordpb.AuthRefreshResponse\x12:\n" +
 	"\x05Drain\x12\x17.concordpb.DrainRequest\x1a\x18.concordpb.DrainResponse\x12R\n" +
-	"\rCreateReplica\x12\x1f.concordpb.CreateReplicaRequest\x1a .concordpb.CreateReplicaResponse2\xdc\x01\n" +
+	"\rCreateReplica\x12\x1f.concordpb.CreateReplicaRequest\x1a .concordpb.CreateReplicaResponse2\xe9\x02\n" +
 	"\x05Admin\x12=\n" +
 	"\x06Ranges\x12\x18.concordpb.RangesRequest\x1a\x19.concordpb.RangesResponse\x12I\n" +
 	"\n" +
 	"SplitRange\x12\x1c.concordpb.SplitRangeRequest\x1a\x1d.concordpb.SplitRangeResponse\x12I\n" +
 	"\n" +
-	"MergeRange\x12\x1c.concordpb.MergeRangeRequest\x1a\x1d.concordpb.MergeRangeResponseB7Z5github.com/concorddb/concord/internal/concordpb/rpcpbb\x06proto3"
+	"MergeRange\x12\x1c.concordpb.MergeRangeRequest\x1a\x1d.concordpb.MergeRangeResponse\x12:\n" +
+	"\x05Nodes\x12\x17.concordpb.NodesRequest\x1a\x18.concordpb.NodesResponse\x12O\n" +
+	"\fDecommission\x12\x1e.concordpb.DecommissionRequest\x1a\x1f.concordpb.DecommissionResponseB7Z5github.com/concorddb/concord/internal/concordpb/rpcpbb\x06proto3"
 
 var (
 	file_rpcpb_rpc_proto_rawDescOnce sync.Once
@@ -2340,7 +2649,7 @@ func file_rpcpb_rpc_proto_rawDescGZIP() []byte {
 }
 
 var file_rpcpb_rpc_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_rpcpb_rpc_proto_goTypes = []any{
 	(LeaseOp)(0),                   // 0: concordpb.LeaseOp
 	(*RaftMessage)(nil),            // 1: concordpb.RaftMessage
@@ -2372,79 +2681,89 @@ var file_rpcpb_rpc_proto_goTypes = []any{
 	(*MergeRangeRequest)(nil),      // 27: concordpb.MergeRangeRequest
 	(*MergeRangeResponse)(nil),     // 28: concordpb.MergeRangeResponse
 	(*SplitRangeResponse)(nil),     // 29: concordpb.SplitRangeResponse
-	(*LeaseRequest)(nil),           // 30: concordpb.LeaseRequest
-	(*LeaseResponse)(nil),          // 31: concordpb.LeaseResponse
-	(*RangeFeedCreate)(nil),        // 32: concordpb.RangeFeedCreate
-	(*RangeFeedClose)(nil),         // 33: concordpb.RangeFeedClose
-	(*RangeFeedRequest)(nil),       // 34: concordpb.RangeFeedRequest
-	(*RangeFeedEvent)(nil),         // 35: concordpb.RangeFeedEvent
-	nil,                            // 36: concordpb.ForwardRequest.TraceEntry
-	(*raftpb.Message)(nil),         // 37: raftpb.Message
-	(*kvpb.Error)(nil),             // 38: concord.kv.Error
-	(*metapb.NodeRecord)(nil),      // 39: concord.meta.NodeRecord
-	(*metapb.RangeDescriptor)(nil), // 40: concord.meta.RangeDescriptor
-	(*cmdpb.BatchRequest)(nil),     // 41: concord.cmd.BatchRequest
-	(*cmdpb.BatchResponse)(nil),    // 42: concord.cmd.BatchResponse
-	(*kvpb.Event)(nil),             // 43: concord.kv.Event
+	(*NodesRequest)(nil),           // 30: concordpb.NodesRequest
+	(*NodeInfo)(nil),               // 31: concordpb.NodeInfo
+	(*NodesResponse)(nil),          // 32: concordpb.NodesResponse
+	(*DecommissionRequest)(nil),    // 33: concordpb.DecommissionRequest
+	(*DecommissionResponse)(nil),   // 34: concordpb.DecommissionResponse
+	(*LeaseRequest)(nil),           // 35: concordpb.LeaseRequest
+	(*LeaseResponse)(nil),          // 36: concordpb.LeaseResponse
+	(*RangeFeedCreate)(nil),        // 37: concordpb.RangeFeedCreate
+	(*RangeFeedClose)(nil),         // 38: concordpb.RangeFeedClose
+	(*RangeFeedRequest)(nil),       // 39: concordpb.RangeFeedRequest
+	(*RangeFeedEvent)(nil),         // 40: concordpb.RangeFeedEvent
+	nil,                            // 41: concordpb.ForwardRequest.TraceEntry
+	(*raftpb.Message)(nil),         // 42: raftpb.Message
+	(*kvpb.Error)(nil),             // 43: concord.kv.Error
+	(*metapb.NodeRecord)(nil),      // 44: concord.meta.NodeRecord
+	(*metapb.RangeDescriptor)(nil), // 45: concord.meta.RangeDescriptor
+	(*cmdpb.BatchRequest)(nil),     // 46: concord.cmd.BatchRequest
+	(*cmdpb.BatchResponse)(nil),    // 47: concord.cmd.BatchResponse
+	(*kvpb.Event)(nil),             // 48: concord.kv.Event
 }
 var file_rpcpb_rpc_proto_depIdxs = []int32{
-	37, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	42, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
 	1,  // 1: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
-	38, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
-	39, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
-	39, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
-	40, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
-	39, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
-	40, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
+	43, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
+	44, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
+	44, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
+	45, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
+	44, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
+	45, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
 	12, // 8: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	41, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
-	36, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
+	46, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
+	41, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
 	13, // 11: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
-	42, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
+	47, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
 	15, // 13: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
 	24, // 14: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
 	24, // 15: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
 	24, // 16: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
 	24, // 17: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
-	0,  // 18: concordpb.LeaseRequest.op:type_name -> concordpb.LeaseOp
-	38, // 19: concordpb.LeaseResponse.error:type_name -> concord.kv.Error
-	32, // 20: concordpb.RangeFeedRequest.create:type_name -> concordpb.RangeFeedCreate
-	33, // 21: concordpb.RangeFeedRequest.close:type_name -> concordpb.RangeFeedClose
-	43, // 22: concordpb.RangeFeedEvent.events:type_name -> concord.kv.Event
-	38, // 23: concordpb.RangeFeedEvent.error:type_name -> concord.kv.Error
-	2,  // 24: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
-	14, // 25: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
-	4,  // 26: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
-	6,  // 27: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
-	10, // 28: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
-	8,  // 29: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
-	30, // 30: concordpb.Peer.Lease:input_type -> concordpb.LeaseRequest
-	34, // 31: concordpb.Peer.RangeFeed:input_type -> concordpb.RangeFeedRequest
-	21, // 32: concordpb.Peer.AuthRefresh:input_type -> concordpb.AuthRefreshRequest
-	19, // 33: concordpb.Peer.Drain:input_type -> concordpb.DrainRequest
-	17, // 34: concordpb.Peer.CreateReplica:input_type -> concordpb.CreateReplicaRequest
-	23, // 35: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
-	26, // 36: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
-	27, // 37: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
-	3,  // 38: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	16, // 39: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
-	5,  // 40: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	7,  // 41: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	11, // 42: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	9,  // 43: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
-	31, // 44: concordpb.Peer.Lease:output_type -> concordpb.LeaseResponse
-	35, // 45: concordpb.Peer.RangeFeed:output_type -> concordpb.RangeFeedEvent
-	22, // 46: concordpb.Peer.AuthRefresh:output_type -> concordpb.AuthRefreshResponse
-	20, // 47: concordpb.Peer.Drain:output_type -> concordpb.DrainResponse
-	18, // 48: concordpb.Peer.CreateReplica:output_type -> concordpb.CreateReplicaResponse
-	25, // 49: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
-	29, // 50: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
-	28, // 51: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
-	38, // [38:52] is the sub-list for method output_type
-	24, // [24:38] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	31, // 18: concordpb.NodesResponse.nodes:type_name -> concordpb.NodeInfo
+	0,  // 19: concordpb.LeaseRequest.op:type_name -> concordpb.LeaseOp
+	43, // 20: concordpb.LeaseResponse.error:type_name -> concord.kv.Error
+	37, // 21: concordpb.RangeFeedRequest.create:type_name -> concordpb.RangeFeedCreate
+	38, // 22: concordpb.RangeFeedRequest.close:type_name -> concordpb.RangeFeedClose
+	48, // 23: concordpb.RangeFeedEvent.events:type_name -> concord.kv.Event
+	43, // 24: concordpb.RangeFeedEvent.error:type_name -> concord.kv.Error
+	2,  // 25: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
+	14, // 26: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
+	4,  // 27: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
+	6,  // 28: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
+	10, // 29: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
+	8,  // 30: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
+	35, // 31: concordpb.Peer.Lease:input_type -> concordpb.LeaseRequest
+	39, // 32: concordpb.Peer.RangeFeed:input_type -> concordpb.RangeFeedRequest
+	21, // 33: concordpb.Peer.AuthRefresh:input_type -> concordpb.AuthRefreshRequest
+	19, // 34: concordpb.Peer.Drain:input_type -> concordpb.DrainRequest
+	17, // 35: concordpb.Peer.CreateReplica:input_type -> concordpb.CreateReplicaRequest
+	23, // 36: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
+	26, // 37: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
+	27, // 38: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
+	30, // 39: concordpb.Admin.Nodes:input_type -> concordpb.NodesRequest
+	33, // 40: concordpb.Admin.Decommission:input_type -> concordpb.DecommissionRequest
+	3,  // 41: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	16, // 42: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
+	5,  // 43: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	7,  // 44: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	11, // 45: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	9,  // 46: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
+	36, // 47: concordpb.Peer.Lease:output_type -> concordpb.LeaseResponse
+	40, // 48: concordpb.Peer.RangeFeed:output_type -> concordpb.RangeFeedEvent
+	22, // 49: concordpb.Peer.AuthRefresh:output_type -> concordpb.AuthRefreshResponse
+	20, // 50: concordpb.Peer.Drain:output_type -> concordpb.DrainResponse
+	18, // 51: concordpb.Peer.CreateReplica:output_type -> concordpb.CreateReplicaResponse
+	25, // 52: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
+	29, // 53: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
+	28, // 54: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
+	32, // 55: concordpb.Admin.Nodes:output_type -> concordpb.NodesResponse
+	34, // 56: concordpb.Admin.Decommission:output_type -> concordpb.DecommissionResponse
+	41, // [41:57] is the sub-list for method output_type
+	25, // [25:41] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_rpcpb_rpc_proto_init() }
@@ -2452,7 +2771,7 @@ func file_rpcpb_rpc_proto_init() {
 	if File_rpcpb_rpc_proto != nil {
 		return
 	}
-	file_rpcpb_rpc_proto_msgTypes[33].OneofWrappers = []any{
+	file_rpcpb_rpc_proto_msgTypes[38].OneofWrappers = []any{
 		(*RangeFeedRequest_Create)(nil),
 		(*RangeFeedRequest_Close)(nil),
 	}
@@ -2462,7 +2781,7 @@ func file_rpcpb_rpc_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpcpb_rpc_proto_rawDesc), len(file_rpcpb_rpc_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -514,9 +514,11 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_Ranges_FullMethodName     = "/concordpb.Admin/Ranges"
-	Admin_SplitRange_FullMethodName = "/concordpb.Admin/SplitRange"
-	Admin_MergeRange_FullMethodName = "/concordpb.Admin/MergeRange"
+	Admin_Ranges_FullMethodName       = "/concordpb.Admin/Ranges"
+	Admin_SplitRange_FullMethodName   = "/concordpb.Admin/SplitRange"
+	Admin_MergeRange_FullMethodName   = "/concordpb.Admin/MergeRange"
+	Admin_Nodes_FullMethodName        = "/concordpb.Admin/Nodes"
+	Admin_Decommission_FullMethodName = "/concordpb.Admin/Decommission"
 )
 
 // AdminClient is the client API for Admin service.
@@ -526,6 +528,12 @@ type AdminClient interface {
 	Ranges(ctx context.Context, in *RangesRequest, opts ...grpc.CallOption) (*RangesResponse, error)
 	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error)
 	MergeRange(ctx context.Context, in *MergeRangeRequest, opts ...grpc.CallOption) (*MergeRangeResponse, error)
+	// Nodes lists the members with what each holds (concord node status).
+	Nodes(ctx context.Context, in *NodesRequest, opts ...grpc.CallOption) (*NodesResponse, error)
+	// Decommission moves every replica off a member, keeping each range's
+	// replication factor where another member can take it, and removes it
+	// (concord node decommission; etcd's member remove does the same).
+	Decommission(ctx context.Context, in *DecommissionRequest, opts ...grpc.CallOption) (*DecommissionResponse, error)
 }
 
 type adminClient struct {
@@ -566,6 +574,26 @@ func (c *adminClient) MergeRange(ctx context.Context, in *MergeRangeRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) Nodes(ctx context.Context, in *NodesRequest, opts ...grpc.CallOption) (*NodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodesResponse)
+	err := c.cc.Invoke(ctx, Admin_Nodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Decommission(ctx context.Context, in *DecommissionRequest, opts ...grpc.CallOption) (*DecommissionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecommissionResponse)
+	err := c.cc.Invoke(ctx, Admin_Decommission_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -573,6 +601,12 @@ type AdminServer interface {
 	Ranges(context.Context, *RangesRequest) (*RangesResponse, error)
 	SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error)
 	MergeRange(context.Context, *MergeRangeRequest) (*MergeRangeResponse, error)
+	// Nodes lists the members with what each holds (concord node status).
+	Nodes(context.Context, *NodesRequest) (*NodesResponse, error)
+	// Decommission moves every replica off a member, keeping each range's
+	// replication factor where another member can take it, and removes it
+	// (concord node decommission; etcd's member remove does the same).
+	Decommission(context.Context, *DecommissionRequest) (*DecommissionResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -591,6 +625,12 @@ func (UnimplementedAdminServer) SplitRange(context.Context, *SplitRangeRequest) 
 }
 func (UnimplementedAdminServer) MergeRange(context.Context, *MergeRangeRequest) (*MergeRangeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MergeRange not implemented")
+}
+func (UnimplementedAdminServer) Nodes(context.Context, *NodesRequest) (*NodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Nodes not implemented")
+}
+func (UnimplementedAdminServer) Decommission(context.Context, *DecommissionRequest) (*DecommissionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Decommission not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -667,6 +707,42 @@ func _Admin_MergeRange_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Nodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Nodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Nodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Nodes(ctx, req.(*NodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Decommission_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecommissionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Decommission(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Decommission_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Decommission(ctx, req.(*DecommissionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -685,6 +761,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MergeRange",
 			Handler:    _Admin_MergeRange_Handler,
+		},
+		{
+			MethodName: "Nodes",
+			Handler:    _Admin_Nodes_Handler,
+		},
+		{
+			MethodName: "Decommission",
+			Handler:    _Admin_Decommission_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
