@@ -108,13 +108,13 @@ func nodeCmd() *cobra.Command {
 					return err
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tNAME\tLIVE\tLEARNER\tREPLICAS\tLEADERS\tBYTES\tPEER URLS")
+				fmt.Fprintln(tw, "ID\tNAME\tLIVE\tLEARNER\tREPLICAS\tLEADERS\tBYTES\tLOCALITY\tPEER URLS")
 				for _, n := range resp.GetNodes() {
 					reps, leads, size := "?", "?", "?"
 					if n.GetLive() {
 						reps, leads, size = strconv.FormatUint(n.GetReplicas(), 10), strconv.FormatUint(n.GetLeaders(), 10), strconv.FormatInt(n.GetDbSizeBytes(), 10)
 					}
-					fmt.Fprintf(tw, "%x\t%s\t%v\t%v\t%s\t%s\t%s\t%s\n", n.GetNodeId(), n.GetName(), n.GetLive(), n.GetLearner(), reps, leads, size, strings.Join(n.GetPeerUrls(), ","))
+					fmt.Fprintf(tw, "%x\t%s\t%v\t%v\t%s\t%s\t%s\t%s\t%s\n", n.GetNodeId(), n.GetName(), n.GetLive(), n.GetLearner(), reps, leads, size, n.GetLocality(), strings.Join(n.GetPeerUrls(), ","))
 				}
 				return tw.Flush()
 			})

@@ -162,7 +162,7 @@ func (a adminService) Nodes(ctx context.Context, _ *rpcpb.NodesRequest) (*rpcpb.
 	out := &rpcpb.NodesResponse{Nodes: make([]*rpcpb.NodeInfo, len(members))}
 	var wg sync.WaitGroup
 	for i, m := range members {
-		info := &rpcpb.NodeInfo{NodeId: m.GetNodeId(), Name: m.GetName(), PeerUrls: m.GetPeerUrls(), ClientUrls: m.GetClientUrls(), Learner: m.GetIsLearner()}
+		info := &rpcpb.NodeInfo{NodeId: m.GetNodeId(), Name: m.GetName(), PeerUrls: m.GetPeerUrls(), ClientUrls: m.GetClientUrls(), Learner: m.GetIsLearner(), Locality: m.GetLocality()}
 		out.Nodes[i] = info
 		if m.GetName() == "" {
 			continue // registered, never started

@@ -139,6 +139,10 @@ type Config struct {
 	// etcd's default).
 	BcryptCost int
 
+	// Locality is CockroachDB's --locality: key=value tiers from the most
+	// general to the most specific, "region=eu,zone=a" (empty: none).
+	Locality string
+
 	// UnsafeNoStrictReconfigCheck turns off etcd's --strict-reconfig-check
 	// (on by default, as in etcd): member add then accepts a member that
 	// would cost the cluster its quorum.
@@ -247,6 +251,9 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("server: --data-dir is empty")
 	}
+	if _, err := ParseLocality(c.Locality); err != nil {
+		return err
+	}
 	if c.AuthToken == "" {
 		c.AuthToken = "simple"
 	}
@@ -354,4 +361,30 @@ func listenHostPort(u string) (string, error) {
 		return "", fmt.Errorf("server: URL %q has no host", u)
 	}
 	return p.Host, nil
+}
+
+// Tier is one level of a locality: region=eu is Key "region", Value "eu".
+type Tier struct{ Key, Value string }
+
+// ParseLocality parses --locality: comma-separated key=value tiers, keys
+// unique and values not empty ("" is no locality).
+func ParseLocality(s string) ([]Tier, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []Tier
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" || v == "" || strings.ContainsAny(k+v, "= ") {
+			return nil, fmt.Errorf("server: --locality %q: tier %q is not key=value", s, part)
+		}
+		if seen[k] {
+			return nil, fmt.Errorf("server: --locality %q: tier %q appears twice", s, k)
+		}
+		seen[k] = true
+		out = append(out, Tier{Key: k, Value: v})
+	}
+	return out, nil
 }

@@ -575,7 +575,7 @@ const joinTimeout = 30 * time.Second
 // join registers this node with a running cluster through any member of
 // --initial-cluster, retrying until one answers.
 func (n *Node) join(members []member) (*rpcpb.JoinResponse, error) {
-	rec := &metapb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs}
+	rec := &metapb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs, Locality: n.cfg.Locality}
 	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 	defer cancel()
 	var lastErr error
@@ -654,7 +654,7 @@ func (n *Node) runAddressRefresh() {
 // the meta range, retrying until it succeeds or the node stops.
 func (n *Node) registerSelf() {
 	defer n.wg.Done()
-	rec := &metapb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs}
+	rec := &metapb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs, Locality: n.cfg.Locality}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_AddNode{AddNode: &cmdpb.SysAddNode{Node: rec}}})

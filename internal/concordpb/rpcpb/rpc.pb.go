@@ -1720,6 +1720,7 @@ type NodeInfo struct {
 	Replicas      uint64 `protobuf:"varint,7,opt,name=replicas,proto3" json:"replicas,omitempty"`
 	Leaders       uint64 `protobuf:"varint,8,opt,name=leaders,proto3" json:"leaders,omitempty"`
 	DbSizeBytes   int64  `protobuf:"varint,9,opt,name=db_size_bytes,json=dbSizeBytes,proto3" json:"db_size_bytes,omitempty"`
+	Locality      string `protobuf:"bytes,10,opt,name=locality,proto3" json:"locality,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1815,6 +1816,13 @@ func (x *NodeInfo) GetDbSizeBytes() int64 {
 		return x.DbSizeBytes
 	}
 	return 0
+}
+
+func (x *NodeInfo) GetLocality() string {
+	if x != nil {
+		return x.Locality
+	}
+	return ""
 }
 
 type NodesResponse struct {
@@ -2552,7 +2560,7 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x12SplitRangeResponse\x12(\n" +
 	"\x04left\x18\x01 \x01(\v2\x14.concordpb.RangeInfoR\x04left\x12*\n" +
 	"\x05right\x18\x02 \x01(\v2\x14.concordpb.RangeInfoR\x05right\"\x0e\n" +
-	"\fNodesRequest\"\xfd\x01\n" +
+	"\fNodesRequest\"\x99\x02\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
@@ -2563,7 +2571,9 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x04live\x18\x06 \x01(\bR\x04live\x12\x1a\n" +
 	"\breplicas\x18\a \x01(\x04R\breplicas\x12\x18\n" +
 	"\aleaders\x18\b \x01(\x04R\aleaders\x12\"\n" +
-	"\rdb_size_bytes\x18\t \x01(\x03R\vdbSizeBytes\":\n" +
+	"\rdb_size_bytes\x18\t \x01(\x03R\vdbSizeBytes\x12\x1a\n" +
+	"\blocality\x18\n" +
+	" \x01(\tR\blocality\":\n" +
 	"\rNodesResponse\x12)\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x13.concordpb.NodeInfoR\x05nodes\".\n" +
 	"\x13DecommissionRequest\x12\x17\n" +
