@@ -107,8 +107,10 @@ type Node struct {
 	// leases is the node's lessor (lease.go).
 	leases leaseState
 	// auth is the node's copy of etcd's auth state, and its checks
-	// (auth.go).
-	auth *auth.Store
+	// (auth.go); authCN names the user of a call's client certificate
+	// (nil without --client-cert-auth).
+	auth   *auth.Store
+	authCN func(context.Context) (string, bool)
 
 	// tls holds the client and peer ports' certificates (tls.go).
 	tls nodeTLS
