@@ -48,7 +48,7 @@ func Decide(s State, l Limits) []Op {
 		return cmpU64(a.op.RangeID, b.op.RangeID)
 	})
 
-	b := newBudget(s, l)
+	b := newBudget(v, l)
 	var ops []Op
 	busy := map[uint64]bool{} // ranges given an op in this call
 	for _, c := range cands {
@@ -132,14 +132,8 @@ func (v *view) rangeOp(r *Range, leaders map[uint64]int) (candidate, bool) {
 		}
 		for _, id := range learners {
 			if !isTarget(id) {
-				p := Rebalance
-				switch v.badness(id) {
-				case 3:
-					p = Repair
-				case 2:
-					p = Drain
-				}
-				return mk(RemoveReplica, id, p, "learner is not a target (%s)", v.why(id)), true
+				// Removing a learner costs no data and frees the range.
+				return mk(RemoveReplica, id, Finish, "learner n%d %s", id, v.why(id)), true
 			}
 		}
 		return candidate{}, false // learners on down target nodes: wait
@@ -270,12 +264,18 @@ type budget struct {
 	l        Limits
 	ops      int
 	perNode  map[uint64]int
-	learners map[uint64]int // learners on each node, the State's included
+	learners map[uint64]int // learners on each node, the State's (of ranges that can stream) included
 }
 
-func newBudget(s State, l Limits) *budget {
+func newBudget(v *view, l Limits) *budget {
 	b := &budget{l: l, perNode: map[uint64]int{}, learners: map[uint64]int{}}
-	for _, r := range s.Ranges {
+	for i := range v.s.Ranges {
+		r := &v.s.Ranges[i]
+		// A range without a leader or quorum streams no snapshot: its
+		// learners must not hold other ranges' repairs back.
+		if !v.hasLeader(r) || v.liveCount(r.Voters) < quorum(len(r.Voters)) {
+			continue
+		}
 		for _, id := range r.Learners {
 			b.learners[id]++
 		}

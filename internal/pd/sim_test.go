@@ -227,7 +227,8 @@ func checkPlaced(s *State) error {
 	want := min(s.ReplicationFactor, members(s))
 	for i := range s.Ranges {
 		r := &s.Ranges[i]
-		if !quorate(s, r) {
+		// With no member node left there is nowhere to go: ranges stay.
+		if !quorate(s, r) || want == 0 {
 			continue
 		}
 		if len(r.Learners) > 0 || len(r.Voters) != want {

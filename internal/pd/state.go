@@ -203,9 +203,10 @@ func (k OpKind) String() string {
 type Priority int
 
 const (
-	// Finish completes a move already under way without moving data:
-	// promoting a learner, removing a voter from a range that has more
-	// than its target, or the leader transfer that must precede that.
+	// Finish completes or undoes a move without moving data: promoting a
+	// learner, removing a learner that is no target, removing a voter from
+	// a range that has more than its target, or the leader transfer that
+	// must precede that.
 	Finish Priority = iota + 1
 	// Repair restores a range's replication: replicas for an
 	// under-replicated range or for replicas on dead nodes.
