@@ -139,6 +139,17 @@ func (v *view) rangeOp(r *Range, leaders map[uint64]int) (candidate, bool) {
 		return candidate{}, false // learners on down target nodes: wait
 	}
 
+	// A draining leader hands over first, before its range's replica
+	// moves, so a decommission takes load off the node at once.
+	if v.nodes[r.Leader].Draining {
+		t, ok := v.transferTarget(r, r.Leader, targets, leaders)
+		if ok {
+			c = mk(TransferLeader, r.Leader, Drain, "leader n%d draining", r.Leader)
+			c.op.Target = t
+			return c, true
+		}
+	}
+
 	// Voters not in the target, worst first.
 	var extra []uint64
 	for _, id := range r.Voters {
@@ -205,15 +216,6 @@ func (v *view) rangeOp(r *Range, leaders map[uint64]int) (candidate, bool) {
 		return c, true
 	}
 
-	if n := v.nodes[r.Leader]; n.Draining {
-		t, ok := v.transferTarget(r, r.Leader, targets, leaders)
-		if !ok {
-			return candidate{}, false
-		}
-		c = mk(TransferLeader, r.Leader, Drain, "leader n%d draining", r.Leader)
-		c.op.Target = t
-		return c, true
-	}
 	return candidate{}, false
 }
 

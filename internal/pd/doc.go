@@ -67,8 +67,10 @@
 //     gains its best-ranked missing target.
 //   - The leader's replica is never removed: its leadership is transferred
 //     first, to the remaining live voter leading the fewest ranges.
-//   - Leaderships leave draining nodes (a dead or down node leads nothing
-//     once Raft elects elsewhere). Then they are balanced by count: a node
+//   - A draining node's leaderships leave it first, before its replicas
+//     move (a dead or down node leads nothing once Raft elects elsewhere,
+//     and Decide waits for that). Then leaderships are balanced by count,
+//     below every replica move: a node
 //     leading more than ceil(ranges/nodes)+1 hands one to a voter that
 //     would still lead no more than that; then by load: a node whose led
 //     QPS is above 1.25x the mean hands a range to a voter that stays at
