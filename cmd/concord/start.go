@@ -100,6 +100,8 @@ func startCmd() *cobra.Command {
 	f.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", cfg.InitialClusterToken, "initial cluster token, part of the cluster id")
 	f.IntVar(&heartbeatMs, "heartbeat-interval", 100, "time (in milliseconds) of a heartbeat interval")
 	f.IntVar(&electionMs, "election-timeout", 1000, "time (in milliseconds) for an election to timeout")
+	f.DurationVar(&cfg.PlacementInterval, "placement-interval", 5*time.Second, "how often the placement driver spreads replicas over the members and repairs ranges (0: never)")
+	f.DurationVar(&cfg.DeadNodeTimeout, "dead-node-timeout", server.DefaultDeadNodeTimeout, "how long a member may not answer before its replicas are re-created on other members (CockroachDB's 5m)")
 	f.StringVar(&cfg.Locality, "locality", "", "this node's locality as key=value tiers from the most general to the most specific, e.g. region=eu,zone=a (CockroachDB's); placement keeps a range's replicas in distinct localities")
 	f.BoolVar(&strictReconfig, "strict-reconfig-check", true, "reject membership changes that would cost the cluster its quorum (etcd's)")
 	f.StringVar(&cfg.AuthToken, "auth-token", cfg.AuthToken, "auth token type: simple, or jwt,pub-key=PATH,priv-key=PATH,sign-method=ALG[,ttl=DURATION] (etcd's)")

@@ -290,11 +290,10 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		r.mu.splitOff = t.GetRight()
 		r.mu.locks.keepOnly(r.spanLocked())
 	}
+	removed := false
 	for _, t := range changes {
 		r.setDescLocked(t.GetDesc())
-		if t.GetDesc().ReplicaOn(r.cfg.NodeID) == nil {
-			r.log.Info("this replica was removed from its range", "generation", t.GetDesc().GetGeneration())
-		}
+		removed = t.GetDesc().ReplicaOn(r.cfg.NodeID) == nil
 	}
 	for _, t := range merges {
 		r.setDescLocked(t.GetLeft())
@@ -350,6 +349,12 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	for _, t := range merges {
 		if r.cfg.OnMerge != nil {
 			r.cfg.OnMerge(t.GetLeft(), t.GetRight())
+		}
+	}
+	if removed {
+		r.log.Info("this replica was removed from its range")
+		if r.cfg.OnRemoved != nil {
+			r.cfg.OnRemoved(r.RangeID, r.replicaID)
 		}
 	}
 	return nil

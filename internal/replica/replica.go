@@ -72,6 +72,11 @@ type Config struct {
 	// durable: the store drops its replica of right, whose range-local
 	// state the merge deleted. Nil: ignored.
 	OnMerge func(left, right *metapb.RangeDescriptor)
+	// OnRemoved is called, from Apply, once this replica applied a replica
+	// change that removed it from its range (desc, the range's new
+	// descriptor, lists it no more): the store destroys it, so that a
+	// later replica of the range on this node starts afresh.
+	OnRemoved func(rangeID, replicaID uint64)
 	// OnSpanGained is called when a snapshot leaves the range with more
 	// than it had (gained): it missed merges, and the store drops its
 	// replicas of the ranges merged away, whose data the snapshot

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/concorddb/concord/internal/auth"
+	"github.com/concorddb/concord/internal/pd"
 )
 
 // Config is one node's configuration. Field names follow etcd's flags
@@ -139,6 +140,15 @@ type Config struct {
 	// etcd's default).
 	BcryptCost int
 
+	// PlacementInterval is how often the meta range's leader runs the
+	// placement driver (internal/pd): replicas spread over every member and
+	// follow them as they come and go (0: never; concord start's default
+	// is 5 s).
+	PlacementInterval time.Duration
+	// DeadNodeTimeout is how long a member may not answer before placement
+	// re-creates its replicas elsewhere (0: DefaultDeadNodeTimeout).
+	DeadNodeTimeout time.Duration
+
 	// Locality is CockroachDB's --locality: key=value tiers from the most
 	// general to the most specific, "region=eu,zone=a" (empty: none).
 	Locality string
@@ -251,8 +261,14 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("server: --data-dir is empty")
 	}
-	if _, err := ParseLocality(c.Locality); err != nil {
-		return err
+	if _, err := pd.ParseLocality(c.Locality); err != nil {
+		return fmt.Errorf("server: --locality: %w", err)
+	}
+	if c.DeadNodeTimeout == 0 {
+		c.DeadNodeTimeout = DefaultDeadNodeTimeout
+	}
+	if c.PlacementInterval < 0 || c.DeadNodeTimeout < 0 {
+		return fmt.Errorf("server: --placement-interval and --dead-node-timeout must not be negative")
 	}
 	if c.AuthToken == "" {
 		c.AuthToken = "simple"
@@ -363,28 +379,9 @@ func listenHostPort(u string) (string, error) {
 	return p.Host, nil
 }
 
-// Tier is one level of a locality: region=eu is Key "region", Value "eu".
-type Tier struct{ Key, Value string }
-
-// ParseLocality parses --locality: comma-separated key=value tiers, keys
-// unique and values not empty ("" is no locality).
-func ParseLocality(s string) ([]Tier, error) {
-	if s == "" {
-		return nil, nil
-	}
-	var out []Tier
-	seen := map[string]bool{}
-	for _, part := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if !ok || k == "" || v == "" || strings.ContainsAny(k+v, "= ") {
-			return nil, fmt.Errorf("server: --locality %q: tier %q is not key=value", s, part)
-		}
-		if seen[k] {
-			return nil, fmt.Errorf("server: --locality %q: tier %q appears twice", s, k)
-		}
-		seen[k] = true
-		out = append(out, Tier{Key: k, Value: v})
-	}
-	return out, nil
-}
+// DefaultDeadNodeTimeout is --dead-node-timeout's default: CockroachDB's
+// 5 minutes, long enough that a restart, an upgrade or a short network
+// outage moves no data (a node that is only down keeps its replicas), short
+// enough that a machine that is gone gets its ranges back to their
+// replication factor within minutes.
+const DefaultDeadNodeTimeout = 5 * time.Minute

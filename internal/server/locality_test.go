@@ -2,25 +2,9 @@ package server
 
 import (
 	"context"
-	"reflect"
 	"testing"
 	"time"
 )
-
-func TestParseLocality(t *testing.T) {
-	got, err := ParseLocality("region=eu, zone=a")
-	if err != nil || !reflect.DeepEqual(got, []Tier{{"region", "eu"}, {"zone", "a"}}) {
-		t.Fatalf("ParseLocality: %v %v", got, err)
-	}
-	if got, err := ParseLocality(""); err != nil || got != nil {
-		t.Fatalf("no locality: %v %v", got, err)
-	}
-	for _, bad := range []string{"zone", "zone=", "=a", "zone=a,zone=b", "zone=a=b", "zone=a,,region=x", "zo ne=a"} {
-		if _, err := ParseLocality(bad); err == nil {
-			t.Errorf("--locality %q accepted", bad)
-		}
-	}
-}
 
 // A node's --locality reaches its member record, for placement and
 // concord node status.

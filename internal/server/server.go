@@ -299,6 +299,10 @@ func Start(cfg Config) (_ *Node, err error) {
 		n.wg.Add(1)
 		go n.runSizeQueue()
 	}
+	if cfg.PlacementInterval > 0 {
+		n.wg.Add(1)
+		go n.runPlacement()
+	}
 	if !n.joined {
 		// A node that joined in this start registered its URLs through
 		// Join already; registering again later could undo a

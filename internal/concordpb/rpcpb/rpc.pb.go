@@ -1035,6 +1035,94 @@ func (x *ForwardResponses) GetResps() []*ForwardResponse {
 	return nil
 }
 
+type TransferLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	TargetNode    uint64                 `protobuf:"varint,2,opt,name=target_node,json=targetNode,proto3" json:"target_node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TransferLeaderRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *TransferLeaderRequest) GetTargetNode() uint64 {
+	if x != nil {
+		return x.TargetNode
+	}
+	return 0
+}
+
+type TransferLeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{17}
+}
+
 type CreateReplicaRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
@@ -1045,7 +1133,7 @@ type CreateReplicaRequest struct {
 
 func (x *CreateReplicaRequest) Reset() {
 	*x = CreateReplicaRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	mi := &file_rpcpb_rpc_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1145,7 @@ func (x *CreateReplicaRequest) String() string {
 func (*CreateReplicaRequest) ProtoMessage() {}
 
 func (x *CreateReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	mi := &file_rpcpb_rpc_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1158,7 @@ func (x *CreateReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateReplicaRequest.ProtoReflect.Descriptor instead.
 func (*CreateReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{16}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateReplicaRequest) GetRangeId() uint64 {
@@ -1095,7 +1183,7 @@ type CreateReplicaResponse struct {
 
 func (x *CreateReplicaResponse) Reset() {
 	*x = CreateReplicaResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	mi := &file_rpcpb_rpc_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1195,7 @@ func (x *CreateReplicaResponse) String() string {
 func (*CreateReplicaResponse) ProtoMessage() {}
 
 func (x *CreateReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	mi := &file_rpcpb_rpc_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1208,7 @@ func (x *CreateReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateReplicaResponse.ProtoReflect.Descriptor instead.
 func (*CreateReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{17}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{19}
 }
 
 type DrainRequest struct {
@@ -1131,7 +1219,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[18]
+	mi := &file_rpcpb_rpc_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1231,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[18]
+	mi := &file_rpcpb_rpc_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1244,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{18}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{20}
 }
 
 type DrainResponse struct {
@@ -1167,7 +1255,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[19]
+	mi := &file_rpcpb_rpc_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1267,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[19]
+	mi := &file_rpcpb_rpc_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1280,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{19}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{21}
 }
 
 type AuthRefreshRequest struct {
@@ -1204,7 +1292,7 @@ type AuthRefreshRequest struct {
 
 func (x *AuthRefreshRequest) Reset() {
 	*x = AuthRefreshRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[20]
+	mi := &file_rpcpb_rpc_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1304,7 @@ func (x *AuthRefreshRequest) String() string {
 func (*AuthRefreshRequest) ProtoMessage() {}
 
 func (x *AuthRefreshRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[20]
+	mi := &file_rpcpb_rpc_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1317,7 @@ func (x *AuthRefreshRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRefreshRequest.ProtoReflect.Descriptor instead.
 func (*AuthRefreshRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{20}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AuthRefreshRequest) GetGeneration() uint64 {
@@ -1250,7 +1338,7 @@ type AuthRefreshResponse struct {
 
 func (x *AuthRefreshResponse) Reset() {
 	*x = AuthRefreshResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[21]
+	mi := &file_rpcpb_rpc_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1350,7 @@ func (x *AuthRefreshResponse) String() string {
 func (*AuthRefreshResponse) ProtoMessage() {}
 
 func (x *AuthRefreshResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[21]
+	mi := &file_rpcpb_rpc_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1363,7 @@ func (x *AuthRefreshResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRefreshResponse.ProtoReflect.Descriptor instead.
 func (*AuthRefreshResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{21}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AuthRefreshResponse) GetGeneration() uint64 {
@@ -1293,7 +1381,7 @@ type RangesRequest struct {
 
 func (x *RangesRequest) Reset() {
 	*x = RangesRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[22]
+	mi := &file_rpcpb_rpc_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1393,7 @@ func (x *RangesRequest) String() string {
 func (*RangesRequest) ProtoMessage() {}
 
 func (x *RangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[22]
+	mi := &file_rpcpb_rpc_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1406,7 @@ func (x *RangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
 func (*RangesRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{22}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{24}
 }
 
 // RangeInfo describes one user range for operators, in etcd keys.
@@ -1348,7 +1436,7 @@ type RangeInfo struct {
 
 func (x *RangeInfo) Reset() {
 	*x = RangeInfo{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[23]
+	mi := &file_rpcpb_rpc_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1448,7 @@ func (x *RangeInfo) String() string {
 func (*RangeInfo) ProtoMessage() {}
 
 func (x *RangeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[23]
+	mi := &file_rpcpb_rpc_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1461,7 @@ func (x *RangeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeInfo.ProtoReflect.Descriptor instead.
 func (*RangeInfo) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{23}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RangeInfo) GetRangeId() uint64 {
@@ -1448,7 +1536,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[24]
+	mi := &file_rpcpb_rpc_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1460,7 +1548,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[24]
+	mi := &file_rpcpb_rpc_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1473,7 +1561,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{24}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RangesResponse) GetRanges() []*RangeInfo {
@@ -1493,7 +1581,7 @@ type SplitRangeRequest struct {
 
 func (x *SplitRangeRequest) Reset() {
 	*x = SplitRangeRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[25]
+	mi := &file_rpcpb_rpc_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1593,7 @@ func (x *SplitRangeRequest) String() string {
 func (*SplitRangeRequest) ProtoMessage() {}
 
 func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[25]
+	mi := &file_rpcpb_rpc_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1606,7 @@ func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
 func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{25}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SplitRangeRequest) GetKey() []byte {
@@ -1539,7 +1627,7 @@ type MergeRangeRequest struct {
 
 func (x *MergeRangeRequest) Reset() {
 	*x = MergeRangeRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[26]
+	mi := &file_rpcpb_rpc_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1639,7 @@ func (x *MergeRangeRequest) String() string {
 func (*MergeRangeRequest) ProtoMessage() {}
 
 func (x *MergeRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[26]
+	mi := &file_rpcpb_rpc_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1652,7 @@ func (x *MergeRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRangeRequest.ProtoReflect.Descriptor instead.
 func (*MergeRangeRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{26}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MergeRangeRequest) GetKey() []byte {
@@ -1583,7 +1671,7 @@ type MergeRangeResponse struct {
 
 func (x *MergeRangeResponse) Reset() {
 	*x = MergeRangeResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[27]
+	mi := &file_rpcpb_rpc_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1683,7 @@ func (x *MergeRangeResponse) String() string {
 func (*MergeRangeResponse) ProtoMessage() {}
 
 func (x *MergeRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[27]
+	mi := &file_rpcpb_rpc_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1696,7 @@ func (x *MergeRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRangeResponse.ProtoReflect.Descriptor instead.
 func (*MergeRangeResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{27}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MergeRangeResponse) GetMerged() *RangeInfo {
@@ -1629,7 +1717,7 @@ type SplitRangeResponse struct {
 
 func (x *SplitRangeResponse) Reset() {
 	*x = SplitRangeResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[28]
+	mi := &file_rpcpb_rpc_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +1729,7 @@ func (x *SplitRangeResponse) String() string {
 func (*SplitRangeResponse) ProtoMessage() {}
 
 func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[28]
+	mi := &file_rpcpb_rpc_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1742,7 @@ func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
 func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{28}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SplitRangeResponse) GetLeft() *RangeInfo {
@@ -1679,7 +1767,7 @@ type NodesRequest struct {
 
 func (x *NodesRequest) Reset() {
 	*x = NodesRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[29]
+	mi := &file_rpcpb_rpc_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1779,7 @@ func (x *NodesRequest) String() string {
 func (*NodesRequest) ProtoMessage() {}
 
 func (x *NodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[29]
+	mi := &file_rpcpb_rpc_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1792,7 @@ func (x *NodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesRequest.ProtoReflect.Descriptor instead.
 func (*NodesRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{29}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{31}
 }
 
 // NodeInfo is one member as concord node status shows it.
@@ -1727,7 +1815,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[30]
+	mi := &file_rpcpb_rpc_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +1827,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[30]
+	mi := &file_rpcpb_rpc_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +1840,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{30}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *NodeInfo) GetNodeId() uint64 {
@@ -1834,7 +1922,7 @@ type NodesResponse struct {
 
 func (x *NodesResponse) Reset() {
 	*x = NodesResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[31]
+	mi := &file_rpcpb_rpc_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +1934,7 @@ func (x *NodesResponse) String() string {
 func (*NodesResponse) ProtoMessage() {}
 
 func (x *NodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[31]
+	mi := &file_rpcpb_rpc_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +1947,7 @@ func (x *NodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesResponse.ProtoReflect.Descriptor instead.
 func (*NodesResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{31}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *NodesResponse) GetNodes() []*NodeInfo {
@@ -1878,7 +1966,7 @@ type DecommissionRequest struct {
 
 func (x *DecommissionRequest) Reset() {
 	*x = DecommissionRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[32]
+	mi := &file_rpcpb_rpc_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +1978,7 @@ func (x *DecommissionRequest) String() string {
 func (*DecommissionRequest) ProtoMessage() {}
 
 func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[32]
+	mi := &file_rpcpb_rpc_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +1991,7 @@ func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{32}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DecommissionRequest) GetNodeId() uint64 {
@@ -1925,7 +2013,7 @@ type DecommissionResponse struct {
 
 func (x *DecommissionResponse) Reset() {
 	*x = DecommissionResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[33]
+	mi := &file_rpcpb_rpc_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2025,7 @@ func (x *DecommissionResponse) String() string {
 func (*DecommissionResponse) ProtoMessage() {}
 
 func (x *DecommissionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[33]
+	mi := &file_rpcpb_rpc_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2038,7 @@ func (x *DecommissionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionResponse.ProtoReflect.Descriptor instead.
 func (*DecommissionResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{33}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DecommissionResponse) GetMoved() uint64 {
@@ -1984,7 +2072,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[34]
+	mi := &file_rpcpb_rpc_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2084,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[34]
+	mi := &file_rpcpb_rpc_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2097,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{34}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LeaseRequest) GetOp() LeaseOp {
@@ -2067,7 +2155,7 @@ type LeaseResponse struct {
 
 func (x *LeaseResponse) Reset() {
 	*x = LeaseResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[35]
+	mi := &file_rpcpb_rpc_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2167,7 @@ func (x *LeaseResponse) String() string {
 func (*LeaseResponse) ProtoMessage() {}
 
 func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[35]
+	mi := &file_rpcpb_rpc_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2180,7 @@ func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
 func (*LeaseResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{35}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LeaseResponse) GetId() int64 {
@@ -2170,7 +2258,7 @@ type RangeFeedCreate struct {
 
 func (x *RangeFeedCreate) Reset() {
 	*x = RangeFeedCreate{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[36]
+	mi := &file_rpcpb_rpc_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2270,7 @@ func (x *RangeFeedCreate) String() string {
 func (*RangeFeedCreate) ProtoMessage() {}
 
 func (x *RangeFeedCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[36]
+	mi := &file_rpcpb_rpc_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2283,7 @@ func (x *RangeFeedCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedCreate.ProtoReflect.Descriptor instead.
 func (*RangeFeedCreate) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{36}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RangeFeedCreate) GetRangeId() uint64 {
@@ -2253,7 +2341,7 @@ type RangeFeedClose struct {
 
 func (x *RangeFeedClose) Reset() {
 	*x = RangeFeedClose{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[37]
+	mi := &file_rpcpb_rpc_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2265,7 +2353,7 @@ func (x *RangeFeedClose) String() string {
 func (*RangeFeedClose) ProtoMessage() {}
 
 func (x *RangeFeedClose) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[37]
+	mi := &file_rpcpb_rpc_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2278,7 +2366,7 @@ func (x *RangeFeedClose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedClose.ProtoReflect.Descriptor instead.
 func (*RangeFeedClose) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{37}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RangeFeedClose) GetRevision() int64 {
@@ -2303,7 +2391,7 @@ type RangeFeedRequest struct {
 
 func (x *RangeFeedRequest) Reset() {
 	*x = RangeFeedRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[38]
+	mi := &file_rpcpb_rpc_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2403,7 @@ func (x *RangeFeedRequest) String() string {
 func (*RangeFeedRequest) ProtoMessage() {}
 
 func (x *RangeFeedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[38]
+	mi := &file_rpcpb_rpc_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2416,7 @@ func (x *RangeFeedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedRequest.ProtoReflect.Descriptor instead.
 func (*RangeFeedRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{38}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RangeFeedRequest) GetRequest() isRangeFeedRequest_Request {
@@ -2393,7 +2481,7 @@ type RangeFeedEvent struct {
 
 func (x *RangeFeedEvent) Reset() {
 	*x = RangeFeedEvent{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[39]
+	mi := &file_rpcpb_rpc_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2405,7 +2493,7 @@ func (x *RangeFeedEvent) String() string {
 func (*RangeFeedEvent) ProtoMessage() {}
 
 func (x *RangeFeedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[39]
+	mi := &file_rpcpb_rpc_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2418,7 +2506,7 @@ func (x *RangeFeedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedEvent.ProtoReflect.Descriptor instead.
 func (*RangeFeedEvent) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{39}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RangeFeedEvent) GetEvents() []*kvpb.Event {
@@ -2520,7 +2608,12 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\x04resp\x18\x02 \x01(\v2\x1a.concord.cmd.BatchResponseR\x04resp\"D\n" +
 	"\x10ForwardResponses\x120\n" +
-	"\x05resps\x18\x01 \x03(\v2\x1a.concordpb.ForwardResponseR\x05resps\"P\n" +
+	"\x05resps\x18\x01 \x03(\v2\x1a.concordpb.ForwardResponseR\x05resps\"S\n" +
+	"\x15TransferLeaderRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1f\n" +
+	"\vtarget_node\x18\x02 \x01(\x04R\n" +
+	"targetNode\"\x18\n" +
+	"\x16TransferLeaderResponse\"P\n" +
 	"\x14CreateReplicaRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1d\n" +
 	"\n" +
@@ -2623,7 +2716,7 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x12LEASE_TIME_TO_LIVE\x10\x03\x12\x0e\n" +
 	"\n" +
 	"LEASE_LIST\x10\x04\x12\x10\n" +
-	"\fLEASE_ATTACH\x10\x052\xf0\x05\n" +
+	"\fLEASE_ATTACH\x10\x052\xc7\x06\n" +
 	"\x04Peer\x122\n" +
 	"\x04Raft\x12\x14.concordpb.RaftBatch\x1a\x12.concordpb.RaftAck(\x01\x12C\n" +
 	"\aForward\x12\x17.concordpb.ForwardBatch\x1a\x1b.concordpb.ForwardResponses(\x010\x01\x12F\n" +
@@ -2636,7 +2729,8 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\tRangeFeed\x12\x1b.concordpb.RangeFeedRequest\x1a\x19.concordpb.RangeFeedEvent(\x010\x01\x12L\n" +
 	"\vAuthRefresh\x12\x1d.concordpb.AuthRefreshRequest\x1a\x1e.concordpb.AuthRefreshResponse\x12:\n" +
 	"\x05Drain\x12\x17.concordpb.DrainRequest\x1a\x18.concordpb.DrainResponse\x12R\n" +
-	"\rCreateReplica\x12\x1f.concordpb.CreateReplicaRequest\x1a .concordpb.CreateReplicaResponse2\xe9\x02\n" +
+	"\rCreateReplica\x12\x1f.concordpb.CreateReplicaRequest\x1a .concordpb.CreateReplicaResponse\x12U\n" +
+	"\x0eTransferLeader\x12 .concordpb.TransferLeaderRequest\x1a!.concordpb.TransferLeaderResponse2\xe9\x02\n" +
 	"\x05Admin\x12=\n" +
 	"\x06Ranges\x12\x18.concordpb.RangesRequest\x1a\x19.concordpb.RangesResponse\x12I\n" +
 	"\n" +
@@ -2659,7 +2753,7 @@ func file_rpcpb_rpc_proto_rawDescGZIP() []byte {
 }
 
 var file_rpcpb_rpc_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_rpcpb_rpc_proto_goTypes = []any{
 	(LeaseOp)(0),                   // 0: concordpb.LeaseOp
 	(*RaftMessage)(nil),            // 1: concordpb.RaftMessage
@@ -2678,99 +2772,103 @@ var file_rpcpb_rpc_proto_goTypes = []any{
 	(*ForwardBatch)(nil),           // 14: concordpb.ForwardBatch
 	(*ForwardResponse)(nil),        // 15: concordpb.ForwardResponse
 	(*ForwardResponses)(nil),       // 16: concordpb.ForwardResponses
-	(*CreateReplicaRequest)(nil),   // 17: concordpb.CreateReplicaRequest
-	(*CreateReplicaResponse)(nil),  // 18: concordpb.CreateReplicaResponse
-	(*DrainRequest)(nil),           // 19: concordpb.DrainRequest
-	(*DrainResponse)(nil),          // 20: concordpb.DrainResponse
-	(*AuthRefreshRequest)(nil),     // 21: concordpb.AuthRefreshRequest
-	(*AuthRefreshResponse)(nil),    // 22: concordpb.AuthRefreshResponse
-	(*RangesRequest)(nil),          // 23: concordpb.RangesRequest
-	(*RangeInfo)(nil),              // 24: concordpb.RangeInfo
-	(*RangesResponse)(nil),         // 25: concordpb.RangesResponse
-	(*SplitRangeRequest)(nil),      // 26: concordpb.SplitRangeRequest
-	(*MergeRangeRequest)(nil),      // 27: concordpb.MergeRangeRequest
-	(*MergeRangeResponse)(nil),     // 28: concordpb.MergeRangeResponse
-	(*SplitRangeResponse)(nil),     // 29: concordpb.SplitRangeResponse
-	(*NodesRequest)(nil),           // 30: concordpb.NodesRequest
-	(*NodeInfo)(nil),               // 31: concordpb.NodeInfo
-	(*NodesResponse)(nil),          // 32: concordpb.NodesResponse
-	(*DecommissionRequest)(nil),    // 33: concordpb.DecommissionRequest
-	(*DecommissionResponse)(nil),   // 34: concordpb.DecommissionResponse
-	(*LeaseRequest)(nil),           // 35: concordpb.LeaseRequest
-	(*LeaseResponse)(nil),          // 36: concordpb.LeaseResponse
-	(*RangeFeedCreate)(nil),        // 37: concordpb.RangeFeedCreate
-	(*RangeFeedClose)(nil),         // 38: concordpb.RangeFeedClose
-	(*RangeFeedRequest)(nil),       // 39: concordpb.RangeFeedRequest
-	(*RangeFeedEvent)(nil),         // 40: concordpb.RangeFeedEvent
-	nil,                            // 41: concordpb.ForwardRequest.TraceEntry
-	(*raftpb.Message)(nil),         // 42: raftpb.Message
-	(*kvpb.Error)(nil),             // 43: concord.kv.Error
-	(*metapb.NodeRecord)(nil),      // 44: concord.meta.NodeRecord
-	(*metapb.RangeDescriptor)(nil), // 45: concord.meta.RangeDescriptor
-	(*cmdpb.BatchRequest)(nil),     // 46: concord.cmd.BatchRequest
-	(*cmdpb.BatchResponse)(nil),    // 47: concord.cmd.BatchResponse
-	(*kvpb.Event)(nil),             // 48: concord.kv.Event
+	(*TransferLeaderRequest)(nil),  // 17: concordpb.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 18: concordpb.TransferLeaderResponse
+	(*CreateReplicaRequest)(nil),   // 19: concordpb.CreateReplicaRequest
+	(*CreateReplicaResponse)(nil),  // 20: concordpb.CreateReplicaResponse
+	(*DrainRequest)(nil),           // 21: concordpb.DrainRequest
+	(*DrainResponse)(nil),          // 22: concordpb.DrainResponse
+	(*AuthRefreshRequest)(nil),     // 23: concordpb.AuthRefreshRequest
+	(*AuthRefreshResponse)(nil),    // 24: concordpb.AuthRefreshResponse
+	(*RangesRequest)(nil),          // 25: concordpb.RangesRequest
+	(*RangeInfo)(nil),              // 26: concordpb.RangeInfo
+	(*RangesResponse)(nil),         // 27: concordpb.RangesResponse
+	(*SplitRangeRequest)(nil),      // 28: concordpb.SplitRangeRequest
+	(*MergeRangeRequest)(nil),      // 29: concordpb.MergeRangeRequest
+	(*MergeRangeResponse)(nil),     // 30: concordpb.MergeRangeResponse
+	(*SplitRangeResponse)(nil),     // 31: concordpb.SplitRangeResponse
+	(*NodesRequest)(nil),           // 32: concordpb.NodesRequest
+	(*NodeInfo)(nil),               // 33: concordpb.NodeInfo
+	(*NodesResponse)(nil),          // 34: concordpb.NodesResponse
+	(*DecommissionRequest)(nil),    // 35: concordpb.DecommissionRequest
+	(*DecommissionResponse)(nil),   // 36: concordpb.DecommissionResponse
+	(*LeaseRequest)(nil),           // 37: concordpb.LeaseRequest
+	(*LeaseResponse)(nil),          // 38: concordpb.LeaseResponse
+	(*RangeFeedCreate)(nil),        // 39: concordpb.RangeFeedCreate
+	(*RangeFeedClose)(nil),         // 40: concordpb.RangeFeedClose
+	(*RangeFeedRequest)(nil),       // 41: concordpb.RangeFeedRequest
+	(*RangeFeedEvent)(nil),         // 42: concordpb.RangeFeedEvent
+	nil,                            // 43: concordpb.ForwardRequest.TraceEntry
+	(*raftpb.Message)(nil),         // 44: raftpb.Message
+	(*kvpb.Error)(nil),             // 45: concord.kv.Error
+	(*metapb.NodeRecord)(nil),      // 46: concord.meta.NodeRecord
+	(*metapb.RangeDescriptor)(nil), // 47: concord.meta.RangeDescriptor
+	(*cmdpb.BatchRequest)(nil),     // 48: concord.cmd.BatchRequest
+	(*cmdpb.BatchResponse)(nil),    // 49: concord.cmd.BatchResponse
+	(*kvpb.Event)(nil),             // 50: concord.kv.Event
 }
 var file_rpcpb_rpc_proto_depIdxs = []int32{
-	42, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	44, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
 	1,  // 1: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
-	43, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
-	44, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
-	44, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
-	45, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
-	44, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
-	45, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
+	45, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
+	46, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
+	46, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
+	47, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
+	46, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
+	47, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
 	12, // 8: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	46, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
-	41, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
+	48, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
+	43, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
 	13, // 11: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
-	47, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
+	49, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
 	15, // 13: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
-	24, // 14: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
-	24, // 15: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
-	24, // 16: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
-	24, // 17: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
-	31, // 18: concordpb.NodesResponse.nodes:type_name -> concordpb.NodeInfo
+	26, // 14: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
+	26, // 15: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
+	26, // 16: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
+	26, // 17: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
+	33, // 18: concordpb.NodesResponse.nodes:type_name -> concordpb.NodeInfo
 	0,  // 19: concordpb.LeaseRequest.op:type_name -> concordpb.LeaseOp
-	43, // 20: concordpb.LeaseResponse.error:type_name -> concord.kv.Error
-	37, // 21: concordpb.RangeFeedRequest.create:type_name -> concordpb.RangeFeedCreate
-	38, // 22: concordpb.RangeFeedRequest.close:type_name -> concordpb.RangeFeedClose
-	48, // 23: concordpb.RangeFeedEvent.events:type_name -> concord.kv.Event
-	43, // 24: concordpb.RangeFeedEvent.error:type_name -> concord.kv.Error
+	45, // 20: concordpb.LeaseResponse.error:type_name -> concord.kv.Error
+	39, // 21: concordpb.RangeFeedRequest.create:type_name -> concordpb.RangeFeedCreate
+	40, // 22: concordpb.RangeFeedRequest.close:type_name -> concordpb.RangeFeedClose
+	50, // 23: concordpb.RangeFeedEvent.events:type_name -> concord.kv.Event
+	45, // 24: concordpb.RangeFeedEvent.error:type_name -> concord.kv.Error
 	2,  // 25: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
 	14, // 26: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
 	4,  // 27: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
 	6,  // 28: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
 	10, // 29: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
 	8,  // 30: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
-	35, // 31: concordpb.Peer.Lease:input_type -> concordpb.LeaseRequest
-	39, // 32: concordpb.Peer.RangeFeed:input_type -> concordpb.RangeFeedRequest
-	21, // 33: concordpb.Peer.AuthRefresh:input_type -> concordpb.AuthRefreshRequest
-	19, // 34: concordpb.Peer.Drain:input_type -> concordpb.DrainRequest
-	17, // 35: concordpb.Peer.CreateReplica:input_type -> concordpb.CreateReplicaRequest
-	23, // 36: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
-	26, // 37: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
-	27, // 38: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
-	30, // 39: concordpb.Admin.Nodes:input_type -> concordpb.NodesRequest
-	33, // 40: concordpb.Admin.Decommission:input_type -> concordpb.DecommissionRequest
-	3,  // 41: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	16, // 42: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
-	5,  // 43: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	7,  // 44: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	11, // 45: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	9,  // 46: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
-	36, // 47: concordpb.Peer.Lease:output_type -> concordpb.LeaseResponse
-	40, // 48: concordpb.Peer.RangeFeed:output_type -> concordpb.RangeFeedEvent
-	22, // 49: concordpb.Peer.AuthRefresh:output_type -> concordpb.AuthRefreshResponse
-	20, // 50: concordpb.Peer.Drain:output_type -> concordpb.DrainResponse
-	18, // 51: concordpb.Peer.CreateReplica:output_type -> concordpb.CreateReplicaResponse
-	25, // 52: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
-	29, // 53: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
-	28, // 54: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
-	32, // 55: concordpb.Admin.Nodes:output_type -> concordpb.NodesResponse
-	34, // 56: concordpb.Admin.Decommission:output_type -> concordpb.DecommissionResponse
-	41, // [41:57] is the sub-list for method output_type
-	25, // [25:41] is the sub-list for method input_type
+	37, // 31: concordpb.Peer.Lease:input_type -> concordpb.LeaseRequest
+	41, // 32: concordpb.Peer.RangeFeed:input_type -> concordpb.RangeFeedRequest
+	23, // 33: concordpb.Peer.AuthRefresh:input_type -> concordpb.AuthRefreshRequest
+	21, // 34: concordpb.Peer.Drain:input_type -> concordpb.DrainRequest
+	19, // 35: concordpb.Peer.CreateReplica:input_type -> concordpb.CreateReplicaRequest
+	17, // 36: concordpb.Peer.TransferLeader:input_type -> concordpb.TransferLeaderRequest
+	25, // 37: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
+	28, // 38: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
+	29, // 39: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
+	32, // 40: concordpb.Admin.Nodes:input_type -> concordpb.NodesRequest
+	35, // 41: concordpb.Admin.Decommission:input_type -> concordpb.DecommissionRequest
+	3,  // 42: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	16, // 43: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
+	5,  // 44: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	7,  // 45: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	11, // 46: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	9,  // 47: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
+	38, // 48: concordpb.Peer.Lease:output_type -> concordpb.LeaseResponse
+	42, // 49: concordpb.Peer.RangeFeed:output_type -> concordpb.RangeFeedEvent
+	24, // 50: concordpb.Peer.AuthRefresh:output_type -> concordpb.AuthRefreshResponse
+	22, // 51: concordpb.Peer.Drain:output_type -> concordpb.DrainResponse
+	20, // 52: concordpb.Peer.CreateReplica:output_type -> concordpb.CreateReplicaResponse
+	18, // 53: concordpb.Peer.TransferLeader:output_type -> concordpb.TransferLeaderResponse
+	27, // 54: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
+	31, // 55: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
+	30, // 56: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
+	34, // 57: concordpb.Admin.Nodes:output_type -> concordpb.NodesResponse
+	36, // 58: concordpb.Admin.Decommission:output_type -> concordpb.DecommissionResponse
+	42, // [42:59] is the sub-list for method output_type
+	25, // [25:42] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
 	25, // [25:25] is the sub-list for extension extendee
 	0,  // [0:25] is the sub-list for field type_name
@@ -2781,7 +2879,7 @@ func file_rpcpb_rpc_proto_init() {
 	if File_rpcpb_rpc_proto != nil {
 		return
 	}
-	file_rpcpb_rpc_proto_msgTypes[38].OneofWrappers = []any{
+	file_rpcpb_rpc_proto_msgTypes[40].OneofWrappers = []any{
 		(*RangeFeedRequest_Create)(nil),
 		(*RangeFeedRequest_Close)(nil),
 	}
@@ -2791,7 +2889,7 @@ func file_rpcpb_rpc_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpcpb_rpc_proto_rawDesc), len(file_rpcpb_rpc_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -24,17 +24,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Raft_FullMethodName          = "/concordpb.Peer/Raft"
-	Peer_Forward_FullMethodName       = "/concordpb.Peer/Forward"
-	Peer_Timestamp_FullMethodName     = "/concordpb.Peer/Timestamp"
-	Peer_Join_FullMethodName          = "/concordpb.Peer/Join"
-	Peer_NodeStatus_FullMethodName    = "/concordpb.Peer/NodeStatus"
-	Peer_Members_FullMethodName       = "/concordpb.Peer/Members"
-	Peer_Lease_FullMethodName         = "/concordpb.Peer/Lease"
-	Peer_RangeFeed_FullMethodName     = "/concordpb.Peer/RangeFeed"
-	Peer_AuthRefresh_FullMethodName   = "/concordpb.Peer/AuthRefresh"
-	Peer_Drain_FullMethodName         = "/concordpb.Peer/Drain"
-	Peer_CreateReplica_FullMethodName = "/concordpb.Peer/CreateReplica"
+	Peer_Raft_FullMethodName           = "/concordpb.Peer/Raft"
+	Peer_Forward_FullMethodName        = "/concordpb.Peer/Forward"
+	Peer_Timestamp_FullMethodName      = "/concordpb.Peer/Timestamp"
+	Peer_Join_FullMethodName           = "/concordpb.Peer/Join"
+	Peer_NodeStatus_FullMethodName     = "/concordpb.Peer/NodeStatus"
+	Peer_Members_FullMethodName        = "/concordpb.Peer/Members"
+	Peer_Lease_FullMethodName          = "/concordpb.Peer/Lease"
+	Peer_RangeFeed_FullMethodName      = "/concordpb.Peer/RangeFeed"
+	Peer_AuthRefresh_FullMethodName    = "/concordpb.Peer/AuthRefresh"
+	Peer_Drain_FullMethodName          = "/concordpb.Peer/Drain"
+	Peer_CreateReplica_FullMethodName  = "/concordpb.Peer/CreateReplica"
+	Peer_TransferLeader_FullMethodName = "/concordpb.Peer/TransferLeader"
 )
 
 // PeerClient is the client API for Peer service.
@@ -65,6 +66,10 @@ type PeerClient interface {
 	// CreateReplica makes a node create an uninitialized replica of a range
 	// that just added a learner replica there, to receive its snapshot.
 	CreateReplica(ctx context.Context, in *CreateReplicaRequest, opts ...grpc.CallOption) (*CreateReplicaResponse, error)
+	// TransferLeader makes a node that leads a range hand its leadership to
+	// the range's replica on target_node (the placement driver's leadership
+	// moves).
+	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
 }
 
 type peerClient struct {
@@ -194,6 +199,16 @@ func (c *peerClient) CreateReplica(ctx context.Context, in *CreateReplicaRequest
 	return out, nil
 }
 
+func (c *peerClient) TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeaderResponse)
+	err := c.cc.Invoke(ctx, Peer_TransferLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -222,6 +237,10 @@ type PeerServer interface {
 	// CreateReplica makes a node create an uninitialized replica of a range
 	// that just added a learner replica there, to receive its snapshot.
 	CreateReplica(context.Context, *CreateReplicaRequest) (*CreateReplicaResponse, error)
+	// TransferLeader makes a node that leads a range hand its leadership to
+	// the range's replica on target_node (the placement driver's leadership
+	// moves).
+	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -264,6 +283,9 @@ func (UnimplementedPeerServer) Drain(context.Context, *DrainRequest) (*DrainResp
 }
 func (UnimplementedPeerServer) CreateReplica(context.Context, *CreateReplicaRequest) (*CreateReplicaResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateReplica not implemented")
+}
+func (UnimplementedPeerServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -451,6 +473,24 @@ func _Peer_CreateReplica_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_TransferLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).TransferLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_TransferLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).TransferLeader(ctx, req.(*TransferLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -489,6 +529,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateReplica",
 			Handler:    _Peer_CreateReplica_Handler,
+		},
+		{
+			MethodName: "TransferLeader",
+			Handler:    _Peer_TransferLeader_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
