@@ -71,6 +71,9 @@ type alarmState struct {
 	// overQuota is set while this node's last check found it past its
 	// quota or its free-space reserve.
 	overQuota atomic.Bool
+	// critical is set while the last check found the file system under
+	// half its reserve: the store then drops Raft appends.
+	critical atomic.Bool
 
 	mu struct {
 		sync.Mutex
@@ -110,12 +113,21 @@ func (n *Node) checkSpace(ctx context.Context) {
 	used := n.engine.DiskUsageBytes()
 	over := n.cfg.QuotaBackendBytes > 0 && used > n.cfg.QuotaBackendBytes
 	why := fmt.Sprintf("engine holds %d bytes, quota %d", used, n.cfg.QuotaBackendBytes)
+	critical := false
 	if du, err := vfs.Default.GetDiskUsage(n.cfg.DataDir); err == nil {
 		if reserve := freeSpaceReserve(du.TotalBytes); du.AvailBytes < reserve {
 			over = true
 			why = fmt.Sprintf("file system has %d bytes free, reserve %d", du.AvailBytes, reserve)
+			// Past half the reserve even other leaders' appends stop
+			// here (see store.SetAppendGuard): writes accepted elsewhere
+			// before they saw this node's alarm must not fill the disk.
+			critical = du.AvailBytes < reserve/2
 		}
 	}
+	if critical && !n.alarms.critical.Load() {
+		n.log.Warn("disk nearly full: this node takes no more Raft appends until space is freed", "why", why)
+	}
+	n.alarms.critical.Store(critical)
 	n.alarms.overQuota.Store(over)
 	if over && !n.hasOwnNoSpace() {
 		n.log.Warn("out of space: raising NOSPACE; writes are refused until it is disarmed", "why", why)

@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,4 +99,39 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	readsAll(t, c, 0, after)
+}
+
+// A node whose disk is nearly full takes no Raft appends from other
+// leaders (its own writes are refused by the reserve): the others go on
+// with a quorum, and it catches up once space is back.
+func TestNearlyFullFollowerDropsAppends(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cli := client(t, c, 0)
+	putRetry(t, cli, "k", "0")
+	full := 1
+	if c.Node(1).store.Replica(2).Status().IsLeader {
+		full = 2
+	}
+	var critical atomic.Bool
+	critical.Store(true)
+	c.Node(full).store.SetAppendGuard(critical.Load)
+	before := c.Node(full).store.Replica(2).Status().Applied
+	for i := range 20 {
+		putRetry(t, cli, "k", fmt.Sprint(i))
+	}
+	if got := c.Node(full).store.Replica(2).Status().Applied; got != before {
+		t.Fatalf("the nearly full node applied up to %d from %d: it took appends", got, before)
+	}
+	if c.Node(full).store.DroppedAppends() == 0 {
+		t.Fatal("no append dropped")
+	}
+	critical.Store(false)
+	lead := c.Node(0).store.Replica(2).Status().Commit
+	deadline := time.Now().Add(20 * time.Second)
+	for c.Node(full).store.Replica(2).Status().Applied < lead {
+		if time.Now().After(deadline) {
+			t.Fatalf("the node never caught up once space was back: applied %d, commit %d", c.Node(full).store.Replica(2).Status().Applied, lead)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

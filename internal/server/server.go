@@ -294,6 +294,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	go n.runAuthRefresh()
 	go n.runAddressRefresh()
 	go n.runRangeRepair()
+	n.store.SetAppendGuard(n.alarms.critical.Load)
 	go n.runAlarms()
 	if cfg.RangeMaxBytes > 0 || cfg.RangeMinBytes > 0 || cfg.RangeSplitQPS > 0 {
 		n.wg.Add(1)

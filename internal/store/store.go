@@ -58,6 +58,11 @@ type Store struct {
 	cfg    replica.Config
 	log    *slog.Logger
 
+	// appendGuard, when set, says whether the disk is nearly full (see
+	// SetAppendGuard); droppedAppends counts what it dropped.
+	appendGuard    atomic.Pointer[func() bool]
+	droppedAppends atomic.Uint64
+
 	// work is signalled (never blocking, capacity 1) when a replica may
 	// have a Ready.
 	work chan struct{}
@@ -386,6 +391,17 @@ func (s *Store) drop(rangeID uint64, clear bool) {
 		}
 	}
 }
+
+// SetAppendGuard installs full, asked at every batch of Raft messages:
+// while it returns true (the data dir's disk is nearly full) the store
+// drops the log entries and snapshots other nodes send it, so that no
+// write reaches a full disk (Pebble stops the process on a failed WAL
+// write).
+func (s *Store) SetAppendGuard(full func() bool) { s.appendGuard.Store(&full) }
+
+// DroppedAppends counts the Raft appends and snapshots dropped by the
+// append guard.
+func (s *Store) DroppedAppends() uint64 { return s.droppedAppends.Load() }
 
 // AddUninitialized creates a replica of rangeID that knows nothing of its
 // range yet (replica.Uninitialized) and waits for its leader's snapshot,
@@ -837,7 +853,20 @@ func (s *Store) waitApplied() {
 // Messages for ranges this node does not hold are kept a while (see
 // Store.early), for a replica a split is about to create here.
 func (s *Store) HandleRaftBatch(b *rpcpb.RaftBatch) {
+	full := false
+	if g := s.appendGuard.Load(); g != nil {
+		full = (*g)()
+	}
 	for _, m := range b.GetMsgs() {
+		if full {
+			if t := m.GetMsg().GetType(); t == raftpb.MessageType_MsgApp || t == raftpb.MessageType_MsgSnap {
+				// The disk is nearly full: what this follower would
+				// append is left to its leader to send again later. Raft
+				// tolerates lost messages; the node stays up.
+				s.droppedAppends.Add(1)
+				continue
+			}
+		}
 		r := s.Replica(m.GetRangeId())
 		if r == nil {
 			if !m.GetQuiesce() {
