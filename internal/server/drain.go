@@ -11,7 +11,6 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
-	"github.com/concorddb/concord/internal/meta"
 )
 
 // Member removal of a member that holds replicas (etcd's member remove,
@@ -256,20 +255,7 @@ func (n *Node) moveLeaderships(ctx context.Context, target uint64) error {
 		pending++
 		go func() {
 			defer func() { done <- struct{}{} }()
-			if r.RangeID == meta.MetaRangeID {
-				if err := n.oracle.Settle(ctx, st.Term); err != nil {
-					errs <- err
-					return
-				}
-				if err := n.leases.lessor.Settle(ctx); err != nil {
-					n.log.Warn("leases not checkpointed before moving the meta leadership", "err", err)
-				}
-			}
-			err := r.TransferLeadershipTo(ctx, to)
-			if err != nil && r.RangeID == meta.MetaRangeID {
-				n.oracle.Resume(st.Term)
-			}
-			if err != nil {
+			if err := n.handOver(ctx, r, to); err != nil {
 				errs <- err
 			}
 		}()

@@ -12,6 +12,7 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/meta"
 	"github.com/concorddb/concord/internal/pd"
+	"github.com/concorddb/concord/internal/replica"
 )
 
 // The placement driver's executor (internal/pd decides): on the node that
@@ -256,11 +257,19 @@ func (n *Node) transferLeader(ctx context.Context, rangeID, target uint64) error
 	if rd == nil || rd.GetLearner() {
 		return kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "server: range %d has no voter on node %d", rangeID, target)
 	}
+	return n.handOver(ctx, r, rd.ID())
+}
+
+// handOver hands r's leadership to its replica to (0: the most up-to-date
+// other voter) if r leads: for the meta range with the TSO settled first
+// (so that the next leader continues without a gap, and resumed if the
+// move failed) and the leases checkpointed.
+func (n *Node) handOver(ctx context.Context, r *replica.Replica, to uint64) error {
 	st := r.Status()
 	if !st.IsLeader {
 		return nil
 	}
-	if rangeID == meta.MetaRangeID {
+	if r.RangeID == meta.MetaRangeID {
 		if err := n.oracle.Settle(ctx, st.Term); err != nil {
 			return err
 		}
@@ -268,8 +277,8 @@ func (n *Node) transferLeader(ctx context.Context, rangeID, target uint64) error
 			n.log.Warn("leases not checkpointed before moving the meta leadership", "err", err)
 		}
 	}
-	err := r.TransferLeadershipTo(ctx, rd.ID())
-	if err != nil && rangeID == meta.MetaRangeID {
+	err := r.TransferLeadershipTo(ctx, to)
+	if err != nil && r.RangeID == meta.MetaRangeID {
 		n.oracle.Resume(st.Term)
 	}
 	return err
