@@ -250,7 +250,7 @@ func (n *Node) moveLeaderships(ctx context.Context, target uint64) error {
 			if rd == nil {
 				continue
 			}
-			to = rd.GetReplicaId()
+			to = rd.ID()
 		}
 		pending++
 		go func() {
