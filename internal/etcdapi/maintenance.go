@@ -2,6 +2,7 @@ package etcdapi
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 
@@ -49,6 +50,15 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 	}
 	if st.Leader == 0 {
 		resp.Errors = append(resp.Errors, rpctypes.ErrorDesc(rpctypes.ErrGRPCNoLeader))
+	}
+	// etcd lists the active alarms among a member's errors
+	// (etcdctl endpoint status prints them).
+	if ab, ok := s.b.(AlarmBackend); ok {
+		if as, err := ab.Alarms(ctx); err == nil {
+			for _, a := range as {
+				resp.Errors = append(resp.Errors, fmt.Sprintf("memberID:%d alarm:%s", a.MemberID, a.Type))
+			}
+		}
 	}
 	return resp, nil
 }

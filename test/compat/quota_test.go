@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +22,9 @@ import (
 	"github.com/concorddb/concord/internal/server"
 	"github.com/concorddb/concord/test/etcdtest"
 )
+
+// memberIDs matches a member id in an alarm's text.
+var memberIDs = regexp.MustCompile(`memberID:\d+`)
 
 // outcome is what a call answered, as a client sees it: the gRPC code and
 // message, or "ok".
@@ -61,6 +66,14 @@ func quotaRun(t *testing.T, cli *clientv3.Client) []string {
 			listed = append(listed, a.Alarm.String())
 		}
 	}
+	var statusErrs []string
+	if st, err := cli.Status(ctx, cli.Endpoints()[0]); err == nil {
+		for _, e := range st.Errors {
+			// Member ids differ by nature; protobuf's text may space
+			// fields either way.
+			statusErrs = append(statusErrs, memberIDs.ReplaceAllString(strings.Join(strings.Fields(e), " "), "memberID:N"))
+		}
+	}
 	_, putErr := cli.Put(ctx, "/quota/more", "v")
 	_, txnPutErr := cli.Txn(ctx).Then(clientv3.OpPut("/quota/txn", "v")).Commit()
 	_, txnGetErr := cli.Txn(ctx).Then(clientv3.OpGet("/quota/00000")).Commit()
@@ -73,6 +86,7 @@ func quotaRun(t *testing.T, cli *clientv3.Client) []string {
 	return []string{
 		"the put that filled it: " + outcome(full),
 		fmt.Sprintf("alarm list: %v (%s)", listed, outcome(err)),
+		fmt.Sprintf("endpoint status errors: %v", statusErrs),
 		"put: " + outcome(putErr),
 		"txn with a put: " + outcome(txnPutErr),
 		"read-only txn: " + outcome(txnGetErr),
