@@ -613,3 +613,34 @@ func (n *Node) handoff() error {
 	}
 	return nil
 }
+
+// Solo is the membership of a node alone: a one-node ring (tests, and
+// tools that run the AP engine without a cluster).
+type Solo uint64
+
+// Members returns the node itself, alive.
+func (s Solo) Members() []Member { return []Member{{ID: uint64(s), Alive: true}} }
+
+// NoPeers is the Peers of a node alone: every call fails (a Solo node
+// never makes one).
+type NoPeers struct{}
+
+var errNoPeers = errors.New("ap: this node has no peers")
+
+// Store fails.
+func (NoPeers) Store(context.Context, uint64, []State) error { return errNoPeers }
+
+// Fetch fails.
+func (NoPeers) Fetch(context.Context, uint64, uint32, [][]byte) ([]*crdt.Object, error) {
+	return nil, errNoPeers
+}
+
+// Scan fails.
+func (NoPeers) Scan(context.Context, uint64, uint32, []byte, int, int64) ([][]byte, bool, error) {
+	return nil, false, errNoPeers
+}
+
+var (
+	_ Membership = Solo(0)
+	_ Peers      = NoPeers{}
+)

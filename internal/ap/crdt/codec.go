@@ -23,7 +23,6 @@ type encoder struct{ b []byte }
 
 func (e *encoder) uvarint(x uint64) { e.b = binary.AppendUvarint(e.b, x) }
 func (e *encoder) varint(x int64)   { e.b = binary.AppendVarint(e.b, x) }
-func (e *encoder) float(f float64)  { e.b = binary.BigEndian.AppendUint64(e.b, math.Float64bits(f)) }
 func (e *encoder) bytes(p []byte)   { e.uvarint(uint64(len(p))); e.b = append(e.b, p...) }
 func (e *encoder) bool(v bool) {
 	if v {
@@ -71,23 +70,6 @@ func (d *decoder) varint() int64 {
 	}
 	d.b = d.b[n:]
 	return x
-}
-
-func (d *decoder) float() float64 {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) < 8 {
-		d.fail("short float")
-		return 0
-	}
-	f := math.Float64frombits(binary.BigEndian.Uint64(d.b))
-	d.b = d.b[8:]
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		d.fail("float %v is not finite", f)
-		return 0
-	}
-	return f
 }
 
 func (d *decoder) count() int {

@@ -9,20 +9,17 @@ import (
 // ErrOverflow is returned by an increment whose result does not fit.
 var ErrOverflow = errors.New("crdt: increment or decrement would overflow")
 
-// number is what a counter counts.
-type number interface{ int64 | float64 }
-
 // entry is one actor's contribution: its running total after its Seq-th
 // update. Invariant: Seq > 0 for a stored entry.
-type entry[T number] struct {
+type entry struct {
 	Seq   uint64
-	Total T
+	Total int64
 }
 
 // wins reports whether o replaces e in a merge: the later update of the
 // same actor (the greater Seq). Equal Seqs come from the same update;
 // comparing totals keeps Merge commutative on corrupt input.
-func (e entry[T]) wins(o entry[T]) bool {
+func (e entry) wins(o entry) bool {
 	if e.Seq != o.Seq {
 		return o.Seq > e.Seq
 	}
@@ -34,16 +31,13 @@ func (e entry[T]) wins(o entry[T]) bool {
 //
 // Invariant: resets[a].Seq <= entries[a].Seq (a reset is a copy of entries
 // it observed).
-type counter[T number] struct {
-	entries map[uint64]entry[T]
-	resets  map[uint64]entry[T]
+type counter struct {
+	entries map[uint64]entry
+	resets  map[uint64]entry
 }
 
 // Counter is an integer PN-counter with observed resets.
-type Counter struct{ c counter[int64] }
-
-// FloatCounter is a float PN-counter with observed resets.
-type FloatCounter struct{ c counter[float64] }
+type Counter struct{ c counter }
 
 // sortedActors returns the keys of m in order, so that sums and encodings
 // are deterministic.
@@ -57,12 +51,12 @@ func sortedActors[V any](m map[uint64]V) []uint64 {
 }
 
 // contribution is actor a's part of the value.
-func (c *counter[T]) contribution(a uint64) T {
+func (c *counter) contribution(a uint64) int64 {
 	return c.entries[a].Total - c.resets[a].Total
 }
 
 // live reports whether some update is not reset.
-func (c *counter[T]) live() bool {
+func (c *counter) live() bool {
 	for a, e := range c.entries {
 		if e.Seq > c.resets[a].Seq {
 			return true
@@ -71,34 +65,34 @@ func (c *counter[T]) live() bool {
 	return false
 }
 
-func (c *counter[T]) add(actor uint64, delta T) {
+func (c *counter) add(actor uint64, delta int64) {
 	if c.entries == nil {
-		c.entries = map[uint64]entry[T]{}
+		c.entries = map[uint64]entry{}
 	}
 	e := c.entries[actor]
-	c.entries[actor] = entry[T]{Seq: e.Seq + 1, Total: e.Total + delta}
+	c.entries[actor] = entry{Seq: e.Seq + 1, Total: e.Total + delta}
 }
 
 // reset records every entry as observed: the value drops to zero, and only
 // updates this state has not seen count again after a merge.
-func (c *counter[T]) reset() {
+func (c *counter) reset() {
 	if len(c.entries) == 0 {
 		return
 	}
 	if c.resets == nil {
-		c.resets = map[uint64]entry[T]{}
+		c.resets = map[uint64]entry{}
 	}
 	for a, e := range c.entries {
 		c.resets[a] = e
 	}
 }
 
-func mergeEntries[T number](dst *map[uint64]entry[T], src map[uint64]entry[T]) {
+func mergeEntries(dst *map[uint64]entry, src map[uint64]entry) {
 	if len(src) == 0 {
 		return
 	}
 	if *dst == nil {
-		*dst = map[uint64]entry[T]{}
+		*dst = map[uint64]entry{}
 	}
 	for a, o := range src {
 		if e, ok := (*dst)[a]; !ok || e.wins(o) {
@@ -107,19 +101,19 @@ func mergeEntries[T number](dst *map[uint64]entry[T], src map[uint64]entry[T]) {
 	}
 }
 
-func (c *counter[T]) merge(o *counter[T]) {
+func (c *counter) merge(o *counter) {
 	mergeEntries(&c.entries, o.entries)
 	mergeEntries(&c.resets, o.resets)
 }
 
-func (c *counter[T]) clone() counter[T] {
-	var out counter[T]
+func (c *counter) clone() counter {
+	var out counter
 	mergeEntries(&out.entries, c.entries)
 	mergeEntries(&out.resets, c.resets)
 	return out
 }
 
-func encodeEntries[T number](e *encoder, m map[uint64]entry[T], put func(T)) {
+func encodeEntries(e *encoder, m map[uint64]entry, put func(int64)) {
 	e.uvarint(uint64(len(m)))
 	for _, a := range sortedActors(m) {
 		e.uvarint(a)
@@ -128,16 +122,16 @@ func encodeEntries[T number](e *encoder, m map[uint64]entry[T], put func(T)) {
 	}
 }
 
-func decodeEntries[T number](d *decoder, get func() T) map[uint64]entry[T] {
+func decodeEntries(d *decoder, get func() int64) map[uint64]entry {
 	n := d.count()
 	if n == 0 {
 		return nil
 	}
-	m := make(map[uint64]entry[T], n)
+	m := make(map[uint64]entry, n)
 	var prev uint64
 	for i := 0; i < n && d.err == nil; i++ {
 		a := d.uvarint()
-		en := entry[T]{Seq: d.uvarint(), Total: get()}
+		en := entry{Seq: d.uvarint(), Total: get()}
 		if i > 0 && a <= prev {
 			d.fail("actors out of order")
 		}
@@ -150,12 +144,12 @@ func decodeEntries[T number](d *decoder, get func() T) map[uint64]entry[T] {
 	return m
 }
 
-func (c *counter[T]) encode(e *encoder, put func(T)) {
+func (c *counter) encode(e *encoder, put func(int64)) {
 	encodeEntries(e, c.entries, put)
 	encodeEntries(e, c.resets, put)
 }
 
-func (c *counter[T]) decode(d *decoder, get func() T) {
+func (c *counter) decode(d *decoder, get func() int64) {
 	c.entries = decodeEntries(d, get)
 	c.resets = decodeEntries(d, get)
 	for a, r := range c.resets {
@@ -211,39 +205,3 @@ func (c *Counter) Clone() Counter { return Counter{c: c.c.clone()} }
 
 func (c *Counter) encode(e *encoder) { c.c.encode(e, e.varint) }
 func (c *Counter) decode(d *decoder) { c.c.decode(d, d.varint) }
-
-// Value is the counter's value: the contributions summed in actor order,
-// so that every replica computes the same float.
-func (c *FloatCounter) Value() float64 {
-	var v float64
-	for _, a := range sortedActors(c.c.entries) {
-		v += c.c.contribution(a)
-	}
-	return v
-}
-
-// Live reports whether some increment was not reset.
-func (c *FloatCounter) Live() bool { return c.c.live() }
-
-// Add adds delta as actor's update. It returns ErrOverflow, and changes
-// nothing, if base+value+delta or the actor's own total is not finite.
-func (c *FloatCounter) Add(actor uint64, base, delta float64) error {
-	t := c.c.entries[actor].Total + delta
-	if r := base + c.Value() + delta; math.IsInf(r, 0) || math.IsNaN(r) || math.IsInf(t, 0) || math.IsNaN(t) {
-		return ErrOverflow
-	}
-	c.c.add(actor, delta)
-	return nil
-}
-
-// Reset removes every increment this state holds.
-func (c *FloatCounter) Reset() { c.c.reset() }
-
-// Merge merges o into c.
-func (c *FloatCounter) Merge(o *FloatCounter) { c.c.merge(&o.c) }
-
-// Clone returns a deep copy.
-func (c *FloatCounter) Clone() FloatCounter { return FloatCounter{c: c.c.clone()} }
-
-func (c *FloatCounter) encode(e *encoder) { c.c.encode(e, e.float) }
-func (c *FloatCounter) decode(d *decoder) { c.c.decode(d, d.float) }

@@ -3,6 +3,7 @@ package crdt
 import (
 	"bytes"
 	"fmt"
+	"math/big"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -150,7 +151,7 @@ func mixedOp(rng *rand.Rand, r *replica) {
 	case 4:
 		r.obj.Hash.Delete(ts, r.actor, "f")
 	case 5:
-		_, _ = r.obj.Str.IncrByFloat(r.actor, 0.5)
+		_, _ = r.obj.Str.IncrByFloat(r.actor, dec("0.1"))
 		r.obj.Touch(KindString, ts, r.actor)
 	}
 }
@@ -296,18 +297,58 @@ func TestIncrErrors(t *testing.T) {
 	if _, err := s.IncrBy(1, 1); err != ErrNotInteger {
 		t.Fatalf("got %v, want not an integer", err)
 	}
-	if _, err := s.IncrByFloat(1, 1); err != ErrNotFloat {
+	if _, err := s.IncrByFloat(1, dec("1")); err != ErrNotFloat {
 		t.Fatalf("got %v, want not a float", err)
 	}
 	s.Set(HLC{Wall: 3}, 1, []byte("10.5"))
-	if v, err := s.IncrByFloat(1, 0.1); err != nil || v != 10.6 {
-		t.Fatalf("got %v %v", v, err)
+	if v, err := s.IncrByFloat(1, dec("0.1")); err != nil || string(v) != "10.6" {
+		t.Fatalf("got %s %v", v, err)
 	}
 	if got, _ := s.Get(); string(got) != "10.6" {
 		t.Fatalf("got %q", got)
 	}
 	if _, err := s.IncrBy(1, 1); err != ErrNotInteger {
 		t.Fatalf("INCR of a float: %v", err)
+	}
+}
+
+func dec(s string) *big.Rat {
+	r, err := ParseDecimal(s)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+func TestFloatCounterIsExact(t *testing.T) {
+	a, b := &Str{}, &Str{}
+	for range 3 {
+		if _, err := a.IncrByFloat(1, dec("0.1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _ := a.Get(); string(v) != "0.3" {
+		t.Fatalf("0.1 three times reads %s", v)
+	}
+	b.Merge(a)
+	b.Delete(HLC{Wall: 1}, 2)                               // observed all three
+	if _, err := a.IncrByFloat(1, dec("0.1")); err != nil { // concurrent
+		t.Fatal(err)
+	}
+	a.Merge(b)
+	if v, _ := a.Get(); string(v) != "0.1" {
+		t.Fatalf("after a reset that saw 0.3 and a concurrent +0.1: %s", v)
+	}
+	if _, err := a.IncrByFloat(1, dec("1e308")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.IncrByFloat(1, dec("1e308")); err != ErrOverflow {
+		t.Fatalf("past float64's range: %v", err)
+	}
+	for _, bad := range []string{"", " 1", "inf", "nan", "1/2", "abc"} {
+		if _, err := ParseDecimal(bad); err == nil {
+			t.Errorf("ParseDecimal(%q) accepted", bad)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package crdt
 import (
 	"errors"
 	"math"
+	"math/big"
 	"sort"
 	"strconv"
 )
@@ -59,12 +60,31 @@ func (s *Str) Get() ([]byte, bool) {
 		}
 		return strconv.AppendInt(nil, base+iv, 10), true
 	}
-	base, err := parseFloat(s.Reg.Value, s.Reg.Live)
-	iv, ok := s.Int.Value()
-	if err != nil || !ok {
+	v, err := s.exact()
+	if err != nil {
 		return s.Reg.Value, true
 	}
-	return FormatFloat(base + float64(iv) + s.Float.Value()), true
+	f, _ := v.Float64()
+	return FormatFloat(f), true
+}
+
+// exact is the value as an exact rational: the register read as a
+// decimal (absent: 0) plus both counters.
+func (s *Str) exact() (*big.Rat, error) {
+	v := new(big.Rat)
+	if s.Reg.Live {
+		b, err := ParseDecimal(string(s.Reg.Value))
+		if err != nil {
+			return nil, err
+		}
+		v.Set(b)
+	}
+	iv, ok := s.Int.Value()
+	if !ok {
+		return nil, ErrOverflow
+	}
+	v.Add(v, new(big.Rat).SetInt64(iv))
+	return v.Add(v, s.Float.sum()), nil
 }
 
 // FormatFloat renders f as INCRBYFLOAT replies: the shortest decimal that
@@ -80,17 +100,6 @@ func parseInt(b []byte, live bool) (int64, error) {
 	v, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil || strconv.FormatInt(v, 10) != string(b) {
 		return 0, ErrNotInteger
-	}
-	return v, nil
-}
-
-func parseFloat(b []byte, live bool) (float64, error) {
-	if !live {
-		return 0, nil
-	}
-	v, err := ParseFloat(string(b))
-	if err != nil {
-		return 0, err
 	}
 	return v, nil
 }
@@ -132,23 +141,25 @@ func (s *Str) IncrBy(actor uint64, delta int64) (int64, error) {
 }
 
 // IncrByFloat adds delta as actor's float update and returns the new
-// value; ErrNotFloat or ErrOverflow (not finite) change nothing.
-func (s *Str) IncrByFloat(actor uint64, delta float64) (float64, error) {
-	cur := 0.0
+// visible value; ErrNotFloat (the value is not a number) or ErrOverflow
+// (the result is not a finite float64) change nothing.
+func (s *Str) IncrByFloat(actor uint64, delta *big.Rat) ([]byte, error) {
+	cur := new(big.Rat)
 	if v, ok := s.Get(); ok {
+		if _, err := ParseDecimal(string(v)); err != nil {
+			return nil, err
+		}
 		var err error
-		if cur, err = ParseFloat(string(v)); err != nil {
-			return 0, err
+		if cur, err = s.exact(); err != nil {
+			return nil, ErrNotFloat
 		}
 	}
-	if err := s.Float.Add(actor, cur-s.Float.Value(), delta); err != nil {
-		return 0, err
+	base := new(big.Rat).Sub(cur, s.Float.sum())
+	if err := s.Float.Add(actor, base, delta); err != nil {
+		return nil, err
 	}
-	r := cur + delta
-	if math.IsInf(r, 0) || math.IsNaN(r) {
-		return 0, ErrOverflow
-	}
-	return r, nil
+	v, _ := s.Get()
+	return v, nil
 }
 
 // Merge merges o into s.
