@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"hash/crc32"
+	"strconv"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/concorddb/concord/internal/ap/crdt"
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
+	"github.com/concorddb/concord/internal/transport"
 )
 
 // AP requests travel over the peer gRPC port rather than memberlist's own
@@ -49,19 +52,34 @@ func fromWire(s *rpcpb.APState) (*crdt.Object, error) {
 // Service is the AP gRPC service over a Node.
 type Service struct {
 	rpcpb.UnimplementedAPServer
-	node *Node
+	node      *Node
+	clusterID uint64
 	// gossipAddr returns this node's gossip address.
 	gossipAddr func() string
 }
 
-// NewService returns the service of node; gossipAddr reports its gossip
-// address to peers that look for it.
-func NewService(node *Node, gossipAddr func() string) *Service {
-	return &Service{node: node, gossipAddr: gossipAddr}
+// NewService returns the service of node in cluster clusterID (calls from
+// another cluster are refused, as the Peer service refuses them);
+// gossipAddr reports its gossip address to peers that look for it.
+func NewService(node *Node, clusterID uint64, gossipAddr func() string) *Service {
+	return &Service{node: node, clusterID: clusterID, gossipAddr: gossipAddr}
+}
+
+// checkCaller refuses a call without this cluster's id in its metadata
+// (the transport's connections put it on every call).
+func (s *Service) checkCaller(ctx context.Context) error {
+	vals := metadata.ValueFromIncomingContext(ctx, transport.MetadataClusterID)
+	if len(vals) != 1 || vals[0] != strconv.FormatUint(s.clusterID, 10) {
+		return status.Errorf(codes.PermissionDenied, "ap: call from cluster %v, this is cluster %d", vals, s.clusterID)
+	}
+	return nil
 }
 
 // Store merges the states into this node's store, durably, then answers.
-func (s *Service) Store(_ context.Context, req *rpcpb.APStoreRequest) (*rpcpb.APStoreResponse, error) {
+func (s *Service) Store(ctx context.Context, req *rpcpb.APStoreRequest) (*rpcpb.APStoreResponse, error) {
+	if err := s.checkCaller(ctx); err != nil {
+		return nil, err
+	}
 	if len(req.GetStates()) > maxStoreStates {
 		return nil, status.Errorf(codes.InvalidArgument, "ap: %d states in one store (at most %d)", len(req.GetStates()), maxStoreStates)
 	}
@@ -80,7 +98,10 @@ func (s *Service) Store(_ context.Context, req *rpcpb.APStoreRequest) (*rpcpb.AP
 }
 
 // Fetch returns this node's state of each key.
-func (s *Service) Fetch(_ context.Context, req *rpcpb.APFetchRequest) (*rpcpb.APFetchResponse, error) {
+func (s *Service) Fetch(ctx context.Context, req *rpcpb.APFetchRequest) (*rpcpb.APFetchResponse, error) {
+	if err := s.checkCaller(ctx); err != nil {
+		return nil, err
+	}
 	if len(req.GetKeys()) > maxFetchKeys {
 		return nil, status.Errorf(codes.InvalidArgument, "ap: %d keys in one fetch (at most %d)", len(req.GetKeys()), maxFetchKeys)
 	}
@@ -96,7 +117,10 @@ func (s *Service) Fetch(_ context.Context, req *rpcpb.APFetchRequest) (*rpcpb.AP
 }
 
 // Scan lists this node's live keys.
-func (s *Service) Scan(_ context.Context, req *rpcpb.APScanRequest) (*rpcpb.APScanResponse, error) {
+func (s *Service) Scan(ctx context.Context, req *rpcpb.APScanRequest) (*rpcpb.APScanResponse, error) {
+	if err := s.checkCaller(ctx); err != nil {
+		return nil, err
+	}
 	limit := int(req.GetLimit())
 	if limit < 1 || limit > maxScanLimit {
 		return nil, status.Errorf(codes.InvalidArgument, "ap: scan limit %d (1 to %d)", limit, maxScanLimit)
@@ -109,7 +133,10 @@ func (s *Service) Scan(_ context.Context, req *rpcpb.APScanRequest) (*rpcpb.APSc
 }
 
 // Gossip reports this node's id and gossip address.
-func (s *Service) Gossip(context.Context, *rpcpb.APGossipRequest) (*rpcpb.APGossipResponse, error) {
+func (s *Service) Gossip(ctx context.Context, _ *rpcpb.APGossipRequest) (*rpcpb.APGossipResponse, error) {
+	if err := s.checkCaller(ctx); err != nil {
+		return nil, err
+	}
 	return &rpcpb.APGossipResponse{NodeId: s.node.ID(), Addr: s.gossipAddr()}, nil
 }
 

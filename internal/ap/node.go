@@ -644,3 +644,7 @@ var (
 	_ Membership = Solo(0)
 	_ Peers      = NoPeers{}
 )
+
+// Local is this node's store (tests and status pages read replicas
+// through it).
+func (n *Node) Local() *Local { return n.cfg.Local }

@@ -112,6 +112,9 @@ type Node struct {
 	// tls holds the client and peer ports' certificates (tls.go).
 	tls nodeTLS
 
+	// ap is the AP keyspaces' engine, gossip and Redis port (ap.go).
+	ap apState
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -240,6 +243,9 @@ func Start(cfg Config) (_ *Node, err error) {
 	peerOpts := append(n.transport.ServerOptions(), n.peerServerOptions()...)
 	n.peerServer = grpc.NewServer(append(append(peerOpts, n.peerTLSOptions()...), grpc.WaitForHandlers(true))...)
 	rpcpb.RegisterPeerServer(n.peerServer, &peerService{n: n})
+	if err := n.startAP(); err != nil {
+		return nil, err
+	}
 	n.serve(n.peerServer, n.peerLis)
 	n.store.Start()
 	if n.bootstrapped && n.ident.NodeID == 1 {
@@ -410,6 +416,7 @@ func (n *Node) Stop() {
 	if n.clientServer != nil {
 		n.clientServer.Stop()
 	}
+	n.stopAP()
 	if n.selfClient != nil {
 		n.selfClient.Close()
 	}
