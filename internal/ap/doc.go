@@ -36,7 +36,14 @@
 // that are alive, and deletes each hint its node stored, unless it grew
 // meanwhile.
 //
+// # Anti-entropy
+//
+// Every AntiEntropyInterval a node compares a Merkle tree of the replicas
+// it shares with each live peer, per keyspace, and exchanges the keys of
+// the leaves that differ both ways (merkle.go), so replicas converge for
+// keys nobody reads, whatever hints were lost.
+//
 // What is not here yet: per-keyspace N/R/W in the meta range, ONE/QUORUM/
-// ALL per command, Merkle-tree anti-entropy, and the garbage collection
-// of tombstones and of hints for nodes that left for good.
+// ALL per command, and the garbage collection of tombstones and of hints
+// for nodes that left for good.
 package ap

@@ -101,7 +101,7 @@ func testCluster(t *testing.T, n int, ks Keyspace, handoff time.Duration) (*fake
 		if err != nil {
 			t.Fatal(err)
 		}
-		nd, err := New(Config{ID: uint64(i + 1), Local: NewLocal(eng), Members: f, Peers: f, Keyspace: ks, HandoffInterval: handoff})
+		nd, err := New(Config{ID: uint64(i + 1), Local: NewLocal(eng), Members: f, Peers: f, Keyspace: ks, HandoffInterval: handoff, AntiEntropyInterval: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,4 +115,24 @@ func testCluster(t *testing.T, n int, ks Keyspace, handoff time.Duration) (*fake
 		nodes = append(nodes, nd)
 	}
 	return f, nodes
+}
+
+func (f *fakeNet) Tree(_ context.Context, to uint64, ks uint32, peer uint64, leaves bool) (uint64, []uint64, error) {
+	n, err := f.node(to)
+	if err != nil {
+		return 0, nil, err
+	}
+	return n.HandleTree(ks, peer, leaves)
+}
+
+func (f *fakeNet) Leaves(_ context.Context, to uint64, ks uint32, peer uint64, leaves []uint32) ([]State, error) {
+	n, err := f.node(to)
+	if err != nil {
+		return nil, err
+	}
+	states, err := n.HandleLeaves(ks, peer, leaves)
+	for i := range states {
+		states[i].Object = wire(states[i].Object)
+	}
+	return states, err
 }

@@ -220,3 +220,69 @@ func (p GRPCPeers) GossipAddr(ctx context.Context, to uint64) (string, error) {
 	}
 	return resp.GetAddr(), nil
 }
+
+// Tree returns this node's Merkle tree of the replicas it shares with the
+// caller.
+func (s *Service) Tree(ctx context.Context, req *rpcpb.APTreeRequest) (*rpcpb.APTreeResponse, error) {
+	if err := s.checkCaller(ctx); err != nil {
+		return nil, err
+	}
+	root, leaves, err := s.node.HandleTree(req.GetKeyspace(), req.GetPeer(), req.GetLeaves())
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &rpcpb.APTreeResponse{Root: root, Leaves: leaves}, nil
+}
+
+// Leaves returns this node's states in some leaves of that tree.
+func (s *Service) Leaves(ctx context.Context, req *rpcpb.APLeavesRequest) (*rpcpb.APLeavesResponse, error) {
+	if err := s.checkCaller(ctx); err != nil {
+		return nil, err
+	}
+	if len(req.GetLeaves()) > merkleLeaves {
+		return nil, status.Errorf(codes.InvalidArgument, "ap: %d leaves asked (at most %d)", len(req.GetLeaves()), merkleLeaves)
+	}
+	states, err := s.node.HandleLeaves(req.GetKeyspace(), req.GetPeer(), req.GetLeaves())
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	resp := &rpcpb.APLeavesResponse{States: make([]*rpcpb.APState, len(states))}
+	for i, st := range states {
+		resp.States[i] = toWire(st.Keyspace, st.Key, st.Object, 0)
+	}
+	return resp, nil
+}
+
+// Tree asks node to for its tree of the replicas it shares with peer.
+func (p GRPCPeers) Tree(ctx context.Context, to uint64, ks uint32, peer uint64, leaves bool) (uint64, []uint64, error) {
+	c, err := p.client(ctx, to)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := c.Tree(ctx, &rpcpb.APTreeRequest{Keyspace: ks, Peer: peer, Leaves: leaves})
+	if err != nil {
+		return 0, nil, err
+	}
+	return resp.GetRoot(), resp.GetLeaves(), nil
+}
+
+// Leaves asks node to for its states in some leaves of that tree.
+func (p GRPCPeers) Leaves(ctx context.Context, to uint64, ks uint32, peer uint64, leaves []uint32) ([]State, error) {
+	c, err := p.client(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Leaves(ctx, &rpcpb.APLeavesRequest{Keyspace: ks, Peer: peer, Leaves: leaves})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]State, len(resp.GetStates()))
+	for i, w := range resp.GetStates() {
+		o, err := fromWire(w)
+		if err != nil {
+			return nil, fmt.Errorf("ap: from node %d: %w", to, err)
+		}
+		out[i] = State{Keyspace: w.GetKeyspace(), Key: w.GetKey(), Object: o}
+	}
+	return out, nil
+}

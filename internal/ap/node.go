@@ -61,6 +61,11 @@ type Peers interface {
 	Store(ctx context.Context, to uint64, states []State) error
 	Fetch(ctx context.Context, to uint64, ks uint32, keys [][]byte) ([]*crdt.Object, error)
 	Scan(ctx context.Context, to uint64, ks uint32, start []byte, limit int, nowMs int64) (keys [][]byte, done bool, err error)
+	// Tree and Leaves are the anti-entropy exchange (merkle.go): node
+	// to's tree of the replicas it shares with peer, and its states in
+	// some leaves of it.
+	Tree(ctx context.Context, to uint64, ks uint32, peer uint64, leaves bool) (root uint64, leafHashes []uint64, err error)
+	Leaves(ctx context.Context, to uint64, ks uint32, peer uint64, leaves []uint32) ([]State, error)
 }
 
 // Fault decides whether AP traffic from -> to is dropped (tests and the
@@ -85,7 +90,10 @@ type Config struct {
 	// HandoffInterval is how often held hints are offered to their nodes
 	// (0: 500 ms).
 	HandoffInterval time.Duration
-	Logger          *slog.Logger
+	// AntiEntropyInterval is how often replicas are compared with every
+	// live peer's by Merkle tree (0: 10 s; negative: never).
+	AntiEntropyInterval time.Duration
+	Logger              *slog.Logger
 }
 
 // Node coordinates the reads and writes of AP keys that reach this node,
@@ -127,6 +135,9 @@ func New(cfg Config) (*Node, error) {
 	if cfg.HandoffInterval <= 0 {
 		cfg.HandoffInterval = defaultHandoffInterval
 	}
+	if cfg.AntiEntropyInterval == 0 {
+		cfg.AntiEntropyInterval = defaultAntiEntropyInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -134,6 +145,10 @@ func New(cfg Config) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Add(1)
 	go n.runHandoff()
+	if cfg.AntiEntropyInterval > 0 {
+		n.wg.Add(1)
+		go n.runAntiEntropy()
+	}
 	return n, nil
 }
 
@@ -638,6 +653,16 @@ func (NoPeers) Fetch(context.Context, uint64, uint32, [][]byte) ([]*crdt.Object,
 // Scan fails.
 func (NoPeers) Scan(context.Context, uint64, uint32, []byte, int, int64) ([][]byte, bool, error) {
 	return nil, false, errNoPeers
+}
+
+// Tree fails.
+func (NoPeers) Tree(context.Context, uint64, uint32, uint64, bool) (uint64, []uint64, error) {
+	return 0, nil, errNoPeers
+}
+
+// Leaves fails.
+func (NoPeers) Leaves(context.Context, uint64, uint32, uint64, []uint32) ([]State, error) {
+	return nil, errNoPeers
 }
 
 var (

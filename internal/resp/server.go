@@ -58,7 +58,7 @@ type Config struct {
 const (
 	// numKeyspaces is how many SELECT accepts, as Redis's default
 	// "databases 16".
-	numKeyspaces = 16
+	numKeyspaces = ap.NumKeyspaces
 	// maxCursors bounds the SCAN cursors remembered; the oldest is
 	// forgotten first (a client resuming it gets ERR invalid cursor).
 	maxCursors = 4096
