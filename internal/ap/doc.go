@@ -43,7 +43,12 @@
 // the leaves that differ both ways (merkle.go), so replicas converge for
 // keys nobody reads, whatever hints were lost.
 //
-// What is not here yet: per-keyspace N/R/W in the meta range, ONE/QUORUM/
-// ALL per command, and the garbage collection of tombstones and of hints
-// for nodes that left for good.
+// # Keyspaces
+//
+// Each keyspace has its N, R and W (Config.Keyspaces; the records live in
+// the meta range, internal/server loads them), DefaultKeyspace otherwise.
+//
+// What is not here yet: ONE/QUORUM/ALL per command, and the garbage
+// collection of tombstones, of hints for nodes that left for good and of
+// replicas on nodes no longer preferred.
 package ap

@@ -71,7 +71,7 @@ func entryHash(key, state []byte) uint64 {
 func (n *Node) shared(members []Member, ks uint32, key []byte, a, b uint64) bool {
 	ord := order(members, ks, key)
 	var hasA, hasB bool
-	for _, m := range ord[:min(n.cfg.Keyspace.N, len(ord))] {
+	for _, m := range ord[:min(n.keyspace(ks).N, len(ord))] {
 		hasA = hasA || m.ID == a
 		hasB = hasB || m.ID == b
 	}

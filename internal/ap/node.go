@@ -31,8 +31,8 @@ func DefaultKeyspace() Keyspace { return Keyspace{N: 3, R: 2, W: 2} }
 
 // Validate checks 1 <= R, W <= N.
 func (k Keyspace) Validate() error {
-	if k.N < 1 || k.R < 1 || k.W < 1 || k.R > k.N || k.W > k.N {
-		return fmt.Errorf("ap: keyspace N=%d R=%d W=%d: need 1 <= R, W <= N", k.N, k.R, k.W)
+	if k.N < 1 || k.R < 1 || k.W < 1 || k.R > k.N || k.W > k.N || k.N > maxReplicas {
+		return fmt.Errorf("ap: keyspace N=%d R=%d W=%d: need 1 <= R, W <= N <= %d", k.N, k.R, k.W, maxReplicas)
 	}
 	return nil
 }
@@ -80,9 +80,13 @@ type Config struct {
 	Local   *Local
 	Members Membership
 	Peers   Peers
-	// Keyspace is the replication of every keyspace (per-keyspace settings
-	// stored in the meta range are a later step).
+	// Keyspace is the replication of every keyspace that Keyspaces does
+	// not set.
 	Keyspace Keyspace
+	// Keyspaces, if set, returns the replication of keyspace ks and
+	// whether it has its own (concord keyspace create|set, kept in the
+	// meta range). Called on every request: it must be cheap.
+	Keyspaces func(ks uint32) (Keyspace, bool)
 	// Physical returns the wall clock in Unix nanoseconds (nil: time.Now).
 	Physical func() int64
 	// RPCTimeout bounds each call to another node (0: 1 s).
@@ -176,6 +180,16 @@ func (n *Node) cut(to uint64) bool {
 }
 
 var errCut = errors.New("ap: link cut by a fault")
+
+// keyspace is the replication of keyspace ks.
+func (n *Node) keyspace(ks uint32) Keyspace {
+	if n.cfg.Keyspaces != nil {
+		if k, ok := n.cfg.Keyspaces(ks); ok {
+			return k
+		}
+	}
+	return n.cfg.Keyspace
+}
 
 // NowMs is the wall clock in Unix milliseconds, for expiry.
 func (n *Node) NowMs() int64 { return n.cfg.Physical() / 1e6 }
@@ -291,7 +305,7 @@ func (p *picker) markFailed(id uint64) {
 // plan lays out key's slots and fallbacks from the current membership.
 func (n *Node) plan(ks uint32, key []byte) ([]slot, *picker) {
 	ord := order(n.cfg.Members.Members(), ks, key)
-	N := n.cfg.Keyspace.N
+	N := n.keyspace(ks).N
 	slots := make([]slot, N)
 	p := &picker{failed: map[uint64]bool{}}
 	for i := range N {
@@ -447,7 +461,7 @@ func (n *Node) Read(ctx context.Context, ks uint32, key []byte) (*crdt.Object, e
 			cancel()
 		}
 	}
-	if err := n.quorum(ctx, slots, p, n.cfg.Keyspace.R, do, repair); err != nil {
+	if err := n.quorum(ctx, slots, p, n.keyspace(ks).R, do, repair); err != nil {
 		return nil, err
 	}
 	mu.Lock()
@@ -505,7 +519,7 @@ func (n *Node) Update(ctx context.Context, ks uint32, key []byte, op Op) error {
 		}
 		return n.store(ctx, target, []State{{Keyspace: ks, Key: key, Object: result, HintFor: hint}})
 	}
-	return n.quorum(ctx, slots, p, n.cfg.Keyspace.W, do, nil)
+	return n.quorum(ctx, slots, p, n.keyspace(ks).W, do, nil)
 }
 
 // Scan returns up to limit live keys of keyspace at or after start,

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/concorddb/concord/internal/ap"
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
@@ -21,6 +22,9 @@ type apState struct {
 	gossip *ap.Gossip
 	resp   *resp.Server
 	lis    net.Listener
+	// keyspaces are the keyspace records last loaded from the meta range
+	// (apkeyspace.go); nil before the first load.
+	keyspaces atomic.Pointer[map[uint32]ap.Keyspace]
 }
 
 // validateAP checks the Redis and gossip URLs.
@@ -122,11 +126,16 @@ func (n *Node) startAP() error {
 		Members:  s.gossip,
 		Peers:    peers,
 		Keyspace: ap.DefaultKeyspace(),
-		Logger:   n.log,
+		// Until the first load (the meta range may have no leader yet)
+		// every keyspace has the defaults.
+		Keyspaces: n.apKeyspace,
+		Logger:    n.log,
 	})
 	if err != nil {
 		return err
 	}
+	n.wg.Add(1)
+	go n.runAPKeyspaceRefresh()
 	rpcpb.RegisterAPServer(n.peerServer, ap.NewService(s.node, n.ident.ClusterID, s.gossip.Addr))
 	s.resp, err = resp.New(resp.Config{Store: s.node, Version: Version, Info: n.apInfo, Logger: n.log})
 	if err != nil {

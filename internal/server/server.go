@@ -276,6 +276,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	rpcpb.RegisterAdminServer(n.clientServer, adminService{n: n})
+	n.registerAPAdmin()
 	n.registerGRPCHealth()
 	if err := n.serveClient(); err != nil {
 		return nil, err

@@ -717,6 +717,254 @@ func (x *APLeavesResponse) GetStates() []*APState {
 	return nil
 }
 
+// APKeyspaceInfo is one AP keyspace's replication.
+type APKeyspaceInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	N     uint32                 `protobuf:"varint,2,opt,name=n,proto3" json:"n,omitempty"`
+	R     uint32                 `protobuf:"varint,3,opt,name=r,proto3" json:"r,omitempty"`
+	W     uint32                 `protobuf:"varint,4,opt,name=w,proto3" json:"w,omitempty"`
+	// stored is set when the keyspace has its own record in the meta range
+	// (otherwise it has the defaults).
+	Stored        bool `protobuf:"varint,5,opt,name=stored,proto3" json:"stored,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *APKeyspaceInfo) Reset() {
+	*x = APKeyspaceInfo{}
+	mi := &file_rpcpb_ap_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *APKeyspaceInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*APKeyspaceInfo) ProtoMessage() {}
+
+func (x *APKeyspaceInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_ap_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use APKeyspaceInfo.ProtoReflect.Descriptor instead.
+func (*APKeyspaceInfo) Descriptor() ([]byte, []int) {
+	return file_rpcpb_ap_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *APKeyspaceInfo) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *APKeyspaceInfo) GetN() uint32 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *APKeyspaceInfo) GetR() uint32 {
+	if x != nil {
+		return x.R
+	}
+	return 0
+}
+
+func (x *APKeyspaceInfo) GetW() uint32 {
+	if x != nil {
+		return x.W
+	}
+	return 0
+}
+
+func (x *APKeyspaceInfo) GetStored() bool {
+	if x != nil {
+		return x.Stored
+	}
+	return false
+}
+
+type APKeyspacesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *APKeyspacesRequest) Reset() {
+	*x = APKeyspacesRequest{}
+	mi := &file_rpcpb_ap_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *APKeyspacesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*APKeyspacesRequest) ProtoMessage() {}
+
+func (x *APKeyspacesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_ap_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use APKeyspacesRequest.ProtoReflect.Descriptor instead.
+func (*APKeyspacesRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_ap_proto_rawDescGZIP(), []int{14}
+}
+
+type APKeyspacesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keyspaces     []*APKeyspaceInfo      `protobuf:"bytes,1,rep,name=keyspaces,proto3" json:"keyspaces,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *APKeyspacesResponse) Reset() {
+	*x = APKeyspacesResponse{}
+	mi := &file_rpcpb_ap_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *APKeyspacesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*APKeyspacesResponse) ProtoMessage() {}
+
+func (x *APKeyspacesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_ap_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use APKeyspacesResponse.ProtoReflect.Descriptor instead.
+func (*APKeyspacesResponse) Descriptor() ([]byte, []int) {
+	return file_rpcpb_ap_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *APKeyspacesResponse) GetKeyspaces() []*APKeyspaceInfo {
+	if x != nil {
+		return x.Keyspaces
+	}
+	return nil
+}
+
+type APSetKeyspaceRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace *APKeyspaceInfo        `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	// create refuses a keyspace that has a record already.
+	Create        bool `protobuf:"varint,2,opt,name=create,proto3" json:"create,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *APSetKeyspaceRequest) Reset() {
+	*x = APSetKeyspaceRequest{}
+	mi := &file_rpcpb_ap_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *APSetKeyspaceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*APSetKeyspaceRequest) ProtoMessage() {}
+
+func (x *APSetKeyspaceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_ap_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use APSetKeyspaceRequest.ProtoReflect.Descriptor instead.
+func (*APSetKeyspaceRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_ap_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *APSetKeyspaceRequest) GetKeyspace() *APKeyspaceInfo {
+	if x != nil {
+		return x.Keyspace
+	}
+	return nil
+}
+
+func (x *APSetKeyspaceRequest) GetCreate() bool {
+	if x != nil {
+		return x.Create
+	}
+	return false
+}
+
+type APSetKeyspaceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *APSetKeyspaceResponse) Reset() {
+	*x = APSetKeyspaceResponse{}
+	mi := &file_rpcpb_ap_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *APSetKeyspaceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*APSetKeyspaceResponse) ProtoMessage() {}
+
+func (x *APSetKeyspaceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_ap_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use APSetKeyspaceResponse.ProtoReflect.Descriptor instead.
+func (*APSetKeyspaceResponse) Descriptor() ([]byte, []int) {
+	return file_rpcpb_ap_proto_rawDescGZIP(), []int{17}
+}
+
 var File_rpcpb_ap_proto protoreflect.FileDescriptor
 
 const file_rpcpb_ap_proto_rawDesc = "" +
@@ -760,14 +1008,30 @@ const file_rpcpb_ap_proto_rawDesc = "" +
 	"\x04peer\x18\x02 \x01(\x04R\x04peer\x12\x16\n" +
 	"\x06leaves\x18\x03 \x03(\rR\x06leaves\">\n" +
 	"\x10APLeavesResponse\x12*\n" +
-	"\x06states\x18\x01 \x03(\v2\x12.concordpb.APStateR\x06states2\x84\x03\n" +
+	"\x06states\x18\x01 \x03(\v2\x12.concordpb.APStateR\x06states\"b\n" +
+	"\x0eAPKeyspaceInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12\f\n" +
+	"\x01n\x18\x02 \x01(\rR\x01n\x12\f\n" +
+	"\x01r\x18\x03 \x01(\rR\x01r\x12\f\n" +
+	"\x01w\x18\x04 \x01(\rR\x01w\x12\x16\n" +
+	"\x06stored\x18\x05 \x01(\bR\x06stored\"\x14\n" +
+	"\x12APKeyspacesRequest\"N\n" +
+	"\x13APKeyspacesResponse\x127\n" +
+	"\tkeyspaces\x18\x01 \x03(\v2\x19.concordpb.APKeyspaceInfoR\tkeyspaces\"e\n" +
+	"\x14APSetKeyspaceRequest\x125\n" +
+	"\bkeyspace\x18\x01 \x01(\v2\x19.concordpb.APKeyspaceInfoR\bkeyspace\x12\x16\n" +
+	"\x06create\x18\x02 \x01(\bR\x06create\"\x17\n" +
+	"\x15APSetKeyspaceResponse2\x84\x03\n" +
 	"\x02AP\x12>\n" +
 	"\x05Store\x12\x19.concordpb.APStoreRequest\x1a\x1a.concordpb.APStoreResponse\x12>\n" +
 	"\x05Fetch\x12\x19.concordpb.APFetchRequest\x1a\x1a.concordpb.APFetchResponse\x12;\n" +
 	"\x04Scan\x12\x18.concordpb.APScanRequest\x1a\x19.concordpb.APScanResponse\x12A\n" +
 	"\x06Gossip\x12\x1a.concordpb.APGossipRequest\x1a\x1b.concordpb.APGossipResponse\x12;\n" +
 	"\x04Tree\x12\x18.concordpb.APTreeRequest\x1a\x19.concordpb.APTreeResponse\x12A\n" +
-	"\x06Leaves\x12\x1a.concordpb.APLeavesRequest\x1a\x1b.concordpb.APLeavesResponseB7Z5github.com/concorddb/concord/internal/concordpb/rpcpbb\x06proto3"
+	"\x06Leaves\x12\x1a.concordpb.APLeavesRequest\x1a\x1b.concordpb.APLeavesResponse2\xa7\x01\n" +
+	"\aAPAdmin\x12J\n" +
+	"\tKeyspaces\x12\x1d.concordpb.APKeyspacesRequest\x1a\x1e.concordpb.APKeyspacesResponse\x12P\n" +
+	"\vSetKeyspace\x12\x1f.concordpb.APSetKeyspaceRequest\x1a .concordpb.APSetKeyspaceResponseB7Z5github.com/concorddb/concord/internal/concordpb/rpcpbb\x06proto3"
 
 var (
 	file_rpcpb_ap_proto_rawDescOnce sync.Once
@@ -781,43 +1045,54 @@ func file_rpcpb_ap_proto_rawDescGZIP() []byte {
 	return file_rpcpb_ap_proto_rawDescData
 }
 
-var file_rpcpb_ap_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_rpcpb_ap_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_rpcpb_ap_proto_goTypes = []any{
-	(*APState)(nil),          // 0: concordpb.APState
-	(*APStoreRequest)(nil),   // 1: concordpb.APStoreRequest
-	(*APStoreResponse)(nil),  // 2: concordpb.APStoreResponse
-	(*APFetchRequest)(nil),   // 3: concordpb.APFetchRequest
-	(*APFetchResponse)(nil),  // 4: concordpb.APFetchResponse
-	(*APScanRequest)(nil),    // 5: concordpb.APScanRequest
-	(*APScanResponse)(nil),   // 6: concordpb.APScanResponse
-	(*APGossipRequest)(nil),  // 7: concordpb.APGossipRequest
-	(*APGossipResponse)(nil), // 8: concordpb.APGossipResponse
-	(*APTreeRequest)(nil),    // 9: concordpb.APTreeRequest
-	(*APTreeResponse)(nil),   // 10: concordpb.APTreeResponse
-	(*APLeavesRequest)(nil),  // 11: concordpb.APLeavesRequest
-	(*APLeavesResponse)(nil), // 12: concordpb.APLeavesResponse
+	(*APState)(nil),               // 0: concordpb.APState
+	(*APStoreRequest)(nil),        // 1: concordpb.APStoreRequest
+	(*APStoreResponse)(nil),       // 2: concordpb.APStoreResponse
+	(*APFetchRequest)(nil),        // 3: concordpb.APFetchRequest
+	(*APFetchResponse)(nil),       // 4: concordpb.APFetchResponse
+	(*APScanRequest)(nil),         // 5: concordpb.APScanRequest
+	(*APScanResponse)(nil),        // 6: concordpb.APScanResponse
+	(*APGossipRequest)(nil),       // 7: concordpb.APGossipRequest
+	(*APGossipResponse)(nil),      // 8: concordpb.APGossipResponse
+	(*APTreeRequest)(nil),         // 9: concordpb.APTreeRequest
+	(*APTreeResponse)(nil),        // 10: concordpb.APTreeResponse
+	(*APLeavesRequest)(nil),       // 11: concordpb.APLeavesRequest
+	(*APLeavesResponse)(nil),      // 12: concordpb.APLeavesResponse
+	(*APKeyspaceInfo)(nil),        // 13: concordpb.APKeyspaceInfo
+	(*APKeyspacesRequest)(nil),    // 14: concordpb.APKeyspacesRequest
+	(*APKeyspacesResponse)(nil),   // 15: concordpb.APKeyspacesResponse
+	(*APSetKeyspaceRequest)(nil),  // 16: concordpb.APSetKeyspaceRequest
+	(*APSetKeyspaceResponse)(nil), // 17: concordpb.APSetKeyspaceResponse
 }
 var file_rpcpb_ap_proto_depIdxs = []int32{
 	0,  // 0: concordpb.APStoreRequest.states:type_name -> concordpb.APState
 	0,  // 1: concordpb.APFetchResponse.states:type_name -> concordpb.APState
 	0,  // 2: concordpb.APLeavesResponse.states:type_name -> concordpb.APState
-	1,  // 3: concordpb.AP.Store:input_type -> concordpb.APStoreRequest
-	3,  // 4: concordpb.AP.Fetch:input_type -> concordpb.APFetchRequest
-	5,  // 5: concordpb.AP.Scan:input_type -> concordpb.APScanRequest
-	7,  // 6: concordpb.AP.Gossip:input_type -> concordpb.APGossipRequest
-	9,  // 7: concordpb.AP.Tree:input_type -> concordpb.APTreeRequest
-	11, // 8: concordpb.AP.Leaves:input_type -> concordpb.APLeavesRequest
-	2,  // 9: concordpb.AP.Store:output_type -> concordpb.APStoreResponse
-	4,  // 10: concordpb.AP.Fetch:output_type -> concordpb.APFetchResponse
-	6,  // 11: concordpb.AP.Scan:output_type -> concordpb.APScanResponse
-	8,  // 12: concordpb.AP.Gossip:output_type -> concordpb.APGossipResponse
-	10, // 13: concordpb.AP.Tree:output_type -> concordpb.APTreeResponse
-	12, // 14: concordpb.AP.Leaves:output_type -> concordpb.APLeavesResponse
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	13, // 3: concordpb.APKeyspacesResponse.keyspaces:type_name -> concordpb.APKeyspaceInfo
+	13, // 4: concordpb.APSetKeyspaceRequest.keyspace:type_name -> concordpb.APKeyspaceInfo
+	1,  // 5: concordpb.AP.Store:input_type -> concordpb.APStoreRequest
+	3,  // 6: concordpb.AP.Fetch:input_type -> concordpb.APFetchRequest
+	5,  // 7: concordpb.AP.Scan:input_type -> concordpb.APScanRequest
+	7,  // 8: concordpb.AP.Gossip:input_type -> concordpb.APGossipRequest
+	9,  // 9: concordpb.AP.Tree:input_type -> concordpb.APTreeRequest
+	11, // 10: concordpb.AP.Leaves:input_type -> concordpb.APLeavesRequest
+	14, // 11: concordpb.APAdmin.Keyspaces:input_type -> concordpb.APKeyspacesRequest
+	16, // 12: concordpb.APAdmin.SetKeyspace:input_type -> concordpb.APSetKeyspaceRequest
+	2,  // 13: concordpb.AP.Store:output_type -> concordpb.APStoreResponse
+	4,  // 14: concordpb.AP.Fetch:output_type -> concordpb.APFetchResponse
+	6,  // 15: concordpb.AP.Scan:output_type -> concordpb.APScanResponse
+	8,  // 16: concordpb.AP.Gossip:output_type -> concordpb.APGossipResponse
+	10, // 17: concordpb.AP.Tree:output_type -> concordpb.APTreeResponse
+	12, // 18: concordpb.AP.Leaves:output_type -> concordpb.APLeavesResponse
+	15, // 19: concordpb.APAdmin.Keyspaces:output_type -> concordpb.APKeyspacesResponse
+	17, // 20: concordpb.APAdmin.SetKeyspace:output_type -> concordpb.APSetKeyspaceResponse
+	13, // [13:21] is the sub-list for method output_type
+	5,  // [5:13] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_rpcpb_ap_proto_init() }
@@ -831,9 +1106,9 @@ func file_rpcpb_ap_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpcpb_ap_proto_rawDesc), len(file_rpcpb_ap_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   18,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_rpcpb_ap_proto_goTypes,
 		DependencyIndexes: file_rpcpb_ap_proto_depIdxs,

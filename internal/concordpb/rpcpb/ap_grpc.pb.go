@@ -315,3 +315,149 @@ var AP_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "rpcpb/ap.proto",
 }
+
+const (
+	APAdmin_Keyspaces_FullMethodName   = "/concordpb.APAdmin/Keyspaces"
+	APAdmin_SetKeyspace_FullMethodName = "/concordpb.APAdmin/SetKeyspace"
+)
+
+// APAdminClient is the client API for APAdmin service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// APAdmin is the operator API of AP keyspaces, on the client port beside
+// Admin (concord keyspace list|create|set).
+type APAdminClient interface {
+	Keyspaces(ctx context.Context, in *APKeyspacesRequest, opts ...grpc.CallOption) (*APKeyspacesResponse, error)
+	SetKeyspace(ctx context.Context, in *APSetKeyspaceRequest, opts ...grpc.CallOption) (*APSetKeyspaceResponse, error)
+}
+
+type aPAdminClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAPAdminClient(cc grpc.ClientConnInterface) APAdminClient {
+	return &aPAdminClient{cc}
+}
+
+func (c *aPAdminClient) Keyspaces(ctx context.Context, in *APKeyspacesRequest, opts ...grpc.CallOption) (*APKeyspacesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(APKeyspacesResponse)
+	err := c.cc.Invoke(ctx, APAdmin_Keyspaces_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *aPAdminClient) SetKeyspace(ctx context.Context, in *APSetKeyspaceRequest, opts ...grpc.CallOption) (*APSetKeyspaceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(APSetKeyspaceResponse)
+	err := c.cc.Invoke(ctx, APAdmin_SetKeyspace_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// APAdminServer is the server API for APAdmin service.
+// All implementations must embed UnimplementedAPAdminServer
+// for forward compatibility.
+//
+// APAdmin is the operator API of AP keyspaces, on the client port beside
+// Admin (concord keyspace list|create|set).
+type APAdminServer interface {
+	Keyspaces(context.Context, *APKeyspacesRequest) (*APKeyspacesResponse, error)
+	SetKeyspace(context.Context, *APSetKeyspaceRequest) (*APSetKeyspaceResponse, error)
+	mustEmbedUnimplementedAPAdminServer()
+}
+
+// UnimplementedAPAdminServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAPAdminServer struct{}
+
+func (UnimplementedAPAdminServer) Keyspaces(context.Context, *APKeyspacesRequest) (*APKeyspacesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Keyspaces not implemented")
+}
+func (UnimplementedAPAdminServer) SetKeyspace(context.Context, *APSetKeyspaceRequest) (*APSetKeyspaceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetKeyspace not implemented")
+}
+func (UnimplementedAPAdminServer) mustEmbedUnimplementedAPAdminServer() {}
+func (UnimplementedAPAdminServer) testEmbeddedByValue()                 {}
+
+// UnsafeAPAdminServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to APAdminServer will
+// result in compilation errors.
+type UnsafeAPAdminServer interface {
+	mustEmbedUnimplementedAPAdminServer()
+}
+
+func RegisterAPAdminServer(s grpc.ServiceRegistrar, srv APAdminServer) {
+	// If the following call panics, it indicates UnimplementedAPAdminServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&APAdmin_ServiceDesc, srv)
+}
+
+func _APAdmin_Keyspaces_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(APKeyspacesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(APAdminServer).Keyspaces(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: APAdmin_Keyspaces_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(APAdminServer).Keyspaces(ctx, req.(*APKeyspacesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _APAdmin_SetKeyspace_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(APSetKeyspaceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(APAdminServer).SetKeyspace(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: APAdmin_SetKeyspace_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(APAdminServer).SetKeyspace(ctx, req.(*APSetKeyspaceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// APAdmin_ServiceDesc is the grpc.ServiceDesc for APAdmin service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var APAdmin_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "concordpb.APAdmin",
+	HandlerType: (*APAdminServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Keyspaces",
+			Handler:    _APAdmin_Keyspaces_Handler,
+		},
+		{
+			MethodName: "SetKeyspace",
+			Handler:    _APAdmin_SetKeyspace_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "rpcpb/ap.proto",
+}
