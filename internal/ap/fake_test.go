@@ -95,7 +95,23 @@ func (f *fakeNet) setDown(id uint64, down bool) {
 func testCluster(t *testing.T, n int, ks Keyspace, handoff time.Duration) (*fakeNet, []*Node) {
 	t.Helper()
 	f := &fakeNet{nodes: map[uint64]*Node{}, down: map[uint64]bool{}}
-	var nodes []*Node
+	var (
+		nodes   []*Node
+		engines []*storage.Engine
+	)
+	// Every node stops before any engine closes: a node's background
+	// calls reach the others' stores directly here, not through a server
+	// that waits for them.
+	t.Cleanup(func() {
+		for _, nd := range nodes {
+			nd.Close()
+		}
+		for _, eng := range engines {
+			if err := eng.Close(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
 	for i := range n {
 		eng, err := storage.Open(fmt.Sprintf("n%d", i), storage.Options{FS: vfs.NewMem()})
 		if err != nil {
@@ -105,12 +121,7 @@ func testCluster(t *testing.T, n int, ks Keyspace, handoff time.Duration) (*fake
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() {
-			nd.Close()
-			if err := eng.Close(); err != nil {
-				t.Error(err)
-			}
-		})
+		engines = append(engines, eng)
 		f.nodes[nd.ID()] = nd
 		nodes = append(nodes, nd)
 	}

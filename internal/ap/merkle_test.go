@@ -27,6 +27,23 @@ func TestAntiEntropy(t *testing.T) {
 	if err := nodes[2].Update(ctx, 5, []byte("lonely"), sadd("m")); err != nil {
 		t.Fatal(err)
 	}
+	// The slots that failed on the cut end as hints (in the background,
+	// after the quorum): 50 for node 3, and 2 on node 3 for nodes 1 and 2.
+	// Only then may the cut go, or a late slot call would cross it.
+	eventually(t, "hints for the cut slots", func() error {
+		total := 0
+		for _, n := range nodes {
+			hs, err := n.cfg.Local.Hints(1000)
+			if err != nil {
+				return err
+			}
+			total += len(hs)
+		}
+		if total != 52 {
+			return fmt.Errorf("%d hints", total)
+		}
+		return nil
+	})
 	nodes[0].SetFault(nil)
 	nodes[2].SetFault(nil)
 	for _, n := range nodes {
@@ -40,6 +57,14 @@ func TestAntiEntropy(t *testing.T) {
 			}
 		}
 	}
+	eventually(t, "nodes 1 and 2 to hold the same replicas (the last slots land after the quorum)", func() error {
+		r1, _, err1 := nodes[0].HandleTree(0, 2, false)
+		r2, _, err2 := nodes[1].HandleTree(0, 1, false)
+		if err1 != nil || err2 != nil || r1 != r2 {
+			return fmt.Errorf("roots %x and %x (%v %v)", r1, r2, err1, err2)
+		}
+		return nil
+	})
 	if d, err := nodes[1].syncWith(ctx, 1, 0); err != nil || d != 0 {
 		t.Fatalf("nodes 1 and 2 hold the same replicas, yet %d leaves differ (%v)", d, err)
 	}

@@ -146,22 +146,27 @@ func TestHintedHandoff(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hints := 0
-	for _, n := range nodes[:2] {
-		hs, err := n.cfg.Local.Hints(10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, h := range hs {
-			if h.Target != 3 {
-				t.Fatalf("hint for node %d", h.Target)
+	// The down node's slot goes to a fallback after the quorum, in the
+	// background.
+	eventually(t, "hints for the down node", func() error {
+		hints := 0
+		for _, n := range nodes[:2] {
+			hs, err := n.cfg.Local.Hints(10)
+			if err != nil {
+				return err
 			}
+			for _, h := range hs {
+				if h.Target != 3 {
+					return fmt.Errorf("hint for node %d", h.Target)
+				}
+			}
+			hints += len(hs)
 		}
-		hints += len(hs)
-	}
-	if hints == 0 {
-		t.Fatal("no hint held for the down node")
-	}
+		if hints == 0 {
+			return fmt.Errorf("no hint held for the down node")
+		}
+		return nil
+	})
 	if o, _ := nodes[2].cfg.Local.Get(0, []byte("k")); o.Str.Live() {
 		t.Fatal("down node got the write")
 	}
@@ -230,6 +235,16 @@ func TestReadRepair(t *testing.T) {
 	if err := nodes[0].Update(ctx, 0, []byte("k"), incr(5)); err != nil {
 		t.Fatal(err)
 	}
+	// The failed slot ends as a hint, after the quorum: lift the cut only
+	// then, or the late call could cross it.
+	eventually(t, "a hint for node 3", func() error {
+		for _, n := range nodes {
+			if hs, _ := n.cfg.Local.Hints(10); len(hs) > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("none yet")
+	})
 	nodes[0].SetFault(nil)
 	// Drop whatever hint the failing slot left, to see repair alone.
 	for _, n := range nodes {
