@@ -144,5 +144,6 @@ concord start and the same flags (--initial-cluster-state new).`,
 	f.StringVar(&cfg.InitialCluster, "initial-cluster", "", "the new cluster's members: name=peerURL,...")
 	f.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", cfg.InitialClusterToken, "the new cluster's token")
 	f.IntVar(&cfg.ReplicationFactor, "replication-factor", cfg.ReplicationFactor, "replicas per range")
+	addEncryptionFlags(f, &cfg)
 	return cmd
 }

@@ -26,6 +26,7 @@ func startCmd() *cobra.Command {
 		traceSampling                                            float64
 		slowFsyncMs                                              int
 		authTokenTTL                                             uint
+		strictReconfig                                           bool
 		tlsf                                                     *tlsFlags
 		listenRedis, listenGossip                                string
 	)
@@ -61,6 +62,7 @@ func startCmd() *cobra.Command {
 			cfg.ProcessMetrics = true
 			cfg.SlowFsync = msDuration(slowFsyncMs)
 			cfg.AuthTokenTTL = time.Duration(authTokenTTL) * time.Second
+			cfg.UnsafeNoStrictReconfigCheck = !strictReconfig
 			tp, shutdownTracing, err := telemetry.SetupTracing(cmd.Context(), telemetry.TracingOptions{SamplingRatio: traceSampling, NodeName: cfg.Name})
 			if err != nil {
 				return err
@@ -101,6 +103,10 @@ func startCmd() *cobra.Command {
 	f.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", cfg.InitialClusterToken, "initial cluster token, part of the cluster id")
 	f.IntVar(&heartbeatMs, "heartbeat-interval", 100, "time (in milliseconds) of a heartbeat interval")
 	f.IntVar(&electionMs, "election-timeout", 1000, "time (in milliseconds) for an election to timeout")
+	f.DurationVar(&cfg.PlacementInterval, "placement-interval", 5*time.Second, "how often the placement driver spreads replicas over the members and repairs ranges (0: never)")
+	f.DurationVar(&cfg.DeadNodeTimeout, "dead-node-timeout", server.DefaultDeadNodeTimeout, "how long a member may not answer before its replicas are re-created on other members (CockroachDB's 5m)")
+	f.StringVar(&cfg.Locality, "locality", "", "this node's locality as key=value tiers from the most general to the most specific, e.g. region=eu,zone=a (CockroachDB's); placement keeps a range's replicas in distinct localities")
+	f.BoolVar(&strictReconfig, "strict-reconfig-check", true, "reject membership changes that would cost the cluster its quorum (etcd's)")
 	f.StringVar(&cfg.AuthToken, "auth-token", cfg.AuthToken, "auth token type: simple, or jwt,pub-key=PATH,priv-key=PATH,sign-method=ALG[,ttl=DURATION] (etcd's)")
 	f.UintVar(&authTokenTTL, "auth-token-ttl", 300, "time (in seconds) a simple token lives after its last use")
 	f.IntVar(&cfg.BcryptCost, "bcrypt-cost", cfg.BcryptCost, "cost of the bcrypt hashes of passwords (4 to 31)")
@@ -126,6 +132,8 @@ func startCmd() *cobra.Command {
 	f.StringVar(&listenMetrics, "listen-metrics-urls", "", "URLs of the HTTP port: /metrics, /healthz, /readyz, pprof and the dashboard (default: none)")
 	f.Float64Var(&traceSampling, "trace-sampling-ratio", 0.1, "fraction of client requests traced when OTLP export is configured by the OTEL_* environment variables")
 	f.IntVar(&slowFsyncMs, "slow-fsync-threshold", 50, "fsync duration (in milliseconds) above which a group commit is logged as slow")
+	f.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", 8<<30, "bound on this node's storage engine, every replica it holds with Raft logs and history; past it (or when the disk's free space falls under a quarter of the disk, at most 1 GiB) the node raises a NOSPACE alarm and the cluster refuses puts, txns with puts and lease grants until etcdctl alarm disarm (0: no quota). Default 8 GiB, not etcd's 2 GiB: etcd's bounds one bbolt file holding the whole keyspace, Concord's one node's share of many ranges in Pebble, which has no bbolt-like size limit; 8 GiB is etcd's own suggested maximum")
+	addEncryptionFlags(f, &cfg)
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	tlsf = addTLSFlags(f)

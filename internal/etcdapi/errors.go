@@ -16,7 +16,7 @@ import (
 var (
 	errAlarmActivate = status.Error(codes.Unimplemented, "etcdserver: alarm activation not supported yet")
 	errHash          = status.Error(codes.Unimplemented, "etcdserver: Hash (of the whole storage file) is not supported; use HashKV")
-	errMoveLeader    = status.Error(codes.Unimplemented, "etcdserver: move-leader not supported (each range has its own leader)")
+	errMoveLeader    = status.Error(codes.Unimplemented, "etcdserver: move-leader not supported by this backend")
 	errDowngrade     = status.Error(codes.Unimplemented, "etcdserver: downgrade not supported")
 )
 
@@ -101,7 +101,9 @@ func toGRPCError(err error) error {
 	case errors.Is(err, context.Canceled):
 		return rpctypes.ErrGRPCCanceled
 	}
-	if s, ok := status.FromError(err); ok && (s.Code() == codes.Unavailable || s.Code() == codes.ResourceExhausted) {
+	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
+		// Already etcd's answer (an rpctypes error of the backend's, or
+		// a bound that was full): as it is.
 		return s.Err()
 	}
 	return status.Error(codes.Unknown, err.Error())

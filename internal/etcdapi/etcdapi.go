@@ -46,10 +46,10 @@ type Status struct {
 //
 // Errors are *kvpb.Error (translated by code, see toGRPCError), context
 // errors, or anything else (reported as codes.Unknown with its message, as
-// etcd does for errors it has no mapping for; a gRPC status with
-// codes.Unavailable keeps its code so clients retry reads, and one with
-// codes.ResourceExhausted, a bound on the request path that was full, keeps
-// its code and message so clients know to back off).
+// etcd does for errors it has no mapping for; a gRPC status keeps its code
+// and message: one of etcd's rpctypes errors, codes.Unavailable so clients
+// retry reads, or codes.ResourceExhausted, a bound on the request path that
+// was full, so clients know to back off).
 type Backend interface {
 	// Do serves a Range, Put, DeleteRange or Txn on user keys and returns a
 	// ResponseOp of the same kind. The request is validated and the caller
@@ -96,7 +96,7 @@ const (
 	// DefaultVersion is the etcd server version reported by Status. etcdctl
 	// and clientv3 feature checks read it, so it names the etcd release whose
 	// API we serve, not Concord's own version.
-	DefaultVersion = "3.7.0"
+	DefaultVersion = "3.7.3"
 	// DefaultMaxConcurrentStreams is etcd's --max-concurrent-streams
 	// default: no bound on the calls one client connection has in flight.
 	// clientv3 carries every call of a Client (and its watches) over one

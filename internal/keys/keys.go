@@ -9,6 +9,8 @@
 //	              0x01 "range/" <range id, 8 bytes BE> range descriptors
 //	              0x01 "tso"                            TSO window upper bound
 //	              0x01 "lease/" <lease id, 8 bytes BE> lease records
+//	              0x01 "alarm/" <member id, 8 bytes BE> <alarm type, 4 bytes BE>
+//	                                                    active alarms (etcd's)
 //	              0x01 "apks/" <keyspace, 4 bytes BE>  AP keyspace records
 //	                                                    (internal/ap)
 //	[0x02, 0x03)  user keys: 0x02 followed by the etcd key, held by the user
@@ -98,6 +100,7 @@ var (
 	RangeSeq = []byte("\x01rangeseq")
 
 	leasePrefix = []byte("\x01lease/")
+	alarmPrefix = []byte("\x01alarm/")
 	// Auth is the key of the auth state (metapb.AuthState).
 	Auth = []byte("\x01auth")
 )
@@ -196,3 +199,22 @@ func Lease(id int64) []byte {
 
 // LeaseSpan covers every lease record.
 func LeaseSpan() Span { return Span{Start: leasePrefix, End: prefixEnd(leasePrefix)} }
+
+// Alarm is the key of member's active alarm of type typ (etcd's AlarmType
+// numbers).
+func Alarm(member uint64, typ int32) []byte {
+	k := binary.BigEndian.AppendUint64(append([]byte(nil), alarmPrefix...), member)
+	return binary.BigEndian.AppendUint32(k, uint32(typ))
+}
+
+// AlarmSpan covers every alarm key.
+func AlarmSpan() Span { return Span{Start: alarmPrefix, End: prefixEnd(alarmPrefix)} }
+
+// DecodeAlarm parses an Alarm key; ok is false for any other key.
+func DecodeAlarm(key []byte) (member uint64, typ int32, ok bool) {
+	rest, found := bytes.CutPrefix(key, alarmPrefix)
+	if !found || len(rest) != 12 {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(rest[:8]), int32(binary.BigEndian.Uint32(rest[8:])), true
+}

@@ -44,3 +44,17 @@ func TestStripUser(t *testing.T) {
 		t.Errorf("StripUser round trip = %q", got)
 	}
 }
+
+func TestAlarmKeys(t *testing.T) {
+	k := Alarm(0xabcdef, 1)
+	if !AlarmSpan().Contains(k) || !MetaSpan.Contains(k) {
+		t.Fatalf("alarm key %q outside the alarm or system span", k)
+	}
+	m, typ, ok := DecodeAlarm(k)
+	if !ok || m != 0xabcdef || typ != 1 {
+		t.Fatalf("DecodeAlarm(%q) = %x, %d, %v", k, m, typ, ok)
+	}
+	if _, _, ok := DecodeAlarm(Lease(5)); ok {
+		t.Fatal("a lease key decodes as an alarm")
+	}
+}

@@ -243,7 +243,7 @@ func changeNode(b *storage.Batch, span keys.Span, c *cmdpb.SysChangeNode) (*cmdp
 			return nil, err
 		}
 		if len(held) > 0 {
-			return nil, kvpb.Errorf(kvpb.ErrorCode_FAILED_PRECONDITION, "concord: member %x holds replicas of ranges %v; moving replicas off a member is not supported yet", c.GetNodeId(), held)
+			return nil, kvpb.Errorf(kvpb.ErrorCode_FAILED_PRECONDITION, "concord: member %x still holds replicas of ranges %v; member remove moves them off first: retry it", c.GetNodeId(), held)
 		}
 		return &cmdpb.SysResponse{Node: rec}, b.SysDelete(keys.Node(c.GetNodeId()))
 	case c.GetPromote():

@@ -153,7 +153,6 @@ func (r *Replica) OpenFeed(ctx context.Context, span keys.Span, from, to int64, 
 	}
 	f := &Feed{r: r, span: gspan, prevKV: prevKV, to: to, openRev: newest, from: from, catchTo: max(newest, from), signal: make(chan struct{}, 1)}
 	f.mu.resolved = f.catchTo
-	f.mu.compacted = as.CompactedRev
 	if to > 0 {
 		f.catchTo = min(f.catchTo, to)
 	}
@@ -218,10 +217,6 @@ func (f *Feed) next(ctx context.Context) (_ []*kvpb.Event, _, _ int64, _ error) 
 			f.Close()
 			return nil, 0, 0, kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: read history: %v", f.r.RangeID, err)
 		}
-		f.mu.Lock()
-		compacted := f.mu.compacted
-		f.mu.Unlock()
-		dropCompactedPrev(evs, compacted)
 		f.from, f.returned = upTo, upTo
 		if upTo >= f.catchTo {
 			f.snap.Close()
@@ -254,7 +249,6 @@ func (f *Feed) next(ctx context.Context) (_ []*kvpb.Event, _, _ int64, _ error) 
 					f.Close()
 					return nil, 0, 0, err
 				}
-				dropCompactedPrev(evs, max(compacted, f.compactedSent))
 			}
 			return userEvents(evs), f.returned, newCompaction, nil
 		}
@@ -285,18 +279,6 @@ func (f *Feed) addPrev(evs []*kvpb.Event) error {
 		ev.PrevKv = prev
 	}
 	return nil
-}
-
-// dropCompactedPrev removes the previous version of every change at or
-// below the compacted revision: the change's own version, at or below it,
-// superseded that one, so the compaction removed it (etcd's watch sends no
-// prev_kv there), though the engine may not have deleted it yet.
-func dropCompactedPrev(evs []*kvpb.Event, compacted int64) {
-	for _, ev := range evs {
-		if ev.GetKv().GetModRevision() <= compacted {
-			ev.PrevKv = nil
-		}
-	}
 }
 
 // userEvents strips the global prefix from the events' keys, in place.

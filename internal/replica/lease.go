@@ -57,6 +57,14 @@ type lease struct {
 	// away: the transferee campaigns at once, ignoring the followers'
 	// promise not to vote, so no lease may be granted or used any more.
 	disabled bool
+	// transferTerm, when not 0, is the term in which this replica began
+	// handing its leadership to a given member (TransferLeadershipTo): no
+	// lease in that term, for the same reason, until resumeAt, which is
+	// set (two election timeouts on) only once the transfer failed and
+	// this replica still leads. A later term has leases again: a stale
+	// transfer cannot win an election against it.
+	transferTerm uint64
+	resumeAt     time.Time
 }
 
 func (l *lease) validLocked(now time.Time) bool {
@@ -139,7 +147,7 @@ func (r *Replica) handleReadStatesLocked(rss []raft.ReadState) {
 			continue
 		}
 		delete(l.probes, seq)
-		if !r.leadsLocked() || l.disabled {
+		if !r.leadsLocked() || r.leaseOffLocked() {
 			continue
 		}
 		if l.term != r.mu.term {
@@ -162,7 +170,7 @@ func (r *Replica) handleReadStatesLocked(rss []raft.ReadState) {
 func (r *Replica) waitLease(ctx context.Context) error {
 	for {
 		r.mu.Lock()
-		if !r.leadsLocked() || r.mu.lease.disabled {
+		if !r.leadsLocked() || r.leaseOffLocked() {
 			err := r.notLeaderLocked()
 			r.mu.Unlock()
 			return err
@@ -192,6 +200,79 @@ func (r *Replica) waitLease(ctx context.Context) error {
 			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: no lease: %v", r.RangeID, ctx.Err())
 		case <-r.stopped:
 			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d stopped", r.RangeID)
+		}
+	}
+}
+
+// leaseOffLocked reports whether this replica may hold no lease now: it
+// gave its leadership away, or is handing it to another member in this
+// term.
+func (r *Replica) leaseOffLocked() bool {
+	l := &r.mu.lease
+	if l.disabled {
+		return true
+	}
+	if l.transferTerm == 0 || l.transferTerm != r.mu.term {
+		return false
+	}
+	return l.resumeAt.IsZero() || r.cfg.Now().Before(l.resumeAt)
+}
+
+// TransferLeadershipTo hands this replica's leadership to replica target
+// (etcd's move-leader; 0: the most up-to-date other voter) and waits until
+// another replica leads, for at most
+// two election timeouts. The lease ends first: the target campaigns at
+// once. A replica that does not lead, or whose target is itself, returns
+// at once. Errors: INVALID_ARGUMENT for a target that is no voter of the
+// range, UNAVAILABLE if the transfer did not happen in time (this replica
+// still leads, and has leases again two election timeouts later).
+func (r *Replica) TransferLeadershipTo(ctx context.Context, target uint64) error {
+	r.mu.Lock()
+	st := r.mu.rn.Status()
+	if st.RaftState != raft.StateLeader || target == r.replicaID {
+		r.mu.Unlock()
+		return nil
+	}
+	if target == 0 {
+		if target = r.leaderTargetLocked(st); target == 0 {
+			r.mu.Unlock()
+			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d has no other voter to lead it", r.RangeID)
+		}
+	}
+	if pr, ok := st.Progress[target]; !ok || pr.IsLearner {
+		r.mu.Unlock()
+		return kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "replica: range %d: replica %d is no voter to lead it", r.RangeID, target)
+	}
+	term := r.mu.term
+	l := &r.mu.lease
+	l.transferTerm, l.resumeAt = term, time.Time{}
+	l.resetLocked(r.notLeaderLocked())
+	r.wakeLocked()
+	r.mu.rn.TransferLeader(target)
+	r.mu.Unlock()
+	r.signal()
+	r.log.Info("moving leadership", "to", target)
+	ctx, cancel := context.WithTimeout(ctx, 2*r.electionTimeout())
+	defer cancel()
+	t := time.NewTicker(r.cfg.TickInterval / 4)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		lead := r.mu.leader
+		if lead != r.replicaID && lead != 0 {
+			r.mu.Unlock()
+			return nil
+		}
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			r.mu.Lock()
+			if r.mu.term == term && r.mu.lease.transferTerm == term {
+				r.mu.lease.resumeAt = r.cfg.Now().Add(2 * r.electionTimeout())
+			}
+			r.mu.Unlock()
+			return kvpb.Errorf(kvpb.ErrorCode_UNAVAILABLE, "replica: range %d: leadership not moved to %d: %v", r.RangeID, target, ctx.Err())
+		case <-t.C:
 		}
 	}
 }

@@ -61,6 +61,9 @@ func (r *Replica) Write(ctx context.Context, req *cmdpb.BatchRequest) (_ *cmdpb.
 		return nil, err
 	}
 	r.mu.Unlock()
+	if cr := req.GetChangeReplicas(); cr != nil {
+		return r.changeReplicas(ctx, cr)
+	}
 	pw := &pendingWrite{ctx: ctx, req: req, done: make(chan result, 1)}
 	if req.GetSys() != nil || req.GetCompact() != nil || req.GetSplit() != nil || req.GetFreeze() != nil || req.GetMerge() != nil {
 		// System writes, compactions and splits carry no revision: propose

@@ -40,7 +40,7 @@ func (r *Replica) maybeQuiesceLocked() []*raftpb.Message {
 		return nil
 	}
 	l := &r.mu.lease
-	if len(r.mu.proposals) > 0 || !r.mu.inflight.empty() || len(l.waiters) > 0 || l.disabled || r.mu.drawing || r.writes.len() > 0 {
+	if len(r.mu.proposals) > 0 || !r.mu.inflight.empty() || len(l.waiters) > 0 || r.leaseOffLocked() || r.mu.drawing || r.writes.len() > 0 {
 		return nil
 	}
 	if r.mu.rn.HasReady() {

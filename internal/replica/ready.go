@@ -54,6 +54,7 @@ func (r *Replica) handleSoftStateLocked(ss *raft.SoftState) {
 		r.mu.inflight.clear()
 		clear(r.mu.stagings)
 		clear(r.mu.reservations)
+		r.mu.confPending = 0
 		r.endFeedsLocked(r.notLeaderLocked())
 		r.mu.lease.notifyAppliedLocked() // wakes waitRevision and waitNotInFlight
 		// Commands proposed in a term we no longer lead may still commit
@@ -205,6 +206,7 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 	var logBytes uint64
 	var splits []*cmdpb.SplitTrigger
 	var merges []*cmdpb.MergeTrigger
+	var changes []*cmdpb.ChangeReplicasTrigger
 	resolved := int64(0) // the newest revision of a command applied here
 	drops := false       // see dropSeq
 	b := r.cfg.Engine.NewBatch()
@@ -247,6 +249,9 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 			splits = append(splits, t)
 			span = keys.Span{Start: t.GetLeft().GetStartKey(), End: t.GetLeft().GetEndKey()}
 		}
+		if t := cmd.GetChangeReplicas(); t != nil && res.err == nil {
+			changes = append(changes, t)
+		}
 		if t := cmd.GetMerge(); t != nil && res.err == nil {
 			merges = append(merges, t)
 			span = keys.Span{Start: t.GetLeft().GetStartKey(), End: t.GetLeft().GetEndKey()}
@@ -285,6 +290,11 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		r.mu.splitOff = t.GetRight()
 		r.mu.locks.keepOnly(r.spanLocked())
 	}
+	removed := false
+	for _, t := range changes {
+		r.setDescLocked(t.GetDesc())
+		removed = t.GetDesc().ReplicaOn(r.cfg.NodeID) == nil
+	}
 	for _, t := range merges {
 		r.setDescLocked(t.GetLeft())
 		// The right range's locks are this range's now; what reads it
@@ -313,6 +323,9 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 		}
 		r.mu.inflight.remove(a.cmd.GetId())
 		delete(r.mu.stagings, a.cmd.GetId())
+		if r.mu.confPending == a.cmd.GetId() {
+			r.mu.confPending = 0
+		}
 		if p, ok := r.mu.proposals[a.cmd.GetId()]; ok {
 			delete(r.mu.proposals, a.cmd.GetId())
 			if a.res.resp != nil {
@@ -338,6 +351,12 @@ func (r *Replica) Apply(ents []*raftpb.Entry) error {
 			r.cfg.OnMerge(t.GetLeft(), t.GetRight())
 		}
 	}
+	if removed {
+		r.log.Info("this replica was removed from its range")
+		if r.cfg.OnRemoved != nil {
+			r.cfg.OnRemoved(r.RangeID, r.replicaID)
+		}
+	}
 	return nil
 }
 
@@ -350,15 +369,13 @@ func (r *Replica) applyEntry(b *storage.Batch, ent *raftpb.Entry, span keys.Span
 		if err := proto.Unmarshal(ent.GetData(), &cc); err != nil {
 			panic(fmt.Sprintf("replica: range %d: undecodable conf change at %d: %v", r.RangeID, ent.GetIndex(), err))
 		}
-		r.applyConfChange(&cc, as)
-		return nil, result{}
+		return r.applyConfEntry(b, &cc, cc.GetContext(), as)
 	case raftpb.EntryConfChangeV2:
 		var cc raftpb.ConfChangeV2
 		if err := proto.Unmarshal(ent.GetData(), &cc); err != nil {
 			panic(fmt.Sprintf("replica: range %d: undecodable conf change at %d: %v", r.RangeID, ent.GetIndex(), err))
 		}
-		r.applyConfChange(&cc, as)
-		return nil, result{}
+		return r.applyConfEntry(b, &cc, cc.GetContext(), as)
 	}
 	if len(ent.GetData()) == 0 {
 		return nil, result{} // a new leader's empty entry

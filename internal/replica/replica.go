@@ -72,6 +72,11 @@ type Config struct {
 	// durable: the store drops its replica of right, whose range-local
 	// state the merge deleted. Nil: ignored.
 	OnMerge func(left, right *metapb.RangeDescriptor)
+	// OnRemoved is called, from Apply, once this replica applied a replica
+	// change that removed it from its range (desc, the range's new
+	// descriptor, lists it no more): the store destroys it, so that a
+	// later replica of the range on this node starts afresh.
+	OnRemoved func(rangeID, replicaID uint64)
 	// OnSpanGained is called when a snapshot leaves the range with more
 	// than it had (gained): it missed merges, and the store drops its
 	// replicas of the ranges merged away, whose data the snapshot
@@ -328,6 +333,9 @@ type Replica struct {
 		drawing   bool
 		nextID    uint64
 		proposals map[uint64]*proposal
+		// confPending is the id of this leader's replica change not yet
+		// applied (0: none); one at a time, as Raft allows.
+		confPending uint64
 		// inflight holds the footprints of the user writes this leader
 		// proposed that have not applied yet (see inflight.go).
 		// Invariant: empty while this replica does not lead.

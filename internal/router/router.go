@@ -399,6 +399,28 @@ func (r *Router) Split(ctx context.Context, key []byte, newRangeID uint64) (left
 	return ds[0], ds[1], nil
 }
 
+// ChangeReplicas sends one replica change of range desc to its leader
+// (cmdpb.ChangeReplicasRequest) and returns the range's descriptor after.
+func (r *Router) ChangeReplicas(ctx context.Context, desc *metapb.RangeDescriptor, change *cmdpb.ChangeReplicasRequest) (*metapb.RangeDescriptor, error) {
+	resp, err := r.send(ctx, keys.Span{Start: desc.GetStartKey()}, &cmdpb.BatchRequest{ChangeReplicas: change}, true /* write */)
+	if err != nil {
+		return nil, err
+	}
+	ds := resp.GetDescriptors()
+	if len(ds) != 1 {
+		return nil, fmt.Errorf("router: replica change answered %d descriptors, want 1", len(ds))
+	}
+	r.Learn(ds[0])
+	if keys.MetaSpan.Contains(ds[0].GetStartKey()) {
+		r.mu.Lock()
+		if ds[0].GetGeneration() > r.mu.meta.GetGeneration() {
+			r.mu.meta = ds[0]
+		}
+		r.mu.Unlock()
+	}
+	return ds[0], nil
+}
+
 // Freeze freezes the range desc (thaw: unfreezes it) for a merge, and
 // returns the log index the freeze applied at.
 func (r *Router) Freeze(ctx context.Context, desc *metapb.RangeDescriptor, thaw bool) (uint64, error) {
@@ -609,6 +631,11 @@ func (r *Router) send(ctx context.Context, span keys.Span, req *cmdpb.BatchReque
 					continue
 				}
 			}
+			if ctx.Value(refreshingKey{}) != nil {
+				// The refresh's own read of the index: it cannot wait for
+				// a refresh (it holds it).
+				return nil, err
+			}
 			if rerr := r.refresh(ctx); rerr != nil {
 				return nil, err
 			}
@@ -720,7 +747,17 @@ func (r *Router) retry(ctx context.Context, desc *metapb.RangeDescriptor, write 
 				r.clearLeader(desc.GetRangeId(), node)
 				tried++
 			}
-		case kvpb.ErrorCode_KEY_MISMATCH, kvpb.ErrorCode_RANGE_NOT_FOUND:
+		case kvpb.ErrorCode_RANGE_NOT_FOUND:
+			if keys.MetaSpan.Contains(desc.GetStartKey()) {
+				// A node whose meta replica was removed: the meta range
+				// lives on, on its other replicas (and the index that
+				// would say where is in it).
+				r.clearLeader(desc.GetRangeId(), node)
+				tried++
+				break
+			}
+			return err
+		case kvpb.ErrorCode_KEY_MISMATCH:
 			return err
 		case kvpb.ErrorCode_OK:
 			// Not a structured error: transport or context.
@@ -920,6 +957,9 @@ func (r *Router) cached(span keys.Span) (*metapb.RangeDescriptor, bool) {
 	return d, true
 }
 
+// refreshingKey marks the context of a refresh's own read of the index.
+type refreshingKey struct{}
+
 // refresh reloads every range descriptor from the meta range.
 func (r *Router) refresh(ctx context.Context) error {
 	asked := r.refreshStarted.Load()
@@ -930,7 +970,7 @@ func (r *Router) refresh(ctx context.Context) error {
 	}
 	n := r.refreshStarted.Add(1)
 	rs := keys.RangeSpan()
-	resp, err := r.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Scan{Scan: &cmdpb.SysScan{Start: rs.Start, End: rs.End}}})
+	resp, err := r.Sys(context.WithValue(ctx, refreshingKey{}, true), &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Scan{Scan: &cmdpb.SysScan{Start: rs.Start, End: rs.End}}})
 	if err != nil {
 		return fmt.Errorf("router: load range descriptors: %w", err)
 	}
@@ -942,7 +982,7 @@ func (r *Router) refresh(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.mu.ranges = ranges
-	if metaRange != nil {
+	if metaRange != nil && metaRange.GetGeneration() >= r.mu.meta.GetGeneration() {
 		r.mu.meta = metaRange
 	}
 	r.refreshOK = n

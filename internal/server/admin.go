@@ -152,3 +152,40 @@ func etcdKey(k []byte) []byte {
 	}
 	return keys.StripUser(k)
 }
+
+// Nodes lists the members with what each holds, asking each one.
+func (a adminService) Nodes(ctx context.Context, _ *rpcpb.NodesRequest) (*rpcpb.NodesResponse, error) {
+	members, err := a.n.members(ctx)
+	if err != nil {
+		return nil, etcdapi.GRPCError(err)
+	}
+	out := &rpcpb.NodesResponse{Nodes: make([]*rpcpb.NodeInfo, len(members))}
+	var wg sync.WaitGroup
+	for i, m := range members {
+		info := &rpcpb.NodeInfo{NodeId: m.GetNodeId(), Name: m.GetName(), PeerUrls: m.GetPeerUrls(), ClientUrls: m.GetClientUrls(), Learner: m.GetIsLearner(), Locality: m.GetLocality()}
+		out.Nodes[i] = info
+		if m.GetName() == "" {
+			continue // registered, never started
+		}
+		wg.Go(func() {
+			sctx, cancel := context.WithTimeout(ctx, healthProbeTimeout)
+			defer cancel()
+			st, err := a.n.nodeStatusOf(sctx, m.GetNodeId(), true)
+			if err != nil {
+				return
+			}
+			info.Live, info.Replicas, info.Leaders, info.DbSizeBytes = true, st.GetReplicaCount(), st.GetLeaderCount(), st.GetDbSizeBytes()
+		})
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// Decommission moves every replica off a member and removes it.
+func (a adminService) Decommission(ctx context.Context, req *rpcpb.DecommissionRequest) (*rpcpb.DecommissionResponse, error) {
+	_, moved, dropped, err := a.n.decommission(ctx, req.GetNodeId())
+	if err != nil {
+		return nil, etcdapi.GRPCError(err)
+	}
+	return &rpcpb.DecommissionResponse{Moved: uint64(moved), Dropped: uint64(dropped)}, nil
+}

@@ -36,6 +36,7 @@ func (n *Node) startAuth() error {
 			return tlsutil.VerifiedCommonName(ctx)
 		}
 	}
+	n.authCN = cn
 	n.auth = auth.NewStore(auth.Config{
 		Backend:    authRecord{n},
 		JWT:        jwt,
@@ -144,20 +145,26 @@ func (n *Node) leaseKeysOf(ctx context.Context, id int64) ([][]byte, error) {
 // that sets it only gives up its certificate's user.
 const selfCallKey = "concord-self-call"
 
-// forwardToken carries the token of the call a Lock or Election request
-// came in on to the calls its server makes through the node's own client
-// (etcd's run in process with the caller's context, so its checks see the
-// caller; over a connection the token must be sent along).
-func forwardToken(ctx context.Context) context.Context {
-	ctx = metadata.AppendToOutgoingContext(ctx, selfCallKey, "1")
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return ctx
-	}
+// forwardCaller carries who a Lock or Election request came from to the
+// calls its server makes through the node's own client (etcd's run in
+// process with the caller's context, so its checks see the caller; over a
+// connection that must be sent along): the call's token, or for a caller
+// its client certificate names (--client-cert-auth) a token the node
+// issues for that user.
+func (n *Node) forwardCaller(ctx context.Context) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	out := metadata.AppendToOutgoingContext(ctx, selfCallKey, "1")
 	for _, k := range []string{"token", "authorization"} {
 		if v := md.Get(k); len(v) > 0 {
-			return metadata.AppendToOutgoingContext(ctx, k, v[0])
+			return metadata.AppendToOutgoingContext(out, k, v[0])
 		}
 	}
-	return ctx
+	if n.auth != nil && n.authCN != nil && n.auth.Enabled() {
+		if cn, ok := n.authCN(ctx); ok && cn != "" {
+			if tok, err := n.auth.IssueToken(cn); err == nil {
+				return metadata.AppendToOutgoingContext(out, "token", tok)
+			}
+		}
+	}
+	return out
 }

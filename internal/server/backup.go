@@ -83,9 +83,13 @@ func Restore(cfg Config, path string) (backup.Info, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return info, err
 	}
+	sopts, err := cfg.storageOptions()
+	if err != nil {
+		return info, err
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger}
 	n.addrs.nodes = make(map[uint64]*metapb.NodeRecord)
-	if n.engine, err = storage.Open(cfg.DataDir, storage.Options{}); err != nil {
+	if n.engine, err = storage.Open(cfg.DataDir, sopts); err != nil {
 		return info, err
 	}
 	err = n.restore(f, info)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,13 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/meta"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -578,9 +579,6 @@ func TestMemberAddUpdatePromoteRemove(t *testing.T) {
 	if _, err := cli.MemberPromote(ctx, 1); err == nil || err.Error() != "etcdserver: can only promote a learner member" {
 		t.Fatalf("promoting a voter: %v", err)
 	}
-	if _, err := cli.MemberRemove(ctx, 2); status.Code(err) != codes.FailedPrecondition {
-		t.Fatalf("removing a member that holds replicas: %v", err)
-	}
 
 	// The added member starts and takes over the pre-registered id.
 	cfg := DefaultConfig()
@@ -714,5 +712,44 @@ func TestReadsDuringCompactionsSeeTheKey(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// etcd's --strict-reconfig-check, on by default: a member is added only
+// while every voting member answers, and a voter only if the members that
+// started are a quorum with it.
+func TestStrictReconfigCheck(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cli := client(t, c, 0)
+	putRetry(t, cli, "k", "v")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	learner, err := cli.MemberAddAsLearner(ctx, []string{"http://127.0.0.1:11"})
+	if err != nil {
+		t.Fatalf("a learner with every member up: %v", err)
+	}
+	voter, err := cli.MemberAdd(ctx, []string{"http://127.0.0.1:12"})
+	if err != nil {
+		t.Fatalf("a voter with every member up: %v", err)
+	}
+	// The voter added has not started: it does not answer.
+	if _, err := cli.MemberAdd(ctx, []string{"http://127.0.0.1:13"}); !errors.Is(err, rpctypes.ErrUnhealthy) {
+		t.Fatalf("a second voter before the first started: %v, want %v", err, rpctypes.ErrUnhealthy)
+	}
+	for _, id := range []uint64{learner.Member.ID, voter.Member.ID} {
+		if _, err := cli.MemberRemove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.StopNode(2)
+	if _, err := cli.MemberAddAsLearner(ctx, []string{"http://127.0.0.1:14"}); !errors.Is(err, rpctypes.ErrUnhealthy) {
+		t.Fatalf("a learner with a member down: %v, want %v", err, rpctypes.ErrUnhealthy)
+	}
+	if _, err := cli.MemberAdd(ctx, []string{"http://127.0.0.1:15"}); !errors.Is(err, rpctypes.ErrUnhealthy) {
+		t.Fatalf("a voter with a member down: %v, want %v", err, rpctypes.ErrUnhealthy)
+	}
+	ml, err := cli.MemberList(ctx)
+	if err != nil || len(ml.Members) != 3 {
+		t.Fatalf("members after the refusals: %v %v", ml, err)
 	}
 }

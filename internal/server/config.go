@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/concorddb/concord/internal/auth"
+	"github.com/concorddb/concord/internal/pd"
 )
 
 // Config is one node's configuration. Field names follow etcd's flags
@@ -77,6 +78,22 @@ type Config struct {
 	// saves a disk read per write. Memory is taken only as blocks are read.
 	CacheBytes int64
 
+	// QuotaBackendBytes bounds this node's storage engine (every replica
+	// it holds, with their Raft logs and MVCC history): past it, the node
+	// raises a NOSPACE alarm and the cluster refuses writes that add data
+	// (alarm.go). 0: no quota (the free-space reserve still applies);
+	// concord start's default is 8 GiB (see its flag).
+	QuotaBackendBytes int64
+
+	// EncryptionKeyFile names the file holding the AES-256 key that
+	// encrypts every file the storage engine writes, the Raft log
+	// included (32 raw bytes, 64 hex digits or base64; encfs.ParseKey).
+	// Empty: no encryption at rest. New files always use this key.
+	EncryptionKeyFile string
+	// EncryptionOldKeyFiles hold earlier keys that files may still be
+	// encrypted with, after a rotation.
+	EncryptionOldKeyFiles []string
+
 	// RangeMaxBytes splits a range whose data grows past it (0: never by
 	// itself; concord range split still works). concord start's default
 	// is 512 MiB (see its flag).
@@ -122,6 +139,24 @@ type Config struct {
 	// BcryptCost is etcd's --bcrypt-cost for password hashes (0: 10,
 	// etcd's default).
 	BcryptCost int
+
+	// PlacementInterval is how often the meta range's leader runs the
+	// placement driver (internal/pd): replicas spread over every member and
+	// follow them as they come and go (0: never; concord start's default
+	// is 5 s).
+	PlacementInterval time.Duration
+	// DeadNodeTimeout is how long a member may not answer before placement
+	// re-creates its replicas elsewhere (0: DefaultDeadNodeTimeout).
+	DeadNodeTimeout time.Duration
+
+	// Locality is CockroachDB's --locality: key=value tiers from the most
+	// general to the most specific, "region=eu,zone=a" (empty: none).
+	Locality string
+
+	// UnsafeNoStrictReconfigCheck turns off etcd's --strict-reconfig-check
+	// (on by default, as in etcd): member add then accepts a member that
+	// would cost the cluster its quorum.
+	UnsafeNoStrictReconfigCheck bool
 
 	Logger *slog.Logger
 
@@ -242,6 +277,15 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("server: --data-dir is empty")
 	}
+	if _, err := pd.ParseLocality(c.Locality); err != nil {
+		return fmt.Errorf("server: --locality: %w", err)
+	}
+	if c.DeadNodeTimeout == 0 {
+		c.DeadNodeTimeout = DefaultDeadNodeTimeout
+	}
+	if c.PlacementInterval < 0 || c.DeadNodeTimeout < 0 {
+		return fmt.Errorf("server: --placement-interval and --dead-node-timeout must not be negative")
+	}
 	if c.AuthToken == "" {
 		c.AuthToken = "simple"
 	}
@@ -282,6 +326,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 || c.ElectionTimeout < 5*c.HeartbeatInterval {
 		return fmt.Errorf("server: --election-timeout (%v) must be at least 5 times --heartbeat-interval (%v)", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if len(c.EncryptionOldKeyFiles) > 0 && c.EncryptionKeyFile == "" {
+		return errors.New("server: --encryption-old-key-files needs --encryption-key-file")
 	}
 	if err := c.validateTLS(); err != nil {
 		return err
@@ -350,3 +397,10 @@ func listenHostPort(u string) (string, error) {
 	}
 	return p.Host, nil
 }
+
+// DefaultDeadNodeTimeout is --dead-node-timeout's default: CockroachDB's
+// 5 minutes, long enough that a restart, an upgrade or a short network
+// outage moves no data (a node that is only down keeps its replicas), short
+// enough that a machine that is gone gets its ranges back to their
+// replication factor within minutes.
+const DefaultDeadNodeTimeout = 5 * time.Minute

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -175,5 +176,57 @@ func TestJSONGatewayLockAndElection(t *testing.T) {
 	leader := post("/v3/election/leader", `{"name":"amU="}`)
 	if kv, _ := leader["kv"].(map[string]any); kv == nil || kv["value"] != "djE=" || camp["leader"] == nil {
 		t.Fatalf("campaign %v, leader %v", camp, leader)
+	}
+}
+
+// The JSON gateway serves etcd's /v3/auth/* and takes a token in the
+// Authorization header, as etcd's does.
+func TestJSONGatewayAuth(t *testing.T) {
+	c := startCluster(t, 1, func(_ int, cfg *Config) { cfg.BcryptCost = 4 })
+	call := func(path, token, body string) (int, map[string]any) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, c.ClientURLs()[0]+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, out
+	}
+	for _, s := range []struct{ path, body string }{
+		{"/v3/auth/user/add", `{"name":"root","password":"pw"}`},
+		{"/v3/auth/user/grant", `{"user":"root","role":"root"}`},
+		{"/v3/auth/enable", `{}`},
+	} {
+		if code, out := call(s.path, "", s.body); code != http.StatusOK {
+			t.Fatalf("%s: %d %v", s.path, code, out)
+		}
+	}
+	if code, out := call("/v3/kv/put", "", `{"key":"Zm9v","value":"YmFy"}`); code == http.StatusOK || !strings.Contains(fmt.Sprint(out["message"]), "user name is empty") {
+		t.Fatalf("put without a token: %d %v", code, out)
+	}
+	code, out := call("/v3/auth/authenticate", "", `{"name":"root","password":"pw"}`)
+	tok, _ := out["token"].(string)
+	if code != http.StatusOK || tok == "" {
+		t.Fatalf("authenticate: %d %v", code, out)
+	}
+	if code, out := call("/v3/kv/put", tok, `{"key":"Zm9v","value":"YmFy"}`); code != http.StatusOK {
+		t.Fatalf("put with the token: %d %v", code, out)
+	}
+	if code, out := call("/v3/auth/user/list", tok, `{}`); code != http.StatusOK || fmt.Sprint(out["users"]) != "[root]" {
+		t.Fatalf("user list: %d %v", code, out)
+	}
+	if code, out := call("/v3/auth/disable", tok, `{}`); code != http.StatusOK {
+		t.Fatalf("disable: %d %v", code, out)
 	}
 }

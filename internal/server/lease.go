@@ -253,6 +253,9 @@ func leaseHeader(resp *rpcpb.LeaseResponse) etcdapi.Header {
 var _ etcdapi.LeaseBackend = backend{}
 
 func (b backend) LeaseGrant(ctx context.Context, id, ttl int64) (int64, int64, etcdapi.Header, error) {
+	if err := b.n.checkSpaceForWrite(ctx); err != nil {
+		return 0, 0, etcdapi.Header{}, err
+	}
 	resp, err := b.n.leaseCall(ctx, &rpcpb.LeaseRequest{Op: rpcpb.LeaseOp_LEASE_GRANT, Id: id, Ttl: ttl})
 	if err != nil {
 		return 0, 0, etcdapi.Header{}, err

@@ -32,10 +32,10 @@ func (n *Node) registerLockElection() error {
 		// With auth on, etcd's servers call the KV as their caller.
 		DialOptions: []grpc.DialOption{
 			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-				return invoker(forwardToken(ctx), method, req, reply, cc, opts...)
+				return invoker(n.forwardCaller(ctx), method, req, reply, cc, opts...)
 			}),
 			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-				return streamer(forwardToken(ctx), desc, cc, method, opts...)
+				return streamer(n.forwardCaller(ctx), desc, cc, method, opts...)
 			}),
 		},
 	})

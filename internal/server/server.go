@@ -44,10 +44,11 @@ import (
 )
 
 // Version is Concord's version; the etcd API reports EtcdVersion so that
-// etcd clients enable every v3 feature.
+// etcd clients enable every v3 feature: the etcd release its
+// compatibility suite compares with (test/compat, etcd 3.7.3).
 const (
 	Version     = "0.1.0"
-	EtcdVersion = "3.7.0"
+	EtcdVersion = "3.7.3"
 )
 
 // Node is one running Concord node.
@@ -106,12 +107,16 @@ type Node struct {
 	// leases is the node's lessor (lease.go).
 	leases leaseState
 	// auth is the node's copy of etcd's auth state, and its checks
-	// (auth.go).
-	auth *auth.Store
+	// (auth.go); authCN names the user of a call's client certificate
+	// (nil without --client-cert-auth).
+	auth   *auth.Store
+	authCN func(context.Context) (string, bool)
 
 	// tls holds the client and peer ports' certificates (tls.go).
 	tls nodeTLS
 
+	// alarms are the cluster's alarms and this node's space (alarm.go).
+	alarms alarmState
 	// ap is the AP keyspaces' engine, gossip and Redis port (ap.go).
 	ap apState
 
@@ -133,7 +138,11 @@ func Start(cfg Config) (_ *Node, err error) {
 	}()
 	// What the data dir holds decides, before anything is written there,
 	// whether this start bootstraps, joins or restarts a member.
-	held, isMember, err := storage.Inspect(cfg.DataDir, storage.Options{})
+	sopts, err := cfg.storageOptions()
+	if err != nil {
+		return nil, err
+	}
+	held, isMember, err := storage.Inspect(cfg.DataDir, sopts)
 	if err != nil {
 		return nil, fmt.Errorf("server: refusing to start: %w", err)
 	}
@@ -149,10 +158,12 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
-	n.engine, err = storage.Open(cfg.DataDir, storage.Options{CacheBytes: cfg.CacheBytes})
+	sopts.CacheBytes = cfg.CacheBytes
+	n.engine, err = storage.Open(cfg.DataDir, sopts)
 	if err != nil {
 		return nil, err
 	}
+	n.logEncryption(sopts)
 	if err := n.listen(); err != nil {
 		return nil, err
 	}
@@ -285,13 +296,19 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.runAuthRefresh()
 	go n.runAddressRefresh()
 	go n.runRangeRepair()
+	n.store.SetAppendGuard(n.alarms.critical.Load)
+	go n.runAlarms()
 	if cfg.RangeMaxBytes > 0 || cfg.RangeMinBytes > 0 || cfg.RangeSplitQPS > 0 {
 		n.wg.Add(1)
 		go n.runSizeQueue()
+	}
+	if cfg.PlacementInterval > 0 {
+		n.wg.Add(1)
+		go n.runPlacement()
 	}
 	if !n.joined {
 		// A node that joined in this start registered its URLs through
@@ -572,7 +589,7 @@ const joinTimeout = 30 * time.Second
 // join registers this node with a running cluster through any member of
 // --initial-cluster, retrying until one answers.
 func (n *Node) join(members []member) (*rpcpb.JoinResponse, error) {
-	rec := &metapb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs}
+	rec := &metapb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs, Locality: n.cfg.Locality}
 	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 	defer cancel()
 	var lastErr error
@@ -651,7 +668,7 @@ func (n *Node) runAddressRefresh() {
 // the meta range, retrying until it succeeds or the node stops.
 func (n *Node) registerSelf() {
 	defer n.wg.Done()
-	rec := &metapb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs}
+	rec := &metapb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs, Locality: n.cfg.Locality}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_AddNode{AddNode: &cmdpb.SysAddNode{Node: rec}}})

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
@@ -166,6 +169,9 @@ type backend struct{ n *Node }
 var _ etcdapi.Backend = backend{}
 
 func (b backend) Do(ctx context.Context, op *kvpb.RequestOp) (*kvpb.ResponseOp, etcdapi.Header, error) {
+	if err := b.n.checkWrite(ctx, op); err != nil {
+		return nil, etcdapi.Header{}, err
+	}
 	if err := b.n.attachLeases(ctx, op); err != nil {
 		return nil, etcdapi.Header{}, err
 	}
@@ -220,6 +226,11 @@ func (b backend) Snapshot(ctx context.Context, w io.Writer) error {
 }
 
 func (b backend) AddMember(ctx context.Context, peerURLs []string, learner bool) (*metapb.NodeRecord, error) {
+	if !b.n.cfg.UnsafeNoStrictReconfigCheck {
+		if err := b.n.mayAddMember(ctx, learner); err != nil {
+			return nil, err
+		}
+	}
 	resp, err := b.n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_AddNode{AddNode: &cmdpb.SysAddNode{
 		Node: &metapb.NodeRecord{PeerUrls: peerURLs, IsLearner: learner},
 	}}})
@@ -229,7 +240,56 @@ func (b backend) AddMember(ctx context.Context, peerURLs []string, learner bool)
 	return resp.GetNode(), nil
 }
 
+// mayAddMember is etcd's --strict-reconfig-check: a voting member may be
+// added only if the members that ever started are a quorum of the
+// membership with it, and any member only while every voting member
+// answers (an added member that never started does not, so two adds in a
+// row need the first one started, as on etcd).
+func (n *Node) mayAddMember(ctx context.Context, learner bool) error {
+	members, err := n.members(ctx)
+	if err != nil {
+		return err
+	}
+	voters, started := 0, 0
+	var ids []uint64
+	for _, m := range members {
+		if m.GetIsLearner() {
+			continue
+		}
+		voters++
+		ids = append(ids, m.GetNodeId())
+		if m.GetName() != "" {
+			started++
+		}
+	}
+	if !learner && started < (voters+1)/2+1 {
+		return rpctypes.ErrGRPCMemberNotEnoughStarted
+	}
+	ctx, cancel := context.WithTimeout(ctx, healthProbeTimeout)
+	defer cancel()
+	errs := make(chan error, len(ids))
+	for _, id := range ids {
+		go func() {
+			_, err := n.nodeStatusOf(ctx, id, true)
+			errs <- err
+		}()
+	}
+	for range ids {
+		if err := <-errs; err != nil {
+			return rpctypes.ErrGRPCUnhealthy
+		}
+	}
+	return nil
+}
+
+// healthProbeTimeout bounds the wait for a member's answer in the checks
+// of a membership change.
+const healthProbeTimeout = 2 * time.Second
+
 func (b backend) ChangeMember(ctx context.Context, change *cmdpb.SysChangeNode) (*metapb.NodeRecord, error) {
+	if change.GetRemove() {
+		return b.n.removeMember(ctx, change)
+	}
 	resp, err := b.n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_ChangeNode{ChangeNode: change}})
 	if err != nil {
 		return nil, err
@@ -270,3 +330,40 @@ func (b backend) Status(ctx context.Context) (etcdapi.Status, error) {
 
 // be64 encodes v as 8 bytes big-endian.
 func be64(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
+
+var _ etcdapi.LeaderMover = backend{}
+
+// MoveLeader is etcd's move-leader on Concord: this node, which must lead
+// the meta range (the member Status names leader, where etcdctl sends the
+// request), hands every leadership it holds to target wherever target has
+// a voting replica: the meta range (so the TSO, settled first so that
+// revisions stay dense, and the lessor, its leases checkpointed) and the
+// user ranges. It returns once they moved.
+func (b backend) MoveLeader(ctx context.Context, target uint64) error {
+	n := b.n
+	metaRep := n.store.Replica(meta.MetaRangeID)
+	if metaRep == nil || !metaRep.Status().IsLeader {
+		return rpctypes.ErrGRPCNotLeader
+	}
+	members, err := n.members(ctx)
+	if err != nil {
+		return err
+	}
+	ok := false
+	for _, m := range members {
+		if m.GetNodeId() == target && !m.GetIsLearner() && m.GetName() != "" {
+			ok = true
+		}
+	}
+	if !ok {
+		return rpctypes.ErrGRPCBadLeaderTransferee
+	}
+	if target == n.ident.NodeID {
+		return nil
+	}
+	if err := n.moveLeaderships(ctx, target); err != nil {
+		return err
+	}
+	n.log.Info("moved leaderships", "to", target)
+	return nil
+}

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
+
 	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/tlsutil"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -287,6 +289,22 @@ func TestTLSCluster(t *testing.T) {
 		}
 		if _, err := root.UserList(ctx); err != nil {
 			t.Fatalf("root's certificate, an admin call: %v", err)
+		}
+		// Lock runs over the node's own client, as the certificate's user.
+		lg, err := alice.Grant(ctx, 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lc := v3lockpb.NewLockClient(alice.ActiveConnection())
+		held, err := lc.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("cn/lock"), Lease: int64(lg.ID)})
+		if err != nil {
+			t.Fatalf("alice's certificate, a lock on her keys: %v", err)
+		}
+		if _, err := lc.Unlock(ctx, &v3lockpb.UnlockRequest{Key: held.GetKey()}); err != nil {
+			t.Fatalf("unlock: %v", err)
+		}
+		if _, err := lc.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("tls/lock"), Lease: int64(lg.ID)}); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Fatalf("alice's certificate, a lock outside her keys: %v, want permission denied", err)
 		}
 	})
 }

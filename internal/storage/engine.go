@@ -14,6 +14,7 @@ import (
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
 
 	"github.com/concorddb/concord/internal/keys"
+	"github.com/concorddb/concord/internal/storage/encfs"
 )
 
 // ErrCorrupt is wrapped by every error that reports undecodable bytes read
@@ -36,12 +37,22 @@ type Options struct {
 	// CacheBytes is the size of the block cache; 0 means Pebble's default
 	// (8 MiB).
 	CacheBytes int64
+	// Encryption, when set, encrypts every file the engine writes (the
+	// Raft log and MVCC data alike: both are Pebble's) with encfs, and FS
+	// is the file system beneath the encryption. The data dir records
+	// whether it is encrypted (mode.go); Open and Inspect refuse a dir
+	// written in the other mode, and a dir holding a file under a key
+	// that Encryption lacks.
+	Encryption *encfs.Keys
 }
 
 // Engine is a node's Pebble engine. It is safe for concurrent use; Batches
 // and Snapshots made from it are not.
 type Engine struct {
 	db *pebble.DB
+	// filesByKey counts the engine's files by encryption key at Open (nil
+	// if not encrypted).
+	filesByKey map[encfs.KeyID]int
 }
 
 // Reader is anything storage's read functions can read from: *Engine (newest
@@ -59,23 +70,65 @@ var (
 
 // Open opens (creating if needed) the engine in dir.
 func Open(dir string, opts Options) (*Engine, error) {
-	fs := opts.fs()
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
+	base, fs, err := opts.fileSystems()
+	if err != nil {
+		return nil, err
+	}
+	if err := base.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: create %s: %w", dir, err)
+	}
+	byKey, err := opts.prepare(base, fs, dir, true /* create */)
+	if err != nil {
+		return nil, err
 	}
 	db, err := pebble.Open(dir, opts.pebble(fs))
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}
-	return &Engine{db: db}, nil
+	return &Engine{db: db, filesByKey: byKey}, nil
 }
 
-func (o Options) fs() vfs.FS {
-	if o.FS == nil {
-		return vfs.Default
+// fileSystems returns the file system beneath the engine and the one the
+// engine uses: the same one, or encfs over it.
+func (o Options) fileSystems() (base, fs vfs.FS, err error) {
+	base = o.FS
+	if base == nil {
+		base = vfs.Default
 	}
-	return o.FS
+	if o.Encryption == nil {
+		return base, base, nil
+	}
+	enc, err := encfs.New(base, *o.Encryption)
+	if err != nil {
+		return nil, nil, fmt.Errorf("storage: %w", err)
+	}
+	return base, enc, nil
 }
+
+// prepare checks, before Pebble reads anything in dir, that dir's
+// encryption mode is o's (recording it, with create, in a new dir) and,
+// if encrypted, that every file's key is at hand, so that a missing key
+// fails here naming its id instead of at the first read of an old table.
+// It returns the engine's files by key (nil if not encrypted).
+func (o Options) prepare(base, fs vfs.FS, dir string, create bool) (map[encfs.KeyID]int, error) {
+	if err := o.checkMode(base, dir, create); err != nil {
+		return nil, err
+	}
+	enc, ok := fs.(*encfs.FS)
+	if !ok {
+		return nil, nil
+	}
+	census, err := enc.CheckDir(dir, modeFileName, modeTempName)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %s: %w", dir, err)
+	}
+	return census.ByKey, nil
+}
+
+// FilesByKey counts the engine's files by the key they were encrypted
+// with when it opened (nil if it is not encrypted): a key that no file
+// uses any more can be dropped from the old keys.
+func (e *Engine) FilesByKey() map[encfs.KeyID]int { return e.filesByKey }
 
 func (o Options) pebble(fs vfs.FS) *pebble.Options {
 	popts := &pebble.Options{
@@ -105,8 +158,11 @@ var ErrDataDir = errors.New("storage: unusable data dir")
 // records do not decode or contradict each other gives an error wrapping
 // ErrDataDir.
 func Inspect(dir string, opts Options) (id Ident, ok bool, err error) {
-	fs := opts.fs()
-	names, err := fs.List(dir)
+	base, fs, err := opts.fileSystems()
+	if err != nil {
+		return Ident{}, false, err
+	}
+	names, err := base.List(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return Ident{}, false, nil
 	}
@@ -115,12 +171,15 @@ func Inspect(dir string, opts Options) (id Ident, ok bool, err error) {
 	}
 	var files []string
 	for _, name := range names {
-		if name != "lost+found" {
+		if name != "lost+found" && !isModeFile(name) {
 			files = append(files, name)
 		}
 	}
 	if len(files) == 0 {
 		return Ident{}, false, nil
+	}
+	if _, err := opts.prepare(base, fs, dir, false /* create */); err != nil {
+		return Ident{}, false, err
 	}
 	desc, err := pebble.Peek(dir, fs)
 	if err != nil {

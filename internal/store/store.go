@@ -58,6 +58,11 @@ type Store struct {
 	cfg    replica.Config
 	log    *slog.Logger
 
+	// appendGuard, when set, says whether the disk is nearly full (see
+	// SetAppendGuard); droppedAppends counts what it dropped.
+	appendGuard    atomic.Pointer[func() bool]
+	droppedAppends atomic.Uint64
+
 	// work is signalled (never blocking, capacity 1) when a replica may
 	// have a Ready.
 	work chan struct{}
@@ -138,6 +143,7 @@ func New(cfg replica.Config, sender Sender) (*Store, error) {
 	}
 	cfg.OnSplit = s.onSplit
 	cfg.OnMerge = s.onMerge
+	cfg.OnRemoved = s.onRemoved
 	cfg.OnSpanGained = s.onSpanGained
 	s.cfg = cfg
 	s.mu.replicas = make(map[uint64]*replica.Replica)
@@ -296,6 +302,53 @@ func (s *Store) onMerge(_, right *metapb.RangeDescriptor) {
 	s.drop(right.GetRangeId(), false /* clear: done by the merge */)
 }
 
+// onRemoved destroys a replica that applied its own removal from its
+// range: its range-local state and its data go (unless another replica
+// here covers part of the span by now, then only its range-local state),
+// so that a later replica of the range on this node, with a new replica
+// id, starts afresh from a snapshot. It returns at once; the work is done
+// in the background, as the replica cannot stop itself from its own
+// apply.
+func (s *Store) onRemoved(rangeID, replicaID uint64) {
+	go s.destroy(rangeID, replicaID)
+}
+
+// destroy drops the replica of rangeID if it is still replica replicaID,
+// and deletes its state.
+func (s *Store) destroy(rangeID, replicaID uint64) {
+	s.mu.Lock()
+	r := s.mu.replicas[rangeID]
+	if r == nil || r.ReplicaID() != replicaID {
+		s.mu.Unlock()
+		return
+	}
+	d := r.Descriptor()
+	span := keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}
+	shared := replica.IsUninitialized(d)
+	for id, o := range s.mu.replicas {
+		od := o.Descriptor()
+		if id != rangeID && !replica.IsUninitialized(od) && !span.Intersect(keys.Span{Start: od.GetStartKey(), End: od.GetEndKey()}).Empty() {
+			shared = true
+		}
+	}
+	s.mu.Unlock()
+	s.drop(rangeID, true /* clear range-local state */)
+	if shared {
+		return
+	}
+	b := s.engine.NewBatch()
+	defer b.Close()
+	err := b.DestroyReplica(rangeID, span)
+	if err == nil {
+		err = b.Commit(false)
+	}
+	if err != nil {
+		s.log.Warn("data of a removed replica not cleared", "range", rangeID, "err", err)
+		return
+	}
+	s.log.Info("destroyed a replica removed from its range", "range", rangeID, "replica", replicaID)
+}
+
 // onSpanGained drops the replicas of the ranges inside gained: a snapshot
 // showed that the range it came with had merged them while this node was
 // behind, and replaced their data. Their range-local state goes too.
@@ -339,6 +392,17 @@ func (s *Store) drop(rangeID uint64, clear bool) {
 	}
 }
 
+// SetAppendGuard installs full, asked at every batch of Raft messages:
+// while it returns true (the data dir's disk is nearly full) the store
+// drops the log entries and snapshots other nodes send it, so that no
+// write reaches a full disk (Pebble stops the process on a failed WAL
+// write).
+func (s *Store) SetAppendGuard(full func() bool) { s.appendGuard.Store(&full) }
+
+// DroppedAppends counts the Raft appends and snapshots dropped by the
+// append guard.
+func (s *Store) DroppedAppends() uint64 { return s.droppedAppends.Load() }
+
 // AddUninitialized creates a replica of rangeID that knows nothing of its
 // range yet (replica.Uninitialized) and waits for its leader's snapshot,
 // unless this node holds one already; replicaID is its id in the range's
@@ -348,10 +412,23 @@ func (s *Store) drop(rangeID uint64, clear bool) {
 // survives a restart.
 func (s *Store) AddUninitialized(rangeID, replicaID uint64) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.mu.replicas[rangeID]; ok {
-		return nil
+	if old, ok := s.mu.replicas[rangeID]; ok {
+		if old.ReplicaID() == replicaID || replicaID < old.ReplicaID() {
+			s.mu.Unlock()
+			return nil
+		}
+		// A replica of an earlier membership (removed while this node
+		// did not hear of it): it gives way to the new one.
+		s.mu.Unlock()
+		s.log.Info("replacing a removed replica of the range", "range", rangeID, "old_replica", old.ReplicaID(), "replica", replicaID)
+		s.destroy(rangeID, old.ReplicaID())
+		s.mu.Lock()
+		if _, ok := s.mu.replicas[rangeID]; ok {
+			s.mu.Unlock()
+			return nil
+		}
 	}
+	defer s.mu.Unlock()
 	d := replica.Uninitialized(rangeID, s.nodeID, replicaID)
 	b := s.engine.NewBatch()
 	defer b.Close()
@@ -776,7 +853,20 @@ func (s *Store) waitApplied() {
 // Messages for ranges this node does not hold are kept a while (see
 // Store.early), for a replica a split is about to create here.
 func (s *Store) HandleRaftBatch(b *rpcpb.RaftBatch) {
+	full := false
+	if g := s.appendGuard.Load(); g != nil {
+		full = (*g)()
+	}
 	for _, m := range b.GetMsgs() {
+		if full {
+			if t := m.GetMsg().GetType(); t == raftpb.MessageType_MsgApp || t == raftpb.MessageType_MsgSnap {
+				// The disk is nearly full: what this follower would
+				// append is left to its leader to send again later. Raft
+				// tolerates lost messages; the node stays up.
+				s.droppedAppends.Add(1)
+				continue
+			}
+		}
 		r := s.Replica(m.GetRangeId())
 		if r == nil {
 			if !m.GetQuiesce() {

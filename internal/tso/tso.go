@@ -85,6 +85,9 @@ type Oracle struct {
 		extending   bool
 		// settled is set by Settle: term hands out nothing more.
 		settled bool
+		// settles counts Settle calls: a window advance that began before
+		// one may have been lowered by it, so its bound is not kept.
+		settles uint64
 	}
 }
 
@@ -223,13 +226,16 @@ func (o *Oracle) extend(term uint64) {
 const extendTimeout = 5 * time.Second
 
 func (o *Oracle) advance(ctx context.Context, term uint64, want int64) error {
+	o.mu.Lock()
+	settles := o.mu.settles
+	o.mu.Unlock()
 	limit, err := o.cfg.Window.Advance(ctx, want)
 	if err != nil {
 		return fmt.Errorf("tso: advance window: %w", err)
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.mu.term == term && limit > o.mu.limit {
+	if o.mu.term == term && o.mu.settles == settles && limit > o.mu.limit {
 		o.mu.limit = limit
 	}
 	return nil
@@ -240,6 +246,21 @@ func (o *Oracle) Reset() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.mu.term = 0
+}
+
+// Resume undoes Settle in term when the leadership stayed here (a move of
+// it that failed): revisions are handed out again from the settled bound,
+// which the window must first be advanced past.
+func (o *Oracle) Resume(term uint64) {
+	o.initMu.Lock()
+	defer o.initMu.Unlock()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.mu.term != term || !o.mu.settled {
+		return
+	}
+	o.mu.settled = false
+	o.mu.limit = o.mu.next
 }
 
 // Settle stops handing out revisions in term and lowers the persisted
@@ -257,6 +278,7 @@ func (o *Oracle) Settle(ctx context.Context, term uint64) error {
 	}
 	next := o.mu.next
 	o.mu.settled = true
+	o.mu.settles++
 	o.mu.Unlock()
 	if _, err := o.cfg.Window.Settle(ctx, next); err != nil {
 		return fmt.Errorf("tso: settle window: %w", err)

@@ -313,3 +313,66 @@ func TestClientBoundsCurrentQueue(t *testing.T) {
 		}
 	}
 }
+
+// hookWindow runs hook inside the next Advance, after it applied and
+// before it returns.
+type hookWindow struct {
+	*memWindow
+	hook func()
+}
+
+func (w *hookWindow) Advance(ctx context.Context, limit int64) (int64, error) {
+	bound, err := w.memWindow.Advance(ctx, limit)
+	if h := w.hook; h != nil {
+		w.hook = nil
+		h()
+	}
+	return bound, err
+}
+
+// A leader whose handover failed resumes where it settled: dense, and
+// never above the persisted bound (which Settle lowered), even with a
+// window advance that was in flight across the Settle and the Resume.
+func TestResumeAfterAFailedHandover(t *testing.T) {
+	mw := &memWindow{}
+	w := &hookWindow{memWindow: mw}
+	o, _ := New(Config{Window: w, WindowSize: 100})
+	want := next(t, o, 10, 1, FirstRevision, false)
+	var settledAt int64
+	w.hook = func() {
+		if err := o.Settle(context.Background(), 1); err != nil {
+			t.Error(err)
+		}
+		mw.mu.Lock()
+		settledAt = mw.bound
+		mw.mu.Unlock()
+		o.Resume(1)
+	}
+	// The advance raised the persisted bound, then the Settle lowered it:
+	// the advance's result must not count.
+	if err := o.advance(context.Background(), 1, want+500); err != nil {
+		t.Fatal(err)
+	}
+	if settledAt != want {
+		t.Fatalf("settled at %d, want %d", settledAt, want)
+	}
+	o.mu.Lock()
+	limit := o.mu.limit
+	o.mu.Unlock()
+	if limit != want {
+		t.Fatalf("limit %d after a resume at %d: an advance from before the settle counted", limit, want)
+	}
+	for i := 0; i < 50; i++ {
+		want = next(t, o, 7, 1, want, false)
+		mw.mu.Lock()
+		bound := mw.bound
+		mw.mu.Unlock()
+		if want > bound {
+			t.Fatalf("handed out up to %d above the persisted bound %d", want-1, bound)
+		}
+	}
+	// Resume in another term, or twice, changes nothing.
+	o.Resume(2)
+	o.Resume(1)
+	next(t, o, 1, 1, want, false)
+}

@@ -295,14 +295,6 @@ func (h *Hub) release(b Batch) error {
 		h.noteCompactedLocked(b.Compacted)
 	}
 	if len(b.Events) > 0 {
-		// A change at or below a compaction this hub heard of (from the
-		// gateway that served it, possibly before the feed that read the
-		// change saw it) has no previous version any more.
-		for _, ev := range b.Events {
-			if ev.GetKv().GetModRevision() <= h.mu.compacted {
-				ev.PrevKv = nil
-			}
-		}
 		evs := wrap(b.Events)
 		h.dispatchLocked(evs, prev)
 		h.appendRingLocked(evs)
@@ -512,13 +504,27 @@ func (h *Hub) ringForLocked(w *watcher) []*Event {
 	from := func(ring []*Event) []*Event {
 		return ring[sort.Search(len(ring), func(i int) bool { return ring[i].GetKv().GetModRevision() >= w.minRev }):]
 	}
-	if w.single {
-		return append([]*Event(nil), from(h.mu.ringByKey[string(w.span.Start[1:])])...)
-	}
 	var evs []*Event
-	for _, ev := range from(h.mu.ring) {
-		if w.containsUser(ev.GetKv().GetKey()) {
-			evs = append(evs, ev)
+	if w.single {
+		evs = append(evs, from(h.mu.ringByKey[string(w.span.Start[1:])])...)
+	} else {
+		for _, ev := range from(h.mu.ring) {
+			if w.containsUser(ev.GetKv().GetKey()) {
+				evs = append(evs, ev)
+			}
+		}
+	}
+	// A change at or below a compaction this hub heard of (from the
+	// gateway that served it, before the feed brought the change) reaches
+	// a watcher joining now without its previous version, which the
+	// compaction removed (etcd's watch from the compacted revision sends
+	// none). Watchers synced before get the change live, with it.
+	for i, ev := range evs {
+		if ev.GetKv().GetModRevision() > h.mu.compacted {
+			break
+		}
+		if ev.GetPrevKv() != nil {
+			evs[i] = &Event{Event: &kvpb.Event{Type: ev.GetType(), Kv: ev.GetKv()}}
 		}
 	}
 	return evs

@@ -186,9 +186,11 @@ func TestProgressRequestsAreBounded(t *testing.T) {
 }
 
 // A compaction the hub hears of from its gateway before its feed brings
-// the change at that revision: the change comes without its previous
-// version, which the compaction removed (etcd sends no prev_kv there), and
-// the next change keeps its own.
+// the change at that revision: a watcher synced before gets the change
+// live with its previous version (Kubernetes requires it on every
+// update), and a watcher created afterwards from the compacted revision
+// gets it from the ring without one (the compaction removed it, etcd sends
+// none), the next change with its own.
 func TestHubDropsPrevKVAtACompactionItHeardOfFirst(t *testing.T) {
 	src := oneRange()
 	h := NewHub(src, nil)
@@ -210,21 +212,40 @@ func TestHubDropsPrevKVAtACompactionItHeardOfFirst(t *testing.T) {
 		}
 	}
 	f.ch <- &rpcpb.RangeFeedEvent{Resolved: 6, Events: []*kvpb.Event{put(5), put(6)}}
-	var got []*kvpb.Event
-	for len(got) < 2 {
-		select {
-		case r := <-st.Out():
-			for _, ev := range r.Events {
-				got = append(got, ev.Event)
+	read := func(st *Stream, id int64) []*kvpb.Event {
+		t.Helper()
+		var got []*kvpb.Event
+		for len(got) < 2 {
+			select {
+			case r := <-st.Out():
+				if r.WatchID != id {
+					continue
+				}
+				for _, ev := range r.Events {
+					got = append(got, ev.Event)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("got %d of 2 changes", len(got))
 			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("got %d of 2 changes", len(got))
 		}
+		return got
 	}
-	if got[0].GetPrevKv() != nil {
-		t.Fatalf("the change at the compaction came with prev %v, which the compaction removed", got[0].GetPrevKv())
+	live := read(st, 0)
+	if live[0].GetPrevKv().GetModRevision() != 4 || live[1].GetPrevKv().GetModRevision() != 5 {
+		t.Fatalf("the synced watcher got prevs %v and %v, want the versions at 4 and 5", live[0].GetPrevKv(), live[1].GetPrevKv())
 	}
-	if got[1].GetPrevKv().GetModRevision() != 5 {
-		t.Fatalf("the change above the compaction came with prev %v, want the version at 5", got[1].GetPrevKv())
+	id, err := st.Watch(ctx, Request{Span: keys.Span{Start: keys.User([]byte("k"))}, StartRevision: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := read(st, id)
+	if late[0].GetPrevKv() != nil {
+		t.Fatalf("the change at the compaction came to a new watcher with prev %v, which the compaction removed", late[0].GetPrevKv())
+	}
+	if late[1].GetPrevKv().GetModRevision() != 5 {
+		t.Fatalf("the change above the compaction came with prev %v, want the version at 5", late[1].GetPrevKv())
+	}
+	if live[0].GetPrevKv() == nil {
+		t.Fatal("serving the new watcher took the previous version from the synced one's change")
 	}
 }

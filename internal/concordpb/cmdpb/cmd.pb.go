@@ -914,12 +914,15 @@ type Command struct {
 	// The steps of a cross-range txn (internal/txn), with ts its commit
 	// revision: the range applies them whatever its newest revision, since
 	// their conflicts are judged per key.
-	TxnStage      *TxnStage   `protobuf:"bytes,10,opt,name=txn_stage,json=txnStage,proto3" json:"txn_stage,omitempty"`
-	TxnResolve    *TxnResolve `protobuf:"bytes,11,opt,name=txn_resolve,json=txnResolve,proto3" json:"txn_resolve,omitempty"`
-	TxnMark       *TxnMark    `protobuf:"bytes,12,opt,name=txn_mark,json=txnMark,proto3" json:"txn_mark,omitempty"`
-	TxnForget     *TxnForget  `protobuf:"bytes,13,opt,name=txn_forget,json=txnForget,proto3" json:"txn_forget,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TxnStage   *TxnStage   `protobuf:"bytes,10,opt,name=txn_stage,json=txnStage,proto3" json:"txn_stage,omitempty"`
+	TxnResolve *TxnResolve `protobuf:"bytes,11,opt,name=txn_resolve,json=txnResolve,proto3" json:"txn_resolve,omitempty"`
+	TxnMark    *TxnMark    `protobuf:"bytes,12,opt,name=txn_mark,json=txnMark,proto3" json:"txn_mark,omitempty"`
+	TxnForget  *TxnForget  `protobuf:"bytes,13,opt,name=txn_forget,json=txnForget,proto3" json:"txn_forget,omitempty"`
+	// change_replicas is the replica change a ConfChange entry carries in
+	// its context (the entry is a Raft conf change, not a normal one).
+	ChangeReplicas *ChangeReplicasTrigger `protobuf:"bytes,14,opt,name=change_replicas,json=changeReplicas,proto3" json:"change_replicas,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Command) Reset() {
@@ -1043,6 +1046,124 @@ func (x *Command) GetTxnForget() *TxnForget {
 	return nil
 }
 
+func (x *Command) GetChangeReplicas() *ChangeReplicasTrigger {
+	if x != nil {
+		return x.ChangeReplicas
+	}
+	return nil
+}
+
+// ChangeReplicasRequest asks a range's leader for one replica change:
+// remove the range's replica on node remove_node (etcd's member remove
+// drains a member so), add a learner replica on add_learner_node, or
+// promote the learner on promote_node to a voter. Exactly one is set.
+type ChangeReplicasRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RemoveNode     uint64                 `protobuf:"varint,1,opt,name=remove_node,json=removeNode,proto3" json:"remove_node,omitempty"`
+	AddLearnerNode uint64                 `protobuf:"varint,2,opt,name=add_learner_node,json=addLearnerNode,proto3" json:"add_learner_node,omitempty"`
+	PromoteNode    uint64                 `protobuf:"varint,3,opt,name=promote_node,json=promoteNode,proto3" json:"promote_node,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ChangeReplicasRequest) Reset() {
+	*x = ChangeReplicasRequest{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeReplicasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeReplicasRequest) ProtoMessage() {}
+
+func (x *ChangeReplicasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeReplicasRequest.ProtoReflect.Descriptor instead.
+func (*ChangeReplicasRequest) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ChangeReplicasRequest) GetRemoveNode() uint64 {
+	if x != nil {
+		return x.RemoveNode
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetAddLearnerNode() uint64 {
+	if x != nil {
+		return x.AddLearnerNode
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetPromoteNode() uint64 {
+	if x != nil {
+		return x.PromoteNode
+	}
+	return 0
+}
+
+// ChangeReplicasTrigger is a replica change as it applies, with the Raft
+// conf change that carries it: the range's descriptor after the change. It
+// applies only if desc's generation is one above the range's.
+type ChangeReplicasTrigger struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Desc          *metapb.RangeDescriptor `protobuf:"bytes,1,opt,name=desc,proto3" json:"desc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeReplicasTrigger) Reset() {
+	*x = ChangeReplicasTrigger{}
+	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeReplicasTrigger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeReplicasTrigger) ProtoMessage() {}
+
+func (x *ChangeReplicasTrigger) ProtoReflect() protoreflect.Message {
+	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeReplicasTrigger.ProtoReflect.Descriptor instead.
+func (*ChangeReplicasTrigger) Descriptor() ([]byte, []int) {
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ChangeReplicasTrigger) GetDesc() *metapb.RangeDescriptor {
+	if x != nil {
+		return x.Desc
+	}
+	return nil
+}
+
 // TxnStage stages one participant's part of a cross-range txn: a lock on
 // every key it writes, holding the write (intents), and the participant's
 // marker at anchor (with participants set, the txn's record). It applies
@@ -1066,7 +1187,7 @@ type TxnStage struct {
 
 func (x *TxnStage) Reset() {
 	*x = TxnStage{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[14]
+	mi := &file_cmdpb_cmd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1199,7 @@ func (x *TxnStage) String() string {
 func (*TxnStage) ProtoMessage() {}
 
 func (x *TxnStage) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[14]
+	mi := &file_cmdpb_cmd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1212,7 @@ func (x *TxnStage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnStage.ProtoReflect.Descriptor instead.
 func (*TxnStage) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{14}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TxnStage) GetTxnId() uint64 {
@@ -1162,7 +1283,7 @@ type TxnResolve struct {
 
 func (x *TxnResolve) Reset() {
 	*x = TxnResolve{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	mi := &file_cmdpb_cmd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1295,7 @@ func (x *TxnResolve) String() string {
 func (*TxnResolve) ProtoMessage() {}
 
 func (x *TxnResolve) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[15]
+	mi := &file_cmdpb_cmd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1308,7 @@ func (x *TxnResolve) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResolve.ProtoReflect.Descriptor instead.
 func (*TxnResolve) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{15}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TxnResolve) GetTxnId() uint64 {
@@ -1236,7 +1357,7 @@ type TxnRef struct {
 
 func (x *TxnRef) Reset() {
 	*x = TxnRef{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[16]
+	mi := &file_cmdpb_cmd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1369,7 @@ func (x *TxnRef) String() string {
 func (*TxnRef) ProtoMessage() {}
 
 func (x *TxnRef) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[16]
+	mi := &file_cmdpb_cmd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1382,7 @@ func (x *TxnRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRef.ProtoReflect.Descriptor instead.
 func (*TxnRef) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{16}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TxnRef) GetTxnId() uint64 {
@@ -1289,7 +1410,7 @@ type TxnForget struct {
 
 func (x *TxnForget) Reset() {
 	*x = TxnForget{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[17]
+	mi := &file_cmdpb_cmd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1422,7 @@ func (x *TxnForget) String() string {
 func (*TxnForget) ProtoMessage() {}
 
 func (x *TxnForget) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[17]
+	mi := &file_cmdpb_cmd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1435,7 @@ func (x *TxnForget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnForget.ProtoReflect.Descriptor instead.
 func (*TxnForget) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{17}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TxnForget) GetRefs() []*TxnRef {
@@ -1341,7 +1462,7 @@ type TxnMark struct {
 
 func (x *TxnMark) Reset() {
 	*x = TxnMark{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[18]
+	mi := &file_cmdpb_cmd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1474,7 @@ func (x *TxnMark) String() string {
 func (*TxnMark) ProtoMessage() {}
 
 func (x *TxnMark) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[18]
+	mi := &file_cmdpb_cmd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1487,7 @@ func (x *TxnMark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnMark.ProtoReflect.Descriptor instead.
 func (*TxnMark) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{18}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TxnMark) GetTxnId() uint64 {
@@ -1425,7 +1546,7 @@ type TxnStageRequest struct {
 
 func (x *TxnStageRequest) Reset() {
 	*x = TxnStageRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[19]
+	mi := &file_cmdpb_cmd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1558,7 @@ func (x *TxnStageRequest) String() string {
 func (*TxnStageRequest) ProtoMessage() {}
 
 func (x *TxnStageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[19]
+	mi := &file_cmdpb_cmd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1571,7 @@ func (x *TxnStageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnStageRequest.ProtoReflect.Descriptor instead.
 func (*TxnStageRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{19}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TxnStageRequest) GetTxnId() uint64 {
@@ -1567,7 +1688,7 @@ type TxnReserveRequest struct {
 
 func (x *TxnReserveRequest) Reset() {
 	*x = TxnReserveRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[20]
+	mi := &file_cmdpb_cmd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1700,7 @@ func (x *TxnReserveRequest) String() string {
 func (*TxnReserveRequest) ProtoMessage() {}
 
 func (x *TxnReserveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[20]
+	mi := &file_cmdpb_cmd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1713,7 @@ func (x *TxnReserveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnReserveRequest.ProtoReflect.Descriptor instead.
 func (*TxnReserveRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{20}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TxnReserveRequest) GetTxnId() uint64 {
@@ -1669,7 +1790,7 @@ type KeySpan struct {
 
 func (x *KeySpan) Reset() {
 	*x = KeySpan{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[21]
+	mi := &file_cmdpb_cmd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1802,7 @@ func (x *KeySpan) String() string {
 func (*KeySpan) ProtoMessage() {}
 
 func (x *KeySpan) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[21]
+	mi := &file_cmdpb_cmd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1815,7 @@ func (x *KeySpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySpan.ProtoReflect.Descriptor instead.
 func (*KeySpan) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{21}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KeySpan) GetStart() []byte {
@@ -1724,7 +1845,7 @@ type TxnQueryRequest struct {
 
 func (x *TxnQueryRequest) Reset() {
 	*x = TxnQueryRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[22]
+	mi := &file_cmdpb_cmd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +1857,7 @@ func (x *TxnQueryRequest) String() string {
 func (*TxnQueryRequest) ProtoMessage() {}
 
 func (x *TxnQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[22]
+	mi := &file_cmdpb_cmd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +1870,7 @@ func (x *TxnQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnQueryRequest.ProtoReflect.Descriptor instead.
 func (*TxnQueryRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{22}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TxnQueryRequest) GetTxnId() uint64 {
@@ -1786,7 +1907,7 @@ type TxnResolveRequest struct {
 
 func (x *TxnResolveRequest) Reset() {
 	*x = TxnResolveRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[23]
+	mi := &file_cmdpb_cmd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +1919,7 @@ func (x *TxnResolveRequest) String() string {
 func (*TxnResolveRequest) ProtoMessage() {}
 
 func (x *TxnResolveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[23]
+	mi := &file_cmdpb_cmd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +1932,7 @@ func (x *TxnResolveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResolveRequest.ProtoReflect.Descriptor instead.
 func (*TxnResolveRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{23}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TxnResolveRequest) GetResolve() *TxnResolve {
@@ -1840,7 +1961,7 @@ type FreezeRequest struct {
 
 func (x *FreezeRequest) Reset() {
 	*x = FreezeRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[24]
+	mi := &file_cmdpb_cmd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1852,7 +1973,7 @@ func (x *FreezeRequest) String() string {
 func (*FreezeRequest) ProtoMessage() {}
 
 func (x *FreezeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[24]
+	mi := &file_cmdpb_cmd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1865,7 +1986,7 @@ func (x *FreezeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreezeRequest.ProtoReflect.Descriptor instead.
 func (*FreezeRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{24}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FreezeRequest) GetThaw() bool {
@@ -1886,7 +2007,7 @@ type MergeRequest struct {
 
 func (x *MergeRequest) Reset() {
 	*x = MergeRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[25]
+	mi := &file_cmdpb_cmd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2019,7 @@ func (x *MergeRequest) String() string {
 func (*MergeRequest) ProtoMessage() {}
 
 func (x *MergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[25]
+	mi := &file_cmdpb_cmd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2032,7 @@ func (x *MergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRequest.ProtoReflect.Descriptor instead.
 func (*MergeRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{25}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MergeRequest) GetRight() *metapb.RangeDescriptor {
@@ -1933,7 +2054,7 @@ type MergeTrigger struct {
 
 func (x *MergeTrigger) Reset() {
 	*x = MergeTrigger{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[26]
+	mi := &file_cmdpb_cmd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2066,7 @@ func (x *MergeTrigger) String() string {
 func (*MergeTrigger) ProtoMessage() {}
 
 func (x *MergeTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[26]
+	mi := &file_cmdpb_cmd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2079,7 @@ func (x *MergeTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeTrigger.ProtoReflect.Descriptor instead.
 func (*MergeTrigger) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{26}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MergeTrigger) GetLeft() *metapb.RangeDescriptor {
@@ -1988,7 +2109,7 @@ type SplitRequest struct {
 
 func (x *SplitRequest) Reset() {
 	*x = SplitRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[27]
+	mi := &file_cmdpb_cmd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2121,7 @@ func (x *SplitRequest) String() string {
 func (*SplitRequest) ProtoMessage() {}
 
 func (x *SplitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[27]
+	mi := &file_cmdpb_cmd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2134,7 @@ func (x *SplitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRequest.ProtoReflect.Descriptor instead.
 func (*SplitRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{27}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SplitRequest) GetSplitKey() []byte {
@@ -2043,7 +2164,7 @@ type SplitTrigger struct {
 
 func (x *SplitTrigger) Reset() {
 	*x = SplitTrigger{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[28]
+	mi := &file_cmdpb_cmd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2176,7 @@ func (x *SplitTrigger) String() string {
 func (*SplitTrigger) ProtoMessage() {}
 
 func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[28]
+	mi := &file_cmdpb_cmd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2189,7 @@ func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitTrigger.ProtoReflect.Descriptor instead.
 func (*SplitTrigger) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{28}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SplitTrigger) GetLeft() *metapb.RangeDescriptor {
@@ -2108,15 +2229,16 @@ type BatchRequest struct {
 	TxnReserve   *TxnReserveRequest `protobuf:"bytes,13,opt,name=txn_reserve,json=txnReserve,proto3" json:"txn_reserve,omitempty"`
 	// txn_id, on a read, is the cross-range txn the read is part of: its
 	// own reservations do not hold the read back.
-	TxnId         uint64     `protobuf:"varint,14,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
-	TxnForget     *TxnForget `protobuf:"bytes,15,opt,name=txn_forget,json=txnForget,proto3" json:"txn_forget,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TxnId          uint64                 `protobuf:"varint,14,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	TxnForget      *TxnForget             `protobuf:"bytes,15,opt,name=txn_forget,json=txnForget,proto3" json:"txn_forget,omitempty"`
+	ChangeReplicas *ChangeReplicasRequest `protobuf:"bytes,16,opt,name=change_replicas,json=changeReplicas,proto3" json:"change_replicas,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[29]
+	mi := &file_cmdpb_cmd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2250,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[29]
+	mi := &file_cmdpb_cmd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2263,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{29}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BatchRequest) GetRangeId() uint64 {
@@ -2249,6 +2371,13 @@ func (x *BatchRequest) GetTxnForget() *TxnForget {
 	return nil
 }
 
+func (x *BatchRequest) GetChangeReplicas() *ChangeReplicasRequest {
+	if x != nil {
+		return x.ChangeReplicas
+	}
+	return nil
+}
+
 type BatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Resp  *kvpb.ResponseOp       `protobuf:"bytes,1,opt,name=resp,proto3" json:"resp,omitempty"`
@@ -2276,7 +2405,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[30]
+	mi := &file_cmdpb_cmd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2417,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[30]
+	mi := &file_cmdpb_cmd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2430,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{30}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BatchResponse) GetResp() *kvpb.ResponseOp {
@@ -2386,7 +2515,7 @@ type SysBatch struct {
 
 func (x *SysBatch) Reset() {
 	*x = SysBatch{}
-	mi := &file_cmdpb_cmd_proto_msgTypes[31]
+	mi := &file_cmdpb_cmd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2398,7 +2527,7 @@ func (x *SysBatch) String() string {
 func (*SysBatch) ProtoMessage() {}
 
 func (x *SysBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cmdpb_cmd_proto_msgTypes[31]
+	mi := &file_cmdpb_cmd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2411,7 +2540,7 @@ func (x *SysBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysBatch.ProtoReflect.Descriptor instead.
 func (*SysBatch) Descriptor() ([]byte, []int) {
-	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{31}
+	return file_cmdpb_cmd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SysBatch) GetPuts() []*SysKV {
@@ -2485,7 +2614,7 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\vSysResponse\x12$\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x12.concord.cmd.SysKVR\x03kvs\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value\x12,\n" +
-	"\x04node\x18\x03 \x01(\v2\x18.concord.meta.NodeRecordR\x04node\"\xb9\x04\n" +
+	"\x04node\x18\x03 \x01(\v2\x18.concord.meta.NodeRecordR\x04node\"\x86\x05\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
 	"\bproposer\x18\x02 \x01(\x04R\bproposer\x12\x0e\n" +
@@ -2502,7 +2631,15 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"txnResolve\x12/\n" +
 	"\btxn_mark\x18\f \x01(\v2\x14.concord.cmd.TxnMarkR\atxnMark\x125\n" +
 	"\n" +
-	"txn_forget\x18\r \x01(\v2\x16.concord.cmd.TxnForgetR\ttxnForget\"\xee\x01\n" +
+	"txn_forget\x18\r \x01(\v2\x16.concord.cmd.TxnForgetR\ttxnForget\x12K\n" +
+	"\x0fchange_replicas\x18\x0e \x01(\v2\".concord.cmd.ChangeReplicasTriggerR\x0echangeReplicas\"\x85\x01\n" +
+	"\x15ChangeReplicasRequest\x12\x1f\n" +
+	"\vremove_node\x18\x01 \x01(\x04R\n" +
+	"removeNode\x12(\n" +
+	"\x10add_learner_node\x18\x02 \x01(\x04R\x0eaddLearnerNode\x12!\n" +
+	"\fpromote_node\x18\x03 \x01(\x04R\vpromoteNode\"J\n" +
+	"\x15ChangeReplicasTrigger\x121\n" +
+	"\x04desc\x18\x01 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x04desc\"\xee\x01\n" +
 	"\bTxnStage\x12\x15\n" +
 	"\x06txn_id\x18\x01 \x01(\x04R\x05txnId\x12\x16\n" +
 	"\x06anchor\x18\x02 \x01(\fR\x06anchor\x12\x16\n" +
@@ -2580,7 +2717,7 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"newRangeId\"v\n" +
 	"\fSplitTrigger\x121\n" +
 	"\x04left\x18\x01 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x04left\x123\n" +
-	"\x05right\x18\x02 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x05right\"\xe3\x05\n" +
+	"\x05right\x18\x02 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x05right\"\xb0\x06\n" +
 	"\fBatchRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12%\n" +
 	"\x02op\x18\x02 \x01(\v2\x15.concord.kv.RequestOpR\x02op\x12)\n" +
@@ -2600,7 +2737,8 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"txnReserve\x12\x15\n" +
 	"\x06txn_id\x18\x0e \x01(\x04R\x05txnId\x125\n" +
 	"\n" +
-	"txn_forget\x18\x0f \x01(\v2\x16.concord.cmd.TxnForgetR\ttxnForget\"\xa1\x03\n" +
+	"txn_forget\x18\x0f \x01(\v2\x16.concord.cmd.TxnForgetR\ttxnForget\x12K\n" +
+	"\x0fchange_replicas\x18\x10 \x01(\v2\".concord.cmd.ChangeReplicasRequestR\x0echangeReplicas\"\xa1\x03\n" +
 	"\rBatchResponse\x12*\n" +
 	"\x04resp\x18\x01 \x01(\v2\x16.concord.kv.ResponseOpR\x04resp\x12*\n" +
 	"\x03sys\x18\x02 \x01(\v2\x18.concord.cmd.SysResponseR\x03sys\x12\x1a\n" +
@@ -2630,7 +2768,7 @@ func file_cmdpb_cmd_proto_rawDescGZIP() []byte {
 	return file_cmdpb_cmd_proto_rawDescData
 }
 
-var file_cmdpb_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_cmdpb_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_cmdpb_cmd_proto_goTypes = []any{
 	(*SysGet)(nil),                 // 0: concord.cmd.SysGet
 	(*SysScan)(nil),                // 1: concord.cmd.SysScan
@@ -2646,37 +2784,39 @@ var file_cmdpb_cmd_proto_goTypes = []any{
 	(*SysKV)(nil),                  // 11: concord.cmd.SysKV
 	(*SysResponse)(nil),            // 12: concord.cmd.SysResponse
 	(*Command)(nil),                // 13: concord.cmd.Command
-	(*TxnStage)(nil),               // 14: concord.cmd.TxnStage
-	(*TxnResolve)(nil),             // 15: concord.cmd.TxnResolve
-	(*TxnRef)(nil),                 // 16: concord.cmd.TxnRef
-	(*TxnForget)(nil),              // 17: concord.cmd.TxnForget
-	(*TxnMark)(nil),                // 18: concord.cmd.TxnMark
-	(*TxnStageRequest)(nil),        // 19: concord.cmd.TxnStageRequest
-	(*TxnReserveRequest)(nil),      // 20: concord.cmd.TxnReserveRequest
-	(*KeySpan)(nil),                // 21: concord.cmd.KeySpan
-	(*TxnQueryRequest)(nil),        // 22: concord.cmd.TxnQueryRequest
-	(*TxnResolveRequest)(nil),      // 23: concord.cmd.TxnResolveRequest
-	(*FreezeRequest)(nil),          // 24: concord.cmd.FreezeRequest
-	(*MergeRequest)(nil),           // 25: concord.cmd.MergeRequest
-	(*MergeTrigger)(nil),           // 26: concord.cmd.MergeTrigger
-	(*SplitRequest)(nil),           // 27: concord.cmd.SplitRequest
-	(*SplitTrigger)(nil),           // 28: concord.cmd.SplitTrigger
-	(*BatchRequest)(nil),           // 29: concord.cmd.BatchRequest
-	(*BatchResponse)(nil),          // 30: concord.cmd.BatchResponse
-	(*SysBatch)(nil),               // 31: concord.cmd.SysBatch
-	(*metapb.NodeRecord)(nil),      // 32: concord.meta.NodeRecord
-	(*metapb.RangeDescriptor)(nil), // 33: concord.meta.RangeDescriptor
-	(*kvpb.RequestOp)(nil),         // 34: concord.kv.RequestOp
-	(*kvpb.CompactRequest)(nil),    // 35: concord.kv.CompactRequest
-	(*kvpb.Intent)(nil),            // 36: concord.kv.Intent
-	(kvpb.TxnStatus)(0),            // 37: concord.kv.TxnStatus
-	(*kvpb.ResponseOp)(nil),        // 38: concord.kv.ResponseOp
-	(*kvpb.Error)(nil),             // 39: concord.kv.Error
-	(*kvpb.TxnMeta)(nil),           // 40: concord.kv.TxnMeta
-	(*kvpb.LockInfo)(nil),          // 41: concord.kv.LockInfo
+	(*ChangeReplicasRequest)(nil),  // 14: concord.cmd.ChangeReplicasRequest
+	(*ChangeReplicasTrigger)(nil),  // 15: concord.cmd.ChangeReplicasTrigger
+	(*TxnStage)(nil),               // 16: concord.cmd.TxnStage
+	(*TxnResolve)(nil),             // 17: concord.cmd.TxnResolve
+	(*TxnRef)(nil),                 // 18: concord.cmd.TxnRef
+	(*TxnForget)(nil),              // 19: concord.cmd.TxnForget
+	(*TxnMark)(nil),                // 20: concord.cmd.TxnMark
+	(*TxnStageRequest)(nil),        // 21: concord.cmd.TxnStageRequest
+	(*TxnReserveRequest)(nil),      // 22: concord.cmd.TxnReserveRequest
+	(*KeySpan)(nil),                // 23: concord.cmd.KeySpan
+	(*TxnQueryRequest)(nil),        // 24: concord.cmd.TxnQueryRequest
+	(*TxnResolveRequest)(nil),      // 25: concord.cmd.TxnResolveRequest
+	(*FreezeRequest)(nil),          // 26: concord.cmd.FreezeRequest
+	(*MergeRequest)(nil),           // 27: concord.cmd.MergeRequest
+	(*MergeTrigger)(nil),           // 28: concord.cmd.MergeTrigger
+	(*SplitRequest)(nil),           // 29: concord.cmd.SplitRequest
+	(*SplitTrigger)(nil),           // 30: concord.cmd.SplitTrigger
+	(*BatchRequest)(nil),           // 31: concord.cmd.BatchRequest
+	(*BatchResponse)(nil),          // 32: concord.cmd.BatchResponse
+	(*SysBatch)(nil),               // 33: concord.cmd.SysBatch
+	(*metapb.NodeRecord)(nil),      // 34: concord.meta.NodeRecord
+	(*metapb.RangeDescriptor)(nil), // 35: concord.meta.RangeDescriptor
+	(*kvpb.RequestOp)(nil),         // 36: concord.kv.RequestOp
+	(*kvpb.CompactRequest)(nil),    // 37: concord.kv.CompactRequest
+	(*kvpb.Intent)(nil),            // 38: concord.kv.Intent
+	(kvpb.TxnStatus)(0),            // 39: concord.kv.TxnStatus
+	(*kvpb.ResponseOp)(nil),        // 40: concord.kv.ResponseOp
+	(*kvpb.Error)(nil),             // 41: concord.kv.Error
+	(*kvpb.TxnMeta)(nil),           // 42: concord.kv.TxnMeta
+	(*kvpb.LockInfo)(nil),          // 43: concord.kv.LockInfo
 }
 var file_cmdpb_cmd_proto_depIdxs = []int32{
-	32, // 0: concord.cmd.SysAddNode.node:type_name -> concord.meta.NodeRecord
+	34, // 0: concord.cmd.SysAddNode.node:type_name -> concord.meta.NodeRecord
 	0,  // 1: concord.cmd.SysRequest.get:type_name -> concord.cmd.SysGet
 	1,  // 2: concord.cmd.SysRequest.scan:type_name -> concord.cmd.SysScan
 	2,  // 3: concord.cmd.SysRequest.put:type_name -> concord.cmd.SysPut
@@ -2686,57 +2826,60 @@ var file_cmdpb_cmd_proto_depIdxs = []int32{
 	6,  // 7: concord.cmd.SysRequest.change_node:type_name -> concord.cmd.SysChangeNode
 	9,  // 8: concord.cmd.SysRequest.alloc_range_id:type_name -> concord.cmd.SysAllocRangeID
 	10, // 9: concord.cmd.SysRequest.update_ranges:type_name -> concord.cmd.SysUpdateRanges
-	31, // 10: concord.cmd.SysRequest.batch:type_name -> concord.cmd.SysBatch
+	33, // 10: concord.cmd.SysRequest.batch:type_name -> concord.cmd.SysBatch
 	8,  // 11: concord.cmd.SysRequest.cas:type_name -> concord.cmd.SysCAS
-	33, // 12: concord.cmd.SysUpdateRanges.descriptors:type_name -> concord.meta.RangeDescriptor
+	35, // 12: concord.cmd.SysUpdateRanges.descriptors:type_name -> concord.meta.RangeDescriptor
 	11, // 13: concord.cmd.SysResponse.kvs:type_name -> concord.cmd.SysKV
-	32, // 14: concord.cmd.SysResponse.node:type_name -> concord.meta.NodeRecord
-	34, // 15: concord.cmd.Command.op:type_name -> concord.kv.RequestOp
+	34, // 14: concord.cmd.SysResponse.node:type_name -> concord.meta.NodeRecord
+	36, // 15: concord.cmd.Command.op:type_name -> concord.kv.RequestOp
 	7,  // 16: concord.cmd.Command.sys:type_name -> concord.cmd.SysRequest
-	35, // 17: concord.cmd.Command.compact:type_name -> concord.kv.CompactRequest
-	28, // 18: concord.cmd.Command.split:type_name -> concord.cmd.SplitTrigger
-	24, // 19: concord.cmd.Command.freeze:type_name -> concord.cmd.FreezeRequest
-	26, // 20: concord.cmd.Command.merge:type_name -> concord.cmd.MergeTrigger
-	14, // 21: concord.cmd.Command.txn_stage:type_name -> concord.cmd.TxnStage
-	15, // 22: concord.cmd.Command.txn_resolve:type_name -> concord.cmd.TxnResolve
-	18, // 23: concord.cmd.Command.txn_mark:type_name -> concord.cmd.TxnMark
-	17, // 24: concord.cmd.Command.txn_forget:type_name -> concord.cmd.TxnForget
-	36, // 25: concord.cmd.TxnStage.intents:type_name -> concord.kv.Intent
-	16, // 26: concord.cmd.TxnForget.refs:type_name -> concord.cmd.TxnRef
-	37, // 27: concord.cmd.TxnMark.status:type_name -> concord.kv.TxnStatus
-	34, // 28: concord.cmd.TxnStageRequest.op:type_name -> concord.kv.RequestOp
-	21, // 29: concord.cmd.TxnReserveRequest.spans:type_name -> concord.cmd.KeySpan
-	34, // 30: concord.cmd.TxnReserveRequest.op:type_name -> concord.kv.RequestOp
-	15, // 31: concord.cmd.TxnResolveRequest.resolve:type_name -> concord.cmd.TxnResolve
-	33, // 32: concord.cmd.MergeRequest.right:type_name -> concord.meta.RangeDescriptor
-	33, // 33: concord.cmd.MergeTrigger.left:type_name -> concord.meta.RangeDescriptor
-	33, // 34: concord.cmd.MergeTrigger.right:type_name -> concord.meta.RangeDescriptor
-	33, // 35: concord.cmd.SplitTrigger.left:type_name -> concord.meta.RangeDescriptor
-	33, // 36: concord.cmd.SplitTrigger.right:type_name -> concord.meta.RangeDescriptor
-	34, // 37: concord.cmd.BatchRequest.op:type_name -> concord.kv.RequestOp
-	7,  // 38: concord.cmd.BatchRequest.sys:type_name -> concord.cmd.SysRequest
-	35, // 39: concord.cmd.BatchRequest.compact:type_name -> concord.kv.CompactRequest
-	27, // 40: concord.cmd.BatchRequest.split:type_name -> concord.cmd.SplitRequest
-	24, // 41: concord.cmd.BatchRequest.freeze:type_name -> concord.cmd.FreezeRequest
-	25, // 42: concord.cmd.BatchRequest.merge:type_name -> concord.cmd.MergeRequest
-	19, // 43: concord.cmd.BatchRequest.txn_stage:type_name -> concord.cmd.TxnStageRequest
-	23, // 44: concord.cmd.BatchRequest.txn_resolve:type_name -> concord.cmd.TxnResolveRequest
-	18, // 45: concord.cmd.BatchRequest.txn_mark:type_name -> concord.cmd.TxnMark
-	22, // 46: concord.cmd.BatchRequest.txn_query:type_name -> concord.cmd.TxnQueryRequest
-	20, // 47: concord.cmd.BatchRequest.txn_reserve:type_name -> concord.cmd.TxnReserveRequest
-	17, // 48: concord.cmd.BatchRequest.txn_forget:type_name -> concord.cmd.TxnForget
-	38, // 49: concord.cmd.BatchResponse.resp:type_name -> concord.kv.ResponseOp
-	12, // 50: concord.cmd.BatchResponse.sys:type_name -> concord.cmd.SysResponse
-	39, // 51: concord.cmd.BatchResponse.error:type_name -> concord.kv.Error
-	33, // 52: concord.cmd.BatchResponse.descriptors:type_name -> concord.meta.RangeDescriptor
-	40, // 53: concord.cmd.BatchResponse.txn:type_name -> concord.kv.TxnMeta
-	41, // 54: concord.cmd.BatchResponse.lock:type_name -> concord.kv.LockInfo
-	11, // 55: concord.cmd.SysBatch.puts:type_name -> concord.cmd.SysKV
-	56, // [56:56] is the sub-list for method output_type
-	56, // [56:56] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	37, // 17: concord.cmd.Command.compact:type_name -> concord.kv.CompactRequest
+	30, // 18: concord.cmd.Command.split:type_name -> concord.cmd.SplitTrigger
+	26, // 19: concord.cmd.Command.freeze:type_name -> concord.cmd.FreezeRequest
+	28, // 20: concord.cmd.Command.merge:type_name -> concord.cmd.MergeTrigger
+	16, // 21: concord.cmd.Command.txn_stage:type_name -> concord.cmd.TxnStage
+	17, // 22: concord.cmd.Command.txn_resolve:type_name -> concord.cmd.TxnResolve
+	20, // 23: concord.cmd.Command.txn_mark:type_name -> concord.cmd.TxnMark
+	19, // 24: concord.cmd.Command.txn_forget:type_name -> concord.cmd.TxnForget
+	15, // 25: concord.cmd.Command.change_replicas:type_name -> concord.cmd.ChangeReplicasTrigger
+	35, // 26: concord.cmd.ChangeReplicasTrigger.desc:type_name -> concord.meta.RangeDescriptor
+	38, // 27: concord.cmd.TxnStage.intents:type_name -> concord.kv.Intent
+	18, // 28: concord.cmd.TxnForget.refs:type_name -> concord.cmd.TxnRef
+	39, // 29: concord.cmd.TxnMark.status:type_name -> concord.kv.TxnStatus
+	36, // 30: concord.cmd.TxnStageRequest.op:type_name -> concord.kv.RequestOp
+	23, // 31: concord.cmd.TxnReserveRequest.spans:type_name -> concord.cmd.KeySpan
+	36, // 32: concord.cmd.TxnReserveRequest.op:type_name -> concord.kv.RequestOp
+	17, // 33: concord.cmd.TxnResolveRequest.resolve:type_name -> concord.cmd.TxnResolve
+	35, // 34: concord.cmd.MergeRequest.right:type_name -> concord.meta.RangeDescriptor
+	35, // 35: concord.cmd.MergeTrigger.left:type_name -> concord.meta.RangeDescriptor
+	35, // 36: concord.cmd.MergeTrigger.right:type_name -> concord.meta.RangeDescriptor
+	35, // 37: concord.cmd.SplitTrigger.left:type_name -> concord.meta.RangeDescriptor
+	35, // 38: concord.cmd.SplitTrigger.right:type_name -> concord.meta.RangeDescriptor
+	36, // 39: concord.cmd.BatchRequest.op:type_name -> concord.kv.RequestOp
+	7,  // 40: concord.cmd.BatchRequest.sys:type_name -> concord.cmd.SysRequest
+	37, // 41: concord.cmd.BatchRequest.compact:type_name -> concord.kv.CompactRequest
+	29, // 42: concord.cmd.BatchRequest.split:type_name -> concord.cmd.SplitRequest
+	26, // 43: concord.cmd.BatchRequest.freeze:type_name -> concord.cmd.FreezeRequest
+	27, // 44: concord.cmd.BatchRequest.merge:type_name -> concord.cmd.MergeRequest
+	21, // 45: concord.cmd.BatchRequest.txn_stage:type_name -> concord.cmd.TxnStageRequest
+	25, // 46: concord.cmd.BatchRequest.txn_resolve:type_name -> concord.cmd.TxnResolveRequest
+	20, // 47: concord.cmd.BatchRequest.txn_mark:type_name -> concord.cmd.TxnMark
+	24, // 48: concord.cmd.BatchRequest.txn_query:type_name -> concord.cmd.TxnQueryRequest
+	22, // 49: concord.cmd.BatchRequest.txn_reserve:type_name -> concord.cmd.TxnReserveRequest
+	19, // 50: concord.cmd.BatchRequest.txn_forget:type_name -> concord.cmd.TxnForget
+	14, // 51: concord.cmd.BatchRequest.change_replicas:type_name -> concord.cmd.ChangeReplicasRequest
+	40, // 52: concord.cmd.BatchResponse.resp:type_name -> concord.kv.ResponseOp
+	12, // 53: concord.cmd.BatchResponse.sys:type_name -> concord.cmd.SysResponse
+	41, // 54: concord.cmd.BatchResponse.error:type_name -> concord.kv.Error
+	35, // 55: concord.cmd.BatchResponse.descriptors:type_name -> concord.meta.RangeDescriptor
+	42, // 56: concord.cmd.BatchResponse.txn:type_name -> concord.kv.TxnMeta
+	43, // 57: concord.cmd.BatchResponse.lock:type_name -> concord.kv.LockInfo
+	11, // 58: concord.cmd.SysBatch.puts:type_name -> concord.cmd.SysKV
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_cmdpb_cmd_proto_init() }
@@ -2763,7 +2906,7 @@ func file_cmdpb_cmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cmdpb_cmd_proto_rawDesc), len(file_cmdpb_cmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -29,9 +29,12 @@ const (
 // never mistakes the new replica for the old one. A descriptor written
 // before replica ids existed has replica_id 0, which stands for node_id.
 type ReplicaDescriptor struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	ReplicaId     uint64                 `protobuf:"varint,2,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NodeId    uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ReplicaId uint64                 `protobuf:"varint,2,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	// learner marks a replica that receives the log but does not vote (a
+	// replica being added: it catches up first, then is promoted).
+	Learner       bool `protobuf:"varint,3,opt,name=learner,proto3" json:"learner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -78,6 +81,13 @@ func (x *ReplicaDescriptor) GetReplicaId() uint64 {
 		return x.ReplicaId
 	}
 	return 0
+}
+
+func (x *ReplicaDescriptor) GetLearner() bool {
+	if x != nil {
+		return x.Learner
+	}
+	return false
 }
 
 type RangeDescriptor struct {
@@ -181,7 +191,11 @@ type NodeRecord struct {
 	// generation counts the changes the meta range applied to this record
 	// (1 when it was created). Of two copies of a record learned from
 	// different nodes, the higher generation is the newer.
-	Generation    uint64 `protobuf:"varint,7,opt,name=generation,proto3" json:"generation,omitempty"`
+	Generation uint64 `protobuf:"varint,7,opt,name=generation,proto3" json:"generation,omitempty"`
+	// locality is the node's --locality, CockroachDB's tiers from the most
+	// general to the most specific ("region=eu,zone=a"); placement keeps a
+	// range's replicas in distinct localities when it can.
+	Locality      string `protobuf:"bytes,8,opt,name=locality,proto3" json:"locality,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -263,6 +277,13 @@ func (x *NodeRecord) GetGeneration() uint64 {
 		return x.Generation
 	}
 	return 0
+}
+
+func (x *NodeRecord) GetLocality() string {
+	if x != nil {
+		return x.Locality
+	}
+	return ""
 }
 
 // LeaseRecord is a lease as the meta range keeps it (internal/lease owns
@@ -633,11 +654,12 @@ var File_metapb_meta_proto protoreflect.FileDescriptor
 
 const file_metapb_meta_proto_rawDesc = "" +
 	"\n" +
-	"\x11metapb/meta.proto\x12\fconcord.meta\"K\n" +
+	"\x11metapb/meta.proto\x12\fconcord.meta\"e\n" +
 	"\x11ReplicaDescriptor\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1d\n" +
 	"\n" +
-	"replica_id\x18\x02 \x01(\x04R\treplicaId\"\xe7\x01\n" +
+	"replica_id\x18\x02 \x01(\x04R\treplicaId\x12\x18\n" +
+	"\alearner\x18\x03 \x01(\bR\alearner\"\xe7\x01\n" +
 	"\x0fRangeDescriptor\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
 	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x17\n" +
@@ -646,7 +668,7 @@ const file_metapb_meta_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
 	"generation\x12&\n" +
-	"\x0fnext_replica_id\x18\x06 \x01(\x04R\rnextReplicaId\"\xd1\x01\n" +
+	"\x0fnext_replica_id\x18\x06 \x01(\x04R\rnextReplicaId\"\xed\x01\n" +
 	"\n" +
 	"NodeRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
@@ -659,7 +681,8 @@ const file_metapb_meta_proto_rawDesc = "" +
 	"is_learner\x18\x06 \x01(\bR\tisLearner\x12\x1e\n" +
 	"\n" +
 	"generation\x18\a \x01(\x04R\n" +
-	"generation\"p\n" +
+	"generation\x12\x1a\n" +
+	"\blocality\x18\b \x01(\tR\blocality\"p\n" +
 	"\vLeaseRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x10\n" +
 	"\x03ttl\x18\x02 \x01(\x03R\x03ttl\x12#\n" +

@@ -1035,6 +1035,254 @@ func (x *ForwardResponses) GetResps() []*ForwardResponse {
 	return nil
 }
 
+type TransferLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	TargetNode    uint64                 `protobuf:"varint,2,opt,name=target_node,json=targetNode,proto3" json:"target_node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TransferLeaderRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *TransferLeaderRequest) GetTargetNode() uint64 {
+	if x != nil {
+		return x.TargetNode
+	}
+	return 0
+}
+
+type TransferLeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{17}
+}
+
+type CreateReplicaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	ReplicaId     uint64                 `protobuf:"varint,2,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateReplicaRequest) Reset() {
+	*x = CreateReplicaRequest{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateReplicaRequest) ProtoMessage() {}
+
+func (x *CreateReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateReplicaRequest.ProtoReflect.Descriptor instead.
+func (*CreateReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CreateReplicaRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *CreateReplicaRequest) GetReplicaId() uint64 {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return 0
+}
+
+type CreateReplicaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateReplicaResponse) Reset() {
+	*x = CreateReplicaResponse{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateReplicaResponse) ProtoMessage() {}
+
+func (x *CreateReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateReplicaResponse.ProtoReflect.Descriptor instead.
+func (*CreateReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{19}
+}
+
+type DrainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainRequest) Reset() {
+	*x = DrainRequest{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainRequest) ProtoMessage() {}
+
+func (x *DrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
+func (*DrainRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{20}
+}
+
+type DrainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainResponse) Reset() {
+	*x = DrainResponse{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainResponse) ProtoMessage() {}
+
+func (x *DrainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
+func (*DrainResponse) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{21}
+}
+
 type AuthRefreshRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Generation    uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
@@ -1044,7 +1292,7 @@ type AuthRefreshRequest struct {
 
 func (x *AuthRefreshRequest) Reset() {
 	*x = AuthRefreshRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	mi := &file_rpcpb_rpc_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1304,7 @@ func (x *AuthRefreshRequest) String() string {
 func (*AuthRefreshRequest) ProtoMessage() {}
 
 func (x *AuthRefreshRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[16]
+	mi := &file_rpcpb_rpc_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1317,7 @@ func (x *AuthRefreshRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRefreshRequest.ProtoReflect.Descriptor instead.
 func (*AuthRefreshRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{16}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AuthRefreshRequest) GetGeneration() uint64 {
@@ -1090,7 +1338,7 @@ type AuthRefreshResponse struct {
 
 func (x *AuthRefreshResponse) Reset() {
 	*x = AuthRefreshResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	mi := &file_rpcpb_rpc_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1350,7 @@ func (x *AuthRefreshResponse) String() string {
 func (*AuthRefreshResponse) ProtoMessage() {}
 
 func (x *AuthRefreshResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[17]
+	mi := &file_rpcpb_rpc_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1363,7 @@ func (x *AuthRefreshResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRefreshResponse.ProtoReflect.Descriptor instead.
 func (*AuthRefreshResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{17}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AuthRefreshResponse) GetGeneration() uint64 {
@@ -1133,7 +1381,7 @@ type RangesRequest struct {
 
 func (x *RangesRequest) Reset() {
 	*x = RangesRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[18]
+	mi := &file_rpcpb_rpc_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1393,7 @@ func (x *RangesRequest) String() string {
 func (*RangesRequest) ProtoMessage() {}
 
 func (x *RangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[18]
+	mi := &file_rpcpb_rpc_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1406,7 @@ func (x *RangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
 func (*RangesRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{18}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{24}
 }
 
 // RangeInfo describes one user range for operators, in etcd keys.
@@ -1188,7 +1436,7 @@ type RangeInfo struct {
 
 func (x *RangeInfo) Reset() {
 	*x = RangeInfo{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[19]
+	mi := &file_rpcpb_rpc_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1448,7 @@ func (x *RangeInfo) String() string {
 func (*RangeInfo) ProtoMessage() {}
 
 func (x *RangeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[19]
+	mi := &file_rpcpb_rpc_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1461,7 @@ func (x *RangeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeInfo.ProtoReflect.Descriptor instead.
 func (*RangeInfo) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{19}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RangeInfo) GetRangeId() uint64 {
@@ -1288,7 +1536,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[20]
+	mi := &file_rpcpb_rpc_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1548,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[20]
+	mi := &file_rpcpb_rpc_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1561,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{20}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RangesResponse) GetRanges() []*RangeInfo {
@@ -1333,7 +1581,7 @@ type SplitRangeRequest struct {
 
 func (x *SplitRangeRequest) Reset() {
 	*x = SplitRangeRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[21]
+	mi := &file_rpcpb_rpc_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1593,7 @@ func (x *SplitRangeRequest) String() string {
 func (*SplitRangeRequest) ProtoMessage() {}
 
 func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[21]
+	mi := &file_rpcpb_rpc_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1606,7 @@ func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
 func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{21}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SplitRangeRequest) GetKey() []byte {
@@ -1379,7 +1627,7 @@ type MergeRangeRequest struct {
 
 func (x *MergeRangeRequest) Reset() {
 	*x = MergeRangeRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[22]
+	mi := &file_rpcpb_rpc_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1639,7 @@ func (x *MergeRangeRequest) String() string {
 func (*MergeRangeRequest) ProtoMessage() {}
 
 func (x *MergeRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[22]
+	mi := &file_rpcpb_rpc_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1652,7 @@ func (x *MergeRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRangeRequest.ProtoReflect.Descriptor instead.
 func (*MergeRangeRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{22}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MergeRangeRequest) GetKey() []byte {
@@ -1423,7 +1671,7 @@ type MergeRangeResponse struct {
 
 func (x *MergeRangeResponse) Reset() {
 	*x = MergeRangeResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[23]
+	mi := &file_rpcpb_rpc_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1683,7 @@ func (x *MergeRangeResponse) String() string {
 func (*MergeRangeResponse) ProtoMessage() {}
 
 func (x *MergeRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[23]
+	mi := &file_rpcpb_rpc_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1696,7 @@ func (x *MergeRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRangeResponse.ProtoReflect.Descriptor instead.
 func (*MergeRangeResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{23}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MergeRangeResponse) GetMerged() *RangeInfo {
@@ -1469,7 +1717,7 @@ type SplitRangeResponse struct {
 
 func (x *SplitRangeResponse) Reset() {
 	*x = SplitRangeResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[24]
+	mi := &file_rpcpb_rpc_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1729,7 @@ func (x *SplitRangeResponse) String() string {
 func (*SplitRangeResponse) ProtoMessage() {}
 
 func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[24]
+	mi := &file_rpcpb_rpc_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1742,7 @@ func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
 func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{24}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SplitRangeResponse) GetLeft() *RangeInfo {
@@ -1509,6 +1757,302 @@ func (x *SplitRangeResponse) GetRight() *RangeInfo {
 		return x.Right
 	}
 	return nil
+}
+
+type NodesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodesRequest) Reset() {
+	*x = NodesRequest{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodesRequest) ProtoMessage() {}
+
+func (x *NodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodesRequest.ProtoReflect.Descriptor instead.
+func (*NodesRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{31}
+}
+
+// NodeInfo is one member as concord node status shows it.
+type NodeInfo struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	NodeId     uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Name       string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	PeerUrls   []string               `protobuf:"bytes,3,rep,name=peer_urls,json=peerUrls,proto3" json:"peer_urls,omitempty"`
+	ClientUrls []string               `protobuf:"bytes,4,rep,name=client_urls,json=clientUrls,proto3" json:"client_urls,omitempty"`
+	Learner    bool                   `protobuf:"varint,5,opt,name=learner,proto3" json:"learner,omitempty"`
+	// live: it answered just now; then the counts below are its own.
+	Live          bool   `protobuf:"varint,6,opt,name=live,proto3" json:"live,omitempty"`
+	Replicas      uint64 `protobuf:"varint,7,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Leaders       uint64 `protobuf:"varint,8,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	DbSizeBytes   int64  `protobuf:"varint,9,opt,name=db_size_bytes,json=dbSizeBytes,proto3" json:"db_size_bytes,omitempty"`
+	Locality      string `protobuf:"bytes,10,opt,name=locality,proto3" json:"locality,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeInfo) Reset() {
+	*x = NodeInfo{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeInfo) ProtoMessage() {}
+
+func (x *NodeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
+func (*NodeInfo) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *NodeInfo) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetPeerUrls() []string {
+	if x != nil {
+		return x.PeerUrls
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetClientUrls() []string {
+	if x != nil {
+		return x.ClientUrls
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetLearner() bool {
+	if x != nil {
+		return x.Learner
+	}
+	return false
+}
+
+func (x *NodeInfo) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
+func (x *NodeInfo) GetReplicas() uint64 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetLeaders() uint64 {
+	if x != nil {
+		return x.Leaders
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetDbSizeBytes() int64 {
+	if x != nil {
+		return x.DbSizeBytes
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetLocality() string {
+	if x != nil {
+		return x.Locality
+	}
+	return ""
+}
+
+type NodesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodesResponse) Reset() {
+	*x = NodesResponse{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodesResponse) ProtoMessage() {}
+
+func (x *NodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodesResponse.ProtoReflect.Descriptor instead.
+func (*NodesResponse) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *NodesResponse) GetNodes() []*NodeInfo {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+type DecommissionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecommissionRequest) Reset() {
+	*x = DecommissionRequest{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionRequest) ProtoMessage() {}
+
+func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionRequest.ProtoReflect.Descriptor instead.
+func (*DecommissionRequest) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DecommissionRequest) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+// DecommissionResponse counts the replicas re-created elsewhere (moved)
+// and those only dropped (no member left to take them).
+type DecommissionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Moved         uint64                 `protobuf:"varint,1,opt,name=moved,proto3" json:"moved,omitempty"`
+	Dropped       uint64                 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecommissionResponse) Reset() {
+	*x = DecommissionResponse{}
+	mi := &file_rpcpb_rpc_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionResponse) ProtoMessage() {}
+
+func (x *DecommissionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpcpb_rpc_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionResponse.ProtoReflect.Descriptor instead.
+func (*DecommissionResponse) Descriptor() ([]byte, []int) {
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DecommissionResponse) GetMoved() uint64 {
+	if x != nil {
+		return x.Moved
+	}
+	return 0
+}
+
+func (x *DecommissionResponse) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
 }
 
 // LeaseRequest is one lease operation for the lessor (see internal/lease).
@@ -1528,7 +2072,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[25]
+	mi := &file_rpcpb_rpc_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +2084,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[25]
+	mi := &file_rpcpb_rpc_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +2097,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{25}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LeaseRequest) GetOp() LeaseOp {
@@ -1611,7 +2155,7 @@ type LeaseResponse struct {
 
 func (x *LeaseResponse) Reset() {
 	*x = LeaseResponse{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[26]
+	mi := &file_rpcpb_rpc_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +2167,7 @@ func (x *LeaseResponse) String() string {
 func (*LeaseResponse) ProtoMessage() {}
 
 func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[26]
+	mi := &file_rpcpb_rpc_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +2180,7 @@ func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
 func (*LeaseResponse) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{26}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LeaseResponse) GetId() int64 {
@@ -1714,7 +2258,7 @@ type RangeFeedCreate struct {
 
 func (x *RangeFeedCreate) Reset() {
 	*x = RangeFeedCreate{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[27]
+	mi := &file_rpcpb_rpc_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +2270,7 @@ func (x *RangeFeedCreate) String() string {
 func (*RangeFeedCreate) ProtoMessage() {}
 
 func (x *RangeFeedCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[27]
+	mi := &file_rpcpb_rpc_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +2283,7 @@ func (x *RangeFeedCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedCreate.ProtoReflect.Descriptor instead.
 func (*RangeFeedCreate) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{27}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RangeFeedCreate) GetRangeId() uint64 {
@@ -1797,7 +2341,7 @@ type RangeFeedClose struct {
 
 func (x *RangeFeedClose) Reset() {
 	*x = RangeFeedClose{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[28]
+	mi := &file_rpcpb_rpc_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +2353,7 @@ func (x *RangeFeedClose) String() string {
 func (*RangeFeedClose) ProtoMessage() {}
 
 func (x *RangeFeedClose) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[28]
+	mi := &file_rpcpb_rpc_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +2366,7 @@ func (x *RangeFeedClose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedClose.ProtoReflect.Descriptor instead.
 func (*RangeFeedClose) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{28}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RangeFeedClose) GetRevision() int64 {
@@ -1847,7 +2391,7 @@ type RangeFeedRequest struct {
 
 func (x *RangeFeedRequest) Reset() {
 	*x = RangeFeedRequest{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[29]
+	mi := &file_rpcpb_rpc_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +2403,7 @@ func (x *RangeFeedRequest) String() string {
 func (*RangeFeedRequest) ProtoMessage() {}
 
 func (x *RangeFeedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[29]
+	mi := &file_rpcpb_rpc_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +2416,7 @@ func (x *RangeFeedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedRequest.ProtoReflect.Descriptor instead.
 func (*RangeFeedRequest) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{29}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RangeFeedRequest) GetRequest() isRangeFeedRequest_Request {
@@ -1937,7 +2481,7 @@ type RangeFeedEvent struct {
 
 func (x *RangeFeedEvent) Reset() {
 	*x = RangeFeedEvent{}
-	mi := &file_rpcpb_rpc_proto_msgTypes[30]
+	mi := &file_rpcpb_rpc_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1949,7 +2493,7 @@ func (x *RangeFeedEvent) String() string {
 func (*RangeFeedEvent) ProtoMessage() {}
 
 func (x *RangeFeedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rpcpb_rpc_proto_msgTypes[30]
+	mi := &file_rpcpb_rpc_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1962,7 +2506,7 @@ func (x *RangeFeedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeFeedEvent.ProtoReflect.Descriptor instead.
 func (*RangeFeedEvent) Descriptor() ([]byte, []int) {
-	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{30}
+	return file_rpcpb_rpc_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RangeFeedEvent) GetEvents() []*kvpb.Event {
@@ -2064,7 +2608,19 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\x04resp\x18\x02 \x01(\v2\x1a.concord.cmd.BatchResponseR\x04resp\"D\n" +
 	"\x10ForwardResponses\x120\n" +
-	"\x05resps\x18\x01 \x03(\v2\x1a.concordpb.ForwardResponseR\x05resps\"4\n" +
+	"\x05resps\x18\x01 \x03(\v2\x1a.concordpb.ForwardResponseR\x05resps\"S\n" +
+	"\x15TransferLeaderRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1f\n" +
+	"\vtarget_node\x18\x02 \x01(\x04R\n" +
+	"targetNode\"\x18\n" +
+	"\x16TransferLeaderResponse\"P\n" +
+	"\x14CreateReplicaRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x02 \x01(\x04R\treplicaId\"\x17\n" +
+	"\x15CreateReplicaResponse\"\x0e\n" +
+	"\fDrainRequest\"\x0f\n" +
+	"\rDrainResponse\"4\n" +
 	"\x12AuthRefreshRequest\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
@@ -2096,7 +2652,28 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x06merged\x18\x01 \x01(\v2\x14.concordpb.RangeInfoR\x06merged\"j\n" +
 	"\x12SplitRangeResponse\x12(\n" +
 	"\x04left\x18\x01 \x01(\v2\x14.concordpb.RangeInfoR\x04left\x12*\n" +
-	"\x05right\x18\x02 \x01(\v2\x14.concordpb.RangeInfoR\x05right\"\x80\x01\n" +
+	"\x05right\x18\x02 \x01(\v2\x14.concordpb.RangeInfoR\x05right\"\x0e\n" +
+	"\fNodesRequest\"\x99\x02\n" +
+	"\bNodeInfo\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
+	"\tpeer_urls\x18\x03 \x03(\tR\bpeerUrls\x12\x1f\n" +
+	"\vclient_urls\x18\x04 \x03(\tR\n" +
+	"clientUrls\x12\x18\n" +
+	"\alearner\x18\x05 \x01(\bR\alearner\x12\x12\n" +
+	"\x04live\x18\x06 \x01(\bR\x04live\x12\x1a\n" +
+	"\breplicas\x18\a \x01(\x04R\breplicas\x12\x18\n" +
+	"\aleaders\x18\b \x01(\x04R\aleaders\x12\"\n" +
+	"\rdb_size_bytes\x18\t \x01(\x03R\vdbSizeBytes\x12\x1a\n" +
+	"\blocality\x18\n" +
+	" \x01(\tR\blocality\":\n" +
+	"\rNodesResponse\x12)\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x13.concordpb.NodeInfoR\x05nodes\".\n" +
+	"\x13DecommissionRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\"F\n" +
+	"\x14DecommissionResponse\x12\x14\n" +
+	"\x05moved\x18\x01 \x01(\x04R\x05moved\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x04R\adropped\"\x80\x01\n" +
 	"\fLeaseRequest\x12\"\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x12.concordpb.LeaseOpR\x02op\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x03R\x02id\x12\x10\n" +
@@ -2139,7 +2716,7 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\x12LEASE_TIME_TO_LIVE\x10\x03\x12\x0e\n" +
 	"\n" +
 	"LEASE_LIST\x10\x04\x12\x10\n" +
-	"\fLEASE_ATTACH\x10\x052\xe0\x04\n" +
+	"\fLEASE_ATTACH\x10\x052\xc7\x06\n" +
 	"\x04Peer\x122\n" +
 	"\x04Raft\x12\x14.concordpb.RaftBatch\x1a\x12.concordpb.RaftAck(\x01\x12C\n" +
 	"\aForward\x12\x17.concordpb.ForwardBatch\x1a\x1b.concordpb.ForwardResponses(\x010\x01\x12F\n" +
@@ -2150,13 +2727,18 @@ const file_rpcpb_rpc_proto_rawDesc = "" +
 	"\aMembers\x12\x19.concordpb.MembersRequest\x1a\x1a.concordpb.MembersResponse\x12:\n" +
 	"\x05Lease\x12\x17.concordpb.LeaseRequest\x1a\x18.concordpb.LeaseResponse\x12G\n" +
 	"\tRangeFeed\x12\x1b.concordpb.RangeFeedRequest\x1a\x19.concordpb.RangeFeedEvent(\x010\x01\x12L\n" +
-	"\vAuthRefresh\x12\x1d.concordpb.AuthRefreshRequest\x1a\x1e.concordpb.AuthRefreshResponse2\xdc\x01\n" +
+	"\vAuthRefresh\x12\x1d.concordpb.AuthRefreshRequest\x1a\x1e.concordpb.AuthRefreshResponse\x12:\n" +
+	"\x05Drain\x12\x17.concordpb.DrainRequest\x1a\x18.concordpb.DrainResponse\x12R\n" +
+	"\rCreateReplica\x12\x1f.concordpb.CreateReplicaRequest\x1a .concordpb.CreateReplicaResponse\x12U\n" +
+	"\x0eTransferLeader\x12 .concordpb.TransferLeaderRequest\x1a!.concordpb.TransferLeaderResponse2\xe9\x02\n" +
 	"\x05Admin\x12=\n" +
 	"\x06Ranges\x12\x18.concordpb.RangesRequest\x1a\x19.concordpb.RangesResponse\x12I\n" +
 	"\n" +
 	"SplitRange\x12\x1c.concordpb.SplitRangeRequest\x1a\x1d.concordpb.SplitRangeResponse\x12I\n" +
 	"\n" +
-	"MergeRange\x12\x1c.concordpb.MergeRangeRequest\x1a\x1d.concordpb.MergeRangeResponseB7Z5github.com/concorddb/concord/internal/concordpb/rpcpbb\x06proto3"
+	"MergeRange\x12\x1c.concordpb.MergeRangeRequest\x1a\x1d.concordpb.MergeRangeResponse\x12:\n" +
+	"\x05Nodes\x12\x17.concordpb.NodesRequest\x1a\x18.concordpb.NodesResponse\x12O\n" +
+	"\fDecommission\x12\x1e.concordpb.DecommissionRequest\x1a\x1f.concordpb.DecommissionResponseB7Z5github.com/concorddb/concord/internal/concordpb/rpcpbb\x06proto3"
 
 var (
 	file_rpcpb_rpc_proto_rawDescOnce sync.Once
@@ -2171,7 +2753,7 @@ func file_rpcpb_rpc_proto_rawDescGZIP() []byte {
 }
 
 var file_rpcpb_rpc_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_rpcpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_rpcpb_rpc_proto_goTypes = []any{
 	(LeaseOp)(0),                   // 0: concordpb.LeaseOp
 	(*RaftMessage)(nil),            // 1: concordpb.RaftMessage
@@ -2190,84 +2772,106 @@ var file_rpcpb_rpc_proto_goTypes = []any{
 	(*ForwardBatch)(nil),           // 14: concordpb.ForwardBatch
 	(*ForwardResponse)(nil),        // 15: concordpb.ForwardResponse
 	(*ForwardResponses)(nil),       // 16: concordpb.ForwardResponses
-	(*AuthRefreshRequest)(nil),     // 17: concordpb.AuthRefreshRequest
-	(*AuthRefreshResponse)(nil),    // 18: concordpb.AuthRefreshResponse
-	(*RangesRequest)(nil),          // 19: concordpb.RangesRequest
-	(*RangeInfo)(nil),              // 20: concordpb.RangeInfo
-	(*RangesResponse)(nil),         // 21: concordpb.RangesResponse
-	(*SplitRangeRequest)(nil),      // 22: concordpb.SplitRangeRequest
-	(*MergeRangeRequest)(nil),      // 23: concordpb.MergeRangeRequest
-	(*MergeRangeResponse)(nil),     // 24: concordpb.MergeRangeResponse
-	(*SplitRangeResponse)(nil),     // 25: concordpb.SplitRangeResponse
-	(*LeaseRequest)(nil),           // 26: concordpb.LeaseRequest
-	(*LeaseResponse)(nil),          // 27: concordpb.LeaseResponse
-	(*RangeFeedCreate)(nil),        // 28: concordpb.RangeFeedCreate
-	(*RangeFeedClose)(nil),         // 29: concordpb.RangeFeedClose
-	(*RangeFeedRequest)(nil),       // 30: concordpb.RangeFeedRequest
-	(*RangeFeedEvent)(nil),         // 31: concordpb.RangeFeedEvent
-	nil,                            // 32: concordpb.ForwardRequest.TraceEntry
-	(*raftpb.Message)(nil),         // 33: raftpb.Message
-	(*kvpb.Error)(nil),             // 34: concord.kv.Error
-	(*metapb.NodeRecord)(nil),      // 35: concord.meta.NodeRecord
-	(*metapb.RangeDescriptor)(nil), // 36: concord.meta.RangeDescriptor
-	(*cmdpb.BatchRequest)(nil),     // 37: concord.cmd.BatchRequest
-	(*cmdpb.BatchResponse)(nil),    // 38: concord.cmd.BatchResponse
-	(*kvpb.Event)(nil),             // 39: concord.kv.Event
+	(*TransferLeaderRequest)(nil),  // 17: concordpb.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 18: concordpb.TransferLeaderResponse
+	(*CreateReplicaRequest)(nil),   // 19: concordpb.CreateReplicaRequest
+	(*CreateReplicaResponse)(nil),  // 20: concordpb.CreateReplicaResponse
+	(*DrainRequest)(nil),           // 21: concordpb.DrainRequest
+	(*DrainResponse)(nil),          // 22: concordpb.DrainResponse
+	(*AuthRefreshRequest)(nil),     // 23: concordpb.AuthRefreshRequest
+	(*AuthRefreshResponse)(nil),    // 24: concordpb.AuthRefreshResponse
+	(*RangesRequest)(nil),          // 25: concordpb.RangesRequest
+	(*RangeInfo)(nil),              // 26: concordpb.RangeInfo
+	(*RangesResponse)(nil),         // 27: concordpb.RangesResponse
+	(*SplitRangeRequest)(nil),      // 28: concordpb.SplitRangeRequest
+	(*MergeRangeRequest)(nil),      // 29: concordpb.MergeRangeRequest
+	(*MergeRangeResponse)(nil),     // 30: concordpb.MergeRangeResponse
+	(*SplitRangeResponse)(nil),     // 31: concordpb.SplitRangeResponse
+	(*NodesRequest)(nil),           // 32: concordpb.NodesRequest
+	(*NodeInfo)(nil),               // 33: concordpb.NodeInfo
+	(*NodesResponse)(nil),          // 34: concordpb.NodesResponse
+	(*DecommissionRequest)(nil),    // 35: concordpb.DecommissionRequest
+	(*DecommissionResponse)(nil),   // 36: concordpb.DecommissionResponse
+	(*LeaseRequest)(nil),           // 37: concordpb.LeaseRequest
+	(*LeaseResponse)(nil),          // 38: concordpb.LeaseResponse
+	(*RangeFeedCreate)(nil),        // 39: concordpb.RangeFeedCreate
+	(*RangeFeedClose)(nil),         // 40: concordpb.RangeFeedClose
+	(*RangeFeedRequest)(nil),       // 41: concordpb.RangeFeedRequest
+	(*RangeFeedEvent)(nil),         // 42: concordpb.RangeFeedEvent
+	nil,                            // 43: concordpb.ForwardRequest.TraceEntry
+	(*raftpb.Message)(nil),         // 44: raftpb.Message
+	(*kvpb.Error)(nil),             // 45: concord.kv.Error
+	(*metapb.NodeRecord)(nil),      // 46: concord.meta.NodeRecord
+	(*metapb.RangeDescriptor)(nil), // 47: concord.meta.RangeDescriptor
+	(*cmdpb.BatchRequest)(nil),     // 48: concord.cmd.BatchRequest
+	(*cmdpb.BatchResponse)(nil),    // 49: concord.cmd.BatchResponse
+	(*kvpb.Event)(nil),             // 50: concord.kv.Event
 }
 var file_rpcpb_rpc_proto_depIdxs = []int32{
-	33, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
+	44, // 0: concordpb.RaftMessage.msg:type_name -> raftpb.Message
 	1,  // 1: concordpb.RaftBatch.msgs:type_name -> concordpb.RaftMessage
-	34, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
-	35, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
-	35, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
-	36, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
-	35, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
-	36, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
+	45, // 2: concordpb.TimestampResponse.error:type_name -> concord.kv.Error
+	46, // 3: concordpb.JoinRequest.node:type_name -> concord.meta.NodeRecord
+	46, // 4: concordpb.JoinResponse.nodes:type_name -> concord.meta.NodeRecord
+	47, // 5: concordpb.JoinResponse.meta:type_name -> concord.meta.RangeDescriptor
+	46, // 6: concordpb.MembersResponse.nodes:type_name -> concord.meta.NodeRecord
+	47, // 7: concordpb.MembersResponse.meta:type_name -> concord.meta.RangeDescriptor
 	12, // 8: concordpb.NodeStatusResponse.replicas:type_name -> concordpb.ReplicaStatus
-	37, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
-	32, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
+	48, // 9: concordpb.ForwardRequest.req:type_name -> concord.cmd.BatchRequest
+	43, // 10: concordpb.ForwardRequest.trace:type_name -> concordpb.ForwardRequest.TraceEntry
 	13, // 11: concordpb.ForwardBatch.reqs:type_name -> concordpb.ForwardRequest
-	38, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
+	49, // 12: concordpb.ForwardResponse.resp:type_name -> concord.cmd.BatchResponse
 	15, // 13: concordpb.ForwardResponses.resps:type_name -> concordpb.ForwardResponse
-	20, // 14: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
-	20, // 15: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
-	20, // 16: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
-	20, // 17: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
-	0,  // 18: concordpb.LeaseRequest.op:type_name -> concordpb.LeaseOp
-	34, // 19: concordpb.LeaseResponse.error:type_name -> concord.kv.Error
-	28, // 20: concordpb.RangeFeedRequest.create:type_name -> concordpb.RangeFeedCreate
-	29, // 21: concordpb.RangeFeedRequest.close:type_name -> concordpb.RangeFeedClose
-	39, // 22: concordpb.RangeFeedEvent.events:type_name -> concord.kv.Event
-	34, // 23: concordpb.RangeFeedEvent.error:type_name -> concord.kv.Error
-	2,  // 24: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
-	14, // 25: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
-	4,  // 26: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
-	6,  // 27: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
-	10, // 28: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
-	8,  // 29: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
-	26, // 30: concordpb.Peer.Lease:input_type -> concordpb.LeaseRequest
-	30, // 31: concordpb.Peer.RangeFeed:input_type -> concordpb.RangeFeedRequest
-	17, // 32: concordpb.Peer.AuthRefresh:input_type -> concordpb.AuthRefreshRequest
-	19, // 33: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
-	22, // 34: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
-	23, // 35: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
-	3,  // 36: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
-	16, // 37: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
-	5,  // 38: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
-	7,  // 39: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
-	11, // 40: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
-	9,  // 41: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
-	27, // 42: concordpb.Peer.Lease:output_type -> concordpb.LeaseResponse
-	31, // 43: concordpb.Peer.RangeFeed:output_type -> concordpb.RangeFeedEvent
-	18, // 44: concordpb.Peer.AuthRefresh:output_type -> concordpb.AuthRefreshResponse
-	21, // 45: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
-	25, // 46: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
-	24, // 47: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
-	36, // [36:48] is the sub-list for method output_type
-	24, // [24:36] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	26, // 14: concordpb.RangesResponse.ranges:type_name -> concordpb.RangeInfo
+	26, // 15: concordpb.MergeRangeResponse.merged:type_name -> concordpb.RangeInfo
+	26, // 16: concordpb.SplitRangeResponse.left:type_name -> concordpb.RangeInfo
+	26, // 17: concordpb.SplitRangeResponse.right:type_name -> concordpb.RangeInfo
+	33, // 18: concordpb.NodesResponse.nodes:type_name -> concordpb.NodeInfo
+	0,  // 19: concordpb.LeaseRequest.op:type_name -> concordpb.LeaseOp
+	45, // 20: concordpb.LeaseResponse.error:type_name -> concord.kv.Error
+	39, // 21: concordpb.RangeFeedRequest.create:type_name -> concordpb.RangeFeedCreate
+	40, // 22: concordpb.RangeFeedRequest.close:type_name -> concordpb.RangeFeedClose
+	50, // 23: concordpb.RangeFeedEvent.events:type_name -> concord.kv.Event
+	45, // 24: concordpb.RangeFeedEvent.error:type_name -> concord.kv.Error
+	2,  // 25: concordpb.Peer.Raft:input_type -> concordpb.RaftBatch
+	14, // 26: concordpb.Peer.Forward:input_type -> concordpb.ForwardBatch
+	4,  // 27: concordpb.Peer.Timestamp:input_type -> concordpb.TimestampRequest
+	6,  // 28: concordpb.Peer.Join:input_type -> concordpb.JoinRequest
+	10, // 29: concordpb.Peer.NodeStatus:input_type -> concordpb.NodeStatusRequest
+	8,  // 30: concordpb.Peer.Members:input_type -> concordpb.MembersRequest
+	37, // 31: concordpb.Peer.Lease:input_type -> concordpb.LeaseRequest
+	41, // 32: concordpb.Peer.RangeFeed:input_type -> concordpb.RangeFeedRequest
+	23, // 33: concordpb.Peer.AuthRefresh:input_type -> concordpb.AuthRefreshRequest
+	21, // 34: concordpb.Peer.Drain:input_type -> concordpb.DrainRequest
+	19, // 35: concordpb.Peer.CreateReplica:input_type -> concordpb.CreateReplicaRequest
+	17, // 36: concordpb.Peer.TransferLeader:input_type -> concordpb.TransferLeaderRequest
+	25, // 37: concordpb.Admin.Ranges:input_type -> concordpb.RangesRequest
+	28, // 38: concordpb.Admin.SplitRange:input_type -> concordpb.SplitRangeRequest
+	29, // 39: concordpb.Admin.MergeRange:input_type -> concordpb.MergeRangeRequest
+	32, // 40: concordpb.Admin.Nodes:input_type -> concordpb.NodesRequest
+	35, // 41: concordpb.Admin.Decommission:input_type -> concordpb.DecommissionRequest
+	3,  // 42: concordpb.Peer.Raft:output_type -> concordpb.RaftAck
+	16, // 43: concordpb.Peer.Forward:output_type -> concordpb.ForwardResponses
+	5,  // 44: concordpb.Peer.Timestamp:output_type -> concordpb.TimestampResponse
+	7,  // 45: concordpb.Peer.Join:output_type -> concordpb.JoinResponse
+	11, // 46: concordpb.Peer.NodeStatus:output_type -> concordpb.NodeStatusResponse
+	9,  // 47: concordpb.Peer.Members:output_type -> concordpb.MembersResponse
+	38, // 48: concordpb.Peer.Lease:output_type -> concordpb.LeaseResponse
+	42, // 49: concordpb.Peer.RangeFeed:output_type -> concordpb.RangeFeedEvent
+	24, // 50: concordpb.Peer.AuthRefresh:output_type -> concordpb.AuthRefreshResponse
+	22, // 51: concordpb.Peer.Drain:output_type -> concordpb.DrainResponse
+	20, // 52: concordpb.Peer.CreateReplica:output_type -> concordpb.CreateReplicaResponse
+	18, // 53: concordpb.Peer.TransferLeader:output_type -> concordpb.TransferLeaderResponse
+	27, // 54: concordpb.Admin.Ranges:output_type -> concordpb.RangesResponse
+	31, // 55: concordpb.Admin.SplitRange:output_type -> concordpb.SplitRangeResponse
+	30, // 56: concordpb.Admin.MergeRange:output_type -> concordpb.MergeRangeResponse
+	34, // 57: concordpb.Admin.Nodes:output_type -> concordpb.NodesResponse
+	36, // 58: concordpb.Admin.Decommission:output_type -> concordpb.DecommissionResponse
+	42, // [42:59] is the sub-list for method output_type
+	25, // [25:42] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_rpcpb_rpc_proto_init() }
@@ -2275,7 +2879,7 @@ func file_rpcpb_rpc_proto_init() {
 	if File_rpcpb_rpc_proto != nil {
 		return
 	}
-	file_rpcpb_rpc_proto_msgTypes[29].OneofWrappers = []any{
+	file_rpcpb_rpc_proto_msgTypes[40].OneofWrappers = []any{
 		(*RangeFeedRequest_Create)(nil),
 		(*RangeFeedRequest_Close)(nil),
 	}
@@ -2285,7 +2889,7 @@ func file_rpcpb_rpc_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpcpb_rpc_proto_rawDesc), len(file_rpcpb_rpc_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   32,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -24,15 +24,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Raft_FullMethodName        = "/concordpb.Peer/Raft"
-	Peer_Forward_FullMethodName     = "/concordpb.Peer/Forward"
-	Peer_Timestamp_FullMethodName   = "/concordpb.Peer/Timestamp"
-	Peer_Join_FullMethodName        = "/concordpb.Peer/Join"
-	Peer_NodeStatus_FullMethodName  = "/concordpb.Peer/NodeStatus"
-	Peer_Members_FullMethodName     = "/concordpb.Peer/Members"
-	Peer_Lease_FullMethodName       = "/concordpb.Peer/Lease"
-	Peer_RangeFeed_FullMethodName   = "/concordpb.Peer/RangeFeed"
-	Peer_AuthRefresh_FullMethodName = "/concordpb.Peer/AuthRefresh"
+	Peer_Raft_FullMethodName           = "/concordpb.Peer/Raft"
+	Peer_Forward_FullMethodName        = "/concordpb.Peer/Forward"
+	Peer_Timestamp_FullMethodName      = "/concordpb.Peer/Timestamp"
+	Peer_Join_FullMethodName           = "/concordpb.Peer/Join"
+	Peer_NodeStatus_FullMethodName     = "/concordpb.Peer/NodeStatus"
+	Peer_Members_FullMethodName        = "/concordpb.Peer/Members"
+	Peer_Lease_FullMethodName          = "/concordpb.Peer/Lease"
+	Peer_RangeFeed_FullMethodName      = "/concordpb.Peer/RangeFeed"
+	Peer_AuthRefresh_FullMethodName    = "/concordpb.Peer/AuthRefresh"
+	Peer_Drain_FullMethodName          = "/concordpb.Peer/Drain"
+	Peer_CreateReplica_FullMethodName  = "/concordpb.Peer/CreateReplica"
+	Peer_TransferLeader_FullMethodName = "/concordpb.Peer/TransferLeader"
 )
 
 // PeerClient is the client API for Peer service.
@@ -57,6 +60,16 @@ type PeerClient interface {
 	// older than the generation given: a gateway that changed users, roles
 	// or permissions calls every node before it answers.
 	AuthRefresh(ctx context.Context, in *AuthRefreshRequest, opts ...grpc.CallOption) (*AuthRefreshResponse, error)
+	// Drain makes a node hand every leadership it holds to other members
+	// (before its removal).
+	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
+	// CreateReplica makes a node create an uninitialized replica of a range
+	// that just added a learner replica there, to receive its snapshot.
+	CreateReplica(ctx context.Context, in *CreateReplicaRequest, opts ...grpc.CallOption) (*CreateReplicaResponse, error)
+	// TransferLeader makes a node that leads a range hand its leadership to
+	// the range's replica on target_node (the placement driver's leadership
+	// moves).
+	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
 }
 
 type peerClient struct {
@@ -166,6 +179,36 @@ func (c *peerClient) AuthRefresh(ctx context.Context, in *AuthRefreshRequest, op
 	return out, nil
 }
 
+func (c *peerClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainResponse)
+	err := c.cc.Invoke(ctx, Peer_Drain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerClient) CreateReplica(ctx context.Context, in *CreateReplicaRequest, opts ...grpc.CallOption) (*CreateReplicaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateReplicaResponse)
+	err := c.cc.Invoke(ctx, Peer_CreateReplica_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerClient) TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeaderResponse)
+	err := c.cc.Invoke(ctx, Peer_TransferLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -188,6 +231,16 @@ type PeerServer interface {
 	// older than the generation given: a gateway that changed users, roles
 	// or permissions calls every node before it answers.
 	AuthRefresh(context.Context, *AuthRefreshRequest) (*AuthRefreshResponse, error)
+	// Drain makes a node hand every leadership it holds to other members
+	// (before its removal).
+	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
+	// CreateReplica makes a node create an uninitialized replica of a range
+	// that just added a learner replica there, to receive its snapshot.
+	CreateReplica(context.Context, *CreateReplicaRequest) (*CreateReplicaResponse, error)
+	// TransferLeader makes a node that leads a range hand its leadership to
+	// the range's replica on target_node (the placement driver's leadership
+	// moves).
+	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -224,6 +277,15 @@ func (UnimplementedPeerServer) RangeFeed(grpc.BidiStreamingServer[RangeFeedReque
 }
 func (UnimplementedPeerServer) AuthRefresh(context.Context, *AuthRefreshRequest) (*AuthRefreshResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AuthRefresh not implemented")
+}
+func (UnimplementedPeerServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Drain not implemented")
+}
+func (UnimplementedPeerServer) CreateReplica(context.Context, *CreateReplicaRequest) (*CreateReplicaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateReplica not implemented")
+}
+func (UnimplementedPeerServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -375,6 +437,60 @@ func _Peer_AuthRefresh_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Drain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Drain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Drain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Drain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Peer_CreateReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateReplicaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).CreateReplica(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_CreateReplica_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).CreateReplica(ctx, req.(*CreateReplicaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Peer_TransferLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).TransferLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_TransferLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).TransferLeader(ctx, req.(*TransferLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -406,6 +522,18 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "AuthRefresh",
 			Handler:    _Peer_AuthRefresh_Handler,
 		},
+		{
+			MethodName: "Drain",
+			Handler:    _Peer_Drain_Handler,
+		},
+		{
+			MethodName: "CreateReplica",
+			Handler:    _Peer_CreateReplica_Handler,
+		},
+		{
+			MethodName: "TransferLeader",
+			Handler:    _Peer_TransferLeader_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -430,9 +558,11 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_Ranges_FullMethodName     = "/concordpb.Admin/Ranges"
-	Admin_SplitRange_FullMethodName = "/concordpb.Admin/SplitRange"
-	Admin_MergeRange_FullMethodName = "/concordpb.Admin/MergeRange"
+	Admin_Ranges_FullMethodName       = "/concordpb.Admin/Ranges"
+	Admin_SplitRange_FullMethodName   = "/concordpb.Admin/SplitRange"
+	Admin_MergeRange_FullMethodName   = "/concordpb.Admin/MergeRange"
+	Admin_Nodes_FullMethodName        = "/concordpb.Admin/Nodes"
+	Admin_Decommission_FullMethodName = "/concordpb.Admin/Decommission"
 )
 
 // AdminClient is the client API for Admin service.
@@ -442,6 +572,12 @@ type AdminClient interface {
 	Ranges(ctx context.Context, in *RangesRequest, opts ...grpc.CallOption) (*RangesResponse, error)
 	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error)
 	MergeRange(ctx context.Context, in *MergeRangeRequest, opts ...grpc.CallOption) (*MergeRangeResponse, error)
+	// Nodes lists the members with what each holds (concord node status).
+	Nodes(ctx context.Context, in *NodesRequest, opts ...grpc.CallOption) (*NodesResponse, error)
+	// Decommission moves every replica off a member, keeping each range's
+	// replication factor where another member can take it, and removes it
+	// (concord node decommission; etcd's member remove does the same).
+	Decommission(ctx context.Context, in *DecommissionRequest, opts ...grpc.CallOption) (*DecommissionResponse, error)
 }
 
 type adminClient struct {
@@ -482,6 +618,26 @@ func (c *adminClient) MergeRange(ctx context.Context, in *MergeRangeRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) Nodes(ctx context.Context, in *NodesRequest, opts ...grpc.CallOption) (*NodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodesResponse)
+	err := c.cc.Invoke(ctx, Admin_Nodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Decommission(ctx context.Context, in *DecommissionRequest, opts ...grpc.CallOption) (*DecommissionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecommissionResponse)
+	err := c.cc.Invoke(ctx, Admin_Decommission_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -489,6 +645,12 @@ type AdminServer interface {
 	Ranges(context.Context, *RangesRequest) (*RangesResponse, error)
 	SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error)
 	MergeRange(context.Context, *MergeRangeRequest) (*MergeRangeResponse, error)
+	// Nodes lists the members with what each holds (concord node status).
+	Nodes(context.Context, *NodesRequest) (*NodesResponse, error)
+	// Decommission moves every replica off a member, keeping each range's
+	// replication factor where another member can take it, and removes it
+	// (concord node decommission; etcd's member remove does the same).
+	Decommission(context.Context, *DecommissionRequest) (*DecommissionResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -507,6 +669,12 @@ func (UnimplementedAdminServer) SplitRange(context.Context, *SplitRangeRequest) 
 }
 func (UnimplementedAdminServer) MergeRange(context.Context, *MergeRangeRequest) (*MergeRangeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MergeRange not implemented")
+}
+func (UnimplementedAdminServer) Nodes(context.Context, *NodesRequest) (*NodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Nodes not implemented")
+}
+func (UnimplementedAdminServer) Decommission(context.Context, *DecommissionRequest) (*DecommissionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Decommission not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -583,6 +751,42 @@ func _Admin_MergeRange_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Nodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Nodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Nodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Nodes(ctx, req.(*NodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Decommission_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecommissionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Decommission(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Decommission_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Decommission(ctx, req.(*DecommissionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -601,6 +805,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MergeRange",
 			Handler:    _Admin_MergeRange_Handler,
+		},
+		{
+			MethodName: "Nodes",
+			Handler:    _Admin_Nodes_Handler,
+		},
+		{
+			MethodName: "Decommission",
+			Handler:    _Admin_Decommission_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
