@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -15,11 +16,12 @@ import (
 
 func demoCmd() *cobra.Command {
 	var (
-		nodes    int
-		dataDir  string
-		basePort int
-		logLevel string
-		withTLS  bool
+		nodes     int
+		dataDir   string
+		basePort  int
+		logLevel  string
+		withTLS   bool
+		redisBase int
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -40,7 +42,10 @@ func demoCmd() *cobra.Command {
 				}
 				defer os.RemoveAll(dir)
 			}
-			opts := server.LocalOptions{BasePort: basePort, Logger: logger, HTTP: true, Faults: true}
+			opts := server.LocalOptions{BasePort: basePort, Logger: logger, HTTP: true, Faults: true, Redis: true, RedisBasePort: redisBase}
+			if basePort == 0 {
+				opts.RedisBasePort = 0
+			}
 			if withTLS {
 				if opts.CertsDir, err = demoCerts(dir); err != nil {
 					return err
@@ -54,7 +59,7 @@ func demoCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Concord demo: %d nodes, data in %s\n", nodes, dir)
 			for i, u := range c.ClientURLs() {
-				fmt.Fprintf(out, "  node n%d  client %s  dashboard %s\n", i+1, u, c.HTTPURLs()[i])
+				fmt.Fprintf(out, "  node n%d  client %s  dashboard %s  redis %s\n", i+1, u, c.HTTPURLs()[i], c.RedisAddrs()[i])
 			}
 			fmt.Fprintf(out, "\nDashboard: %s/ (stop, restart and isolate nodes from it)\n", c.HTTPURLs()[0])
 			tlsArgs := ""
@@ -62,8 +67,13 @@ func demoCmd() *cobra.Command {
 				tlsArgs = demoEtcdctlTLS(opts.CertsDir)
 				fmt.Fprintf(out, "\nClient and peer TLS on, client certificates required: CA and certificates in %s\n", opts.CertsDir)
 			}
-			fmt.Fprintf(out, "\nTry:\n  etcdctl --endpoints=%s%s put hello world\n  etcdctl --endpoints=%s%s get hello\n\nCtrl-C stops the cluster.\n",
+			fmt.Fprintf(out, "\nTry:\n  etcdctl --endpoints=%s%s put hello world\n  etcdctl --endpoints=%s%s get hello\n",
 				strings.Join(c.ClientURLs(), ","), tlsArgs, c.ClientURLs()[len(c.ClientURLs())-1], tlsArgs)
+			ra := c.RedisAddrs()
+			rh, rp0, _ := net.SplitHostPort(ra[0])
+			_, rpN, _ := net.SplitHostPort(ra[len(ra)-1])
+			fmt.Fprintf(out, "  redis-cli -h %s -p %s incr hits\n  redis-cli -h %s -p %s get hits   (AP keyspace: stays writable when a node is isolated)\n\nCtrl-C stops the cluster.\n",
+				rh, rp0, rh, rpN)
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 			<-sig
@@ -76,6 +86,7 @@ func demoCmd() *cobra.Command {
 	f.StringVar(&dataDir, "data-dir", "", "data directory (default: a temporary directory, removed on exit)")
 	f.IntVar(&basePort, "base-port", 2379, "client port of node 1; node i uses base+10000*(i-1) (client), one above (peer) and two above (HTTP: metrics and dashboard); 0 picks free ports")
 	f.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	f.IntVar(&redisBase, "redis-base-port", 6379, "Redis port of node 1; node i uses base+(i-1); with --base-port 0, free ports")
 	f.BoolVar(&withTLS, "tls", false, "client and peer TLS with client certificates, from a CA generated in the data directory's certs/")
 	return cmd
 }

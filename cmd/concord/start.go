@@ -28,6 +28,7 @@ func startCmd() *cobra.Command {
 		authTokenTTL                                             uint
 		strictReconfig                                           bool
 		tlsf                                                     *tlsFlags
+		listenRedis, listenGossip                                string
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -56,6 +57,8 @@ func startCmd() *cobra.Command {
 			}
 			cfg.Logger = logger
 			cfg.ListenMetricsURLs = splitURLs(listenMetrics)
+			cfg.ListenRedisURLs = splitURLs(listenRedis)
+			cfg.ListenGossipURLs = splitURLs(listenGossip)
 			cfg.ProcessMetrics = true
 			cfg.SlowFsync = msDuration(slowFsyncMs)
 			cfg.AuthTokenTTL = time.Duration(authTokenTTL) * time.Second
@@ -134,6 +137,9 @@ func startCmd() *cobra.Command {
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	tlsf = addTLSFlags(f)
+	// AP keyspaces (internal/ap, internal/resp).
+	f.StringVar(&listenRedis, "listen-redis-urls", "", "redis://HOST:PORT of the Redis-protocol port serving AP keyspaces (default: none, and no AP keyspaces on this node)")
+	f.StringVar(&listenGossip, "listen-gossip-urls", "", "HOST:PORT of the AP membership gossip (memberlist, UDP and TCP); default: the peer URL's host on a free port, which peers learn over the peer port")
 	return cmd
 }
 

@@ -11,6 +11,8 @@
 //	              0x01 "lease/" <lease id, 8 bytes BE> lease records
 //	              0x01 "alarm/" <member id, 8 bytes BE> <alarm type, 4 bytes BE>
 //	                                                    active alarms (etcd's)
+//	              0x01 "apks/" <keyspace, 4 bytes BE>  AP keyspace records
+//	                                                    (internal/ap)
 //	[0x02, 0x03)  user keys: 0x02 followed by the etcd key, held by the user
 //	              ranges (one at bootstrap; splits divide this span)
 //
@@ -140,6 +142,26 @@ func StripUser(key []byte) []byte {
 
 // IsUser reports whether a global key is a user key.
 func IsUser(key []byte) bool { return len(key) > 0 && key[0] == userPrefix }
+
+var apKeyspacePrefix = []byte("\x01apks/")
+
+// APKeyspace is the key of an AP keyspace's record (its N, R and W).
+func APKeyspace(id uint32) []byte {
+	return binary.BigEndian.AppendUint32(append([]byte(nil), apKeyspacePrefix...), id)
+}
+
+// APKeyspaceSpan covers every AP keyspace record.
+func APKeyspaceSpan() Span {
+	return Span{Start: apKeyspacePrefix, End: prefixEnd(apKeyspacePrefix)}
+}
+
+// APKeyspaceID returns the keyspace of an APKeyspace key.
+func APKeyspaceID(key []byte) (uint32, bool) {
+	if len(key) != len(apKeyspacePrefix)+4 || !bytes.HasPrefix(key, apKeyspacePrefix) {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(key[len(apKeyspacePrefix):]), true
+}
 
 // Node is the key of a node's record.
 func Node(id uint64) []byte {

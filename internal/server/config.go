@@ -193,6 +193,22 @@ type Config struct {
 	// Demo, when set, lets the dashboard stop, restart and isolate nodes
 	// (concord demo only).
 	Demo DemoControl
+
+	// AP keyspaces and their Redis port (internal/ap, internal/resp;
+	// wired in ap.go).
+
+	// ListenRedisURLs are the URLs of the Redis-protocol port,
+	// redis://HOST:PORT. Empty (the default): no Redis port, and this node
+	// holds no AP data.
+	ListenRedisURLs []string
+	// ListenGossipURLs is where the AP membership gossips (memberlist: UDP
+	// and TCP on one port), HOST:PORT or gossip://HOST:PORT. Empty: the
+	// peer listener's host on a free port, which the other nodes learn
+	// over the peer port.
+	ListenGossipURLs []string
+	// RedisListener, when set, is used instead of listening on
+	// ListenRedisURLs (tests and demo bind port 0 this way).
+	RedisListener net.Listener
 }
 
 // DefaultConfig returns etcd's defaults.
@@ -315,6 +331,9 @@ func (c *Config) Validate() error {
 		return errors.New("server: --encryption-old-key-files needs --encryption-key-file")
 	}
 	if err := c.validateTLS(); err != nil {
+		return err
+	}
+	if err := c.validateAP(); err != nil {
 		return err
 	}
 	if c.WatchProgressNotifyInterval < 0 {

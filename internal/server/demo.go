@@ -80,9 +80,13 @@ func (c *LocalCluster) DemoNodes() map[uint64]DemoNode {
 }
 
 // attach installs the demo's fault on a starting node's transport.
-func (c *LocalCluster) attach(n *Node) { n.transport.SetFault(c.demoFault) }
+func (c *LocalCluster) attach(n *Node) {
+	n.transport.SetFault(c.demoFault)
+	n.setAPFault(c.demoFault)
+}
 
-// demoFault drops every Raft batch to or from an isolated node.
+// demoFault drops every Raft batch, AP call and gossip packet to or from
+// an isolated node.
 func (c *LocalCluster) demoFault(from, to uint64) bool {
 	c.demo.mu.RLock()
 	defer c.demo.mu.RUnlock()

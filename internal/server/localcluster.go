@@ -51,6 +51,11 @@ type LocalOptions struct {
 	// ca.crt, and node.crt and node.key, which every node shares (peers
 	// must present the CN "node"). The HTTP port stays plain.
 	CertsDir string
+	// Redis gives every node a Redis port and AP keyspaces: with
+	// RedisBasePort, node i's is RedisBasePort+i (6379, 6380, ...); 0
+	// picks free ports.
+	Redis         bool
+	RedisBasePort int
 }
 
 // StartLocalCluster starts n nodes with data under dir and returns once all
@@ -63,9 +68,9 @@ func StartLocalCluster(n int, dir string, opts LocalOptions) (*LocalCluster, err
 		opts.Logger = slog.Default()
 	}
 	c := &LocalCluster{dir: dir, log: opts.Logger}
-	var clientLis, peerLis, httpLis []net.Listener
+	var clientLis, peerLis, httpLis, redisLis []net.Listener
 	closeAll := func() {
-		for _, l := range append(append(clientLis, peerLis...), httpLis...) {
+		for _, l := range append(append(append(clientLis, peerLis...), httpLis...), redisLis...) {
 			l.Close()
 		}
 	}
@@ -104,6 +109,18 @@ func StartLocalCluster(n int, dir string, opts LocalOptions) (*LocalCluster, err
 			}
 			httpLis = append(httpLis, hl)
 		}
+		if opts.Redis {
+			ra := "127.0.0.1:0"
+			if opts.RedisBasePort != 0 {
+				ra = fmt.Sprintf("127.0.0.1:%d", opts.RedisBasePort+i)
+			}
+			rl, err := net.Listen("tcp", ra)
+			if err != nil {
+				closeAll()
+				return nil, fmt.Errorf("server: node %d redis port: %w", i+1, err)
+			}
+			redisLis = append(redisLis, rl)
+		}
 		members = append(members, fmt.Sprintf("n%d=%s%s", i+1, scheme, pl.Addr()))
 	}
 	for i := 0; i < n; i++ {
@@ -119,6 +136,9 @@ func StartLocalCluster(n int, dir string, opts LocalOptions) (*LocalCluster, err
 		cfg.Logger = opts.Logger
 		if opts.HTTP {
 			cfg.ListenMetricsURLs = []string{"http://" + httpLis[i].Addr().String()}
+		}
+		if opts.Redis {
+			cfg.ListenRedisURLs = []string{"redis://" + redisLis[i].Addr().String()}
 		}
 		if opts.Faults {
 			cfg.Demo = c
@@ -149,6 +169,9 @@ func StartLocalCluster(n int, dir string, opts LocalOptions) (*LocalCluster, err
 		cfg.ClientListener, cfg.PeerListener = clientLis[i], peerLis[i]
 		if opts.HTTP {
 			cfg.MetricsListener = httpLis[i]
+		}
+		if opts.Redis {
+			cfg.RedisListener = redisLis[i]
 		}
 		wg.Add(1)
 		go func() {
@@ -190,6 +213,18 @@ func (c *LocalCluster) ClientAddrs() []string {
 	for i, cfg := range c.cfgs {
 		u := cfg.AdvertiseClientURLs[0]
 		out[i] = u[strings.Index(u, "://")+len("://"):]
+	}
+	return out
+}
+
+// RedisAddrs returns every node's Redis host:port (empty strings without
+// LocalOptions.Redis).
+func (c *LocalCluster) RedisAddrs() []string {
+	out := make([]string, len(c.cfgs))
+	for i, cfg := range c.cfgs {
+		if len(cfg.ListenRedisURLs) > 0 {
+			out[i] = strings.TrimPrefix(cfg.ListenRedisURLs[0], "redis://")
+		}
 	}
 	return out
 }

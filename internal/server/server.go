@@ -117,6 +117,8 @@ type Node struct {
 
 	// alarms are the cluster's alarms and this node's space (alarm.go).
 	alarms alarmState
+	// ap is the AP keyspaces' engine, gossip and Redis port (ap.go).
+	ap apState
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -252,6 +254,9 @@ func Start(cfg Config) (_ *Node, err error) {
 	peerOpts := append(n.transport.ServerOptions(), n.peerServerOptions()...)
 	n.peerServer = grpc.NewServer(append(append(peerOpts, n.peerTLSOptions()...), grpc.WaitForHandlers(true))...)
 	rpcpb.RegisterPeerServer(n.peerServer, &peerService{n: n})
+	if err := n.startAP(); err != nil {
+		return nil, err
+	}
 	n.serve(n.peerServer, n.peerLis)
 	n.store.Start()
 	if n.bootstrapped && n.ident.NodeID == 1 {
@@ -282,6 +287,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	rpcpb.RegisterAdminServer(n.clientServer, adminService{n: n})
+	n.registerAPAdmin()
 	n.registerGRPCHealth()
 	if err := n.serveClient(); err != nil {
 		return nil, err
@@ -428,6 +434,7 @@ func (n *Node) Stop() {
 	if n.clientServer != nil {
 		n.clientServer.Stop()
 	}
+	n.stopAP()
 	if n.selfClient != nil {
 		n.selfClient.Close()
 	}

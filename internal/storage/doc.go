@@ -25,6 +25,8 @@
 //	0x05 <escaped global key> 'l'            the lock a cross-range txn holds
 //	                                        on the key (txn.go)
 //	0x05 <escaped global key> 'm' <txn, 8>  a txn's marker or record there
+//	0x06 'r'|'h' <keyspace, 4 BE> ...        AP keyspace replicas and hints
+//	                                        (ap.go; outside every range)
 //
 // Escaping keeps the order of global keys and makes the encoding prefix-free,
 // so that all versions of one key are contiguous and a span of global keys

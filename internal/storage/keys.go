@@ -13,6 +13,7 @@ const (
 	kindSys        byte = 0x02
 	kindMVCC       byte = 0x03
 	kindNodeLocal  byte = 0x04
+	// 0x05: txn locks and records (txn.go); 0x06: AP keyspaces (ap.go).
 )
 
 // Range-local suffixes.
