@@ -110,10 +110,10 @@ func watchScenario(t *testing.T, s *system, p string) []string {
 	must(cli.Delete(ctx, p+"a", clientv3.WithRange(p+"c")))
 	must(cli.Put(ctx, p+"d", "5"))
 	must(cli.Put(ctx, p+"d", "6"))
-	l.read(t, "all", all, 7)
+	l.read(t, "all", all, 9)
 	l.read(t, "deletes of a", deletesOfA, 1)
-	l.read(t, "[b,d)", span, 3)
-	l.read(t, "from c, no deletes", fromC, 3)
+	l.read(t, "[b,d)", span, 4)
+	l.read(t, "from c, no deletes", fromC, 4)
 
 	// From the past: the same history, read back from the store.
 	past := cli.Watch(wctx, p, clientv3.WithPrefix(), clientv3.WithRev(first.Header.Revision+2), clientv3.WithPrevKV())
