@@ -13,6 +13,7 @@ import (
 	"github.com/concorddb/concord/internal/ap"
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/resp"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
 // apState is a node's AP keyspaces: the engine over its Pebble, the gossip
@@ -137,7 +138,7 @@ func (n *Node) startAP() error {
 	n.wg.Add(1)
 	go n.runAPKeyspaceRefresh()
 	rpcpb.RegisterAPServer(n.peerServer, ap.NewService(s.node, n.ident.ClusterID, s.gossip.Addr))
-	s.resp, err = resp.New(resp.Config{Store: s.node, Version: Version, Info: n.apInfo, Logger: n.log})
+	s.resp, err = resp.New(resp.Config{Store: apSpaceGuard{Node: s.node, n: n}, Version: Version, Info: n.apInfo, Logger: n.log})
 	if err != nil {
 		return err
 	}
@@ -239,3 +240,19 @@ func (n *Node) RedisAddr() string {
 // AP is the node's AP engine (nil without a Redis port): tests read
 // replicas through it.
 func (n *Node) AP() *ap.Node { return n.ap.node }
+
+// apSpaceGuard refuses the Redis port's writes while the cluster has a
+// NOSPACE alarm or this node is past its quota or free-space reserve, as
+// the etcd API's are (a CRDT delete writes a tombstone, so deletes are
+// refused too); reads go on.
+type apSpaceGuard struct {
+	*ap.Node
+	n *Node
+}
+
+func (g apSpaceGuard) Update(ctx context.Context, ks uint32, key []byte, op ap.Op) error {
+	if err := g.n.checkSpaceForWrite(ctx); err != nil {
+		return errors.New("NOSPACE " + rpctypes.ErrorDesc(err))
+	}
+	return g.Node.Update(ctx, ks, key, op)
+}

@@ -6,11 +6,15 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
 	"github.com/redis/go-redis/v9"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/concorddb/concord/internal/ap/crdt"
 )
@@ -226,5 +230,40 @@ func TestAPRedisAcrossNodes(t *testing.T) {
 	}
 	if v, err := rs[1].Get(ctx, "n").Result(); err != nil || v != "10" {
 		t.Fatalf("restarted node reads n=%q (%v)", v, err)
+	}
+}
+
+// While the cluster has a NOSPACE alarm the Redis port refuses writes, as
+// the etcd API does, and reads go on; once it is gone writes are taken
+// again.
+func TestAPWritesRefusedUnderNoSpace(t *testing.T) {
+	c, err := StartLocalCluster(1, t.TempDir(), LocalOptions{Logger: quietLogger(), Redis: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := redis.NewClient(&redis.Options{Addr: c.RedisAddrs()[0], DisableIdentity: true, MaxRetries: -1, ReadTimeout: 10 * time.Second})
+	defer r.Close()
+	if err := r.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	cli := client(t, c, 0)
+	id := c.Node(0).ID()
+	if _, err := pb.NewMaintenanceClient(cli.ActiveConnection()).Alarm(ctx, &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: id, Alarm: pb.AlarmType_NOSPACE}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Incr(ctx, "n").Err(); err == nil || !strings.Contains(err.Error(), "NOSPACE") {
+		t.Fatalf("INCR under NOSPACE: %v", err)
+	}
+	if v, err := r.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("GET under NOSPACE: %q %v", v, err)
+	}
+	if _, err := cli.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: id, Alarm: pb.AlarmType_NOSPACE}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Incr(ctx, "n").Err(); err != nil {
+		t.Fatalf("INCR once the alarm is disarmed: %v", err)
 	}
 }
