@@ -112,6 +112,23 @@ func TestNearlyFullFollowerDropsAppends(t *testing.T) {
 	if c.Node(1).store.Replica(2).Status().IsLeader {
 		full = 2
 	}
+	leaderCommit := func() uint64 {
+		for i := range 3 {
+			if st := c.Node(i).store.Replica(2).Status(); st.IsLeader {
+				return st.Commit
+			}
+		}
+		return 0
+	}
+	// Everything written so far is applied there first: what the guard
+	// must hold back is only what comes after it.
+	deadline := time.Now().Add(20 * time.Second)
+	for c.Node(full).store.Replica(2).Status().Applied < leaderCommit() {
+		if time.Now().After(deadline) {
+			t.Fatal("the follower never caught up before the test")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	var critical atomic.Bool
 	critical.Store(true)
 	c.Node(full).store.SetAppendGuard(critical.Load)
@@ -119,15 +136,17 @@ func TestNearlyFullFollowerDropsAppends(t *testing.T) {
 	for i := range 20 {
 		putRetry(t, cli, "k", fmt.Sprint(i))
 	}
-	if got := c.Node(full).store.Replica(2).Status().Applied; got != before {
-		t.Fatalf("the nearly full node applied up to %d from %d: it took appends", got, before)
+	// An entry it had appended before the guard may still apply when its
+	// commit is heard; the 20 writes after it must not.
+	if got, commit := c.Node(full).store.Replica(2).Status().Applied, leaderCommit(); got > before+2 || commit < before+20 {
+		t.Fatalf("the nearly full node applied up to %d from %d while the leader committed %d: it took appends", got, before, commit)
 	}
 	if c.Node(full).store.DroppedAppends() == 0 {
 		t.Fatal("no append dropped")
 	}
 	critical.Store(false)
-	lead := c.Node(0).store.Replica(2).Status().Commit
-	deadline := time.Now().Add(20 * time.Second)
+	lead := leaderCommit()
+	deadline = time.Now().Add(20 * time.Second)
 	for c.Node(full).store.Replica(2).Status().Applied < lead {
 		if time.Now().After(deadline) {
 			t.Fatalf("the node never caught up once space was back: applied %d, commit %d", c.Node(full).store.Replica(2).Status().Applied, lead)
