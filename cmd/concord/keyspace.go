@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 )
@@ -19,23 +18,14 @@ func init() { subcommands = append(subcommands, keyspaceCmd) }
 // keyspaceCmd is concord keyspace: the AP keyspaces' replication (N
 // replicas, read and write quorums R and W), kept in the meta range.
 func keyspaceCmd() *cobra.Command {
-	var endpoints []string
-	var timeout time.Duration
+	var conn adminConn
 	cmd := &cobra.Command{
 		Use:   "keyspace",
 		Short: "List, create and change AP keyspaces (SELECT 0-15 on the Redis port): replicas N, read quorum R, write quorum W",
 	}
-	cmd.PersistentFlags().StringSliceVar(&endpoints, "endpoints", []string{"127.0.0.1:2379"}, "client endpoints of any nodes of the cluster")
-	cmd.PersistentFlags().DurationVar(&timeout, "command-timeout", 10*time.Second, "how long the command may take")
+	conn.flags(cmd, 10*time.Second)
 	admin := func(cmd *cobra.Command, f func(ctx context.Context, c rpcpb.APAdminClient) error) error {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			return err
-		}
-		defer cli.Close()
-		ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-		defer cancel()
-		return f(ctx, rpcpb.NewAPAdminClient(cli.ActiveConnection()))
+		return conn.dial(cmd, func(ctx context.Context, cc *grpc.ClientConn) error { return f(ctx, rpcpb.NewAPAdminClient(cc)) })
 	}
 	list := &cobra.Command{
 		Use:   "list",

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 )
@@ -31,10 +32,12 @@ type adminConn struct {
 	insecureSkipTLSVerify bool
 }
 
-func (a *adminConn) flags(cmd *cobra.Command) {
+// flags adds the connection's flags to cmd; timeout is the default
+// --command-timeout.
+func (a *adminConn) flags(cmd *cobra.Command, timeout time.Duration) {
 	f := cmd.PersistentFlags()
 	f.StringSliceVar(&a.endpoints, "endpoints", []string{"127.0.0.1:2379"}, "client endpoints of any nodes of the cluster")
-	f.DurationVar(&a.timeout, "command-timeout", 5*time.Minute, "how long the command may take (a decommission moves every replica of the member)")
+	f.DurationVar(&a.timeout, "command-timeout", timeout, "how long the command may take")
 	f.StringVar(&a.user, "user", "", "USER:PASSWORD of a user with the root role, when auth is on")
 	f.StringVar(&a.cacert, "cacert", "", "CA bundle to verify the servers' certificates with (TLS)")
 	f.StringVar(&a.cert, "cert", "", "client certificate (TLS)")
@@ -44,6 +47,11 @@ func (a *adminConn) flags(cmd *cobra.Command) {
 
 // run connects and calls f with an Admin client.
 func (a *adminConn) run(cmd *cobra.Command, f func(ctx context.Context, c rpcpb.AdminClient) error) error {
+	return a.dial(cmd, func(ctx context.Context, cc *grpc.ClientConn) error { return f(ctx, rpcpb.NewAdminClient(cc)) })
+}
+
+// dial connects and calls f with the connection (signed in with --user).
+func (a *adminConn) dial(cmd *cobra.Command, f func(ctx context.Context, cc *grpc.ClientConn) error) error {
 	cfg := clientv3.Config{Endpoints: a.endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
 	if a.user != "" {
 		name, pw, ok := strings.Cut(a.user, ":")
@@ -87,7 +95,7 @@ func (a *adminConn) run(cmd *cobra.Command, f func(ctx context.Context, c rpcpb.
 			return err
 		}
 	}
-	return f(clientv3.WithRequireLeader(ctx), rpcpb.NewAdminClient(cli.ActiveConnection()))
+	return f(clientv3.WithRequireLeader(ctx), cli.ActiveConnection())
 }
 
 func nodeCmd() *cobra.Command {
@@ -96,7 +104,7 @@ func nodeCmd() *cobra.Command {
 		Use:   "node",
 		Short: "List the members with what they hold, and decommission one",
 	}
-	conn.flags(cmd)
+	conn.flags(cmd, 5*time.Minute) // a decommission moves every replica of the member
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Print every member: id, name, live, replicas, leaderships, size on disk, peer URLs",

@@ -79,4 +79,18 @@ func TestNodeStatusAndDecommission(t *testing.T) {
 	if out, err := runNode("status", ep, "--user", "root:pw"); err != nil || strings.Count(out, "\n") != 4 {
 		t.Fatalf("node status as root:\n%s%v", out, err)
 	}
+	// concord keyspace is an operator's command too.
+	ks := func(args ...string) error {
+		cmd := keyspaceCmd()
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		cmd.SetArgs(args)
+		return cmd.Execute()
+	}
+	if err := ks("list", ep); err == nil || !strings.Contains(err.Error(), "user name is empty") {
+		t.Fatalf("keyspace list without a user, auth on: %v", err)
+	}
+	if err := ks("list", ep, "--user", "root:pw"); err != nil {
+		t.Fatalf("keyspace list as root: %v", err)
+	}
 }

@@ -12,31 +12,18 @@ import (
 
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 func init() { subcommands = append(subcommands, rangeCmd) }
 
 func rangeCmd() *cobra.Command {
-	var endpoints []string
-	var timeout time.Duration
+	var conn adminConn
 	cmd := &cobra.Command{
 		Use:   "range",
 		Short: "List, split and merge the ranges the keyspace is made of",
 	}
-	cmd.PersistentFlags().StringSliceVar(&endpoints, "endpoints", []string{"127.0.0.1:2379"}, "client endpoints of any nodes of the cluster")
-	cmd.PersistentFlags().DurationVar(&timeout, "command-timeout", 10*time.Second, "how long the command may take")
-	admin := func(cmd *cobra.Command, f func(ctx context.Context, c rpcpb.AdminClient) error) error {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			return err
-		}
-		defer cli.Close()
-		ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-		defer cancel()
-		return f(ctx, rpcpb.NewAdminClient(cli.ActiveConnection()))
-	}
+	conn.flags(cmd, 10*time.Second)
+	admin := conn.run
 
 	var format string
 	list := &cobra.Command{

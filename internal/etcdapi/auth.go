@@ -275,7 +275,7 @@ func (s *authServer) RoleRevokePermission(ctx context.Context, r *pb.AuthRoleRev
 // again).
 func (cfg Config) authUnary(ctx context.Context, req any, si *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	a := cfg.Auth
-	admin := strings.HasPrefix(si.FullMethod, adminServicePrefix)
+	admin := strings.HasPrefix(si.FullMethod, adminServicePrefix) || strings.HasPrefix(si.FullMethod, apAdminServicePrefix)
 	if !a.Enabled() || (!checked(req) && !admin) {
 		return handler(ctx, req)
 	}
@@ -298,6 +298,10 @@ func (cfg Config) authUnary(ctx context.Context, req any, si *grpc.UnaryServerIn
 // service on the client port (range split and merge, decommission, ...):
 // with auth on, only the root role may call it.
 const adminServicePrefix = "/concordpb.Admin/"
+
+// apAdminServicePrefix is that of the AP keyspaces' operator service
+// (concord keyspace), which needs the root role too.
+const apAdminServicePrefix = "/concordpb.APAdmin/"
 
 // checked reports whether checkCall checks req.
 func checked(req any) bool {
