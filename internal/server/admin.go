@@ -159,25 +159,21 @@ func (a adminService) Nodes(ctx context.Context, _ *rpcpb.NodesRequest) (*rpcpb.
 	if err != nil {
 		return nil, etcdapi.GRPCError(err)
 	}
+	var ids []uint64
+	for _, m := range members {
+		if m.GetName() != "" { // else registered, never started
+			ids = append(ids, m.GetNodeId())
+		}
+	}
+	sts := a.n.statusesOf(ctx, ids, true)
 	out := &rpcpb.NodesResponse{Nodes: make([]*rpcpb.NodeInfo, len(members))}
-	var wg sync.WaitGroup
 	for i, m := range members {
 		info := &rpcpb.NodeInfo{NodeId: m.GetNodeId(), Name: m.GetName(), PeerUrls: m.GetPeerUrls(), ClientUrls: m.GetClientUrls(), Learner: m.GetIsLearner(), Locality: m.GetLocality()}
-		out.Nodes[i] = info
-		if m.GetName() == "" {
-			continue // registered, never started
-		}
-		wg.Go(func() {
-			sctx, cancel := context.WithTimeout(ctx, healthProbeTimeout)
-			defer cancel()
-			st, err := a.n.nodeStatusOf(sctx, m.GetNodeId(), true)
-			if err != nil {
-				return
-			}
+		if st, ok := sts[m.GetNodeId()]; ok {
 			info.Live, info.Replicas, info.Leaders, info.DbSizeBytes = true, st.GetReplicaCount(), st.GetLeaderCount(), st.GetDbSizeBytes()
-		})
+		}
+		out.Nodes[i] = info
 	}
-	wg.Wait()
 	return out, nil
 }
 

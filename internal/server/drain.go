@@ -61,15 +61,9 @@ func (n *Node) decommission(ctx context.Context, id uint64) (_ *metapb.NodeRecor
 // id; a range with no such member left only drops it. It returns how many
 // replicas moved and how many were only dropped.
 func (n *Node) drainReplicas(ctx context.Context, id uint64) (moved, dropped int, err error) {
-	if err := n.router.Refresh(ctx); err != nil {
-		return 0, 0, err
-	}
-	ranges, err := n.router.Ranges(ctx)
+	ranges, err := n.allDescriptors(ctx)
 	if err != nil {
 		return 0, 0, err
-	}
-	if md := n.router.MetaDescriptor(); md != nil {
-		ranges = append([]*metapb.RangeDescriptor{md}, ranges...)
 	}
 	members, err := n.members(ctx)
 	if err != nil {
@@ -77,17 +71,15 @@ func (n *Node) drainReplicas(ctx context.Context, id uint64) (moved, dropped int
 	}
 	// Candidates: started voting members other than id that answer now,
 	// by the replicas they hold.
-	load := map[uint64]int{}
+	var ids []uint64
 	for _, m := range members {
-		if m.GetNodeId() == id || m.GetIsLearner() || m.GetName() == "" {
-			continue
+		if m.GetNodeId() != id && !m.GetIsLearner() && m.GetName() != "" {
+			ids = append(ids, m.GetNodeId())
 		}
-		pctx, cancel := context.WithTimeout(ctx, healthProbeTimeout)
-		_, perr := n.nodeStatusOf(pctx, m.GetNodeId(), true)
-		cancel()
-		if perr == nil {
-			load[m.GetNodeId()] = 0
-		}
+	}
+	load := map[uint64]int{}
+	for node := range n.statusesOf(ctx, ids, true) {
+		load[node] = 0
 	}
 	for _, d := range ranges {
 		for _, rd := range d.GetReplicas() {
@@ -141,7 +133,7 @@ func (n *Node) changeReplicasRetry(ctx context.Context, d *metapb.RangeDescripto
 		if err == nil {
 			// The range's own descriptor is the truth; the index learns
 			// it now rather than at the leader's next repair round.
-			if _, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_UpdateRanges{UpdateRanges: &cmdpb.SysUpdateRanges{Descriptors: []*metapb.RangeDescriptor{nd}}}}); err != nil {
+			if err := n.recordDescriptor(ctx, nd); err != nil {
 				return nil, err
 			}
 			return nd, nil
@@ -186,22 +178,7 @@ func (n *Node) mayRemoveMember(ctx context.Context, id uint64) error {
 	if !removingVoter {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, healthProbeTimeout)
-	defer cancel()
-	ok := make(chan bool, len(others))
-	for _, o := range others {
-		go func() {
-			_, err := n.nodeStatusOf(ctx, o, true)
-			ok <- err == nil
-		}()
-	}
-	active := 0
-	for range others {
-		if <-ok {
-			active++
-		}
-	}
-	if active < (voters-1)/2+1 {
+	if active := len(n.statusesOf(ctx, others, true)); active < (voters-1)/2+1 {
 		return rpctypes.ErrGRPCMemberNotEnoughStarted
 	}
 	return nil

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
@@ -151,38 +150,17 @@ func (n *Node) placementStateNow(ctx context.Context, ps *placementState) (pd.St
 	if err != nil {
 		return pd.State{}, nil, err
 	}
-	if err := n.router.Refresh(ctx); err != nil {
-		return pd.State{}, nil, err
-	}
-	ranges, err := n.router.Ranges(ctx)
+	ranges, err := n.allDescriptors(ctx)
 	if err != nil {
 		return pd.State{}, nil, err
 	}
-	if md := n.router.MetaDescriptor(); md != nil {
-		ranges = append(ranges, md)
-	}
-	// Every started member's status, at once.
-	type answer struct {
-		id uint64
-		st *rpcpb.NodeStatusResponse
-	}
-	answers := make(chan answer, len(members))
-	var wg sync.WaitGroup
+	var ids []uint64
 	for _, m := range members {
-		if m.GetName() == "" {
-			continue
+		if m.GetName() != "" {
+			ids = append(ids, m.GetNodeId())
 		}
-		wg.Go(func() {
-			sctx, cancel := context.WithTimeout(ctx, healthProbeTimeout)
-			defer cancel()
-			st, err := n.nodeStatusOf(sctx, m.GetNodeId(), false)
-			if err == nil {
-				answers <- answer{id: m.GetNodeId(), st: st}
-			}
-		})
 	}
-	wg.Wait()
-	close(answers)
+	answers := n.statusesOf(ctx, ids, false)
 	now := time.Now()
 	live := map[uint64]bool{}
 	type lead struct {
@@ -190,13 +168,13 @@ func (n *Node) placementStateNow(ctx context.Context, ps *placementState) (pd.St
 		qps        float64
 	}
 	leaders := map[uint64]lead{}
-	for a := range answers {
-		live[a.id] = true
-		ps.lastLive[a.id] = now
-		for _, rs := range a.st.GetReplicas() {
-			if rs.GetLeader() == a.id {
+	for id, st := range answers {
+		live[id] = true
+		ps.lastLive[id] = now
+		for _, rs := range st.GetReplicas() {
+			if rs.GetLeader() == id {
 				if l, ok := leaders[rs.GetRangeId()]; !ok || rs.GetTerm() > l.term {
-					leaders[rs.GetRangeId()] = lead{node: a.id, term: rs.GetTerm(), qps: rs.GetQps()}
+					leaders[rs.GetRangeId()] = lead{node: id, term: rs.GetTerm(), qps: rs.GetQps()}
 				}
 			}
 		}

@@ -16,15 +16,11 @@ func allRanges(t *testing.T, c *LocalCluster, i int) []*metapb.RangeDescriptor {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	n := c.Node(i)
-	if err := n.router.Refresh(ctx); err != nil {
-		return nil
-	}
-	rs, err := n.router.Ranges(ctx)
+	rs, err := c.Node(i).allDescriptors(ctx)
 	if err != nil {
 		return nil
 	}
-	return append(rs, n.router.MetaDescriptor())
+	return rs
 }
 
 // waitRanges waits until ok holds for every range.

@@ -265,19 +265,8 @@ func (n *Node) mayAddMember(ctx context.Context, learner bool) error {
 	if !learner && started < (voters+1)/2+1 {
 		return rpctypes.ErrGRPCMemberNotEnoughStarted
 	}
-	ctx, cancel := context.WithTimeout(ctx, healthProbeTimeout)
-	defer cancel()
-	errs := make(chan error, len(ids))
-	for _, id := range ids {
-		go func() {
-			_, err := n.nodeStatusOf(ctx, id, true)
-			errs <- err
-		}()
-	}
-	for range ids {
-		if err := <-errs; err != nil {
-			return rpctypes.ErrGRPCUnhealthy
-		}
+	if len(n.statusesOf(ctx, ids, true)) < len(ids) {
+		return rpctypes.ErrGRPCUnhealthy
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/stats"
 
+	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/telemetry"
 )
@@ -264,4 +265,41 @@ func (n *Node) nodeStatusOf(ctx context.Context, id uint64, summary bool) (*rpcp
 		return nil, err
 	}
 	return rpcpb.NewPeerClient(conn).NodeStatus(ctx, req)
+}
+
+// statusesOf asks every node of ids for its status at once, each within
+// healthProbeTimeout, and returns the answers of those that answered.
+func (n *Node) statusesOf(ctx context.Context, ids []uint64, summary bool) map[uint64]*rpcpb.NodeStatusResponse {
+	ctx, cancel := context.WithTimeout(ctx, healthProbeTimeout)
+	defer cancel()
+	var mu sync.Mutex
+	out := make(map[uint64]*rpcpb.NodeStatusResponse, len(ids))
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Go(func() {
+			if st, err := n.nodeStatusOf(ctx, id, summary); err == nil {
+				mu.Lock()
+				out[id] = st
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// allDescriptors reloads the range index and returns every range's
+// descriptor, the meta range's first.
+func (n *Node) allDescriptors(ctx context.Context) ([]*metapb.RangeDescriptor, error) {
+	if err := n.router.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	ranges, err := n.router.Ranges(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if md := n.router.MetaDescriptor(); md != nil {
+		ranges = append([]*metapb.RangeDescriptor{md}, ranges...)
+	}
+	return ranges, nil
 }
