@@ -269,21 +269,21 @@ func (s *authServer) RoleRevokePermission(ctx context.Context, r *pb.AuthRoleRev
 // Snapshot stream by authStream when it opens, keepalives one by one;
 // watches when each is created (watch.go).
 
-// authUnary checks a unary call's permissions. Only the calls etcd checks
-// look at the caller's token: Authenticate, for one, must work with an
-// expired token still attached (clientv3 sends it when it signs in
-// again).
+// authUnary checks a unary call's permissions. Every call but the Auth
+// service's own names its caller first, as etcd's requests do (an invalid
+// token is refused whatever the call); the Auth service checks its calls
+// itself, and Authenticate must work with an expired token still attached
+// (clientv3 sends it when it signs in again).
 func (cfg Config) authUnary(ctx context.Context, req any, si *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	a := cfg.Auth
-	admin := strings.HasPrefix(si.FullMethod, adminServicePrefix) || strings.HasPrefix(si.FullMethod, apAdminServicePrefix)
-	if !a.Enabled() || (!checked(req) && !admin) {
+	if !a.Enabled() || strings.HasPrefix(si.FullMethod, authServicePrefix) {
 		return handler(ctx, req)
 	}
 	info, err := a.Identify(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if admin {
+	if strings.HasPrefix(si.FullMethod, adminServicePrefix) || strings.HasPrefix(si.FullMethod, apAdminServicePrefix) {
 		err = a.Admin(info)
 	} else {
 		err = cfg.checkCall(ctx, a, info, req)
@@ -294,6 +294,9 @@ func (cfg Config) authUnary(ctx context.Context, req any, si *grpc.UnaryServerIn
 	return handler(ctx, req)
 }
 
+// authServicePrefix is the method path prefix of etcd's Auth service.
+const authServicePrefix = "/etcdserverpb.Auth/"
+
 // adminServicePrefix is the method path prefix of Concord's own operator
 // service on the client port (range split and merge, decommission, ...):
 // with auth on, only the root role may call it.
@@ -302,18 +305,6 @@ const adminServicePrefix = "/concordpb.Admin/"
 // apAdminServicePrefix is that of the AP keyspaces' operator service
 // (concord keyspace), which needs the root role too.
 const apAdminServicePrefix = "/concordpb.APAdmin/"
-
-// checked reports whether checkCall checks req.
-func checked(req any) bool {
-	switch req.(type) {
-	case *pb.RangeRequest, *pb.PutRequest, *pb.DeleteRangeRequest, *pb.TxnRequest,
-		*pb.LeaseRevokeRequest, *pb.LeaseTimeToLiveRequest,
-		*pb.StatusRequest, *pb.AlarmRequest, *pb.DefragmentRequest, *pb.HashRequest, *pb.HashKVRequest, *pb.MoveLeaderRequest, *pb.DowngradeRequest,
-		*pb.MemberListRequest, *pb.MemberAddRequest, *pb.MemberRemoveRequest, *pb.MemberUpdateRequest, *pb.MemberPromoteRequest:
-		return true
-	}
-	return false
-}
 
 // checkCall is etcd's check of one request.
 func (cfg Config) checkCall(ctx context.Context, a *auth.Store, info *auth.Info, req any) error {
