@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -274,4 +275,28 @@ func FuzzSimpleToken(f *testing.F) {
 			t.Fatalf("accepted %q, which is not the encoding %q of what it says", s, again)
 		}
 	})
+}
+
+// The tokens a node tracks are bounded: past maxTrackedTokens the oldest
+// go, and a token no longer tracked still works within its TTL of issue.
+func TestTrackedTokensAreBounded(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := NewStore(Config{Backend: &memRecord{}, BcryptCost: 4, Now: func() time.Time { return now }})
+	enableRoot(t, s)
+	first, err := s.Authenticate(context.Background(), RootUser, "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tokens.Lock()
+	for i := range maxTrackedTokens + 10 {
+		s.noteUseLocked(fmt.Sprint("t", i), now)
+	}
+	n := len(s.tokens.lastUse)
+	s.tokens.Unlock()
+	if n > maxTrackedTokens {
+		t.Fatalf("%d tokens tracked, bound %d", n, maxTrackedTokens)
+	}
+	if _, err := s.Identify(tokenCtx(first)); err != nil {
+		t.Fatalf("a token within its TTL of issue, no longer tracked: %v", err)
+	}
 }

@@ -68,9 +68,15 @@ const DefaultRefreshInterval = time.Second
 // broadcastTimeout bounds how long a change waits for the other nodes.
 const broadcastTimeout = 2 * time.Second
 
-// maxTrackedTokens bounds the simple tokens whose last use a node tracks;
-// past it, the expired ones are dropped.
+// maxTrackedTokens bounds the simple tokens whose last use a node tracks:
+// at it the expired ones are dropped, then any (a token no longer tracked
+// counts from its issue again, and its client signs in anew once that is
+// past the TTL).
 const maxTrackedTokens = 1 << 16
+
+// maxUpdateAttempts bounds the compare-and-swaps of one change that lose
+// to other changes.
+const maxUpdateAttempts = 64
 
 // Info is who a request is from: the user and the auth revision its
 // permissions were looked up at (etcd's AuthInfo).
@@ -219,7 +225,6 @@ func (s *Store) Run(ctx context.Context) {
 			s.cfg.Logger.Debug("auth refresh failed", "err", err)
 		}
 		cancel()
-		s.pruneTokens()
 	}
 }
 
@@ -237,7 +242,10 @@ func (s *Store) Update(ctx context.Context, ch Change) (uint64, error) {
 		return 0, err
 	}
 	v := s.cur.Load()
-	for {
+	for attempt := 0; ; attempt++ {
+		if attempt == maxUpdateAttempts {
+			return 0, status.Errorf(codes.Unavailable, "etcdserver: auth change lost %d races to other changes; retry", attempt)
+		}
 		st := proto.CloneOf(v.st)
 		changed, err := ch(st)
 		if err != nil {
@@ -343,7 +351,7 @@ func (s *Store) issue(v *view, name string) (string, error) {
 	}
 	t := encodeSimpleToken(simpleToken{user: name, revision: rev, issued: now, nonce: binary.LittleEndian.Uint64(newSecret())}, v.st.GetTokenSecret())
 	s.tokens.Lock()
-	s.tokens.lastUse[t] = now
+	s.noteUseLocked(t, now)
 	s.tokens.Unlock()
 	return t, nil
 }
@@ -428,24 +436,28 @@ func (s *Store) Identify(ctx context.Context) (*Info, error) {
 		s.tokens.Unlock()
 		return nil, rpctypes.ErrGRPCInvalidAuthToken
 	}
-	s.tokens.lastUse[tok] = now
+	s.noteUseLocked(tok, now)
 	s.tokens.Unlock()
 	return &Info{User: t.user, Revision: v.st.GetRevision()}, nil
 }
 
-// pruneTokens drops the tracked tokens that expired, once there are many.
-func (s *Store) pruneTokens() {
-	now := s.cfg.Now()
-	s.tokens.Lock()
-	defer s.tokens.Unlock()
-	if len(s.tokens.lastUse) < maxTrackedTokens {
-		return
-	}
-	for t, last := range s.tokens.lastUse {
-		if now.Sub(last) > s.cfg.TokenTTL {
+// noteUseLocked records a use of token at now, keeping at most
+// maxTrackedTokens. Called with s.tokens held.
+func (s *Store) noteUseLocked(token string, now time.Time) {
+	if _, ok := s.tokens.lastUse[token]; !ok && len(s.tokens.lastUse) >= maxTrackedTokens {
+		for t, last := range s.tokens.lastUse {
+			if now.Sub(last) > s.cfg.TokenTTL {
+				delete(s.tokens.lastUse, t)
+			}
+		}
+		for t := range s.tokens.lastUse {
+			if len(s.tokens.lastUse) < maxTrackedTokens {
+				break
+			}
 			delete(s.tokens.lastUse, t)
 		}
 	}
+	s.tokens.lastUse[token] = now
 }
 
 // Allowed checks that info may do typ (PermRead or PermWrite) on key or
