@@ -25,6 +25,7 @@ func compareCmd() *cobra.Command {
 		duration                    time.Duration
 		etcdBin, concordBin, dir    string
 		out, jsonOut, workloadsFlag string
+		profileDir                  string
 	)
 	cmd := &cobra.Command{
 		Use:   "compare",
@@ -91,12 +92,13 @@ fixed, see --workloads.`,
 					{Name: "concord", Command: []string{concordBin, "start"}},
 					{Name: "etcd", Command: []string{etcdBin}},
 				},
-				Members:   members,
-				Workloads: workloads,
-				Rounds:    rounds,
-				Duration:  duration,
-				Dir:       tmp,
-				Log:       os.Stderr,
+				Members:    members,
+				Workloads:  workloads,
+				Rounds:     rounds,
+				Duration:   duration,
+				Dir:        tmp,
+				Log:        os.Stderr,
+				ProfileDir: profileDir,
 			}
 			samples, err := compare.Run(ctx, cfg)
 			if err != nil {
@@ -133,6 +135,7 @@ fixed, see --workloads.`,
 	f.StringVar(&concordBin, "concord-bin", "", "concord binary (default: this one)")
 	f.StringVar(&dir, "dir", "", "where the clusters keep their data; must be a real disk, not tmpfs (default: the system temp dir)")
 	f.StringVar(&out, "out", "BENCHMARKS.md", "file to write the table into, between its markers (empty: print only)")
+	f.StringVar(&profileDir, "profile", "", "take a CPU profile of every member over every measured run (members start with --enable-pprof), keep them in this directory, and add a table of CPU per op by component")
 	f.StringVar(&jsonOut, "samples-json", "", "also write every run's full report and resource samples to this JSON file")
 	return cmd
 }

@@ -129,6 +129,7 @@ func startCmd() *cobra.Command {
 	f.StringVar(&cfg.UnsafeClockOffsetFile, "unsafe-clock-offset-file", "", "TEST ONLY: shift this node's wall clock by the duration written in this file")
 	_ = f.MarkHidden("unsafe-clock-offset-file")
 	f.StringVar(&k8sPeers, "k8s-peers", "", "SERVICE:REPLICAS: derive --name, the advertised URLs and --initial-cluster(-state) of a Kubernetes StatefulSet pod from POD_NAME and POD_NAMESPACE, with the first REPLICAS pods as the initial cluster")
+	f.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "also serve Go's profiler under /debug/pprof/ on the client port, as etcd does (the metrics port always serves it)")
 	f.StringVar(&listenMetrics, "listen-metrics-urls", "", "URLs of the HTTP port: /metrics, /healthz, /readyz, pprof and the dashboard (default: none)")
 	f.Float64Var(&traceSampling, "trace-sampling-ratio", 0.1, "fraction of client requests traced when OTLP export is configured by the OTEL_* environment variables")
 	f.IntVar(&slowFsyncMs, "slow-fsync-threshold", 50, "fsync duration (in milliseconds) above which a group commit is logged as slow")

@@ -24,6 +24,7 @@ package eval
 
 import (
 	"bytes"
+	"errors"
 	"sort"
 
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
@@ -87,7 +88,7 @@ func WriteIndexed(b *storage.Batch, span keys.Span, ts, prev, compacted int64, i
 // applied revision (what revision 0 reads), compacted its compacted
 // revision.
 func Read(r storage.Reader, span keys.Span, req *kvpb.RangeRequest, current, compacted int64) (*kvpb.RangeResponse, error) {
-	resp, err := ReadOp(r, span, &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: req}}, current, compacted)
+	resp, err := ReadOp(r, span, &kvpb.RequestOp{Request: &kvpb.RequestOp_Range{Range: req}}, current, compacted, false /* uncounted */)
 	if err != nil {
 		return nil, err
 	}
@@ -96,11 +97,14 @@ func Read(r storage.Reader, span keys.Span, req *kvpb.RangeRequest, current, com
 
 // ReadOp evaluates a Range or a read-only Txn (see IsReadOnly) against r,
 // like Read.
-func ReadOp(r storage.Reader, span keys.Span, op *kvpb.RequestOp, current, compacted int64) (*kvpb.ResponseOp, error) {
+//
+// uncounted (cmdpb.BatchRequest.uncounted) stops a limited Range's scan at
+// its limit: its count and more then cover only what was read.
+func ReadOp(r storage.Reader, span keys.Span, op *kvpb.RequestOp, current, compacted int64, uncounted bool) (*kvpb.ResponseOp, error) {
 	if !IsReadOnly(op) {
 		return nil, kvpb.Errorf(kvpb.ErrorCode_INVALID_ARGUMENT, "eval: ReadOp of an op that writes")
 	}
-	e := &evaluator{r: r, span: span, current: current, compacted: compacted, readRev: current}
+	e := &evaluator{r: r, span: span, current: current, compacted: compacted, readRev: current, uncounted: uncounted}
 	return e.evaluate(op)
 }
 
@@ -120,6 +124,8 @@ type evaluator struct {
 	// least 1): what ops before the first write report in their header.
 	prev      int64
 	compacted int64
+	// uncounted: a limited Range stops at its limit (see ReadOp).
+	uncounted bool
 	// readRev is what Range.revision 0 reads at: current for reads, ts for
 	// writes (so a txn's reads see its earlier writes).
 	readRev int64
@@ -260,6 +266,10 @@ func (e *evaluator) compare(c *kvpb.Compare) (bool, error) {
 
 // errStop stops a scan early; it never leaves this package.
 var errStop = kvpb.Errorf(kvpb.ErrorCode_INTERNAL, "eval: stop")
+
+// errLimitReached stops an uncounted Range's scan at its limit; it never
+// leaves this package.
+var errLimitReached = kvpb.Errorf(kvpb.ErrorCode_INTERNAL, "eval: limit reached")
 
 func compareKV(c *kvpb.Compare, kv *kvpb.KeyValue) bool {
 	var result int
@@ -504,11 +514,10 @@ func (e *evaluator) rangeOp(req *kvpb.RangeRequest) (*kvpb.RangeResponse, error)
 	var kvs []*kvpb.KeyValue
 	var count int64
 	collect := func(kv *kvpb.KeyValue) error {
-		count++
-		if req.GetCountOnly() || (fetch > 0 && int64(len(kvs)) >= fetch) {
-			return nil
-		}
 		kvs = append(kvs, userKV(kv))
+		if e.uncounted && fetch > 0 && int64(len(kvs)) >= fetch {
+			return errLimitReached
+		}
 		return nil
 	}
 	span := keys.UserSpanOf(req.GetKey(), req.GetRangeEnd())
@@ -518,10 +527,22 @@ func (e *evaluator) rangeOp(req *kvpb.RangeRequest) (*kvpb.RangeResponse, error)
 		// filters rule the key out, instead of a scan that opens them all.
 		var kv *kvpb.KeyValue
 		if kv, err = storage.MVCCGet(e.r, span.Start, rev); err == nil && kv != nil {
-			err = collect(kv)
+			count = 1
+			if !req.GetCountOnly() {
+				err = collect(kv)
+			}
 		}
 	} else {
-		err = storage.MVCCScan(e.r, span, rev, collect)
+		// Every key of the span is counted, as etcd counts them; only the
+		// first fetch are decoded.
+		want := fetch
+		if req.GetCountOnly() {
+			want = -1
+		}
+		count, err = storage.MVCCScanCount(e.r, span, rev, want, collect)
+	}
+	if errors.Is(err, errLimitReached) {
+		err = nil
 	}
 	if err != nil {
 		return nil, err

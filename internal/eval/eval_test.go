@@ -357,7 +357,7 @@ func TestTxnCompare(t *testing.T) {
 				var resp *kvpb.ResponseOp
 				var err error
 				if read {
-					resp, err = ReadOp(v.e, v.span, op, v.rev, 0)
+					resp, err = ReadOp(v.e, v.span, op, v.rev, 0, false)
 				} else {
 					resp, _, err = v.write(op)
 				}
@@ -469,7 +469,7 @@ func TestIsReadOnly(t *testing.T) {
 		}
 	}
 	v := newEnv(t)
-	if _, err := ReadOp(v.e, v.span, putOp("a", "1"), 0, 0); kvpb.CodeOf(err) != kvpb.ErrorCode_INVALID_ARGUMENT {
+	if _, err := ReadOp(v.e, v.span, putOp("a", "1"), 0, 0, false); kvpb.CodeOf(err) != kvpb.ErrorCode_INVALID_ARGUMENT {
 		t.Fatalf("ReadOp of a put: %v", err)
 	}
 }
@@ -520,6 +520,47 @@ func TestIndexAgreesWithEngine(t *testing.T) {
 	for i := range with {
 		if with[i] != without[i] {
 			t.Fatalf("step %d differs:\nindex:  %s\nengine: %s", i, with[i], without[i])
+		}
+	}
+}
+
+// TestUncountedRange checks what an internal pager gets (ReadOp's
+// uncounted): a limited Range stops at one more key than its limit, so its
+// count no longer covers the rest of the span, while its keys and more are
+// those of the counted Range; a Range the stop cannot apply to (sorted,
+// count_only) answers as etcd's does.
+func TestUncountedRange(t *testing.T) {
+	v := newEnv(t)
+	for i := 0; i < 50; i++ {
+		v.mustWrite(putOp(fmt.Sprintf("k%02d", i), "v"))
+	}
+	read := func(req *kvpb.RangeRequest, uncounted bool) *kvpb.RangeResponse {
+		t.Helper()
+		resp, err := ReadOp(v.e, v.span, rangeOp(req), v.rev, 0, uncounted)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetRange()
+	}
+	for _, tc := range []struct {
+		name      string
+		req       *kvpb.RangeRequest
+		wantCount int64 // uncounted
+	}{
+		{"first page", &kvpb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l"), Limit: 10}, 11},
+		{"middle page", &kvpb.RangeRequest{Key: []byte("k20"), RangeEnd: []byte("l"), Limit: 10}, 11},
+		{"last page", &kvpb.RangeRequest{Key: []byte("k45"), RangeEnd: []byte("l"), Limit: 10}, 5},
+		{"no limit", &kvpb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l")}, 50},
+		{"sorted", &kvpb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l"), Limit: 10, SortOrder: kvpb.SortOrder_SORT_DESCEND}, 50},
+		{"count only", &kvpb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l"), Limit: 10, CountOnly: true}, 50},
+	} {
+		counted, uncounted := read(tc.req, false), read(tc.req, true)
+		if kvs(counted.GetKvs()) != kvs(uncounted.GetKvs()) || counted.GetMore() != uncounted.GetMore() {
+			t.Errorf("%s: uncounted kvs %s more %v, counted kvs %s more %v", tc.name,
+				kvs(uncounted.GetKvs()), uncounted.GetMore(), kvs(counted.GetKvs()), counted.GetMore())
+		}
+		if uncounted.GetCount() != tc.wantCount {
+			t.Errorf("%s: uncounted count %d, want %d (counted: %d)", tc.name, uncounted.GetCount(), tc.wantCount, counted.GetCount())
 		}
 	}
 }

@@ -132,7 +132,7 @@ func (r *Replica) readAt(rd storage.Reader, span keys.Span, term uint64, as stor
 	if req.GetSys() != nil {
 		out.Sys, err = meta.EvalRead(rd, span, req.GetSys())
 	} else {
-		out.Resp, err = eval.ReadOp(rd, span, req.GetOp(), current, as.CompactedRev)
+		out.Resp, err = eval.ReadOp(rd, span, req.GetOp(), current, as.CompactedRev, req.GetUncounted())
 	}
 	if err != nil {
 		return nil, err

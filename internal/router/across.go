@@ -26,7 +26,8 @@ import (
 // closed revision (DESIGN.md, "Time across ranges").
 //
 // With results in key order and no revision filter, parts past the limit
-// only count their keys.
+// only count their keys, and are not read at all for a pager that does
+// not read Count (WithoutCount).
 func (r *Router) rangeAcross(ctx context.Context, rr *kvpb.RangeRequest, descs []*metapb.RangeDescriptor) (*kvpb.ResponseOp, Header, error) {
 	cur, err := r.CurrentRevision(ctx)
 	if err != nil {
@@ -46,6 +47,11 @@ func (r *Router) rangeAcross(ctx context.Context, rr *kvpb.RangeRequest, descs [
 	have := 0
 	for _, d := range descs {
 		fetch, countOnly := eval.PartFetch(rr, have)
+		if countOnly && uncounted(ctx) {
+			// The limit is reached (one more than it, so More is known):
+			// an uncounted pager needs no count of the rest.
+			break
+		}
 		sub := eval.SplitRange(rr, keys.Span{Start: d.GetStartKey(), End: d.GetEndKey()}, rev, fetch, countOnly)
 		sub.Serializable = false
 		resp, err := r.readPart(ctx, sub, cur)

@@ -553,6 +553,25 @@ func (r *Router) withTimeout(ctx context.Context) (context.Context, context.Canc
 // txnKey carries the cross-range txn a read is part of (WithTxn).
 type txnKey struct{}
 
+// uncountedKey marks the Ranges of a pager that does not read Count
+// (WithoutCount).
+type uncountedKey struct{}
+
+// WithoutCount returns ctx for the Ranges of an internal pager that reads
+// every key of a span, a page of Limit keys at a time, and never looks at
+// Count: each page's scan stops at its limit, where etcd's Range would
+// count the rest of the span on every page (a full pass in O(n^2)).
+// Count and More then cover only the keys read (cmdpb.BatchRequest's
+// uncounted); More still tells whether another page follows.
+func WithoutCount(ctx context.Context) context.Context {
+	return context.WithValue(ctx, uncountedKey{}, true)
+}
+
+func uncounted(ctx context.Context) bool {
+	v, _ := ctx.Value(uncountedKey{}).(bool)
+	return v
+}
+
 // WithTxn returns ctx for the reads of cross-range txn id: the router
 // tells their ranges, so that the txn's own reservations do not hold them
 // back (cmdpb.BatchRequest.txn_id).
@@ -578,6 +597,9 @@ func (r *Router) send(ctx context.Context, span keys.Span, req *cmdpb.BatchReque
 	defer cancel()
 	if id, ok := ctx.Value(txnKey{}).(uint64); ok && !write && req.GetOp() != nil {
 		req.TxnId = id
+	}
+	if uncounted(ctx) && req.GetOp().GetRange() != nil {
+		req.Uncounted = true
 	}
 	var out *cmdpb.BatchResponse
 	followed := false // a KEY_MISMATCH's descriptors were followed

@@ -179,6 +179,11 @@ type Config struct {
 	// --listen-metrics-urls: /metrics, /healthz, /livez, /readyz, pprof,
 	// the dashboard and its /api. Empty (the default): no HTTP port.
 	ListenMetricsURLs []string
+	// EnablePprof serves Go's profiler under /debug/pprof/ on the client
+	// port too, as etcd's --enable-pprof does, so that tools written for
+	// etcd (and `concord bench compare --profile`) find it where etcd has
+	// it. The metrics port serves it either way.
+	EnablePprof bool
 	// MetricsListener, when set, is used instead of listening on
 	// ListenMetricsURLs.
 	MetricsListener net.Listener

@@ -59,6 +59,9 @@ func (n *Node) serveClient() error {
 	mux := http.NewServeMux()
 	mux.Handle("/v3/", gwmux)
 	n.registerHealth(mux)
+	if n.cfg.EnablePprof {
+		registerPprof(mux)
+	}
 	n.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Add(2)
 	go func() {

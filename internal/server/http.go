@@ -216,11 +216,7 @@ func (n *Node) serveHTTP() error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", n.tel.metrics.Handler())
 	n.registerHealth(mux)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	registerPprof(mux)
 	mux.HandleFunc("GET /api/cluster", n.handleCluster)
 	mux.HandleFunc("GET /api/events", n.handleEvents)
 	mux.HandleFunc("GET /api/stats", n.handleStats)
@@ -330,4 +326,13 @@ func (n *Node) handleFault(w http.ResponseWriter, r *http.Request) {
 	n.log.Warn("fault injected from the dashboard", "action", req.Action, "target", req.Node)
 	n.tel.metrics.Events().Add(telemetry.Event{Kind: telemetry.EventFault, Node: req.Node, Message: fmt.Sprintf("%s node %d (from the dashboard)", req.Action, req.Node)})
 	writeJSON(w, map[string]string{"result": "ok"})
+}
+
+// registerPprof serves Go's profiler under /debug/pprof/ on mux.
+func registerPprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }

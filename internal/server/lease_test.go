@@ -377,3 +377,49 @@ func TestLeaseKeysAcrossRanges(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaseSweepPagesEveryKeyAcrossRanges restarts the only node, so the
+// new term's first sweep must rebuild the lease's keys from the keyspace
+// alone: more keys than a sweep page, in two ranges, read in uncounted
+// pages (router.WithoutCount). Revoke then deletes every one of them, and
+// the key without a lease stays.
+func TestLeaseSweepPagesEveryKeyAcrossRanges(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	cli := client(t, c, 0)
+	ctx := leaseCtx(t)
+	putRetry(t, cli, "warm", "up")
+	if _, _, err := c.Node(0).Split(ctx, []byte("s/k0300")); err != nil {
+		t.Fatal(err)
+	}
+	g, err := cli.Grant(ctx, 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2*scanPageKeys + 100
+	for i := 0; i < n; i++ {
+		if _, err := cli.Put(ctx, fmt.Sprintf("s/k%04d", i), "v", clientv3.WithLease(g.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putRetry(t, cli, "s/unleased", "stays")
+	c.StopNode(0)
+	if err := c.RestartNode(0); err != nil {
+		t.Fatal(err)
+	}
+	cli = client(t, c, 0)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := cli.Revoke(ctx, g.ID)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("revoke after restart: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	resp := get(t, cli, "s/", clientv3.WithPrefix())
+	if len(resp.Kvs) != 1 || string(resp.Kvs[0].Key) != "s/unleased" {
+		t.Fatalf("after revoke, s/ holds %d keys (first %q), want only s/unleased", len(resp.Kvs), resp.Kvs[0].Key)
+	}
+}

@@ -73,7 +73,7 @@ func MVCCHistory(r Reader, span keys.Span, from, to int64, prevKV bool, limit in
 			// Older than the history asked for: this version was only
 			// needed as the prev of the key's oldest change.
 			last = nil
-			valid = skipVersions(it, it.Key()[:plen])
+			valid = skipVersions(it, append([]byte(nil), it.Key()[:plen]...))
 			continue
 		}
 		ev := &kvpb.Event{Type: kvpb.Event_PUT, Kv: kv}

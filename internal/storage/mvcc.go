@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
 
@@ -78,45 +79,89 @@ func decodeVersion(it *pebble.Iterator, keysOnly bool) (*kvpb.KeyValue, error) {
 // tombstone, and older versions, are skipped (seeking past long histories).
 // fn owns its argument. An error from fn stops the scan and is returned
 // unchanged, so callers can stop early with a sentinel of their own.
-func MVCCScan(r Reader, span keys.Span, rev int64, fn func(kv *kvpb.KeyValue) error) (err error) {
+func MVCCScan(r Reader, span keys.Span, rev int64, fn func(kv *kvpb.KeyValue) error) error {
+	_, err := MVCCScanCount(r, span, rev, 0, fn)
+	return err
+}
+
+// MVCCScanCount is MVCCScan that hands fn only the first fetch live keys
+// (fetch 0: all of them; fetch < 0: none) and returns how many live keys
+// span holds at rev, counted without decoding the values of those fn does
+// not get: etcd's Range counts every key of its span whatever its limit,
+// and a paginated list (Kubernetes', `etcdctl get --prefix --limit`) or a
+// count_only read pays for that count on every page.
+func MVCCScanCount(r Reader, span keys.Span, rev int64, fetch int64, fn func(kv *kvpb.KeyValue) error) (count int64, err error) {
 	rev = readRev(rev)
 	lower, upper := mvccSpan(span)
 	it, err := newIter(r, lower, upper)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer closeIter(it, &err)
+	var prefix, seek []byte // scratch, reused for every key
 	valid := it.First()
 	for valid {
-		key, vrev, plen, err := decodeMVCCKey(it.Key())
-		if err != nil {
-			return err
+		k := it.Key()
+		if len(k) < 1+2+8 || k[0] != kindMVCC {
+			return count, fmt.Errorf("%w: bad mvcc key %x", ErrCorrupt, k)
 		}
-		if vrev > rev {
+		plen := len(k) - 8
+		if vrev := int64(^binary.BigEndian.Uint64(k[plen:])); vrev > rev {
 			// Newer than the read: jump to the newest version <= rev (or to
 			// the next key if there is none).
-			valid = it.SeekGE(mvccKey(key, rev))
+			seek = binary.BigEndian.AppendUint64(append(seek[:0], k[:plen]...), ^uint64(rev))
+			valid = it.SeekGE(seek)
 			continue
 		}
-		kv, err := decodeVersion(it, false)
-		if err != nil {
-			return err
-		}
-		if kv != nil {
-			if err := fn(kv); err != nil {
-				return err
+		if fetch == 0 || count < fetch {
+			kv, err := decodeVersion(it, false)
+			if err != nil {
+				return count, err
+			}
+			if kv != nil {
+				count++
+				if err := fn(kv); err != nil {
+					return count, err
+				}
+			}
+		} else {
+			live, err := liveVersion(it)
+			if err != nil {
+				return count, err
+			}
+			if live {
+				count++
 			}
 		}
-		valid = skipVersions(it, it.Key()[:plen])
+		prefix = append(prefix[:0], k[:plen]...)
+		valid = skipVersions(it, prefix)
 	}
-	return it.Error()
+	return count, it.Error()
+}
+
+// liveVersion reports whether the version under it is a value rather than
+// a tombstone, reading only its kind byte.
+func liveVersion(it *pebble.Iterator) (bool, error) {
+	raw, err := it.ValueAndErr()
+	if err != nil {
+		return false, fmt.Errorf("storage: mvcc read: %w", err)
+	}
+	if len(raw) == 0 {
+		return false, fmt.Errorf("%w: empty mvcc value", ErrCorrupt)
+	}
+	switch raw[0] {
+	case valueKindValue:
+		return true, nil
+	case valueKindTombstone:
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: bad mvcc value kind %d", ErrCorrupt, raw[0])
 }
 
 // skipVersions moves it past every remaining version of the key whose MVCC
 // prefix is p and reports whether it is still valid. p must not alias the
-// iterator's key buffer after the first move, so it is copied.
+// iterator's key buffer (the caller copies it) and is overwritten.
 func skipVersions(it *pebble.Iterator, p []byte) bool {
-	p = append([]byte(nil), p...)
 	for range nextsBeforeSeek {
 		if !it.Next() {
 			return false
@@ -125,7 +170,10 @@ func skipVersions(it *pebble.Iterator, p []byte) bool {
 			return true
 		}
 	}
-	return it.SeekGE(mvccPrefixEnd(p))
+	// The prefix end, in place: the terminator 0x00 0x01 becomes 0x00 0x02
+	// (Pebble copies the seek key).
+	p[len(p)-1]++
+	return it.SeekGE(p)
 }
 
 // MVCCPut writes the version kv.ModRevision of the global key kv.Key, with

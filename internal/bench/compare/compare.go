@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/concorddb/concord/internal/bench"
@@ -93,6 +95,11 @@ type Config struct {
 	Dir string
 	// Log receives a line per run; nil is silent.
 	Log io.Writer
+	// ProfileDir, when set, starts every member with --enable-pprof,
+	// takes a CPU profile of each over the measured part of every run,
+	// keeps them there (<workload>-<system>-r<round>-<member>.pb.gz) and
+	// breaks each run's CPU down by component (Sample.Components).
+	ProfileDir string
 }
 
 // Sample is one run of one workload against one system.
@@ -116,6 +123,22 @@ type Sample struct {
 	// run: how much else competed for the CPUs (the clusters and the load
 	// generator included).
 	LoadAvg1 float64 `json:"loadavg_1m"`
+	// Components is the members' CPU seconds by component (see
+	// Classify), added up over the members, from profiles of
+	// ProfileSeconds each; empty unless Config.ProfileDir is set.
+	Components     map[string]float64 `json:"components_cpu_s,omitempty"`
+	ProfileSeconds float64            `json:"profile_s,omitempty"`
+}
+
+// ComponentPerOp is the members' CPU microseconds per op spent in
+// component, from the profiles: the ops in the profiles' window are the
+// run's throughput times the window.
+func (s *Sample) ComponentPerOp(component string) float64 {
+	ops := s.Report.Throughput * s.ProfileSeconds
+	if ops == 0 {
+		return 0
+	}
+	return s.Components[component] * 1e6 / ops
 }
 
 // CPUPerOp is CPU microseconds per successful op.
@@ -187,6 +210,12 @@ func runOne(ctx context.Context, cfg Config, sys System, w Workload, round int) 
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	if cfg.ProfileDir != "" {
+		if cfg.Duration < 2*time.Second {
+			return nil, fmt.Errorf("compare: profiles need runs of at least 2s, not %v", cfg.Duration)
+		}
+		sys.Command = append(append([]string(nil), sys.Command...), "--enable-pprof")
+	}
 	c, err := startCluster(ctx, sys, dir, cfg.Members)
 	if err != nil {
 		return nil, err
@@ -198,9 +227,31 @@ func runOne(ctx context.Context, cfg Config, sys System, w Workload, round int) 
 	bc.Duration, bc.Total = cfg.Duration, 0
 	var cpuStart, cpuEnd, genStart, genEnd float64
 	var cpuErr, genErr error
+	// The profiles cover whole seconds inside the measured part: they
+	// start as it does and stop a second before its end, so that no
+	// sample falls after the load stopped.
+	profileSecs := int(cfg.Duration/time.Second) - 1
+	type profiled struct {
+		components map[string]float64
+		err        error
+	}
+	var profileDone chan profiled
 	bc.OnMeasureStart = func() {
 		cpuStart, cpuErr = c.cpuSeconds()
 		genStart, genErr = cpuSeconds(os.Getpid())
+		if cfg.ProfileDir == "" {
+			return
+		}
+		profileDone = make(chan profiled, 1)
+		prefix := filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%s-r%d", fileName(w.Name), sys.Name, round))
+		go func() {
+			ps, err := profileMembers(ctx, c, time.Duration(profileSecs)*time.Second, prefix)
+			if err != nil {
+				profileDone <- profiled{err: err}
+				return
+			}
+			profileDone <- profiled{components: ClassifyAll(ps)}
+		}()
 	}
 	bc.OnMeasureEnd = func() {
 		if cpuErr == nil {
@@ -211,6 +262,16 @@ func runOne(ctx context.Context, cfg Config, sys System, w Workload, round int) 
 		}
 	}
 	rep, err := bench.Run(ctx, bc, nil)
+	var components map[string]float64
+	if profileDone != nil {
+		// Wait for the profiles even when the run failed, so that no
+		// fetch outlives the cluster.
+		p := <-profileDone
+		if err == nil {
+			err = p.err
+		}
+		components = p.components
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -228,6 +289,17 @@ func runOne(ctx context.Context, cfg Config, sys System, w Workload, round int) 
 	if err != nil {
 		return nil, err
 	}
+	var profileSeconds float64
+	if components != nil {
+		profileSeconds = float64(profileSecs)
+	}
 	return &Sample{System: sys.Name, Workload: w.Name, Round: round, Report: rep,
-		CPUSeconds: cpuEnd - cpuStart, LoadGenCPUSeconds: genEnd - genStart, PeakRSS: rss, LoadAvg1: load}, nil
+		CPUSeconds: cpuEnd - cpuStart, LoadGenCPUSeconds: genEnd - genStart, PeakRSS: rss, LoadAvg1: load,
+		Components: components, ProfileSeconds: profileSeconds}, nil
+}
+
+// fileName makes a workload's name a file name: "put 100/10" is
+// "put-100-10".
+func fileName(name string) string {
+	return strings.NewReplacer(" ", "-", "/", "-").Replace(name)
 }

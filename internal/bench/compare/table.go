@@ -153,6 +153,56 @@ func Markdown(env Environment, a, b string, workloads []string, samples []Sample
 				st.cpuPerOp, st.genCPUPerOp, st.rssMiB, st.rssMaxMemberMiB, st.errors)
 		}
 	}
+	s.WriteString(componentTables(a, b, workloads, samples))
+	return s.String()
+}
+
+// componentTables renders, for every workload whose runs were profiled,
+// the members' CPU per op by component for a and b (means over the
+// rounds), and "" when none was.
+func componentTables(a, b string, workloads []string, samples []Sample) string {
+	perOp := map[string]map[string]map[string]float64{} // workload → system → component → µs/op
+	runs := map[string]map[string]int{}
+	total := map[string]map[string]float64{} // the profiles' sum, µs/op
+	for i := range samples {
+		x := &samples[i]
+		if x.ProfileSeconds == 0 {
+			continue
+		}
+		if perOp[x.Workload] == nil {
+			perOp[x.Workload], runs[x.Workload], total[x.Workload] = map[string]map[string]float64{}, map[string]int{}, map[string]float64{}
+		}
+		if perOp[x.Workload][x.System] == nil {
+			perOp[x.Workload][x.System] = map[string]float64{}
+		}
+		runs[x.Workload][x.System]++
+		for c := range x.Components {
+			v := x.ComponentPerOp(c)
+			perOp[x.Workload][x.System][c] += v
+			total[x.Workload][x.System] += v
+		}
+	}
+	if len(perOp) == 0 {
+		return ""
+	}
+	var s strings.Builder
+	fmt.Fprintf(&s, "\nMembers' CPU per op by component, from CPU profiles of every member over the measured part (`--profile`), µs/op added up over the three members; each sample goes to the first component its stack matches, in the order of `internal/bench/compare/classify.go` (a component includes the protobuf, allocation and syscall work done inside it):\n")
+	for _, w := range workloads {
+		if perOp[w] == nil || perOp[w][a] == nil || perOp[w][b] == nil {
+			continue
+		}
+		na, nb := float64(runs[w][a]), float64(runs[w][b])
+		fmt.Fprintf(&s, "\n| %s | %s µs/op | %s µs/op | %s − %s |\n| --- | ---: | ---: | ---: |\n", w, a, b, a, b)
+		for _, c := range Components {
+			va, vb := perOp[w][a][c]/na, perOp[w][b][c]/nb
+			if va < 0.05 && vb < 0.05 {
+				continue
+			}
+			fmt.Fprintf(&s, "| %s | %.1f | %.1f | %+.1f |\n", c, va, vb, va-vb)
+		}
+		ta, tb := total[w][a]/na, total[w][b]/nb
+		fmt.Fprintf(&s, "| **profiled total** | **%.1f** | **%.1f** | **%+.1f** |\n", ta, tb, ta-tb)
+	}
 	return s.String()
 }
 

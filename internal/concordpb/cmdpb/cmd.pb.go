@@ -2232,8 +2232,14 @@ type BatchRequest struct {
 	TxnId          uint64                 `protobuf:"varint,14,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
 	TxnForget      *TxnForget             `protobuf:"bytes,15,opt,name=txn_forget,json=txnForget,proto3" json:"txn_forget,omitempty"`
 	ChangeReplicas *ChangeReplicasRequest `protobuf:"bytes,16,opt,name=change_replicas,json=changeReplicas,proto3" json:"change_replicas,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// uncounted, on a Range with a limit, stops the range's scan once the
+	// limit is reached: the response's count and more cover only the keys
+	// read (more: another key follows). For internal pagers that read every
+	// key of a span page by page and never look at count, where etcd's
+	// count of the rest of the span would make a full pass O(n^2).
+	Uncounted     bool `protobuf:"varint,17,opt,name=uncounted,proto3" json:"uncounted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchRequest) Reset() {
@@ -2376,6 +2382,13 @@ func (x *BatchRequest) GetChangeReplicas() *ChangeReplicasRequest {
 		return x.ChangeReplicas
 	}
 	return nil
+}
+
+func (x *BatchRequest) GetUncounted() bool {
+	if x != nil {
+		return x.Uncounted
+	}
+	return false
 }
 
 type BatchResponse struct {
@@ -2717,7 +2730,7 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"newRangeId\"v\n" +
 	"\fSplitTrigger\x121\n" +
 	"\x04left\x18\x01 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x04left\x123\n" +
-	"\x05right\x18\x02 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x05right\"\xb0\x06\n" +
+	"\x05right\x18\x02 \x01(\v2\x1d.concord.meta.RangeDescriptorR\x05right\"\xce\x06\n" +
 	"\fBatchRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12%\n" +
 	"\x02op\x18\x02 \x01(\v2\x15.concord.kv.RequestOpR\x02op\x12)\n" +
@@ -2738,7 +2751,8 @@ const file_cmdpb_cmd_proto_rawDesc = "" +
 	"\x06txn_id\x18\x0e \x01(\x04R\x05txnId\x125\n" +
 	"\n" +
 	"txn_forget\x18\x0f \x01(\v2\x16.concord.cmd.TxnForgetR\ttxnForget\x12K\n" +
-	"\x0fchange_replicas\x18\x10 \x01(\v2\".concord.cmd.ChangeReplicasRequestR\x0echangeReplicas\"\xa1\x03\n" +
+	"\x0fchange_replicas\x18\x10 \x01(\v2\".concord.cmd.ChangeReplicasRequestR\x0echangeReplicas\x12\x1c\n" +
+	"\tuncounted\x18\x11 \x01(\bR\tuncounted\"\xa1\x03\n" +
 	"\rBatchResponse\x12*\n" +
 	"\x04resp\x18\x01 \x01(\v2\x16.concord.kv.ResponseOpR\x04resp\x12*\n" +
 	"\x03sys\x18\x02 \x01(\v2\x18.concord.cmd.SysResponseR\x03sys\x12\x1a\n" +
