@@ -12,8 +12,12 @@ import (
 // that matches its stack, so a component's figure includes the protobuf,
 // allocation and syscall work done inside it: fsync inside a log append is
 // "fsync", a Raft message decoded by the transport is "raft transport",
-// and "client gRPC and API" is what is left of a client call once its
-// read, proposal, TSO and forwarding are taken out.
+// and "gRPC connections and client API" is what is left of a client call
+// once its read, proposal, TSO and forwarding are taken out, plus the
+// HTTP/2 goroutines of every gRPC connection (frame reader, loopy writer),
+// whose stacks name no service: Concord's peer streams (Raft, forwarding)
+// write and read there too, where etcd's HTTP/1 rafthttp streams do so in
+// frames of their own ("raft transport").
 const (
 	CompGC          = "GC (background and assists)"
 	CompFsync       = "fsync"
@@ -26,7 +30,7 @@ const (
 	CompRaft        = "Raft (state machine, Ready loop)"
 	CompTransport   = "raft transport"
 	CompForward     = "forwarding between nodes"
-	CompClient      = "client gRPC and API"
+	CompClient      = "gRPC connections and client API"
 	CompLogging     = "logging"
 	CompRuntime     = "Go runtime (scheduler, timers, netpoll)"
 	CompOther       = "other"
