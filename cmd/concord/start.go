@@ -83,7 +83,15 @@ func startCmd() *cobra.Command {
 			}
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-			s := <-sig
+			var s os.Signal
+			select {
+			case s = <-sig:
+			case <-n.Removed():
+				// As etcd's member does, the process ends (status 0)
+				// once its member has been removed.
+				n.Stop()
+				return nil
+			}
 			logger.Info("stopping: handing over leadership", "signal", s.String())
 			ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.ElectionTimeout)
 			n.Shutdown(ctx)

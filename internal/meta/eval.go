@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
@@ -164,11 +165,16 @@ func sharesURL(a, b []string) bool {
 	return false
 }
 
+// ErrMemberRemoved is what a member removed from the cluster is told when
+// it registers again (etcd's words).
+const ErrMemberRemoved = "etcdserver: the member has been permanently removed from the cluster"
+
 // addNode registers a node. A named node that is already known keeps its id
 // (its record is refreshed); a named node whose peer URLs match an unnamed,
 // pre-registered member takes over that member; any other named node gets
 // the next id. An unnamed record pre-registers a member, whose peer URLs
-// must be new.
+// must be new. A record with a node id re-registers that member, whose
+// record must exist (MEMBER_NOT_FOUND, ErrMemberRemoved, if it was removed).
 func addNode(b *storage.Batch, span keys.Span, n *metapb.NodeRecord) (*cmdpb.SysResponse, error) {
 	if err := checkSysKey(span, keys.NodeSeq); err != nil {
 		return nil, err
@@ -182,6 +188,21 @@ func addNode(b *storage.Batch, span keys.Span, n *metapb.NodeRecord) (*cmdpb.Sys
 	}
 	rec := proto.Clone(n).(*metapb.NodeRecord)
 	rec.Generation = 1
+	if id := n.GetNodeId(); id != 0 {
+		// A member re-registering under the id it already has (a node's
+		// registration at every start): its record must still be there.
+		// A member removed while it was down would otherwise come back
+		// under a new id, with the data of the old one.
+		i := slices.IndexFunc(recs, func(r *metapb.NodeRecord) bool { return r.GetNodeId() == id })
+		if i < 0 {
+			return nil, kvpb.Errorf(kvpb.ErrorCode_MEMBER_NOT_FOUND, "%s", ErrMemberRemoved)
+		}
+		rec.IsLearner, rec.Generation = recs[i].GetIsLearner(), recs[i].GetGeneration()+1
+		if err := putNode(b, rec); err != nil {
+			return nil, err
+		}
+		return &cmdpb.SysResponse{Node: rec}, nil
+	}
 	for _, r := range recs {
 		switch {
 		case n.GetName() == "" && sharesURL(r.GetPeerUrls(), n.GetPeerUrls()):

@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -151,5 +152,54 @@ func TestSysCAS(t *testing.T) {
 	}
 	if _, err := EvalWrite(e.NewBatch(), keys.MetaSpan, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Cas{Cas: &cmdpb.SysCAS{Key: keys.User([]byte("k"))}}}); kvpb.CodeOf(err) != kvpb.ErrorCode_KEY_MISMATCH {
 		t.Fatalf("a user key: %v, want KEY_MISMATCH", err)
+	}
+}
+
+// A node re-registering under its own id (every start) refreshes its
+// record, generation and learner flag kept; once its record is removed it
+// is refused with etcd's words instead of being added under a new id.
+func TestAddNodeUnderItsOwnID(t *testing.T) {
+	e, err := storage.Open("db", storage.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	eval := func(req *cmdpb.SysRequest) (*cmdpb.SysResponse, error) {
+		t.Helper()
+		b := e.NewBatch()
+		defer b.Close()
+		resp, err := EvalWrite(b, keys.MetaSpan, req)
+		if err == nil {
+			if err := b.Commit(false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp, err
+	}
+	add := func(rec *metapb.NodeRecord) (*cmdpb.SysResponse, error) {
+		return eval(&cmdpb.SysRequest{Request: &cmdpb.SysRequest_AddNode{AddNode: &cmdpb.SysAddNode{Node: rec}}})
+	}
+	first, err := add(&metapb.NodeRecord{Name: "n1", PeerUrls: []string{"http://a:2380"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := first.GetNode().GetNodeId()
+	again, err := add(&metapb.NodeRecord{NodeId: id, Name: "n1", PeerUrls: []string{"http://a:2380"}, ClientUrls: []string{"http://a:2379"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := again.GetNode(); n.GetNodeId() != id || n.GetGeneration() != first.GetNode().GetGeneration()+1 || len(n.GetClientUrls()) != 1 {
+		t.Fatalf("re-registration: %v after %v", n, first.GetNode())
+	}
+	if _, err := eval(&cmdpb.SysRequest{Request: &cmdpb.SysRequest_ChangeNode{ChangeNode: &cmdpb.SysChangeNode{NodeId: id, Remove: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = add(&metapb.NodeRecord{NodeId: id, Name: "n1", PeerUrls: []string{"http://a:2380"}})
+	if kvpb.CodeOf(err) != kvpb.ErrorCode_MEMBER_NOT_FOUND || !strings.Contains(err.Error(), ErrMemberRemoved) {
+		t.Fatalf("re-registration after removal: %v, want MEMBER_NOT_FOUND with %q", err, ErrMemberRemoved)
+	}
+	resp, err := EvalRead(e, keys.MetaSpan, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_Scan{Scan: &cmdpb.SysScan{Start: keys.NodeSpan().Start, End: keys.NodeSpan().End}}})
+	if err != nil || len(resp.GetKvs()) != 0 {
+		t.Fatalf("node records after the refused re-registration: %v %v", resp, err)
 	}
 }

@@ -135,3 +135,51 @@ func TestMemberRemoveKeepsTheReplicationFactor(t *testing.T) {
 		t.Fatalf("keys with the removed member and one more down: %v %v", resp, err)
 	}
 }
+
+// A removed member stops, as etcd's does, and started again on its data
+// dir (an operator's restart, a supervisor's) it is refused and stops
+// again, instead of coming back as a new member with the old one's data.
+func TestRemovedMemberStops(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	victim := (metaLeader(t, c) + 1) % 3
+	keep := (victim + 1) % 3
+	cli := client(t, c, keep)
+	putRetry(t, cli, "k", "v")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	removed := c.Node(victim)
+	if _, err := cli.MemberRemove(ctx, removed.ID()); err != nil {
+		t.Fatal(err)
+	}
+	waitRemoved := func(n *Node) {
+		t.Helper()
+		select {
+		case <-n.Removed():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("member %x does not learn it was removed", n.ID())
+		}
+		n.Stop() // returns once the node has stopped
+	}
+	waitRemoved(removed)
+	c.StopNode(victim)
+	if err := c.RestartNode(victim); err != nil {
+		t.Fatal(err)
+	}
+	waitRemoved(c.Node(victim))
+	c.StopNode(victim)
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ml.Members) != 2 {
+		t.Fatalf("member list after the removed member restarted: %v", ml.Members)
+	}
+	for _, m := range ml.Members {
+		if m.Name == removed.cfg.Name {
+			t.Fatalf("the removed member is back in the member list: %v", ml.Members)
+		}
+	}
+	if next := putRetry(t, cli, "after", "1"); next <= 0 {
+		t.Fatalf("put after the remove: revision %d", next)
+	}
+}

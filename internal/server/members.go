@@ -313,6 +313,12 @@ func (n *Node) saveMetaHint() {
 // maxGossipPeers peers.
 func (n *Node) refreshAddresses(ctx context.Context) {
 	if recs, err := n.members(ctx); err == nil {
+		if !slices.ContainsFunc(recs, func(r *metapb.NodeRecord) bool { return r.GetNodeId() == n.ident.NodeID }) {
+			// Every member's record exists from its bootstrap or its
+			// join until its removal: this one was removed.
+			n.removedFromCluster()
+			return
+		}
 		n.learnNodes(recs, true /* authoritative */)
 		n.saveMetaHint()
 		return
@@ -377,3 +383,22 @@ func (n *Node) localMeta() *metapb.RangeDescriptor {
 	}
 	return nil
 }
+
+// removedFromCluster is what a node does once it learns that its member
+// was removed from the cluster, as etcd's does: it says so, and stops (a
+// process, `concord start`, then exits). Restarted with the same data
+// dir, it is refused at registration and stops again.
+func (n *Node) removedFromCluster() {
+	n.removedOnce.Do(func() {
+		n.log.Error(meta.ErrMemberRemoved+"; stopping", "name", n.cfg.Name)
+		n.log.Error("the data-dir used by this member must be removed before it joins again", "data-dir", n.cfg.DataDir)
+		close(n.removed)
+		// Not on n.wg: Stop waits for it, and the caller may be on it.
+		go n.Stop()
+	})
+}
+
+// Removed is closed once the node learned that its member was removed from
+// the cluster; it is stopping or stopped by then (Stop returns once it
+// has).
+func (n *Node) Removed() <-chan struct{} { return n.removed }

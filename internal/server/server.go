@@ -22,6 +22,7 @@ import (
 
 	"github.com/concorddb/concord/internal/auth"
 	"github.com/concorddb/concord/internal/concordpb/cmdpb"
+	"github.com/concorddb/concord/internal/concordpb/kvpb"
 	"github.com/concorddb/concord/internal/concordpb/metapb"
 	"github.com/concorddb/concord/internal/concordpb/rpcpb"
 	"github.com/concorddb/concord/internal/etcdapi"
@@ -120,6 +121,14 @@ type Node struct {
 	// ap is the AP keyspaces' engine, gossip and Redis port (ap.go).
 	ap apState
 
+	// removed is closed once this node learns that its member was
+	// removed from the cluster (removedOnce); the node then stops
+	// (Removed).
+	removed     chan struct{}
+	removedOnce sync.Once
+	// stopOnce runs Stop's work once; a second caller waits for it.
+	stopOnce sync.Once
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -129,7 +138,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: slog.New(telemetry.NewLogHandler(cfg.Logger.Handler())), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: slog.New(telemetry.NewLogHandler(cfg.Logger.Handler())), stop: make(chan struct{}), removed: make(chan struct{})}
 	n.addrs.nodes = make(map[uint64]*metapb.NodeRecord)
 	defer func() {
 		if err != nil {
@@ -406,13 +415,11 @@ func (n *Node) Shutdown(ctx context.Context) {
 }
 
 // Stop stops the node. An acknowledged write is already durable; Stop only
-// releases resources.
-func (n *Node) Stop() {
-	select {
-	case <-n.stop:
-		return
-	default:
-	}
+// releases resources. It may be called more than once and at once from
+// several goroutines; every call returns once the node has stopped.
+func (n *Node) Stop() { n.stopOnce.Do(n.stopNow) }
+
+func (n *Node) stopNow() {
 	close(n.stop)
 	if n.leases.lessor != nil {
 		// Ends a sweep or revocation in progress (their contexts are the
@@ -668,11 +675,17 @@ func (n *Node) runAddressRefresh() {
 // the meta range, retrying until it succeeds or the node stops.
 func (n *Node) registerSelf() {
 	defer n.wg.Done()
-	rec := &metapb.NodeRecord{Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs, Locality: n.cfg.Locality}
+	// Under its own id: a member removed while it was down is refused
+	// (meta.ErrMemberRemoved) instead of coming back as a new member.
+	rec := &metapb.NodeRecord{NodeId: n.ident.NodeID, Name: n.cfg.Name, PeerUrls: n.cfg.InitialAdvertisePeerURLs, ClientUrls: n.cfg.AdvertiseClientURLs, Locality: n.cfg.Locality}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		resp, err := n.router.Sys(ctx, &cmdpb.SysRequest{Request: &cmdpb.SysRequest_AddNode{AddNode: &cmdpb.SysAddNode{Node: rec}}})
 		cancel()
+		if kvpb.CodeOf(err) == kvpb.ErrorCode_MEMBER_NOT_FOUND {
+			n.removedFromCluster()
+			return
+		}
 		if err == nil {
 			if id := resp.GetNode().GetNodeId(); id != n.ident.NodeID {
 				n.log.Error("meta range knows this node's name under another id", "name", n.cfg.Name, "id", id)
