@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -424,10 +425,12 @@ func (h *Hub) dropRingLocked(n int) {
 		h.mu.ringBytes -= eventBytes(ev)
 		// The oldest change of the ring is the oldest of its key's too.
 		k := string(ev.GetKv().GetKey())
+		// The element itself stays as it is (no nil for the collector):
+		// ringForLocked hands the key's ring out without copying it. The
+		// array lets go of it when an append next grows it.
 		if byKey := h.mu.ringByKey[k]; len(byKey) <= 1 {
 			delete(h.mu.ringByKey, k)
 		} else {
-			byKey[0] = nil
 			h.mu.ringByKey[k] = byKey[1:]
 		}
 	}
@@ -505,8 +508,15 @@ func (h *Hub) ringForLocked(w *watcher) []*Event {
 		return ring[sort.Search(len(ring), func(i int) bool { return ring[i].GetKv().GetModRevision() >= w.minRev }):]
 	}
 	var evs []*Event
+	shared := false // evs is the ring's own array: copy before a write
 	if w.single {
-		evs = append(evs, from(h.mu.ringByKey[string(w.span.Start[1:])])...)
+		// The key's ring itself, not a copy: a victim far behind on a hot
+		// key asks for thousands of changes at every step of its catch-up.
+		// Its capacity ends at its length, so that an append anywhere
+		// copies; the ring never writes to the elements it holds
+		// (dropRingLocked).
+		evs = from(h.mu.ringByKey[string(w.span.Start[1:])])
+		evs, shared = evs[:len(evs):len(evs)], true
 	} else {
 		for _, ev := range from(h.mu.ring) {
 			if w.containsUser(ev.GetKv().GetKey()) {
@@ -524,6 +534,9 @@ func (h *Hub) ringForLocked(w *watcher) []*Event {
 			break
 		}
 		if ev.GetPrevKv() != nil {
+			if shared {
+				evs, shared = slices.Clone(evs), false
+			}
 			evs[i] = &Event{Event: &kvpb.Event{Type: ev.GetType(), Kv: ev.GetKv()}}
 		}
 	}
