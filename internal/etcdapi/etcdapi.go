@@ -212,6 +212,10 @@ func Register(s *grpc.Server, b Backend, cfg Config) {
 func ServerOptions(cfg Config) []grpc.ServerOption {
 	cfg = mustComplete(cfg)
 	opts := []grpc.ServerOption{
+		// The proto codec, plus the pre-encoded watch responses
+		// (wireCodec): every service registered by Register and
+		// RegisterWatch needs these options.
+		grpc.ForceServerCodecV2(newWireCodec()),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),

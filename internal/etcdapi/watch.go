@@ -3,6 +3,7 @@ package etcdapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/concorddb/concord/internal/concordpb/kvpb"
@@ -62,6 +64,10 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	// since the last progress tick, and progress those that asked.
 	active := map[int64]*watchOptions{}
 	quiet := map[int64]bool{}
+	// hdr is the encoded header of revision hdrRev, the last one sent:
+	// the watchers of one change share it.
+	var hdr []byte
+	var hdrRev int64
 	for {
 		select {
 		case r := <-st.Out():
@@ -103,13 +109,23 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 				// At most maxRevsPerResponse revisions per response, as
 				// etcd sends a watcher's history.
 				n := revisionsPrefix(evs, maxRevsPerResponse)
-				wr := &pb.WatchResponse{Header: ws.header(r.Revision), WatchId: r.WatchID, Events: evs[:n]}
+				part := evs[:n]
 				evs = evs[n:]
 				var err error
 				if opts.fragment {
+					wr := &pb.WatchResponse{Header: ws.header(r.Revision), WatchId: r.WatchID, Events: etcdEvents(part)}
 					err = sendFragments(wr, ws.cfg.MaxRequestBytes, stream.Send)
 				} else {
-					err = stream.Send(wr)
+					if r.Revision != hdrRev || hdr == nil {
+						if hdr, err = proto.Marshal(ws.header(r.Revision)); err != nil {
+							return err
+						}
+						hdrRev = r.Revision
+					}
+					// The events' encodings are shared by every watcher
+					// of the stream's hub: a put due to 1000 watchers is
+					// marshalled once, not 1000 times.
+					err = stream.SendMsg(&wireMessage{b: appendEventsResponse(hdr, r.WatchID, part)})
 				}
 				if err != nil {
 					return err
@@ -142,10 +158,10 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 const maxRevsPerResponse = 1000
 
 // revisionsPrefix returns how many of evs hold their first max revisions.
-func revisionsPrefix(evs []*mvccpb.Event, max int) int {
+func revisionsPrefix(evs []*translated, max int) int {
 	revs := 0
 	for i, ev := range evs {
-		if i == 0 || ev.Kv.ModRevision != evs[i-1].Kv.ModRevision {
+		if i == 0 || ev.ev.Kv.ModRevision != evs[i-1].ev.Kv.ModRevision {
 			if revs == max {
 				return i
 			}
@@ -239,12 +255,19 @@ func (ws *watchServer) create(ctx context.Context, st *watch.Stream, c *pb.Watch
 	}
 }
 
+// translated is a change as etcd's API gives it to a watcher, and its
+// protobuf encoding.
+type translated struct {
+	ev   *mvccpb.Event
+	wire []byte
+}
+
 // fromEvents translates a watcher's events, dropping those its filters
-// exclude and prev_kv unless it asked for it. The translations are shared
-// by every watcher of an event (etcd shares its events too): gRPC only
-// reads them.
-func fromEvents(evs []*watch.Event, opts *watchOptions) []*mvccpb.Event {
-	out := make([]*mvccpb.Event, 0, len(evs))
+// exclude and prev_kv unless it asked for it. The translations and their
+// encodings are shared by every watcher of an event (etcd shares its
+// events too): gRPC and appendEventsResponse only read them.
+func fromEvents(evs []*watch.Event, opts *watchOptions) []*translated {
+	out := make([]*translated, 0, len(evs))
 	for _, ev := range evs {
 		if ev.GetType() == kvpb.Event_DELETE && opts.noDelete || ev.GetType() == kvpb.Event_PUT && opts.noPut {
 			continue
@@ -261,10 +284,58 @@ func fromEvents(evs []*watch.Event, opts *watchOptions) []*mvccpb.Event {
 			if opts.prevKV {
 				e.PrevKv = fromKeyValue(ev.GetPrevKv())
 			}
-			return e
-		}).(*mvccpb.Event))
+			wire, err := proto.Marshal(e)
+			if err != nil {
+				// proto.Marshal fails only on a string field that is not
+				// UTF-8, and an Event holds bytes and numbers.
+				panic(fmt.Sprintf("etcdapi: marshal watch event: %v", err))
+			}
+			return &translated{ev: e, wire: wire}
+		}).(*translated))
 	}
 	return out
+}
+
+// etcdEvents returns the events of evs.
+func etcdEvents(evs []*translated) []*mvccpb.Event {
+	out := make([]*mvccpb.Event, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.ev
+	}
+	return out
+}
+
+// The field numbers of etcd's WatchResponse that appendEventsResponse
+// writes (etcdserverpb/rpc.proto).
+const (
+	watchResponseHeader  = 1
+	watchResponseWatchID = 2
+	watchResponseEvents  = 11
+)
+
+// appendEventsResponse encodes a WatchResponse of header (encoded), watchID
+// and evs, as proto.Marshal of the same message does (fields in number
+// order, watch_id left out when 0), from the events' shared encodings.
+func appendEventsResponse(header []byte, watchID int64, evs []*translated) []byte {
+	size := protowire.SizeTag(watchResponseHeader) + protowire.SizeBytes(len(header))
+	if watchID != 0 {
+		size += protowire.SizeTag(watchResponseWatchID) + protowire.SizeVarint(uint64(watchID))
+	}
+	for _, ev := range evs {
+		size += protowire.SizeTag(watchResponseEvents) + protowire.SizeBytes(len(ev.wire))
+	}
+	b := make([]byte, 0, size)
+	b = protowire.AppendTag(b, watchResponseHeader, protowire.BytesType)
+	b = protowire.AppendBytes(b, header)
+	if watchID != 0 {
+		b = protowire.AppendTag(b, watchResponseWatchID, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(watchID))
+	}
+	for _, ev := range evs {
+		b = protowire.AppendTag(b, watchResponseEvents, protowire.BytesType)
+		b = protowire.AppendBytes(b, ev.wire)
+	}
+	return b
 }
 
 func (ws *watchServer) header(rev int64) *pb.ResponseHeader {
