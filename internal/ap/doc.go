@@ -43,6 +43,14 @@
 // the leaves that differ both ways (merkle.go), so replicas converge for
 // keys nobody reads, whatever hints were lost.
 //
+// # Per-replica reads
+//
+// Node.Replica returns this node's own replica of a key, whether the node
+// is in its preference list, and how many hints it holds under it: what
+// Redis's CONCORD REPLICA answers (internal/resp), and how the
+// fault-injection harness sees whether the replicas agree, which a
+// quorum Read, merging them, cannot show.
+//
 // # Keyspaces
 //
 // Each keyspace has its N, R and W (Config.Keyspaces; the records live in

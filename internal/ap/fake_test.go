@@ -91,8 +91,9 @@ func (f *fakeNet) setDown(id uint64, down bool) {
 	f.down[id] = down
 }
 
-// testCluster starts n nodes on in-memory engines.
-func testCluster(t *testing.T, n int, ks Keyspace, handoff time.Duration) (*fakeNet, []*Node) {
+// testCluster starts n nodes on in-memory engines; opts change each
+// node's Config before it starts.
+func testCluster(t *testing.T, n int, ks Keyspace, handoff time.Duration, opts ...func(*Config)) (*fakeNet, []*Node) {
 	t.Helper()
 	f := &fakeNet{nodes: map[uint64]*Node{}, down: map[uint64]bool{}}
 	var (
@@ -117,7 +118,11 @@ func testCluster(t *testing.T, n int, ks Keyspace, handoff time.Duration) (*fake
 		if err != nil {
 			t.Fatal(err)
 		}
-		nd, err := New(Config{ID: uint64(i + 1), Local: NewLocal(eng), Members: f, Peers: f, Keyspace: ks, HandoffInterval: handoff, AntiEntropyInterval: -1})
+		cfg := Config{ID: uint64(i + 1), Local: NewLocal(eng), Members: f, Peers: f, Keyspace: ks, HandoffInterval: handoff, AntiEntropyInterval: -1}
+		for _, o := range opts {
+			o(&cfg)
+		}
+		nd, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/concorddb/concord/internal/ap/crdt"
+	"github.com/concorddb/concord/internal/storage"
 )
 
 // ErrUnavailable is returned when fewer than the quorum of replica slots
@@ -97,7 +98,12 @@ type Config struct {
 	// AntiEntropyInterval is how often replicas are compared with every
 	// live peer's by Merkle tree (0: 10 s; negative: never).
 	AntiEntropyInterval time.Duration
-	Logger              *slog.Logger
+	// UnsafeDropHints, TEST ONLY, acknowledges every state sent to this
+	// node as a hint for another without storing it: hinted handoff
+	// broken on purpose, so that the fault-injection harness can prove
+	// its AP check notices (internal/chaos).
+	UnsafeDropHints bool
+	Logger          *slog.Logger
 }
 
 // Node coordinates the reads and writes of AP keys that reach this node,
@@ -230,6 +236,9 @@ func (n *Node) HandleStore(states []State) error {
 		if hint == n.cfg.ID {
 			hint = 0
 		}
+		if hint != 0 && n.cfg.UnsafeDropHints {
+			continue
+		}
 		if err := n.cfg.Local.Merge(s.Keyspace, s.Key, s.Object, hint); err != nil {
 			return err
 		}
@@ -254,6 +263,36 @@ func (n *Node) HandleFetch(ks uint32, keys [][]byte) ([]*crdt.Object, error) {
 // HandleScan lists this node's live keys (see Local.Scan).
 func (n *Node) HandleScan(ks uint32, start []byte, limit int, nowMs int64) ([][]byte, bool, error) {
 	return n.cfg.Local.Scan(ks, start, limit, nowMs)
+}
+
+// Replica is what one node holds of a key, apart from the other nodes:
+// its own replica (not merged with the hints it holds), whether it is in
+// the key's preference list, and how many hints it holds under the key
+// for other nodes (states not yet handed off).
+type Replica struct {
+	// Node is the node's id.
+	Node      uint64
+	Object    *crdt.Object
+	Preferred bool
+	Hints     int
+}
+
+// Replica returns this node's own state of key: a per-replica read, for
+// operators and the fault-injection harness to see whether the replicas
+// of a key agree (a quorum Read merges them and so cannot tell). The
+// preference list is this node's view of it. The caller owns the result.
+func (n *Node) Replica(ks uint32, key []byte) (Replica, error) {
+	o, err := n.cfg.Local.Get(ks, key)
+	if err != nil {
+		return Replica{}, err
+	}
+	hs, err := storage.APHintsOf(n.cfg.Local.eng, ks, key)
+	if err != nil {
+		return Replica{}, err
+	}
+	ord := order(n.cfg.Members.Members(), ks, key)
+	pref := slices.ContainsFunc(ord[:min(n.keyspace(ks).N, len(ord))], func(m Member) bool { return m.ID == n.cfg.ID })
+	return Replica{Node: n.cfg.ID, Object: o, Preferred: pref, Hints: len(hs)}, nil
 }
 
 // slot is one of a key's N replica slots: its preferred node (0 when the

@@ -302,3 +302,79 @@ func TestScanAcrossNodes(t *testing.T) {
 		t.Fatalf("scan found %v", got)
 	}
 }
+
+// TestHintsCarryWritesOfFallbacks: a write taken while every preferred
+// node of its key is down lives only on fallbacks (as hints, and as the
+// coordinator's own copy, which no anti-entropy exchange covers: the
+// coordinator is not preferred). Handoff brings it to the preferred
+// nodes; with UnsafeDropHints nothing does, which is what the chaos
+// harness's AP check must catch.
+func TestHintsCarryWritesOfFallbacks(t *testing.T) {
+	for _, drop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("drop=%v", drop), func(t *testing.T) {
+			f, nodes := testCluster(t, 5, DefaultKeyspace(), fastHandoff, func(c *Config) { c.UnsafeDropHints = drop })
+			ctx := context.Background()
+			key := []byte("k")
+			slots, _ := nodes[0].plan(0, key)
+			var pref, others []*Node
+			for _, n := range nodes {
+				if slices.ContainsFunc(slots, func(s slot) bool { return s.pref == n.ID() }) {
+					pref = append(pref, n)
+				} else {
+					others = append(others, n)
+				}
+			}
+			for _, n := range pref {
+				f.setDown(n.ID(), true)
+			}
+			for i := range 4 {
+				if err := others[i%2].Update(ctx, 0, key, incr(1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, n := range pref {
+				f.setDown(n.ID(), false)
+			}
+			for _, n := range nodes {
+				if _, err := n.AntiEntropy(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !drop {
+				replicasAgree(t, pref, "k", func(o *crdt.Object) error {
+					if v := counterOf(t, o); v != "4" {
+						return fmt.Errorf("holds %q", v)
+					}
+					return nil
+				})
+				for _, n := range pref {
+					r, err := n.Replica(0, key)
+					if err != nil || !r.Preferred || counterOf(t, r.Object) != "4" {
+						t.Fatalf("node %d: Replica = %+v, %v", n.ID(), r, err)
+					}
+				}
+				eventually(t, "hints handed off", func() error {
+					for _, n := range others {
+						if r, err := n.Replica(0, key); err != nil || r.Hints > 0 || r.Preferred {
+							return fmt.Errorf("node %d: Replica = %+v, %v", n.ID(), r, err)
+						}
+					}
+					return nil
+				})
+				return
+			}
+			time.Sleep(10 * fastHandoff)
+			for _, n := range pref {
+				if r, err := n.Replica(0, key); err != nil || r.Object.Str.Live() {
+					t.Fatalf("node %d holds %q with hints dropped (%v)", n.ID(), counterOf(t, r.Object), err)
+				}
+			}
+			// The coordinators kept their own copies.
+			for _, n := range others {
+				if r, _ := n.Replica(0, key); r.Hints != 0 || counterOf(t, r.Object) == "" {
+					t.Fatalf("node %d: Replica = %+v", n.ID(), r)
+				}
+			}
+		})
+	}
+}
