@@ -113,6 +113,19 @@ type Node struct {
 	clock *crdt.Clock
 	fault atomic.Pointer[Fault]
 
+	// suspects are the nodes whose last call from this node failed, each
+	// with when that was: plan gives their slots to fallbacks for
+	// suspectTime, as if the membership saw them dead. memberlist takes
+	// seconds to notice a node that is cut off (up to its suspicion
+	// timeout times SuspicionMaxTimeoutMult, about 17 s with LAN timings
+	// for a node that is cut off from all others and so gets no
+	// confirmations), and meanwhile every write would wait out an
+	// RPCTimeout on each unreachable slot before trying a fallback.
+	suspects struct {
+		sync.Mutex
+		at map[uint64]time.Time
+	}
+
 	// ctx is cancelled by Close; the calls that outlive a client's request
 	// (the slots after the quorum, read repair, handoff) run under it.
 	ctx    context.Context
@@ -126,6 +139,11 @@ const (
 	defaultHandoffInterval = 500 * time.Millisecond
 	// maxHandoffBatch bounds the hints read and sent per handoff round.
 	maxHandoffBatch = 256
+	// suspectTime is how long a node whose call failed is passed over by
+	// plan; a call that succeeds (the handoff of a hint for it, every
+	// HandoffInterval) ends it sooner. Past it, the next request tries
+	// the node again.
+	suspectTime = 3 * time.Second
 )
 
 // New returns a node and starts its handoff loop; Close stops it.
@@ -152,6 +170,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Logger = slog.Default()
 	}
 	n := &Node{cfg: cfg, clock: crdt.NewClock(cfg.Physical)}
+	n.suspects.at = map[uint64]time.Time{}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Add(1)
 	go n.runHandoff()
@@ -208,7 +227,9 @@ func (n *Node) store(ctx context.Context, to uint64, states []State) error {
 	if n.cut(to) {
 		return errCut
 	}
-	return n.cfg.Peers.Store(ctx, to, states)
+	err := n.cfg.Peers.Store(ctx, to, states)
+	n.noteCall(to, err)
+	return err
 }
 
 func (n *Node) fetch(ctx context.Context, to uint64, ks uint32, key []byte) (*crdt.Object, error) {
@@ -219,6 +240,7 @@ func (n *Node) fetch(ctx context.Context, to uint64, ks uint32, key []byte) (*cr
 		return nil, errCut
 	}
 	os, err := n.cfg.Peers.Fetch(ctx, to, ks, [][]byte{key})
+	n.noteCall(to, err)
 	if err != nil {
 		return nil, err
 	}
@@ -226,6 +248,35 @@ func (n *Node) fetch(ctx context.Context, to uint64, ks uint32, key []byte) (*cr
 		return nil, fmt.Errorf("ap: node %d answered %d states for 1 key", to, len(os))
 	}
 	return os[0], nil
+}
+
+// noteCall records how a call to node to ended: a failure makes it a
+// suspect, a success clears it. A call cancelled because this node is
+// closing says nothing about to.
+func (n *Node) noteCall(to uint64, err error) {
+	if err != nil && n.ctx.Err() != nil {
+		return
+	}
+	n.suspects.Lock()
+	defer n.suspects.Unlock()
+	if err == nil {
+		delete(n.suspects.at, to)
+		return
+	}
+	n.suspects.at[to] = time.Now()
+}
+
+// suspected reports whether a call to node id failed in the last
+// suspectTime.
+func (n *Node) suspected(id uint64) bool {
+	n.suspects.Lock()
+	defer n.suspects.Unlock()
+	at, ok := n.suspects.at[id]
+	if ok && time.Since(at) > suspectTime {
+		delete(n.suspects.at, id)
+		ok = false
+	}
+	return ok
 }
 
 // HandleStore merges states sent by a peer into the local store, durably.
@@ -341,9 +392,15 @@ func (p *picker) markFailed(id uint64) {
 	p.failed[id] = true
 }
 
-// plan lays out key's slots and fallbacks from the current membership.
+// plan lays out key's slots and fallbacks from the current membership,
+// passing over the suspects as if they were down.
 func (n *Node) plan(ks uint32, key []byte) ([]slot, *picker) {
 	ord := order(n.cfg.Members.Members(), ks, key)
+	for i := range ord {
+		if ord[i].Alive && ord[i].ID != n.cfg.ID && n.suspected(ord[i].ID) {
+			ord[i].Alive = false
+		}
+	}
 	N := n.keyspace(ks).N
 	slots := make([]slot, N)
 	p := &picker{failed: map[uint64]bool{}}
@@ -661,8 +718,12 @@ func (n *Node) handoff() error {
 	for _, m := range n.cfg.Members.Members() {
 		alive[m.ID] = m.Alive
 	}
+	// failed are the nodes that did not take a hint this round: their
+	// other hints wait for the next, rather than each waiting out an
+	// RPCTimeout. Suspects are tried: a hint they take clears them.
+	failed := map[uint64]bool{}
 	for _, h := range hints {
-		if !alive[h.Target] || n.cut(h.Target) {
+		if !alive[h.Target] || n.cut(h.Target) || failed[h.Target] {
 			continue
 		}
 		o, err := crdt.Decode(h.State)
@@ -673,6 +734,7 @@ func (n *Node) handoff() error {
 		err = n.store(ctx, h.Target, []State{{Keyspace: h.Keyspace, Key: h.Key, Object: o}})
 		cancel()
 		if err != nil {
+			failed[h.Target] = true
 			continue
 		}
 		if err := n.cfg.Local.DropHint(h); err != nil {

@@ -378,3 +378,48 @@ func TestHintsCarryWritesOfFallbacks(t *testing.T) {
 		})
 	}
 }
+
+// TestSuspectsPassedOver: a node cut off from the others before its
+// membership notices (the others show alive but never answer) pays the
+// RPC timeout once per unreachable node, not on every write: the nodes
+// whose call failed are passed over, their slots filled by fallbacks, and
+// the writes handed off once they answer again.
+func TestSuspectsPassedOver(t *testing.T) {
+	const rpcTimeout = 200 * time.Millisecond
+	f, nodes := testCluster(t, 5, DefaultKeyspace(), fastHandoff, func(c *Config) { c.RPCTimeout = rpcTimeout })
+	ctx := context.Background()
+	cutoff := nodes[0]
+	for _, n := range nodes[1:] {
+		f.setHung(n.ID(), true)
+	}
+	const writes = 20
+	start := time.Now()
+	for i := range writes {
+		if err := cutoff.Update(ctx, 0, []byte(fmt.Sprint("k", i%4)), incr(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first write waits for the timeouts of its read (a preferred
+	// node, then a spare), then of its slots; the others find every node
+	// suspected. Without the suspects every write would take as long.
+	if d := time.Since(start); d > 8*rpcTimeout {
+		t.Fatalf("%d writes on a cut-off node took %v, want under %v", writes, d, 8*rpcTimeout)
+	}
+	for _, n := range nodes[1:] {
+		f.setHung(n.ID(), false)
+	}
+	for k := range 4 {
+		key := fmt.Sprint("k", k)
+		slots, _ := cutoff.plan(0, []byte(key))
+		var pref []*Node
+		for _, s := range slots {
+			pref = append(pref, nodes[s.pref-1])
+		}
+		replicasAgree(t, pref, key, func(o *crdt.Object) error {
+			if v := counterOf(t, o); v != fmt.Sprint(writes/4) {
+				return fmt.Errorf("holds %q", v)
+			}
+			return nil
+		})
+	}
+}
