@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -198,6 +200,11 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 		logf = func(string, ...any) {}
 	}
 	sum = Summary{Seed: cfg.Seed, Nodes: cfg.Nodes, Workloads: cfg.Workloads, UnsafeNoReadLease: cfg.UnsafeNoReadLease, UnsafeLockNoFence: cfg.UnsafeLockNoFence, UnsafeTxnNoRecord: cfg.UnsafeTxnNoRecord, UnsafeAPDropHints: cfg.UnsafeAPDropHints, OutDir: cfg.OutDir}
+	if hasAP(cfg.Workloads) {
+		// go-redis logs every failed dial to a node that is down; the
+		// history records the errors that matter.
+		redis.SetLogger(&logging.VoidLogger{})
+	}
 	if err := CleanLeftovers(ctx); err != nil {
 		logf("chaos: cleaning leftovers of earlier runs: %v", err)
 	}
