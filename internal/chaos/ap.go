@@ -21,14 +21,15 @@ import (
 //     on a few sets, and now and then SREM of one this client added and
 //     saw acknowledged.
 //
-// Keys live Config.KeyLifetime, as the other workloads' do; a key whose
-// epoch ended is not written again. That matters for what the check can
-// see: a write taken while every preferred node of its key was cut off
-// from its coordinator lives only on fallbacks, as hints and as the
-// coordinator's own copy, which no anti-entropy exchange covers (the
-// coordinator is not preferred). The next write through that coordinator
-// would carry the copy to the preferred nodes anyway; on a key nobody
-// writes again, only hinted handoff does.
+// Keys live Config.KeyLifetime, as the other workloads' do, and change
+// at every heal of a fault too: a key written during a fault is not
+// written after it. That is what lets the check see hinted handoff: a
+// write taken while every preferred node of its key was cut off from its
+// coordinator lives only on fallbacks, as hints and as the coordinator's
+// own copy, which no anti-entropy exchange covers (the coordinator is not
+// preferred). The next write through that coordinator would carry the
+// copy to the preferred nodes anyway (it merges its own copy in); on a
+// key nobody writes again, only hinted handoff does.
 //
 // The check (CheckAP), once every fault is healed and the clients are
 // done: every node is asked for its own replica of every key used
@@ -122,12 +123,20 @@ func newRedis(addr string, timeout time.Duration) *redis.Client {
 	})
 }
 
+// apKey picks a key of the current epoch, as key does, and of the number
+// of faults healed so far: the keys written during a fault are not
+// written after it.
+func (c *client) apKey(prefix string) string {
+	epoch := int64(time.Since(c.t0) / c.cfg.KeyLifetime)
+	return fmt.Sprintf("chaos/%s/%d.%d/%d", prefix, epoch, c.healed(), c.rng.IntN(c.cfg.Keys))
+}
+
 // ap performs one AP operation; op.Key and op.Start are set here.
 func (c *client) ap(ctx context.Context, op *Op) {
 	var err error
 	switch c.workload {
 	case WorkloadAPCounter:
-		op.Key = c.key("c")
+		op.Key = c.apKey("c")
 		by := 1 + c.rng.Int64N(maxIncrement)
 		op.Kind, op.Value = KindIncr, strconv.FormatInt(by, 10)
 		op.Start = c.now()
@@ -136,7 +145,7 @@ func (c *client) ap(ctx context.Context, op *Op) {
 			op.Out = strconv.FormatInt(v, 10)
 		}
 	case WorkloadAPSet:
-		op.Key = c.key("s")
+		op.Key = c.apKey("s")
 		mine := c.added[op.Key]
 		op.Kind, op.Value = KindSAdd, fmt.Sprintf("c%d.%d", c.id, c.seq)
 		if len(mine) > 0 && c.rng.IntN(apRemoveOneIn) == 0 {

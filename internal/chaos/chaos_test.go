@@ -53,7 +53,7 @@ func TestChaosFindsStaleReads(t *testing.T) {
 		t.Skipf("chaos: cannot run here: %v", err)
 	}
 	bin := buildConcord(t)
-	common := []string{"--nodes", "3", "--clients", "6", "--duration", "20s", "--interval", "3s", "--seed", "1", "--keys", "3"}
+	common := []string{"--nodes", "3", "--clients", "6", "--duration", "20s", "--interval", "2s", "--seed", "1", "--keys", "3"}
 
 	broken := t.TempDir()
 	out, err := runChaos(t, bin, append(common, "--workload", "register", "--nemesis", "partition",
@@ -118,14 +118,15 @@ func TestChaosLockFencing(t *testing.T) {
 // counters and sets through every node. The cut-off node takes every
 // slot of the keys whose preference list it is not in, holding the
 // writes as hints; with --unsafe-ap-drop-hints it drops them, and the
-// preferred replicas of the keys nobody writes after the heal (keys live
-// half a second) never get those writes, so the run must fail; anti-entropy,
+// preferred replicas of the keys nobody writes after the heal (the AP
+// workloads move to fresh keys at every heal) never get those writes, so
+// the run must fail; anti-entropy,
 // every 2 s here, cannot bring them (the coordinator's own copy is on a
 // node that is not preferred). The real build must pass. It needs root,
 // iproute2 and iptables, and takes about a minute.
 func TestChaosAPHintedHandoff(t *testing.T) {
 	if testing.Short() {
-		t.Skip("chaos: starts a 5-node cluster in network namespaces twice for about 25 s; skipped in -short")
+		t.Skip("chaos: starts a 5-node cluster in network namespaces twice for about 20 s; skipped in -short")
 	}
 	if err := CheckPrerequisites(); err != nil {
 		t.Skipf("chaos: cannot run here: %v", err)
@@ -136,13 +137,11 @@ func TestChaosAPHintedHandoff(t *testing.T) {
 		}
 	})
 	bin := buildConcord(t)
-	// Many short partitions and short key lifetimes make many keys that
-	// only the cut-off node wrote to, and nobody after the heal (57 and
-	// 93 violations in two runs); the op timeout lets each client's first
-	// write in a partition, which waits out the RPC timeouts before the
-	// node suspects the others, be acknowledged.
-	common := []string{"--nodes", "5", "--clients", "10", "--duration", "24s", "--interval", "2s", "--seed", "1",
-		"--workload", "ap-counter,ap-set", "--nemesis", "partition-node", "--keys", "2", "--key-lifetime", "500ms",
+	// The op timeout lets each client's first write in a partition,
+	// which waits out the RPC timeouts before the node suspects the
+	// others, be acknowledged.
+	common := []string{"--nodes", "5", "--clients", "10", "--duration", "20s", "--interval", "2s", "--seed", "1",
+		"--workload", "ap-counter,ap-set", "--nemesis", "partition-node", "--keys", "4",
 		"--op-timeout", "4s", "--ap-anti-entropy-interval", "2s"}
 	out, err := runChaos(t, bin, append(common, "--unsafe-ap-drop-hints", "--out", t.TempDir())...)
 	if err == nil || !strings.Contains(out, "AP WRONG") || !strings.Contains(out, "LOST") {

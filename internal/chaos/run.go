@@ -306,7 +306,7 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 			id: i, node: i % cfg.Nodes, workload: cfg.Workloads[i%len(cfg.Workloads)],
 			cli: clients[i], cfg: &cfg, t0: t0, hist: &hist, process: i,
 			rng:  rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(i)+1)),
-			seen: map[string]string{}, added: map[string][]string{},
+			seen: map[string]string{}, added: map[string][]string{}, healed: nm.healed.Load,
 		}
 		if isAP(cl.workload) {
 			cl.rdb = newRedis(c.RedisAddr(cl.node), cfg.OpTimeout)

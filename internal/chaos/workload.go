@@ -53,6 +53,8 @@ type client struct {
 	// seen is the last value this client read or wrote per register key:
 	// what its compare-and-sets compare against, so they contend.
 	seen map[string]string
+	// healed returns how many faults the nemesis has healed so far.
+	healed func() int64
 	// added lists, per set key, the elements this client added, saw
 	// acknowledged and has not tried to remove: what its SREMs pick from.
 	added map[string][]string
