@@ -62,7 +62,7 @@ partition-bridge, clock-jump, clock-jump-leader, split-range, merge-range.`,
 				return err
 			}
 			if sum.Failed() {
-				return fmt.Errorf("chaos: FAIL (seed %d): %d anomalies, %d crashes", cfg.Seed, len(sum.Report.Anomalies()), len(sum.Crashes))
+				return fmt.Errorf("chaos: FAIL (seed %d): %d anomalies, %d AP violations, %d crashes", cfg.Seed, len(sum.Report.Anomalies()), sum.AP.Found, len(sum.Crashes))
 			}
 			if sum.Interrupted {
 				return context.Canceled
