@@ -149,6 +149,9 @@ func startCmd() *cobra.Command {
 	// AP keyspaces (internal/ap, internal/resp).
 	f.StringVar(&listenRedis, "listen-redis-urls", "", "redis://HOST:PORT of the Redis-protocol port serving AP keyspaces (default: none, and no AP keyspaces on this node)")
 	f.StringVar(&listenGossip, "listen-gossip-urls", "", "HOST:PORT of the AP membership gossip (memberlist, UDP and TCP); default: the peer URL's host on a free port, which peers learn over the peer port")
+	f.DurationVar(&cfg.APAntiEntropyInterval, "ap-anti-entropy-interval", 10*time.Second, "how often AP replicas are compared with each live peer's by Merkle tree, so they converge for keys nobody reads (negative: never)")
+	f.BoolVar(&cfg.UnsafeAPDropHints, "unsafe-ap-drop-hints", false, "TEST ONLY: acknowledge AP hints for other nodes without storing them (breaks hinted handoff on purpose)")
+	_ = f.MarkHidden("unsafe-ap-drop-hints")
 	return cmd
 }
 

@@ -15,7 +15,9 @@
 //     fallback: first the live nodes after the list, then the live nodes
 //     again (so a node cut off from every other still fills all slots,
 //     as Riak's fallback vnodes do). A fallback holds the state as a HINT
-//     for the preferred node.
+//     for the preferred node. A node whose last call failed is taken as
+//     down for suspectTime, or until a call to it succeeds, as the
+//     membership takes seconds to see a node cut off.
 //  2. Read the key from R slots and merge (with this node's own copy).
 //  3. Under the key's lock, apply the operation to the merged state as
 //     this node's actor, and store the result durably (fsync) BEFORE any
@@ -42,6 +44,14 @@
 // it shares with each live peer, per keyspace, and exchanges the keys of
 // the leaves that differ both ways (merkle.go), so replicas converge for
 // keys nobody reads, whatever hints were lost.
+//
+// # Per-replica reads
+//
+// Node.Replica returns this node's own replica of a key, whether the node
+// is in its preference list, and how many hints it holds under it: what
+// Redis's CONCORD REPLICA answers (internal/resp), and how the
+// fault-injection harness sees whether the replicas agree, which a
+// quorum Read, merging them, cannot show.
 //
 // # Keyspaces
 //

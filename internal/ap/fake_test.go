@@ -21,17 +21,33 @@ type fakeNet struct {
 	mu    sync.Mutex
 	nodes map[uint64]*Node
 	down  map[uint64]bool
+	// hung nodes show alive but never answer: a call to one waits for
+	// its context, as across a partition the membership has not seen.
+	hung map[uint64]bool
 }
 
 var errDown = errors.New("fake: node down")
 
-func (f *fakeNet) node(to uint64) (*Node, error) {
+func (f *fakeNet) node(ctx context.Context, to uint64) (*Node, error) {
+	f.mu.Lock()
+	hung := f.hung[to]
+	f.mu.Unlock()
+	if hung {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down[to] || f.nodes[to] == nil {
 		return nil, errDown
 	}
 	return f.nodes[to], nil
+}
+
+func (f *fakeNet) setHung(id uint64, hung bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hung[id] = hung
 }
 
 func wire(o *crdt.Object) *crdt.Object {
@@ -42,8 +58,8 @@ func wire(o *crdt.Object) *crdt.Object {
 	return p
 }
 
-func (f *fakeNet) Store(_ context.Context, to uint64, states []State) error {
-	n, err := f.node(to)
+func (f *fakeNet) Store(ctx context.Context, to uint64, states []State) error {
+	n, err := f.node(ctx, to)
 	if err != nil {
 		return err
 	}
@@ -55,8 +71,8 @@ func (f *fakeNet) Store(_ context.Context, to uint64, states []State) error {
 	return n.HandleStore(out)
 }
 
-func (f *fakeNet) Fetch(_ context.Context, to uint64, ks uint32, keys [][]byte) ([]*crdt.Object, error) {
-	n, err := f.node(to)
+func (f *fakeNet) Fetch(ctx context.Context, to uint64, ks uint32, keys [][]byte) ([]*crdt.Object, error) {
+	n, err := f.node(ctx, to)
 	if err != nil {
 		return nil, err
 	}
@@ -67,8 +83,8 @@ func (f *fakeNet) Fetch(_ context.Context, to uint64, ks uint32, keys [][]byte) 
 	return os, err
 }
 
-func (f *fakeNet) Scan(_ context.Context, to uint64, ks uint32, start []byte, limit int, nowMs int64) ([][]byte, bool, error) {
-	n, err := f.node(to)
+func (f *fakeNet) Scan(ctx context.Context, to uint64, ks uint32, start []byte, limit int, nowMs int64) ([][]byte, bool, error) {
+	n, err := f.node(ctx, to)
 	if err != nil {
 		return nil, false, err
 	}
@@ -91,10 +107,11 @@ func (f *fakeNet) setDown(id uint64, down bool) {
 	f.down[id] = down
 }
 
-// testCluster starts n nodes on in-memory engines.
-func testCluster(t *testing.T, n int, ks Keyspace, handoff time.Duration) (*fakeNet, []*Node) {
+// testCluster starts n nodes on in-memory engines; opts change each
+// node's Config before it starts.
+func testCluster(t *testing.T, n int, ks Keyspace, handoff time.Duration, opts ...func(*Config)) (*fakeNet, []*Node) {
 	t.Helper()
-	f := &fakeNet{nodes: map[uint64]*Node{}, down: map[uint64]bool{}}
+	f := &fakeNet{nodes: map[uint64]*Node{}, down: map[uint64]bool{}, hung: map[uint64]bool{}}
 	var (
 		nodes   []*Node
 		engines []*storage.Engine
@@ -117,7 +134,11 @@ func testCluster(t *testing.T, n int, ks Keyspace, handoff time.Duration) (*fake
 		if err != nil {
 			t.Fatal(err)
 		}
-		nd, err := New(Config{ID: uint64(i + 1), Local: NewLocal(eng), Members: f, Peers: f, Keyspace: ks, HandoffInterval: handoff, AntiEntropyInterval: -1})
+		cfg := Config{ID: uint64(i + 1), Local: NewLocal(eng), Members: f, Peers: f, Keyspace: ks, HandoffInterval: handoff, AntiEntropyInterval: -1}
+		for _, o := range opts {
+			o(&cfg)
+		}
+		nd, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,16 +149,16 @@ func testCluster(t *testing.T, n int, ks Keyspace, handoff time.Duration) (*fake
 	return f, nodes
 }
 
-func (f *fakeNet) Tree(_ context.Context, to uint64, ks uint32, peer uint64, leaves bool) (uint64, []uint64, error) {
-	n, err := f.node(to)
+func (f *fakeNet) Tree(ctx context.Context, to uint64, ks uint32, peer uint64, leaves bool) (uint64, []uint64, error) {
+	n, err := f.node(ctx, to)
 	if err != nil {
 		return 0, nil, err
 	}
 	return n.HandleTree(ks, peer, leaves)
 }
 
-func (f *fakeNet) Leaves(_ context.Context, to uint64, ks uint32, peer uint64, leaves []uint32) ([]State, error) {
-	n, err := f.node(to)
+func (f *fakeNet) Leaves(ctx context.Context, to uint64, ks uint32, peer uint64, leaves []uint32) ([]State, error) {
+	n, err := f.node(ctx, to)
 	if err != nil {
 		return nil, err
 	}

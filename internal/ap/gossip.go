@@ -40,6 +40,11 @@ type GossipConfig struct {
 // declared dead again, so a healed partition needs a fresh join.
 const rejoinInterval = time.Second
 
+// deadNodeReclaimTime is how long a node must have been dead before it
+// may come back at another address (memberlist's DeadNodeReclaimTime; 0
+// there means never, until the dead entry is forgotten).
+const deadNodeReclaimTime = time.Millisecond
+
 // Gossip is the AP ring's membership: memberlist (SWIM) for failure
 // detection, plus every node it ever saw, so that a dead node keeps its
 // place in preference lists (its slots go to fallbacks holding hints) and
@@ -102,6 +107,14 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 		mc.SuspicionMaxTimeoutMult = 2
 	}
 	mc.Name = strconv.FormatUint(cfg.ID, 10)
+	// A node that crashed and came back on another port (the default
+	// gossip port is a free one, picked anew at every start) is refused
+	// as a name conflict until memberlist forgets the dead entry
+	// (GossipToTheDeadTime: 30 s on a LAN), so for that long its peers
+	// route its slots to fallbacks and hold its hints. Node ids are never
+	// reused by another node, so a dead id showing up at a new address
+	// is that node back: let it reclaim its name at once.
+	mc.DeadNodeReclaimTime = deadNodeReclaimTime
 	mc.Transport = &faultTransport{NodeAwareTransport: nt, g: g}
 	mc.Events = (*gossipEvents)(g)
 	mc.Logger = logw.logger()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/concorddb/concord/internal/ap/crdt"
+	"github.com/concorddb/concord/internal/storage"
 )
 
 // ErrUnavailable is returned when fewer than the quorum of replica slots
@@ -97,7 +98,12 @@ type Config struct {
 	// AntiEntropyInterval is how often replicas are compared with every
 	// live peer's by Merkle tree (0: 10 s; negative: never).
 	AntiEntropyInterval time.Duration
-	Logger              *slog.Logger
+	// UnsafeDropHints, TEST ONLY, acknowledges every state sent to this
+	// node as a hint for another without storing it: hinted handoff
+	// broken on purpose, so that the fault-injection harness can prove
+	// its AP check notices (internal/chaos).
+	UnsafeDropHints bool
+	Logger          *slog.Logger
 }
 
 // Node coordinates the reads and writes of AP keys that reach this node,
@@ -106,6 +112,19 @@ type Node struct {
 	cfg   Config
 	clock *crdt.Clock
 	fault atomic.Pointer[Fault]
+
+	// suspects are the nodes whose last call from this node failed, each
+	// with when that was: plan gives their slots to fallbacks for
+	// suspectTime, as if the membership saw them dead. memberlist takes
+	// seconds to notice a node that is cut off (up to its suspicion
+	// timeout times SuspicionMaxTimeoutMult, about 17 s with LAN timings
+	// for a node that is cut off from all others and so gets no
+	// confirmations), and meanwhile every write would wait out an
+	// RPCTimeout on each unreachable slot before trying a fallback.
+	suspects struct {
+		sync.Mutex
+		at map[uint64]time.Time
+	}
 
 	// ctx is cancelled by Close; the calls that outlive a client's request
 	// (the slots after the quorum, read repair, handoff) run under it.
@@ -120,6 +139,11 @@ const (
 	defaultHandoffInterval = 500 * time.Millisecond
 	// maxHandoffBatch bounds the hints read and sent per handoff round.
 	maxHandoffBatch = 256
+	// suspectTime is how long a node whose call failed is passed over by
+	// plan; a call that succeeds (the handoff of a hint for it, every
+	// HandoffInterval) ends it sooner. Past it, the next request tries
+	// the node again.
+	suspectTime = 3 * time.Second
 )
 
 // New returns a node and starts its handoff loop; Close stops it.
@@ -146,6 +170,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Logger = slog.Default()
 	}
 	n := &Node{cfg: cfg, clock: crdt.NewClock(cfg.Physical)}
+	n.suspects.at = map[uint64]time.Time{}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Add(1)
 	go n.runHandoff()
@@ -202,7 +227,9 @@ func (n *Node) store(ctx context.Context, to uint64, states []State) error {
 	if n.cut(to) {
 		return errCut
 	}
-	return n.cfg.Peers.Store(ctx, to, states)
+	err := n.cfg.Peers.Store(ctx, to, states)
+	n.noteCall(to, err)
+	return err
 }
 
 func (n *Node) fetch(ctx context.Context, to uint64, ks uint32, key []byte) (*crdt.Object, error) {
@@ -213,6 +240,7 @@ func (n *Node) fetch(ctx context.Context, to uint64, ks uint32, key []byte) (*cr
 		return nil, errCut
 	}
 	os, err := n.cfg.Peers.Fetch(ctx, to, ks, [][]byte{key})
+	n.noteCall(to, err)
 	if err != nil {
 		return nil, err
 	}
@@ -222,6 +250,35 @@ func (n *Node) fetch(ctx context.Context, to uint64, ks uint32, key []byte) (*cr
 	return os[0], nil
 }
 
+// noteCall records how a call to node to ended: a failure makes it a
+// suspect, a success clears it. A call cancelled because this node is
+// closing says nothing about to.
+func (n *Node) noteCall(to uint64, err error) {
+	if err != nil && n.ctx.Err() != nil {
+		return
+	}
+	n.suspects.Lock()
+	defer n.suspects.Unlock()
+	if err == nil {
+		delete(n.suspects.at, to)
+		return
+	}
+	n.suspects.at[to] = time.Now()
+}
+
+// suspected reports whether a call to node id failed in the last
+// suspectTime.
+func (n *Node) suspected(id uint64) bool {
+	n.suspects.Lock()
+	defer n.suspects.Unlock()
+	at, ok := n.suspects.at[id]
+	if ok && time.Since(at) > suspectTime {
+		delete(n.suspects.at, id)
+		ok = false
+	}
+	return ok
+}
+
 // HandleStore merges states sent by a peer into the local store, durably.
 func (n *Node) HandleStore(states []State) error {
 	for _, s := range states {
@@ -229,6 +286,9 @@ func (n *Node) HandleStore(states []State) error {
 		hint := s.HintFor
 		if hint == n.cfg.ID {
 			hint = 0
+		}
+		if hint != 0 && n.cfg.UnsafeDropHints {
+			continue
 		}
 		if err := n.cfg.Local.Merge(s.Keyspace, s.Key, s.Object, hint); err != nil {
 			return err
@@ -254,6 +314,36 @@ func (n *Node) HandleFetch(ks uint32, keys [][]byte) ([]*crdt.Object, error) {
 // HandleScan lists this node's live keys (see Local.Scan).
 func (n *Node) HandleScan(ks uint32, start []byte, limit int, nowMs int64) ([][]byte, bool, error) {
 	return n.cfg.Local.Scan(ks, start, limit, nowMs)
+}
+
+// Replica is what one node holds of a key, apart from the other nodes:
+// its own replica (not merged with the hints it holds), whether it is in
+// the key's preference list, and how many hints it holds under the key
+// for other nodes (states not yet handed off).
+type Replica struct {
+	// Node is the node's id.
+	Node      uint64
+	Object    *crdt.Object
+	Preferred bool
+	Hints     int
+}
+
+// Replica returns this node's own state of key: a per-replica read, for
+// operators and the fault-injection harness to see whether the replicas
+// of a key agree (a quorum Read merges them and so cannot tell). The
+// preference list is this node's view of it. The caller owns the result.
+func (n *Node) Replica(ks uint32, key []byte) (Replica, error) {
+	o, err := n.cfg.Local.Get(ks, key)
+	if err != nil {
+		return Replica{}, err
+	}
+	hs, err := storage.APHintsOf(n.cfg.Local.eng, ks, key)
+	if err != nil {
+		return Replica{}, err
+	}
+	ord := order(n.cfg.Members.Members(), ks, key)
+	pref := slices.ContainsFunc(ord[:min(n.keyspace(ks).N, len(ord))], func(m Member) bool { return m.ID == n.cfg.ID })
+	return Replica{Node: n.cfg.ID, Object: o, Preferred: pref, Hints: len(hs)}, nil
 }
 
 // slot is one of a key's N replica slots: its preferred node (0 when the
@@ -302,9 +392,15 @@ func (p *picker) markFailed(id uint64) {
 	p.failed[id] = true
 }
 
-// plan lays out key's slots and fallbacks from the current membership.
+// plan lays out key's slots and fallbacks from the current membership,
+// passing over the suspects as if they were down.
 func (n *Node) plan(ks uint32, key []byte) ([]slot, *picker) {
 	ord := order(n.cfg.Members.Members(), ks, key)
+	for i := range ord {
+		if ord[i].Alive && ord[i].ID != n.cfg.ID && n.suspected(ord[i].ID) {
+			ord[i].Alive = false
+		}
+	}
 	N := n.keyspace(ks).N
 	slots := make([]slot, N)
 	p := &picker{failed: map[uint64]bool{}}
@@ -622,8 +718,12 @@ func (n *Node) handoff() error {
 	for _, m := range n.cfg.Members.Members() {
 		alive[m.ID] = m.Alive
 	}
+	// failed are the nodes that did not take a hint this round: their
+	// other hints wait for the next, rather than each waiting out an
+	// RPCTimeout. Suspects are tried: a hint they take clears them.
+	failed := map[uint64]bool{}
 	for _, h := range hints {
-		if !alive[h.Target] || n.cut(h.Target) {
+		if !alive[h.Target] || n.cut(h.Target) || failed[h.Target] {
 			continue
 		}
 		o, err := crdt.Decode(h.State)
@@ -634,6 +734,7 @@ func (n *Node) handoff() error {
 		err = n.store(ctx, h.Target, []State{{Keyspace: h.Keyspace, Key: h.Key, Object: o}})
 		cancel()
 		if err != nil {
+			failed[h.Target] = true
 			continue
 		}
 		if err := n.cfg.Local.DropHint(h); err != nil {

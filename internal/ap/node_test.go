@@ -302,3 +302,124 @@ func TestScanAcrossNodes(t *testing.T) {
 		t.Fatalf("scan found %v", got)
 	}
 }
+
+// TestHintsCarryWritesOfFallbacks: a write taken while every preferred
+// node of its key is down lives only on fallbacks (as hints, and as the
+// coordinator's own copy, which no anti-entropy exchange covers: the
+// coordinator is not preferred). Handoff brings it to the preferred
+// nodes; with UnsafeDropHints nothing does, which is what the chaos
+// harness's AP check must catch.
+func TestHintsCarryWritesOfFallbacks(t *testing.T) {
+	for _, drop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("drop=%v", drop), func(t *testing.T) {
+			f, nodes := testCluster(t, 5, DefaultKeyspace(), fastHandoff, func(c *Config) { c.UnsafeDropHints = drop })
+			ctx := context.Background()
+			key := []byte("k")
+			slots, _ := nodes[0].plan(0, key)
+			var pref, others []*Node
+			for _, n := range nodes {
+				if slices.ContainsFunc(slots, func(s slot) bool { return s.pref == n.ID() }) {
+					pref = append(pref, n)
+				} else {
+					others = append(others, n)
+				}
+			}
+			for _, n := range pref {
+				f.setDown(n.ID(), true)
+			}
+			for i := range 4 {
+				if err := others[i%2].Update(ctx, 0, key, incr(1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, n := range pref {
+				f.setDown(n.ID(), false)
+			}
+			for _, n := range nodes {
+				if _, err := n.AntiEntropy(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !drop {
+				replicasAgree(t, pref, "k", func(o *crdt.Object) error {
+					if v := counterOf(t, o); v != "4" {
+						return fmt.Errorf("holds %q", v)
+					}
+					return nil
+				})
+				for _, n := range pref {
+					r, err := n.Replica(0, key)
+					if err != nil || !r.Preferred || counterOf(t, r.Object) != "4" {
+						t.Fatalf("node %d: Replica = %+v, %v", n.ID(), r, err)
+					}
+				}
+				eventually(t, "hints handed off", func() error {
+					for _, n := range others {
+						if r, err := n.Replica(0, key); err != nil || r.Hints > 0 || r.Preferred {
+							return fmt.Errorf("node %d: Replica = %+v, %v", n.ID(), r, err)
+						}
+					}
+					return nil
+				})
+				return
+			}
+			time.Sleep(10 * fastHandoff)
+			for _, n := range pref {
+				if r, err := n.Replica(0, key); err != nil || r.Object.Str.Live() {
+					t.Fatalf("node %d holds %q with hints dropped (%v)", n.ID(), counterOf(t, r.Object), err)
+				}
+			}
+			// The coordinators kept their own copies.
+			for _, n := range others {
+				if r, _ := n.Replica(0, key); r.Hints != 0 || counterOf(t, r.Object) == "" {
+					t.Fatalf("node %d: Replica = %+v", n.ID(), r)
+				}
+			}
+		})
+	}
+}
+
+// TestSuspectsPassedOver: a node cut off from the others before its
+// membership notices (the others show alive but never answer) pays the
+// RPC timeout once per unreachable node, not on every write: the nodes
+// whose call failed are passed over, their slots filled by fallbacks, and
+// the writes handed off once they answer again.
+func TestSuspectsPassedOver(t *testing.T) {
+	const rpcTimeout = 200 * time.Millisecond
+	f, nodes := testCluster(t, 5, DefaultKeyspace(), fastHandoff, func(c *Config) { c.RPCTimeout = rpcTimeout })
+	ctx := context.Background()
+	cutoff := nodes[0]
+	for _, n := range nodes[1:] {
+		f.setHung(n.ID(), true)
+	}
+	const writes = 20
+	start := time.Now()
+	for i := range writes {
+		if err := cutoff.Update(ctx, 0, []byte(fmt.Sprint("k", i%4)), incr(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first write waits for the timeouts of its read (a preferred
+	// node, then a spare), then of its slots; the others find every node
+	// suspected. Without the suspects every write would take as long.
+	if d := time.Since(start); d > 8*rpcTimeout {
+		t.Fatalf("%d writes on a cut-off node took %v, want under %v", writes, d, 8*rpcTimeout)
+	}
+	for _, n := range nodes[1:] {
+		f.setHung(n.ID(), false)
+	}
+	for k := range 4 {
+		key := fmt.Sprint("k", k)
+		slots, _ := cutoff.plan(0, []byte(key))
+		var pref []*Node
+		for _, s := range slots {
+			pref = append(pref, nodes[s.pref-1])
+		}
+		replicasAgree(t, pref, key, func(o *crdt.Object) error {
+			if v := counterOf(t, o); v != fmt.Sprint(writes/4) {
+				return fmt.Errorf("holds %q", v)
+			}
+			return nil
+		})
+	}
+}

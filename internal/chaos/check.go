@@ -237,8 +237,8 @@ func Check(ops []Op, opts CheckOptions) (Report, error) {
 	type pk struct{ workload, key string }
 	byKey := map[pk][]Op{}
 	for _, op := range ops {
-		if op.Workload == WorkloadBank {
-			continue // across keys: CheckBank
+		if op.Workload == WorkloadBank || isAP(op.Workload) {
+			continue // across keys: CheckBank; AP keys: CheckAP
 		}
 		k := pk{op.Workload, op.Key}
 		byKey[k] = append(byKey[k], op)

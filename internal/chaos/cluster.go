@@ -71,6 +71,14 @@ type ClusterOptions struct {
 	// ClockFiles gives every node an --unsafe-clock-offset-file, so that
 	// SetClockOffset can make its wall clock jump.
 	ClockFiles bool
+	// Redis gives every node a Redis port (RedisAddr), and so AP
+	// keyspaces.
+	Redis bool
+	// APAntiEntropyInterval, if not 0, is passed as every node's
+	// --ap-anti-entropy-interval.
+	APAntiEntropyInterval time.Duration
+	// UnsafeAPDropHints passes --unsafe-ap-drop-hints to every node.
+	UnsafeAPDropHints bool
 }
 
 // readyTimeout bounds the wait for a fresh cluster to answer.
@@ -105,6 +113,15 @@ func StartCluster(ctx context.Context, w *Network, opts ClusterOptions) (*Cluste
 		}
 		if opts.UnsafeTxnNoRecord {
 			a = append(a, "--unsafe-txn-no-record")
+		}
+		if opts.Redis {
+			a = append(a, "--listen-redis-urls", fmt.Sprintf("redis://%s:%d", w.IP(i), redisPort))
+		}
+		if opts.APAntiEntropyInterval != 0 {
+			a = append(a, "--ap-anti-entropy-interval", opts.APAntiEntropyInterval.String())
+		}
+		if opts.UnsafeAPDropHints {
+			a = append(a, "--unsafe-ap-drop-hints")
 		}
 		if opts.ClockFiles {
 			path := filepath.Join(opts.DataDir, fmt.Sprintf("n%d.clock", i+1))
@@ -142,6 +159,12 @@ func (c *Cluster) Size() int { return len(c.args) }
 // ClientAddr is node i's client address as host:port.
 func (c *Cluster) ClientAddr(i int) string {
 	return fmt.Sprintf("%s:%d", c.net.IP(i), clientPort)
+}
+
+// RedisAddr is node i's Redis port as host:port (a cluster started with
+// Redis).
+func (c *Cluster) RedisAddr(i int) string {
+	return fmt.Sprintf("%s:%d", c.net.IP(i), redisPort)
 }
 
 func (c *Cluster) logPath(i int) string {

@@ -17,7 +17,7 @@ type Config struct {
 	// node i mod Nodes and runs workload i mod len(Workloads).
 	Clients int
 	// Workloads are any of WorkloadRegister, WorkloadAppend, WorkloadLock,
-	// WorkloadBank.
+	// WorkloadBank, WorkloadAPCounter, WorkloadAPSet.
 	Workloads []string
 	// Faults are the nemesis's faults (see ParseNemesis); none is allowed.
 	Faults []string
@@ -52,6 +52,14 @@ type Config struct {
 	// at setup, in contiguous groups; 0 means one range per account.
 	BankRanges int
 
+	// APAntiEntropyInterval, if not 0, is every node's
+	// --ap-anti-entropy-interval (the AP workloads).
+	APAntiEntropyInterval time.Duration
+	// APConvergeTimeout bounds how long after the workload the replicas
+	// of every AP key get to agree; 0 means the anti-entropy interval
+	// (the nodes' 10 s unless APAntiEntropyInterval) plus 5 s.
+	APConvergeTimeout time.Duration
+
 	// Binary is the concord binary the nodes run.
 	Binary string
 	// OutDir receives history.jsonl, the node logs and, on a violation,
@@ -68,6 +76,10 @@ type Config struct {
 	// txn across ranges commits range by range, with no txn record, to
 	// show the bank check catches it.
 	UnsafeTxnNoRecord bool
+	// UnsafeAPDropHints starts every node with --unsafe-ap-drop-hints:
+	// hints are acknowledged and dropped, to show the AP check catches
+	// it (see ap.go).
+	UnsafeAPDropHints bool
 
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
@@ -123,8 +135,13 @@ func (c Config) Validate() error {
 		return errors.New("chaos: no concord binary")
 	case c.OutDir == "":
 		return errors.New("chaos: no output folder")
+	case c.APAntiEntropyInterval < 0 || c.APConvergeTimeout < 0:
+		return errors.New("chaos: AP anti-entropy interval and converge timeout must not be negative")
 	}
 	for _, w := range c.Workloads {
+		if isAP(w) {
+			continue // checked by CheckAP
+		}
 		if w == WorkloadBank {
 			// Checked by CheckBank, not by a porcupine model.
 			if err := c.validateBank(); err != nil {

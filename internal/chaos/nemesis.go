@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -183,6 +184,10 @@ type nemesis struct {
 	// pick: one the clients use at the moment.
 	splitKey func(pick uint64) string
 
+	// healed counts the faults healed so far (the AP workloads' keys
+	// change with it: see ap.go).
+	healed atomic.Int64
+
 	mu struct {
 		sync.Mutex
 		down, paused []bool
@@ -344,6 +349,7 @@ func (nm *nemesis) inject(ctx context.Context, f Fault) {
 	if herr := heal(); herr != nil && err == nil {
 		err = herr
 	}
+	nm.healed.Add(1)
 	if err != nil {
 		ev.Err = strings.TrimSpace(ev.Err + " " + err.Error())
 		nm.logf("chaos: %s: %v", f.Kind, err)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -26,6 +28,7 @@ type Summary struct {
 	UnsafeNoReadLease bool
 	UnsafeLockNoFence bool
 	UnsafeTxnNoRecord bool
+	UnsafeAPDropHints bool
 	// Elapsed is the workload's actual length.
 	Elapsed time.Duration
 	// Interrupted is set when the run was cut short by its context.
@@ -51,6 +54,8 @@ type Summary struct {
 	Lock []string
 	// Bank is the bank workload's verdict (see bank.go).
 	Bank BankReport
+	// AP is the AP workloads' verdict (see ap.go).
+	AP APReport
 
 	// Availability: operations whose whole interval fell while a majority
 	// of nodes was up and connected, and how many of those succeeded;
@@ -64,7 +69,7 @@ type Summary struct {
 // Failed reports whether the run found a consistency violation or a
 // node crash.
 func (s Summary) Failed() bool {
-	return len(s.Report.Anomalies()) > 0 || len(s.Crashes) > 0 || len(s.RevisionOrder) > 0 || len(s.Watch) > 0 || len(s.Lock) > 0 || s.Bank.Found > 0
+	return len(s.Report.Anomalies()) > 0 || len(s.Crashes) > 0 || len(s.RevisionOrder) > 0 || len(s.Watch) > 0 || len(s.Lock) > 0 || s.Bank.Found > 0 || s.AP.Found > 0
 }
 
 // Write prints the summary for people.
@@ -78,6 +83,9 @@ func (s Summary) Write(w io.Writer) {
 	}
 	if s.UnsafeTxnNoRecord {
 		knob += ", --unsafe-txn-no-record"
+	}
+	if s.UnsafeAPDropHints {
+		knob += ", --unsafe-ap-drop-hints"
 	}
 	fmt.Fprintf(w, "chaos summary (seed %d, %d nodes, %s, %.0fs%s)\n", s.Seed, s.Nodes, strings.Join(s.Workloads, "+"), s.Elapsed.Seconds(), knob)
 	if s.Interrupted {
@@ -146,6 +154,18 @@ func (s Summary) Write(w io.Writer) {
 	for _, v := range s.Bank.Violations {
 		fmt.Fprintf(w, "  ANOMALY       %s\n", v)
 	}
+	if hasAP(s.Workloads) {
+		a := s.AP
+		verdict := "every acknowledged increment and add kept, nothing else"
+		if a.Found > 0 {
+			verdict = fmt.Sprintf("AP WRONG (%d violations, the first %d below)", a.Found, len(a.Violations))
+		}
+		fmt.Fprintf(w, "  ap            %d keys, %d with their replicas agreeing within %v (slowest %.1fs); %d increments and %d adds acknowledged: %s\n",
+			a.Keys, a.Converged, a.Bound, a.Slowest.Seconds(), a.Increments, a.Adds, verdict)
+	}
+	for _, v := range s.AP.Violations {
+		fmt.Fprintf(w, "  ANOMALY       %s\n", v)
+	}
 	for _, c := range s.Crashes {
 		fmt.Fprintf(w, "  CRASH         %s\n", c)
 	}
@@ -179,7 +199,12 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	sum = Summary{Seed: cfg.Seed, Nodes: cfg.Nodes, Workloads: cfg.Workloads, UnsafeNoReadLease: cfg.UnsafeNoReadLease, UnsafeLockNoFence: cfg.UnsafeLockNoFence, UnsafeTxnNoRecord: cfg.UnsafeTxnNoRecord, OutDir: cfg.OutDir}
+	sum = Summary{Seed: cfg.Seed, Nodes: cfg.Nodes, Workloads: cfg.Workloads, UnsafeNoReadLease: cfg.UnsafeNoReadLease, UnsafeLockNoFence: cfg.UnsafeLockNoFence, UnsafeTxnNoRecord: cfg.UnsafeTxnNoRecord, UnsafeAPDropHints: cfg.UnsafeAPDropHints, OutDir: cfg.OutDir}
+	if hasAP(cfg.Workloads) {
+		// go-redis logs every failed dial to a node that is down; the
+		// history records the errors that matter.
+		redis.SetLogger(&logging.VoidLogger{})
+	}
 	if err := CleanLeftovers(ctx); err != nil {
 		logf("chaos: cleaning leftovers of earlier runs: %v", err)
 	}
@@ -203,13 +228,16 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	}()
 	logf("chaos: network %s0/24 on bridge %s; starting %d nodes", w.prefix, w.bridge(), cfg.Nodes)
 	c, err := StartCluster(ctx, w, ClusterOptions{
-		Binary:            cfg.Binary,
-		DataDir:           dataDir,
-		LogDir:            filepath.Join(cfg.OutDir, "logs"),
-		ReplicationFactor: cfg.ReplicationFactor,
-		UnsafeNoReadLease: cfg.UnsafeNoReadLease,
-		UnsafeTxnNoRecord: cfg.UnsafeTxnNoRecord,
-		ClockFiles:        hasClockFaults(cfg.Faults),
+		Binary:                cfg.Binary,
+		DataDir:               dataDir,
+		LogDir:                filepath.Join(cfg.OutDir, "logs"),
+		ReplicationFactor:     cfg.ReplicationFactor,
+		UnsafeNoReadLease:     cfg.UnsafeNoReadLease,
+		UnsafeTxnNoRecord:     cfg.UnsafeTxnNoRecord,
+		ClockFiles:            hasClockFaults(cfg.Faults),
+		Redis:                 hasAP(cfg.Workloads),
+		APAntiEntropyInterval: cfg.APAntiEntropyInterval,
+		UnsafeAPDropHints:     cfg.UnsafeAPDropHints,
 	})
 	if err != nil {
 		return sum, err
@@ -278,7 +306,11 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 			id: i, node: i % cfg.Nodes, workload: cfg.Workloads[i%len(cfg.Workloads)],
 			cli: clients[i], cfg: &cfg, t0: t0, hist: &hist, process: i,
 			rng:  rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(i)+1)),
-			seen: map[string]string{},
+			seen: map[string]string{}, added: map[string][]string{}, healed: nm.healed.Load,
+		}
+		if isAP(cl.workload) {
+			cl.rdb = newRedis(c.RedisAddr(cl.node), cfg.OpTimeout)
+			defer cl.rdb.Close()
 		}
 		wg.Add(1)
 		go func() {
@@ -288,6 +320,12 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	}
 	wg.Wait()
 	sum.Elapsed = time.Since(t0)
+	// Every fault is healed: the AP replicas get their bound to agree.
+	apks := apKeys(hist.Ops())
+	if len(apks) > 0 {
+		logf("chaos: reading the replicas of %d AP keys on every node (bound %v)", len(apks), cfg.convergeTimeout())
+		readReplicas(ctx, c, apks, cfg.convergeTimeout())
+	}
 	var newest int64
 	for _, op := range hist.Ops() {
 		if op.Result == Ok && op.Revision > newest {
@@ -331,6 +369,9 @@ func Run(ctx context.Context, cfg Config) (sum Summary, err error) {
 	logf("chaos: checking %d ops", len(ops))
 	sum.RevisionOrder = CheckRevisionOrder(ops, maxRevisionViolations)
 	sum.Watched, sum.Watch = watched, CheckWatches(ops, wevs, werrs, maxWatchViolations)
+	if hasAP(cfg.Workloads) {
+		sum.AP = CheckAP(ops, apks, cfg.convergeTimeout(), maxAPViolations)
+	}
 	if contains(cfg.Workloads, WorkloadBank) {
 		ranges := sum.Bank.Ranges
 		sum.Bank = CheckBank(ops, cfg.BankAccounts, bankTotal(cfg.BankAccounts), maxBankViolations)

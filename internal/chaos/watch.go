@@ -107,7 +107,7 @@ func CheckWatches(ops []Op, evs [][]WatchedEvent, errs []string, max int) []stri
 	var newest int64
 	attempted := map[string]bool{} // key + "=" + written value
 	for _, op := range ops {
-		if op.Kind == KindRead || op.Result == Fail || op.Workload == WorkloadLock || op.Workload == WorkloadBank {
+		if op.Kind == KindRead || op.Result == Fail || op.Workload == WorkloadLock || op.Workload == WorkloadBank || isAP(op.Workload) {
 			continue
 		}
 		attempted[op.Key+"="+op.Value] = true

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -40,16 +41,23 @@ type client struct {
 	id, node int
 	workload string
 	cli      *clientv3.Client
-	rng      *rand.Rand
-	cfg      *Config
-	t0       time.Time
-	hist     *History
+	// rdb is the Redis client of an AP workload's client (ap.go).
+	rdb  *redis.Client
+	rng  *rand.Rand
+	cfg  *Config
+	t0   time.Time
+	hist *History
 
 	process, gen int
 	seq          int
 	// seen is the last value this client read or wrote per register key:
 	// what its compare-and-sets compare against, so they contend.
 	seen map[string]string
+	// healed returns how many faults the nemesis has healed so far.
+	healed func() int64
+	// added lists, per set key, the elements this client added, saw
+	// acknowledged and has not tried to remove: what its SREMs pick from.
+	added map[string][]string
 }
 
 // run issues operations until the deadline or ctx ends.
@@ -118,6 +126,8 @@ func (c *client) one(ctx context.Context) Op {
 	case WorkloadBank:
 		op.Start = c.now()
 		c.bank(octx, &op)
+	case WorkloadAPCounter, WorkloadAPSet:
+		c.ap(octx, &op)
 	}
 	op.End = c.now()
 	return op

@@ -91,6 +91,7 @@ func init() {
 		"scan":        {-2, scan},
 		"type":        {2, typeCmd},
 		"flushdb":     {-1, flushdb},
+		"concord":     {-2, concord},
 	}
 }
 

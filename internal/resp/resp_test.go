@@ -338,3 +338,59 @@ func TestRedisCLI(t *testing.T) {
 		t.Fatalf("unknown command: %q", got)
 	}
 }
+
+// TestConcordReplica: CONCORD REPLICA answers this node's own state of a
+// key, in both protocols.
+func TestConcordReplica(t *testing.T) {
+	addr := startServer(t)
+	ctx := context.Background()
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprint("RESP", proto), func(t *testing.T) {
+			c := client(t, addr, proto)
+			if err := c.FlushDB(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.IncrBy(ctx, "n", 5).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.SAdd(ctx, "s", "b", "a").Err(); err != nil {
+				t.Fatal(err)
+			}
+			fields := func(key string) map[string]any {
+				t.Helper()
+				v, err := c.Do(ctx, "concord", "replica", key).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				out := map[string]any{}
+				switch v := v.(type) {
+				case []any: // RESP2: a flat array of pairs
+					for i := 0; i+1 < len(v); i += 2 {
+						out[v[i].(string)] = v[i+1]
+					}
+				case map[any]any:
+					for k, x := range v {
+						out[k.(string)] = x
+					}
+				default:
+					t.Fatalf("CONCORD REPLICA %s answered %T %v", key, v, v)
+				}
+				return out
+			}
+			n := fields("n")
+			if n["node"] != int64(1) || n["preferred"] != int64(1) || n["type"] != "string" || n["value"] != "5" || n["hints"] != int64(0) {
+				t.Fatalf("CONCORD REPLICA n = %v", n)
+			}
+			s := fields("s")
+			if s["type"] != "set" || !reflect.DeepEqual(s["value"], []any{"a", "b"}) {
+				t.Fatalf("CONCORD REPLICA s = %v", s)
+			}
+			if none := fields("none"); none["type"] != "none" || none["value"] != nil {
+				t.Fatalf("CONCORD REPLICA none = %v", none)
+			}
+			if err := c.Do(ctx, "concord", "replicas").Err(); err == nil || !strings.Contains(err.Error(), "unknown subcommand") {
+				t.Fatalf("CONCORD REPLICAS: %v", err)
+			}
+		})
+	}
+}

@@ -39,6 +39,9 @@ type Store interface {
 	Scan(ctx context.Context, ks uint32, start []byte, limit int) (keys [][]byte, next []byte, err error)
 	// NowMs is the wall clock in Unix milliseconds.
 	NowMs() int64
+	// Replica returns this node's own state of key, not merged with any
+	// other node's (CONCORD REPLICA).
+	Replica(ks uint32, key []byte) (ap.Replica, error)
 }
 
 // Config configures New.

@@ -129,8 +129,10 @@ func (n *Node) startAP() error {
 		Keyspace: ap.DefaultKeyspace(),
 		// Until the first load (the meta range may have no leader yet)
 		// every keyspace has the defaults.
-		Keyspaces: n.apKeyspace,
-		Logger:    n.log,
+		Keyspaces:           n.apKeyspace,
+		AntiEntropyInterval: n.cfg.APAntiEntropyInterval,
+		UnsafeDropHints:     n.cfg.UnsafeAPDropHints,
+		Logger:              n.log,
 	})
 	if err != nil {
 		return err

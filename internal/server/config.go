@@ -214,6 +214,15 @@ type Config struct {
 	// RedisListener, when set, is used instead of listening on
 	// ListenRedisURLs (tests and demo bind port 0 this way).
 	RedisListener net.Listener
+	// APAntiEntropyInterval is how often the node compares its AP
+	// replicas with each live peer's by Merkle tree (0: ap's default,
+	// 10 s; negative: never).
+	APAntiEntropyInterval time.Duration
+	// UnsafeAPDropHints, TEST ONLY, makes the node acknowledge the AP
+	// states sent to it as hints for other nodes without storing them
+	// (ap.Config.UnsafeDropHints): hinted handoff broken on purpose, so
+	// that the fault-injection harness can prove its AP check notices.
+	UnsafeAPDropHints bool
 }
 
 // DefaultConfig returns etcd's defaults.
