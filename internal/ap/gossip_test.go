@@ -38,14 +38,6 @@ func TestGossipDetectsPartitionAndRejoins(t *testing.T) {
 		mu.Unlock()
 		gs = append(gs, g)
 	}
-	alive := func(g *Gossip, id uint64) bool {
-		for _, m := range g.Members() {
-			if m.ID == id {
-				return m.Alive
-			}
-		}
-		return false
-	}
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
@@ -61,7 +53,7 @@ func TestGossipDetectsPartitionAndRejoins(t *testing.T) {
 		return func() bool {
 			for i, g := range gs {
 				for j := range gs {
-					if i != j && alive(g, uint64(j+1)) != want && (i == 2 || j == 2) {
+					if i != j && memberAlive(g, uint64(j+1)) != want && (i == 2 || j == 2) {
 						return false
 					}
 				}
@@ -75,7 +67,7 @@ func TestGossipDetectsPartitionAndRejoins(t *testing.T) {
 		g.SetFault(cut)
 	}
 	waitFor("node 3 and the others to see each other dead", all(false))
-	if !alive(gs[0], 2) || !alive(gs[1], 1) {
+	if !memberAlive(gs[0], 2) || !memberAlive(gs[1], 1) {
 		t.Fatal("the majority side lost sight of itself")
 	}
 	if len(gs[0].Members()) != 3 {
@@ -122,14 +114,6 @@ func TestGossipRestartOnNewAddress(t *testing.T) {
 		mu.Unlock()
 		return g
 	}
-	alive := func(g *Gossip, id uint64) bool {
-		for _, m := range g.Members() {
-			if m.ID == id {
-				return m.Alive
-			}
-		}
-		return false
-	}
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		// Without the reclaim, memberlist takes the detection plus
@@ -146,7 +130,7 @@ func TestGossipRestartOnNewAddress(t *testing.T) {
 	t.Cleanup(g1.Close)
 	t.Cleanup(g2.Close)
 	g3 := start(3)
-	waitFor("every node to see node 3", func() bool { return alive(g1, 3) && alive(g2, 3) && alive(g3, 1) })
+	waitFor("every node to see node 3", func() bool { return memberAlive(g1, 3) && memberAlive(g2, 3) && memberAlive(g3, 1) })
 	// Crash: no leave message, the listener gone.
 	close(g3.stop)
 	g3.wg.Wait()
@@ -163,10 +147,20 @@ func TestGossipRestartOnNewAddress(t *testing.T) {
 	atNew := func(g *Gossip) bool {
 		for _, m := range g.ml.Members() {
 			if m.Name == "3" {
-				return m.Address() == g3.Addr() && alive(g, 3)
+				return m.Address() == g3.Addr() && memberAlive(g, 3)
 			}
 		}
 		return false
 	}
 	waitFor("nodes 1 and 2 to see node 3 alive at its new address", func() bool { return atNew(g1) && atNew(g2) })
+}
+
+// memberAlive reports whether g sees member id alive.
+func memberAlive(g *Gossip, id uint64) bool {
+	for _, m := range g.Members() {
+		if m.ID == id {
+			return m.Alive
+		}
+	}
+	return false
 }
