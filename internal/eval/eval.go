@@ -534,8 +534,9 @@ func (e *evaluator) rangeOp(req *kvpb.RangeRequest) (*kvpb.RangeResponse, error)
 		}
 	} else {
 		// Every key of the span is counted, as etcd counts them; only the
-		// first fetch are decoded.
-		want := fetch
+		// first fetch are decoded (all of them when fetch is 0 or
+		// negative: etcd reads a negative limit as none).
+		want := max(fetch, 0)
 		if req.GetCountOnly() {
 			want = -1
 		}

@@ -546,18 +546,23 @@ func TestUncountedRange(t *testing.T) {
 		name      string
 		req       *kvpb.RangeRequest
 		wantCount int64 // uncounted
+		wantKVs   int
 	}{
-		{"first page", &kvpb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l"), Limit: 10}, 11},
-		{"middle page", &kvpb.RangeRequest{Key: []byte("k20"), RangeEnd: []byte("l"), Limit: 10}, 11},
-		{"last page", &kvpb.RangeRequest{Key: []byte("k45"), RangeEnd: []byte("l"), Limit: 10}, 5},
-		{"no limit", &kvpb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l")}, 50},
-		{"sorted", &kvpb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l"), Limit: 10, SortOrder: kvpb.SortOrder_SORT_DESCEND}, 50},
-		{"count only", &kvpb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l"), Limit: 10, CountOnly: true}, 50},
+		{"first page", &kvpb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l"), Limit: 10}, 11, 10},
+		{"middle page", &kvpb.RangeRequest{Key: []byte("k20"), RangeEnd: []byte("l"), Limit: 10}, 11, 10},
+		{"last page", &kvpb.RangeRequest{Key: []byte("k45"), RangeEnd: []byte("l"), Limit: 10}, 5, 5},
+		{"no limit", &kvpb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l")}, 50, 50},
+		{"negative limit", &kvpb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l"), Limit: -1}, 50, 50},
+		{"sorted", &kvpb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l"), Limit: 10, SortOrder: kvpb.SortOrder_SORT_DESCEND}, 50, 10},
+		{"count only", &kvpb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l"), Limit: 10, CountOnly: true}, 50, 0},
 	} {
 		counted, uncounted := read(tc.req, false), read(tc.req, true)
 		if kvs(counted.GetKvs()) != kvs(uncounted.GetKvs()) || counted.GetMore() != uncounted.GetMore() {
 			t.Errorf("%s: uncounted kvs %s more %v, counted kvs %s more %v", tc.name,
 				kvs(uncounted.GetKvs()), uncounted.GetMore(), kvs(counted.GetKvs()), counted.GetMore())
+		}
+		if len(counted.GetKvs()) != tc.wantKVs {
+			t.Errorf("%s: %d kvs, want %d", tc.name, len(counted.GetKvs()), tc.wantKVs)
 		}
 		if uncounted.GetCount() != tc.wantCount {
 			t.Errorf("%s: uncounted count %d, want %d (counted: %d)", tc.name, uncounted.GetCount(), tc.wantCount, counted.GetCount())
