@@ -313,12 +313,18 @@ func (n *Node) saveMetaHint() {
 // maxGossipPeers peers.
 func (n *Node) refreshAddresses(ctx context.Context) {
 	if recs, err := n.members(ctx); err == nil {
-		if !slices.ContainsFunc(recs, func(r *metapb.NodeRecord) bool { return r.GetNodeId() == n.ident.NodeID }) {
+		if len(recs) > 0 && !slices.ContainsFunc(recs, func(r *metapb.NodeRecord) bool { return r.GetNodeId() == n.ident.NodeID }) {
 			// Every member's record exists from its bootstrap or its
-			// join until its removal: this one was removed.
-			n.removedFromCluster()
+			// join until its removal: this one was removed. A read that
+			// finds it gone twice, addressRefresh apart, decides: a node
+			// that stops by mistake is far worse than one that stops a
+			// refresh late.
+			if n.removalSeen.Swap(true) {
+				n.removedFromCluster()
+			}
 			return
 		}
+		n.removalSeen.Store(false)
 		n.learnNodes(recs, true /* authoritative */)
 		n.saveMetaHint()
 		return

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/concorddb/concord/internal/auth"
@@ -126,6 +127,9 @@ type Node struct {
 	// (Removed).
 	removed     chan struct{}
 	removedOnce sync.Once
+	// removalSeen is set while the last address refresh found this
+	// node's record gone (refreshAddresses).
+	removalSeen atomic.Bool
 	// stopOnce runs Stop's work once; a second caller waits for it.
 	stopOnce sync.Once
 
