@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"log/slog"
 	"net"
 	"strings"
@@ -20,7 +21,16 @@ import (
 	"go.uber.org/zap"
 )
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// quietLogger discards the nodes' logs, unless CONCORD_TEST_LOG names a
+// level (debug, info, warn) to write them to stderr at: what a failing
+// test's cluster did.
+func quietLogger() *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(os.Getenv("CONCORD_TEST_LOG"))); err == nil && os.Getenv("CONCORD_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 func startCluster(t testing.TB, n int, tune func(i int, c *Config)) *LocalCluster {
 	t.Helper()
