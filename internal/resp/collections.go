@@ -10,20 +10,33 @@ import (
 )
 
 func sadd(c *call) {
+	// Every add mints a dot, even of a member already there: a concurrent
+	// remove elsewhere must not undo this add. So the set is written
+	// (touched) whatever the count.
+	updateEach(c, crdt.KindSet, true /* touch */, func(o *crdt.Object, w ap.Write, m string) bool {
+		return o.Set.Add(w.Actor, m)
+	})
+}
+
+// updateEach applies each to the object at args[1], which must be of kind,
+// once for every argument from args[2:], in one update, and answers how
+// many of them changed it. The object is written if touch (and marked
+// written at the update's time) or if any argument changed it.
+func updateEach(c *call, kind crdt.Kind, touch bool, each func(o *crdt.Object, w ap.Write, arg string) bool) {
 	var n int64
 	err := c.update(c.args[1], func(o *crdt.Object, w ap.Write) (bool, error) {
-		if err := checkKind(o, w, crdt.KindSet); err != nil {
+		if err := checkKind(o, w, kind); err != nil {
 			return false, err
 		}
-		for _, m := range c.args[2:] {
-			// Every add mints a dot, even of a member already there: a
-			// concurrent remove elsewhere must not undo this add.
-			if o.Set.Add(w.Actor, string(m)) {
+		for _, a := range c.args[2:] {
+			if each(o, w, string(a)) {
 				n++
 			}
 		}
-		o.Touch(crdt.KindSet, w.TS, w.Actor)
-		return true, nil
+		if touch {
+			o.Touch(kind, w.TS, w.Actor)
+		}
+		return touch || n > 0, nil
 	})
 	if err != nil {
 		c.fail(err)
@@ -33,23 +46,9 @@ func sadd(c *call) {
 }
 
 func srem(c *call) {
-	var n int64
-	err := c.update(c.args[1], func(o *crdt.Object, w ap.Write) (bool, error) {
-		if err := checkKind(o, w, crdt.KindSet); err != nil {
-			return false, err
-		}
-		for _, m := range c.args[2:] {
-			if o.Set.Remove(string(m)) {
-				n++
-			}
-		}
-		return n > 0, nil
+	updateEach(c, crdt.KindSet, false /* touch */, func(o *crdt.Object, _ ap.Write, m string) bool {
+		return o.Set.Remove(m)
 	})
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	c.w.int(n)
 }
 
 func smembers(c *call) {
@@ -137,23 +136,9 @@ func hget(c *call) {
 }
 
 func hdel(c *call) {
-	var n int64
-	err := c.update(c.args[1], func(o *crdt.Object, w ap.Write) (bool, error) {
-		if err := checkKind(o, w, crdt.KindHash); err != nil {
-			return false, err
-		}
-		for _, f := range c.args[2:] {
-			if o.Hash.Delete(w.TS, w.Actor, string(f)) {
-				n++
-			}
-		}
-		return n > 0, nil
+	updateEach(c, crdt.KindHash, false /* touch */, func(o *crdt.Object, w ap.Write, f string) bool {
+		return o.Hash.Delete(w.TS, w.Actor, f)
 	})
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	c.w.int(n)
 }
 
 func hgetall(c *call) {

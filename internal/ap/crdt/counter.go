@@ -75,41 +75,48 @@ func (c *counter) add(actor uint64, delta int64) {
 
 // reset records every entry as observed: the value drops to zero, and only
 // updates this state has not seen count again after a merge.
-func (c *counter) reset() {
-	if len(c.entries) == 0 {
+func (c *counter) reset() { observeAll(&c.resets, c.entries) }
+
+// observeAll copies every entry into resets: what a counter's reset
+// records (an entry is never changed in place, so sharing is safe).
+func observeAll[E any](resets *map[uint64]E, entries map[uint64]E) {
+	if len(entries) == 0 {
 		return
 	}
-	if c.resets == nil {
-		c.resets = map[uint64]entry{}
+	if *resets == nil {
+		*resets = map[uint64]E{}
 	}
-	for a, e := range c.entries {
-		c.resets[a] = e
+	for a, e := range entries {
+		(*resets)[a] = e
 	}
 }
 
-func mergeEntries(dst *map[uint64]entry, src map[uint64]entry) {
+// mergeEntries keeps, actor by actor, the entry of dst or src that wins
+// (wins(e, o): o replaces e). Entries are never changed in place: sharing
+// src's is safe.
+func mergeEntries[E any](dst *map[uint64]E, src map[uint64]E, wins func(e, o E) bool) {
 	if len(src) == 0 {
 		return
 	}
 	if *dst == nil {
-		*dst = map[uint64]entry{}
+		*dst = map[uint64]E{}
 	}
 	for a, o := range src {
-		if e, ok := (*dst)[a]; !ok || e.wins(o) {
+		if e, ok := (*dst)[a]; !ok || wins(e, o) {
 			(*dst)[a] = o
 		}
 	}
 }
 
 func (c *counter) merge(o *counter) {
-	mergeEntries(&c.entries, o.entries)
-	mergeEntries(&c.resets, o.resets)
+	mergeEntries(&c.entries, o.entries, entry.wins)
+	mergeEntries(&c.resets, o.resets, entry.wins)
 }
 
 func (c *counter) clone() counter {
 	var out counter
-	mergeEntries(&out.entries, c.entries)
-	mergeEntries(&out.resets, c.resets)
+	mergeEntries(&out.entries, c.entries, entry.wins)
+	mergeEntries(&out.resets, c.resets, entry.wins)
 	return out
 }
 

@@ -99,45 +99,20 @@ func ratOrZero(r *big.Rat) *big.Rat {
 }
 
 // Reset removes every increment this state holds.
-func (c *FloatCounter) Reset() {
-	if len(c.entries) == 0 {
-		return
-	}
-	if c.resets == nil {
-		c.resets = map[uint64]ratEntry{}
-	}
-	for a, e := range c.entries {
-		c.resets[a] = e
-	}
-}
-
-func mergeRats(dst *map[uint64]ratEntry, src map[uint64]ratEntry) {
-	if len(src) == 0 {
-		return
-	}
-	if *dst == nil {
-		*dst = map[uint64]ratEntry{}
-	}
-	for a, o := range src {
-		if e, ok := (*dst)[a]; !ok || e.wins(o) {
-			// Totals are never changed in place: sharing is safe.
-			(*dst)[a] = o
-		}
-	}
-}
+func (c *FloatCounter) Reset() { observeAll(&c.resets, c.entries) }
 
 // Merge merges o into c.
 func (c *FloatCounter) Merge(o *FloatCounter) {
-	mergeRats(&c.entries, o.entries)
-	mergeRats(&c.resets, o.resets)
+	mergeEntries(&c.entries, o.entries, ratEntry.wins)
+	mergeEntries(&c.resets, o.resets, ratEntry.wins)
 }
 
 // Clone returns a copy (totals are shared: they are never changed in
 // place).
 func (c *FloatCounter) Clone() FloatCounter {
 	var out FloatCounter
-	mergeRats(&out.entries, c.entries)
-	mergeRats(&out.resets, c.resets)
+	mergeEntries(&out.entries, c.entries, ratEntry.wins)
+	mergeEntries(&out.resets, c.resets, ratEntry.wins)
 	return out
 }
 

@@ -1,7 +1,6 @@
 package compare
 
 import (
-	"sort"
 	"strings"
 
 	"github.com/google/pprof/profile"
@@ -158,33 +157,4 @@ func ClassifyAll(ps []*profile.Profile) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// TopOther returns the n leaf functions with the most CPU among the
-// samples no rule takes, with their seconds: what a new rule should
-// name.
-func TopOther(ps []*profile.Profile, n int) []string {
-	sum := map[string]float64{}
-	for _, p := range ps {
-		i := cpuIndex(p)
-		if i < 0 {
-			continue
-		}
-		for _, s := range p.Sample {
-			st := stack(s)
-			if Classify(st) != CompOther || len(st) == 0 {
-				continue
-			}
-			sum[st[0]+" <- "+st[len(st)-1]] += float64(s.Value[i]) / 1e9
-		}
-	}
-	var names []string
-	for k := range sum {
-		names = append(names, k)
-	}
-	sort.Slice(names, func(a, b int) bool { return sum[names[a]] > sum[names[b]] })
-	if len(names) > n {
-		names = names[:n]
-	}
-	return names
 }
