@@ -760,11 +760,6 @@ func (r *Router) retry(ctx context.Context, desc *metapb.RangeDescriptor, write 
 			var e *kvpb.Error
 			if errors.As(err, &e) && e.GetLeaderHint() != 0 && e.GetLeaderHint() != node {
 				r.setLeader(desc.GetRangeId(), e.GetLeaderHint())
-				if ctx.Err() != nil {
-					// Hints that send the request round in a circle end
-					// with the request's deadline.
-					return timeoutErr(write, lastErr, ctx.Err())
-				}
 				continue // follow the hint at once
 			}
 			r.clearLeader(desc.GetRangeId(), node)
@@ -775,13 +770,11 @@ func (r *Router) retry(ctx context.Context, desc *metapb.RangeDescriptor, write 
 				tried++
 			}
 		case kvpb.ErrorCode_RANGE_NOT_FOUND:
-			// The node holds no replica of the range (any more): it is
-			// not the leader, whatever the cache said.
-			r.clearLeader(desc.GetRangeId(), node)
 			if keys.MetaSpan.Contains(desc.GetStartKey()) {
 				// A node whose meta replica was removed: the meta range
 				// lives on, on its other replicas (and the index that
 				// would say where is in it).
+				r.clearLeader(desc.GetRangeId(), node)
 				tried++
 				break
 			}
@@ -851,9 +844,6 @@ func (r *Router) pickNode(desc *metapb.RangeDescriptor, tried int) uint64 {
 	r.mu.RLock()
 	leader := r.mu.leaders[desc.GetRangeId()]
 	r.mu.RUnlock()
-	// A cached leader the descriptor does not list is asked all the same:
-	// the descriptor may be the stale one (a leader hint is newer). One
-	// that answers RANGE_NOT_FOUND is forgotten (retry).
 	if leader != 0 {
 		return leader
 	}

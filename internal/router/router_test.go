@@ -424,32 +424,3 @@ func TestRefreshDropsRangesOverlappedByNewerOnes(t *testing.T) {
 		t.Fatalf("dropOverlapped kept %v", got)
 	}
 }
-
-// A range moved off the node the router last saw lead it: that node's
-// RANGE_NOT_FOUND makes the router forget it as the leader and ask the
-// replicas the descriptor lists, instead of asking it over and over (a
-// placement move once left every put through such a gateway spinning on
-// RANGE_NOT_FOUND until its deadline).
-func TestCachedLeaderTheRangeMovedOffIsForgotten(t *testing.T) {
-	moved := &metapb.RangeDescriptor{RangeId: 2, StartKey: keys.UserSpan.Start, EndKey: keys.UserSpan.End, Generation: 5,
-		Replicas: []*metapb.ReplicaDescriptor{{NodeId: 2}, {NodeId: 3}}}
-	var askedOld atomic.Int32 // the user range's requests to node 1 (its meta scans aside)
-	r, _ := harnessIndex(t, map[uint64]func(int, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error){
-		1: func(int, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
-			askedOld.Add(1)
-			return &cmdpb.BatchResponse{Error: &kvpb.Error{Code: kvpb.ErrorCode_RANGE_NOT_FOUND, Message: "store: node 1 holds no replica of range 2"}}, nil
-		},
-		2: func(int, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) { return ok(42) },
-		3: func(int, *cmdpb.BatchRequest) (*cmdpb.BatchResponse, error) {
-			return &cmdpb.BatchResponse{Error: &kvpb.Error{Code: kvpb.ErrorCode_NOT_LEADER, LeaderHint: 2}}, nil
-		},
-	}, moved)
-	r.setLeader(2, 1) // what the router knew before the range moved
-	_, h, err := r.Do(context.Background(), put("k"))
-	if err != nil || h.Revision != 42 {
-		t.Fatalf("put after the range moved off its cached leader: %v %v", h, err)
-	}
-	if n := askedOld.Load(); n > 1 {
-		t.Fatalf("node 1, which the range moved off, was asked %d times, want at most once", n)
-	}
-}
